@@ -1,0 +1,29 @@
+# The two commands a user needs: `make run` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SAMPLE := sample_data/cardio
+
+.PHONY: run test setup sample-data
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+# Until the dashboard lands, `make run` checks the bundled cohort end to end and shows what it holds.
+run: $(STAMP)
+	$(PY) -m neurofusion.data validate $(SAMPLE)
+	$(PY) -m neurofusion.data summary $(SAMPLE)
+
+# Rebuild the committed sample cohort from its recorded command (see sample_data/cardio/README.md).
+sample-data: $(STAMP)
+	rm -rf $(SAMPLE)
+	$(PY) -m neurofusion.data generate --task cardio --n 2000 --seed 2026 --splits test --signal-format 212 --out $(SAMPLE)
