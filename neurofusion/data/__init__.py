@@ -1,0 +1,24 @@
+"""Cases, cohorts on disk in clinical formats, synthetic cohorts with known ground truth, torch datasets."""
+
+from neurofusion.data.annotations import read_ground_truth, read_rankings, write_rankings
+from neurofusion.data.cohort import (
+    CohortReader,
+    cohort_summary,
+    validate_cohort,
+    write_case_files,
+    write_cohort_tables,
+)
+from neurofusion.data.dataset import Batch, CaseDataset, Collate, InputSpec, prepare_case
+from neurofusion.data.errors import CohortError
+from neurofusion.data.features import FeatureSpec, read_features, write_features
+from neurofusion.data.formats import read_image, read_note, read_signal, write_dicom_image, write_png, write_wfdb
+from neurofusion.data.schema import MODALITIES, SPLITS, STANDARD_LEADS, Case, Signal
+from neurofusion.data.tasks import CARDIO_CLASSES, CARDIO_FINDINGS, TASKS
+
+__all__ = [
+    "Batch", "CARDIO_CLASSES", "CARDIO_FINDINGS", "Case", "CaseDataset", "CohortError", "CohortReader",
+    "Collate", "FeatureSpec", "InputSpec", "MODALITIES", "SPLITS", "STANDARD_LEADS", "Signal", "TASKS",
+    "cohort_summary", "prepare_case", "read_features", "read_ground_truth", "read_image", "read_note",
+    "read_rankings", "read_signal", "validate_cohort", "write_case_files", "write_cohort_tables",
+    "write_dicom_image", "write_features", "write_png", "write_rankings", "write_wfdb",
+]

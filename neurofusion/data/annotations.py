@@ -1,0 +1,114 @@
+"""Per-case annotations beside a cohort: clinicians' modality rankings and the synthetic ground truth.
+
+``clinician_rankings.csv``: case_id, rater, then one rank column per modality (1 = most important). A rater
+leaves a modality blank when the case does not have it; the ranks given must be 1..k with no ties.
+``ground_truth.csv``: case_id, then ``strength_<modality>`` in [0, 1] (blank = modality missing) and free
+text columns describing where the planted evidence is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from neurofusion.data._tables import fail_rows, parse_numbers, read_csv_table
+from neurofusion.data.schema import MODALITIES
+
+if TYPE_CHECKING:
+    from neurofusion.data.cohort import CohortReader
+
+RANKING_COLUMNS = ("case_id", "rater", *MODALITIES)
+STRENGTH_COLUMNS = tuple(f"strength_{m}" for m in MODALITIES)
+
+
+def read_rankings(path: str | Path, *, cohort: CohortReader | None = None) -> pd.DataFrame:
+    """Read and validate clinician rankings -> DataFrame (case_id, rater, image, text, signal, tabular),
+    ranks as nullable integers (<NA> = not ranked).
+
+    With ``cohort``, every case must exist and no rater may rank a modality the case does not have.
+    """
+    path = Path(path)
+    table = read_csv_table(path, RANKING_COLUMNS)
+    for column in ("case_id", "rater"):
+        fail_rows(table[column] == "", table, path, column, lambda v, c=column: f"{c} is empty")
+    ranks = pd.DataFrame({"case_id": table["case_id"], "rater": table["rater"]})
+    for modality in MODALITIES:
+        ranks[modality] = _parse_ranks(table, modality, path)
+
+    pairs = ranks.duplicated(["case_id", "rater"], keep="first")
+    fail_rows(pairs, table, path, "rater", lambda v: f"rater {v!r} ranks this case twice")
+
+    values = ranks[list(MODALITIES)]
+    given = values.notna().sum(axis=1)
+    fail_rows(given == 0, table, path, "rank", lambda v: "no modality is ranked")
+    # A valid ranking of k modalities uses each of 1..k exactly once: sum and max pin it down with no ties.
+    ordered = np.sort(values.to_numpy(dtype=float, na_value=np.nan), axis=1)
+    expected = np.where(np.isnan(ordered), np.nan, np.arange(1, len(MODALITIES) + 1))
+    not_perm = ~np.all((ordered == expected) | np.isnan(ordered), axis=1)
+    fail_rows(
+        pd.Series(not_perm, index=table.index), table, path, "rank",
+        lambda v: "ranks must be a permutation of 1..k over the k ranked modalities (no ties, no gaps), "
+        "got " + _describe_row(values.loc[v]),
+    )
+    if cohort is not None:
+        _check_against_cohort(ranks, cohort, table, path)
+    return ranks
+
+
+def write_rankings(path: str | Path, rankings: pd.DataFrame) -> None:
+    missing = [c for c in RANKING_COLUMNS if c not in rankings.columns]
+    if missing:
+        raise ValueError(f"rankings need columns {RANKING_COLUMNS}; missing {missing}")
+    out = rankings[list(RANKING_COLUMNS)].copy()
+    for modality in MODALITIES:
+        out[modality] = out[modality].astype("Int64")
+    out.to_csv(path, index=False)
+
+
+def read_ground_truth(path: str | Path, *, cohort: CohortReader | None = None) -> pd.DataFrame:
+    """Read synthetic ground truth -> DataFrame with case_id, strength_<modality> floats (NaN = missing
+    modality) and any extra descriptive columns as strings."""
+    path = Path(path)
+    table = read_csv_table(path, ("case_id", *STRENGTH_COLUMNS))
+    fail_rows(table["case_id"].duplicated(), table, path, "case_id", lambda v: f"case_id {v!r} appears twice")
+    out = table.copy()
+    for column in STRENGTH_COLUMNS:
+        values = parse_numbers(table, column, path, what="strength")
+        fail_rows((values < 0) | (values > 1), table, path, column, lambda v: f"strength {v!r} is outside [0, 1]")
+        out[column] = values
+    if cohort is not None:
+        unknown = ~out["case_id"].isin(cohort.case_ids)
+        fail_rows(unknown, table, path, "case_id", lambda v: f"case {v!r} is not in the cohort")
+        avail = cohort.availability().loc[out["case_id"]].to_numpy()
+        strengths = out[list(STRENGTH_COLUMNS)].notna().to_numpy()
+        for j, modality in enumerate(MODALITIES):
+            bad = pd.Series(strengths[:, j] & ~avail[:, j], index=table.index)
+            fail_rows(bad, table, path, f"strength_{modality}",
+                       lambda v, m=modality: f"a strength is given for {m}, which this case does not have")
+    return out
+
+
+def _parse_ranks(table: pd.DataFrame, modality: str, path: Path) -> pd.Series:
+    values = parse_numbers(table, modality, path, what="rank")
+    not_int = values.notna() & ((values != values.round()) | (values < 1))
+    fail_rows(not_int, table, path, modality,
+              lambda v: f"rank {v!r} is not a whole number >= 1 (leave blank if the modality is not ranked)")
+    return values.astype("Int64")
+
+
+def _check_against_cohort(ranks: pd.DataFrame, cohort: CohortReader, table: pd.DataFrame, path: Path) -> None:
+    unknown = ~ranks["case_id"].isin(cohort.case_ids)
+    fail_rows(unknown, table, path, "case_id", lambda v: f"case {v!r} is not in the cohort")
+    avail = cohort.availability().loc[ranks["case_id"]].to_numpy()
+    ranked = ranks[list(MODALITIES)].notna().to_numpy()
+    for j, modality in enumerate(MODALITIES):
+        bad = pd.Series(ranked[:, j] & ~avail[:, j], index=table.index)
+        fail_rows(bad, table, path, modality,
+                   lambda v, m=modality: f"the rater ranked {m}, but this case has no {m}")
+
+
+def _describe_row(row: pd.Series) -> str:
+    return ", ".join(f"{m}={'blank' if pd.isna(r) else int(r)}" for m, r in row.items())

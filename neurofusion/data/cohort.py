@@ -1,0 +1,430 @@
+"""Read and write a cohort folder: ``cohort.csv`` plus one file per case and modality.
+
+Layout (all but ``cohort.csv`` optional)::
+
+    cohort.csv               case_id, split, label, site, [image_file, signal_file, note_file],
+                             [has_image, has_text, has_signal, has_tabular], tabular columns...
+    cohort.json              task, classes, provenance (e.g. synthetic generator and seed)
+    features.csv             kind / unit / reference range of each tabular column
+    images/   <id>.png | <id>.dcm        signals/  <id>.hea + <id>.dat | <id>.dcm
+    notes/    <id>.txt                   clinician_rankings.csv, ground_truth.csv
+
+Without ``*_file`` columns, files are found by case id in ``images/``, ``signals/`` and ``notes/``. Opening
+a cohort checks the table and that every referenced file exists; file *contents* are read only when a case
+is accessed (``validate_cohort`` reads them all), so a 20,000-case cohort opens in about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neurofusion.data.errors import CohortError
+from neurofusion.data._tables import MISSING_TOKENS, fail_rows, parse_numbers, read_csv_table
+from neurofusion.data.features import FeatureSpec, read_features, write_features
+from neurofusion.data.formats import (
+    IMAGE_SUFFIXES,
+    SIGNAL_SUFFIXES,
+    read_image,
+    read_note,
+    read_signal,
+    write_dicom_image,
+    write_note,
+    write_png,
+    write_wfdb,
+)
+from neurofusion.data.schema import MODALITIES, SPLITS, Case
+from neurofusion.data.tasks import TASKS
+
+COHORT_CSV = "cohort.csv"
+COHORT_JSON = "cohort.json"
+FEATURES_CSV = "features.csv"
+RANKINGS_CSV = "clinician_rankings.csv"
+GROUND_TRUTH_CSV = "ground_truth.csv"
+REQUIRED_COLUMNS = ("case_id", "split", "label")
+# Where each file-backed modality lives by default, and the cohort.csv columns that describe it.
+_FILE_MODALITIES = {
+    "image": ("images", "image_file", IMAGE_SUFFIXES),
+    "signal": ("signals", "signal_file", SIGNAL_SUFFIXES),
+    "text": ("notes", "note_file", (".txt",)),
+}
+RESERVED_COLUMNS = frozenset(
+    {"case_id", "split", "label", "site", "image_file", "signal_file", "note_file"}
+    | {f"has_{m}" for m in MODALITIES}
+)
+_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_TRUE, _FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", ""}
+
+
+class CohortReader(Sequence[Case]):
+    """A cohort folder opened for reading. ``reader[i]`` or ``reader["CV-00012"]`` loads one case.
+
+    Attributes: ``table`` (one validated row per case, with resolved relative file paths and a boolean
+    ``has_<modality>`` column per modality), ``classes``, ``features`` ({name: FeatureSpec} for every
+    tabular column), ``info`` (cohort.json, or {}).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise CohortError("cohort folder not found", path=self.root)
+        self.info = _read_info(self.root / COHORT_JSON)
+        raw = _read_csv(self.root / COHORT_CSV)
+        features_path = self.root / FEATURES_CSV
+        declared = read_features(features_path) if features_path.is_file() else {}
+        self.classes = _classes(self.info, raw, self.root / COHORT_CSV)
+        self.table, self.features = _validate_table(raw, self.root, self.classes, declared)
+        self._position = {case_id: i for i, case_id in enumerate(self.table["case_id"])}
+
+    # ----------------------------------------------------------------------------------- sequence API
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, key):  # int | str | slice
+        if isinstance(key, slice):
+            return [self.load(i) for i in range(*key.indices(len(self)))]
+        return self.load(key)
+
+    def __iter__(self) -> Iterator[Case]:
+        return (self.load(i) for i in range(len(self)))
+
+    @property
+    def case_ids(self) -> list[str]:
+        return self.table["case_id"].tolist()
+
+    @property
+    def tabular_columns(self) -> list[str]:
+        return list(self.features)
+
+    def ids(self, split: str | None = None) -> list[str]:
+        """Case ids, optionally of one split."""
+        if split is None:
+            return self.case_ids
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return self.table.loc[self.table["split"] == split, "case_id"].tolist()
+
+    def position(self, case_id: str) -> int:
+        try:
+            return self._position[case_id]
+        except KeyError:
+            raise KeyError(f"case {case_id!r} is not in cohort {self.root}") from None
+
+    def load(self, key: int | str) -> Case:
+        """Read one case's files. Raises CohortError naming the file if one is unreadable."""
+        i = self.position(key) if isinstance(key, str) else int(key)
+        row = self.table.iloc[i]
+        tabular = None
+        if row["has_tabular"]:
+            tabular = {name: _cell_value(row[name]) for name in self.features}
+        return Case(
+            case_id=row["case_id"],
+            label=row["label"],
+            split=row["split"],
+            site=row["site"],
+            image=read_image(self.root / row["image_file"]) if row["has_image"] else None,
+            note=read_note(self.root / row["note_file"]) if row["has_text"] else None,
+            signal=read_signal(self.root / row["signal_file"]) if row["has_signal"] else None,
+            tabular=tabular,
+        )
+
+    # ------------------------------------------------------------------------------------ annotations
+    def rankings(self) -> pd.DataFrame | None:
+        """The validated clinician rankings, or None when the cohort has none."""
+        from neurofusion.data.annotations import read_rankings
+
+        path = self.root / RANKINGS_CSV
+        return read_rankings(path, cohort=self) if path.is_file() else None
+
+    def ground_truth(self) -> pd.DataFrame | None:
+        """The synthetic per-case evidence strengths, or None for a real cohort."""
+        from neurofusion.data.annotations import read_ground_truth
+
+        path = self.root / GROUND_TRUTH_CSV
+        return read_ground_truth(path, cohort=self) if path.is_file() else None
+
+    def availability(self) -> pd.DataFrame:
+        """(n_cases, 4) booleans: which modalities each case has, indexed by case_id."""
+        frame = self.table.set_index("case_id")[[f"has_{m}" for m in MODALITIES]]
+        return frame.rename(columns=lambda c: c.removeprefix("has_"))
+
+
+def validate_cohort(root: str | Path) -> list[CohortError]:
+    """Open the cohort and read every file of every case; return all problems found (empty = valid)."""
+    try:
+        reader = CohortReader(root)
+    except CohortError as err:
+        return [err]
+    problems: list[CohortError] = []
+    for i in range(len(reader)):
+        try:
+            reader.load(i)
+        except CohortError as err:
+            problems.append(err)
+    for loader in (reader.rankings, reader.ground_truth):
+        try:
+            loader()
+        except CohortError as err:
+            problems.append(err)
+    return problems
+
+
+# ------------------------------------------------------------------------------------------------ writer
+def write_case_files(
+    root: str | Path, case: Case, *, image_format: str = "png8", signal_format: str = "16"
+) -> dict[str, object]:
+    """Write one case's image, signal and note under ``root``; return its ``cohort.csv`` row.
+
+    image_format: "png8", "png16" or "dicom". signal_format: WFDB "16" or "212".
+    """
+    root = Path(root)
+    if not _CASE_ID.match(case.case_id):
+        raise ValueError(f"case_id {case.case_id!r} must be letters, digits, '.', '_' or '-'")
+    row: dict[str, object] = {"case_id": case.case_id, "split": case.split, "label": case.label, "site": case.site}
+    row["image_file"] = row["signal_file"] = row["note_file"] = ""
+    if case.image is not None:
+        if image_format == "dicom":
+            rel = f"images/{case.case_id}.dcm"
+            _ensure_dir(root / "images")
+            write_dicom_image(root / rel, case.image, patient_id=case.case_id)
+        elif image_format in ("png8", "png16"):
+            rel = f"images/{case.case_id}.png"
+            _ensure_dir(root / "images")
+            write_png(root / rel, case.image, bit_depth=int(image_format[3:]))
+        else:
+            raise ValueError(f"image_format must be png8, png16 or dicom, got {image_format!r}")
+        row["image_file"] = rel
+    if case.signal is not None:
+        rel = f"signals/{case.case_id}.hea"
+        _ensure_dir(root / "signals")
+        write_wfdb(root / rel, case.signal, fmt=signal_format)
+        row["signal_file"] = rel
+    if case.note is not None:
+        rel = f"notes/{case.case_id}.txt"
+        _ensure_dir(root / "notes")
+        write_note(root / rel, case.note)
+        row["note_file"] = rel
+    for modality, present in case.available.items():
+        row[f"has_{modality}"] = int(present)
+    for name, value in (case.tabular or {}).items():
+        row[name] = _format_value(value)
+    return row
+
+
+def write_cohort_tables(
+    root: str | Path,
+    rows: list[dict[str, object]],
+    *,
+    features: list[FeatureSpec],
+    info: dict | None = None,
+) -> None:
+    """Write ``cohort.csv`` (atomically), ``features.csv`` and ``cohort.json`` for rows made by
+    :func:`write_case_files`."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    head = ["case_id", "split", "label", "site", "image_file", "signal_file", "note_file"]
+    head += [f"has_{m}" for m in MODALITIES]
+    table = pd.DataFrame(rows, columns=head + [f.name for f in features]).fillna("")
+    atomic_write_csv(table, root / COHORT_CSV)
+    write_features(root / FEATURES_CSV, features)
+    if info is not None:
+        (root / COHORT_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def atomic_write_csv(table: pd.DataFrame, path: Path) -> None:
+    """Write via a temporary file and rename, so a crash never leaves a half-written table."""
+    tmp = path.with_name(path.name + ".tmp")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _ensure_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _format_value(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+# ----------------------------------------------------------------------------------------- validation
+def _read_csv(path: Path) -> pd.DataFrame:
+    return read_csv_table(
+        path, REQUIRED_COLUMNS, absent_message=f"{COHORT_CSV} not found: every cohort folder needs one row per case"
+    )
+
+
+def _read_info(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CohortError(f"not valid JSON ({err})", path=path) from None
+    if not isinstance(info, dict):
+        raise CohortError("must hold a JSON object", path=path)
+    return info
+
+
+def _classes(info: dict, table: pd.DataFrame, path: Path) -> tuple[str, ...]:
+    """Class names from cohort.json, else from its known task, else the sorted labels present."""
+    if "classes" in info:
+        classes = info["classes"]
+        if not (isinstance(classes, list) and classes and all(isinstance(c, str) and c for c in classes)):
+            raise CohortError("'classes' must be a non-empty list of names", path=path.with_name(COHORT_JSON))
+        return tuple(classes)
+    if info.get("task") in TASKS:
+        return TASKS[info["task"]].classes
+    labels = table["label"]
+    if (labels == "").any():
+        line = int(np.flatnonzero(labels == "")[0]) + 2
+        raise CohortError("label is empty", path=path, line=line, field="label")
+    return tuple(sorted(labels.unique()))
+
+
+def _validate_table(
+    table: pd.DataFrame, root: Path, classes: tuple[str, ...], declared: dict[str, FeatureSpec]
+) -> tuple[pd.DataFrame, dict[str, FeatureSpec]]:
+    path = root / COHORT_CSV
+    ids = table["case_id"]
+    fail_rows(~ids.str.match(_CASE_ID), table, path, "case_id",
+               lambda v: f"case_id {v!r} must start with a letter or digit and hold only letters, digits, '.', '_' or '-'")
+    duplicated = ids.duplicated(keep=False)
+    if duplicated.any():
+        first = ids[duplicated].iloc[0]
+        lines = [str(i + 2) for i in np.flatnonzero((ids == first).to_numpy())]
+        raise CohortError(
+            f"duplicate case_id '{first}' on lines {', '.join(lines)} ({int(duplicated.sum())} rows share ids)",
+            path=path,
+            field="case_id",
+        )
+    fail_rows(~table["split"].isin(SPLITS), table, path, "split",
+               lambda v: f"unknown split {v!r}; expected one of {', '.join(SPLITS)}")
+    fail_rows(~table["label"].isin(classes), table, path, "label",
+               lambda v: f"unknown label {v!r}; expected one of {', '.join(classes)}")
+
+    out = pd.DataFrame({"case_id": ids, "split": table["split"], "label": table["label"]})
+    out["site"] = table["site"] if "site" in table.columns else ""
+    existing = _existing_files(root)
+    for modality, (folder, column, suffixes) in _FILE_MODALITIES.items():
+        files = _modality_files(table, root, existing, modality, folder, column, suffixes)
+        out[column] = files
+        out[f"has_{modality}"] = _presence(table, files != "", modality, path)
+
+    features = _tabular_features(table, declared, path)
+    for name, spec in features.items():
+        out[name] = _parse_feature(table, spec, path)
+    has_values = out[list(features)].notna().any(axis=1) if features else pd.Series(False, index=out.index)
+    out["has_tabular"] = _presence(table, has_values, "tabular", path)
+    return out.reset_index(drop=True), features
+
+
+def _existing_files(root: Path) -> set[str]:
+    """Every file under the cohort folder, as a posix path relative to it (one walk, not one stat per case)."""
+    found = set()
+    for dirpath, _, filenames in os.walk(root):
+        rel = Path(dirpath).relative_to(root).as_posix()
+        prefix = "" if rel == "." else rel + "/"
+        found.update(prefix + name for name in filenames)
+    return found
+
+
+def _modality_files(table, root, existing, modality, folder, column, suffixes) -> pd.Series:
+    path = root / COHORT_CSV
+    if column in table.columns:
+        files = table[column].str.replace("\\", "/", regex=False)
+        bad_suffix = (files != "") & ~files.str.lower().str.endswith(suffixes)
+        fail_rows(bad_suffix, table, path, column,
+                   lambda v: f"{modality} file {v!r} must end in {' or '.join(suffixes)}")
+        absent = (files != "") & ~files.map(lambda f: f in existing or (root / f).is_file())
+        fail_rows(absent, table, path, column, lambda v: f"{modality} file {v!r} is referenced but does not exist")
+        return files
+    # No file column: look the case id up in the modality's default folder.
+    by_id = {}
+    for rel in existing:
+        parent, _, name = rel.rpartition("/")
+        stem, dot, suffix = name.rpartition(".")
+        if parent == folder and dot and f".{suffix.lower()}" in suffixes:
+            by_id.setdefault(stem, rel)
+    return table["case_id"].map(lambda case_id: by_id.get(case_id, ""))
+
+
+def _presence(table: pd.DataFrame, found: pd.Series, modality: str, path: Path) -> pd.Series:
+    """The has_<modality> flag when given (checked against the files/values found), else what was found."""
+    column = f"has_{modality}"
+    if column not in table.columns:
+        return found.astype(bool)
+    flags = table[column].str.lower()
+    fail_rows(~flags.isin(_TRUE | _FALSE), table, path, column,
+               lambda v: f"{column} must be 1/0 (or true/false), got {v!r}")
+    flag = flags.isin(_TRUE)
+    what = "file" if modality != "tabular" else "tabular values"
+    fail_rows(flag & ~found, table, path, column,
+               lambda v: f"{column} is 1 but the case has no {modality} {what}")
+    fail_rows(~flag & found, table, path, column,
+               lambda v: f"{column} is 0 but the case has {modality} {what}; fix the flag or remove the data")
+    return flag
+
+
+def _tabular_features(table: pd.DataFrame, declared: dict[str, FeatureSpec], path: Path) -> dict[str, FeatureSpec]:
+    columns = [c for c in table.columns if c not in RESERVED_COLUMNS]
+    absent = [name for name in declared if name not in table.columns]
+    if absent:
+        raise CohortError(
+            f"{FEATURES_CSV} describes column(s) {', '.join(absent)} that {COHORT_CSV} does not have",
+            path=path.with_name(FEATURES_CSV),
+        )
+    return {c: declared.get(c, FeatureSpec(name=c)) for c in columns}
+
+
+def _parse_feature(table: pd.DataFrame, spec: FeatureSpec, path: Path) -> pd.Series:
+    raw = table[spec.name]
+    missing = raw.str.lower().isin(MISSING_TOKENS)
+    if spec.kind == "categorical":
+        fail_rows(~missing & ~raw.isin(spec.categories), table, path, spec.name,
+                   lambda v: f"{v!r} is not one of the categories {', '.join(spec.categories)}")
+        return raw.where(~missing, None)
+    return parse_numbers(table, spec.name, path)
+
+
+def _cell_value(value):
+    """A table cell as a Case tabular value: str / None for categorical, float (NaN = missing) for numeric."""
+    return value if value is None or isinstance(value, str) else float(value)
+
+
+def cohort_summary(reader: CohortReader) -> dict:
+    """Counts a user checks first: cases per split / class / site, modality coverage and missingness
+    pattern (as in the paper's Table 1), annotations present."""
+    table = reader.table
+    avail = reader.availability()
+    n_missing = (~avail).sum(axis=1)
+    rankings = reader.rankings()
+    summary = {
+        "root": str(reader.root),
+        "task": reader.info.get("task", ""),
+        "synthetic": bool(reader.info.get("synthetic", False)),
+        "cases": len(table),
+        "splits": table["split"].value_counts().reindex(SPLITS, fill_value=0).to_dict(),
+        "classes": table["label"].value_counts().reindex(reader.classes, fill_value=0).to_dict(),
+        "sites": table["site"].value_counts().sort_index().to_dict(),
+        "modality_available_pct": (100 * avail.mean()).round(1).to_dict(),
+        "complete_pct": round(100 * float((n_missing == 0).mean()), 1),
+        "missing_one_pct": round(100 * float((n_missing == 1).mean()), 1),
+        "missing_two_plus_pct": round(100 * float((n_missing >= 2).mean()), 1),
+        "mean_modalities_per_case": round(float(avail.sum(axis=1).mean()), 2),
+        "tabular_features": len(reader.features),
+        "ranked_cases": 0 if rankings is None else int(rankings["case_id"].nunique()),
+        "raters": [] if rankings is None else sorted(rankings["rater"].unique().tolist()),
+        "ground_truth": (reader.root / GROUND_TRUTH_CSV).is_file(),
+    }
+    return summary

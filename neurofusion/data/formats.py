@@ -1,0 +1,295 @@
+"""Single-file readers and writers for the clinical formats a cohort uses.
+
+Images: PNG (8/16-bit) and DICOM. Signals: WFDB records and DICOM waveform ECG (read only). Notes: UTF-8
+text. Every reader raises :class:`CohortError` naming the file and what was wrong with it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pydicom.errors
+import wfdb
+from PIL import Image, UnidentifiedImageError
+from pydicom.dataset import FileMetaDataset
+from pydicom.pixels import apply_modality_lut
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+from neurofusion.data.errors import CohortError
+from neurofusion.data.schema import Signal
+
+IMAGE_SUFFIXES = (".png", ".dcm", ".dicom")
+SIGNAL_SUFFIXES = (".hea", ".dcm", ".dicom")
+_DICOM_SUFFIXES = (".dcm", ".dicom")
+# Fixed ADC gains (digital units per mV) as in PhysioNet's ECG databases: 1 uV steps in 16-bit
+# (range +-32 mV), 5 uV steps in the packed 12-bit MIT format 212 (range +-10 mV).
+_WFDB_GAIN = {"16": 1000.0, "212": 200.0}
+_WFDB_LIMIT = {"16": 32767, "212": 2047}
+_RECORD_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+# DICOM waveform lead labels ("Lead I (Einthoven)", "Lead aVR", "Lead V1") -> standard short names.
+_DICOM_LEAD = re.compile(r"^\s*lead\s+(I{1,3}|aV[RLF]|V[1-6])\b", re.IGNORECASE)
+_UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "microvolt": 1e-3, "millivolt": 1.0, "v": 1e3}
+
+
+# ----------------------------------------------------------------------------------------------- images
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a PNG or DICOM image -> float32 (H, W) or (D, H, W).
+
+    PNG intensities are scaled to [0, 1] (8-bit / 255, 16-bit / 65535; colour is converted to luminance).
+    DICOM keeps its physical units after the modality LUT (e.g. Hounsfield units for CT).
+    """
+    path = Path(path)
+    if path.suffix.lower() in _DICOM_SUFFIXES or _is_dicom(path):
+        return _read_dicom_image(path)
+    return _read_png(path)
+
+
+def write_png(path: str | Path, image: np.ndarray, *, bit_depth: int = 8) -> None:
+    """Write a float image with values in [0, 1] as an 8- or 16-bit greyscale PNG."""
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"PNG image must be (H, W), got shape {image.shape}")
+    if not np.isfinite(image).all() or image.min() < 0 or image.max() > 1:
+        raise ValueError("PNG image values must be finite and in [0, 1]")
+    if bit_depth == 8:
+        Image.fromarray(np.round(image * 255).astype(np.uint8), mode="L").save(path, optimize=True)
+    elif bit_depth == 16:
+        Image.fromarray(np.round(image * 65535).astype(np.uint16)).save(path)
+    else:
+        raise ValueError(f"PNG bit depth must be 8 or 16, got {bit_depth}")
+
+
+def write_dicom_image(
+    path: str | Path, image: np.ndarray, *, patient_id: str, modality: str = "US", bits: int = 16
+) -> None:
+    """Write a float (H, W) or (D, H, W) image as 8- or 16-bit DICOM (Secondary Capture) with a rescale
+    slope and intercept, so the float values come back within (max - min) / (2**bits - 1).
+
+    Ultrasound scanners store 8 bits; 16 suits CT/MR-like data."""
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim not in (2, 3) or not np.isfinite(image).all():
+        raise ValueError(f"DICOM image must be finite (H, W) or (D, H, W), got shape {image.shape}")
+    if bits not in (8, 16):
+        raise ValueError(f"DICOM bits must be 8 or 16, got {bits}")
+    levels = 2**bits - 1
+    lo, hi = float(image.min()), float(image.max())
+    slope = (hi - lo) / levels if hi > lo else 1.0
+    stored = np.round((image - lo) / slope).astype(np.uint8 if bits == 8 else np.uint16)
+
+    # UIDs derived from the patient id keep regenerated cohorts byte-identical for the same seed.
+    seed = [patient_id, "neurofusion"]
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=seed + ["sop"])
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=seed + ["study"])
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=seed + ["series"])
+    ds.PatientID = patient_id
+    ds.Modality = modality
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = stored.shape[-2:]
+    if stored.ndim == 3:
+        ds.NumberOfFrames = stored.shape[0]
+    ds.BitsAllocated = ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
+    ds.RescaleSlope = f"{slope:.10g}"
+    ds.RescaleIntercept = f"{lo:.10g}"
+    ds.PixelData = stored.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _is_dicom(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _read_png(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(img, dtype=np.float32) / 65535.0
+            elif mode == "F":
+                arr = np.asarray(img, dtype=np.float32)
+            else:
+                arr = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    except FileNotFoundError:
+        raise CohortError("image file not found", path=path) from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise CohortError(f"not a readable PNG/DICOM image ({err})", path=path) from None
+    return arr
+
+
+def _read_dicom_image(path: Path) -> np.ndarray:
+    ds = _dcmread(path)
+    if "PixelData" not in ds:
+        raise CohortError("DICOM file holds no pixel data (a waveform or structured report?)", path=path)
+    try:
+        pixels = ds.pixel_array
+        arr = apply_modality_lut(pixels, ds)
+    except Exception as err:  # pydicom raises many types for corrupt or unsupported pixel data
+        raise CohortError(f"DICOM pixel data cannot be decoded ({type(err).__name__}: {err})", path=path) from None
+    arr = np.asarray(arr, dtype=np.float32)
+    if getattr(ds, "SamplesPerPixel", 1) == 3:  # colour -> luminance, channels last
+        arr = arr[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    if arr.ndim not in (2, 3):
+        raise CohortError(f"DICOM image must be 2D or 3D, got shape {arr.shape}", path=path)
+    return arr
+
+
+def _dcmread(path: Path) -> pydicom.Dataset:
+    try:
+        return pydicom.dcmread(path)
+    except FileNotFoundError:
+        raise CohortError("DICOM file not found", path=path) from None
+    except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError) as err:
+        raise CohortError(f"not a readable DICOM file ({err})", path=path) from None
+
+
+# ---------------------------------------------------------------------------------------------- signals
+def read_signal(path: str | Path) -> Signal:
+    """Read a WFDB record (path to its ``.hea`` header) or a DICOM waveform ECG -> :class:`Signal` in mV."""
+    path = Path(path)
+    if path.suffix.lower() in _DICOM_SUFFIXES:
+        return _read_dicom_waveform(path)
+    if path.suffix.lower() != ".hea":
+        raise CohortError("signal must be a WFDB header (.hea) or a DICOM waveform (.dcm)", path=path)
+    return _read_wfdb(path)
+
+
+def write_wfdb(header_path: str | Path, signal: Signal, *, fmt: str = "16") -> None:
+    """Write ``signal`` as a WFDB record: ``<name>.hea`` + ``<name>.dat`` beside it.
+
+    fmt "16": 1 uV resolution; fmt "212" (MIT packed 12-bit): 5 uV resolution, 25 % smaller.
+    """
+    header_path = Path(header_path)
+    name = header_path.stem
+    if header_path.suffix != ".hea" or not _RECORD_NAME.match(name):
+        raise ValueError(f"WFDB record must be '<letters, digits, - or _>.hea', got {header_path.name!r}")
+    if fmt not in _WFDB_GAIN:
+        raise ValueError(f"WFDB format must be one of {sorted(_WFDB_GAIN)}, got {fmt!r}")
+    gain = _WFDB_GAIN[fmt]
+    digital = np.round(signal.data.astype(np.float64) * gain)
+    if np.abs(digital).max() > _WFDB_LIMIT[fmt]:
+        raise ValueError(f"signal exceeds the +-{_WFDB_LIMIT[fmt] / gain:.0f} mV range of WFDB format {fmt}")
+    n_ch = signal.data.shape[0]
+    wfdb.wrsamp(
+        name,
+        fs=signal.fs,
+        units=[signal.units] * n_ch,
+        sig_name=list(signal.channels),
+        d_signal=digital.astype(np.int32).T,  # (C, T) -> (T, C)
+        fmt=[fmt] * n_ch,
+        adc_gain=[gain] * n_ch,
+        baseline=[0] * n_ch,
+        write_dir=str(header_path.parent),
+    )
+
+
+def _read_wfdb(header_path: Path) -> Signal:
+    if not header_path.is_file():
+        raise CohortError("WFDB header not found", path=header_path)
+    try:
+        first = header_path.read_text(encoding="ascii", errors="replace").lstrip().splitlines()[0]
+    except (OSError, IndexError):
+        raise CohortError("WFDB header is empty or unreadable", path=header_path) from None
+    # The record line is "name nsig fs nsamp ...": WFDB silently assumes 250 Hz when fs is absent, which
+    # would corrupt every time axis, so an unstated rate is an error here.
+    parts = first.split()
+    if len(parts) < 3 or not re.match(r"^[0-9.]+", parts[2]):
+        raise CohortError(
+            "WFDB header does not state the sampling rate (expected 'name nsig fs nsamp' on line 1)",
+            path=header_path,
+        )
+    try:
+        record = wfdb.rdrecord(str(header_path.with_suffix("")))
+    except FileNotFoundError as err:
+        raise CohortError(f"WFDB signal file missing: {Path(err.filename or '').name}", path=header_path) from None
+    except Exception as err:  # wfdb raises bare ValueError/IndexError/struct errors for corrupt records
+        raise CohortError(f"WFDB record cannot be read ({type(err).__name__}: {err})", path=header_path) from None
+    if record.p_signal is None:
+        raise CohortError("WFDB record holds no signal samples", path=header_path)
+    data = record.p_signal.T  # (T, C) -> (C, T)
+    scale = np.array([_to_mv(u, header_path) for u in record.units])[:, None]
+    return _signal(data * scale, record.fs, record.sig_name, header_path)
+
+
+def _read_dicom_waveform(path: Path) -> Signal:
+    ds = _dcmread(path)
+    if "WaveformSequence" not in ds or not len(ds.WaveformSequence):
+        raise CohortError("DICOM file holds no waveform (expected a 12-lead ECG waveform object)", path=path)
+    group = ds.WaveformSequence[0]
+    try:
+        data = np.asarray(ds.waveform_array(0), dtype=np.float64).T  # (T, C) -> (C, T)
+    except Exception as err:  # pydicom raises many types for corrupt waveform data
+        raise CohortError(f"DICOM waveform cannot be decoded ({type(err).__name__}: {err})", path=path) from None
+    names, scales = [], []
+    for i, channel in enumerate(group.ChannelDefinitionSequence):
+        label = channel.ChannelSourceSequence[0].CodeMeaning if "ChannelSourceSequence" in channel else ""
+        match = _DICOM_LEAD.match(label)
+        names.append(_standard_lead(match.group(1)) if match else (label or f"ch{i + 1}"))
+        unit = "uV"
+        if "ChannelSensitivityUnitsSequence" in channel:
+            unit = channel.ChannelSensitivityUnitsSequence[0].CodeValue
+        scales.append(_to_mv(unit, path))
+    fs = float(getattr(group, "SamplingFrequency", 0) or 0)
+    return _signal(data * np.array(scales)[:, None], fs, names, path)
+
+
+def _standard_lead(name: str) -> str:
+    return name if name.startswith("aV") else name.upper()
+
+
+def _to_mv(unit: str, path: Path) -> float:
+    try:
+        return _UNIT_TO_MV[str(unit).strip().lower()]
+    except KeyError:
+        raise CohortError(f"signal unit {unit!r} is not a voltage unit (expected mV, uV or V)", path=path) from None
+
+
+def _signal(data: np.ndarray, fs: float, channels, path: Path) -> Signal:
+    try:
+        return Signal(data=data.astype(np.float32), fs=fs, channels=tuple(channels))
+    except ValueError as err:
+        raise CohortError(str(err), path=path) from None
+
+
+# ------------------------------------------------------------------------------------------------ notes
+def read_note(path: str | Path) -> str:
+    """Read a UTF-8 clinical note; an empty note or bytes that are not UTF-8 are errors."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CohortError("note file not found", path=path) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise CohortError(
+            f"note is not valid UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start}); "
+            "re-save it as UTF-8",
+            path=path,
+        ) from None
+    if not text.strip():
+        raise CohortError("note is empty", path=path)
+    return text
+
+
+def write_note(path: str | Path, text: str) -> None:
+    if not text.strip():
+        raise ValueError("refusing to write an empty note")
+    Path(path).write_text(text, encoding="utf-8")

@@ -1,0 +1,88 @@
+"""Clinician rankings and ground truth: round trips and every malformed-file error."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from neurofusion.data import CohortError, CohortReader, read_rankings, write_rankings
+from neurofusion.data.annotations import read_ground_truth
+
+HEADER = "case_id,rater,image,text,signal,tabular\n"
+
+
+def _rankings(tmp_path, body: str, header: str = HEADER):
+    path = tmp_path / "r.csv"
+    path.write_text(header + body, encoding="utf-8")
+    return path
+
+
+def test_round_trip_with_blank_for_missing_modality(tmp_path):
+    frame = pd.DataFrame(
+        {"case_id": ["P0", "P0", "P1"], "rater": ["A", "B", "A"], "image": [1, 2, pd.NA],
+         "text": [2, 1, 2], "signal": [3, 4, 1], "tabular": [4, 3, 3]}
+    )
+    write_rankings(tmp_path / "r.csv", frame)
+    back = read_rankings(tmp_path / "r.csv")
+    assert back["image"].isna().tolist() == [False, False, True]
+    assert back.loc[2, ["text", "signal", "tabular"]].tolist() == [2, 1, 3]
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("P0,A,1,1,2,3\n", r"line 2, case P0, field 'rank': ranks must be a permutation of 1\.\.k.*image=1, text=1"),
+        ("P0,A,1,2,4,5\n", "ranks must be a permutation of 1..k"),
+        ("P0,A,,2,3,4\n", "ranks must be a permutation of 1..k"),
+        ("P0,A,1,2,x,4\n", r"field 'signal': rank 'x' is not a number"),
+        ("P0,A,1,2,3.5,4\n", r"rank '3.5' is not a whole number >= 1"),
+        ("P0,A,0,1,2,3\n", r"rank '0' is not a whole number >= 1"),
+        ("P0,A,,,,\n", "no modality is ranked"),
+        (",A,1,2,3,4\n", "field 'case_id': case_id is empty"),
+        ("P0,A,1,2,3,4\nP0,A,2,1,3,4\n", r"line 3, case P0, field 'rater': rater 'A' ranks this case twice"),
+    ],
+)
+def test_malformed_rankings_are_specific_errors(tmp_path, body, message):
+    with pytest.raises(CohortError, match=message):
+        read_rankings(_rankings(tmp_path, body))
+
+
+def test_rankings_missing_a_modality_column(tmp_path):
+    path = _rankings(tmp_path, "P0,A,1,2,3\n", header="case_id,rater,image,text,signal\n")
+    with pytest.raises(CohortError, match=r"field 'tabular': required column\(s\) tabular missing"):
+        read_rankings(path)
+
+
+def test_rankings_checked_against_the_cohort(small_cohort, tmp_path):
+    cohort = CohortReader(small_cohort[0])
+    with pytest.raises(CohortError, match="case 'P999' is not in the cohort"):
+        read_rankings(_rankings(tmp_path, "P999,A,1,2,3,4\n"), cohort=cohort)
+    # P001 has no image: a rater cannot rank it
+    with pytest.raises(CohortError, match="case P001, field 'image': the rater ranked image, but this case has no image"):
+        read_rankings(_rankings(tmp_path, "P001,A,1,2,3,4\n"), cohort=cohort)
+    ok = read_rankings(_rankings(tmp_path, "P001,A,,1,3,2\n"), cohort=cohort)
+    assert ok.loc[0, "text"] == 1
+
+
+def test_cohort_reads_its_rankings_file(small_cohort):
+    root, _ = small_cohort
+    (root / "clinician_rankings.csv").write_text(HEADER + "P000,A,1,2,3,4\nP003,A,2,1,3,\n")
+    assert CohortReader(root).rankings()["rater"].tolist() == ["A", "A"]
+    (root / "clinician_rankings.csv").write_text(HEADER + "P003,A,2,1,3,4\n")  # P003 has no tabular
+    with pytest.raises(CohortError, match="clinician_rankings.csv, line 2, case P003, field 'tabular'"):
+        CohortReader(root).rankings()
+
+
+def test_ground_truth_validation(small_cohort, tmp_path):
+    cohort = CohortReader(small_cohort[0])
+    header = "case_id,strength_image,strength_text,strength_signal,strength_tabular\n"
+    path = tmp_path / "g.csv"
+    path.write_text(header + "P000,0.9,0.1,0.2,0.3\nP001,,0.5,0.5,0.5\n")
+    truth = read_ground_truth(path, cohort=cohort)
+    assert truth["strength_image"].isna().tolist() == [False, True]
+    path.write_text(header + "P000,1.4,0.1,0.2,0.3\n")
+    with pytest.raises(CohortError, match=r"field 'strength_image': strength '1.4' is outside \[0, 1\]"):
+        read_ground_truth(path)
+    path.write_text(header + "P001,0.3,0.1,0.2,0.3\n")
+    with pytest.raises(CohortError, match="a strength is given for image, which this case does not have"):
+        read_ground_truth(path, cohort=cohort)
