@@ -1,4 +1,4 @@
-"""Command line: ``python -m neurofusion.data {generate,validate,summary}``."""
+"""Command line: ``python -m neurofusion.data {generate,validate,summary,preview}``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     summ.add_argument("folder")
     summ.add_argument("--json", action="store_true", help="print JSON instead of text")
 
+    prev = commands.add_parser("preview", help="render one case's four modalities to a PNG")
+    prev.add_argument("folder")
+    prev.add_argument("--case-id", required=True)
+    prev.add_argument("--out", required=True, help="PNG file to write")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "generate":
@@ -51,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{len(problems)} problem(s) found in {args.folder}", file=sys.stderr)
                 return 1
             print(f"{args.folder}: valid ({len(CohortReader(args.folder))} cases, every file read)")
+        elif args.command == "preview":
+            from neurofusion.data.preview import render_case_preview
+
+            reader = CohortReader(args.folder)
+            if args.case_id not in reader.case_ids:
+                raise CohortError(f"case {args.case_id!r} is not in the cohort", path=reader.root)
+            print(f"wrote {render_case_preview(reader, args.case_id, args.out)}")
         else:
             summary = cohort_summary(CohortReader(args.folder))
             print(json.dumps(summary, indent=2) if args.json else _format_summary(summary))
