@@ -203,7 +203,7 @@ def write_note(rng: np.random.Generator, findings: Mapping[str, float], *, age: 
     ctx = {"Pro": "She" if she else "He", "pro": "she" if she else "he", "poss": "her" if she else "his",
            "noun": _pick(rng, ("woman", "female") if she else ("man", "male")), "sx": sex, "age": int(age),
            "risk": " and ".join(risk), "reason": _pick(rng, _REASONS), "weeks": int(rng.integers(2, 9)),
-           "years": int(rng.integers(2, 30)), "miles": int(rng.integers(1, 4)), "job": _pick(rng, _JOBS)}
+           "years": int(rng.integers(2, 30)), "miles": int(rng.integers(2, 5)), "job": _pick(rng, _JOBS)}
     planted = _plant(rng, findings, measured)
     by_slot: dict[str, list[_Phrase]] = {}
     for phrase in planted:
