@@ -54,7 +54,8 @@ def read_rankings(path: str | Path, *, cohort: CohortReader | None = None) -> pd
         "got " + _describe_row(values.loc[v]),
     )
     if cohort is not None:
-        _check_against_cohort(ranks, cohort, table, path)
+        given = ranks[list(MODALITIES)].notna().to_numpy()
+        _check_against_cohort(table, given, MODALITIES, "the rater ranked", cohort, path)
     return ranks
 
 
@@ -80,14 +81,8 @@ def read_ground_truth(path: str | Path, *, cohort: CohortReader | None = None) -
         fail_rows((values < 0) | (values > 1), table, path, column, lambda v: f"strength {v!r} is outside [0, 1]")
         out[column] = values
     if cohort is not None:
-        unknown = ~out["case_id"].isin(cohort.case_ids)
-        fail_rows(unknown, table, path, "case_id", lambda v: f"case {v!r} is not in the cohort")
-        avail = cohort.availability().loc[out["case_id"]].to_numpy()
-        strengths = out[list(STRENGTH_COLUMNS)].notna().to_numpy()
-        for j, modality in enumerate(MODALITIES):
-            bad = pd.Series(strengths[:, j] & ~avail[:, j], index=table.index)
-            fail_rows(bad, table, path, f"strength_{modality}",
-                       lambda v, m=modality: f"a strength is given for {m}, which this case does not have")
+        given = out[list(STRENGTH_COLUMNS)].notna().to_numpy()
+        _check_against_cohort(table, given, STRENGTH_COLUMNS, "a strength is given for", cohort, path)
     return out
 
 
@@ -99,15 +94,17 @@ def _parse_ranks(table: pd.DataFrame, modality: str, path: Path) -> pd.Series:
     return values.astype("Int64")
 
 
-def _check_against_cohort(ranks: pd.DataFrame, cohort: CohortReader, table: pd.DataFrame, path: Path) -> None:
-    unknown = ~ranks["case_id"].isin(cohort.case_ids)
-    fail_rows(unknown, table, path, "case_id", lambda v: f"case {v!r} is not in the cohort")
-    avail = cohort.availability().loc[ranks["case_id"]].to_numpy()
-    ranked = ranks[list(MODALITIES)].notna().to_numpy()
-    for j, modality in enumerate(MODALITIES):
-        bad = pd.Series(ranked[:, j] & ~avail[:, j], index=table.index)
-        fail_rows(bad, table, path, modality,
-                   lambda v, m=modality: f"the rater ranked {m}, but this case has no {m}")
+def _check_against_cohort(
+    table: pd.DataFrame, given: np.ndarray, fields: tuple[str, ...], what: str, cohort: CohortReader, path: Path
+) -> None:
+    """Every case must be in the cohort, and nothing may be given ((n, 4) ``given``) for a modality the
+    case does not have."""
+    fail_rows(~table["case_id"].isin(cohort.case_ids), table, path, "case_id",
+              lambda v: f"case {v!r} is not in the cohort")
+    available = cohort.availability().loc[table["case_id"]].to_numpy()
+    for j, (modality, field) in enumerate(zip(MODALITIES, fields)):
+        fail_rows(given[:, j] & ~available[:, j], table, path, field,
+                  lambda v, m=modality: f"{what} {m}, but this case has no {m}")
 
 
 def _describe_row(row: pd.Series) -> str:

@@ -61,7 +61,7 @@ _AFFINITY = {
     "valvular_disease": (1.5, 1.0, 0.4, 0.3),
 }
 # Relative chance that each modality is the missing one: an echo is often not ordered when suspicion is
-# low (informative missingness); a consult always produces a note.
+# low (informative missingness); a consult nearly always leaves a note.
 _MISSING_WEIGHT = {
     "normal": (2.2, 0.3, 0.8, 1.0),
     "coronary_artery_disease": (1.0, 0.3, 0.6, 0.7),

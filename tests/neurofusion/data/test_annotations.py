@@ -84,5 +84,5 @@ def test_ground_truth_validation(small_cohort, tmp_path):
     with pytest.raises(CohortError, match=r"field 'strength_image': strength '1.4' is outside \[0, 1\]"):
         read_ground_truth(path)
     path.write_text(header + "P001,0.3,0.1,0.2,0.3\n")
-    with pytest.raises(CohortError, match="a strength is given for image, which this case does not have"):
+    with pytest.raises(CohortError, match="a strength is given for image, but this case has no image"):
         read_ground_truth(path, cohort=cohort)
