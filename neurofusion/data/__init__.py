@@ -1,5 +1,6 @@
 """Cases, cohorts on disk in clinical formats, synthetic cohorts with known ground truth, torch datasets."""
 
+from neurofusion.data.augment import CLINICAL_SYNONYMS, AugmentConfig, augment_batch, replace_synonyms
 from neurofusion.data.annotations import read_ground_truth, read_rankings, write_rankings
 from neurofusion.data.cohort import (
     CohortReader,
@@ -16,6 +17,7 @@ from neurofusion.data.schema import MODALITIES, SPLITS, STANDARD_LEADS, Case, Si
 from neurofusion.data.tasks import CARDIO_CLASSES, CARDIO_FINDINGS, TASKS
 
 __all__ = [
+    "AugmentConfig", "CLINICAL_SYNONYMS", "augment_batch", "replace_synonyms",
     "Batch", "CARDIO_CLASSES", "CARDIO_FINDINGS", "Case", "CaseDataset", "CohortError", "CohortReader",
     "Collate", "FeatureSpec", "InputSpec", "MODALITIES", "SPLITS", "STANDARD_LEADS", "Signal", "TASKS",
     "cohort_summary", "prepare_case", "read_features", "read_ground_truth", "read_image", "read_note",
