@@ -1,0 +1,39 @@
+"""Encoders, cross-modal fusion, heads, the NeuroFusion model and its baselines."""
+
+from neurofusion.models.encoders import (
+    EncoderOutput,
+    FeatureNormaliser,
+    ImageEncoder,
+    SignalEncoder,
+    TabularEncoder,
+    TextEncoder,
+)
+from neurofusion.models.fusion import CrossModalFusion, FusionOutput, MissingEmbeddings
+from neurofusion.models.heads import (
+    ClassificationHead,
+    RegressionHead,
+    SurvivalHead,
+    build_heads,
+    multitask_loss,
+)
+from neurofusion.models.model import (
+    ARCHITECTURE_CLASSES,
+    EarlyFusion,
+    Encoded,
+    LateFusion,
+    MLPFusion,
+    ModelOutput,
+    MultiModalModel,
+    NeuroFusion,
+    SingleModality,
+    build_model,
+    tabular_normaliser,
+)
+
+__all__ = [
+    "ARCHITECTURE_CLASSES", "ClassificationHead", "CrossModalFusion", "EarlyFusion", "Encoded", "EncoderOutput",
+    "FeatureNormaliser", "FusionOutput", "ImageEncoder", "LateFusion", "MLPFusion", "MissingEmbeddings",
+    "ModelOutput", "MultiModalModel", "NeuroFusion", "RegressionHead", "SignalEncoder", "SingleModality",
+    "SurvivalHead", "TabularEncoder", "TextEncoder", "build_heads", "build_model", "multitask_loss",
+    "tabular_normaliser",
+]

@@ -1,0 +1,65 @@
+"""Encoders: output shapes, attention maps that are distributions, tabular normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from neurofusion.config import ImageEncoderConfig, SignalEncoderConfig, TabularEncoderConfig, TextEncoderConfig
+from neurofusion.data import FeatureSpec
+from neurofusion.models import FeatureNormaliser, ImageEncoder, SignalEncoder, TabularEncoder, TextEncoder
+
+
+def test_image_encoder_spatial_attention_is_a_distribution_over_the_map():
+    config = ImageEncoderConfig(image_size=64, embedding_size=8, hidden_sizes=[8, 16, 24], depths=[1, 1, 1],
+                                layer_type="basic")
+    out = ImageEncoder(config).eval()(torch.rand(3, 1, 64, 64))
+    assert out.embedding.shape == (3, 24)
+    assert out.attention.shape == (3, 4, 4)  # 64 px / 16
+    assert torch.allclose(out.attention.sum((1, 2)), torch.ones(3), atol=1e-6)
+
+
+def test_signal_encoder_temporal_attention_covers_the_recording():
+    config = SignalEncoderConfig(fs=100.0, seconds=8.0, conv_channels=[8, 8, 8], lstm_hidden=6, out_dim=10)
+    encoder = SignalEncoder(config).eval()
+    out = encoder(torch.randn(2, 12, 800))
+    assert out.embedding.shape == (2, 10)
+    assert out.attention.shape == (2, 800 // encoder.downsample) and encoder.downsample == 8
+    assert torch.allclose(out.attention.sum(1), torch.ones(2), atol=1e-6)
+
+
+def test_text_encoder_accepts_embeddings_in_place_of_ids():
+    encoder = TextEncoder(TextEncoderConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2,
+                                            intermediate_size=32, max_length=32)).eval()
+    ids = torch.randint(5, 50, (2, 9))
+    mask = torch.ones_like(ids)
+    embeds = encoder.bert.embeddings.word_embeddings(ids)
+    by_ids = encoder(ids, mask).embedding
+    by_embeds = encoder(None, mask, inputs_embeds=embeds).embedding
+    assert by_ids.shape == (2, 16)
+    assert torch.allclose(by_ids, by_embeds, atol=1e-5)
+
+
+def test_normaliser_uses_training_statistics_and_log_scale_for_skewed_labs():
+    rng = np.random.default_rng(0)
+    troponin = rng.lognormal(np.log(6), 1.2, 500)  # strongly right-skewed
+    sodium = rng.normal(140, 3, 500)
+    values = torch.tensor(np.stack([troponin, sodium], 1), dtype=torch.float32)
+    mask = torch.ones_like(values, dtype=torch.bool)
+    mask[:50, 1] = False
+    normaliser = FeatureNormaliser(2)
+    normaliser.fit(values, mask)
+    assert normaliser.log_scale.tolist() == [True, False]
+    assert normaliser.mean[0] == torch.log1p(values[:, 0]).mean()
+    assert torch.isclose(normaliser.mean[1], values[50:, 1].mean())
+    z = normaliser(values, mask)
+    assert abs(float(z[50:, 1].mean())) < 1e-4 and abs(float(z[50:, 1].std()) - 1) < 1e-3
+    assert (z[:50, 1] == 0).all()  # unmeasured -> 0 (and the mask tells the MLP it was unmeasured)
+
+
+def test_tabular_encoder_missing_category_has_a_zero_embedding():
+    features = (FeatureSpec("age"), FeatureSpec("sex", kind="categorical", categories=("F", "M")))
+    encoder = TabularEncoder(TabularEncoderConfig(hidden_sizes=[8], category_dim=3, out_dim=5), features)
+    assert torch.equal(encoder.embeddings[0].weight[0], torch.zeros(3))
+    out = encoder(torch.tensor([[60.0], [0.0]]), torch.tensor([[True], [False]]), torch.tensor([[2], [0]]))
+    assert out.embedding.shape == (2, 5)
