@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE := sample_data/cardio
 
-.PHONY: run test setup sample-data
+.PHONY: run test setup sample-data demo-checkpoint
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,3 +27,10 @@ run: $(STAMP)
 sample-data: $(STAMP)
 	rm -rf $(SAMPLE)
 	$(PY) -m neurofusion.data generate --task cardio --n 2000 --seed 2026 --splits test --signal-format 212 --out $(SAMPLE)
+
+# Retrain the bundled demo checkpoint (about 15 minutes on 2 CPU cores): regenerate the training and
+# validation splits of the sample cohort's seed, train, and evaluate on the committed test split.
+demo-checkpoint: $(STAMP)
+	rm -rf build/cardio_trainval sample_data/checkpoints/cardio_demo
+	$(PY) -m neurofusion.data generate --task cardio --n 2000 --seed 2026 --splits train,val --out build/cardio_trainval
+	$(PY) -m neurofusion.train --config configs/cardio_demo.yaml --data build/cardio_trainval --eval-data $(SAMPLE) --out sample_data/checkpoints/cardio_demo

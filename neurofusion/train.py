@@ -1,0 +1,249 @@
+"""Train a model on a cohort's train split, early-stopped on its val split, and save a checkpoint.
+
+    python -m neurofusion.train --config configs/cardio_demo.yaml --data DIR --out DIR [--eval-data DIR]
+
+Adam with the config's learning rate and batch size; modality dropout so the missing embeddings are
+learned; per-modality augmentation; mixed precision (bfloat16) on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from sklearn.metrics import f1_score
+from tqdm import tqdm
+
+from neurofusion.checkpoint import resolve_device, save_checkpoint
+from neurofusion.config import ExperimentConfig, ModelConfig, TrainConfig, load_experiment
+from neurofusion.data.augment import AugmentConfig, augment_batch
+from neurofusion.data.cohort import COHORT_CSV, CohortReader
+from neurofusion.data.dataset import Batch, Collate, prepare_case
+from neurofusion.data.errors import CohortError
+from neurofusion.data.tokenizer import load_tokenizer, make_tokenize, train_wordpiece
+from neurofusion.inference import Predictor
+from neurofusion.metrics import classification_metrics
+from neurofusion.models.heads import multitask_loss
+from neurofusion.models.model import MultiModalModel, build_model, tabular_normaliser
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: MultiModalModel
+    tokenizer: transformers.PreTrainedTokenizerFast
+    history: list[dict]
+    best_epoch: int
+    minutes: float
+
+
+def configure_model(config: ModelConfig, cohort: CohortReader) -> ModelConfig:
+    """The model config completed from the cohort: its classes and tabular features."""
+    config = dataclasses.replace(config, classes=list(cohort.classes),
+                                 features=[dataclasses.asdict(f) for f in cohort.features.values()])
+    config.heads[0].num_outputs = len(cohort.classes)
+    return ModelConfig.from_dict(config.to_dict())  # re-validates
+
+
+def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progress: bool = True) -> TrainResult:
+    """Train on the cohort's train split; keep the weights of the epoch with the best validation macro-F1."""
+    torch.manual_seed(train.seed)
+    rng = np.random.default_rng(train.seed)
+    device = resolve_device(train.device)
+    train_ids, val_ids = cohort.ids("train"), cohort.ids("val")
+    if not train_ids or not val_ids:
+        raise CohortError("training needs cases in both the 'train' and 'val' splits", path=cohort.root / COHORT_CSV)
+
+    config = configure_model(config, cohort)
+    spec = config.input_spec()
+    # Decode every file once: the prepared tensors are reused each epoch (augmentation works on them).
+    prepared = {"train": [], "val": []}
+    for split, ids in (("train", train_ids), ("val", val_ids)):
+        for case_id in tqdm(ids, desc=f"loading {split}", disable=not progress, file=sys.stderr):
+            prepared[split].append(prepare_case(cohort[case_id], spec))
+    tokenizer = _tokenizer([item["note"] for item in prepared["train"]], config, cohort)
+    if not config.text.pretrained:
+        config.text.vocab_size = len(tokenizer)
+
+    model = build_model(config).to(device)
+    normaliser = tabular_normaliser(model)
+    if normaliser is not None:
+        stacked = Collate()(prepared["train"])
+        normaliser.fit(stacked.numeric.to(device), stacked.numeric_mask.to(device))
+    optimiser = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    tokenize = make_tokenize(tokenizer, config.text.max_length)
+    plain = Collate()
+    augment = AugmentConfig() if train.augment else None
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+    history, best = [], (-1.0, 0, None)
+    start = time.perf_counter()
+    for epoch in range(1, train.max_epochs + 1):
+        model.train()
+        order = rng.permutation(len(prepared["train"]))
+        losses = []
+        bar = tqdm(range(0, len(order), train.batch_size), desc=f"epoch {epoch}", disable=not progress,
+                   file=sys.stderr, leave=False)
+        for first in bar:
+            batch = plain([prepared["train"][i] for i in order[first:first + train.batch_size]])
+            if augment is not None:
+                batch = augment_batch(batch, augment, rng)
+            batch.tokens = tokenize([n or "" for n in batch.notes])
+            batch = batch.to(device)
+            present = modality_dropout(batch.present, train.modality_dropout, rng)
+            with autocast:
+                output = model(batch, present=present)
+            loss, _ = multitask_loss(output.heads, {config.heads[0].name: batch.labels}, config.heads)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+        labels, probabilities = _validate(model, prepared["val"], tokenize, device)
+        predicted = probabilities.argmax(1)
+        record = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "val_accuracy": float((predicted == labels).mean()),
+            "val_macro_f1": float(f1_score(labels, predicted, average="macro", labels=range(len(config.classes)),
+                                           zero_division=0)),
+            "minutes": (time.perf_counter() - start) / 60,
+        }
+        history.append(record)
+        if progress:
+            print(f"epoch {epoch}: loss {record['train_loss']:.3f}, val accuracy {record['val_accuracy']:.3f}, "
+                  f"macro-F1 {record['val_macro_f1']:.3f} ({record['minutes']:.1f} min)", file=sys.stderr)
+        if record["val_macro_f1"] > best[0]:
+            best = (record["val_macro_f1"], epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        if epoch - best[1] >= train.patience:
+            break
+        if train.max_minutes is not None and record["minutes"] >= train.max_minutes:
+            break
+    model.load_state_dict(best[2])
+    model.eval()
+    return TrainResult(model, tokenizer, history, best[1], (time.perf_counter() - start) / 60)
+
+
+def modality_dropout(present: torch.Tensor, p: float, rng: np.random.Generator) -> torch.Tensor:
+    """Hide each present modality with probability p, always keeping at least one per case, so the model
+    learns its missing embeddings on cases it has seen complete."""
+    if p <= 0:
+        return present
+    keep = torch.from_numpy(rng.random(tuple(present.shape)) >= p).to(present.device) & present
+    empty = ~keep.any(dim=1)
+    if empty.any():
+        # restore one random present modality for cases that lost them all
+        scores = torch.from_numpy(rng.random(tuple(present.shape))).to(present.device) * present
+        restore = torch.nn.functional.one_hot(scores.argmax(1), present.shape[1]).bool()
+        keep = torch.where(empty[:, None], restore & present, keep)
+    return keep
+
+
+def data_hash(cohort: CohortReader, ids: list[str]) -> str:
+    """SHA-256 over cohort.csv and every file of the given cases: which data a checkpoint was trained on."""
+    digest = hashlib.sha256((cohort.root / COHORT_CSV).read_bytes())
+    table = cohort.table.set_index("case_id").loc[ids]
+    for column in ("image_file", "signal_file", "note_file"):
+        for rel in table[column]:
+            if rel:
+                digest.update((cohort.root / rel).read_bytes())
+    return digest.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m neurofusion.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="experiment YAML (configs/cardio_demo.yaml)")
+    parser.add_argument("--data", required=True, help="cohort folder with train and val splits")
+    parser.add_argument("--out", required=True, help="checkpoint folder to write")
+    parser.add_argument("--eval-data", help="cohort whose test split is evaluated after training (default: --data)")
+    parser.add_argument("--architecture", help="override the config's architecture (baselines)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--max-epochs", type=int)
+    parser.add_argument("--max-minutes", type=float)
+    parser.add_argument("--device", help="auto, cpu or cuda")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        experiment = load_experiment(args.config)
+        experiment = _override(experiment, args)
+        cohort = CohortReader(args.data)
+        result = fit(cohort, experiment.model, experiment.train, progress=not args.quiet)
+        evaluation = CohortReader(args.eval_data) if args.eval_data else cohort
+        metrics = _final_metrics(result, cohort, evaluation)
+        training = {
+            "command": "python -m neurofusion.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+            "data": str(Path(args.data)),
+            "data_hash": data_hash(cohort, cohort.ids("train") + cohort.ids("val")),
+            "train_config": dataclasses.asdict(experiment.train),
+            "best_epoch": result.best_epoch,
+            "epochs": len(result.history),
+            "minutes": round(result.minutes, 2),
+            "history": result.history,
+            "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                         "transformers": transformers.__version__},
+        }
+        save_checkpoint(args.out, result.model, result.tokenizer, metrics=metrics, training=training)
+    except (CohortError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    test = metrics.get("test")
+    summary = f"test accuracy {test['accuracy']['value']:.3f}" if test else "no test split evaluated"
+    print(f"saved {args.out} (best epoch {result.best_epoch}, {result.minutes:.1f} min, {summary})")
+    return 0
+
+
+def _final_metrics(result: TrainResult, cohort: CohortReader, evaluation: CohortReader) -> dict:
+    predictor = Predictor(result.model, result.tokenizer, next(result.model.parameters()).device)
+    metrics = {}
+    for name, reader in (("val", cohort), ("test", evaluation)):
+        ids = reader.ids(name)
+        if ids:
+            labels, probabilities = predictor.predict([reader[i] for i in ids])
+            metrics[name] = classification_metrics(labels, probabilities, result.model.classes)
+    return metrics
+
+
+@torch.no_grad()
+def _validate(model: MultiModalModel, items: list[dict], tokenize, device) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    collate = Collate(tokenize)
+    labels, probabilities = [], []
+    for first in range(0, len(items), 64):
+        batch: Batch = collate(items[first:first + 64]).to(device)
+        labels.append(batch.labels.cpu().numpy())
+        probabilities.append(model(batch).probabilities.float().cpu().numpy())
+    return np.concatenate(labels), np.concatenate(probabilities)
+
+
+def _tokenizer(notes: list[str | None], config: ModelConfig, cohort: CohortReader):
+    if config.text.pretrained:
+        return load_tokenizer(config.text.pretrained)
+    notes = [note for note in notes if note]
+    if not notes:
+        raise CohortError("the train split has no notes to build a vocabulary from", path=cohort.root / COHORT_CSV)
+    return train_wordpiece(notes, config.text.vocab_size)
+
+
+def _override(experiment: ExperimentConfig, args: argparse.Namespace) -> ExperimentConfig:
+    data = {"model": experiment.model.to_dict(), "train": dataclasses.asdict(experiment.train)}
+    if args.architecture:
+        data["model"]["architecture"] = args.architecture
+    for name, key in (("seed", "seed"), ("max_epochs", "max_epochs"), ("max_minutes", "max_minutes"),
+                      ("device", "device")):
+        if getattr(args, name) is not None:
+            data["train"][key] = getattr(args, name)
+    return ExperimentConfig.from_dict(data)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
