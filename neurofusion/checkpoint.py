@@ -67,7 +67,7 @@ def save_checkpoint(
 ) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    config = {"format_version": FORMAT_VERSION, **model.config.to_dict()}
+    config = {"format_version": FORMAT_VERSION, **_portable_config(model).to_dict()}
     (path / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(path / WEIGHTS), metadata={"format": "pt", "architecture": model.config.architecture})
@@ -111,9 +111,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "auto") -> Ch
         state = load_file(str(path / WEIGHTS))
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path / WEIGHTS} is not a readable safetensors file ({err})") from None
-    if config.text.pretrained or config.image.pretrained:
-        # the weights file already holds the fine-tuned encoders: do not look for the original directories
-        config.text.pretrained = config.image.pretrained = None
     model = build_model(config)
     _load_state(model, state, path / WEIGHTS)
     tokenizer = load_tokenizer(path / TOKENIZER) if (path / TOKENIZER).is_dir() else None
@@ -122,6 +119,24 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "auto") -> Ch
     device = resolve_device(device)
     model.to(device).eval()
     return Checkpoint(model, tokenizer, config, path, device, _read_json(path / METRICS), _read_json(path / TRAINING))
+
+
+def _portable_config(model: MultiModalModel) -> ModelConfig:
+    """The config to save: sizes read back from encoders that came from a local pretrained directory, and
+    no ``pretrained`` paths, since the weights file holds the fine-tuned encoders."""
+    config = ModelConfig.from_dict(model.config.to_dict())
+    if "text" in model.encoders and config.text.pretrained:
+        bert = model.encoders["text"].bert.config
+        config.text.vocab_size, config.text.hidden_size = bert.vocab_size, bert.hidden_size
+        config.text.num_layers, config.text.num_heads = bert.num_hidden_layers, bert.num_attention_heads
+        config.text.intermediate_size = bert.intermediate_size
+    if "image" in model.encoders and config.image.pretrained:
+        resnet = model.encoders["image"].backbone.config
+        config.image.embedding_size, config.image.num_channels = resnet.embedding_size, resnet.num_channels
+        config.image.hidden_sizes, config.image.depths = list(resnet.hidden_sizes), list(resnet.depths)
+        config.image.layer_type = resnet.layer_type
+    config.text.pretrained = config.image.pretrained = None
+    return config
 
 
 def _load_state(model: MultiModalModel, state: dict[str, torch.Tensor], where: Path) -> None:

@@ -30,6 +30,7 @@ class ImageEncoderConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048])
     depths: list[int] = field(default_factory=lambda: [3, 4, 6, 3])
     layer_type: str = "bottleneck"
+    num_channels: int = 1  # 3 for an ImageNet-pretrained ResNet: the grey image is repeated
     pretrained: str | None = None  # a local ResNetModel directory; never a hub name
 
     @property

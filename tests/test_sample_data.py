@@ -39,3 +39,21 @@ def test_recorded_command_regenerates_the_sample_byte_for_byte(tmp_path):
     committed, regenerated = _hashes(SAMPLE), _hashes(tmp_path / "again")
     differing = sorted(k for k in committed.keys() | regenerated.keys() if committed.get(k) != regenerated.get(k))
     assert not differing, f"sample_data/cardio is stale (run `make sample-data`): {differing[:5]}"
+
+
+DEMO = SAMPLE.parent / "checkpoints" / "cardio_demo"
+
+
+def test_demo_checkpoint_loads_and_reproduces_its_test_metrics():
+    import json
+
+    from neurofusion.evaluate import evaluate
+
+    recorded = json.loads((DEMO / "metrics.json").read_text())["test"]
+    result = evaluate(DEMO, SAMPLE, device="cpu", n_bootstrap=200)
+    assert result["n"] == recorded["n"] == 200
+    # same cases, same weights: at most one borderline case may flip with another CPU's float rounding
+    assert abs(result["accuracy"]["value"] - recorded["accuracy"]["value"]) <= 1 / 200
+    assert abs(result["macro_f1"]["value"] - recorded["macro_f1"]["value"]) <= 0.01
+    size_mb = sum(p.stat().st_size for p in DEMO.rglob("*") if p.is_file()) / 1e6
+    assert size_mb < 25

@@ -4,6 +4,7 @@ what the dashboard displays: the image's spatial attention, the ECG's temporal a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -42,11 +43,10 @@ class ImageEncoder(nn.Module):
     def __init__(self, config: ImageEncoderConfig) -> None:
         super().__init__()
         if config.pretrained:
-            # local directory only: from_pretrained never reaches a hub here
-            self.backbone = ResNetModel.from_pretrained(config.pretrained, local_files_only=True)
+            self.backbone = _load_local(ResNetModel, config.pretrained, "image")
         else:
             self.backbone = ResNetModel(ResNetConfig(
-                num_channels=1,
+                num_channels=config.num_channels,
                 embedding_size=config.embedding_size,
                 hidden_sizes=list(config.hidden_sizes),
                 depths=list(config.depths),
@@ -73,7 +73,7 @@ class TextEncoder(nn.Module):
     def __init__(self, config: TextEncoderConfig) -> None:
         super().__init__()
         if config.pretrained:
-            self.bert = BertModel.from_pretrained(config.pretrained, add_pooling_layer=False, local_files_only=True)
+            self.bert = _load_local(BertModel, config.pretrained, "text", add_pooling_layer=False)
         else:
             self.bert = BertModel(BertConfig(
                 vocab_size=config.vocab_size,
@@ -184,6 +184,16 @@ class TabularEncoder(nn.Module):
         parts = [self.normaliser(numeric, mask), mask.float()]  # (B, Fn) each
         parts += [emb(categorical[:, j]) for j, emb in enumerate(self.embeddings)]  # (B, category_dim) each
         return EncoderOutput(self.mlp(torch.cat(parts, dim=1)))
+
+
+def _load_local(cls, path: str, modality: str, **kwargs):
+    """A transformers model from a local directory only: never a hub download."""
+    if not Path(path).is_dir():
+        raise ValueError(f"{modality} encoder: pretrained directory {path} not found (only local folders are used)")
+    try:
+        return cls.from_pretrained(path, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{modality} encoder: cannot load {cls.__name__} from {path} ({err})") from None
 
 
 def _skewness(values: torch.Tensor) -> torch.Tensor:

@@ -101,3 +101,20 @@ def test_cuda_without_a_gpu_is_an_error_not_a_silent_cpu():
     assert resolve_device("auto").type == "cpu"
     with pytest.raises(CheckpointError, match="no CUDA GPU is available"):
         resolve_device("cuda")
+
+
+def test_model_started_from_a_local_pretrained_bert_reloads_without_that_folder(tiny_cohort, tiny_tokenizer, tmp_path):
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=16, num_hidden_layers=3, num_attention_heads=4,
+                         intermediate_size=40), add_pooling_layer=False).save_pretrained(tmp_path / "bert")
+    config = tiny_config(tiny_cohort, tiny_tokenizer)
+    config.text.pretrained = str(tmp_path / "bert")  # its own config says 1 layer; the folder has 3
+    model = build_model(config).eval()
+    save_checkpoint(tmp_path / "ckpt", model, tiny_tokenizer)
+    shutil.rmtree(tmp_path / "bert")
+    loaded = load_checkpoint(tmp_path / "ckpt", device="cpu")
+    assert loaded.config.text.num_layers == 3 and loaded.config.text.pretrained is None
+    batch = Predictor(model, tiny_tokenizer).batch([tiny_cohort[0]])
+    with torch.no_grad():
+        assert torch.equal(model(batch).probabilities, loaded.model(batch).probabilities)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from neurofusion.config import ImageEncoderConfig, SignalEncoderConfig, TabularEncoderConfig, TextEncoderConfig
@@ -63,3 +64,27 @@ def test_tabular_encoder_missing_category_has_a_zero_embedding():
     assert torch.equal(encoder.embeddings[0].weight[0], torch.zeros(3))
     out = encoder(torch.tensor([[60.0], [0.0]]), torch.tensor([[True], [False]]), torch.tensor([[2], [0]]))
     assert out.embedding.shape == (2, 5)
+
+
+def test_local_pretrained_bert_and_resnet_directories_are_loaded_not_downloaded(tmp_path, monkeypatch):
+    from transformers import BertConfig, BertModel, ResNetConfig, ResNetModel
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    bert = BertModel(BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32), add_pooling_layer=False)
+    bert.save_pretrained(tmp_path / "bert")
+    resnet = ResNetModel(ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 12], depths=[1, 1],
+                                      layer_type="basic"))
+    resnet.save_pretrained(tmp_path / "resnet")
+
+    text = TextEncoder(TextEncoderConfig(hidden_size=16, pretrained=str(tmp_path / "bert")))
+    assert torch.equal(text.bert.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight)
+    image = ImageEncoder(ImageEncoderConfig(hidden_sizes=[8, 12], pretrained=str(tmp_path / "resnet"))).eval()
+    assert image(torch.rand(2, 1, 32, 32)).embedding.shape == (2, 12)  # grey image repeated to 3 channels
+    with pytest.raises(ValueError, match="pretrained BERT has hidden size 16, config says 768"):
+        TextEncoder(TextEncoderConfig(pretrained=str(tmp_path / "bert")))
+    with pytest.raises(ValueError, match="pretrained directory .*no_such_dir not found"):
+        TextEncoder(TextEncoderConfig(hidden_size=16, pretrained=str(tmp_path / "no_such_dir")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="cannot load BertModel from"):
+        TextEncoder(TextEncoderConfig(hidden_size=16, pretrained=str(tmp_path / "empty")))

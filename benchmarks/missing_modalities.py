@@ -1,0 +1,102 @@
+"""The paper's section 7.3 study on the synthetic cohort: test accuracy with each single modality and each
+pair withheld at test time, for NeuroFusion and for the fusion baselines (build/table2 checkpoints from
+benchmarks/table2.py) and for the bundled demo checkpoint.
+
+    python benchmarks/missing_modalities.py
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from neurofusion.checkpoint import load_checkpoint  # noqa: E402
+from neurofusion.data import MODALITIES, CohortReader  # noqa: E402
+from neurofusion.inference import Predictor, drop_mask  # noqa: E402
+from neurofusion.metrics import classification_metrics  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+DROPS = [()] + [(m,) for m in MODALITIES] + list(itertools.combinations(MODALITIES, 2))
+MODELS = ("neurofusion", "mlp_fusion", "early_fusion", "late_fusion")
+
+
+@torch.no_grad()
+def drop_study(checkpoint: Path, cases) -> dict[str, float]:
+    """Accuracy for every withheld set, encoding the test cases once."""
+    ckpt = load_checkpoint(checkpoint, device="cpu")
+    predictor = Predictor(ckpt.model, ckpt.tokenizer, ckpt.device)
+    batches = list(predictor.batches(cases, 100))
+    encoded = [ckpt.model.encode(b) for b in batches]
+    labels = np.concatenate([b.labels.numpy() for b in batches])
+    out = {}
+    for drop in DROPS:
+        proba = np.concatenate([ckpt.model.fuse(e, drop_mask(b.present, drop)).probabilities.numpy()
+                                for e, b in zip(encoded, batches)])
+        out[",".join(drop) or "none"] = classification_metrics(labels, proba, ckpt.config.classes, n_bootstrap=200)
+    return out
+
+
+def main() -> None:
+    cohort = CohortReader(ROOT / "sample_data" / "cardio")
+    cases = [cohort[i] for i in cohort.ids("test")]
+    runs = {}
+    demo = ROOT / "sample_data" / "checkpoints" / "cardio_demo"
+    if demo.is_dir():
+        runs["demo checkpoint"] = drop_study(demo, cases)
+    for model in MODELS:
+        for path in sorted((ROOT / "build" / "table2").glob(f"{model}_s*")):
+            runs[path.name] = drop_study(path, cases)
+            print(path.name, f"{runs[path.name]['none']['accuracy']['value']:.3f}", flush=True)
+    summary = {name: {drop: m["accuracy"]["value"] for drop, m in study.items()} for name, study in runs.items()}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "missing_modalities.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_markdown(summary, runs)
+
+
+def write_markdown(summary: dict, runs: dict) -> None:
+    keys = [",".join(d) or "none" for d in DROPS]
+    lines = ["# Missing modalities at test time (section 7.3) on the synthetic cohort", "",
+             "Test accuracy (%) with the named modalities withheld (replaced by the model's learned missing "
+             "embedding; early fusion feeds zeros). Seed runs are the build/table2 checkpoints of "
+             "`benchmarks/table2.py`, mean ± sd over seeds; the demo row has its bootstrap 95 % CI. Paper "
+             "(real data): 94.2 complete, 89.7 with one modality missing, 84.3 with two; the largest single "
+             "drop for ECG (-4.8), the smallest for the note (-2.1). Produced by "
+             "`python benchmarks/missing_modalities.py`.", ""]
+    lines.append("| withheld | " + " | ".join(_groups(summary)) + " |")
+    lines.append("| --- |" + " --- |" * len(_groups(summary)))
+    for key in keys:
+        cells = []
+        for group, names in _groups(summary).items():
+            values = np.array([summary[n][key] for n in names]) * 100
+            if group == "demo checkpoint":
+                acc = runs[group][key]["accuracy"]
+                cells.append(f"{acc['value'] * 100:.1f} [{acc['ci_low'] * 100:.1f}, {acc['ci_high'] * 100:.1f}]")
+            else:
+                sd = values.std(ddof=1) if len(values) > 1 else 0.0
+                cells.append(f"{values.mean():.1f} ± {sd:.1f}")
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    for group, names in _groups(summary).items():
+        one = np.mean([summary[n][k] for n in names for k in keys if k != "none" and "," not in k]) * 100
+        two = np.mean([summary[n][k] for n in names for k in keys if "," in k]) * 100
+        lines.append(f"\n{group}: mean over single-modality drops {one:.1f} %, over pairs {two:.1f} %.")
+    (RESULTS / "missing_modalities.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _groups(summary: dict) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for name in summary:
+        groups.setdefault(name if name == "demo checkpoint" else name.rsplit("_s", 1)[0], []).append(name)
+    return groups
+
+
+if __name__ == "__main__":
+    main()
