@@ -22,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from neurofusion.checkpoint import parameter_counts  # noqa: E402
+from neurofusion.checkpoint import load_checkpoint, parameter_counts  # noqa: E402
 from neurofusion.config import load_experiment  # noqa: E402
 from neurofusion.data import CohortReader  # noqa: E402
 from neurofusion.data.tokenizer import train_wordpiece  # noqa: E402
@@ -44,15 +44,19 @@ def _timed(fn, repeats: int, sync) -> float:
     return statistics.median(times)
 
 
-@torch.no_grad()
-def measure(config_name: str, cohort: CohortReader, tokenizer, device: torch.device, repeats: int) -> dict:
-    experiment = load_experiment(ROOT / "configs" / config_name)
+def paper_model(cohort: CohortReader, device: torch.device):
+    """The paper-sized model with random weights and a vocabulary trained on the sample notes."""
+    experiment = load_experiment(ROOT / "configs" / "cardio_paper.yaml")
     config = dataclasses.replace(
         experiment.model, classes=list(cohort.classes),
         features=[dataclasses.asdict(f) for f in cohort.features.values()],
     )
-    config.text.vocab_size = max(config.text.vocab_size, len(tokenizer))
-    model = build_model(config).to(device).eval()
+    tokenizer = train_wordpiece([c.note for c in cohort if c.note], config.text.vocab_size)
+    return build_model(config).to(device).eval(), tokenizer
+
+
+@torch.no_grad()
+def measure(model, tokenizer, cohort: CohortReader, device: torch.device, repeats: int) -> dict:
     predictor = Predictor(model, tokenizer, device)
     complete = [c for c in cohort if all(c.available.values())]
     one, many = predictor.batch(complete[:1]), predictor.batch(complete[:32])
@@ -70,22 +74,24 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     cohort = CohortReader(ROOT / "sample_data" / "cardio")
-    tokenizer = train_wordpiece([c.note for c in cohort if c.note], 3000)
     a = torch.randn(2048, 2048, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     reference = _timed(lambda: a @ a, 10, sync)
     result = {"device": str(device), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
               f"{torch.get_num_threads()} torch threads", "reference_matmul_ms": reference * 1000}
-    for name in ("cardio_demo.yaml", "cardio_paper.yaml"):
-        m = measure(name, cohort, tokenizer, device, args.repeats if "demo" in name else 5)
+    demo = load_checkpoint(ROOT / "sample_data" / "checkpoints" / "cardio_demo", device=device)
+    for name, (model, tokenizer), repeats in (("cardio_demo", (demo.model, demo.tokenizer), args.repeats),
+                                              ("cardio_paper", paper_model(cohort, device), 5)):
+        m = measure(model, tokenizer, cohort, device, repeats)
         m["latency_batch1_vs_reference"] = m["latency_batch1_ms"] / (reference * 1000)
-        result[name.removesuffix(".yaml")] = m
+        result[name] = m
         print(name, json.dumps(m), flush=True)
     RESULTS.mkdir(exist_ok=True)
     suffix = "" if device.type == "cpu" else f"_{device.type}"
     (RESULTS / f"latency{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"# Inference latency and size ({result['device']}: {result['machine']})", "",
-             "Random weights, one complete case (batch 1, median) and 32 cases (batch 32). Reference: a "
+             "The demo row is the bundled checkpoint; the paper row has random weights at the published "
+             "widths. One complete case (batch 1, median) and 32 cases (batch 32). Reference: a "
              f"2048x2048 float32 matrix product took {reference * 1000:.1f} ms in the same run. Produced by "
              "`python benchmarks/latency.py`.", "",
              "| config | image | text | signal | tabular | fusion + heads | total parameters | batch-1 latency | "
