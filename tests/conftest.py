@@ -1,13 +1,36 @@
-"""Shared fixtures: small hand-made cohorts written through the project's own writer."""
+"""Shared fixtures: small hand-made cohorts written through the project's own writer, a small generated
+cardio cohort and a tiny model config for model and explanation tests."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from neurofusion.data import Case, FeatureSpec, Signal, STANDARD_LEADS, write_case_files, write_cohort_tables
+from neurofusion.config import (
+    FusionConfig,
+    HeadConfig,
+    ImageEncoderConfig,
+    ModelConfig,
+    SignalEncoderConfig,
+    TabularEncoderConfig,
+    TextEncoderConfig,
+)
+from neurofusion.data import (
+    STANDARD_LEADS,
+    Case,
+    CohortReader,
+    FeatureSpec,
+    Signal,
+    write_case_files,
+    write_cohort_tables,
+)
+from neurofusion.data.synthetic.generate import generate_cohort
+from neurofusion.data.tokenizer import train_wordpiece
+from neurofusion.inference import Predictor
 
 FEATURES = [
     FeatureSpec("age", unit="years"),
@@ -43,3 +66,43 @@ def small_cohort(tmp_path: Path) -> tuple[Path, list[Case]]:
     missing = [(), ("image",), ("text", "signal"), ("tabular",), (), ("signal",)]
     cases = [small_case(i, split=s, missing=m) for i, (s, m) in enumerate(zip(splits, missing))]
     return write_small_cohort(tmp_path / "cohort", cases), cases
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tmp_path_factory) -> CohortReader:
+    root = tmp_path_factory.mktemp("cohort") / "cardio60"
+    generate_cohort("cardio", 60, 3, root, progress=False)
+    return CohortReader(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_cohort):
+    return train_wordpiece([c.note for c in tiny_cohort if c.note], 400)
+
+
+def tiny_config(cohort: CohortReader, tokenizer, architecture: str = "neurofusion", **heads) -> ModelConfig:
+    return ModelConfig(
+        task="cardio",
+        architecture=architecture,
+        classes=list(cohort.classes),
+        features=[dataclasses.asdict(f) for f in cohort.features.values()],
+        image=ImageEncoderConfig(image_size=32, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic"),
+        text=TextEncoderConfig(vocab_size=len(tokenizer), hidden_size=16, num_layers=1, num_heads=2,
+                               intermediate_size=32, max_length=128, attention_dropout=0.0),
+        signal=SignalEncoderConfig(fs=50.0, seconds=4.0, conv_channels=[8, 8], kernel_size=5, lstm_hidden=8, out_dim=16),
+        tabular=TabularEncoderConfig(hidden_sizes=[16], category_dim=2, out_dim=8),
+        fusion=FusionConfig(token_dim=16, num_heads=2, fused_dim=24, dropout=0.0),
+        heads=heads.get("heads", [HeadConfig(num_outputs=len(cohort.classes))]),
+    )
+
+
+@pytest.fixture
+def tiny_batch(tiny_cohort, tiny_tokenizer):
+    """The first 12 cases collated for a tiny neurofusion config, with the config and predictor."""
+    config = tiny_config(tiny_cohort, tiny_tokenizer)
+    torch.manual_seed(0)
+    from neurofusion.models import build_model
+
+    model = build_model(config).eval()
+    predictor = Predictor(model, tiny_tokenizer)
+    return model, predictor.batch([tiny_cohort[i] for i in range(12)])

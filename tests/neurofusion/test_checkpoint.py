@@ -11,7 +11,7 @@ import torch
 from neurofusion.checkpoint import CheckpointError, load_checkpoint, parameter_counts, resolve_device, save_checkpoint
 from neurofusion.inference import Predictor
 from neurofusion.models import build_model, tabular_normaliser
-from tests.neurofusion.conftest import tiny_config
+from tests.conftest import tiny_config
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import yaml
 from neurofusion.config import TrainConfig
 from neurofusion.evaluate import main as evaluate_main
 from neurofusion.train import fit, main as train_main, modality_dropout
-from tests.neurofusion.conftest import tiny_config
+from tests.conftest import tiny_config
 
 
 def test_tiny_training_run_decreases_the_loss(tiny_cohort, tiny_tokenizer):

@@ -13,7 +13,7 @@ from neurofusion.config import ARCHITECTURES, HeadConfig
 from neurofusion.data import MODALITIES
 from neurofusion.inference import Predictor
 from neurofusion.models import build_model
-from tests.neurofusion.conftest import tiny_config
+from tests.conftest import tiny_config
 
 SUBSETS = [s for k in range(1, 5) for s in itertools.combinations(range(4), k)]
 
