@@ -1,0 +1,147 @@
+"""Agreement between the model's modality ranking and clinicians' rankings: Kendall tau-b per case and
+rater (scipy), means per class and overall with case-bootstrap 95 % CIs, the inter-rater ceiling (mean
+pairwise tau, Kendall's W) and agreement with the synthetic ground truth.
+
+Rankings only ever compare the modalities both sides rank: a modality the case lacks is not ranked.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import kendalltau, rankdata
+
+from neurofusion.data.annotations import STRENGTH_COLUMNS
+from neurofusion.data.schema import MODALITIES
+
+
+@dataclass(frozen=True)
+class MeanCI:
+    mean: float
+    ci_low: float
+    ci_high: float
+    n_cases: int
+
+    def to_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "ci_low": self.ci_low, "ci_high": self.ci_high, "n_cases": self.n_cases}
+
+
+def importance_to_ranks(importance: pd.DataFrame) -> pd.DataFrame:
+    """Importance scores (rows = cases, columns = modalities, NaN = not available) -> ranks, 1 = most
+    important, ties share their average rank, NaN stays NaN."""
+    values = importance[list(MODALITIES)].to_numpy(dtype=float)
+    ranks = np.full_like(values, np.nan)
+    for i, row in enumerate(values):
+        known = ~np.isnan(row)
+        ranks[i, known] = rankdata(-row[known], method="average")
+    return pd.DataFrame(ranks, index=importance.index, columns=list(MODALITIES))
+
+
+def tau_b(ranks_a: np.ndarray, ranks_b: np.ndarray) -> tuple[float, int]:
+    """Kendall tau-b over the positions both rank (non-NaN) -> (tau, number compared); NaN when fewer
+    than two positions are shared or one side ranks all of them equal."""
+    both = ~np.isnan(ranks_a) & ~np.isnan(ranks_b)
+    n = int(both.sum())
+    if n < 2:
+        return float("nan"), n
+    a, b = ranks_a[both], ranks_b[both]
+    if np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan"), n
+    return float(kendalltau(a, b, variant="b").statistic), n
+
+
+def model_vs_raters(model_ranks: pd.DataFrame, rankings: pd.DataFrame,
+                    labels: pd.Series | None = None) -> pd.DataFrame:
+    """One row per (case, rater) the rankings hold and the model explained: case_id, rater, label, tau,
+    n_compared. ``model_ranks`` is indexed by case_id (see :func:`importance_to_ranks`)."""
+    rows = []
+    for _, row in rankings.iterrows():
+        case_id = row["case_id"]
+        if case_id not in model_ranks.index:
+            continue
+        rater = _rank_matrix(row.to_frame().T)[0]
+        tau, n = tau_b(model_ranks.loc[case_id].to_numpy(dtype=float), rater)
+        rows.append({"case_id": case_id, "rater": row["rater"],
+                     "label": None if labels is None else labels.get(case_id), "tau": tau, "n_compared": n})
+    return pd.DataFrame(rows, columns=["case_id", "rater", "label", "tau", "n_compared"])
+
+
+def mean_with_ci(per_pair: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0, ci: float = 0.95) -> MeanCI:
+    """Mean tau with a percentile bootstrap CI that resamples cases (all of a case's raters together)."""
+    valid = per_pair.dropna(subset=["tau"])
+    if valid.empty:
+        return MeanCI(float("nan"), float("nan"), float("nan"), 0)
+    per_case = valid.groupby("case_id")["tau"].agg(["sum", "count"])
+    sums, counts = per_case["sum"].to_numpy(), per_case["count"].to_numpy()
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(sums), size=(n_bootstrap, len(sums)))
+    means = sums[picks].sum(1) / counts[picks].sum(1)
+    alpha = (1 - ci) / 2
+    return MeanCI(float(sums.sum() / counts.sum()), float(np.quantile(means, alpha)),
+                  float(np.quantile(means, 1 - alpha)), len(sums))
+
+
+def summarize(per_pair: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Mean tau with 95 % CI overall and per class (rows), from :func:`model_vs_raters` output."""
+    rows = [{"group": "all", **mean_with_ci(per_pair, n_bootstrap=n_bootstrap, seed=seed).to_dict()}]
+    for label, group in per_pair.groupby("label", sort=True):
+        rows.append({"group": label, **mean_with_ci(group, n_bootstrap=n_bootstrap, seed=seed).to_dict()})
+    return pd.DataFrame(rows).set_index("group")
+
+
+def inter_rater(rankings: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """The ceiling a model can reasonably reach: mean pairwise tau between raters on the cases both
+    ranked (with a case-bootstrap CI), and Kendall's W per case averaged over cases ranked by >= 2 raters."""
+    pairs = []
+    by_case = {case_id: group for case_id, group in rankings.groupby("case_id")}
+    for case_id, group in by_case.items():
+        ranks = _rank_matrix(group)
+        for a, b in itertools.combinations(range(len(group)), 2):
+            tau, n = tau_b(ranks[a], ranks[b])
+            pairs.append({"case_id": case_id, "tau": tau, "n_compared": n})
+    pairwise = mean_with_ci(pd.DataFrame(pairs, columns=["case_id", "tau", "n_compared"]),
+                            n_bootstrap=n_bootstrap, seed=seed)
+    w = [kendalls_w(_rank_matrix(g)) for g in by_case.values()]
+    w = [x for x in w if not np.isnan(x)]
+    return {"mean_pairwise_tau": pairwise.to_dict(), "kendalls_w": float(np.mean(w)) if w else float("nan"),
+            "cases_with_two_or_more_raters": len(w)}
+
+
+def kendalls_w(ranks: np.ndarray) -> float:
+    """Kendall's coefficient of concordance for m raters (rows) ranking the items (columns) all of them
+    ranked, with the correction for tied ranks; NaN with fewer than 2 raters or items."""
+    ranks = ranks[:, ~np.isnan(ranks).any(axis=0)]
+    m, n = ranks.shape
+    if m < 2 or n < 2:
+        return float("nan")
+    ranks = np.apply_along_axis(rankdata, 1, ranks)  # re-rank 1..n over the shared items
+    totals = ranks.sum(axis=0)
+    s = float(((totals - totals.mean()) ** 2).sum())
+    ties = sum(((counts**3 - counts).sum() for counts in (np.unique(r, return_counts=True)[1] for r in ranks)))
+    denominator = m**2 * (n**3 - n) - m * ties
+    return 12 * s / denominator if denominator > 0 else float("nan")
+
+
+def ground_truth_ranks(ground_truth: pd.DataFrame) -> pd.DataFrame:
+    """Synthetic evidence strengths -> ranks (1 = strongest), indexed by case_id."""
+    strengths = ground_truth.set_index("case_id")[list(STRENGTH_COLUMNS)]
+    strengths.columns = list(MODALITIES)
+    return importance_to_ranks(strengths)
+
+
+def versus_ground_truth(ranks: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.DataFrame:
+    """tau between any per-case ranks (model or a rater's, indexed by case_id) and the ground truth."""
+    truth = ground_truth_ranks(ground_truth)
+    rows = []
+    for case_id in ranks.index.intersection(truth.index):
+        tau, n = tau_b(ranks.loc[case_id].to_numpy(dtype=float), truth.loc[case_id].to_numpy(dtype=float))
+        rows.append({"case_id": case_id, "tau": tau, "n_compared": n})
+    return pd.DataFrame(rows, columns=["case_id", "tau", "n_compared"])
+
+
+def _rank_matrix(rankings: pd.DataFrame) -> np.ndarray:
+    """The modality rank columns as floats, NaN where not ranked (whatever the nullable dtype)."""
+    return rankings[list(MODALITIES)].astype("Float64").to_numpy(dtype=float, na_value=np.nan)

@@ -1,0 +1,100 @@
+"""Kendall tau agreement: equals scipy with ties, compares only shared modalities, bootstrap CIs, Kendall's W."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import kendalltau
+
+from explain.agreement import (
+    importance_to_ranks,
+    inter_rater,
+    kendalls_w,
+    mean_with_ci,
+    model_vs_raters,
+    summarize,
+    tau_b,
+    versus_ground_truth,
+)
+
+M = ["image", "text", "signal", "tabular"]
+
+
+def test_importance_to_ranks_with_ties_and_missing():
+    importance = pd.DataFrame([[0.5, 0.1, 0.5, np.nan], [0.0, 0.3, 0.2, 0.1]], index=["a", "b"], columns=M)
+    ranks = importance_to_ranks(importance)
+    assert ranks.loc["a"].tolist()[:3] == [1.5, 3.0, 1.5] and np.isnan(ranks.loc["a", "tabular"])
+    assert ranks.loc["b"].tolist() == [4.0, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [([1, 2, 3, 4], [1, 3, 2, 4]), ([1.5, 1.5, 3, 4], [1, 2, 3, 4]), ([1, 2, 3, 4], [4, 3, 2, 1]),
+     ([2.5, 2.5, 1, 4], [1, 2, 2, 4]), ([1, 2, 3], [2, 1, 3])],
+)
+def test_tau_b_equals_scipy_including_ties(a, b):
+    tau, n = tau_b(np.array(a, float), np.array(b, float))
+    assert n == len(a)
+    assert tau == pytest.approx(kendalltau(a, b, variant="b").statistic, abs=1e-12)
+
+
+def test_tau_b_compares_only_shared_modalities():
+    tau, n = tau_b(np.array([1, 2, np.nan, 3]), np.array([2, 1, 3, np.nan]))
+    assert n == 2 and tau == -1.0
+    assert np.isnan(tau_b(np.array([1, np.nan, np.nan, 2]), np.array([np.nan, 1, 2, 3]))[0])
+    assert np.isnan(tau_b(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0]))[0])  # no order to compare
+
+
+def test_model_vs_raters_and_per_class_summary():
+    model = importance_to_ranks(pd.DataFrame(
+        {"image": [0.9, 0.1, 0.5], "text": [0.5, 0.2, np.nan], "signal": [0.1, 0.9, 0.2], "tabular": [0.0, 0.3, 0.1]},
+        index=["c1", "c2", "c3"]))
+    rankings = pd.DataFrame({
+        "case_id": ["c1", "c1", "c2", "c3", "c9"], "rater": ["A", "B", "A", "A", "A"],
+        "image": [1, 4, 4, 1, 1], "text": [2, 3, 3, pd.NA, 2], "signal": [3, 2, 1, 2, 3], "tabular": [4, 1, 2, 3, 4]})
+    labels = pd.Series({"c1": "hf", "c2": "af", "c3": "hf"})
+    pairs = model_vs_raters(model, rankings, labels)
+    assert pairs["case_id"].tolist() == ["c1", "c1", "c2", "c3"]  # c9 was not explained
+    assert pairs["tau"].tolist() == pytest.approx([1.0, -1.0, 1.0, 1.0])
+    assert pairs.loc[3, "n_compared"] == 3  # c3 lacks text
+    summary = summarize(pairs, n_bootstrap=200)
+    assert summary.loc["all", "mean"] == pytest.approx(0.5)
+    assert summary.loc["hf", "mean"] == pytest.approx(1 / 3) and summary.loc["af", "mean"] == 1.0
+    assert summary.loc["all", "n_cases"] == 3
+
+
+def test_bootstrap_ci_resamples_cases_and_contains_the_mean():
+    rng = np.random.default_rng(0)
+    pairs = pd.DataFrame({"case_id": np.repeat(np.arange(200), 3), "tau": rng.uniform(-0.2, 1, 600)})
+    result = mean_with_ci(pairs, n_bootstrap=500)
+    assert result.ci_low < result.mean < result.ci_high and result.n_cases == 200
+    assert result.mean == pytest.approx(pairs["tau"].mean())
+    assert result.ci_high - result.ci_low < 0.12
+
+
+def test_kendalls_w_reference_values():
+    assert kendalls_w(np.array([[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4]], float)) == pytest.approx(1.0)
+    assert kendalls_w(np.array([[1, 2, 3, 4], [4, 3, 2, 1]], float)) == pytest.approx(0.0)
+    # hand computation: rank sums 3, 7, 8 -> S = 14, W = 12 * 14 / (9 * 24) = 0.7778
+    assert kendalls_w(np.array([[1, 2, 3], [1, 3, 2], [1, 2, 3]], float)) == pytest.approx(12 * 14 / (9 * 24))
+    # two raters: W = (1 + rho_spearman) / 2
+    a, b = np.array([1, 2, 3, 4.0]), np.array([2, 1, 3, 4.0])
+    rho = 1 - 6 * 2 / (4 * 15)
+    assert kendalls_w(np.stack([a, b])) == pytest.approx((1 + rho) / 2)
+
+
+def test_inter_rater_ceiling_and_ground_truth():
+    rankings = pd.DataFrame({"case_id": ["c1", "c1", "c2", "c2"], "rater": ["A", "B", "A", "B"],
+                             "image": [1, 1, 1, 2], "text": [2, 2, 2, 1], "signal": [3, 3, 3, 3],
+                             "tabular": [4, 4, pd.NA, pd.NA]})
+    ceiling = inter_rater(rankings, n_bootstrap=100)
+    assert ceiling["mean_pairwise_tau"]["mean"] == pytest.approx((1 + 1 / 3) / 2)
+    assert ceiling["cases_with_two_or_more_raters"] == 2
+    truth = pd.DataFrame({"case_id": ["c1", "c2"], "strength_image": [0.9, 0.2], "strength_text": [0.5, 0.8],
+                          "strength_signal": [0.1, 0.1], "strength_tabular": [0.0, np.nan]})
+    model = importance_to_ranks(pd.DataFrame({"image": [3.0, 2.0], "text": [2.0, 1.0], "signal": [1.0, 0.5],
+                                              "tabular": [0.0, np.nan]}, index=["c1", "c2"]))
+    vs = versus_ground_truth(model, truth)
+    # c2: model image > text > signal, truth text > image > signal: one discordant pair of three
+    assert vs["tau"].tolist() == pytest.approx([1.0, 1 / 3])
