@@ -13,35 +13,23 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from explain.ablation import withheld_study  # noqa: E402
 from neurofusion.checkpoint import load_checkpoint  # noqa: E402
 from neurofusion.data import MODALITIES, CohortReader  # noqa: E402
-from neurofusion.inference import Predictor, drop_mask  # noqa: E402
-from neurofusion.metrics import classification_metrics  # noqa: E402
+from neurofusion.inference import Predictor  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DROPS = [()] + [(m,) for m in MODALITIES] + list(itertools.combinations(MODALITIES, 2))
 MODELS = ("neurofusion", "mlp_fusion", "early_fusion", "late_fusion")
 
 
-@torch.no_grad()
-def drop_study(checkpoint: Path, cases) -> dict[str, float]:
-    """Accuracy for every withheld set, encoding the test cases once."""
+def drop_study(checkpoint: Path, cases) -> dict[str, dict]:
     ckpt = load_checkpoint(checkpoint, device="cpu")
-    predictor = Predictor(ckpt.model, ckpt.tokenizer, ckpt.device)
-    batches = list(predictor.batches(cases, 100))
-    encoded = [ckpt.model.encode(b) for b in batches]
-    labels = np.concatenate([b.labels.numpy() for b in batches])
-    out = {}
-    for drop in DROPS:
-        proba = np.concatenate([ckpt.model.fuse(e, drop_mask(b.present, drop)).probabilities.numpy()
-                                for e, b in zip(encoded, batches)])
-        out[",".join(drop) or "none"] = classification_metrics(labels, proba, ckpt.config.classes, n_bootstrap=200)
-    return out
+    return withheld_study(Predictor(ckpt.model, ckpt.tokenizer, ckpt.device), cases, DROPS, n_bootstrap=200)
 
 
 def main() -> None:
