@@ -1,0 +1,45 @@
+"""Cross-modal attention: rows are distributions; cohort means by class equal a direct masked average."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from explain.attention import cohort_attention, cross_attention
+from neurofusion.inference import Predictor
+
+
+def test_case_attention_rows_are_distributions(tiny_batch):
+    model, batch = tiny_batch
+    result = cross_attention(model, batch)
+    assert result.per_head.shape == (12, 2, 4, 4) and result.mean.shape == (12, 4, 4)
+    assert np.allclose(result.mean.sum(-1), 1, atol=1e-5)
+
+
+def test_cohort_average_by_class_is_the_masked_mean(tiny_batch, tiny_tokenizer, tiny_cohort):
+    model, _ = tiny_batch
+    predictor = Predictor(model, tiny_tokenizer)
+    cases = [tiny_cohort[i] for i in range(25)]
+    cohort = cohort_attention(predictor, cases, batch_size=7)  # several batches
+    batch = predictor.batch(cases)
+    with torch.no_grad():
+        out = model(batch)
+    mean = out.cross_attention.mean(1).numpy()
+    present = batch.present.numpy()
+    labels = batch.labels.numpy()
+    label = model.classes[labels[0]]
+    rows = labels == labels[0]
+    both = present[rows][:, :, None] & present[rows][:, None, :]
+    expected = (mean[rows] * both).sum(0) / both.sum(0)
+    assert np.allclose(cohort.by_true[label], expected, atol=1e-5, equal_nan=True)
+    assert sum(cohort.counts_true.values()) == sum(cohort.counts_predicted.values()) == 25
+
+
+def test_models_without_attention_say_so(tiny_cohort, tiny_tokenizer):
+    from neurofusion.models import build_model
+    from tests.conftest import tiny_config
+
+    model = build_model(tiny_config(tiny_cohort, tiny_tokenizer, "mlp_fusion")).eval()
+    with pytest.raises(ValueError, match="mlp_fusion model has no cross-modal attention"):
+        cross_attention(model, Predictor(model, tiny_tokenizer).batch([tiny_cohort[0]]))
