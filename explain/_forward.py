@@ -1,0 +1,78 @@
+"""Forward functions for attribution: the model's class probabilities as a function of one modality's
+input, with the other modalities' encoder outputs computed once and held fixed.
+
+This is what makes the per-modality attributions fast without changing them: integrating along one
+modality's path never needs the other encoders again. A per-model lock serialises everything that
+attaches Captum hooks to the shared model.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+import torch
+
+from neurofusion.data.dataset import Batch
+from neurofusion.data.schema import MODALITIES
+from neurofusion.models.model import Encoded, MultiModalModel
+
+_LOCKS: "weakref.WeakKeyDictionary[MultiModalModel, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: MultiModalModel) -> threading.RLock:
+    """One re-entrant lock per model object: Captum registers forward hooks on its modules, so two threads
+    attributing through the same shared model at once would see each other's hooks."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
+class ModalityForward:
+    """p(class) for one case as a function of a single modality's input.
+
+    ``image(x)`` with x (n, 1, S, S), ``signal(x)`` with x (n, L, T), ``text_embeddings(e)`` with e
+    (n, N, H) word embeddings, ``numeric(x)`` with x (n, Fn): each returns (n, C) probabilities.
+    """
+
+    def __init__(self, model: MultiModalModel, batch: Batch) -> None:
+        if batch.present.shape[0] != 1:
+            raise ValueError(f"attribution explains one case at a time, got a batch of {batch.present.shape[0]}")
+        self.model = model
+        self.batch = batch
+        with torch.no_grad():
+            self.encoded = model.encode(batch)
+
+    def with_embedding(self, modality: str, embedding: torch.Tensor) -> torch.Tensor:
+        n = embedding.shape[0]
+        fixed = self.encoded.repeat(n)
+        vectors = dict(fixed.vectors)
+        vectors[modality] = embedding.to(vectors[modality].dtype)
+        encoded = Encoded(vectors, fixed.present, fixed.spatial_attention, fixed.temporal_attention)
+        return self.model.fuse(encoded).probabilities
+
+    def image(self, image: torch.Tensor) -> torch.Tensor:
+        return self.with_embedding("image", self.model.encoders["image"](image).embedding)
+
+    def signal(self, signal: torch.Tensor) -> torch.Tensor:
+        return self.with_embedding("signal", self.model.encoders["signal"](signal).embedding)
+
+    def text_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
+        mask = self.batch.tokens["attention_mask"].expand(embeddings.shape[0], -1)
+        return self.with_embedding("text", self.model.encoders["text"](None, mask, inputs_embeds=embeddings).embedding)
+
+    def text_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        mask = self.batch.tokens["attention_mask"].expand(input_ids.shape[0], -1)
+        return self.with_embedding("text", self.model.encoders["text"](input_ids, mask).embedding)
+
+    def numeric(self, numeric: torch.Tensor) -> torch.Tensor:
+        n = numeric.shape[0]
+        encoder = self.model.encoders["tabular"]
+        out = encoder(numeric, self.batch.numeric_mask.expand(n, -1), self.batch.categorical.expand(n, -1))
+        return self.with_embedding("tabular", out.embedding)
+
+    def has(self, modality: str) -> bool:
+        return bool(self.batch.present[0, MODALITIES.index(modality)]) and modality in self.model.encoders
