@@ -40,6 +40,7 @@ class Predictor:
     def __init__(self, model: MultiModalModel, tokenizer: PreTrainedTokenizerFast | None,
                  device: torch.device | str = "cpu") -> None:
         self.model = model
+        self.tokenizer = tokenizer
         self.spec: InputSpec = model.config.input_spec()
         self.collate = Collate(make_tokenize(tokenizer, model.config.text.max_length) if tokenizer else _no_text)
         self.device = torch.device(device)

@@ -1,0 +1,115 @@
+"""Everything the dashboard shows for one case, computed together: prediction, cross-modal attention,
+modality importance (attention, Shapley, leave-one-out) and the attribution of each modality present."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from explain._forward import ModalityForward
+from explain.image import IMAGE_METHODS, ImageSaliency, image_saliency
+from explain.importance import ModalityImportance, modality_importance
+from explain.signal import SignalExplanation, explain_signal
+from explain.tabular import explain_tabular
+from explain.text import NoteExplanation, explain_note
+from neurofusion.data.schema import MODALITIES, Case
+from neurofusion.inference import Predictor
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    image_method: str = "integrated_gradients"
+    n_steps: int = 50  # Integrated Gradients path steps (image, note, ECG, labs)
+    internal_batch_size: int | None = None  # steps per forward pass; default all at once
+    target: int | None = None  # class to explain; default the predicted class
+
+    def __post_init__(self) -> None:
+        if self.image_method not in IMAGE_METHODS:
+            raise ValueError(f"image_method must be one of {IMAGE_METHODS}, got {self.image_method!r}")
+        if self.n_steps < 2:
+            raise ValueError(f"n_steps must be at least 2, got {self.n_steps}")
+
+
+@dataclass
+class CaseExplanation:
+    case_id: str
+    label: str
+    classes: list[str]
+    probabilities: np.ndarray  # (C,)
+    target: int
+    present: dict[str, bool]
+    cross_attention: np.ndarray | None  # (heads, 4, 4)
+    importance: ModalityImportance
+    image: ImageSaliency | None
+    note: NoteExplanation | None
+    signal: SignalExplanation | None
+    tabular: pd.DataFrame | None
+
+    @property
+    def predicted(self) -> str:
+        return self.classes[int(self.probabilities.argmax())]
+
+    def to_dict(self) -> dict:
+        """JSON-ready nested dict (arrays as lists)."""
+        importance = {m: self.importance.table(m).iloc[0].to_dict() for m in ("shapley", "leave_one_out")}
+        if self.importance.attention is not None:
+            importance["attention"] = self.importance.table("attention").iloc[0].to_dict()
+        return _jsonable({
+            "case_id": self.case_id, "label": self.label, "predicted": self.predicted,
+            "explained_class": self.classes[self.target],
+            "probabilities": dict(zip(self.classes, self.probabilities.tolist())),
+            "present": self.present,
+            "cross_attention_mean": None if self.cross_attention is None else self.cross_attention.mean(0),
+            "cross_attention_per_head": self.cross_attention,
+            "modality_importance": importance,
+            "probability_all_missing": float(self.importance.probability_none[0]),
+            "image": None if self.image is None else dataclasses.asdict(self.image),
+            "note": None if self.note is None else dataclasses.asdict(self.note),
+            "signal": None if self.signal is None else dataclasses.asdict(self.signal),
+            "tabular": None if self.tabular is None else self.tabular.to_dict(orient="records"),
+        })
+
+
+def explain_case(predictor: Predictor, case: Case, settings: ExplainSettings = ExplainSettings()) -> CaseExplanation:
+    model = predictor.model.eval()
+    batch = predictor.batch([case])
+    target = None if settings.target is None else torch.tensor([settings.target])
+    importance = modality_importance(model, batch, target)
+    explained = int(importance.target[0])
+    with torch.no_grad():
+        output = model(batch)
+    forward = ModalityForward(model, batch)
+    steps = {"n_steps": settings.n_steps, "internal_batch_size": settings.internal_batch_size}
+    return CaseExplanation(
+        case_id=case.case_id,
+        label=case.label,
+        classes=list(model.classes),
+        probabilities=output.probabilities[0].float().cpu().numpy(),
+        target=explained,
+        present={m: bool(v) for m, v in zip(MODALITIES, batch.present[0].tolist())},
+        cross_attention=None if output.cross_attention is None else output.cross_attention[0].float().cpu().numpy(),
+        importance=importance,
+        image=image_saliency(forward, case.image.shape, explained, settings.image_method, **steps)
+        if forward.has("image") else None,
+        note=explain_note(forward, case.note, predictor.tokenizer, explained, **steps) if forward.has("text") else None,
+        signal=explain_signal(forward, explained, case.signal.duration_s, **steps) if forward.has("signal") else None,
+        tabular=explain_tabular(forward, case, explained, **steps) if forward.has("tabular") else None,
+    )
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    return value

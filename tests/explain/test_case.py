@@ -1,0 +1,70 @@
+"""A whole case explained at once: consistent parts, JSON-ready, and safe to run from two threads."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from explain.case import ExplainSettings, explain_case
+from neurofusion.inference import Predictor
+
+
+@pytest.fixture
+def predictor(tiny_batch, tiny_tokenizer):
+    return Predictor(tiny_batch[0], tiny_tokenizer)
+
+
+def test_complete_case_has_every_part_and_serialises(predictor, tiny_cohort):
+    case = next(c for c in tiny_cohort if all(c.available.values()))
+    result = explain_case(predictor, case, ExplainSettings(n_steps=8))
+    assert result.image is not None and result.note is not None and result.signal is not None
+    assert result.tabular is not None and result.cross_attention.shape == (2, 4, 4)
+    assert result.target == int(result.probabilities.argmax())
+    assert np.isclose(result.importance.probability_full[0], result.probabilities[result.target], atol=1e-5)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["predicted"] == result.predicted and set(data["modality_importance"]) == {
+        "shapley", "leave_one_out", "attention"}
+
+
+def test_missing_modalities_are_missing_in_the_explanation(predictor, tiny_cohort):
+    case = next(c for c in tiny_cohort if not all(c.available.values()))
+    result = explain_case(predictor, case, ExplainSettings(n_steps=4, image_method="grad_cam"))
+    for modality, part in (("image", result.image), ("text", result.note), ("signal", result.signal),
+                           ("tabular", result.tabular)):
+        assert (part is None) == (not case.available[modality])
+        if not case.available[modality]:
+            assert result.to_dict()["modality_importance"]["shapley"][modality] is None
+
+
+def test_two_threads_get_the_same_results_as_sequential(predictor, tiny_cohort):
+    cases = [c for c in tiny_cohort if c.image is not None and c.note is not None][:2]
+    settings = ExplainSettings(n_steps=6, image_method="grad_cam")
+    sequential = [explain_case(predictor, c, settings) for c in cases]
+    results: dict[int, object] = {}
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for _ in range(3):  # overlap several times
+                results[k] = explain_case(predictor, cases[k], settings)
+        except BaseException as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for k in range(2):
+        assert np.allclose(results[k].image.map, sequential[k].image.map, atol=1e-6)
+        assert np.allclose(results[k].note.token_scores, sequential[k].note.token_scores, atol=1e-6)
+        assert np.allclose(results[k].importance.shapley, sequential[k].importance.shapley, atol=1e-7)
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match="image_method must be one of"):
+        ExplainSettings(image_method="lime")
