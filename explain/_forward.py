@@ -1,41 +1,32 @@
-"""Forward functions for attribution: the model's class probabilities as a function of one modality's
-input, with the other modalities' encoder outputs computed once and held fixed.
+"""Forward functions for attribution: the model's class logits as a function of one modality's input,
+with the other modalities' encoder outputs computed once and held fixed.
+
+Attributions are taken on logits, not probabilities: a confident prediction saturates the softmax, which
+would leave every attribution near zero however much the input mattered.
 
 This is what makes the per-modality attributions fast without changing them: integrating along one
-modality's path never needs the other encoders again. A per-model lock serialises everything that
-attaches Captum hooks to the shared model.
+modality's path never needs the other encoders again. Captum attaches hooks to the shared model's
+modules, which would act on every other thread's forward pass too, so all of it runs under the model's
+lock (:func:`neurofusion.inference.model_lock`).
 """
 
 from __future__ import annotations
-
-import threading
-import weakref
 
 import torch
 
 from neurofusion.data.dataset import Batch
 from neurofusion.data.schema import MODALITIES
+from neurofusion.inference import model_lock
 from neurofusion.models.model import Encoded, MultiModalModel
 
-_LOCKS: "weakref.WeakKeyDictionary[MultiModalModel, threading.RLock]" = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
-
-
-def model_lock(model: MultiModalModel) -> threading.RLock:
-    """One re-entrant lock per model object: Captum registers forward hooks on its modules, so two threads
-    attributing through the same shared model at once would see each other's hooks."""
-    with _LOCKS_GUARD:
-        lock = _LOCKS.get(model)
-        if lock is None:
-            lock = _LOCKS[model] = threading.RLock()
-        return lock
+__all__ = ["ModalityForward", "model_lock"]
 
 
 class ModalityForward:
-    """p(class) for one case as a function of a single modality's input.
+    """Class logits for one case as a function of a single modality's input.
 
     ``image(x)`` with x (n, 1, S, S), ``signal(x)`` with x (n, L, T), ``text_embeddings(e)`` with e
-    (n, N, H) word embeddings, ``numeric(x)`` with x (n, Fn): each returns (n, C) probabilities.
+    (n, N, H) word embeddings, ``numeric(x)`` with x (n, Fn): each returns (n, C) logits.
     """
 
     def __init__(self, model: MultiModalModel, batch: Batch) -> None:
@@ -43,7 +34,7 @@ class ModalityForward:
             raise ValueError(f"attribution explains one case at a time, got a batch of {batch.present.shape[0]}")
         self.model = model
         self.batch = batch
-        with torch.no_grad():
+        with model_lock(model), torch.no_grad():
             self.encoded = model.encode(batch)
 
     def with_embedding(self, modality: str, embedding: torch.Tensor) -> torch.Tensor:
@@ -52,7 +43,7 @@ class ModalityForward:
         vectors = dict(fixed.vectors)
         vectors[modality] = embedding.to(vectors[modality].dtype)
         encoded = Encoded(vectors, fixed.present, fixed.spatial_attention, fixed.temporal_attention)
-        return self.model.fuse(encoded).probabilities
+        return self.model.fuse(encoded).logits
 
     def image(self, image: torch.Tensor) -> torch.Tensor:
         return self.with_embedding("image", self.model.encoders["image"](image).embedding)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from neurofusion.data.schema import MODALITIES, Case, Signal
-from neurofusion.inference import Predictor, drop_mask
+from neurofusion.inference import Predictor, drop_mask, model_lock
 from neurofusion.metrics import classification_metrics
 
 # Labs a clinician has first (history and bedside) to last (send-out tests); unknown columns keep their
@@ -105,14 +105,16 @@ def withheld_study(predictor: Predictor, cases: Sequence[Case], drops: Sequence[
         drops = [()] + [(m,) for m in MODALITIES] + list(itertools.combinations(MODALITIES, 2))
     model = predictor.model.eval()
     batches = list(predictor.batches(cases, 100))
-    encoded = [model.encode(b) for b in batches]
+    with model_lock(model):
+        encoded = [model.encode(b) for b in batches]
     labels = np.concatenate([b.labels.cpu().numpy() for b in batches])
     results = {}
     for drop in drops:
-        probabilities = np.concatenate([
-            model.fuse(e, drop_mask(b.present, drop)).probabilities.float().cpu().numpy()
-            for e, b in zip(encoded, batches)
-        ])
+        with model_lock(model):
+            probabilities = np.concatenate([
+                model.fuse(e, drop_mask(b.present, drop)).probabilities.float().cpu().numpy()
+                for e, b in zip(encoded, batches)
+            ])
         results[",".join(drop) or "none"] = classification_metrics(labels, probabilities, model.classes,
                                                                    n_bootstrap=n_bootstrap, seed=seed)
     return results
@@ -133,7 +135,8 @@ def missing_rate_study(predictor: Predictor, cases: Sequence[Case], rates: Mappi
         hide = torch.from_numpy(rng.random(tuple(batch.present.shape)) <
                                 np.array([rates.get(m, 0.0) for m in MODALITIES])).to(batch.present.device)
         present = batch.present & ~hide
-        probabilities.append(model(batch, present=present).probabilities.float().cpu().numpy())
+        with model_lock(model):
+            probabilities.append(model(batch, present=present).probabilities.float().cpu().numpy())
         labels.append(batch.labels.cpu().numpy())
         shown.append(present.cpu().numpy())
     metrics = classification_metrics(np.concatenate(labels), np.concatenate(probabilities), model.classes,

@@ -11,7 +11,7 @@ import torch
 
 from neurofusion.data.dataset import Batch
 from neurofusion.data.schema import MODALITIES, Case
-from neurofusion.inference import Predictor
+from neurofusion.inference import Predictor, model_lock
 
 
 @dataclass
@@ -37,7 +37,8 @@ class CohortAttention:
 
 @torch.no_grad()
 def cross_attention(model, batch: Batch) -> CaseAttention:
-    output = model(batch)
+    with model_lock(model):
+        output = model(batch)
     if output.cross_attention is None:
         raise ValueError(f"a {model.config.architecture} model has no cross-modal attention to show")
     return CaseAttention(list(batch.case_ids), output.cross_attention.float().cpu().numpy(),
@@ -53,7 +54,8 @@ def cohort_attention(predictor: Predictor, cases: Sequence[Case], batch_size: in
     weights = {kind: np.zeros((len(classes), 4, 4)) for kind in ("true", "predicted")}
     counts = {kind: np.zeros(len(classes), dtype=int) for kind in ("true", "predicted")}
     for batch in predictor.batches(cases, batch_size):
-        output = predictor.model(batch)
+        with model_lock(predictor.model):
+            output = predictor.model(batch)
         if output.cross_attention is None:
             raise ValueError(f"a {predictor.model.config.architecture} model has no cross-modal attention")
         mean = output.cross_attention.float().mean(1).cpu().numpy()  # (B, 4, 4)

@@ -17,7 +17,7 @@ from explain.signal import SignalExplanation, explain_signal
 from explain.tabular import explain_tabular
 from explain.text import NoteExplanation, explain_note
 from neurofusion.data.schema import MODALITIES, Case
-from neurofusion.inference import Predictor
+from neurofusion.inference import Predictor, model_lock
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class CaseExplanation:
         importance = {m: self.importance.table(m).iloc[0].to_dict() for m in ("shapley", "leave_one_out")}
         if self.importance.attention is not None:
             importance["attention"] = self.importance.table("attention").iloc[0].to_dict()
-        return _jsonable({
+        return jsonable({
             "case_id": self.case_id, "label": self.label, "predicted": self.predicted,
             "explained_class": self.classes[self.target],
             "probabilities": dict(zip(self.classes, self.probabilities.tolist())),
@@ -75,6 +75,13 @@ class CaseExplanation:
 
 
 def explain_case(predictor: Predictor, case: Case, settings: ExplainSettings = ExplainSettings()) -> CaseExplanation:
+    """Every part of a case's explanation. Safe to call from several threads sharing one model: the model
+    is used under its lock throughout."""
+    with model_lock(predictor.model):
+        return _explain_case(predictor, case, settings)
+
+
+def _explain_case(predictor: Predictor, case: Case, settings: ExplainSettings) -> CaseExplanation:
     model = predictor.model.eval()
     batch = predictor.batch([case])
     target = None if settings.target is None else torch.tensor([settings.target])
@@ -101,13 +108,13 @@ def explain_case(predictor: Predictor, case: Case, settings: ExplainSettings = E
     )
 
 
-def _jsonable(value):
+def jsonable(value):
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, (np.floating, float)):
         return None if np.isnan(value) else float(value)
     if isinstance(value, (np.integer, np.bool_)):

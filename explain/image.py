@@ -21,13 +21,14 @@ class ImageSaliency:
     target: int
     map: np.ndarray  # (H, W) at the original image's resolution (the middle slice of a volume)
     model_map: np.ndarray  # (S, S) in the model's input frame
-    convergence_delta: float | None = None  # Integrated Gradients: sum(attr) - (f(x) - f(baseline))
+    convergence_delta: float | None = None  # Integrated Gradients: sum(attr) - (logit(x) - logit(black image))
 
 
 def image_saliency(forward: ModalityForward, original_shape: tuple[int, ...], target: int, method: str, *,
                    n_steps: int = 50, internal_batch_size: int | None = None, window: int = 16,
                    stride: int = 8) -> ImageSaliency:
-    """Saliency of the image for class ``target``. Positive = evidence for the class (IG, occlusion)."""
+    """Saliency of the image for class ``target``, in logit units. Positive = evidence for the class (IG,
+    occlusion); Grad-CAM and attention are non-negative."""
     if method not in IMAGE_METHODS:
         raise ValueError(f"image method must be one of {IMAGE_METHODS}, got {method!r}")
     if not forward.has("image"):

@@ -16,6 +16,7 @@ import torch
 
 from neurofusion.data.dataset import Batch
 from neurofusion.data.schema import MODALITIES
+from neurofusion.inference import model_lock
 
 N = len(MODALITIES)
 # Every subset of the four modalities as a presence mask, (16, 4); row k is the binary expansion of k.
@@ -70,11 +71,13 @@ def modality_importance(model, batch: Batch, target: torch.Tensor | None = None)
 
     target: (B,) class indices to explain; default the class the model predicts with all modalities.
     """
-    encoded = model.encode(batch)
     b = batch.present.shape[0]
     masks = SUBSETS.to(batch.present.device)
-    # case-major: rows [case 0 x 16 subsets, case 1 x 16 subsets, ...]; a subset cannot reveal what a case lacks
-    outputs = model.fuse(encoded.repeat(len(masks)), masks.repeat(b, 1) & batch.present.repeat_interleave(len(masks), 0))
+    with model_lock(model):
+        encoded = model.encode(batch)
+        # case-major: rows [case 0 x 16 subsets, case 1 x 16 subsets, ...]; a subset cannot reveal what a case lacks
+        outputs = model.fuse(encoded.repeat(len(masks)),
+                             masks.repeat(b, 1) & batch.present.repeat_interleave(len(masks), 0))
     probabilities = outputs.probabilities.double().view(b, len(masks), -1)  # (B, 16, C)
     full_index = _subset_index(batch.present)  # (B,)
     full = probabilities[torch.arange(b), full_index]  # (B, C)

@@ -25,7 +25,7 @@ class SignalExplanation:
     leads: list[str]
     fs: float  # the model's sampling rate: attributions are on its resampled time axis
     times: np.ndarray  # (T,) seconds from the start of the recording
-    attributions: np.ndarray  # (L, T) signed IG attribution per lead and sample
+    attributions: np.ndarray  # (L, T) signed IG attribution per lead and sample (logit units, flat-line baseline)
     lead_importance: np.ndarray  # (L,) share of total |attribution| per lead, 0 for leads not recorded
     recorded: np.ndarray  # (L,) bool: lead present in the recording
     recorded_seconds: float  # beyond this the model saw zero padding
@@ -43,12 +43,13 @@ def explain_signal(forward: ModalityForward, target: int, recorded_seconds: floa
     model, batch = forward.model, forward.batch
     spec = model.config.input_spec()
     signal = batch.signal  # (1, L, T)
-    with model_lock(model), torch.enable_grad():
-        attributions, delta = IntegratedGradients(forward.signal).attribute(
-            signal, baselines=torch.zeros_like(signal), target=target, n_steps=n_steps,
-            internal_batch_size=internal_batch_size or n_steps, return_convergence_delta=True)
-    with torch.no_grad():
-        attention = model.encoders["signal"](signal).attention[0].float().cpu().numpy()  # (T',)
+    with model_lock(model):
+        with torch.enable_grad():
+            attributions, delta = IntegratedGradients(forward.signal).attribute(
+                signal, baselines=torch.zeros_like(signal), target=target, n_steps=n_steps,
+                internal_batch_size=internal_batch_size or n_steps, return_convergence_delta=True)
+        with torch.no_grad():
+            attention = model.encoders["signal"](signal).attention[0].float().cpu().numpy()  # (T',)
     attr = attributions[0].detach().float().cpu().numpy()  # (L, T)
     recorded = batch.lead_mask[0].cpu().numpy()
     magnitude = np.abs(attr).sum(1) * recorded

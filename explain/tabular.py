@@ -1,6 +1,6 @@
-"""Lab and demographic attributions for one case. Numeric values: Integrated Gradients from the training
-mean (in the feature's units) to the measured value. Categorical values: the change in probability when
-the category is withheld. Unmeasured values are marked missing, never given a zero contribution."""
+"""Lab and demographic attributions for one case, in logit units of the explained class. Numeric values:
+Integrated Gradients from the training mean (in the feature's units) to the measured value. Categorical
+values: the change in the logit when the category is withheld. Unmeasured values are marked missing, never given a zero contribution."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def explain_tabular(forward: ModalityForward, case: Case, target: int, *, n_step
         rows.append(_row(spec, value, measured, float(attributions[j]) if measured else float("nan"),
                          "integrated_gradients"))
     if categorical_specs:
-        with torch.no_grad():
+        with model_lock(model), torch.no_grad():
             full = forward.numeric(numeric)[0, target]
             for j, spec in enumerate(categorical_specs):
                 code = int(batch.categorical[0, j])

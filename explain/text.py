@@ -19,7 +19,7 @@ class Span:
     start: int  # character offsets into the note: note[start:end] is the text
     end: int
     text: str
-    score: float  # signed: positive = evidence for the explained class
+    score: float  # signed, in logit units: positive = evidence for the explained class
 
 
 @dataclass

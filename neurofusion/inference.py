@@ -3,6 +3,8 @@ presence mask. Shared by training, evaluation and the explanations."""
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -13,6 +15,21 @@ from neurofusion.data.dataset import Batch, Collate, InputSpec, prepare_case
 from neurofusion.data.schema import MODALITIES, Case
 from neurofusion.data.tokenizer import make_tokenize
 from neurofusion.models.model import ModelOutput, MultiModalModel
+
+
+_LOCKS: "weakref.WeakKeyDictionary[MultiModalModel, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: MultiModalModel) -> threading.RLock:
+    """The re-entrant lock of one shared model object. Attribution methods (Captum) register forward
+    hooks on a model's modules, and a hook acts on every forward pass, from any thread, while it is
+    attached; so every forward pass through a model that is shared between threads holds this lock."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
 
 
 def parse_modalities(text: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -58,7 +75,8 @@ class Predictor:
         self.model.eval()
         labels, probabilities = [], []
         for batch in self.batches(cases, batch_size):
-            output: ModelOutput = self.model(batch, present=drop_mask(batch.present, drop))
+            with model_lock(self.model):
+                output: ModelOutput = self.model(batch, present=drop_mask(batch.present, drop))
             labels.append(batch.labels.cpu().numpy())
             probabilities.append(output.probabilities.float().cpu().numpy())
         return np.concatenate(labels), np.concatenate(probabilities)

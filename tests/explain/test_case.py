@@ -43,7 +43,9 @@ def test_two_threads_get_the_same_results_as_sequential(predictor, tiny_cohort):
     cases = [c for c in tiny_cohort if c.image is not None and c.note is not None][:2]
     settings = ExplainSettings(n_steps=6, image_method="grad_cam")
     sequential = [explain_case(predictor, c, settings) for c in cases]
+    _, plain = predictor.predict(cases)
     results: dict[int, object] = {}
+    predictions: list[np.ndarray] = []
     errors: list[BaseException] = []
 
     def work(k: int) -> None:
@@ -53,12 +55,20 @@ def test_two_threads_get_the_same_results_as_sequential(predictor, tiny_cohort):
         except BaseException as err:  # surfaced below
             errors.append(err)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    def predict() -> None:  # a plain prediction while hooks may be attached in the other threads
+        try:
+            for _ in range(6):
+                predictions.append(predictor.predict(cases)[1])
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)] + [threading.Thread(target=predict)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors
+    assert all(np.allclose(p, plain, atol=1e-6) for p in predictions)
     for k in range(2):
         assert np.allclose(results[k].image.map, sequential[k].image.map, atol=1e-6)
         assert np.allclose(results[k].note.token_scores, sequential[k].note.token_scores, atol=1e-6)

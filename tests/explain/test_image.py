@@ -34,7 +34,7 @@ def test_integrated_gradients_puts_all_evidence_in_the_planted_region_and_is_com
     _, black = _planted_case()
     black.image.zero_()
     with torch.no_grad():
-        gap = float(model(batch).probabilities[0, 1] - model(black).probabilities[0, 1])
+        gap = float(model(batch).logits[0, 1] - model(black).logits[0, 1])
     assert saliency.model_map.sum() == pytest.approx(gap, abs=1e-3)  # completeness
     assert abs(saliency.convergence_delta) < 1e-3
 

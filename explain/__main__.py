@@ -1,0 +1,117 @@
+"""Command line: explain one case, or a cohort.
+
+    python -m explain case --checkpoint DIR --data DIR --case-id ID [--image-method M] [--n-steps N] [--json]
+    python -m explain cohort --checkpoint DIR --data DIR [--split test] [--rankings CSV] [--method shapley] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from explain.attention import cohort_attention
+from explain.case import ExplainSettings, explain_case, jsonable
+from explain.cohort import clinician_agreement, cohort_importance, ground_truth_agreement
+from explain.image import IMAGE_METHODS
+from explain.importance import METHODS
+from neurofusion.checkpoint import CheckpointError, load_checkpoint
+from neurofusion.data.annotations import read_rankings
+from neurofusion.data.cohort import CohortReader
+from neurofusion.data.errors import CohortError
+from neurofusion.data.schema import SPLITS
+from neurofusion.inference import Predictor
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m explain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("case", "cohort"):
+        sub = commands.add_parser(name)
+        sub.add_argument("--checkpoint", required=True)
+        sub.add_argument("--data", required=True)
+        sub.add_argument("--device", default="auto")
+        sub.add_argument("--json", action="store_true")
+        if name == "case":
+            sub.add_argument("--case-id", required=True)
+            sub.add_argument("--image-method", default="integrated_gradients", choices=IMAGE_METHODS)
+            sub.add_argument("--n-steps", type=int, default=50)
+        else:
+            sub.add_argument("--split", default="test", choices=SPLITS)
+            sub.add_argument("--rankings", help="clinician rankings CSV (default: the cohort's own, if any)")
+            sub.add_argument("--method", default="shapley", choices=METHODS)
+    args = parser.parse_args(argv)
+    try:
+        ckpt = load_checkpoint(args.checkpoint, device=args.device)
+        cohort = CohortReader(args.data)
+        predictor = Predictor(ckpt.model, ckpt.tokenizer, ckpt.device)
+        result = _case(args, cohort, predictor) if args.command == "case" else _cohort(args, cohort, predictor)
+    except (CheckpointError, CohortError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(jsonable(result), indent=2) if args.json else _text(result))
+    return 0
+
+
+def _case(args, cohort: CohortReader, predictor: Predictor) -> dict:
+    case = cohort[args.case_id]
+    return explain_case(predictor, case, ExplainSettings(args.image_method, args.n_steps)).to_dict()
+
+
+def _cohort(args, cohort: CohortReader, predictor: Predictor) -> dict:
+    ids = cohort.ids(args.split)
+    if not ids:
+        raise CohortError(f"no cases in split '{args.split}'", path=cohort.root)
+    cases = [cohort[i] for i in ids]
+    importance = cohort_importance(predictor, cases, progress=True)
+    result = {"cases": len(cases), "split": args.split, "method": args.method,
+              "importance_by_true_class": importance.by_class(args.method).to_dict(orient="index"),
+              "importance_by_predicted_class": importance.by_class(args.method, "predicted").to_dict(orient="index")}
+    if predictor.model.config.architecture == "neurofusion":
+        attention = cohort_attention(predictor, cases)
+        result["attention_by_true_class"] = {c: m.tolist() for c, m in attention.by_true.items()}
+        result["attention_by_predicted_class"] = {c: m.tolist() for c, m in attention.by_predicted.items()}
+    rankings = read_rankings(args.rankings, cohort=cohort) if args.rankings else cohort.rankings()
+    if rankings is not None:
+        agreement = clinician_agreement(importance, rankings, args.method)
+        result["clinician_agreement"] = agreement["summary"].to_dict(orient="index")
+        result["inter_rater"] = agreement["inter_rater"]
+    truth = cohort.ground_truth()
+    if truth is not None:
+        result["ground_truth_agreement"] = ground_truth_agreement(importance, truth).to_dict(orient="index")
+    return result
+
+
+def _text(result: dict) -> str:
+    if "case_id" in result:
+        probabilities = ", ".join(f"{c} {p:.2f}" for c, p in result["probabilities"].items())
+        shapley = result["modality_importance"]["shapley"]
+        lines = [f"case {result['case_id']}: label {result['label']}, predicted {result['predicted']}",
+                 f"  probabilities: {probabilities}",
+                 "  Shapley (probability of the predicted class): "
+                 + ", ".join(f"{m} {'missing' if v is None else f'{v:+.3f}'}" for m, v in shapley.items())]
+        if result["note"]:
+            top = result["note"]["phrases"][:3]
+            lines.append("  note phrases: " + "; ".join(f"\"{p['text']}\" {p['score']:+.3f}" for p in top))
+        if result["signal"]:
+            seg = result["signal"]["segments"][0]
+            lines.append(f"  ECG: strongest segment {seg['start_s']:.1f}-{seg['end_s']:.1f} s")
+        return "\n".join(lines)
+    lines = [f"{result['cases']} {result['split']} cases, importance = {result['method']}"]
+    for cls, row in result["importance_by_true_class"].items():
+        lines.append(f"  {cls:<26} " + ", ".join(f"{m} {v:+.3f}" for m, v in row.items()))
+    if "clinician_agreement" in result:
+        overall = result["clinician_agreement"]["all"]
+        ceiling = result["inter_rater"]["mean_pairwise_tau"]
+        lines.append(f"  Kendall tau vs clinicians: {overall['mean']:.3f} [{overall['ci_low']:.3f}, "
+                     f"{overall['ci_high']:.3f}] (inter-rater {ceiling['mean']:.3f}, W {result['inter_rater']['kendalls_w']:.3f})")
+    if "ground_truth_agreement" in result:
+        for method, row in result["ground_truth_agreement"].items():
+            lines.append(f"  vs ground truth, {method}: tau {row['mean_tau']:.3f}, "
+                         f"Spearman {row['spearman_score_vs_strength']:.3f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
