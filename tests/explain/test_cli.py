@@ -1,0 +1,45 @@
+"""python -m explain case / cohort on a saved tiny checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from explain.__main__ import main
+from neurofusion.checkpoint import save_checkpoint
+
+
+@pytest.fixture
+def checkpoint(tiny_batch, tiny_tokenizer, tmp_path):
+    return save_checkpoint(tmp_path / "ckpt", tiny_batch[0], tiny_tokenizer)
+
+
+def test_case_json(checkpoint, tiny_cohort, capsys):
+    case_id = tiny_cohort.ids("test")[0]
+    assert main(["case", "--checkpoint", str(checkpoint), "--data", str(tiny_cohort.root), "--case-id", case_id,
+                 "--n-steps", "4", "--image-method", "occlusion", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["case_id"] == case_id and sum(result["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    shapley = [v for v in result["modality_importance"]["shapley"].values() if v is not None]
+    assert sum(shapley) == pytest.approx(result["probabilities"][result["explained_class"]]
+                                         - result["probability_all_missing"], abs=1e-4)
+
+
+def test_cohort_with_bundled_rankings_and_ground_truth(checkpoint, tiny_cohort, capsys):
+    assert main(["cohort", "--checkpoint", str(checkpoint), "--data", str(tiny_cohort.root), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["cases"] == len(tiny_cohort.ids("test"))
+    assert "all" in result["clinician_agreement"] and "kendalls_w" in result["inter_rater"]
+    assert set(result["ground_truth_agreement"]) == {"attention", "shapley", "leave_one_out"}
+    assert len(result["attention_by_true_class"]) == 5
+
+
+def test_errors_are_messages(checkpoint, tiny_cohort, tmp_path, capsys):
+    bad = tmp_path / "rankings.csv"
+    bad.write_text("case_id,rater,image,text,signal,tabular\nCV-00001,A,1,1,2,3\n")
+    assert main(["cohort", "--checkpoint", str(checkpoint), "--data", str(tiny_cohort.root),
+                 "--rankings", str(bad)]) == 2
+    assert "ranks must be a permutation" in capsys.readouterr().err
+    assert main(["case", "--checkpoint", str(checkpoint), "--data", str(tiny_cohort.root), "--case-id", "NOPE"]) == 2
+    assert "NOPE" in capsys.readouterr().err
