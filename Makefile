@@ -18,10 +18,12 @@ setup: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-# Until the dashboard lands, `make run` checks the bundled cohort end to end and shows what it holds.
+# Until the dashboard lands, `make run` checks the bundled cohort end to end, shows what it holds, and
+# evaluates the bundled demo checkpoint on it.
 run: $(STAMP)
 	$(PY) -m neurofusion.data validate $(SAMPLE)
 	$(PY) -m neurofusion.data summary $(SAMPLE)
+	$(PY) -m neurofusion.evaluate --checkpoint sample_data/checkpoints/cardio_demo --data $(SAMPLE)
 
 # Rebuild the committed sample cohort from its recorded command (see sample_data/cardio/README.md).
 sample-data: $(STAMP)

@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--case-id", required=True)
             sub.add_argument("--image-method", default="integrated_gradients", choices=IMAGE_METHODS)
             sub.add_argument("--n-steps", type=int, default=50)
+            sub.add_argument("--context", default="case", choices=("case", "alone"),
+                             help="attribute with the other modalities present (case) or hidden (alone)")
         else:
             sub.add_argument("--split", default="test", choices=SPLITS)
             sub.add_argument("--rankings", help="clinician rankings CSV (default: the cohort's own, if any)")
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _case(args, cohort: CohortReader, predictor: Predictor) -> dict:
     case = cohort[args.case_id]
-    return explain_case(predictor, case, ExplainSettings(args.image_method, args.n_steps)).to_dict()
+    settings = ExplainSettings(args.image_method, args.n_steps, context=args.context)
+    return explain_case(predictor, case, settings).to_dict()
 
 
 def _cohort(args, cohort: CohortReader, predictor: Predictor) -> dict:

@@ -29,11 +29,15 @@ class ModalityForward:
     (n, N, H) word embeddings, ``numeric(x)`` with x (n, Fn): each returns (n, C) logits.
     """
 
-    def __init__(self, model: MultiModalModel, batch: Batch) -> None:
+    def __init__(self, model: MultiModalModel, batch: Batch, alone: bool = False) -> None:
+        """alone=False: the other modalities stay as the case has them (faithful to this prediction);
+        alone=True: each modality is explained with the others hidden, i.e. what the model reads in it by
+        itself (useful when redundant modalities leave one with little marginal effect)."""
         if batch.present.shape[0] != 1:
             raise ValueError(f"attribution explains one case at a time, got a batch of {batch.present.shape[0]}")
         self.model = model
         self.batch = batch
+        self.alone = alone
         with model_lock(model), torch.no_grad():
             self.encoded = model.encode(batch)
 
@@ -43,7 +47,11 @@ class ModalityForward:
         vectors = dict(fixed.vectors)
         vectors[modality] = embedding.to(vectors[modality].dtype)
         encoded = Encoded(vectors, fixed.present, fixed.spatial_attention, fixed.temporal_attention)
-        return self.model.fuse(encoded).logits
+        present = fixed.present
+        if self.alone:
+            present = torch.zeros_like(present)
+            present[:, MODALITIES.index(modality)] = True
+        return self.model.fuse(encoded, present).logits
 
     def image(self, image: torch.Tensor) -> torch.Tensor:
         return self.with_embedding("image", self.model.encoders["image"](image).embedding)

@@ -26,8 +26,11 @@ class ExplainSettings:
     n_steps: int = 50  # Integrated Gradients path steps (image, note, ECG, labs)
     internal_batch_size: int | None = None  # steps per forward pass; default all at once
     target: int | None = None  # class to explain; default the predicted class
+    context: str = "case"  # attributions with the other modalities as the case has them, or "alone"
 
     def __post_init__(self) -> None:
+        if self.context not in ("case", "alone"):
+            raise ValueError(f"context must be 'case' or 'alone', got {self.context!r}")
         if self.image_method not in IMAGE_METHODS:
             raise ValueError(f"image_method must be one of {IMAGE_METHODS}, got {self.image_method!r}")
         if self.n_steps < 2:
@@ -89,7 +92,7 @@ def _explain_case(predictor: Predictor, case: Case, settings: ExplainSettings) -
     explained = int(importance.target[0])
     with torch.no_grad():
         output = model(batch)
-    forward = ModalityForward(model, batch)
+    forward = ModalityForward(model, batch, alone=settings.context == "alone")
     steps = {"n_steps": settings.n_steps, "internal_batch_size": settings.internal_batch_size}
     return CaseExplanation(
         case_id=case.case_id,

@@ -57,3 +57,21 @@ def test_demo_checkpoint_loads_and_reproduces_its_test_metrics():
     assert abs(result["macro_f1"]["value"] - recorded["macro_f1"]["value"]) <= 0.01
     size_mb = sum(p.stat().st_size for p in DEMO.rglob("*") if p.is_file()) / 1e6
     assert size_mb < 25
+
+
+def test_saliency_randomisation_check_falls_on_the_demo_model():
+    """Adebayo et al.'s sanity check: re-initialising the demo model's layers from the top down must make
+    its image and ECG saliency less like the trained model's."""
+    from explain.faithfulness import randomisation_check
+    from neurofusion.checkpoint import load_checkpoint
+    from neurofusion.inference import Predictor
+
+    ckpt = load_checkpoint(DEMO, device="cpu")
+    cohort = CohortReader(SAMPLE)
+    cases = [c for c in (cohort[i] for i in cohort.ids("test")[:20]) if all(c.available.values())][:2]
+    table = randomisation_check(Predictor(ckpt.model, ckpt.tokenizer), cases, n_steps=8)
+    for modality in ("image", "signal"):
+        similarity = table[f"{modality}_similarity"].to_numpy()
+        assert similarity[0] == pytest.approx(1.0)
+        assert similarity[-1] < 0.5, table  # fully re-initialised: little left of the trained saliency
+        assert similarity[-1] < similarity[len(similarity) // 2] + 0.05, table  # and falling along the cascade

@@ -78,3 +78,21 @@ def test_two_threads_get_the_same_results_as_sequential(predictor, tiny_cohort):
 def test_bad_settings():
     with pytest.raises(ValueError, match="image_method must be one of"):
         ExplainSettings(image_method="lime")
+
+
+def test_alone_context_explains_each_modality_with_the_others_hidden(predictor, tiny_cohort):
+    import torch
+
+    from explain._forward import ModalityForward
+
+    case = next(c for c in tiny_cohort if all(c.available.values()))
+    batch = predictor.batch([case])
+    alone = ModalityForward(predictor.model, batch, alone=True)
+    with torch.no_grad():
+        only_signal = predictor.model(batch, present=torch.tensor([[False, False, True, False]])).logits
+        assert torch.allclose(alone.signal(batch.signal), only_signal, atol=1e-5)
+    result = explain_case(predictor, case, ExplainSettings(n_steps=8, context="alone"))
+    in_case = explain_case(predictor, case, ExplainSettings(n_steps=8))
+    assert not np.allclose(result.signal.attributions, in_case.signal.attributions)
+    with pytest.raises(ValueError, match="context must be"):
+        ExplainSettings(context="global")
