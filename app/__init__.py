@@ -1,0 +1,1 @@
+"""NeuroFusion Explorer: the Streamlit dashboard. Pages render what explain/ and neurofusion/ compute."""

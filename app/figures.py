@@ -1,0 +1,518 @@
+"""Figure builders for the dashboard: pure functions from explain/ results to plotly figures (and, for the
+note, to HTML), so every page draws a result the same way and each can be tested without a browser."""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from neurofusion.data.schema import MODALITIES, STANDARD_LEADS
+
+if TYPE_CHECKING:
+    from explain.signal import SignalExplanation
+    from explain.text import Span
+
+MODALITY_LABELS: dict[str, str] = {"image": "Echo image", "text": "Clinical note", "signal": "ECG", "tabular": "Labs"}
+MODALITY_COLORS: dict[str, str] = {"image": "#1f77b4", "text": "#2ca02c", "signal": "#ff7f0e", "tabular": "#9467bd"}
+METHOD_LABELS: dict[str, str] = {"shapley": "Shapley", "leave_one_out": "Leave-one-out", "attention": "Attention"}
+METHOD_COLORS: dict[str, str] = {"shapley": "#334155", "leave_one_out": "#0e7490", "attention": "#d97706"}
+
+# Blue = low / against the class, white = middle, red = high / for the class (the paper's scale).
+DIVERGING = "RdBu_r"
+_RED, _BLUE = (178, 24, 43), (33, 102, 172)
+# Overlays fade to transparent where the map is near zero, so the echo stays visible underneath.
+_SIGNED_OVERLAY = [[0.0, "rgba(33,102,172,1)"], [0.5, "rgba(247,247,247,0)"], [1.0, "rgba(178,24,43,1)"]]
+_UNSIGNED_OVERLAY = [[0.0, "rgba(254,217,118,0)"], [0.5, "rgba(253,141,60,0.7)"], [1.0, "rgba(189,0,38,1)"]]
+_PREDICTION_COLOR, _COMPARE_COLOR, _NEUTRAL = "#334155", "#f59e0b", "#64748b"
+_NOTE_MAX_ALPHA = 0.8  # the strongest word keeps its text readable
+_ACRONYMS = {"bmi", "bnp", "bp", "ldl", "hdl", "tsh", "crp", "egfr", "hba1c", "nt", "ecg"}
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _pretty(name: str) -> str:
+    """'coronary_artery_disease' -> 'Coronary artery disease'."""
+    return name.replace("_", " ").capitalize()
+
+
+def _finish(fig: go.Figure, title: str = "", height: int | None = None, **layout: Any) -> go.Figure:
+    """The look every figure shares: white template, small margins, a left-aligned title if any."""
+    fig.update_layout(template="plotly_white", height=height,
+                      margin=dict(l=10, r=10, t=40 if title else 10, b=10), **layout)
+    if title:
+        fig.update_layout(title=dict(text=title, x=0, xanchor="left", font=dict(size=14)))
+    return fig
+
+
+def _check_modality(modality: str) -> None:
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+
+
+def _as_float(value: Any) -> float:
+    """A score that may be None (missing) -> float, NaN for missing."""
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"scores must be numbers or None, got {value!r}") from None
+
+
+def _none_for_nan(values: Sequence[float]) -> list[float | None]:
+    return [None if math.isnan(v) else float(v) for v in values]
+
+
+def _cell_text(matrix: np.ndarray, fmt: str = ".2f") -> list[list[str]]:
+    return [["" if math.isnan(v) else format(v, fmt) for v in row] for row in matrix]
+
+
+def _check_attention(matrix: np.ndarray, name: str = "attention matrix") -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=float)
+    if matrix.shape != (len(MODALITIES), len(MODALITIES)):
+        raise ValueError(f"{name} must be (4, 4) (query x key modality), got {matrix.shape}")
+    return matrix
+
+
+def _attention_trace(matrix: np.ndarray, labels: list[str], **kwargs: Any) -> go.Heatmap:
+    return go.Heatmap(z=matrix, x=labels, y=labels, text=_cell_text(matrix), texttemplate="%{text}",
+                      colorscale=DIVERGING, zmin=0, zmax=1, xgap=1, ygap=1,
+                      hovertemplate="%{y} → %{x}: %{z:.3f}<extra></extra>", **kwargs)
+
+
+def _symmetric_limit(values: np.ndarray) -> float:
+    """|max| of the finite values, 1 when there are none or all are zero (keeps a colour range valid)."""
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+
+
+# --------------------------------------------------------------------------------------- case figures
+def probability_bars(classes: Sequence[str], probabilities: np.ndarray, label: str | None = None,
+                     compare: np.ndarray | None = None, compare_name: str = "ablated") -> go.Figure:
+    """Predicted probability per class (C,), the true class's tick in bold with '(true)'. A label that is
+    not one of ``classes`` (an unlabelled case) is not marked. ``compare`` (C,) adds a second bar per class."""
+    p = np.asarray(probabilities, dtype=float)
+    if p.ndim != 1 or len(p) != len(classes):
+        raise ValueError(f"probabilities must be ({len(classes)},) for {len(classes)} classes, got {p.shape}")
+    names = [f"<b>{_pretty(c)} (true)</b>" if c == label else _pretty(c) for c in classes]
+    fig = go.Figure(_probability_trace(p, names, "prediction", _PREDICTION_COLOR))
+    if compare is not None:
+        q = np.asarray(compare, dtype=float)
+        if q.shape != p.shape:
+            raise ValueError(f"compare must have the shape of probabilities {p.shape}, got {q.shape}")
+        fig.add_trace(_probability_trace(q, names, compare_name, _COMPARE_COLOR))
+    fig.update_xaxes(range=[0, 1.15], tickformat=".0%", title="Probability")
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    rows = len(classes) * (2 if compare is not None else 1)
+    return _finish(fig, height=70 + 26 * rows, barmode="group", showlegend=compare is not None,
+                   legend=dict(orientation="h", y=-0.25))
+
+
+def _probability_trace(p: np.ndarray, names: list[str], name: str, color: str) -> go.Bar:
+    return go.Bar(x=p, y=names, orientation="h", name=name, marker_color=color, text=[f"{v:.1%}" for v in p],
+                  textposition="outside", cliponaxis=False, hovertemplate="%{y}: %{x:.1%}<extra>" + name + "</extra>")
+
+
+def attention_heatmap(matrix: np.ndarray, present: Sequence[bool] | None = None, title: str = "") -> go.Figure:
+    """Cross-modal attention (4, 4): rows = query ('attends from'), columns = key ('attends to'), colour
+    range fixed to 0..1. Modalities the case lacks are labelled ' (missing)'."""
+    matrix = _check_attention(matrix)
+    present = [True] * len(MODALITIES) if present is None else list(present)
+    if len(present) != len(MODALITIES):
+        raise ValueError(f"present must have one flag per modality ({len(MODALITIES)}), got {len(present)}")
+    labels = [MODALITY_LABELS[m] + ("" if ok else " (missing)") for m, ok in zip(MODALITIES, present)]
+    fig = go.Figure(_attention_trace(matrix, labels, colorbar=dict(title="weight", thickness=10)))
+    fig.update_xaxes(title="attends to (key)")
+    fig.update_yaxes(title="attends from (query)", autorange="reversed")
+    return _finish(fig, title, height=380)
+
+
+def importance_bars(scores: Mapping[str, Mapping[str, float | None]]) -> go.Figure:
+    """Modality importance, method -> modality -> score (None or NaN: the case lacks the modality): bars
+    grouped by modality, one colour per method; a modality no method scores is annotated 'missing'."""
+    if not scores:
+        raise ValueError("scores must hold at least one method")
+    table = {}
+    for method, values in scores.items():
+        for modality in values:
+            _check_modality(modality)
+        table[method] = [_as_float(values.get(m)) for m in MODALITIES]
+    x = [MODALITY_LABELS[m] for m in MODALITIES]
+    fig = go.Figure([go.Bar(x=x, y=_none_for_nan(values), name=METHOD_LABELS.get(method, _pretty(method)),
+                            marker_color=METHOD_COLORS.get(method),
+                            hovertemplate="%{x}: %{y:.3f}<extra>%{fullData.name}</extra>")
+                     for method, values in table.items()])
+    for k, label in enumerate(x):
+        if all(math.isnan(values[k]) for values in table.values()):
+            fig.add_annotation(x=label, y=0, yshift=12, text="missing", showarrow=False, font=dict(color=_NEUTRAL))
+    fig.update_yaxes(title="Importance", zeroline=True, zerolinecolor="#94a3b8")
+    return _finish(fig, "Modality importance", height=340, barmode="group",
+                   legend=dict(orientation="h", y=-0.15))
+
+
+def image_overlay(image: np.ndarray, saliency: np.ndarray | None = None, opacity: float = 0.45, signed: bool = True,
+                  title: str = "") -> go.Figure:
+    """A greyscale image (H, W) in image orientation with a saliency map (H, W) on top: signed maps on a
+    diverging scale symmetric around 0, unsigned ones (Grad-CAM, attention) on a sequential scale."""
+    image = np.asarray(image, dtype=float)
+    if image.ndim != 2:
+        raise ValueError(f"image must be (H, W), got {image.shape}")
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be between 0 and 1, got {opacity}")
+    fig = go.Figure(go.Heatmap(z=image, colorscale="gray", showscale=False, name="image",
+                               hovertemplate="(%{x}, %{y}): %{z:.3g}<extra>image</extra>"))
+    if saliency is not None:
+        saliency = np.asarray(saliency, dtype=float)
+        if saliency.shape != image.shape:
+            raise ValueError(f"saliency must have the image's shape {image.shape}, got {saliency.shape}")
+        fig.add_trace(_saliency_trace(saliency, opacity, signed))
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", scaleratio=1, constrain="domain")
+    return _finish(fig, title, height=420)
+
+
+def _saliency_trace(saliency: np.ndarray, opacity: float, signed: bool) -> go.Heatmap:
+    if signed:
+        limit = _symmetric_limit(saliency)
+        zmin, zmax, scale = -limit, limit, _SIGNED_OVERLAY
+    else:
+        zmin, zmax, scale = float(np.nanmin(saliency)), float(np.nanmax(saliency)), _UNSIGNED_OVERLAY
+        zmax = zmax if zmax > zmin else zmin + 1.0
+    return go.Heatmap(z=saliency, colorscale=scale, zmin=zmin, zmax=zmax, opacity=opacity, name="saliency",
+                      colorbar=dict(title="saliency", thickness=10),
+                      hovertemplate="(%{x}, %{y}): %{z:.3g}<extra>saliency</extra>")
+
+
+# ------------------------------------------------------------------------------------------------- ECG
+def ecg_figure(data: np.ndarray, fs: float, channels: Sequence[str], explanation: SignalExplanation | None = None,
+               leads: Sequence[str] | None = None) -> go.Figure:
+    """The recording (C, T) in mV, one row per lead (default: every channel, in the 12-lead order). With a
+    SignalExplanation: temporal attention as background shading, signed attributions as a coloured strip of
+    markers under each trace (on the model's time axis), and the top segments as boxes numbered by rank."""
+    data = np.asarray(data, dtype=float)
+    if data.ndim != 2 or data.shape[0] != len(channels):
+        raise ValueError(f"data must be (channels, samples) with {len(channels)} channels, got {data.shape}")
+    if not fs > 0:
+        raise ValueError(f"fs must be a positive number of Hz, got {fs}")
+    shown = _lead_order(list(channels), leads)
+    if explanation is not None:
+        _check_signal_explanation(explanation)
+    duration = data.shape[1] / fs
+    time = np.arange(data.shape[1]) / fs
+    fig = make_subplots(rows=len(shown), cols=1, shared_xaxes=True, vertical_spacing=0.01)
+    for row, lead in enumerate(shown, start=1):
+        trace = data[list(channels).index(lead)]
+        low, high = _ecg_range(trace)
+        if explanation is not None:
+            fig.add_trace(_attention_strip(explanation, low, high, duration), row=row, col=1)
+        fig.add_trace(go.Scatter(x=time, y=trace, mode="lines", name=lead, line=dict(color="#111827", width=1),
+                                 hovertemplate="%{x:.3f} s: %{y:.2f} mV<extra>" + lead + "</extra>"), row=row, col=1)
+        if explanation is not None and lead in explanation.leads:
+            fig.add_trace(_attribution_strip(explanation, lead, low + 0.08 * (high - low), duration), row=row, col=1)
+        fig.update_yaxes(title_text=lead, range=[low, high], showticklabels=False, zeroline=False, row=row, col=1)
+    fig.update_xaxes(range=[0, duration])
+    fig.update_xaxes(title_text="Time (s)", row=len(shown), col=1)
+    if explanation is not None:
+        _add_segments(fig, explanation.segments)
+        limit = _symmetric_limit(np.asarray(explanation.attributions, dtype=float))
+        fig.update_layout(coloraxis=dict(colorscale=DIVERGING, cmin=-limit, cmax=limit,
+                                         colorbar=dict(title="attribution", thickness=10, len=0.5)))
+    return _finish(fig, height=60 + 120 * len(shown), showlegend=False)
+
+
+def _lead_order(channels: list[str], leads: Sequence[str] | None) -> list[str]:
+    if leads is None:
+        standard = [lead for lead in STANDARD_LEADS if lead in channels]
+        return standard + [c for c in channels if c not in standard]
+    unknown = [lead for lead in leads if lead not in channels]
+    if unknown:
+        raise ValueError(f"leads {unknown} are not in the recording (channels: {channels})")
+    if not leads:
+        raise ValueError("leads must name at least one lead")
+    return list(leads)
+
+
+def _ecg_range(trace: np.ndarray) -> tuple[float, float]:
+    """The lead's y range with room below the trace for the attribution strip."""
+    low, high = float(trace.min()), float(trace.max())
+    if high - low < 1e-6:
+        low, high = low - 0.5, high + 0.5
+    span = high - low
+    return low - 0.2 * span, high + 0.05 * span
+
+
+def _check_signal_explanation(explanation: SignalExplanation) -> None:
+    attributions = np.asarray(explanation.attributions)
+    expected = (len(explanation.leads), len(explanation.times))
+    if attributions.shape != expected:
+        raise ValueError(f"explanation attributions must be (leads, times) = {expected}, got {attributions.shape}")
+    if len(explanation.attention) != len(explanation.attention_times):
+        raise ValueError(f"explanation has {len(explanation.attention)} attention weights for "
+                         f"{len(explanation.attention_times)} attention times")
+
+
+def _attention_strip(explanation: SignalExplanation, low: float, high: float, duration: float) -> go.Heatmap:
+    """One row of heatmap cells filling the subplot's height: transparent (no attention) -> orange."""
+    times = np.asarray(explanation.attention_times, dtype=float)
+    keep = times - explanation.attention_step_s / 2 < duration  # steps that cover some of the recording
+    attention = np.asarray(explanation.attention, dtype=float)[keep]
+    peak = float(attention.max()) if attention.size and attention.max() > 0 else 1.0
+    return go.Heatmap(z=[attention], x=times[keep], y0=(low + high) / 2, dy=high - low,
+                      zmin=0, zmax=peak, showscale=False, name="attention",
+                      colorscale=[[0, "rgba(255,127,14,0)"], [1, "rgba(255,127,14,0.45)"]],
+                      hovertemplate="%{x:.2f} s: attention %{z:.3f}<extra></extra>")
+
+
+def _attribution_strip(explanation: SignalExplanation, lead: str, y: float, duration: float) -> go.Scatter:
+    times = np.asarray(explanation.times, dtype=float)
+    keep = times <= duration  # beyond the recording the model saw zero padding
+    values = np.asarray(explanation.attributions, dtype=float)[list(explanation.leads).index(lead)]
+    return go.Scatter(x=times[keep], y=np.full(int(keep.sum()), y), mode="markers", name=f"{lead} attribution",
+                      marker=dict(color=values[keep], coloraxis="coloraxis", symbol="square", size=5),
+                      hovertemplate="%{x:.3f} s: attribution %{marker.color:.3g}<extra>" + lead + "</extra>")
+
+
+def _add_segments(fig: go.Figure, segments: Sequence[Any]) -> None:
+    """One box per segment across every lead (paper height), labelled with its rank."""
+    for rank, segment in enumerate(segments, start=1):
+        fig.add_shape(type="rect", xref="x", yref="paper", x0=segment.start_s, x1=segment.end_s, y0=0, y1=1,
+                      line=dict(color="#7c3aed", width=1.5), fillcolor="rgba(124,58,237,0.06)",
+                      label=dict(text=f"#{rank}", textposition="top left", font=dict(size=11, color="#7c3aed")))
+
+
+def lead_importance_bars(leads: Sequence[str], importance: np.ndarray, recorded: Sequence[bool]) -> go.Figure:
+    """Share of the ECG's |attribution| per lead (L,); leads not recorded get no bar and a note."""
+    importance = np.asarray(importance, dtype=float)
+    if importance.shape != (len(leads),) or len(recorded) != len(leads):
+        raise ValueError(f"importance and recorded must have one value per lead ({len(leads)}), "
+                         f"got {importance.shape} and {len(recorded)}")
+    y = [float(v) if ok else None for v, ok in zip(importance, recorded)]
+    fig = go.Figure(go.Bar(x=list(leads), y=y, marker_color=MODALITY_COLORS["signal"],
+                           hovertemplate="%{x}: %{y:.1%}<extra></extra>"))
+    for lead, ok in zip(leads, recorded):
+        if not ok:
+            fig.add_annotation(x=lead, y=0, yanchor="bottom", text="not recorded", textangle=-90, showarrow=False,
+                               font=dict(size=10, color=_NEUTRAL))
+    fig.update_yaxes(title="Share of attribution", tickformat=".0%", rangemode="tozero")
+    return _finish(fig, "Lead importance", height=280)
+
+
+# ------------------------------------------------------------------------------------------------ note
+def note_html(note: str, words: Sequence[Span], max_abs: float | None = None) -> str:
+    """The note as HTML with each attributed word highlighted: red = evidence for the class, blue = against,
+    opacity proportional to |score| / max_abs (default: the largest |score|). Every character of the note is
+    kept, escaped; newlines become <br>."""
+    spans = sorted(words, key=lambda w: w.start)
+    _check_spans(note, spans)
+    scale = max((abs(w.score) for w in spans), default=0.0) if max_abs is None else float(max_abs)
+    if not scale >= 0:
+        raise ValueError(f"max_abs must be a non-negative number, got {max_abs}")
+    parts, position = [], 0
+    for word in spans:
+        parts.append(_escape(note[position:word.start]))
+        parts.append(_word_html(note[word.start:word.end], float(word.score), scale))
+        position = word.end
+    parts.append(_escape(note[position:]))
+    return '<div class="note" style="white-space: pre-wrap; line-height: 1.8">' + "".join(parts) + "</div>"
+
+
+def _check_spans(note: str, spans: Sequence[Span]) -> None:
+    previous_end = 0
+    for word in spans:
+        if not 0 <= word.start < word.end <= len(note):
+            raise ValueError(f"span {word.start}:{word.end} is outside the note ({len(note)} characters)")
+        if word.start < previous_end:
+            raise ValueError(f"span {word.start}:{word.end} overlaps the previous span (ends at {previous_end})")
+        if not math.isfinite(word.score):
+            raise ValueError(f"span {word.start}:{word.end} has a non-finite score {word.score}")
+        previous_end = word.end
+
+
+def _escape(text: str) -> str:
+    return html.escape(text).replace("\n", "<br>")
+
+
+def _word_html(text: str, score: float, scale: float) -> str:
+    alpha = _NOTE_MAX_ALPHA * min(abs(score) / scale, 1.0) if scale > 0 else 0.0
+    r, g, b = _RED if score >= 0 else _BLUE
+    return (f'<span class="attr" data-score="{score:.6g}" style="background: rgba({r},{g},{b},{alpha:.3f}); '
+            f'border-radius: 3px" title="score {score:+.4g}">{_escape(text)}</span>')
+
+
+def note_legend_html(max_abs: float) -> str:
+    """A small colour bar: -max_abs (blue, against the class) .. 0 .. +max_abs (red, for the class)."""
+    if not (math.isfinite(max_abs) and max_abs >= 0):
+        raise ValueError(f"max_abs must be a non-negative number, got {max_abs}")
+    blue, red = (f"rgba({r},{g},{b},{_NOTE_MAX_ALPHA})" for r, g, b in (_BLUE, _RED))
+    bar = (f'<div style="height: 10px; border-radius: 3px; '
+           f'background: linear-gradient(to right, {blue}, rgba(255,255,255,0), {red})"></div>')
+    ticks = "".join(f"<span>{text}</span>" for text in (f"−{max_abs:.3g} against", "0", f"+{max_abs:.3g} for"))
+    return ('<div class="note-legend" style="width: 260px; font-size: 0.8em; margin-bottom: 0.5em">' + bar
+            + f'<div style="display: flex; justify-content: space-between">{ticks}</div></div>')
+
+
+# ------------------------------------------------------------------------------------------------ labs
+_LAB_COLUMNS = ("name", "kind", "value", "unit", "reference_range", "outside_range", "measured", "score", "method")
+
+
+def lab_bars(table: pd.DataFrame) -> go.Figure:
+    """Attribution per lab / demographic feature (rows of explain.tabular.explain_tabular), in the table's
+    order; out-of-range values in bold with an arrow, unmeasured features listed as 'not measured', no bar."""
+    missing = [c for c in _LAB_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"lab table lacks columns {missing}")
+    if table.empty:
+        raise ValueError("lab table has no rows")
+    labels = [_lab_label(row) for row in table.to_dict(orient="records")]
+    scores = [_as_float(s) if m else math.nan for s, m in zip(table["score"], table["measured"])]
+    colors = [_NEUTRAL if math.isnan(s) else _rgb(_RED if s >= 0 else _BLUE) for s in scores]
+    fig = go.Figure(go.Bar(x=_none_for_nan(scores), y=labels, orientation="h", marker_color=colors,
+                           customdata=table["method"], hovertemplate="%{y}: %{x:.3g}<extra>%{customdata}</extra>"))
+    fig.update_xaxes(title="Attribution (logit units; + = for the class)", zeroline=True, zerolinecolor="#94a3b8")
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    return _finish(fig, "Labs and demographics", height=80 + 24 * len(labels))
+
+
+def _rgb(color: tuple[int, int, int]) -> str:
+    return "rgb({},{},{})".format(*color)
+
+
+def _lab_label(row: Mapping[str, Any]) -> str:
+    """'BNP 1558 pg/mL (ref < 100)', bold with ▲/▼ outside the range; 'BNP: not measured'."""
+    name, unit = _feature_name(row["name"], row["unit"] or ""), row["unit"] or ""
+    if not row["measured"]:
+        return f"{name}: not measured"
+    value = row["value"]
+    shown = value if isinstance(value, str) else _format_value(float(value)) + (f" {unit}" if unit else "")
+    reference = row["reference_range"] or ""
+    if unit and reference.endswith(" " + unit):
+        reference = reference[:-len(unit) - 1]
+    text = f"{name} {shown}" + (f" (ref {reference})" if reference else "")
+    if row["outside_range"]:
+        text = f"<b>{text} {_direction(value, reference)}</b>"
+    return text
+
+
+def _feature_name(name: str, unit: str) -> str:
+    """'bnp_pg_ml' (unit pg/mL) -> 'BNP', 'systolic_bp' -> 'Systolic BP'."""
+    slug = re.sub(r"[^a-z0-9]+", "_", unit.lower()).strip("_")
+    if slug and name.endswith("_" + slug):
+        name = name[:-len(slug) - 1]
+    text = " ".join(w.upper() if w in _ACRONYMS else w for w in name.split("_"))
+    return text[:1].upper() + text[1:]
+
+
+def _format_value(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _direction(value: Any, reference: str) -> str:
+    """▲ above the reference range, ▼ below it (ranges read as '< hi', '> lo' or 'lo-hi')."""
+    bounds = [float(x) for x in re.findall(r"\d+(?:\.\d+)?", reference)]
+    if isinstance(value, str) or not bounds:
+        return "●"
+    if reference.startswith(">"):
+        return "▼"
+    return "▲" if float(value) > bounds[-1] else "▼"
+
+
+# ---------------------------------------------------------------------------------------------- cohort
+def cohort_attention_grid(by_class: Mapping[str, np.ndarray], counts: Mapping[str, int], title: str = "") -> go.Figure:
+    """One 4x4 mean attention heatmap per class (explain.attention.CohortAttention), up to four per row,
+    subtitled with the number of cases; one colour range 0..1 for all, NaN cells (no case) left blank."""
+    if not by_class:
+        raise ValueError("by_class must hold at least one class")
+    absent = [c for c in by_class if c not in counts]
+    if absent:
+        raise ValueError(f"counts lacks classes {absent}")
+    matrices = {c: _check_attention(m, f"attention of class {c!r}") for c, m in by_class.items()}
+    cols = min(len(matrices), 4)
+    rows = math.ceil(len(matrices) / cols)
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.04, vertical_spacing=0.12,
+                        subplot_titles=[f"{_pretty(c)} (n={counts[c]})" for c in matrices])
+    labels = [MODALITY_LABELS[m] for m in MODALITIES]
+    for k, matrix in enumerate(matrices.values()):
+        fig.add_trace(_attention_trace(matrix, labels, showscale=k == 0, colorbar=dict(title="weight", thickness=10)),
+                      row=k // cols + 1, col=k % cols + 1)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_yaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=True, col=1)
+    fig.update_annotations(font=dict(size=12))
+    return _finish(fig, title, height=60 + 260 * rows)
+
+
+def importance_by_class(table: pd.DataFrame) -> go.Figure:
+    """Mean modality importance per class (rows = classes, columns = modalities, as CohortImportance.by_class
+    returns), as an annotated heatmap on a diverging scale symmetric around 0; NaN cells blank."""
+    if table.empty:
+        raise ValueError("importance table has no rows")
+    for column in table.columns:
+        _check_modality(column)
+    modalities = [m for m in MODALITIES if m in table.columns]
+    z = table[modalities].to_numpy(dtype=float)
+    limit = _symmetric_limit(z)
+    classes = [_pretty(str(c)) for c in table.index]
+    fig = go.Figure(go.Heatmap(z=z, x=[MODALITY_LABELS[m] for m in modalities], y=classes,
+                               text=_cell_text(z, ".3f"), texttemplate="%{text}", colorscale=DIVERGING, zmin=-limit,
+                               zmax=limit, xgap=1, ygap=1, colorbar=dict(title="mean", thickness=10),
+                               hovertemplate="%{y}, %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    return _finish(fig, "Mean modality importance by class", height=80 + 40 * len(table))
+
+
+def tau_histogram(per_pair: pd.DataFrame, ceiling: float | None = None) -> go.Figure:
+    """Kendall tau per (case, rater) (explain.agreement.model_vs_raters): histogram over -1..1 (NaN dropped),
+    a line at the mean and, if given, a dashed line at the inter-rater ceiling."""
+    if "tau" not in per_pair.columns:
+        raise ValueError("per_pair must have a 'tau' column")
+    tau = per_pair["tau"].astype(float).dropna().to_numpy()
+    if ((tau < -1 - 1e-9) | (tau > 1 + 1e-9)).any():
+        raise ValueError("tau values must lie in -1..1")
+    if ceiling is not None and not -1 <= ceiling <= 1:
+        raise ValueError(f"ceiling must lie in -1..1, got {ceiling}")
+    # bins centred on multiples of 0.1, so tau = 1 and tau = -1 each get a bin
+    fig = go.Figure(go.Histogram(x=tau, xbins=dict(start=-1.05, end=1.05, size=0.1), marker_color=_NEUTRAL,
+                                 hovertemplate="tau %{x}: %{y} pairs<extra></extra>"))
+    if tau.size:
+        fig.add_vline(x=float(tau.mean()), line=dict(color=_PREDICTION_COLOR, width=2),
+                      annotation_text=f"mean {tau.mean():.2f}", annotation_position="top left")
+    else:
+        fig.add_annotation(text="no (case, rater) pair has a defined tau", showarrow=False, x=0, y=0.5, yref="paper")
+    if ceiling is not None:
+        fig.add_vline(x=float(ceiling), line=dict(color="#b91c1c", width=2, dash="dash"),
+                      annotation_text=f"inter-rater {ceiling:.2f}", annotation_position="top right")
+    fig.update_xaxes(range=[-1.1, 1.1], title="Kendall tau-b (model vs clinician)")
+    fig.update_yaxes(title="(case, rater) pairs")
+    return _finish(fig, f"Agreement with clinicians ({tau.size} pairs)", height=320, bargap=0.05)
+
+
+def metric_bars(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Metrics with 95 % CIs, each row {"name", "value", "ci_low", "ci_high"} (fractions): bars with
+    asymmetric error bars, values shown as percentages with one decimal."""
+    if not rows:
+        raise ValueError("rows must hold at least one metric")
+    for row in rows:
+        missing = [k for k in ("name", "value", "ci_low", "ci_high") if k not in row]
+        if missing:
+            raise ValueError(f"metric row {row!r} lacks {missing}")
+    names = [str(r["name"]) for r in rows]
+    if len(set(names)) != len(names):
+        raise ValueError(f"metric names must be unique, got {names}")
+    value, low, high = (np.array([_as_float(r[k]) for r in rows]) for k in ("value", "ci_low", "ci_high"))
+    if ((low > value) | (value > high)).any():  # NaN (no estimate) compares False: allowed
+        raise ValueError(f"every metric needs ci_low <= value <= ci_high, got {list(rows)}")
+    fig = go.Figure(go.Bar(x=names, y=value, marker_color=_PREDICTION_COLOR,
+                           text=["n/a" if math.isnan(v) else f"{v:.1%}" for v in value], textposition="outside",
+                           error_y=dict(type="data", symmetric=False, array=high - value, arrayminus=value - low,
+                                        color="#94a3b8"),
+                           customdata=np.stack([low, high], axis=1),
+                           hovertemplate="%{x}: %{y:.1%} (95% CI %{customdata[0]:.1%}–%{customdata[1]:.1%})"
+                                         "<extra></extra>"))
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
+    return _finish(fig, height=320)

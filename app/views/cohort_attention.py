@@ -1,0 +1,52 @@
+"""Cohort attention: the model's average cross-modal attention and modality importance, by true and by
+predicted class (the paper's figure 2A)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import figures
+from app.state import Context, context
+from explain.attention import CohortAttention, cohort_attention
+from explain.cohort import CohortImportance, cohort_importance
+from neurofusion.data.schema import SPLITS
+
+
+@st.cache_data(show_spinner="Averaging attention over the cohort...", max_entries=16)
+def _attention(_ctx: Context, model_key: str, data_key: str, split: str) -> CohortAttention:
+    return cohort_attention(_ctx.predictor, [_ctx.cohort[i] for i in _ids(_ctx, split)])
+
+
+@st.cache_data(show_spinner="Computing modality importance for every case...", max_entries=16)
+def _importance(_ctx: Context, model_key: str, data_key: str, split: str) -> CohortImportance:
+    return cohort_importance(_ctx.predictor, [_ctx.cohort[i] for i in _ids(_ctx, split)])
+
+
+def _ids(ctx: Context, split: str) -> list[str]:
+    return ctx.cohort.case_ids if split == "all" else ctx.cohort.ids(split)
+
+
+ctx = context()
+st.title("Cohort attention")
+available = ["all"] + [s for s in SPLITS if ctx.cohort.ids(s)]
+split = st.selectbox("Cases", available, index=available.index("test") if "test" in available else 0,
+                     key="cohort.split", format_func=lambda s: "every case" if s == "all" else f"{s} split")
+if ctx.checkpoint.config.architecture != "neurofusion":
+    st.info(f"A {ctx.checkpoint.config.architecture} model has no cross-modal attention; modality importance "
+            "is shown below.")
+else:
+    attention = _attention(ctx, ctx.model_key, ctx.data_key, split)
+    by = st.radio("Group by", ("true class", "predicted class"), key="cohort.group", horizontal=True)
+    groups, counts = ((attention.by_true, attention.counts_true) if by == "true class"
+                      else (attention.by_predicted, attention.counts_predicted))
+    st.plotly_chart(figures.cohort_attention_grid(groups, counts, f"Mean attention by {by} (row attends to column)"),
+                    key="cohort.attention")
+    st.caption("Each cell is averaged over the cases that have both modalities. Attention shows what the model "
+               "mixes, not by itself what it relies on: compare with the Shapley values below.")
+
+importance = _importance(ctx, ctx.model_key, ctx.data_key, split)
+method = st.radio("Modality importance", importance.methods, key="cohort.method", horizontal=True,
+                  format_func=lambda m: m.replace("_", "-").capitalize())
+st.plotly_chart(figures.importance_by_class(importance.by_class(method)), key="cohort.importance_true")
+st.caption("Mean over the cases of each true class that have the modality. Shapley and leave-one-out are in "
+           "probability points of the predicted class.")

@@ -1,0 +1,71 @@
+"""Model card: what the loaded model is, how it was trained and on what, how it compares with the
+baselines (committed benchmark results), its size and speed, intended use and limits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app.state import ROOT, context
+from neurofusion.checkpoint import parameter_counts
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+ctx = context()
+config, checkpoint = ctx.checkpoint.config, ctx.checkpoint
+st.title("Model card")
+st.markdown(f"**{config.architecture}** for the **{config.task}** task · classes: "
+            + ", ".join(c.replace("_", " ") for c in config.classes) + f" · loaded from `{checkpoint.path}`")
+
+st.subheader("Intended use and limits")
+st.markdown(
+    "- A research and teaching tool for inspecting how a multi-modal model (echo image, clinical note, "
+    "12-lead ECG, labs) reaches its predictions. **Not a medical device; not for clinical decisions.**\n"
+    "- The bundled model was trained on **synthetic** cases whose per-modality evidence is planted; its "
+    "accuracy says nothing about real patients. Retrain and validate on your own data before drawing any "
+    "conclusion.\n"
+    "- Explanations describe this model, including its mistakes. Attention is not importance; the Shapley "
+    "values are exact for the model's missing-modality behaviour, which is itself learned.")
+
+st.subheader("Test metrics of this checkpoint")
+test = checkpoint.metrics.get("test")
+if test:
+    rows = [{"metric": k, "value": test[k]["value"], "95 % CI": f"{test[k]['ci_low']:.3f}–{test[k]['ci_high']:.3f}"}
+            for k in ("accuracy", "macro_f1", "macro_auroc", "ece") if test.get(k)]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="model.metrics")
+    st.caption(f"{test['n']} test cases of the cohort the checkpoint was evaluated on when it was trained.")
+else:
+    st.info("This checkpoint has no recorded test metrics (metrics.json).")
+
+
+def _benchmark(name: str) -> str | None:
+    path = RESULTS / name
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+st.subheader("Against the baselines (Table 2, synthetic cohort)")
+table2 = _benchmark("table2.md")
+st.markdown(table2.split("\n", 2)[2] if table2 else "No committed results (run `python benchmarks/table2.py`).")
+
+st.subheader("Size and speed")
+counts = parameter_counts(ctx.checkpoint.model)
+st.dataframe(pd.DataFrame([{"part": k, "parameters": v} for k, v in counts.items()]), hide_index=True,
+             key="model.params")
+latency = _benchmark("latency.md")
+if latency:
+    st.markdown(latency.split("\n", 2)[2])
+
+st.subheader("Training")
+training = checkpoint.training
+if training:
+    st.markdown(f"Command: `{training.get('command', '?')}`  \nTraining data hash (SHA-256): "
+                f"`{training.get('data_hash', '?')}`  \nEpochs: {training.get('epochs')} (best "
+                f"{training.get('best_epoch')}), {training.get('minutes')} minutes")
+    history = pd.DataFrame(training.get("history", []))
+    if not history.empty:
+        st.line_chart(history.set_index("epoch")[["train_loss", "val_macro_f1"]])
+    with st.expander("Full configuration"):
+        st.json(json.loads((Path(checkpoint.path) / "config.json").read_text()), expanded=False)

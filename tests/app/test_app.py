@@ -1,0 +1,115 @@
+"""Every dashboard page, headless (streamlit.testing.v1.AppTest): renders without an exception, the
+ablation slider shows what explain/ computes, a bad upload is a message, a user cohort with a missing
+modality renders, a bad folder is a message."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+import shutil
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from explain.ablation import ablate_case
+from neurofusion.checkpoint import load_checkpoint
+from neurofusion.data import CohortReader
+from neurofusion.inference import Predictor
+from tests.test_sample_data import DEMO, SAMPLE
+
+MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+PAGES = ["views/cohort_attention.py", "views/agreement.py", "views/missing.py", "views/model_card.py"]
+
+
+def _app(**state) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=300)
+    at.session_state["settings.n_steps"] = 8  # keep the attributions quick in tests
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at
+
+
+def _no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_case_explorer_renders_every_panel_of_a_complete_case():
+    reader = CohortReader(SAMPLE)
+    complete = next(i for i in reader.case_ids if reader.availability().loc[i].all())
+    at = _app()
+    at.query_params["case"] = complete
+    at.run()
+    _no_errors(at)
+    assert at.title[0].value == "Case explorer"
+    assert at.selectbox(key="case.id").value == complete
+    # probabilities, image, ECG, lead importance, labs, attention, importance, ablation
+    assert len(at.get("plotly_chart")) == 8
+    assert any("class=\"attr\"" in h.proto.body or 'class="attr"' in h.proto.body for h in at.get("html"))
+
+
+def test_ablation_slider_at_zero_shows_the_explain_result():
+    at = _app().run()
+    case_id = at.selectbox(key="case.id").value
+    before = _shown(at)
+    at.slider(key="case.ablate_signal").set_value(0).run()
+    _no_errors(at)
+    after = _shown(at)
+    checkpoint = load_checkpoint(DEMO, device="cpu")
+    predictor = Predictor(checkpoint.model, checkpoint.tokenizer)
+    case = CohortReader(SAMPLE)[case_id]
+    full = predictor.predict([case])[1][0]
+    expected = ablate_case(predictor, case, {"signal": 0.0})[int(full.argmax())]
+    assert after == pytest.approx(100 * expected, abs=0.051)  # shown with one decimal
+    assert before == pytest.approx(100 * full.max(), abs=0.051)
+
+
+def _shown(at: AppTest) -> float:
+    text = next(m.value for m in at.markdown if "ablation-result" in m.value)
+    return float(re.search(r"id='ablation-result'>([\d.]+)%", text).group(1))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_other_page_renders(page):
+    at = _app().run()
+    at.switch_page(page).run()
+    _no_errors(at)
+
+
+def test_malformed_rankings_upload_is_an_error_and_the_page_keeps_working():
+    at = _app().run()
+    at.switch_page("views/agreement.py").run()
+    at.radio(key="agreement.source").set_value("upload a CSV").run()
+    at.file_uploader(key="agreement.upload").set_value(
+        ("bad.csv", b"case_id,rater,image,text,signal,tabular\nCV-00102,A,1,1,2,3\n", "text/csv")).run()
+    assert not at.exception
+    assert any("ranks must be a permutation" in e.value for e in at.error)
+    at.radio(key="agreement.source").set_value("bundled with the cohort").run()
+    _no_errors(at)
+    assert any("Mean tau" in m.label for m in at.metric)
+
+
+def test_user_cohort_with_a_missing_modality_renders(tmp_path):
+    reader = CohortReader(SAMPLE)
+    keep = reader.ids("test")[:6]
+    root = tmp_path / "user"
+    shutil.copytree(SAMPLE, root, ignore=shutil.ignore_patterns("clinician_rankings.csv", "ground_truth.csv"))
+    table = pd.read_csv(root / "cohort.csv", dtype=str, keep_default_na=False)
+    table = table[table["case_id"].isin(keep)].copy()
+    table["note_file"] = ""  # this user has no notes at all
+    table["has_text"] = "0"
+    table.to_csv(root / "cohort.csv", index=False)
+    at = _app(**{"settings.cohort": str(root)}).run()
+    _no_errors(at)
+    assert any("no clinical note" in i.value for i in at.info)
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not at.exception, page
+
+
+def test_bad_checkpoint_folder_is_a_message(tmp_path):
+    at = _app(**{"settings.checkpoint": str(tmp_path / "nowhere")}).run()
+    assert not at.exception
+    assert "Could not load the model or cohort" in at.error[0].value
+    assert "checkpoint folder" in at.error[0].value and "not found" in at.error[0].value

@@ -1,0 +1,267 @@
+"""Figure builders: each draws what it is given (values, ranges, missing parts marked) and rejects bad input."""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app import figures
+from explain.signal import Segment, SignalExplanation
+from explain.text import Span
+
+
+def _bars(fig):
+    return [t for t in fig.data if t.type == "bar"]
+
+
+# ----------------------------------------------------------------------------------------- probabilities
+def test_probability_bars_values_and_true_label():
+    fig = figures.probability_bars(["normal", "coronary_artery_disease"], np.array([0.2, 0.8]),
+                                   label="coronary_artery_disease")
+    (bar,) = _bars(fig)
+    assert list(bar.x) == pytest.approx([0.2, 0.8])
+    assert list(bar.text) == ["20.0%", "80.0%"]
+    assert bar.y[0] == "Normal"
+    assert "Coronary artery disease (true)" in bar.y[1] and bar.y[1].startswith("<b>")
+    assert fig.layout.template.layout.paper_bgcolor == "white"
+
+
+def test_probability_bars_compare_trace_and_bad_shapes():
+    fig = figures.probability_bars(["a", "b"], np.array([0.4, 0.6]), "zzz", compare=np.array([0.9, 0.1]),
+                                   compare_name="without ECG")
+    bars = _bars(fig)
+    assert [b.name for b in bars] == ["prediction", "without ECG"]
+    assert list(bars[1].x) == pytest.approx([0.9, 0.1])
+    assert not any("(true)" in y for y in bars[0].y)  # a label outside the classes is not marked
+    with pytest.raises(ValueError, match="probabilities"):
+        figures.probability_bars(["a", "b"], np.array([1.0]))
+    with pytest.raises(ValueError, match="compare"):
+        figures.probability_bars(["a", "b"], np.array([0.4, 0.6]), compare=np.array([1.0]))
+
+
+# ---------------------------------------------------------------------------------------------- attention
+def test_attention_heatmap_values_range_and_missing_labels():
+    matrix = np.random.default_rng(0).dirichlet(np.ones(4), size=4)
+    fig = figures.attention_heatmap(matrix, [True, False, True, True], title="attention")
+    (heat,) = fig.data
+    np.testing.assert_allclose(np.asarray(heat.z, dtype=float), matrix)
+    assert (heat.zmin, heat.zmax) == (0, 1)
+    assert list(heat.x) == ["Echo image", "Clinical note (missing)", "ECG", "Labs"] == list(heat.y)
+    assert heat.text[1][2] == f"{matrix[1, 2]:.2f}"
+    assert fig.layout.yaxis.autorange == "reversed"
+    with pytest.raises(ValueError, match=r"\(4, 4\)"):
+        figures.attention_heatmap(np.ones((3, 4)))
+    with pytest.raises(ValueError, match="one flag per modality"):
+        figures.attention_heatmap(matrix, [True, False])
+
+
+def test_cohort_grid_one_heatmap_per_class_with_shared_range_and_blank_nan():
+    a = np.full((4, 4), 0.25)
+    b = a.copy()
+    b[0, 1] = np.nan
+    fig = figures.cohort_attention_grid({"normal": a, "heart_failure": b}, {"normal": 10, "heart_failure": 3})
+    heatmaps = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heatmaps) == 2
+    assert all((h.zmin, h.zmax) == (0, 1) for h in heatmaps)
+    assert heatmaps[1].text[0][1] == "" and heatmaps[1].text[0][0] == "0.25"
+    titles = [a.text for a in fig.layout.annotations]
+    assert "Heart failure (n=3)" in titles and "Normal (n=10)" in titles
+    with pytest.raises(ValueError, match="counts"):
+        figures.cohort_attention_grid({"normal": a}, {})
+
+
+# --------------------------------------------------------------------------------------------- importance
+def test_importance_bars_skip_missing_modality():
+    scores = {"shapley": {"image": 0.3, "text": None, "signal": 0.1, "tabular": -0.05},
+              "leave_one_out": {"image": 0.2, "text": float("nan"), "signal": 0.05, "tabular": 0.0}}
+    fig = figures.importance_bars(scores)
+    bars = _bars(fig)
+    assert [b.name for b in bars] == ["Shapley", "Leave-one-out"]
+    assert list(bars[0].x) == ["Echo image", "Clinical note", "ECG", "Labs"]
+    assert bars[0].y[1] is None and bars[1].y[1] is None
+    assert bars[0].y[0] == pytest.approx(0.3)
+    notes = [a for a in fig.layout.annotations if a.text == "missing"]
+    assert [a.x for a in notes] == ["Clinical note"]
+    assert bars[0].marker.color != bars[1].marker.color
+    with pytest.raises(ValueError, match="unknown modality"):
+        figures.importance_bars({"shapley": {"audio": 0.1}})
+
+
+def test_importance_by_class_heatmap_nan_safe():
+    table = pd.DataFrame({"image": [0.2, np.nan], "text": [0.1, 0.3], "signal": [0.0, -0.1], "tabular": [0.05, 0.2]},
+                         index=pd.Index(["normal", "heart_failure"], name="label"))
+    (heat,) = figures.importance_by_class(table).data
+    np.testing.assert_allclose(np.asarray(heat.z, dtype=float), table.to_numpy(), equal_nan=True)
+    assert list(heat.y) == ["Normal", "Heart failure"]
+    assert heat.text[1][0] == "" and heat.zmin == -heat.zmax == pytest.approx(-0.3)
+    with pytest.raises(ValueError, match="unknown modality"):
+        figures.importance_by_class(table.rename(columns={"text": "note"}))
+
+
+# ------------------------------------------------------------------------------------------------- image
+def test_image_overlay_signed_and_unsigned():
+    image = np.linspace(0, 1, 12).reshape(3, 4)
+    saliency = np.array([[0.5, -2.0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0.1]])
+    fig = figures.image_overlay(image, saliency, opacity=0.3, signed=True)
+    assert len(fig.data) == 2
+    base, overlay = fig.data
+    np.testing.assert_allclose(np.asarray(base.z, dtype=float), image)
+    assert overlay.opacity == 0.3
+    assert (overlay.zmin, overlay.zmax) == (-2.0, 2.0)
+    assert fig.layout.yaxis.autorange == "reversed" and fig.layout.yaxis.scaleanchor == "x"
+    unsigned = figures.image_overlay(image, np.abs(saliency), signed=False).data[1]
+    assert (unsigned.zmin, unsigned.zmax) == (0.0, 2.0)
+    assert len(figures.image_overlay(image).data) == 1
+    with pytest.raises(ValueError, match="shape"):
+        figures.image_overlay(image, np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        figures.image_overlay(np.zeros((2, 3, 4)))
+
+
+# --------------------------------------------------------------------------------------------------- ECG
+def _signal_explanation() -> SignalExplanation:
+    rng = np.random.default_rng(1)
+    leads = ["I", "II", "V1", "V5"]
+    return SignalExplanation(
+        target=1, leads=leads, fs=100.0, times=np.arange(300) / 100, attributions=rng.normal(size=(4, 300)),
+        lead_importance=np.array([0.3, 0.5, 0.2, 0.0]), recorded=np.array([True, True, True, False]),
+        recorded_seconds=2.0, attention=np.full(12, 1 / 12), attention_times=(np.arange(12) + 0.5) * 0.25,
+        attention_step_s=0.25, segments=[Segment(0.5, 1.0, 3.0), Segment(1.2, 1.7, 2.0)], convergence_delta=0.0)
+
+
+def test_ecg_figure_leads_explanation_and_segments():
+    data = np.sin(np.linspace(0, 20, 500))[None].repeat(3, 0) * np.array([[1.0], [0.5], [2.0]])
+    channels = ("V1", "I", "II")  # recording order differs from the 12-lead order
+    plain = figures.ecg_figure(data, 250.0, channels)
+    assert [t.name for t in plain.data] == ["I", "II", "V1"]
+    np.testing.assert_allclose(plain.data[0].y, data[1])
+    assert plain.data[0].x[-1] == pytest.approx(499 / 250)
+    assert plain.layout.height == 60 + 3 * 120
+
+    fig = figures.ecg_figure(data, 250.0, channels, _signal_explanation())
+    lines = [t for t in fig.data if t.type == "scatter" and t.mode == "lines"]
+    strips = [t for t in fig.data if t.type == "scatter" and t.mode == "markers"]
+    shading = [t for t in fig.data if t.type == "heatmap"]
+    assert len(lines) == len(strips) == len(shading) == 3
+    assert len(strips[0].x) == 201  # model times up to the recording's 2 s, not the padding
+    np.testing.assert_allclose(strips[0].marker.color, _signal_explanation().attributions[0, :201])
+    assert len(shading[0].z[0]) == 8  # attention steps that cover the recording
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(rects) == 2 and (rects[0].x0, rects[0].x1) == (0.5, 1.0) and rects[0].label.text == "#1"
+    assert fig.layout.coloraxis.cmin == -fig.layout.coloraxis.cmax
+
+
+def test_ecg_figure_lead_subset_and_errors():
+    data = np.zeros((2, 100))
+    fig = figures.ecg_figure(data, 100.0, ["II", "V1"], leads=["V1"])
+    assert [t.name for t in fig.data] == ["V1"]
+    with pytest.raises(ValueError, match="not in the recording"):
+        figures.ecg_figure(data, 100.0, ["II", "V1"], leads=["V6"])
+    with pytest.raises(ValueError, match="channels"):
+        figures.ecg_figure(data, 100.0, ["II"])
+    bad = _signal_explanation()
+    bad.attributions = bad.attributions[:2]
+    with pytest.raises(ValueError, match="attributions"):
+        figures.ecg_figure(data, 100.0, ["II", "V1"], bad)
+
+
+def test_lead_importance_bars_skip_unrecorded_leads():
+    fig = figures.lead_importance_bars(["I", "II", "V1"], np.array([0.4, 0.6, 0.0]), [True, True, False])
+    (bar,) = _bars(fig)
+    assert list(bar.y) == [0.4, 0.6, None]
+    assert [a.x for a in fig.layout.annotations if a.text == "not recorded"] == ["V1"]
+    with pytest.raises(ValueError, match="one value per lead"):
+        figures.lead_importance_bars(["I"], np.array([0.4, 0.6]), [True, True])
+
+
+# -------------------------------------------------------------------------------------------------- note
+NOTE = "Dyspnoea on exertion.\nBNP <script>alert(1)</script> 1558 & \"raised\"\n\nNo chest pain."
+
+
+def _span(note: str, word: str, score: float) -> Span:
+    start = note.index(word)
+    return Span(start, start + len(word), word, score)
+
+
+def test_note_html_keeps_every_character_and_marks_each_word():
+    words = [_span(NOTE, "raised", 0.8), _span(NOTE, "Dyspnoea", 0.4), _span(NOTE, "chest", -0.2)]
+    out = figures.note_html(NOTE, words)
+    assert "<script>" not in out and "&lt;script&gt;" in out
+    text = re.sub(r"<(?!br>)[^>]*>", "", out).replace("<br>", "\n")
+    assert html.unescape(text) == NOTE
+    spans = re.findall(r'<span class="attr" data-score="([^"]+)" style="background: rgba\((\d+),(\d+),(\d+),'
+                       r'([\d.]+)\)[^"]*" title="[^"]*">([^<]*)</span>', out)
+    assert [s[5] for s in spans] == ["Dyspnoea", "raised", "chest"]  # in note order
+    assert [float(s[0]) for s in spans] == pytest.approx([0.4, 0.8, -0.2])
+    colours = {s[5]: s[1:4] for s in spans}
+    assert colours["raised"] == colours["Dyspnoea"] != colours["chest"]
+    alphas = {s[5]: float(s[4]) for s in spans}
+    assert alphas["raised"] == pytest.approx(2 * alphas["Dyspnoea"]) == pytest.approx(4 * alphas["chest"])
+
+
+def test_note_html_scale_and_bad_spans():
+    word = _span(NOTE, "raised", 0.5)
+    half = re.search(r"rgba\(\d+,\d+,\d+,([\d.]+)\)", figures.note_html(NOTE, [word], max_abs=1.0)).group(1)
+    full = re.search(r"rgba\(\d+,\d+,\d+,([\d.]+)\)", figures.note_html(NOTE, [word])).group(1)
+    assert float(full) == pytest.approx(2 * float(half))
+    assert figures.note_html("a\nb", []) == '<div class="note" style="white-space: pre-wrap; line-height: 1.8">a<br>b</div>'
+    with pytest.raises(ValueError, match="overlaps"):
+        figures.note_html(NOTE, [Span(0, 8, "Dyspnoea", 1.0), Span(3, 10, "pnoea o", 1.0)])
+    with pytest.raises(ValueError, match="outside the note"):
+        figures.note_html("short", [Span(2, 40, "x", 1.0)])
+    legend = figures.note_legend_html(0.25)
+    assert "0.25" in legend and "linear-gradient" in legend
+    with pytest.raises(ValueError):
+        figures.note_legend_html(float("nan"))
+
+
+# -------------------------------------------------------------------------------------------------- labs
+def test_lab_bars_labels_and_unmeasured_features():
+    table = pd.DataFrame([
+        {"name": "bnp_pg_ml", "kind": "numeric", "value": 1558.0, "unit": "pg/mL", "reference_range": "< 100 pg/mL",
+         "outside_range": True, "measured": True, "score": 0.9, "method": "integrated_gradients"},
+        {"name": "hdl_mg_dl", "kind": "numeric", "value": float("nan"), "unit": "mg/dL",
+         "reference_range": "> 40 mg/dL", "outside_range": False, "measured": False, "score": float("nan"),
+         "method": "integrated_gradients"},
+        {"name": "sex", "kind": "categorical", "value": "M", "unit": "", "reference_range": "",
+         "outside_range": False, "measured": True, "score": -0.1, "method": "withheld"},
+    ])
+    (bar,) = _bars(figures.lab_bars(table))
+    assert list(bar.y) == ["<b>BNP 1558 pg/mL (ref < 100) ▲</b>", "HDL: not measured", "Sex M"]
+    assert bar.x[1] is None and list(bar.x[::2]) == pytest.approx([0.9, -0.1])
+    assert bar.marker.color[0] != bar.marker.color[2]
+    with pytest.raises(ValueError, match="lacks columns"):
+        figures.lab_bars(table.drop(columns="measured"))
+
+
+# ------------------------------------------------------------------------------------------------ cohort
+def test_tau_histogram_drops_nan_and_draws_mean_and_ceiling():
+    per_pair = pd.DataFrame({"case_id": list("abcd"), "tau": [1.0, np.nan, 0.0, -1 / 3]})
+    fig = figures.tau_histogram(per_pair, ceiling=0.6)
+    (hist,) = fig.data
+    assert list(hist.x) == pytest.approx([1.0, 0.0, -1 / 3])
+    lines = sorted(s.x0 for s in fig.layout.shapes)
+    assert lines == pytest.approx([2 / 9, 0.6])
+    assert len(figures.tau_histogram(per_pair).layout.shapes) == 1
+    assert not figures.tau_histogram(per_pair.assign(tau=np.nan)).layout.shapes
+    with pytest.raises(ValueError, match="tau"):
+        figures.tau_histogram(per_pair.rename(columns={"tau": "t"}))
+
+
+def test_metric_bars_error_bars_match_ci():
+    rows = [{"name": "accuracy", "value": 0.8, "ci_low": 0.7, "ci_high": 0.85},
+            {"name": "macro F1", "value": 0.654, "ci_low": 0.6, "ci_high": 0.7}]
+    (bar,) = figures.metric_bars(rows).data
+    assert list(bar.error_y.array) == pytest.approx([0.05, 0.046])
+    assert list(bar.error_y.arrayminus) == pytest.approx([0.1, 0.054])
+    assert bar.error_y.symmetric is False
+    assert list(bar.text) == ["80.0%", "65.4%"]
+    with pytest.raises(ValueError, match="ci_low <= value"):
+        figures.metric_bars([{"name": "x", "value": 0.9, "ci_low": 0.7, "ci_high": 0.8}])
+    assert math.isnan(figures.metric_bars([{"name": "x", "value": np.nan, "ci_low": np.nan,
+                                            "ci_high": np.nan}]).data[0].y[0])
