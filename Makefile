@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE := sample_data/cardio
 
-.PHONY: run test setup sample-data demo-checkpoint
+.PHONY: run test setup chromium sample-data demo-checkpoint screenshot
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,15 +15,24 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 setup: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest
 
-# Until the dashboard lands, `make run` checks the bundled cohort end to end, shows what it holds, and
-# evaluates the bundled demo checkpoint on it.
+# The browser test drives Debian's chromium (never a browser downloaded by a test tool).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "chromium is missing and cannot be installed here: the browser test will be skipped"; fi; }
+
+# The dashboard on the bundled demo model and cohort, at http://127.0.0.1:8501 (offline, no usage statistics).
 run: $(STAMP)
-	$(PY) -m neurofusion.data validate $(SAMPLE)
-	$(PY) -m neurofusion.data summary $(SAMPLE)
-	$(PY) -m neurofusion.evaluate --checkpoint sample_data/checkpoints/cardio_demo --data $(SAMPLE)
+	$(PY) -m streamlit run app/main.py --server.headless true --browser.gatherUsageStats false \
+	  --server.address 127.0.0.1 --server.port 8501
+
+# Refresh the README's screenshot from the real-browser test.
+screenshot: $(STAMP) chromium
+	DASHBOARD_SCREENSHOT=app/assets/dashboard.png $(PY) -m pytest tests/app/test_browser.py -k real_browser
 
 # Rebuild the committed sample cohort from its recorded command (see sample_data/cardio/README.md).
 sample-data: $(STAMP)

@@ -33,7 +33,9 @@ VIEWS = Path(__file__).resolve().parent / "views"
 IMAGE_METHOD_LABELS = {"integrated_gradients": "Integrated Gradients", "grad_cam": "Grad-CAM",
                        "occlusion": "Occlusion", "attention": "Encoder spatial attention"}
 
-st.set_page_config(page_title="NeuroFusion Explorer", page_icon=":material/monitor_heart:", layout="wide")
+# A local icon: a Material icon as the favicon would be fetched from fonts.gstatic.com.
+st.set_page_config(page_title="NeuroFusion Explorer", page_icon=str(Path(__file__).parent / "assets" / "icon.png"),
+                   layout="wide")
 
 
 def _sidebar() -> tuple[str, str, str, ExplainSettings]:
@@ -98,8 +100,7 @@ with st.sidebar:
     st.caption("Research tool on synthetic data: not for clinical use.")
 
 pages = [
-    st.Page(VIEWS / "case_explorer.py", title="Case explorer", icon=":material/person_search:", default=True,
-            url_path="case"),
+    st.Page(VIEWS / "case_explorer.py", title="Case explorer", icon=":material/person_search:", default=True),
     st.Page(VIEWS / "cohort_attention.py", title="Cohort attention", icon=":material/grid_on:", url_path="cohort"),
     st.Page(VIEWS / "agreement.py", title="Clinician agreement", icon=":material/handshake:", url_path="agreement"),
     st.Page(VIEWS / "missing.py", title="Missing modalities", icon=":material/hide_source:", url_path="missing"),

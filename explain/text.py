@@ -92,15 +92,16 @@ def _sentence_spans(note: str, words: list[Span]) -> list[Span]:
 
 
 def _salient_runs(note: str, words: list[Span], share: float = 0.1) -> list[Span]:
-    """Maximal runs of adjacent words in one sentence whose scores share a sign and reach ``share`` of
-    the largest |score|: the phrases a reader sees highlighted."""
+    """Maximal runs of adjacent words (with letters or digits) in one sentence whose scores share a sign
+    and reach ``share`` of the largest |score|: the phrases a reader sees highlighted."""
     if not words:
         return []
     threshold = share * max(abs(w.score) for w in words)
     sentence_of = np.searchsorted([end for _, end in sentences(note)], [w.start for w in words], side="right")
     runs, current = [], []
     for i, word in enumerate(words):
-        salient = abs(word.score) >= threshold and word.score != 0
+        # punctuation may sit inside a phrase but is not a phrase a reader looks for by itself
+        salient = abs(word.score) >= threshold and word.score != 0 and any(ch.isalnum() for ch in word.text)
         same = current and np.sign(current[-1].score) == np.sign(word.score) and sentence_of[i] == sentence_of[i - 1]
         if salient and (not current or same):
             current.append(word)

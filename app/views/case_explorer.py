@@ -69,9 +69,9 @@ row = row_of.loc[case_id]
 left, right = st.columns([1, 2])
 with left:
     verdict = "correct" if row["correct"] else "wrong"
-    st.metric("Predicted", pretty(explanation.predicted), f"{explanation.probabilities.max():.0%} confidence",
-              delta_color="off")
-    st.markdown(f"**True label:** {pretty(case.label)} ({verdict}) · **Site:** {case.site or '-'}")
+    st.metric("Predicted", pretty(explanation.predicted))
+    st.markdown(f"**Probability:** {explanation.probabilities.max():.1%} · **True label:** {pretty(case.label)} "
+                f"({verdict}) · **Site:** {case.site or '-'}")
     st.markdown("**Modalities:** " + " · ".join(
         f"{figures.MODALITY_LABELS[m]} {'✓' if explanation.present[m] else '— missing'}" for m in MODALITIES))
 with right:

@@ -32,9 +32,9 @@ def test_salient_runs_keep_sign_and_sentence():
 
     note = "Severe orthopnea noted. Denies chest pain."
     words = [Span(0, 6, "Severe", 0.5), Span(7, 16, "orthopnea", 1.0), Span(17, 22, "noted", 0.01),
-             Span(22, 23, ".", 0.0), Span(24, 30, "Denies", -0.4), Span(31, 36, "chest", -0.3), Span(37, 41, "pain", 0.2)]
+             Span(22, 23, ".", 0.9), Span(24, 30, "Denies", -0.4), Span(31, 36, "chest", -0.3), Span(37, 41, "pain", 0.2)]
     runs = _salient_runs(note, words)
-    assert [r.text for r in runs] == ["Severe orthopnea", "Denies chest", "pain"]
+    assert [r.text for r in runs] == ["Severe orthopnea", "Denies chest", "pain"]  # a salient "." is no phrase
     assert runs[0].score == pytest.approx(1.5) and runs[1].score == pytest.approx(-0.7)
 
 
