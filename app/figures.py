@@ -505,12 +505,14 @@ def metric_bars(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
     if len(set(names)) != len(names):
         raise ValueError(f"metric names must be unique, got {names}")
     value, low, high = (np.array([_as_float(r[k]) for r in rows]) for k in ("value", "ci_low", "ci_high"))
-    if ((low > value) | (value > high)).any():  # NaN (no estimate) compares False: allowed
-        raise ValueError(f"every metric needs ci_low <= value <= ci_high, got {list(rows)}")
+    if ((low > high)).any():
+        raise ValueError(f"every metric needs ci_low <= ci_high, got {list(rows)}")
+    # A percentile bootstrap interval can miss its point estimate (ECE, small samples): clip the whisker at
+    # the bar rather than drawing it backwards.
     fig = go.Figure(go.Bar(x=names, y=value, marker_color=_PREDICTION_COLOR,
                            text=["n/a" if math.isnan(v) else f"{v:.1%}" for v in value], textposition="outside",
-                           error_y=dict(type="data", symmetric=False, array=high - value, arrayminus=value - low,
-                                        color="#94a3b8"),
+                           error_y=dict(type="data", symmetric=False, array=np.clip(high - value, 0, None),
+                                        arrayminus=np.clip(value - low, 0, None), color="#94a3b8"),
                            customdata=np.stack([low, high], axis=1),
                            hovertemplate="%{x}: %{y:.1%} (95% CI %{customdata[0]:.1%}–%{customdata[1]:.1%})"
                                          "<extra></extra>"))

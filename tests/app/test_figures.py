@@ -261,7 +261,9 @@ def test_metric_bars_error_bars_match_ci():
     assert list(bar.error_y.arrayminus) == pytest.approx([0.1, 0.054])
     assert bar.error_y.symmetric is False
     assert list(bar.text) == ["80.0%", "65.4%"]
-    with pytest.raises(ValueError, match="ci_low <= value"):
-        figures.metric_bars([{"name": "x", "value": 0.9, "ci_low": 0.7, "ci_high": 0.8}])
+    with pytest.raises(ValueError, match="ci_low <= ci_high"):
+        figures.metric_bars([{"name": "x", "value": 0.9, "ci_low": 0.8, "ci_high": 0.7}])
+    outside = figures.metric_bars([{"name": "x", "value": 0.9, "ci_low": 0.7, "ci_high": 0.8}]).data[0].error_y
+    assert list(outside.array) == [0] and list(outside.arrayminus) == pytest.approx([0.2])  # clipped, not reversed
     assert math.isnan(figures.metric_bars([{"name": "x", "value": np.nan, "ci_low": np.nan,
                                             "ci_high": np.nan}]).data[0].y[0])
