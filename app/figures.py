@@ -424,7 +424,7 @@ def _direction(value: Any, reference: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- cohort
 def cohort_attention_grid(by_class: Mapping[str, np.ndarray], counts: Mapping[str, int], title: str = "") -> go.Figure:
-    """One 4x4 mean attention heatmap per class (explain.attention.CohortAttention), up to four per row,
+    """One 4x4 mean attention heatmap per class (explain.attention.CohortAttention), up to three per row,
     subtitled with the number of cases; one colour range 0..1 for all, NaN cells (no case) left blank."""
     if not by_class:
         raise ValueError("by_class must hold at least one class")
@@ -432,9 +432,9 @@ def cohort_attention_grid(by_class: Mapping[str, np.ndarray], counts: Mapping[st
     if absent:
         raise ValueError(f"counts lacks classes {absent}")
     matrices = {c: _check_attention(m, f"attention of class {c!r}") for c, m in by_class.items()}
-    cols = min(len(matrices), 4)
+    cols = min(len(matrices), 3)  # wide enough for the rotated modality names under each matrix
     rows = math.ceil(len(matrices) / cols)
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.04, vertical_spacing=0.12,
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.06, vertical_spacing=0.3 / rows,
                         subplot_titles=[f"{_pretty(c)} (n={counts[c]})" for c in matrices])
     labels = [MODALITY_LABELS[m] for m in MODALITIES]
     for k, matrix in enumerate(matrices.values()):
@@ -444,7 +444,7 @@ def cohort_attention_grid(by_class: Mapping[str, np.ndarray], counts: Mapping[st
     fig.update_yaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=True, col=1)
     fig.update_annotations(font=dict(size=12))
-    return _finish(fig, title, height=60 + 260 * rows)
+    return _finish(fig, title, height=80 + 320 * rows)
 
 
 def importance_by_class(table: pd.DataFrame) -> go.Figure:

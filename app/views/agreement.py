@@ -63,8 +63,8 @@ summary, ceiling = result["summary"], result["inter_rater"]
 
 overall = summary.loc["all"]
 c1, c2, c3 = st.columns(3)
-c1.metric("Mean tau, model vs clinicians", f"{overall['mean']:.3f}",
-          f"95 % CI {overall['ci_low']:.3f} to {overall['ci_high']:.3f}", delta_color="off")
+c1.metric("Mean tau, model vs clinicians", f"{overall['mean']:.3f}")
+c1.caption(f"95 % CI {overall['ci_low']:.3f} to {overall['ci_high']:.3f} (bootstrap over cases)")
 c2.metric("Inter-rater ceiling (mean pairwise tau)", f"{ceiling['mean_pairwise_tau']['mean']:.3f}")
 c3.metric("Kendall's W (raters' concordance)", f"{ceiling['kendalls_w']:.3f}")
 
