@@ -73,5 +73,6 @@ def test_saliency_randomisation_check_falls_on_the_demo_model():
     for modality in ("image", "signal"):
         similarity = table[f"{modality}_similarity"].to_numpy()
         assert similarity[0] == pytest.approx(1.0)
-        assert similarity[-1] < 0.5, table  # fully re-initialised: little left of the trained saliency
-        assert similarity[-1] < similarity[len(similarity) // 2] + 0.05, table  # and falling along the cascade
+        # step 1 re-initialises only the heads; by the input layers much less of the trained saliency is left
+        assert similarity[-1] < 0.6, table
+        assert similarity[-1] < similarity[1] - 0.1, table
