@@ -12,6 +12,9 @@ lock (:func:`neurofusion.inference.model_lock`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from neurofusion.data.dataset import Batch
@@ -19,7 +22,23 @@ from neurofusion.data.schema import MODALITIES
 from neurofusion.inference import model_lock
 from neurofusion.models.model import Encoded, MultiModalModel
 
-__all__ = ["ModalityForward", "model_lock"]
+__all__ = ["ModalityForward", "attribution_mode", "model_lock"]
+
+
+@contextmanager
+def attribution_mode(model: MultiModalModel) -> Iterator[None]:
+    """Hold the model's lock with gradients on, tracked for inputs only. Attribution differentiates with
+    respect to inputs (or a layer's activations), never the weights; leaving the weights untracked skips
+    the weight-gradient half of every backward pass and gives the same attributions."""
+    with model_lock(model), torch.enable_grad():
+        tracked = [p for p in model.parameters() if p.requires_grad]
+        for p in tracked:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in tracked:
+                p.requires_grad_(True)
 
 
 class ModalityForward:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from captum.attr import IntegratedGradients, LayerGradCam, Occlusion
 
-from explain._forward import ModalityForward, model_lock
+from explain._forward import ModalityForward, attribution_mode
 
 IMAGE_METHODS = ("integrated_gradients", "grad_cam", "occlusion", "attention")
 
@@ -36,7 +36,7 @@ def image_saliency(forward: ModalityForward, original_shape: tuple[int, ...], ta
     image = forward.batch.image  # (1, 1, S, S)
     encoder = forward.model.encoders["image"]
     delta = None
-    with model_lock(forward.model), torch.enable_grad():
+    with attribution_mode(forward.model):
         if method == "integrated_gradients":
             attributions, delta_t = IntegratedGradients(forward.image).attribute(
                 image, baselines=torch.zeros_like(image), target=target, n_steps=n_steps,

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from captum.attr import IntegratedGradients
 
-from explain._forward import ModalityForward, model_lock
+from explain._forward import ModalityForward, attribution_mode, model_lock
 
 
 @dataclass
@@ -43,13 +43,12 @@ def explain_signal(forward: ModalityForward, target: int, recorded_seconds: floa
     model, batch = forward.model, forward.batch
     spec = model.config.input_spec()
     signal = batch.signal  # (1, L, T)
-    with model_lock(model):
-        with torch.enable_grad():
-            attributions, delta = IntegratedGradients(forward.signal).attribute(
-                signal, baselines=torch.zeros_like(signal), target=target, n_steps=n_steps,
-                internal_batch_size=internal_batch_size or n_steps, return_convergence_delta=True)
-        with torch.no_grad():
-            attention = model.encoders["signal"](signal).attention[0].float().cpu().numpy()  # (T',)
+    with attribution_mode(model):
+        attributions, delta = IntegratedGradients(forward.signal).attribute(
+            signal, baselines=torch.zeros_like(signal), target=target, n_steps=n_steps,
+            internal_batch_size=internal_batch_size or n_steps, return_convergence_delta=True)
+    with model_lock(model), torch.no_grad():
+        attention = model.encoders["signal"](signal).attention[0].float().cpu().numpy()  # (T',)
     attr = attributions[0].detach().float().cpu().numpy()  # (L, T)
     recorded = batch.lead_mask[0].cpu().numpy()
     magnitude = np.abs(attr).sum(1) * recorded

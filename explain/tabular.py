@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from captum.attr import IntegratedGradients
 
-from explain._forward import ModalityForward, model_lock
+from explain._forward import ModalityForward, attribution_mode, model_lock
 from neurofusion.data.schema import Case
 from neurofusion.models.model import tabular_normaliser
 
@@ -30,7 +30,7 @@ def explain_tabular(forward: ModalityForward, case: Case, target: int, *, n_step
     # baseline: each feature at its training mean, in raw units (undoing a log-scale normalisation)
     mean = torch.where(normaliser.log_scale, torch.expm1(normaliser.mean), normaliser.mean)[None]
     baseline = torch.where(batch.numeric_mask, mean.to(numeric.dtype), numeric)
-    with model_lock(model), torch.enable_grad():
+    with attribution_mode(model):
         attributions = IntegratedGradients(forward.numeric).attribute(
             numeric, baselines=baseline, target=target, n_steps=n_steps,
             internal_batch_size=internal_batch_size or n_steps)[0].detach().cpu().numpy()

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from captum.attr import LayerIntegratedGradients
 
-from explain._forward import ModalityForward, model_lock
+from explain._forward import ModalityForward, attribution_mode
 from explain.ablation import sentences
 
 
@@ -49,7 +49,7 @@ def explain_note(forward: ModalityForward, note: str, tokenizer, target: int, *,
                            dtype=torch.bool)[None]
     baseline = torch.where(special, ids, torch.full_like(ids, tokenizer.pad_token_id))
     layer = model.encoders["text"].bert.embeddings.word_embeddings
-    with model_lock(model), torch.enable_grad():
+    with attribution_mode(model):
         attributions, delta = LayerIntegratedGradients(forward.text_ids, layer).attribute(
             ids, baselines=baseline, target=target, n_steps=n_steps,
             internal_batch_size=internal_batch_size or n_steps, return_convergence_delta=True)

@@ -7,8 +7,12 @@ import threading
 
 import numpy as np
 import pytest
+import torch
+from captum.attr import IntegratedGradients
 
+from explain._forward import ModalityForward
 from explain.case import ExplainSettings, explain_case
+from explain.signal import explain_signal
 from neurofusion.inference import Predictor
 
 
@@ -96,3 +100,24 @@ def test_alone_context_explains_each_modality_with_the_others_hidden(predictor, 
     assert not np.allclose(result.signal.attributions, in_case.signal.attributions)
     with pytest.raises(ValueError, match="context must be"):
         ExplainSettings(context="global")
+
+
+def test_untracked_weights_give_the_same_attributions_and_their_flags_come_back(predictor, tiny_cohort):
+    """Attribution leaves the weights' gradients untracked for speed; that must change no number, and
+    every weight must be trainable again afterwards (a frozen one stays frozen)."""
+    model = predictor.model.eval()
+    frozen = next(model.parameters())
+    frozen.requires_grad_(False)
+    try:
+        case = next(c for c in tiny_cohort if c.signal is not None)
+        forward = ModalityForward(model, predictor.batch([case]))
+        fast = explain_signal(forward, 0, case.signal.duration_s, n_steps=8)
+        with torch.enable_grad():  # plain Captum, weights tracked
+            plain = IntegratedGradients(forward.signal).attribute(
+                forward.batch.signal, baselines=torch.zeros_like(forward.batch.signal), target=0, n_steps=8,
+                internal_batch_size=8)[0].detach().numpy()
+        np.testing.assert_allclose(fast.attributions, plain, rtol=1e-5, atol=1e-7)
+        assert not frozen.requires_grad
+        assert all(p.requires_grad for p in model.parameters() if p is not frozen)
+    finally:
+        frozen.requires_grad_(True)
