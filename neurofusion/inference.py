@@ -73,13 +73,17 @@ class Predictor:
     def predict(self, cases: Sequence[Case], *, drop: Sequence[str] = (), batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """-> (labels (N,) with -1 for unknown, probabilities (N, C)) with the ``drop`` modalities hidden."""
         self.model.eval()
+        # batches of similar note length: a batch's notes are padded to its longest, so this skips most of
+        # the padding the text encoder would otherwise attend over (the results come back in input order)
+        order = np.argsort([len(c.note or "") for c in cases], kind="stable")
         labels, probabilities = [], []
-        for batch in self.batches(cases, batch_size):
+        for batch in self.batches([cases[i] for i in order], batch_size):
             with model_lock(self.model):
                 output: ModelOutput = self.model(batch, present=drop_mask(batch.present, drop))
             labels.append(batch.labels.cpu().numpy())
             probabilities.append(output.probabilities.float().cpu().numpy())
-        return np.concatenate(labels), np.concatenate(probabilities)
+        back = np.argsort(order)
+        return np.concatenate(labels)[back], np.concatenate(probabilities)[back]
 
 
 def _no_text(notes: list[str]) -> dict[str, torch.Tensor]:

@@ -193,7 +193,9 @@ if rankings is not None and case_id in set(rankings["case_id"]):
 # ------------------------------------------------------------------------------------- downloads
 st.subheader("Export")
 d1, d2 = st.columns(2)
-d1.download_button("Case report (HTML)", case_report_html(case, explanation, ctx.checkpoint.config.architecture),
+architecture = ctx.checkpoint.config.architecture
+# built when clicked, not on every rerun: the self-contained report embeds plotly.js (~8 MB)
+d1.download_button("Case report (HTML)", lambda: case_report_html(case, explanation, architecture),
                    file_name=f"{case_id}_report.html", mime="text/html", key="case.download_report")
-d2.download_button("Attributions (CSV)", attributions_csv(explanation), file_name=f"{case_id}_attributions.csv",
+d2.download_button("Attributions (CSV)", lambda: attributions_csv(explanation), file_name=f"{case_id}_attributions.csv",
                    mime="text/csv", key="case.download_csv")

@@ -124,6 +124,16 @@ def test_case_explorer_in_a_real_browser(server, browser, tmp_path):
         arg=before, timeout=120_000)
     assert _ablation_text(page) != before
 
+    # the downloads are built when clicked: the report names this case, the CSV holds its note words
+    with page.expect_download(timeout=120_000) as report:
+        page.get_by_role("button", name="Case report (HTML)").click()
+    text = Path(report.value.path()).read_text(encoding="utf-8")
+    assert text.lstrip().lower().startswith("<!doctype html") and case_id in text
+    with page.expect_download(timeout=120_000) as table:
+        page.get_by_role("button", name="Attributions (CSV)").click()
+    rows = Path(table.value.path()).read_text(encoding="utf-8").splitlines()
+    assert rows[0] == "part,method,item,value,start,end,observed" and any(r.startswith("note_word,") for r in rows)
+
     screenshot = Path(os.environ.get("DASHBOARD_SCREENSHOT", tmp_path / "dashboard.png"))
     page.get_by_role("tab", name=re.compile("^Clinical note")).scroll_into_view_if_needed()
     page.wait_for_timeout(1000)  # let the charts finish their transitions
