@@ -165,7 +165,8 @@ def image_overlay(image: np.ndarray, saliency: np.ndarray | None = None, opacity
         raise ValueError(f"image must be (H, W), got {image.shape}")
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must be between 0 and 1, got {opacity}")
-    fig = go.Figure(go.Heatmap(z=image, colorscale="gray", showscale=False, name="image",
+    # float32 arrays: plotly ships numpy arrays base64-encoded, so the page carries half the bytes
+    fig = go.Figure(go.Heatmap(z=image.astype(np.float32), colorscale="gray", showscale=False, name="image",
                                hovertemplate="(%{x}, %{y}): %{z:.3g}<extra>image</extra>"))
     if saliency is not None:
         saliency = np.asarray(saliency, dtype=float)
@@ -184,7 +185,7 @@ def _saliency_trace(saliency: np.ndarray, opacity: float, signed: bool) -> go.He
     else:
         zmin, zmax, scale = float(np.nanmin(saliency)), float(np.nanmax(saliency)), _UNSIGNED_OVERLAY
         zmax = zmax if zmax > zmin else zmin + 1.0
-    return go.Heatmap(z=saliency, colorscale=scale, zmin=zmin, zmax=zmax, opacity=opacity, name="saliency",
+    return go.Heatmap(z=saliency.astype(np.float32), colorscale=scale, zmin=zmin, zmax=zmax, opacity=opacity, name="saliency",
                       colorbar=dict(title="saliency", thickness=10),
                       hovertemplate="(%{x}, %{y}): %{z:.3g}<extra>saliency</extra>")
 
@@ -204,17 +205,18 @@ def ecg_figure(data: np.ndarray, fs: float, channels: Sequence[str], explanation
     if explanation is not None:
         _check_signal_explanation(explanation)
     duration = data.shape[1] / fs
-    time = np.arange(data.shape[1]) / fs
     fig = make_subplots(rows=len(shown), cols=1, shared_xaxes=True, vertical_spacing=0.01)
     for row, lead in enumerate(shown, start=1):
         trace = data[list(channels).index(lead)]
         low, high = _ecg_range(trace)
         if explanation is not None:
             fig.add_trace(_attention_strip(explanation, low, high, duration), row=row, col=1)
-        fig.add_trace(go.Scatter(x=time, y=trace, mode="lines", name=lead, line=dict(color="#111827", width=1),
+        fig.add_trace(go.Scatter(x0=0.0, dx=1 / fs, y=trace.astype(np.float32), mode="lines", name=lead,
+                                 line=dict(color="#111827", width=1),
                                  hovertemplate="%{x:.3f} s: %{y:.2f} mV<extra>" + lead + "</extra>"), row=row, col=1)
         if explanation is not None and lead in explanation.leads:
-            fig.add_trace(_attribution_strip(explanation, lead, low + 0.08 * (high - low), duration), row=row, col=1)
+            fig.add_trace(_attribution_strip(explanation, lead, low + 0.08 * (high - low), 0.08 * (high - low),
+                                             duration), row=row, col=1)
         fig.update_yaxes(title_text=lead, range=[low, high], showticklabels=False, zeroline=False, row=row, col=1)
     fig.update_xaxes(range=[0, duration])
     fig.update_xaxes(title_text="Time (s)", row=len(shown), col=1)
@@ -269,13 +271,16 @@ def _attention_strip(explanation: SignalExplanation, low: float, high: float, du
                       hovertemplate="%{x:.2f} s: attention %{z:.3f}<extra></extra>")
 
 
-def _attribution_strip(explanation: SignalExplanation, lead: str, y: float, duration: float) -> go.Scatter:
+def _attribution_strip(explanation: SignalExplanation, lead: str, y: float, height: float,
+                       duration: float) -> go.Heatmap:
+    """A one-row heatmap of the signed attribution per sample under the trace (one image for the browser to
+    draw, where a marker per sample would be thousands of elements)."""
     times = np.asarray(explanation.times, dtype=float)
     keep = times <= duration  # beyond the recording the model saw zero padding
     values = np.asarray(explanation.attributions, dtype=float)[list(explanation.leads).index(lead)]
-    return go.Scatter(x=times[keep], y=np.full(int(keep.sum()), y), mode="markers", name=f"{lead} attribution",
-                      marker=dict(color=values[keep], coloraxis="coloraxis", symbol="square", size=5),
-                      hovertemplate="%{x:.3f} s: attribution %{marker.color:.3g}<extra>" + lead + "</extra>")
+    return go.Heatmap(z=values[keep][None].astype(np.float32), x0=float(times[0]), dx=1 / explanation.fs, y0=y,
+                      dy=height, coloraxis="coloraxis", name=f"{lead} attribution",
+                      hovertemplate="%{x:.3f} s: attribution %{z:.3g}<extra>" + lead + "</extra>")
 
 
 def _add_segments(fig: go.Figure, segments: Sequence[Any]) -> None:

@@ -16,36 +16,63 @@ from explain.agreement import importance_to_ranks, model_vs_raters
 from neurofusion.data.schema import MODALITIES
 
 ctx = context()
-predictions = ctx.predictions()
 pretty = lambda name: name.replace("_", " ").capitalize()  # noqa: E731
+FILTERS = ("case.filter_true", "case.filter_pred", "case.filter_outcome", "case.filter_missing", "case.filter_site")
 
 st.title("Case explorer")
+# The filters and the case list are drawn here but filled in at the end of the page: their labels need
+# every case's prediction, and the selected case is shown first rather than after the whole cohort is
+# predicted. Filters that need predictions compute them before anything else.
+chooser = st.container()
 
-# ----------------------------------------------------------------------------------------------- filters
-with st.expander("Filter cases", expanded=False):
-    c1, c2, c3, c4, c5 = st.columns(5)
-    true_classes = c1.multiselect("True class", ctx.classes, key="case.filter_true", format_func=pretty)
-    predicted_classes = c2.multiselect("Predicted class", ctx.classes, key="case.filter_pred", format_func=pretty)
-    outcome = c3.radio("Prediction", ("all", "correct", "wrong"), key="case.filter_outcome", horizontal=True)
-    missing = c4.multiselect("Missing modality", list(MODALITIES), key="case.filter_missing",
-                             format_func=figures.MODALITY_LABELS.get)
-    sites = c5.multiselect("Site", sorted(predictions["site"].unique()), key="case.filter_site")
-shown = predictions
-if true_classes:
-    shown = shown[shown["label"].isin(true_classes)]
-if predicted_classes:
-    shown = shown[shown["predicted"].isin(predicted_classes)]
-if outcome != "all":
-    shown = shown[shown["correct"] == (outcome == "correct")]
-for modality in missing:
-    shown = shown[~shown[f"has_{modality}"]]
-if sites:
-    shown = shown[shown["site"].isin(sites)]
-if shown.empty:
-    st.warning("No case matches these filters.")
+
+def _filtered(cases: pd.DataFrame, predictions: pd.DataFrame | None) -> pd.DataFrame:
+    """The cohort table (or the predictions table) narrowed by the filters' current values."""
+    state = st.session_state
+    shown = cases
+    if state.get("case.filter_true"):
+        shown = shown[shown["label"].isin(state["case.filter_true"])]
+    if predictions is not None:
+        by_id = predictions.set_index("case_id").loc[shown["case_id"]]
+        keep = np.ones(len(shown), dtype=bool)
+        if state.get("case.filter_pred"):
+            keep &= by_id["predicted"].isin(state["case.filter_pred"]).to_numpy()
+        if state.get("case.filter_outcome", "all") != "all":
+            keep &= (by_id["correct"] == (state["case.filter_outcome"] == "correct")).to_numpy()
+        shown = shown[keep]
+    for modality in state.get("case.filter_missing") or ():
+        shown = shown[~shown[f"has_{modality}"]]
+    if state.get("case.filter_site"):
+        shown = shown[shown["site"].isin(state["case.filter_site"])]
+    return shown
+
+
+def _draw_chooser(predictions: pd.DataFrame, ids: list[str]) -> None:
+    with chooser:
+        with st.expander("Filter cases", expanded=False):
+            c1, c2, c3, c4, c5 = st.columns(5)
+            c1.multiselect("True class", ctx.classes, key=FILTERS[0], format_func=pretty)
+            c2.multiselect("Predicted class", ctx.classes, key=FILTERS[1], format_func=pretty)
+            c3.radio("Prediction", ("all", "correct", "wrong"), key=FILTERS[2], horizontal=True)
+            c4.multiselect("Missing modality", list(MODALITIES), key=FILTERS[3], format_func=figures.MODALITY_LABELS.get)
+            c5.multiselect("Site", sorted(predictions["site"].unique()), key=FILTERS[4])
+        if not ids:
+            st.warning("No case matches these filters.")
+            return
+        row_of = predictions.set_index("case_id")
+        st.selectbox(
+            f"Case ({len(ids)} of {len(predictions)})", ids, key="case.id",
+            format_func=lambda i: f"{i} · true {pretty(row_of.loc[i, 'label'])} · predicted "
+                                  f"{pretty(row_of.loc[i, 'predicted'])}{'' if row_of.loc[i, 'correct'] else ' ✗'}")
+
+
+cases = ctx.cohort.table[["case_id", "label", "site"] + [f"has_{m}" for m in MODALITIES]]
+needs_predictions = bool(st.session_state.get("case.filter_pred")) or st.session_state.get("case.filter_outcome",
+                                                                                            "all") != "all"
+ids = _filtered(cases, ctx.predictions() if needs_predictions else None)["case_id"].tolist()
+if not ids:
+    _draw_chooser(ctx.predictions(), ids)
     st.stop()
-
-ids = shown["case_id"].tolist()
 requested = st.query_params.get("case")  # ?case=CV-00156, e.g. from the clinician agreement table
 if requested and requested != st.session_state.get("case.last_query"):
     st.session_state["case.last_query"] = requested
@@ -53,22 +80,17 @@ if requested and requested != st.session_state.get("case.last_query"):
         st.session_state["case.id"] = requested
 if st.session_state.get("case.id") not in ids:
     st.session_state["case.id"] = ids[0]
-row_of = shown.set_index("case_id")
-case_id = st.selectbox(
-    f"Case ({len(ids)} of {len(predictions)})", ids, key="case.id",
-    format_func=lambda i: f"{i} · true {pretty(row_of.loc[i, 'label'])} · predicted "
-                          f"{pretty(row_of.loc[i, 'predicted'])}{'' if row_of.loc[i, 'correct'] else ' ✗'}")
+case_id = st.session_state["case.id"]
 st.query_params["case"] = case_id
 st.session_state["case.last_query"] = case_id
 
 case = ctx.cohort[case_id]
 explanation = ctx.explain(case_id)
-row = row_of.loc[case_id]
 
 # ------------------------------------------------------------------------------------- prediction card
 left, right = st.columns([1, 2])
 with left:
-    verdict = "correct" if row["correct"] else "wrong"
+    verdict = "correct" if explanation.predicted == case.label else "wrong"
     st.metric("Predicted", pretty(explanation.predicted))
     st.markdown(f"**Probability:** {explanation.probabilities.max():.1%} · **True label:** {pretty(case.label)} "
                 f"({verdict}) · **Site:** {case.site or '-'}")
@@ -194,8 +216,13 @@ if rankings is not None and case_id in set(rankings["case_id"]):
 st.subheader("Export")
 d1, d2 = st.columns(2)
 architecture = ctx.checkpoint.config.architecture
-# built when clicked, not on every rerun: the self-contained report embeds plotly.js (~8 MB)
+# built when clicked, not on every rerun (the self-contained report embeds plotly.js, ~8 MB); a download
+# does not rerun the page
 d1.download_button("Case report (HTML)", lambda: case_report_html(case, explanation, architecture),
-                   file_name=f"{case_id}_report.html", mime="text/html", key="case.download_report")
-d2.download_button("Attributions (CSV)", lambda: attributions_csv(explanation), file_name=f"{case_id}_attributions.csv",
-                   mime="text/csv", key="case.download_csv")
+                   file_name=f"{case_id}_report.html", mime="text/html", key="case.download_report", on_click="ignore")
+d2.download_button("Attributions (CSV)", lambda: attributions_csv(explanation),
+                   file_name=f"{case_id}_attributions.csv", mime="text/csv", key="case.download_csv",
+                   on_click="ignore")
+
+# ----------------------------------------------------------------- the case list, now that it can be labelled
+_draw_chooser(ctx.predictions(), ids)

@@ -65,6 +65,29 @@ def test_ablation_slider_at_zero_shows_the_explain_result():
     assert before == pytest.approx(100 * full.max(), abs=0.051)
 
 
+def test_case_filters_narrow_the_list_and_pick_a_matching_case():
+    at = _app().run()
+    total = len(at.selectbox(key="case.id").options)
+    at.radio(key="case.filter_outcome").set_value("wrong").run()
+    _no_errors(at)
+    wrong = at.selectbox(key="case.id")
+    assert 0 < len(wrong.options) < total and all(o.endswith(" ✗") for o in wrong.options)
+    checkpoint = load_checkpoint(DEMO, device="cpu")
+    predictor = Predictor(checkpoint.model, checkpoint.tokenizer)
+    case = CohortReader(SAMPLE)[wrong.value]
+    assert checkpoint.config.classes[int(predictor.predict([case])[1][0].argmax())] != case.label
+    at.radio(key="case.filter_outcome").set_value("all")
+    at.multiselect(key="case.filter_missing").set_value(["text"]).run()
+    _no_errors(at)
+    assert CohortReader(SAMPLE)[at.selectbox(key="case.id").value].note is None
+    assert any("no clinical note" in i.value for i in at.info)
+    at.multiselect(key="case.filter_true").set_value(["normal"])
+    at.multiselect(key="case.filter_site").set_value([]).run()
+    at.multiselect(key="case.filter_missing").set_value(["image", "text", "signal", "tabular"]).run()
+    _no_errors(at)
+    assert any("No case matches" in w.value for w in at.warning)
+
+
 def _shown(at: AppTest) -> float:
     text = next(m.value for m in at.markdown if "ablation-result" in m.value)
     return float(re.search(r"id='ablation-result'>([\d.]+)%", text).group(1))

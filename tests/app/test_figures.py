@@ -140,16 +140,17 @@ def test_ecg_figure_leads_explanation_and_segments():
     plain = figures.ecg_figure(data, 250.0, channels)
     assert [t.name for t in plain.data] == ["I", "II", "V1"]
     np.testing.assert_allclose(plain.data[0].y, data[1])
-    assert plain.data[0].x[-1] == pytest.approx(499 / 250)
+    assert (plain.data[0].x0, plain.data[0].dx) == (0.0, pytest.approx(1 / 250))  # 500 samples over 2 s
     assert plain.layout.height == 60 + 3 * 120
 
     fig = figures.ecg_figure(data, 250.0, channels, _signal_explanation())
     lines = [t for t in fig.data if t.type == "scatter" and t.mode == "lines"]
-    strips = [t for t in fig.data if t.type == "scatter" and t.mode == "markers"]
-    shading = [t for t in fig.data if t.type == "heatmap"]
+    strips = [t for t in fig.data if t.type == "heatmap" and t.name.endswith("attribution")]
+    shading = [t for t in fig.data if t.type == "heatmap" and t.name == "attention"]
     assert len(lines) == len(strips) == len(shading) == 3
-    assert len(strips[0].x) == 201  # model times up to the recording's 2 s, not the padding
-    np.testing.assert_allclose(strips[0].marker.color, _signal_explanation().attributions[0, :201])
+    assert len(strips[0].z[0]) == 201 and strips[0].dx == pytest.approx(0.01)  # up to the recording's 2 s
+    np.testing.assert_allclose(strips[0].z[0], _signal_explanation().attributions[0, :201], rtol=1e-6)
+    assert strips[0].coloraxis == "coloraxis"
     assert len(shading[0].z[0]) == 8  # attention steps that cover the recording
     rects = [s for s in fig.layout.shapes if s.type == "rect"]
     assert len(rects) == 2 and (rects[0].x0, rects[0].x1) == (0.5, 1.0) and rects[0].label.text == "#1"
