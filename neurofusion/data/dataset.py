@@ -15,7 +15,6 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.signal import resample_poly
 
 from neurofusion.data.features import FeatureSpec
 from neurofusion.data.schema import MODALITIES, STANDARD_LEADS, Case, Signal
@@ -163,6 +162,8 @@ def resample(data: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     """(C, T) at fs_in -> (C, T') at fs_out with a polyphase anti-aliasing filter."""
     if fs_in == fs_out:
         return data.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly  # imported when first needed: scipy.signal takes ~0.8 s to import
+
     ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
     return resample_poly(data, ratio.numerator, ratio.denominator, axis=1).astype(np.float32)
 
