@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from transformers import BertConfig, BertModel, ResNetConfig, ResNetModel
 
 from neurofusion.config import (
@@ -90,6 +91,11 @@ class TextEncoder(nn.Module):
             raise ValueError(
                 f"text encoder: pretrained BERT has hidden size {self.bert.config.hidden_size}, config says {config.out_dim}"
             )
+        # Only the [CLS] state of the last layer is used: that layer attends from [CLS] alone (keys and
+        # values still from every token), which skips most of its work, forward and backward. Same weights
+        # and state-dict keys; the output equals BertModel's last_hidden_state[:, 0] (tested).
+        last = self.bert.encoder.layer[-1]
+        last.forward = _cls_query_forward.__get__(last)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, inputs_embeds: torch.Tensor | None = None
@@ -101,6 +107,22 @@ class TextEncoder(nn.Module):
         else:
             states = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return EncoderOutput(states[:, 0])
+
+
+def _cls_query_forward(layer: nn.Module, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                       *args, **kwargs) -> torch.Tensor:
+    """transformers' BertLayer forward for the first position only: (B, N, H) -> (B, 1, H)."""
+    attention = layer.attention.self
+    b, n, _ = hidden_states.shape
+    heads = lambda x, length: x.view(b, length, -1, attention.attention_head_size).transpose(1, 2)  # noqa: E731
+    cls = hidden_states[:, :1]
+    if attention_mask is not None and attention_mask.dim() == 4:
+        attention_mask = attention_mask[:, :, :1, :]  # the [CLS] query's row (bool keep-mask or additive)
+    context = F.scaled_dot_product_attention(
+        heads(attention.query(cls), 1), heads(attention.key(hidden_states), n), heads(attention.value(hidden_states), n),
+        attn_mask=attention_mask, dropout_p=attention.dropout.p if layer.training else 0.0, scale=attention.scaling)
+    attended = layer.attention.output(context.transpose(1, 2).reshape(b, 1, -1), cls)
+    return layer.output(layer.intermediate(attended), attended)
 
 
 class SignalEncoder(nn.Module):

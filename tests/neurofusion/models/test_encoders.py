@@ -41,6 +41,30 @@ def test_text_encoder_accepts_embeddings_in_place_of_ids():
     assert torch.allclose(by_ids, by_embeds, atol=1e-5)
 
 
+def test_text_encoder_cls_shortcut_equals_the_full_bert_forward_and_its_gradients():
+    """The last layer attends from [CLS] only; values and input gradients must equal BertModel's own
+    forward on padded batches."""
+    from transformers import BertModel
+
+    encoder = TextEncoder(TextEncoderConfig(vocab_size=80, hidden_size=32, num_layers=3, num_heads=4,
+                                            intermediate_size=48, max_length=64)).eval()
+    reference = BertModel(encoder.bert.config, add_pooling_layer=False).eval()
+    reference.load_state_dict(encoder.bert.state_dict())
+    ids = torch.randint(5, 80, (4, 40))
+    mask = torch.ones_like(ids)
+    mask[1, 25:] = 0
+    mask[3, 6:] = 0
+    embeds = encoder.bert.embeddings.word_embeddings(ids).detach().requires_grad_(True)
+    ours = encoder(None, mask, inputs_embeds=embeds).embedding
+    (grad_ours,) = torch.autograd.grad(ours.square().sum(), embeds)
+    embeds_ref = embeds.detach().clone().requires_grad_(True)
+    theirs = reference(inputs_embeds=embeds_ref, attention_mask=mask).last_hidden_state[:, 0]
+    (grad_theirs,) = torch.autograd.grad(theirs.square().sum(), embeds_ref)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grad_ours, grad_theirs, atol=1e-5, rtol=1e-4)
+    assert grad_ours[3, 6:].abs().max() == 0  # padding gets no gradient
+
+
 def test_normaliser_uses_training_statistics_and_log_scale_for_skewed_labs():
     rng = np.random.default_rng(0)
     troponin = rng.lognormal(np.log(6), 1.2, 500)  # strongly right-skewed
@@ -77,8 +101,11 @@ def test_local_pretrained_bert_and_resnet_directories_are_loaded_not_downloaded(
                                       layer_type="basic"))
     resnet.save_pretrained(tmp_path / "resnet")
 
-    text = TextEncoder(TextEncoderConfig(hidden_size=16, pretrained=str(tmp_path / "bert")))
+    text = TextEncoder(TextEncoderConfig(hidden_size=16, pretrained=str(tmp_path / "bert"))).eval()
     assert torch.equal(text.bert.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight)
+    ids, mask = torch.randint(5, 60, (2, 12)), torch.tensor([[1] * 12, [1] * 7 + [0] * 5])
+    torch.testing.assert_close(text(ids, mask).embedding, bert.eval()(ids, attention_mask=mask).last_hidden_state[:, 0],
+                               atol=1e-5, rtol=1e-5)
     image = ImageEncoder(ImageEncoderConfig(hidden_sizes=[8, 12], pretrained=str(tmp_path / "resnet"))).eval()
     assert image(torch.rand(2, 1, 32, 32)).embedding.shape == (2, 12)  # grey image repeated to 3 channels
     with pytest.raises(ValueError, match="pretrained BERT has hidden size 16, config says 768"):
