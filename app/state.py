@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 import torch
@@ -20,7 +19,6 @@ from neurofusion.inference import Predictor
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = ROOT / "sample_data" / "checkpoints" / "cardio_demo"
 DEFAULT_COHORT = ROOT / "sample_data" / "cardio"
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def fingerprint(*files: Path) -> str:
@@ -86,10 +84,6 @@ def case_explanation(_predictor: Predictor, _cohort: CohortReader, model_key: st
 
 def device_options() -> list[str]:
     return ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-def probabilities_of(predictor: Predictor, case) -> np.ndarray:
-    return predictor.predict([case])[1][0]
 
 
 class Context:

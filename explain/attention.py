@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from neurofusion.data.dataset import Batch
-from neurofusion.data.schema import MODALITIES, Case
+from neurofusion.data.schema import Case
 from neurofusion.inference import Predictor, model_lock
 
 

@@ -118,9 +118,3 @@ def attention_received(cross_attention: torch.Tensor, present: torch.Tensor) -> 
 def _subset_index(present: torch.Tensor) -> torch.Tensor:
     """(B, 4) bool -> (B,) row of SUBSETS with that mask."""
     return (present.long() * (2 ** torch.arange(N, device=present.device))).sum(1)
-
-
-def subsets_table() -> list[tuple[str, ...]]:
-    """The modality names of each row of SUBSETS (row 0 is the empty set)."""
-    return [tuple(m for j, m in enumerate(MODALITIES) if (k >> j) & 1) for k in range(2**N)]
-

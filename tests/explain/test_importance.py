@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from explain.importance import SUBSETS, attention_received, modality_importance, shapley_weights
-from neurofusion.inference import Predictor
 from tests.explain.planted import PresenceModel, presence_batch
 
 
