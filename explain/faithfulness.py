@@ -73,7 +73,8 @@ def randomisation_check(predictor: Predictor, cases: Sequence[Case], *, n_steps:
     Only inputs that differ from the Integrated Gradients baseline (non-black pixels, non-zero ECG
     samples) are compared: the others get zero attribution under any model at all, and counting them would
     keep the correlation high whatever the model learned."""
-    original = _saliencies(predictor.model, predictor, cases, n_steps)
+    targets = [int(k) for k in predictor.predict(cases)[1].argmax(1)]  # the trained model's class throughout
+    original = _saliencies(predictor.model, predictor, cases, targets, n_steps)
     randomised = copy.deepcopy(predictor.model).eval()
     generator = torch.Generator().manual_seed(seed)
     rows = [{"step": 0, "re_initialised": "none", **_similarity(original, original)}]
@@ -81,19 +82,19 @@ def randomisation_check(predictor: Predictor, cases: Sequence[Case], *, n_steps:
         for module in modules:
             _reinitialise(module, generator)
         rows.append({"step": k, "re_initialised": name,
-                     **_similarity(original, _saliencies(randomised, predictor, cases, n_steps))})
+                     **_similarity(original, _saliencies(randomised, predictor, cases, targets, n_steps))})
     return pd.DataFrame(rows)
 
 
-def _saliencies(model, predictor: Predictor, cases: Sequence[Case], n_steps: int) -> dict[str, list]:
+def _saliencies(model, predictor: Predictor, cases: Sequence[Case], targets: Sequence[int],
+                n_steps: int) -> dict[str, list]:
     """{modality: [(attribution, input), ...]} in the model's input frame."""
     runner = Predictor(model, predictor.tokenizer, predictor.device)
     maps: dict[str, list] = {"image": [], "signal": []}
     with model_lock(model):
-        for case in cases:
+        for case, target in zip(cases, targets):
             batch = runner.batch([case])
             forward = ModalityForward(model, batch)
-            target = int(predictor.predict([case])[1].argmax())  # the trained model's class throughout
             if forward.has("image"):
                 saliency = image_saliency(forward, case.image.shape, target, "integrated_gradients", n_steps=n_steps)
                 maps["image"].append((saliency.model_map, batch.image[0, 0].cpu().numpy()))
