@@ -36,7 +36,7 @@ _ACRONYMS = {"bmi", "bnp", "bp", "ldl", "hdl", "tsh", "crp", "egfr", "hba1c", "n
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _pretty(name: str) -> str:
+def pretty(name: str) -> str:
     """'coronary_artery_disease' -> 'Coronary artery disease'."""
     return name.replace("_", " ").capitalize()
 
@@ -100,7 +100,7 @@ def probability_bars(classes: Sequence[str], probabilities: np.ndarray, label: s
     p = np.asarray(probabilities, dtype=float)
     if p.ndim != 1 or len(p) != len(classes):
         raise ValueError(f"probabilities must be ({len(classes)},) for {len(classes)} classes, got {p.shape}")
-    names = [f"<b>{_pretty(c)} (true)</b>" if c == label else _pretty(c) for c in classes]
+    names = [f"<b>{pretty(c)} (true)</b>" if c == label else pretty(c) for c in classes]
     fig = go.Figure(_probability_trace(p, names, "prediction", _PREDICTION_COLOR))
     if compare is not None:
         q = np.asarray(compare, dtype=float)
@@ -144,7 +144,7 @@ def importance_bars(scores: Mapping[str, Mapping[str, float | None]]) -> go.Figu
             _check_modality(modality)
         table[method] = [_as_float(values.get(m)) for m in MODALITIES]
     x = [MODALITY_LABELS[m] for m in MODALITIES]
-    fig = go.Figure([go.Bar(x=x, y=_none_for_nan(values), name=METHOD_LABELS.get(method, _pretty(method)),
+    fig = go.Figure([go.Bar(x=x, y=_none_for_nan(values), name=METHOD_LABELS.get(method, pretty(method)),
                             marker_color=METHOD_COLORS.get(method),
                             hovertemplate="%{x}: %{y:.3f}<extra>%{fullData.name}</extra>")
                      for method, values in table.items()])
@@ -440,7 +440,7 @@ def cohort_attention_grid(by_class: Mapping[str, np.ndarray], counts: Mapping[st
     cols = min(len(matrices), 3)  # wide enough for the rotated modality names under each matrix
     rows = math.ceil(len(matrices) / cols)
     fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.06, vertical_spacing=0.3 / rows,
-                        subplot_titles=[f"{_pretty(c)} (n={counts[c]})" for c in matrices])
+                        subplot_titles=[f"{pretty(c)} (n={counts[c]})" for c in matrices])
     labels = [MODALITY_LABELS[m] for m in MODALITIES]
     for k, matrix in enumerate(matrices.values()):
         fig.add_trace(_attention_trace(matrix, labels, showscale=k == 0, colorbar=dict(title="weight", thickness=10)),
@@ -462,7 +462,7 @@ def importance_by_class(table: pd.DataFrame) -> go.Figure:
     modalities = [m for m in MODALITIES if m in table.columns]
     z = table[modalities].to_numpy(dtype=float)
     limit = _symmetric_limit(z)
-    classes = [_pretty(str(c)) for c in table.index]
+    classes = [pretty(str(c)) for c in table.index]
     fig = go.Figure(go.Heatmap(z=z, x=[MODALITY_LABELS[m] for m in modalities], y=classes,
                                text=_cell_text(z, ".3f"), texttemplate="%{text}", colorscale=DIVERGING, zmin=-limit,
                                zmax=limit, xgap=1, ygap=1, colorbar=dict(title="mean", thickness=10),

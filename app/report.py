@@ -14,7 +14,6 @@ from neurofusion.data.schema import MODALITIES, Case
 
 def case_report_html(case: Case, explanation: CaseExplanation, architecture: str) -> str:
     """One HTML file that opens offline: plotly's script is embedded once, every figure follows."""
-    pretty = lambda name: name.replace("_", " ").capitalize()  # noqa: E731
     parts = [figures.probability_bars(explanation.classes, explanation.probabilities, case.label)]
     parts.append(figures.importance_bars(explanation.to_dict()["modality_importance"]))
     if explanation.cross_attention is not None:
@@ -37,8 +36,8 @@ def case_report_html(case: Case, explanation: CaseExplanation, architecture: str
                 f"<div class='note'>{figures.note_html(case.note, explanation.note.words, scale)}</div>")
     missing = [figures.MODALITY_LABELS[m] for m in MODALITIES if not explanation.present[m]]
     header = (f"<h1>Case {html.escape(case.case_id)}</h1>"
-              f"<p><b>Predicted:</b> {html.escape(pretty(explanation.predicted))} "
-              f"({explanation.probabilities.max():.1%}) &middot; <b>True label:</b> {html.escape(pretty(case.label))}"
+              f"<p><b>Predicted:</b> {html.escape(figures.pretty(explanation.predicted))} "
+              f"({explanation.probabilities.max():.1%}) &middot; <b>True label:</b> {html.escape(figures.pretty(case.label))}"
               f" &middot; <b>Model:</b> {html.escape(architecture)} &middot; <b>Missing:</b> "
               f"{html.escape(', '.join(missing) or 'none')}</p>"
               "<p class='warn'>Research tool; synthetic demonstration data; not for clinical use.</p>")

@@ -13,7 +13,7 @@ import torch
 from explain.case import CaseExplanation, ExplainSettings, explain_case
 from neurofusion.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_checkpoint
 from neurofusion.data.cohort import COHORT_CSV, CohortReader
-from neurofusion.data.schema import MODALITIES
+from neurofusion.data.schema import MODALITIES, SPLITS
 from neurofusion.inference import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,9 +105,20 @@ class Context:
     def predictions(self) -> pd.DataFrame:
         return cohort_predictions(self.predictor, self.cohort, self.model_key, self.data_key)
 
+    def split_ids(self, split: str) -> list[str]:
+        """The case ids of one split, or of every case for "all"."""
+        return self.cohort.case_ids if split == "all" else self.cohort.ids(split)
+
     def explain(self, case_id: str, settings: ExplainSettings | None = None) -> CaseExplanation:
         return case_explanation(self.predictor, self.cohort, self.model_key, self.data_key, case_id,
                                 settings or self.settings)
+
+
+def split_picker(ctx: Context, key: str) -> str:
+    """Which cases a cohort page covers: every case or one split that has cases (default: test)."""
+    available = ["all"] + [s for s in SPLITS if ctx.cohort.ids(s)]
+    return st.selectbox("Cases", available, index=available.index("test") if "test" in available else 0,
+                        key=key, format_func=lambda s: "every case" if s == "all" else f"{s} split")
 
 
 def context() -> Context:

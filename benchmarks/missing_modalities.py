@@ -7,7 +7,6 @@ benchmarks/table2.py) and for the bundled demo checkpoint.
 
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 from pathlib import Path
@@ -17,19 +16,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explain.ablation import withheld_study  # noqa: E402
+from explain.ablation import SECTION_7_3, withheld_study  # noqa: E402
 from neurofusion.checkpoint import load_checkpoint  # noqa: E402
-from neurofusion.data import MODALITIES, CohortReader  # noqa: E402
+from neurofusion.data import CohortReader  # noqa: E402
 from neurofusion.inference import Predictor  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-DROPS = [()] + [(m,) for m in MODALITIES] + list(itertools.combinations(MODALITIES, 2))
 MODELS = ("neurofusion", "mlp_fusion", "early_fusion", "late_fusion")
 
 
 def drop_study(checkpoint: Path, cases) -> dict[str, dict]:
     ckpt = load_checkpoint(checkpoint, device="cpu")
-    return withheld_study(Predictor(ckpt.model, ckpt.tokenizer, ckpt.device), cases, DROPS, n_bootstrap=200)
+    return withheld_study(Predictor(ckpt.model, ckpt.tokenizer, ckpt.device), cases, SECTION_7_3, n_bootstrap=200)
 
 
 def main() -> None:
@@ -50,7 +48,7 @@ def main() -> None:
 
 
 def write_markdown(summary: dict, runs: dict) -> None:
-    keys = [",".join(d) or "none" for d in DROPS]
+    keys = [",".join(d) or "none" for d in SECTION_7_3]
     lines = ["# Missing modalities at test time (section 7.3) on the synthetic cohort", "",
              "Test accuracy (%) with the named modalities withheld (replaced by the model's learned missing "
              "embedding; early fusion feeds zeros). Seed runs are the build/table2 checkpoints of "

@@ -26,6 +26,8 @@ CLINICAL_ORDER = (
     "potassium_mmol_l", "creatinine_mg_dl", "hemoglobin_g_dl", "troponin_ng_l", "bnp_pg_ml", "ldl_mg_dl",
     "hdl_mg_dl", "tsh_miu_l",
 )
+# The paper's section 7.3 table: nothing, each single modality and each pair withheld from every case.
+SECTION_7_3 = [()] + [(m,) for m in MODALITIES] + list(itertools.combinations(MODALITIES, 2))
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
@@ -101,8 +103,7 @@ def withheld_study(predictor: Predictor, cases: Sequence[Case], drops: Sequence[
                    *, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, dict]:
     """Metrics with each set of modalities withheld from every case (default: none, each single, each
     pair: the section 7.3 table). Encodes the cases once."""
-    if drops is None:
-        drops = [()] + [(m,) for m in MODALITIES] + list(itertools.combinations(MODALITIES, 2))
+    drops = SECTION_7_3 if drops is None else drops
     model = predictor.model.eval()
     batches = list(predictor.batches(cases, 100))
     with model_lock(model):

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app import figures
+from app.figures import pretty
 from app.report import attributions_csv, case_report_html
 from app.state import context
 from explain.ablation import partial_case
@@ -16,7 +17,6 @@ from explain.agreement import importance_to_ranks, model_vs_raters
 from neurofusion.data.schema import MODALITIES
 
 ctx = context()
-pretty = lambda name: name.replace("_", " ").capitalize()  # noqa: E731
 FILTERS = ("case.filter_true", "case.filter_pred", "case.filter_outcome", "case.filter_missing", "case.filter_site")
 
 st.title("Case explorer")

@@ -6,31 +6,24 @@ from __future__ import annotations
 import streamlit as st
 
 from app import figures
-from app.state import Context, context
+from app.state import Context, context, split_picker
 from explain.attention import CohortAttention, cohort_attention
 from explain.cohort import CohortImportance, cohort_importance
-from neurofusion.data.schema import SPLITS
 
 
 @st.cache_data(show_spinner="Averaging attention over the cohort...", max_entries=16)
 def _attention(_ctx: Context, model_key: str, data_key: str, split: str) -> CohortAttention:
-    return cohort_attention(_ctx.predictor, [_ctx.cohort[i] for i in _ids(_ctx, split)])
+    return cohort_attention(_ctx.predictor, [_ctx.cohort[i] for i in _ctx.split_ids(split)])
 
 
 @st.cache_data(show_spinner="Computing modality importance for every case...", max_entries=16)
 def _importance(_ctx: Context, model_key: str, data_key: str, split: str) -> CohortImportance:
-    return cohort_importance(_ctx.predictor, [_ctx.cohort[i] for i in _ids(_ctx, split)])
-
-
-def _ids(ctx: Context, split: str) -> list[str]:
-    return ctx.cohort.case_ids if split == "all" else ctx.cohort.ids(split)
+    return cohort_importance(_ctx.predictor, [_ctx.cohort[i] for i in _ctx.split_ids(split)])
 
 
 ctx = context()
 st.title("Cohort attention")
-available = ["all"] + [s for s in SPLITS if ctx.cohort.ids(s)]
-split = st.selectbox("Cases", available, index=available.index("test") if "test" in available else 0,
-                     key="cohort.split", format_func=lambda s: "every case" if s == "all" else f"{s} split")
+split = split_picker(ctx, "cohort.split")
 if ctx.checkpoint.config.architecture != "neurofusion":
     st.info(f"A {ctx.checkpoint.config.architecture} model has no cross-modal attention; modality importance "
             "is shown below.")

@@ -7,9 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from app import figures
-from app.state import Context, context
+from app.state import Context, context, split_picker
 from explain.ablation import missing_rate_study, withheld_study
-from neurofusion.data.schema import MODALITIES, SPLITS
+from neurofusion.data.schema import MODALITIES
 
 PAPER_7_3 = "Paper (real data): 94.2 % with every modality, 89.7 % with one missing, 84.3 % with two; missing ECG cost the most (−4.8 points), the note the least (−2.1)."
 
@@ -26,15 +26,12 @@ def _withheld(_ctx: Context, model_key: str, data_key: str, split: str) -> dict:
 
 
 def _cases(ctx: Context, split: str):
-    ids = ctx.cohort.case_ids if split == "all" else ctx.cohort.ids(split)
-    return [ctx.cohort[i] for i in ids]
+    return [ctx.cohort[i] for i in ctx.split_ids(split)]
 
 
 ctx = context()
 st.title("Missing modalities")
-available = ["all"] + [s for s in SPLITS if ctx.cohort.ids(s)]
-split = st.selectbox("Cases", available, index=available.index("test") if "test" in available else 0,
-                     key="missing.split", format_func=lambda s: "every case" if s == "all" else f"{s} split")
+split = split_picker(ctx, "missing.split")
 
 st.subheader("Hide modalities at random")
 st.caption("Each modality is hidden, independently for each case, with the chosen probability (on top of what "
