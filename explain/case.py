@@ -88,11 +88,11 @@ def _explain_case(predictor: Predictor, case: Case, settings: ExplainSettings) -
     model = predictor.model.eval()
     batch = predictor.batch([case])
     target = None if settings.target is None else torch.tensor([settings.target])
-    importance = modality_importance(model, batch, target)
+    forward = ModalityForward(model, batch, alone=settings.context == "alone")  # encodes the case once for all
+    importance = modality_importance(model, batch, target, encoded=forward.encoded)
     explained = int(importance.target[0])
     with torch.no_grad():
-        output = model(batch)
-    forward = ModalityForward(model, batch, alone=settings.context == "alone")
+        output = model.fuse(forward.encoded, batch.present)
     steps = {"n_steps": settings.n_steps, "internal_batch_size": settings.internal_batch_size}
     return CaseExplanation(
         case_id=case.case_id,

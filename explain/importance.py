@@ -17,6 +17,7 @@ import torch
 from neurofusion.data.dataset import Batch
 from neurofusion.data.schema import MODALITIES
 from neurofusion.inference import model_lock
+from neurofusion.models.model import Encoded
 
 N = len(MODALITIES)
 # Every subset of the four modalities as a presence mask, (16, 4); row k is the binary expansion of k.
@@ -66,15 +67,17 @@ _COEFFICIENTS = torch.tensor(shapley_weights(), dtype=torch.float64)  # (16, 4)
 
 
 @torch.no_grad()
-def modality_importance(model, batch: Batch, target: torch.Tensor | None = None) -> ModalityImportance:
+def modality_importance(model, batch: Batch, target: torch.Tensor | None = None,
+                        encoded: Encoded | None = None) -> ModalityImportance:
     """Explain ``batch`` with ``model`` (anything with ``encode(batch)`` and ``fuse(encoded, present)``).
 
     target: (B,) class indices to explain; default the class the model predicts with all modalities.
+    encoded: ``model.encode(batch)`` when the caller already has it.
     """
     b = batch.present.shape[0]
     masks = SUBSETS.to(batch.present.device)
     with model_lock(model):
-        encoded = model.encode(batch)
+        encoded = model.encode(batch) if encoded is None else encoded
         # case-major: rows [case 0 x 16 subsets, case 1 x 16 subsets, ...]; a subset cannot reveal what a case lacks
         outputs = model.fuse(encoded.repeat(len(masks)),
                              masks.repeat(b, 1) & batch.present.repeat_interleave(len(masks), 0))
