@@ -3,7 +3,10 @@
 Signals are mapped to a fixed lead order and resampled to the model's rate, images padded to square and
 resized, tabular values split into numeric values and categorical codes with explicit masks. A missing
 modality stays a ``False`` in ``present``; its tensor slot is zero-filled only so the batch is
-rectangular, and the model must replace it (with its learned "missing" embedding), never read it.
+rectangular, and the model must replace it (with its learned "missing" embedding), never read it. A
+modality the model cannot use (a recording none of whose channels is one of its leads, tabular values
+none of which is one of its features) is missing too, never zeros that count as present;
+:mod:`neurofusion.inputs` says why.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from neurofusion.data.errors import CohortError
 from neurofusion.data.features import FeatureSpec
-from neurofusion.data.schema import MODALITIES, STANDARD_LEADS, Case, Signal
+from neurofusion.data.schema import MODALITIES, STANDARD_LEADS, Case, Signal, match_leads
 
 
 @dataclass(frozen=True)
@@ -100,12 +104,27 @@ class CaseDataset(torch.utils.data.Dataset):
 
 
 def prepare_case(case: Case, spec: InputSpec) -> dict:
-    """One case -> the tensors of one batch row (see :class:`Batch`)."""
+    """One case -> the tensors of one batch row (see :class:`Batch`).
+
+    Raises CohortError naming the case (and its cohort.csv line and column when it came from a cohort)
+    for a tabular value the model cannot read (a category it does not know, text where it reads a number)."""
     signal, lead_mask = prepare_signal(case.signal, spec)
-    numeric, numeric_mask, categorical = prepare_tabular(case.tabular, spec)
+    try:
+        numeric, numeric_mask, categorical = prepare_tabular(case.tabular, spec)
+    except TabularValueError as err:
+        raise CohortError(
+            f"{err.value!r} is not {err.expected}; fix the value, or leave it empty if it was not measured",
+            path=case.meta.get("cohort_csv"),
+            line=case.meta.get("cohort_line"),
+            case_id=case.case_id,
+            field=err.feature,
+        ) from None
+    present = dict(case.available)
+    present["signal"] = present["signal"] and bool(lead_mask.any())
+    present["tabular"] = present["tabular"] and _uses_any_feature(case.tabular, spec)
     return {
         "case_id": case.case_id,
-        "present": torch.tensor([case.available[m] for m in MODALITIES]),
+        "present": torch.tensor([present[m] for m in MODALITIES]),
         "image": prepare_image(case.image, spec.image_size),
         "signal": signal,
         "lead_mask": lead_mask,
@@ -147,11 +166,13 @@ def prepare_signal(signal: Signal | None, spec: InputSpec) -> tuple[torch.Tensor
     mask = torch.zeros(len(spec.leads), dtype=torch.bool)
     if signal is None:
         return out, mask
-    by_name = {name.lower(): row for row, name in enumerate(signal.channels)}
+    rows = match_leads(signal.channels, spec.leads).rows  # aliases ('MLII', 'ECG_V1') matched in one place
+    if not rows:
+        return out, mask
     data = resample(signal.data, signal.fs, spec.signal_fs)
     n = min(data.shape[1], spec.signal_samples)
     for j, lead in enumerate(spec.leads):
-        row = by_name.get(lead.lower())
+        row = rows.get(lead)
         if row is not None:
             out[j, :n] = torch.from_numpy(np.ascontiguousarray(data[row, :n]))
             mask[j] = True
@@ -168,6 +189,21 @@ def resample(data: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     return resample_poly(data, ratio.numerator, ratio.denominator, axis=1).astype(np.float32)
 
 
+class TabularValueError(ValueError):
+    """A tabular value the model cannot read: a category it was not trained with, or text where it reads
+    a number. ``expected`` says what it reads instead."""
+
+    def __init__(self, feature: str, value: object, expected: str) -> None:
+        self.feature, self.value, self.expected = feature, value, expected
+        super().__init__(f"feature {feature}: {value!r} is not {expected}")
+
+
+def _uses_any_feature(values: Mapping[str, float | str | None] | None, spec: InputSpec) -> bool:
+    """Whether any of the case's tabular names is one of the model's features: values under other names
+    alone would reach the model as an all-missing table that still counts as present."""
+    return values is not None and any(f.name in values for f in spec.features)
+
+
 def prepare_tabular(
     values: Mapping[str, float | str | None] | None, spec: InputSpec
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -181,13 +217,18 @@ def prepare_tabular(
     for j, feature in enumerate(numeric_specs):
         value = values.get(feature.name)
         if value is not None and not (isinstance(value, float) and np.isnan(value)):
-            numeric[j] = float(value)
+            try:
+                numeric[j] = float(value)
+            except (TypeError, ValueError):
+                raise TabularValueError(feature.name, value, "a number (the model reads this feature as numeric)") from None
             numeric_mask[j] = True
     for j, feature in enumerate(categorical_specs):
         value = values.get(feature.name)
         if value is not None:
             if value not in feature.categories:
-                raise ValueError(f"feature {feature.name}: {value!r} is not one of {feature.categories}")
+                raise TabularValueError(
+                    feature.name, value, f"one of the categories the model knows ({', '.join(feature.categories)})"
+                )
             categorical[j] = feature.categories.index(value) + 1
     return numeric, numeric_mask, categorical
 

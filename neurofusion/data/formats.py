@@ -15,11 +15,11 @@ import pydicom.errors
 import wfdb
 from PIL import Image, UnidentifiedImageError
 from pydicom.dataset import FileMetaDataset
-from pydicom.pixels import apply_modality_lut
+from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from neurofusion.data.errors import CohortError
-from neurofusion.data.schema import Signal
+from neurofusion.data.schema import Signal, standard_channel_names
 
 IMAGE_SUFFIXES = (".png", ".dcm", ".dicom")
 SIGNAL_SUFFIXES = (".hea", ".dcm", ".dicom")
@@ -29,8 +29,11 @@ _DICOM_SUFFIXES = (".dcm", ".dicom")
 _WFDB_GAIN = {"16": 1000.0, "212": 200.0}
 _WFDB_LIMIT = {"16": 32767, "212": 2047}
 _RECORD_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-# DICOM waveform lead labels ("Lead I (Einthoven)", "Lead aVR", "Lead V1") -> standard short names.
-_DICOM_LEAD = re.compile(r"^\s*lead\s+(I{1,3}|aV[RLF]|V[1-6])\b", re.IGNORECASE)
+# Bytes one sample takes in each uncompressed WFDB storage format (212 packs two samples in 3 bytes,
+# 310/311 three in 4), to tell a truncated signal file from a corrupt one.
+_WFDB_BYTES = {"8": 1, "16": 2, "61": 2, "80": 1, "160": 2, "212": 1.5, "24": 3, "32": 4, "310": 4 / 3, "311": 4 / 3}
+# ITU-R BT.601 luma weights: colour -> the grey the model reads.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "microvolt": 1e-3, "millivolt": 1.0, "v": 1e3}
 
 
@@ -39,7 +42,8 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read a PNG or DICOM image -> float32 (H, W) or (D, H, W).
 
     PNG intensities are scaled to [0, 1] (8-bit / 255, 16-bit / 65535; colour is converted to luminance).
-    DICOM keeps its physical units after the modality LUT (e.g. Hounsfield units for CT).
+    DICOM keeps its physical units after the modality LUT (e.g. Hounsfield units for CT); PALETTE COLOR
+    DICOM (ultrasound) is looked up in its colour tables and converted to luminance in [0, 1].
     """
     path = Path(path)
     if path.suffix.lower() in _DICOM_SUFFIXES or _is_dicom(path):
@@ -138,17 +142,27 @@ def _read_dicom_image(path: Path) -> np.ndarray:
     ds = _dcmread(path)
     if "PixelData" not in ds:
         raise CohortError("DICOM file holds no pixel data (a waveform or structured report?)", path=path)
+    palette = str(getattr(ds, "PhotometricInterpretation", "")).strip() == "PALETTE COLOR"
     try:
         pixels = ds.pixel_array
-        arr = apply_modality_lut(pixels, ds)
+        arr = _palette_to_grey(pixels, ds) if palette else apply_modality_lut(pixels, ds)
     except Exception as err:  # pydicom raises many types for corrupt or unsupported pixel data
         raise CohortError(f"DICOM pixel data cannot be decoded ({type(err).__name__}: {err})", path=path) from None
     arr = np.asarray(arr, dtype=np.float32)
-    if getattr(ds, "SamplesPerPixel", 1) == 3:  # colour -> luminance, channels last
-        arr = arr[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    if not palette and getattr(ds, "SamplesPerPixel", 1) == 3:  # colour -> luminance, channels last
+        arr = arr[..., :3] @ _LUMA
     if arr.ndim not in (2, 3):
         raise CohortError(f"DICOM image must be 2D or 3D, got shape {arr.shape}", path=path)
     return arr
+
+
+def _palette_to_grey(indices: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+    """PALETTE COLOR (common in ultrasound): stored values are indices into the colour lookup tables, not
+    intensities. Look the colours up, then take their luminance scaled to [0, 1] by the tables' bit depth,
+    since the model reads grey images."""
+    rgb = apply_color_lut(indices, ds)  # (..., 3) in the tables' units
+    bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
+    return (rgb.astype(np.float32) @ _LUMA) / np.float32(2**bits - 1)
 
 
 def _dcmread(path: Path) -> pydicom.Dataset:
@@ -162,7 +176,10 @@ def _dcmread(path: Path) -> pydicom.Dataset:
 
 # ---------------------------------------------------------------------------------------------- signals
 def read_signal(path: str | Path) -> Signal:
-    """Read a WFDB record (path to its ``.hea`` header) or a DICOM waveform ECG -> :class:`Signal` in mV."""
+    """Read a WFDB record (path to its ``.hea`` header) or a DICOM waveform ECG -> :class:`Signal` in mV.
+
+    Channels that stand for a standard lead get its name ('MLII', 'Lead II (Einthoven)' -> 'II'); the
+    others keep theirs, for the caller to report (:func:`neurofusion.data.schema.lead_issues`)."""
     path = Path(path)
     if path.suffix.lower() in _DICOM_SUFFIXES:
         return _read_dicom_waveform(path)
@@ -215,6 +232,14 @@ def _read_wfdb(header_path: Path) -> Signal:
             "WFDB header does not state the sampling rate (expected 'name nsig fs nsamp' on line 1)",
             path=header_path,
         )
+    rate = re.match(r"^[0-9.]+", parts[2]).group(0)
+    if not _positive(rate):
+        raise CohortError(
+            f"WFDB header states a sampling rate of {rate} Hz on line 1 ({first.strip()!r}); "
+            "it must be the positive rate the samples were recorded at",
+            path=header_path,
+        )
+    _check_wfdb_length(header_path)
     try:
         record = wfdb.rdrecord(str(header_path.with_suffix("")))
     except FileNotFoundError as err:
@@ -226,6 +251,43 @@ def _read_wfdb(header_path: Path) -> Signal:
     data = record.p_signal.T  # (T, C) -> (C, T)
     scale = np.array([_to_mv(u, header_path) for u in record.units])[:, None]
     return _signal(data * scale, record.fs, record.sig_name, header_path)
+
+
+def _positive(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
+
+
+def _check_wfdb_length(header_path: Path) -> None:
+    """Compare each signal file's size with the samples its header declares: wfdb reports a short file
+    only as a numpy reshape error, which does not tell the user the file was cut off."""
+    try:
+        header = wfdb.rdheader(str(header_path.with_suffix("")))
+    except Exception as err:  # wfdb raises bare ValueError/IndexError for malformed headers
+        raise CohortError(f"WFDB header cannot be parsed ({type(err).__name__}: {err})", path=header_path) from None
+    if not header.sig_len or not header.file_name:
+        return
+    frame: dict[str, float] = {}
+    offsets: dict[str, int] = {}
+    for i, name in enumerate(header.file_name):
+        width = _WFDB_BYTES.get(str(header.fmt[i]))
+        if width is None:  # compressed (FLAC) formats: the size says nothing
+            return
+        frame[name] = frame.get(name, 0.0) + width * (header.samps_per_frame[i] or 1)
+        offsets[name] = int((header.byte_offset or [None] * len(header.file_name))[i] or 0)
+    for name, width in frame.items():
+        data_path = header_path.with_name(name)
+        if not data_path.is_file():
+            raise CohortError(f"WFDB signal file missing: {name}", path=header_path)
+        found = int(max(data_path.stat().st_size - offsets[name], 0) // width)
+        if found < header.sig_len:
+            raise CohortError(
+                f"signal file {name} is shorter than its header declares: {found} samples per channel found, "
+                f"{header.sig_len} declared (was the file cut off while copying?)",
+                path=header_path,
+            )
 
 
 def _read_dicom_waveform(path: Path) -> Signal:
@@ -240,18 +302,19 @@ def _read_dicom_waveform(path: Path) -> Signal:
     names, scales = [], []
     for i, channel in enumerate(group.ChannelDefinitionSequence):
         label = channel.ChannelSourceSequence[0].CodeMeaning if "ChannelSourceSequence" in channel else ""
-        match = _DICOM_LEAD.match(label)
-        names.append(_standard_lead(match.group(1)) if match else (label or f"ch{i + 1}"))
+        names.append(str(label).strip() or f"ch{i + 1}")
         unit = "uV"
         if "ChannelSensitivityUnitsSequence" in channel:
             unit = channel.ChannelSensitivityUnitsSequence[0].CodeValue
         scales.append(_to_mv(unit, path))
     fs = float(getattr(group, "SamplingFrequency", 0) or 0)
+    if fs <= 0:
+        raise CohortError(
+            f"DICOM waveform states a sampling frequency of {fs:g} Hz (tag 003A,001A SamplingFrequency); "
+            "it must be the positive rate the samples were recorded at",
+            path=path,
+        )
     return _signal(data * np.array(scales)[:, None], fs, names, path)
-
-
-def _standard_lead(name: str) -> str:
-    return name if name.startswith("aV") else name.upper()
 
 
 def _to_mv(unit: str, path: Path) -> float:
@@ -262,8 +325,9 @@ def _to_mv(unit: str, path: Path) -> float:
 
 
 def _signal(data: np.ndarray, fs: float, channels, path: Path) -> Signal:
+    """The recording with its channels under their standard lead names where they have one."""
     try:
-        return Signal(data=data.astype(np.float32), fs=fs, channels=tuple(channels))
+        return Signal(data=data.astype(np.float32), fs=fs, channels=standard_channel_names(list(channels)))
     except ValueError as err:
         raise CohortError(str(err), path=path) from None
 

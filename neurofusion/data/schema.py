@@ -1,11 +1,13 @@
-"""The in-memory case: up to four modalities, each of which may be missing.
+"""The in-memory case: up to four modalities, each of which may be missing, and the ECG lead names.
 
-A missing modality is ``None`` (never zeros), so every consumer has to decide what absence means.
+A missing modality is ``None`` (never zeros), so every consumer has to decide what absence means. Lead
+names are matched here, in one place, for the file readers and the model's input preparation alike.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -18,6 +20,19 @@ STANDARD_LEADS: tuple[str, ...] = (
 )
 
 TabularValue = float | str | None
+
+# Spellings of the standard leads met in real files, after upper-casing and dropping separators and an
+# "ECG"/"EKG"/"Lead" prefix: Roman numerals, MIT-BIH's modified limb leads (MLII), the D-notation of
+# Latin-American devices (DII) and IEC chest-lead names (C1-C6). Arabic numerals ("ECG1", "Lead 2") and a
+# bare "V" stay unmapped: they number channels or name an unspecified chest lead, not a standard lead.
+_LEAD_ALIASES: dict[str, str] = {
+    **{key: lead for lead in ("I", "II", "III") for key in (lead, f"ML{lead}", f"D{lead}")},
+    "AVR": "aVR", "AVL": "aVL", "AVF": "aVF",
+    **{f"{prefix}{k}": f"V{k}" for prefix in ("V", "C") for k in range(1, 7)},
+}
+_LEAD_PREFIXES = ("MDCECGLEAD", "ECGLEAD", "EKGLEAD", "LEAD", "ECG", "EKG")
+_LEAD_SEPARATORS = re.compile(r"[\s_.:/-]+")
+_LEAD_REMARK = re.compile(r"\(.*?\)")  # DICOM's "Lead I (Einthoven)"
 
 
 @dataclass(frozen=True)
@@ -61,9 +76,109 @@ class Signal:
         return self.n_samples / self.fs
 
 
+def standard_lead(name: str) -> str | None:
+    """The standard 12-lead name a channel label stands for ('MLII' -> 'II', 'ECG_aVR' -> 'aVR',
+    'Lead V1' -> 'V1'), or None when it names no standard lead unambiguously ('ECG1', 'V', '-aVR')."""
+    text = _LEAD_REMARK.sub("", str(name)).strip()
+    if text.startswith(("-", "\u2212")):  # an inverted lead (Cabrera's -aVR) is not the lead itself
+        return None
+    key = _LEAD_SEPARATORS.sub("", text).upper()
+    for prefix in _LEAD_PREFIXES:
+        if key.startswith(prefix) and len(key) > len(prefix):
+            key = key[len(prefix):]
+            break
+    return _LEAD_ALIASES.get(key)
+
+
+def lead_key(name: str) -> str:
+    """The name two labels are compared by: the standard lead they stand for, else the label itself
+    (case-insensitive), so a model trained on other channel names still matches them."""
+    return standard_lead(name) or str(name).strip().lower()
+
+
+@dataclass(frozen=True)
+class LeadMatch:
+    """How a recording's channels meet a set of wanted leads.
+
+    rows: wanted lead -> row of the recording. unmapped: channels that name none of the wanted leads.
+    duplicates: channel -> the lead an earlier channel already supplied.
+    """
+
+    rows: dict[str, int]
+    unmapped: tuple[str, ...]
+    duplicates: dict[str, str]
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.rows)
+
+
+def match_leads(channels: tuple[str, ...] | list[str], leads: tuple[str, ...] = STANDARD_LEADS) -> LeadMatch:
+    """Match channel labels to ``leads`` through :func:`lead_key`. A channel spelled exactly like the
+    lead wins over an alias of it ('II' over 'MLII'), else the first channel does."""
+    wanted = {lead_key(lead): lead for lead in leads}
+    found = [(row, channel, wanted.get(lead_key(channel))) for row, channel in enumerate(channels)]
+    found.sort(key=lambda item: (item[2] is None or str(item[1]).strip() != item[2], item[0]))
+    rows: dict[str, int] = {}
+    duplicates: dict[str, str] = {}
+    for row, channel, lead in found:
+        if lead is not None and lead in rows:
+            duplicates[channel] = lead
+        elif lead is not None:
+            rows[lead] = row
+    unmapped = tuple(channel for _, channel, lead in sorted(found) if lead is None)
+    return LeadMatch(rows=rows, unmapped=unmapped, duplicates=duplicates)
+
+
+def standard_channel_names(channels: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Channel labels as the readers store them: each one that stands for a standard lead renamed to it
+    ('MLII' -> 'II'), the others (and a second channel of the same lead) kept as written."""
+    match = match_leads(channels)
+    names = [str(c) for c in channels]
+    for lead, row in match.rows.items():
+        names[row] = lead
+    return tuple(names)
+
+
+def lead_issues(signal: "Signal", leads: tuple[str, ...] = STANDARD_LEADS, *, where: str = "") -> list[str]:
+    """Human-readable problems with a recording's channel names against ``leads`` (empty = none).
+
+    ``where`` (e.g. the signal file) prefixes each message so the user knows which file to fix."""
+    match = match_leads(signal.channels, leads)
+    prefix = f"{where}: " if where else ""
+    if not match.usable:
+        return [f"{prefix}signal unusable: {unusable_signal_reason(signal, leads)}"]
+    issues = []
+    if match.unmapped:
+        names = ", ".join(repr(c) for c in match.unmapped)
+        issues.append(f"{prefix}channel(s) {names} do not name {_known_leads(leads)} and are not used")
+    for channel, lead in match.duplicates.items():
+        issues.append(f"{prefix}channel {channel!r} repeats lead {lead} (an earlier channel) and is not used")
+    return issues
+
+
+def unusable_signal_reason(signal: "Signal", leads: tuple[str, ...] = STANDARD_LEADS) -> str | None:
+    """Why none of the recording can be used with ``leads``, or None when some channel is one of them."""
+    if match_leads(signal.channels, leads).usable:
+        return None
+    names = ", ".join(repr(c) for c in signal.channels)
+    return f"none of its channels ({names}) names {_known_leads(leads)}; rename the channels in the file's header"
+
+
+def _known_leads(leads: tuple[str, ...]) -> str:
+    if tuple(leads) == STANDARD_LEADS:
+        return "a standard ECG lead (I, II, III, aVR, aVL, aVF, V1-V6)"
+    return f"one of the model's leads ({', '.join(leads)})"
+
+
 @dataclass
 class Case:
-    """One patient case. ``None`` marks a missing modality; NaN / None marks a missing tabular value."""
+    """One patient case. ``None`` marks a missing modality; NaN / None marks a missing tabular value.
+
+    ``issues`` lists what the reader could not use as given (channels that name no lead, a signal with no
+    usable lead, cohort columns it ignored), one human-readable sentence each, so no degradation is
+    silent. ``meta`` may hold ``cohort_csv`` and ``cohort_line``: where a cohort case came from.
+    """
 
     case_id: str
     label: str
@@ -74,6 +189,7 @@ class Case:
     signal: Signal | None = None
     tabular: Mapping[str, TabularValue] | None = None
     meta: dict = field(default_factory=dict)
+    issues: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str | None:

@@ -6,8 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from neurofusion.data import CaseDataset, CohortReader, Collate, InputSpec, Signal, STANDARD_LEADS
-from neurofusion.data.dataset import prepare_image, prepare_signal, resample
+from neurofusion.data import (
+    MODALITIES,
+    STANDARD_LEADS,
+    Case,
+    CaseDataset,
+    CohortError,
+    CohortReader,
+    Collate,
+    InputSpec,
+    Signal,
+)
+from neurofusion.data.dataset import prepare_case, prepare_image, prepare_signal, resample
 from tests.conftest import CLASSES, FEATURES
 
 
@@ -76,3 +86,52 @@ def test_unknown_category_is_an_error(spec):
 
     with pytest.raises(ValueError, match="feature sex: 'X' is not one of"):
         prepare_tabular({"sex": "X"}, spec)
+
+
+def test_signal_lead_aliases_reach_their_lead(spec):
+    data = np.stack([np.full(500, k + 1.0) for k in range(4)]).astype(np.float32)  # 2 s at 250 Hz
+    signal, mask = prepare_signal(Signal(data, 250, ("MLII", "ECG_V1", "Lead aVR", "ECG1")), spec)
+    assert mask.tolist() == [lead in ("II", "V1", "aVR") for lead in STANDARD_LEADS]
+    for lead, value in (("II", 1.0), ("V1", 2.0), ("aVR", 3.0)):
+        assert signal[STANDARD_LEADS.index(lead)].mean().item() == pytest.approx(value, abs=1e-5)
+    assert signal[~mask].abs().sum() == 0  # ECG1 (ambiguous) is nowhere
+
+
+def _case(**parts) -> Case:
+    return Case(case_id="U7", label="normal", split="test", **parts)
+
+
+def test_signal_with_no_mappable_lead_is_not_present(spec):
+    """Channels named ECG1/ECG2 used to reach the model as a flat zero signal that counted as present."""
+    unusable = Signal(np.ones((2, 500), np.float32), 250, ("ECG1", "ECG2"))
+    item = prepare_case(_case(signal=unusable), spec)
+    assert _case(signal=unusable).available["signal"]  # the case holds a recording...
+    assert not item["present"][MODALITIES.index("signal")]  # ...that the model cannot use
+    assert not item["lead_mask"].any()
+    usable = Signal(np.ones((2, 500), np.float32), 250, ("ECG1", "MLII"))
+    assert prepare_case(_case(signal=usable), spec)["present"][MODALITIES.index("signal")]
+
+
+def test_tabular_under_other_names_only_is_not_present(spec):
+    other = prepare_case(_case(tabular={"Age": 61.0, "trop": 40.0}), spec)
+    assert not other["present"][MODALITIES.index("tabular")]
+    some = prepare_case(_case(tabular={"age": 61.0, "trop": 40.0}), spec)
+    assert some["present"][MODALITIES.index("tabular")] and some["numeric_mask"].tolist() == [True, False]
+
+
+def test_unknown_category_names_the_case_line_column_and_expected_values(spec):
+    case = _case(tabular={"sex": "male"}, meta={"cohort_csv": "/data/c/cohort.csv", "cohort_line": 9})
+    with pytest.raises(CohortError) as err:
+        prepare_case(case, spec)
+    assert str(err.value) == ("/data/c/cohort.csv, line 9, case U7, field 'sex': 'male' is not one of the "
+                              "categories the model knows (F, M); fix the value, or leave it empty if it was "
+                              "not measured")
+    assert (err.value.case_id, err.value.line, err.value.field) == ("U7", 9, "sex")
+    with pytest.raises(CohortError, match=r"^case U7, field 'sex': 'male' is not one of the categories"):
+        prepare_case(_case(tabular={"sex": "male"}), spec)  # an in-memory case: no file, no line
+
+
+def test_text_where_the_model_reads_a_number_names_the_case(spec):
+    with pytest.raises(CohortError, match=r"case U7, field 'age': 'sixty' is not a number \(the model reads "
+                                          r"this feature as numeric\)"):
+        prepare_case(_case(tabular={"age": "sixty"}), spec)

@@ -156,3 +156,138 @@ def test_empty_note_is_an_error(tmp_path):
     (tmp_path / "n.txt").write_text("  \n\t")
     with pytest.raises(CohortError, match="note is empty"):
         read_note(tmp_path / "n.txt")
+
+
+# ------------------------------------------------------------------------------- lead names, other rates
+@pytest.mark.parametrize(
+    "label, lead",
+    [("II", "II"), ("ii", "II"), ("MLII", "II"), ("MLI", "I"), ("ML-III", "III"), ("ECG_I", "I"),
+     ("Lead I", "I"), ("Lead I (Einthoven)", "I"), ("ECG lead V5", "V5"), ("avr", "aVR"), ("AVL", "aVL"),
+     ("MDC_ECG_LEAD_aVF", "aVF"), ("DIII", "III"), ("C3", "V3"), ("ecg-v1", "V1"), (" V6 ", "V6")],
+)
+def test_common_lead_spellings_map_to_the_standard_lead(label, lead):
+    from neurofusion.data import standard_lead
+
+    assert standard_lead(label) == lead
+
+
+@pytest.mark.parametrize("label", ["ECG1", "ECG 2", "Lead 2", "V", "V7", "-aVR", "EKG", "Pleth", "ABP", ""])
+def test_ambiguous_or_other_channel_names_stay_unmapped(label):
+    from neurofusion.data import standard_lead
+
+    assert standard_lead(label) is None
+
+
+def test_wfdb_record_with_mit_bih_names_at_360_hz(tmp_path):
+    """A record as MIT-BIH writes them: MLII and V1 at 360 Hz in format 212, plus a numbered channel."""
+    import wfdb
+
+    rng = np.random.default_rng(5)
+    data = rng.normal(0, 0.5, (720, 3))
+    wfdb.wrsamp("mit", fs=360, units=["mV"] * 3, sig_name=["MLII", "V1", "ECG1"], p_signal=data,
+                fmt=["212"] * 3, write_dir=str(tmp_path))
+    back = read_signal(tmp_path / "mit.hea")
+    assert back.fs == 360 and back.channels == ("II", "V1", "ECG1")  # ambiguous ECG1 kept, to be reported
+    assert np.abs(back.data - data.T).max() < 0.01  # wfdb chose the gain; 212 keeps it within a few uV
+
+
+def test_dicom_waveform_with_other_lead_labels_and_rate(tmp_path):
+    import pydicom
+
+    ds = pydicom.dcmread(get_testdata_file("waveform_ecg.dcm"))
+    group = ds.WaveformSequence[0]
+    group.SamplingFrequency = 500
+    labels = {0: "ECG_I", 1: "MLII", 2: "ECG3", 3: "avr"}
+    for i, label in labels.items():
+        group.ChannelDefinitionSequence[i].ChannelSourceSequence[0].CodeMeaning = label
+    ds.save_as(tmp_path / "w.dcm")
+    back = read_signal(tmp_path / "w.dcm")
+    reference = read_signal(get_testdata_file("waveform_ecg.dcm"))
+    assert back.fs == 500
+    assert back.channels[:4] == ("I", "II", "ECG3", "aVR") and back.channels[4:] == STANDARD_LEADS[4:]
+    assert np.array_equal(back.data, reference.data)  # same samples, only names and rate changed
+
+
+def test_channel_spelled_as_the_lead_wins_over_its_alias():
+    from neurofusion.data import match_leads
+
+    match = match_leads(("MLII", "V", "II"))
+    assert match.rows == {"II": 2} and match.unmapped == ("V",) and match.duplicates == {"MLII": "II"}
+
+
+def test_lead_issues_name_the_file_and_the_channels():
+    from neurofusion.data import lead_issues
+
+    some = Signal(np.zeros((3, 10), np.float32), 100, ("II", "ECG1", "V"))
+    assert lead_issues(some, where="signals/a.hea") == [
+        "signals/a.hea: channel(s) 'ECG1', 'V' do not name a standard ECG lead (I, II, III, aVR, aVL, aVF, "
+        "V1-V6) and are not used"
+    ]
+    none = Signal(np.zeros((2, 10), np.float32), 100, ("ECG1", "ECG2"))
+    [issue] = lead_issues(none, where="signals/b.hea")
+    assert issue.startswith("signals/b.hea: signal unusable: none of its channels ('ECG1', 'ECG2') names a "
+                            "standard ECG lead")
+    assert lead_issues(some, ("II", "V5")) == [
+        "channel(s) 'ECG1', 'V' do not name one of the model's leads (II, V5) and are not used"
+    ]
+
+
+# ---------------------------------------------------------------------------------- palette colour DICOM
+def test_palette_colour_ultrasound_is_looked_up_then_grey():
+    """PALETTE COLOR pixels are indices: the image must be the luminance of pydicom's own colour lookup."""
+    import pydicom
+    from pydicom.pixels import apply_color_lut
+
+    path = get_testdata_file("examples_palette.dcm")
+    ds = pydicom.dcmread(path)
+    assert ds.PhotometricInterpretation == "PALETTE COLOR" and ds.Modality == "US"
+    rgb = apply_color_lut(ds.pixel_array, ds).astype(np.float64) / 65535  # 16-bit tables
+    expected = rgb @ np.array([0.299, 0.587, 0.114])
+    grey = read_image(path)
+    assert grey.shape == (350, 800) and grey.dtype == np.float32
+    assert np.abs(grey - expected).max() < 1e-5
+    # the indices themselves are not the image: this palette is far from the identity ramp
+    assert np.abs(ds.pixel_array / 255 - expected).max() > 0.2
+
+
+def test_multi_frame_palette_dicom_gives_a_grey_volume(tmp_path):
+    import pydicom
+
+    ds = pydicom.dcmread(get_testdata_file("examples_palette.dcm"))
+    single = read_image(get_testdata_file("examples_palette.dcm"))
+    ds.NumberOfFrames = 2
+    ds.PixelData = ds.PixelData + ds.PixelData[::-1]  # second frame: the first, turned by 180 degrees
+    ds.save_as(tmp_path / "cine.dcm")
+    volume = read_image(tmp_path / "cine.dcm")
+    assert volume.shape == (2, 350, 800)
+    assert np.abs(volume[0] - single).max() < 1e-6 and np.abs(volume[1] - single[::-1, ::-1]).max() < 1e-6
+
+
+# ------------------------------------------------------------------------------------ truncated, 0 Hz
+def test_truncated_wfdb_data_file_says_it_is_shorter_than_declared(tmp_path):
+    write_wfdb(tmp_path / "r.hea", Signal(np.zeros((3, 5000), np.float32), 500, ("I", "II", "III")))
+    raw = (tmp_path / "r.dat").read_bytes()
+    (tmp_path / "r.dat").write_bytes(raw[: 2 * 3 * 1200])  # 1200 of 5000 frames of 3 16-bit samples
+    with pytest.raises(CohortError, match=r"r\.hea: signal file r\.dat is shorter than its header declares: "
+                                          r"1200 samples per channel found, 5000 declared"):
+        read_signal(tmp_path / "r.hea")
+
+
+def test_wfdb_header_with_zero_sampling_rate_is_a_specific_error(tmp_path):
+    write_wfdb(tmp_path / "z.hea", Signal(np.zeros((1, 100), np.float32), 500, ("II",)))
+    lines = (tmp_path / "z.hea").read_text().splitlines()
+    lines[0] = "z 1 0 100"
+    (tmp_path / "z.hea").write_text("\n".join(lines) + "\n")
+    with pytest.raises(CohortError, match=r"z\.hea: WFDB header states a sampling rate of 0 Hz on line 1 "
+                                          r"\('z 1 0 100'\); it must be the positive rate"):
+        read_signal(tmp_path / "z.hea")
+
+
+def test_dicom_waveform_with_zero_sampling_frequency_is_a_specific_error(tmp_path):
+    import pydicom
+
+    ds = pydicom.dcmread(get_testdata_file("waveform_ecg.dcm"))
+    ds.WaveformSequence[0].SamplingFrequency = 0
+    ds.save_as(tmp_path / "w.dcm")
+    with pytest.raises(CohortError, match=r"w\.dcm: DICOM waveform states a sampling frequency of 0 Hz"):
+        read_signal(tmp_path / "w.dcm")
