@@ -1,11 +1,18 @@
 """Loading and caching for the dashboard: the model and cohort once per process (shared, read-only), the
-cohort predictions and each case's explanation once per (checkpoint, cohort, case, settings)."""
+cohort predictions and each case's explanation once per (checkpoint, cohort, case files, settings).
+
+A case whose files cannot be read (or that the model cannot take) is reported, never allowed to take the
+rest of the cohort down: cohort predictions keep a row for it with the reason, and cohort pages leave it out.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 import torch
@@ -13,12 +20,18 @@ import torch
 from explain.case import CaseExplanation, ExplainSettings, explain_case
 from neurofusion.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_checkpoint
 from neurofusion.data.cohort import COHORT_CSV, CohortReader
-from neurofusion.data.schema import MODALITIES, SPLITS
+from neurofusion.data.errors import CohortError
+from neurofusion.data.schema import MODALITIES, SPLITS, Case
 from neurofusion.inference import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = ROOT / "sample_data" / "checkpoints" / "cardio_demo"
 DEFAULT_COHORT = ROOT / "sample_data" / "cardio"
+FILE_COLUMNS = ("image_file", "note_file", "signal_file")
+# Errors that mean "this case's input is bad", shown as a message on the case. CohortError (a ValueError)
+# names the file, line and field; a plain ValueError comes from turning a readable case into model input
+# (e.g. a category value the checkpoint does not know).
+CASE_ERRORS = (CohortError, ValueError)
 
 
 def fingerprint(*files: Path) -> str:
@@ -42,6 +55,67 @@ def cohort_key(path: str) -> str:
     return fingerprint(Path(path) / COHORT_CSV)
 
 
+def case_files(cohort: CohortReader, case_id: str) -> list[Path]:
+    """The files one case is read from: its image, note and signal (a WFDB header and the data files it
+    names). The case's row of cohort.csv is covered by the cohort's own key."""
+    row = cohort.table.iloc[cohort.position(case_id)]
+    return _expand([cohort.root / row[c] for c in FILE_COLUMNS if row[c]])
+
+
+def case_key(cohort: CohortReader, case_id: str) -> str:
+    """Changes when any of the case's files is edited, replaced or removed: size and modification time
+    only (no read), so it is cheap enough to check on every rerun."""
+    return _stat_key(case_files(cohort, case_id))
+
+
+def cases_key(cohort: CohortReader, data_key: str) -> str:
+    """The cohort table's key plus the size and modification time of every case's files (one stat per file:
+    about a millisecond per hundred cases), for results computed from every case."""
+    files = [cohort.root / f for c in FILE_COLUMNS for f in cohort.table[c] if f]
+    return hashlib.sha256(f"{data_key}:{_stat_key(_expand(files))}".encode()).hexdigest()[:16]
+
+
+def _expand(files: list[Path]) -> list[Path]:
+    """Add the data files each WFDB header names: editing the samples leaves the header untouched."""
+    out = []
+    for path in files:
+        out.append(path)
+        if path.suffix.lower() == ".hea":
+            stat = _stat(path)
+            if stat is not None:
+                out += [path.parent / name for name in _wfdb_data_files(str(path), *stat)]
+    return out
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:  # gone or unreadable: the key still changes, and reading the case reports why
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _stat_key(files: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path}:{_stat(path)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=65536)
+def _wfdb_data_files(header: str, size: int, mtime_ns: int) -> tuple[str, ...]:
+    """The signal file names in a WFDB header (first field of each signal line), parsed once per version of
+    the header (``size`` and ``mtime_ns`` are part of the cache key)."""
+    try:
+        lines = Path(header).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ()
+    lines = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    names = {line.split()[0] for line in lines[1:]}
+    # the reader refuses paths outside the record's folder; here they only name files to stat
+    return tuple(sorted(n for n in names if "/" not in n and "\\" not in n and n != "~"))
+
+
 @st.cache_resource(show_spinner="Loading the model...", max_entries=4)
 def load_model(path: str, device: str, key: str) -> tuple[Checkpoint, Predictor]:
     """One model per (folder, device, contents) for the whole process; never mutated after loading."""
@@ -55,17 +129,21 @@ def load_cohort(path: str, key: str) -> CohortReader:
 
 
 @st.cache_data(show_spinner="Predicting every case of the cohort...", max_entries=8)
-def cohort_predictions(_predictor: Predictor, _cohort: CohortReader, model_key: str, data_key: str) -> pd.DataFrame:
-    """One row per case: case_id, split, site, label, predicted, confidence, correct, has_<modality>."""
+def cohort_predictions(_predictor: Predictor, _cohort: CohortReader, model_key: str, cases_key: str) -> pd.DataFrame:
+    """One row per case: case_id, split, site, label, predicted, confidence, correct, has_<modality>,
+    p_<class>, and error: why the case could not be predicted ("" when it was; then predicted is "" and
+    the probabilities are NaN)."""
     cohort = _cohort
     ids = cohort.case_ids
-    _, probabilities = _predictor.predict([cohort[i] for i in ids])
     classes = _predictor.model.classes
+    probabilities, errors = predict_readable(_predictor, cohort, ids, len(classes))
     table = cohort.table.set_index("case_id").loc[ids]
-    predicted = probabilities.argmax(1)
+    failed = np.isnan(probabilities).any(axis=1)
+    predicted = np.where(failed, 0, np.nan_to_num(probabilities).argmax(1))
     frame = pd.DataFrame({
         "case_id": ids, "split": table["split"].to_numpy(), "site": table["site"].to_numpy(),
-        "label": table["label"].to_numpy(), "predicted": [classes[k] for k in predicted],
+        "label": table["label"].to_numpy(),
+        "predicted": ["" if bad else classes[k] for bad, k in zip(failed, predicted)],
         "confidence": probabilities.max(1),
     })
     frame["correct"] = frame["label"] == frame["predicted"]
@@ -73,12 +151,49 @@ def cohort_predictions(_predictor: Predictor, _cohort: CohortReader, model_key: 
         frame[f"has_{m}"] = table[f"has_{m}"].to_numpy()
     for k, c in enumerate(classes):
         frame[f"p_{c}"] = probabilities[:, k]
+    frame["error"] = [errors.get(i, "") for i in ids]
     return frame
+
+
+def predict_readable(predictor: Predictor, cohort: CohortReader, ids: Sequence[str], n_classes: int,
+                     chunk: int = 64) -> tuple[np.ndarray, dict[str, str]]:
+    """Probabilities (N, C) for the cases of ``ids`` (NaN rows for the cases that failed) and
+    {case_id: reason} for those that could not be read or turned into model input. The common path
+    predicts in batches; only a batch that fails is retried case by case to find the bad one."""
+    probabilities = np.full((len(ids), n_classes), np.nan)
+    errors: dict[str, str] = {}
+    for start in range(0, len(ids), chunk):
+        rows, cases = [], []
+        for k, case_id in enumerate(ids[start:start + chunk], start):
+            case = _read(cohort, case_id, errors)
+            if case is not None:
+                rows.append(k)
+                cases.append(case)
+        if not cases:
+            continue
+        try:
+            probabilities[rows] = predictor.predict(cases)[1]
+        except CASE_ERRORS:
+            for k, case in zip(rows, cases):
+                try:
+                    probabilities[k] = predictor.predict([case])[1][0]
+                except CASE_ERRORS as err:
+                    errors[case.case_id] = str(err)
+    return probabilities, errors
+
+
+def _read(cohort: CohortReader, case_id: str, errors: dict[str, str]) -> Case | None:
+    try:
+        return cohort[case_id]
+    except CohortError as err:
+        errors[case_id] = str(err)
+        return None
 
 
 @st.cache_data(show_spinner="Explaining this case...", max_entries=256)
 def case_explanation(_predictor: Predictor, _cohort: CohortReader, model_key: str, data_key: str, case_id: str,
-                     settings: ExplainSettings) -> CaseExplanation:
+                     case_key: str, settings: ExplainSettings) -> CaseExplanation:
+    """``case_key`` (the case's files) makes an edited image, note or signal a new entry, not a stale hit."""
     return explain_case(_predictor, _cohort[case_id], settings)
 
 
@@ -102,16 +217,38 @@ class Context:
     def classes(self) -> list[str]:
         return list(self.checkpoint.config.classes)
 
+    @functools.cached_property
+    def cases_key(self) -> str:
+        """Key for results over many cases: the cohort table and every case's files (once per rerun)."""
+        return cases_key(self.cohort, self.data_key)
+
     def predictions(self) -> pd.DataFrame:
-        return cohort_predictions(self.predictor, self.cohort, self.model_key, self.data_key)
+        return cohort_predictions(self.predictor, self.cohort, self.model_key, self.cases_key)
+
+    def unreadable(self) -> dict[str, str]:
+        """{case_id: reason} for the cases that cannot be read or predicted."""
+        frame = self.predictions()
+        failed = frame[frame["error"] != ""]
+        return dict(zip(failed["case_id"], failed["error"]))
 
     def split_ids(self, split: str) -> list[str]:
         """The case ids of one split, or of every case for "all"."""
         return self.cohort.case_ids if split == "all" else self.cohort.ids(split)
 
+    def readable_ids(self, ids: Sequence[str]) -> list[str]:
+        """``ids`` without the unreadable cases, saying on the page which were left out and why."""
+        bad = self.unreadable()
+        left_out = [i for i in ids if i in bad]
+        if left_out:
+            shown = "\n".join(f"- **{i}**: {bad[i]}" for i in left_out[:5])
+            more = f"\n- ... and {len(left_out) - 5} more" if len(left_out) > 5 else ""
+            st.warning(f"{len(left_out)} case{'s' if len(left_out) > 1 else ''} could not be read and "
+                       f"{'are' if len(left_out) > 1 else 'is'} left out:\n{shown}{more}")
+        return [i for i in ids if i not in bad]
+
     def explain(self, case_id: str, settings: ExplainSettings | None = None) -> CaseExplanation:
         return case_explanation(self.predictor, self.cohort, self.model_key, self.data_key, case_id,
-                                settings or self.settings)
+                                case_key(self.cohort, case_id), settings or self.settings)
 
 
 def split_picker(ctx: Context, key: str) -> str:

@@ -3,8 +3,7 @@ case, per class and overall, against the inter-rater ceiling and the synthetic g
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
+import math
 
 import streamlit as st
 
@@ -14,9 +13,10 @@ from explain.cohort import CohortImportance, clinician_agreement, cohort_importa
 from neurofusion.data.annotations import read_rankings
 from neurofusion.data.errors import CohortError
 
+MAX_UPLOAD_MB = 5  # a rankings file is a few hundred bytes per case and rater: 5 MB is ~50,000 rankings
 
 @st.cache_data(show_spinner="Computing modality importance for the ranked cases...", max_entries=16)
-def _importance(_ctx: Context, model_key: str, data_key: str, case_ids: tuple[str, ...]) -> CohortImportance:
+def _importance(_ctx: Context, model_key: str, cases_key: str, case_ids: tuple[str, ...]) -> CohortImportance:
     return cohort_importance(_ctx.predictor, [_ctx.cohort[i] for i in case_ids])
 
 
@@ -29,15 +29,13 @@ source = st.radio("Rankings", ("bundled with the cohort", "upload a CSV"), key="
 rankings = None
 if source == "upload a CSV":
     upload = st.file_uploader("clinician_rankings.csv: case_id, rater, image, text, signal, tabular (1 = most "
-                              "important; blank if the case lacks the modality)", type="csv", key="agreement.upload")
+                              "important; blank if the case lacks the modality)", type="csv", key="agreement.upload",
+                              max_upload_size=MAX_UPLOAD_MB)
     if upload is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / upload.name
-            path.write_bytes(upload.getvalue())
-            try:
-                rankings = read_rankings(path, cohort=ctx.cohort)
-            except CohortError as err:
-                st.error(f"The uploaded rankings were not used: {err}")
+        try:  # parsed in memory: the client-supplied name only labels messages, it is never a path
+            rankings = read_rankings(upload.getvalue(), name=upload.name, cohort=ctx.cohort)
+        except CohortError as err:
+            st.error(f"The uploaded rankings were not used: {err}")
 else:
     try:
         rankings = ctx.cohort.rankings()
@@ -52,8 +50,12 @@ if ctx.cohort.info.get("synthetic"):
 
 method = st.radio("Model ranking from", ("shapley", "leave_one_out", "attention"), key="agreement.method",
                   horizontal=True, format_func=lambda m: m.replace("_", "-").capitalize())
-case_ids = tuple(sorted(set(rankings["case_id"])))
-importance = _importance(ctx, ctx.model_key, ctx.data_key, case_ids)
+case_ids = tuple(ctx.readable_ids(sorted(set(rankings["case_id"]))))
+if not case_ids:
+    st.info("None of the ranked cases can be read.")
+    st.stop()
+rankings = rankings[rankings["case_id"].isin(case_ids)]
+importance = _importance(ctx, ctx.model_key, ctx.cases_key, case_ids)
 if method not in importance.methods:
     st.info("This model has no attention; choose Shapley or leave-one-out.")
     st.stop()
@@ -64,15 +66,24 @@ overall = summary.loc["all"]
 c1, c2, c3 = st.columns(3)
 c1.metric("Mean tau, model vs clinicians", f"{overall['mean']:.3f}")
 c1.caption(f"95 % CI {overall['ci_low']:.3f} to {overall['ci_high']:.3f} (bootstrap over cases)")
-c2.metric("Inter-rater ceiling (mean pairwise tau)", f"{ceiling['mean_pairwise_tau']['mean']:.3f}")
-c3.metric("Kendall's W (raters' concordance)", f"{ceiling['kendalls_w']:.3f}")
+between_raters = ceiling["mean_pairwise_tau"]["mean"]
+between_raters = None if math.isnan(between_raters) else between_raters  # NaN: no case has two raters
+c2.metric("Inter-rater ceiling (mean pairwise tau)", "n/a" if between_raters is None else f"{between_raters:.3f}")
+c3.metric("Kendall's W (raters' concordance)",
+          "n/a" if math.isnan(ceiling["kendalls_w"]) else f"{ceiling['kendalls_w']:.3f}")
+if between_raters is None:
+    c2.caption("Needs cases ranked by at least two raters.")
 
-st.plotly_chart(figures.tau_histogram(result["per_pair"], ceiling["mean_pairwise_tau"]["mean"]), key="agreement.hist")
+st.plotly_chart(figures.tau_histogram(result["per_pair"], between_raters), key="agreement.hist")
 table = summary.reset_index().rename(columns={"group": "class"})
 st.dataframe(table, hide_index=True, key="agreement.summary",
              column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("mean", "ci_low", "ci_high")})
 
-truth = ctx.cohort.ground_truth()
+try:
+    truth = ctx.cohort.ground_truth()
+except CohortError as err:
+    truth = None
+    st.error(f"The cohort's ground_truth.csv was not used: {err}")
 if truth is not None:
     st.markdown("**Against the synthetic ground truth** (how strongly each modality expresses the label)")
     st.dataframe(ground_truth_agreement(importance, truth).reset_index(), hide_index=True, key="agreement.truth")

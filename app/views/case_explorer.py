@@ -11,10 +11,12 @@ import streamlit as st
 from app import figures
 from app.figures import pretty
 from app.report import attributions_csv, case_report_html
-from app.state import context
+from app.state import CASE_ERRORS, context
 from explain.ablation import partial_case
 from explain.agreement import importance_to_ranks, model_vs_raters
-from neurofusion.data.schema import MODALITIES
+from explain.case import CaseExplanation
+from neurofusion.data.errors import CohortError
+from neurofusion.data.schema import MODALITIES, Case
 
 ctx = context()
 FILTERS = ("case.filter_true", "case.filter_pred", "case.filter_outcome", "case.filter_missing", "case.filter_site")
@@ -37,8 +39,8 @@ def _filtered(cases: pd.DataFrame, predictions: pd.DataFrame | None) -> pd.DataF
         keep = np.ones(len(shown), dtype=bool)
         if state.get("case.filter_pred"):
             keep &= by_id["predicted"].isin(state["case.filter_pred"]).to_numpy()
-        if state.get("case.filter_outcome", "all") != "all":
-            keep &= (by_id["correct"] == (state["case.filter_outcome"] == "correct")).to_numpy()
+        if state.get("case.filter_outcome", "all") != "all":  # an unreadable case is neither
+            keep &= ((by_id["correct"] == (state["case.filter_outcome"] == "correct")) & (by_id["error"] == "")).to_numpy()
         shown = shown[keep]
     for modality in state.get("case.filter_missing") or ():
         shown = shown[~shown[f"has_{modality}"]]
@@ -60,10 +62,19 @@ def _draw_chooser(predictions: pd.DataFrame, ids: list[str]) -> None:
             st.warning("No case matches these filters.")
             return
         row_of = predictions.set_index("case_id")
-        st.selectbox(
-            f"Case ({len(ids)} of {len(predictions)})", ids, key="case.id",
-            format_func=lambda i: f"{i} · true {pretty(row_of.loc[i, 'label'])} · predicted "
-                                  f"{pretty(row_of.loc[i, 'predicted'])}{'' if row_of.loc[i, 'correct'] else ' ✗'}")
+        st.selectbox(f"Case ({len(ids)} of {len(predictions)})", ids, key="case.id",
+                     format_func=lambda i: _case_label(i, row_of.loc[i]))
+        unreadable = int((predictions["error"] != "").sum())
+        if unreadable:
+            st.caption(f"{unreadable} case{'s' if unreadable > 1 else ''} of this cohort cannot be read "
+                       "(marked \"unreadable\"); open one to see why.")
+
+
+def _case_label(case_id: str, row: pd.Series) -> str:
+    if row["error"]:
+        return f"{case_id} · true {pretty(row['label'])} · unreadable"
+    return (f"{case_id} · true {pretty(row['label'])} · predicted {pretty(row['predicted'])}"
+            f"{'' if row['correct'] else ' ✗'}")
 
 
 cases = ctx.cohort.table[["case_id", "label", "site"] + [f"has_{m}" for m in MODALITIES]]
@@ -84,145 +95,178 @@ case_id = st.session_state["case.id"]
 st.query_params["case"] = case_id
 st.session_state["case.last_query"] = case_id
 
-case = ctx.cohort[case_id]
-explanation = ctx.explain(case_id)
 
-# ------------------------------------------------------------------------------------- prediction card
-left, right = st.columns([1, 2])
-with left:
-    verdict = "correct" if explanation.predicted == case.label else "wrong"
-    st.metric("Predicted", pretty(explanation.predicted))
-    st.markdown(f"**Probability:** {explanation.probabilities.max():.1%} · **True label:** {pretty(case.label)} "
-                f"({verdict}) · **Site:** {case.site or '-'}")
-    st.markdown("**Modalities:** " + " · ".join(
-        f"{figures.MODALITY_LABELS[m]} {'✓' if explanation.present[m] else '— missing'}" for m in MODALITIES))
-with right:
-    st.plotly_chart(figures.probability_bars(explanation.classes, explanation.probabilities, case.label),
-                    key="case.probabilities")
+def _prediction_card(case: Case, explanation: CaseExplanation) -> None:
+    left, right = st.columns([1, 2])
+    with left:
+        verdict = "correct" if explanation.predicted == case.label else "wrong"
+        st.metric("Predicted", pretty(explanation.predicted))
+        st.markdown(f"**Probability:** {explanation.probabilities.max():.1%} · **True label:** {pretty(case.label)} "
+                    f"({verdict}) · **Site:** {case.site or '-'}")
+        st.markdown("**Modalities:** " + " · ".join(
+            f"{figures.MODALITY_LABELS[m]} {'✓' if explanation.present[m] else '— missing'}" for m in MODALITIES))
+    with right:
+        st.plotly_chart(figures.probability_bars(explanation.classes, explanation.probabilities, case.label),
+                        key="case.probabilities")
 
-# ----------------------------------------------------------------------------------- modality panels
-st.subheader("What each modality shows")
-tab_image, tab_note, tab_ecg, tab_labs = st.tabs(
-    [figures.MODALITY_LABELS[m] + ("" if explanation.present[m] else " (missing)") for m in MODALITIES])
-with tab_image:
-    if explanation.image is None:
-        st.info("This case has no echo image: the model used its learned 'missing image' embedding.")
-    else:
-        opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="case.opacity")
-        signed = explanation.image.method in ("integrated_gradients", "occlusion")
-        st.plotly_chart(figures.image_overlay(case.image if case.image.ndim == 2 else case.image[case.image.shape[0] // 2],
-                                              explanation.image.map, opacity, signed,
-                                              title=f"{explanation.image.method.replace('_', ' ')} for "
-                                                    f"{pretty(explanation.classes[explanation.target])}"),
-                        key="case.image")
-        st.caption("Red: pixels that raise the explained class; blue: pixels that lower it (Grad-CAM and "
-                   "attention show magnitude only). Change the method in the sidebar.")
-with tab_note:
-    if explanation.note is None:
-        st.info("This case has no clinical note.")
-    else:
-        note = explanation.note
-        scale = max((abs(w.score) for w in note.words), default=0.0)
-        st.html(figures.note_legend_html(scale) + figures.note_html(case.note, note.words, scale))
-        if note.truncated:
-            st.warning(f"The note is longer than the model reads: only the first {note.covered_chars} characters "
-                       "were used (and highlighted).")
-        top = pd.DataFrame([{"phrase": p.text, "score": round(p.score, 4)} for p in note.phrases[:8]])
-        if not top.empty:
-            st.markdown("**Phrases that moved the prediction most**")
-            st.dataframe(top, hide_index=True, key="case.phrases")
-with tab_ecg:
-    if explanation.signal is None:
-        st.info("This case has no ECG.")
-    else:
-        lead_choice = st.radio("Leads", ("all 12", "II, V1, V5"), key="case.leads", horizontal=True)
-        leads = None if lead_choice == "all 12" else ["II", "V1", "V5"]
-        step = max(1, int(case.signal.fs // 250))  # draw at <= 250 Hz: the page stays light, the waves unchanged
-        st.plotly_chart(figures.ecg_figure(case.signal.data[:, ::step], case.signal.fs / step, case.signal.channels,
-                                           explanation.signal, leads), key="case.ecg")
-        st.caption(f"Shading: the encoder's temporal attention ({explanation.signal.attention_step_s * 1000:.0f} ms "
-                   "steps). Boxes: the segments with the largest attribution.")
-        st.plotly_chart(figures.lead_importance_bars(explanation.signal.leads, explanation.signal.lead_importance,
-                                                     explanation.signal.recorded), key="case.lead_importance")
-with tab_labs:
-    if explanation.tabular is None:
-        st.info("This case has no labs or demographics.")
-    else:
-        st.plotly_chart(figures.lab_bars(explanation.tabular), key="case.labs")
 
-# ------------------------------------------------------------------------- attention and importance
-st.subheader("How the modalities were combined")
-col_attention, col_importance = st.columns(2)
-with col_attention:
-    if explanation.cross_attention is None:
-        st.info(f"A {ctx.checkpoint.config.architecture} model has no cross-modal attention.")
-    else:
-        heads = explanation.cross_attention.shape[0]
-        head = st.selectbox("Attention head", ["mean"] + [f"head {k + 1}" for k in range(heads)], key="case.head")
-        matrix = explanation.cross_attention.mean(0) if head == "mean" else explanation.cross_attention[int(head[5:]) - 1]
-        st.plotly_chart(figures.attention_heatmap(matrix, [explanation.present[m] for m in MODALITIES],
-                                                  title="Cross-modal attention (row attends to column)"),
-                        key="case.attention")
-with col_importance:
-    scores = explanation.to_dict()["modality_importance"]
-    st.plotly_chart(figures.importance_bars(scores), key="case.importance")
-    st.caption(f"Shapley values add up to p(all present) − p(all missing) = "
-               f"{explanation.importance.probability_full[0]:.2f} − {explanation.importance.probability_none[0]:.2f}.")
+def _modality_panels(case: Case, explanation: CaseExplanation) -> None:
+    st.subheader("What each modality shows")
+    tab_image, tab_note, tab_ecg, tab_labs = st.tabs(
+        [figures.MODALITY_LABELS[m] + ("" if explanation.present[m] else " (missing)") for m in MODALITIES])
+    with tab_image:
+        if explanation.image is None:
+            st.info("This case has no echo image: the model used its learned 'missing image' embedding.")
+        else:
+            opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="case.opacity")
+            signed = explanation.image.method in ("integrated_gradients", "occlusion")
+            image = case.image if case.image.ndim == 2 else case.image[case.image.shape[0] // 2]
+            st.plotly_chart(figures.image_overlay(image, explanation.image.map, opacity, signed,
+                                                  title=f"{explanation.image.method.replace('_', ' ')} for "
+                                                        f"{pretty(explanation.classes[explanation.target])}"),
+                            key="case.image")
+            st.caption("Red: pixels that raise the explained class; blue: pixels that lower it (Grad-CAM and "
+                       "attention show magnitude only). Change the method in the sidebar.")
+    with tab_note:
+        if explanation.note is None:
+            st.info("This case has no clinical note.")
+        else:
+            note = explanation.note
+            scale = max((abs(w.score) for w in note.words), default=0.0)
+            st.html(figures.note_legend_html(scale) + figures.note_html(case.note, note.words, scale))
+            if note.truncated:
+                st.warning(f"The note is longer than the model reads: only the first {note.covered_chars} "
+                           "characters were used (and highlighted).")
+            top = pd.DataFrame([{"phrase": p.text, "score": round(p.score, 4)} for p in note.phrases[:8]])
+            if not top.empty:
+                st.markdown("**Phrases that moved the prediction most**")
+                st.dataframe(top, hide_index=True, key="case.phrases")
+    with tab_ecg:
+        if explanation.signal is None:
+            st.info("This case has no ECG.")
+        else:
+            lead_choice = st.radio("Leads", ("all 12", "II, V1, V5"), key="case.leads", horizontal=True)
+            leads = None if lead_choice == "all 12" else ["II", "V1", "V5"]
+            step = max(1, int(case.signal.fs // 250))  # draw at <= 250 Hz: the page stays light, the waves unchanged
+            st.plotly_chart(figures.ecg_figure(case.signal.data[:, ::step], case.signal.fs / step,
+                                               case.signal.channels, explanation.signal, leads), key="case.ecg")
+            st.caption(f"Shading: the encoder's temporal attention ({explanation.signal.attention_step_s * 1000:.0f} "
+                       "ms steps). Boxes: the segments with the largest attribution.")
+            st.plotly_chart(figures.lead_importance_bars(explanation.signal.leads, explanation.signal.lead_importance,
+                                                         explanation.signal.recorded), key="case.lead_importance")
+    with tab_labs:
+        if explanation.tabular is None:
+            st.info("This case has no labs or demographics.")
+        else:
+            st.plotly_chart(figures.lab_bars(explanation.tabular), key="case.labs")
 
-# --------------------------------------------------------------------------------------- ablation
-st.subheader("What if a modality were missing?")
-st.caption("Observe part of each modality: the first part of the ECG, the first sentences of the note, the "
-           "first labs in clinical order. 0 % = missing (the model's learned missing embedding).")
-sliders = st.columns(4)
-fractions = {}
-for column, modality in zip(sliders, MODALITIES):
-    available = explanation.present[modality]
-    if modality == "image":
-        fractions[modality] = 1.0 if column.toggle(f"{figures.MODALITY_LABELS[modality]} observed", value=available,
-                                                   disabled=not available, key=f"case.ablate_{modality}") else 0.0
-    else:
-        fractions[modality] = column.slider(f"{figures.MODALITY_LABELS[modality]} observed (%)", 0, 100,
-                                            100 if available else 0, 10, disabled=not available,
-                                            key=f"case.ablate_{modality}") / 100
-changed = any(fractions[m] < 1.0 for m in MODALITIES if explanation.present[m])
-ablated = ctx.predictor.predict([partial_case(case, fractions)])[1][0] if changed else explanation.probabilities
-k = int(explanation.probabilities.argmax())
-shift = (ablated[k] - explanation.probabilities[k]) * 100
-st.markdown(f"**{pretty(explanation.classes[k])}**: {explanation.probabilities[k]:.1%} → "
-            f"<span id='ablation-result'>{ablated[k]:.1%}</span> ({shift:+.1f} points); "
-            f"now predicted: **{pretty(explanation.classes[int(ablated.argmax())])}**", unsafe_allow_html=True)
-st.plotly_chart(figures.probability_bars(explanation.classes, explanation.probabilities, case.label,
-                                         compare=ablated, compare_name="with the sliders' observation"),
-                key="case.ablation")
 
-# ----------------------------------------------------------------------------------- clinicians
-rankings = ctx.cohort.rankings()
-if rankings is not None and case_id in set(rankings["case_id"]):
+def _combination(explanation: CaseExplanation) -> None:
+    st.subheader("How the modalities were combined")
+    col_attention, col_importance = st.columns(2)
+    with col_attention:
+        if explanation.cross_attention is None:
+            st.info(f"A {ctx.checkpoint.config.architecture} model has no cross-modal attention.")
+        else:
+            heads = explanation.cross_attention.shape[0]
+            head = st.selectbox("Attention head", ["mean"] + [f"head {k + 1}" for k in range(heads)], key="case.head")
+            matrix = (explanation.cross_attention.mean(0) if head == "mean"
+                      else explanation.cross_attention[int(head[5:]) - 1])
+            st.plotly_chart(figures.attention_heatmap(matrix, [explanation.present[m] for m in MODALITIES],
+                                                      title="Cross-modal attention (row attends to column)"),
+                            key="case.attention")
+    with col_importance:
+        scores = explanation.to_dict()["modality_importance"]
+        st.plotly_chart(figures.importance_bars(scores), key="case.importance")
+        st.caption(f"Shapley values add up to p(all present) − p(all missing) = "
+                   f"{explanation.importance.probability_full[0]:.2f} − "
+                   f"{explanation.importance.probability_none[0]:.2f}.")
+
+
+def _ablation(case: Case, explanation: CaseExplanation) -> None:
+    st.subheader("What if a modality were missing?")
+    st.caption("Observe part of each modality: the first part of the ECG, the first sentences of the note, the "
+               "first labs in clinical order. 0 % = missing (the model's learned missing embedding).")
+    sliders = st.columns(4)
+    fractions = {}
+    for column, modality in zip(sliders, MODALITIES):
+        available = explanation.present[modality]
+        label = figures.MODALITY_LABELS[modality]
+        if modality == "image":
+            fractions[modality] = 1.0 if column.toggle(f"{label} observed", value=available, disabled=not available,
+                                                       key=f"case.ablate_{modality}") else 0.0
+        else:
+            fractions[modality] = column.slider(f"{label} observed (%)", 0, 100, 100 if available else 0, 10,
+                                                disabled=not available, key=f"case.ablate_{modality}") / 100
+    changed = any(fractions[m] < 1.0 for m in MODALITIES if explanation.present[m])
+    ablated = ctx.predictor.predict([partial_case(case, fractions)])[1][0] if changed else explanation.probabilities
+    k = int(explanation.probabilities.argmax())
+    shift = (ablated[k] - explanation.probabilities[k]) * 100
+    st.markdown(f"**{pretty(explanation.classes[k])}**: {explanation.probabilities[k]:.1%} → "
+                f"<span id='ablation-result'>{ablated[k]:.1%}</span> ({shift:+.1f} points); "
+                f"now predicted: **{pretty(explanation.classes[int(ablated.argmax())])}**", unsafe_allow_html=True)
+    st.plotly_chart(figures.probability_bars(explanation.classes, explanation.probabilities, case.label,
+                                             compare=ablated, compare_name="with the sliders' observation"),
+                    key="case.ablation")
+
+
+def _clinicians(case_id: str, explanation: CaseExplanation) -> None:
+    try:
+        rankings = ctx.cohort.rankings()
+    except CohortError as err:  # a bad rankings file costs this section, not the case
+        st.error(f"The cohort's clinician rankings were not used: {err}")
+        return
+    if rankings is None or case_id not in set(rankings["case_id"]):
+        return
     st.subheader("Model vs clinicians for this case")
     method = st.radio("Model ranking from", ("shapley", "leave_one_out", "attention"), key="case.rank_method",
                       horizontal=True, format_func=lambda m: m.replace("_", "-").capitalize())
     if method == "attention" and explanation.importance.attention is None:
         st.info("This model has no attention; choose Shapley or leave-one-out.")
-    else:
-        ranks = importance_to_ranks(explanation.importance.table(method))
-        pairs = model_vs_raters(ranks, rankings[rankings["case_id"] == case_id])
-        table = rankings[rankings["case_id"] == case_id].merge(pairs[["rater", "tau"]], on="rater")
-        model_row = {"rater": "model", **{m: ranks.iloc[0][m] for m in MODALITIES}, "tau": np.nan}
-        st.dataframe(pd.concat([pd.DataFrame([model_row]), table.drop(columns="case_id")], ignore_index=True),
-                     hide_index=True, key="case.rankings")
-        st.caption("Ranks: 1 = most important. Kendall tau-b over the modalities both ranked.")
+        return
+    ranks = importance_to_ranks(explanation.importance.table(method))
+    pairs = model_vs_raters(ranks, rankings[rankings["case_id"] == case_id])
+    table = rankings[rankings["case_id"] == case_id].merge(pairs[["rater", "tau"]], on="rater")
+    model_row = {"rater": "model", **{m: ranks.iloc[0][m] for m in MODALITIES}, "tau": np.nan}
+    st.dataframe(pd.concat([pd.DataFrame([model_row]), table.drop(columns="case_id")], ignore_index=True),
+                 hide_index=True, key="case.rankings")
+    st.caption("Ranks: 1 = most important. Kendall tau-b over the modalities both ranked.")
 
-# ------------------------------------------------------------------------------------- downloads
-st.subheader("Export")
-d1, d2 = st.columns(2)
-architecture = ctx.checkpoint.config.architecture
-# built when clicked, not on every rerun (the self-contained report embeds plotly.js, ~8 MB); a download
-# does not rerun the page
-d1.download_button("Case report (HTML)", lambda: case_report_html(case, explanation, architecture),
-                   file_name=f"{case_id}_report.html", mime="text/html", key="case.download_report", on_click="ignore")
-d2.download_button("Attributions (CSV)", lambda: attributions_csv(explanation),
-                   file_name=f"{case_id}_attributions.csv", mime="text/csv", key="case.download_csv",
-                   on_click="ignore")
 
-# ----------------------------------------------------------------- the case list, now that it can be labelled
-_draw_chooser(ctx.predictions(), ids)
+def _export(case: Case, explanation: CaseExplanation) -> None:
+    st.subheader("Export")
+    d1, d2 = st.columns(2)
+    architecture = ctx.checkpoint.config.architecture
+    # built when clicked, not on every rerun (the self-contained report embeds plotly.js, ~8 MB); a download
+    # does not rerun the page
+    d1.download_button("Case report (HTML)", lambda: case_report_html(case, explanation, architecture),
+                       file_name=f"{case.case_id}_report.html", mime="text/html", key="case.download_report",
+                       on_click="ignore")
+    d2.download_button("Attributions (CSV)", lambda: attributions_csv(explanation),
+                       file_name=f"{case.case_id}_attributions.csv", mime="text/csv", key="case.download_csv",
+                       on_click="ignore")
+
+
+def _show_case(case_id: str) -> None:
+    """Read, explain and draw one case; bad input in its files is a message naming the file."""
+    try:
+        case = ctx.cohort[case_id]
+        explanation = ctx.explain(case_id)
+    except CASE_ERRORS as err:
+        st.error(f"Case {case_id} cannot be shown: {err}")
+        st.info("Fix the file and rerun, or pick another case above.")
+        return
+    _prediction_card(case, explanation)
+    _modality_panels(case, explanation)
+    _combination(explanation)
+    _ablation(case, explanation)
+    _clinicians(case_id, explanation)
+    _export(case, explanation)
+
+
+try:
+    _show_case(case_id)
+finally:
+    # the case list, now that it can be labelled; drawn (into the container above the case) even when the
+    # case failed in an unexpected way, so another case can always be opened
+    _draw_chooser(ctx.predictions(), ids)

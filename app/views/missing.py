@@ -15,23 +15,27 @@ PAPER_7_3 = "Paper (real data): 94.2 % with every modality, 89.7 % with one miss
 
 
 @st.cache_data(show_spinner="Re-predicting the cohort with modalities hidden...", max_entries=64)
-def _rates(_ctx: Context, model_key: str, data_key: str, split: str, rates: tuple[tuple[str, float], ...],
+def _rates(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...], rates: tuple[tuple[str, float], ...],
            seed: int) -> dict:
-    return missing_rate_study(_ctx.predictor, _cases(_ctx, split), dict(rates), n_bootstrap=500, seed=seed)
+    return missing_rate_study(_ctx.predictor, _cases(_ctx, ids), dict(rates), n_bootstrap=500, seed=seed)
 
 
 @st.cache_data(show_spinner="Withholding each modality and each pair...", max_entries=8)
-def _withheld(_ctx: Context, model_key: str, data_key: str, split: str) -> dict:
-    return withheld_study(_ctx.predictor, _cases(_ctx, split), n_bootstrap=500)
+def _withheld(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...]) -> dict:
+    return withheld_study(_ctx.predictor, _cases(_ctx, ids), n_bootstrap=500)
 
 
-def _cases(ctx: Context, split: str):
-    return [ctx.cohort[i] for i in ctx.split_ids(split)]
+def _cases(ctx: Context, ids: tuple[str, ...]):
+    return [ctx.cohort[i] for i in ids]
 
 
 ctx = context()
 st.title("Missing modalities")
 split = split_picker(ctx, "missing.split")
+ids = tuple(ctx.readable_ids(ctx.split_ids(split)))
+if not ids:
+    st.info("No case of this selection can be read.")
+    st.stop()
 
 st.subheader("Hide modalities at random")
 st.caption("Each modality is hidden, independently for each case, with the chosen probability (on top of what "
@@ -40,8 +44,8 @@ columns = st.columns(4)
 rates = tuple((m, column.slider(f"{figures.MODALITY_LABELS[m]} missing (%)", 0, 100, 0, 10, key=f"missing.rate_{m}") / 100)
               for column, m in zip(columns, MODALITIES))
 seed = st.number_input("Random seed", 0, 10_000, 0, key="missing.seed")
-baseline = _rates(ctx, ctx.model_key, ctx.data_key, split, tuple((m, 0.0) for m in MODALITIES), 0)
-result = _rates(ctx, ctx.model_key, ctx.data_key, split, rates, int(seed))
+baseline = _rates(ctx, ctx.model_key, ctx.cases_key, ids, tuple((m, 0.0) for m in MODALITIES), 0)
+result = _rates(ctx, ctx.model_key, ctx.cases_key, ids, rates, int(seed))
 rows = [{"name": f"{name}, as recorded", **baseline[name]} for name in ("accuracy", "macro_f1")]
 rows += [{"name": f"{name}, with the rates above", **result[name]} for name in ("accuracy", "macro_f1")]
 st.plotly_chart(figures.metric_bars(rows), key="missing.metrics")
@@ -49,7 +53,7 @@ observed = ", ".join(f"{figures.MODALITY_LABELS[m]} {v:.0%}" for m, v in result[
 st.caption(f"Share of cases in which each modality was seen: {observed}. Error bars: bootstrap 95 % CI.")
 
 st.subheader("Section 7.3: withholding modalities from every case")
-study = _withheld(ctx, ctx.model_key, ctx.data_key, split)
+study = _withheld(ctx, ctx.model_key, ctx.cases_key, ids)
 table = pd.DataFrame([
     {"withheld": key.replace(",", " + "), "accuracy (%)": 100 * m["accuracy"]["value"],
      "95 % CI": f"{100 * m['accuracy']['ci_low']:.1f}–{100 * m['accuracy']['ci_high']:.1f}",

@@ -1,20 +1,25 @@
 """Per-case annotations beside a cohort: clinicians' modality rankings and the synthetic ground truth.
 
 ``clinician_rankings.csv``: case_id, rater, then one rank column per modality (1 = most important). A rater
-leaves a modality blank when the case does not have it; the ranks given must be 1..k with no ties.
+leaves a modality blank when the case does not have it; the ranks given must be 1..k with no ties. Rankings
+also come as bytes (a dashboard upload): they are parsed in memory and errors name the user's file name, so a
+client-supplied name is never used as a path.
 ``ground_truth.csv``: case_id, then ``strength_<modality>`` in [0, 1] (blank = modality missing) and free
 text columns describing where the planted evidence is.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
+import io
+import re
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import pandas as pd
 
 from neurofusion.data._tables import fail_rows, parse_numbers, read_csv_table
+from neurofusion.data.errors import CohortError
 from neurofusion.data.schema import MODALITIES
 
 if TYPE_CHECKING:
@@ -24,14 +29,22 @@ RANKING_COLUMNS = ("case_id", "rater", *MODALITIES)
 STRENGTH_COLUMNS = tuple(f"strength_{m}" for m in MODALITIES)
 
 
-def read_rankings(path: str | Path, *, cohort: CohortReader | None = None) -> pd.DataFrame:
+def read_rankings(source: str | Path | bytes | BinaryIO, *, name: str | None = None,
+                  cohort: CohortReader | None = None) -> pd.DataFrame:
     """Read and validate clinician rankings -> DataFrame (case_id, rater, image, text, signal, tabular),
     ranks as nullable integers (<NA> = not ranked).
 
+    ``source`` is a file path, or the file's bytes / a binary file object (an upload), read in memory; then
+    ``name`` (the user's file name, reduced to its last component) is what error messages call the file.
     With ``cohort``, every case must exist and no rater may rank a modality the case does not have.
     """
-    path = Path(path)
-    table = read_csv_table(path, RANKING_COLUMNS)
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        table = read_csv_table(path, RANKING_COLUMNS)
+    else:
+        path = PurePath(display_name(name))
+        data = source if isinstance(source, bytes) else source.read()
+        table = _read_csv_bytes(data, path, RANKING_COLUMNS)
     for column in ("case_id", "rater"):
         fail_rows(table[column] == "", table, path, column, lambda v, c=column: f"{c} is empty")
     ranks = pd.DataFrame({"case_id": table["case_id"], "rater": table["rater"]})
@@ -84,6 +97,38 @@ def read_ground_truth(path: str | Path, *, cohort: CohortReader | None = None) -
         given = out[list(STRENGTH_COLUMNS)].notna().to_numpy()
         _check_against_cohort(table, given, STRENGTH_COLUMNS, "a strength is given for", cohort, path)
     return out
+
+
+def display_name(name: str | None) -> str:
+    """A client-supplied file name fit to show in a message: its last path component ('../../x.csv' and
+    'C:\\x\\r.csv' -> the bare name), never a path to open."""
+    last = re.split(r"[\\/]", name or "")[-1].strip()
+    return last if last not in ("", ".", "..") else "uploaded file"
+
+
+def _read_csv_bytes(data: bytes, path: PurePath, required: tuple[str, ...]) -> pd.DataFrame:
+    """``read_csv_table`` for a file held in memory (same cleaning, same messages); ``path`` only names it."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise CohortError(f"file is not UTF-8 text ({err.reason} at byte {err.start})", path=path) from None
+    try:
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True,
+                            index_col=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise CohortError(f"not a readable CSV file ({err})", path=path) from None
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise CohortError(
+            f"required column(s) {', '.join(missing)} missing; expected {', '.join(required)} "
+            f"(found: {', '.join(table.columns)})",
+            path=path,
+            field=missing[0],
+        )
+    if table.empty:
+        raise CohortError("the file has no rows", path=path)
+    return table.apply(lambda col: col.str.strip())
 
 
 def _parse_ranks(table: pd.DataFrame, modality: str, path: Path) -> pd.Series:

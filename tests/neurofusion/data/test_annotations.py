@@ -86,3 +86,30 @@ def test_ground_truth_validation(small_cohort, tmp_path):
     path.write_text(header + "P001,0.3,0.1,0.2,0.3\n")
     with pytest.raises(CohortError, match="a strength is given for image, but this case has no image"):
         read_ground_truth(path, cohort=cohort)
+
+
+@pytest.mark.parametrize("name", ["../../etc/evil.csv", "/tmp/evil.csv", "..\\..\\evil.csv", "C:\\Users\\x\\evil.csv"])
+def test_uploaded_rankings_are_read_in_memory_and_named_by_their_bare_name(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)  # a name used as a path would resolve (and write) from here
+    good = read_rankings((HEADER + "P0,A,1,2,3,4\n").encode(), name=name)
+    assert good.loc[0, ["image", "tabular"]].tolist() == [1, 4]
+    with pytest.raises(CohortError) as err:
+        read_rankings((HEADER + "P0,A,1,1,2,3\n").encode(), name=name)
+    assert str(err.value).startswith("evil.csv, line 2, case P0, field 'rank': ranks must be a permutation")
+    assert list(tmp_path.iterdir()) == [] and not (tmp_path.parent / "evil.csv").exists()
+
+
+def test_uploaded_rankings_from_a_file_object_and_their_errors(small_cohort):
+    import io
+
+    cohort = CohortReader(small_cohort[0])
+    ok = read_rankings(io.BytesIO(("\ufeff" + HEADER + "P001,A,,1,3,2\n").encode()), name="r.csv", cohort=cohort)
+    assert ok.loc[0, "text"] == 1 and pd.isna(ok.loc[0, "image"])
+    with pytest.raises(CohortError, match=r"^r\.csv: file is not UTF-8 text \(invalid start byte at byte 40\)"):
+        read_rankings(HEADER.encode() + b"\xffP0,A,1,2,3,4\n", name="r.csv")
+    with pytest.raises(CohortError, match=r"^r\.csv, field 'tabular': required column\(s\) tabular missing"):
+        read_rankings(b"case_id,rater,image,text,signal\nP0,A,1,2,3\n", name="r.csv")
+    with pytest.raises(CohortError, match=r"^r\.csv: the file has no rows"):
+        read_rankings(HEADER.encode(), name="r.csv")
+    with pytest.raises(CohortError, match="^uploaded file, line 2, case P001, field 'image': the rater ranked image"):
+        read_rankings((HEADER + "P001,A,1,2,3,4\n").encode(), name="", cohort=cohort)
