@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +21,10 @@ def read_csv_table(path: Path, required: tuple[str, ...], *, absent_message: str
     if not path.is_file():
         raise CohortError(absent_message, path=path)
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        _check_field_counts(path)
+        # index_col=False: a row with one field too many must not silently turn the first column into
+        # the index (then every case_id reads as the split).
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, index_col=False)
     except UnicodeDecodeError as err:
         raise CohortError(f"file is not UTF-8 text ({err.reason} at byte {err.start})", path=path) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
@@ -37,6 +41,34 @@ def read_csv_table(path: Path, required: tuple[str, ...], *, absent_message: str
     if table.empty:
         raise CohortError("the file has no rows", path=path)
     return table.apply(lambda col: col.str.strip())
+
+
+def _check_field_counts(path: Path) -> None:
+    """Every row must have as many fields as the header: pandas would otherwise shift or drop cells
+    (an unquoted decimal comma '12,5' makes two fields) and report a consequence, not the cause."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        rows = csv.reader(fh, skipinitialspace=True)
+        header = next(rows, None)
+        if header is None:
+            return
+        bad: list[tuple[int, int]] = []
+        for row in rows:
+            if not row or (len(row) == 1 and not row[0].strip()):  # blank lines, which pandas skips too
+                continue
+            if len(row) != len(header):
+                bad.append((rows.line_num, len(row)))
+    if not bad:
+        return
+    line, count = bad[0]
+    if count > len(header):
+        hint = ("unquoted comma? quote values that contain commas, e.g. \"12,5\", or write decimals with a "
+                "point, 12.5")
+    else:
+        hint = "missing separator, or a line break inside an unquoted value?"
+    more = f"; {len(bad) - 1} more line(s) like this" if len(bad) > 1 else ""
+    err = CohortError(f"line {line} has {count} fields, the header has {len(header)} ({hint}){more}", path=path)
+    err.line = line  # for the app; the message already says it
+    raise err
 
 
 def fail_rows(mask: pd.Series, table: pd.DataFrame, path: Path, field: str, message: Callable) -> None:

@@ -10,8 +10,10 @@ Layout (all but ``cohort.csv`` optional)::
     notes/    <id>.txt                   clinician_rankings.csv, ground_truth.csv
 
 Without ``*_file`` columns, files are found by case id in ``images/``, ``signals/`` and ``notes/``. Opening
-a cohort checks the table and that every referenced file exists; file *contents* are read only when a case
-is accessed (``validate_cohort`` reads them all), so a 20,000-case cohort opens in about a second.
+a cohort checks the table and that every referenced file exists and lies inside the cohort folder; file
+*contents* are read only when a case is accessed (``validate_cohort`` reads them all), so a 20,000-case
+cohort opens in about a second. With a ``features.csv``, columns it does not describe are listed in
+``extra_columns`` and ignored rather than guessed at.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -40,7 +43,7 @@ from neurofusion.data.formats import (
     write_png,
     write_wfdb,
 )
-from neurofusion.data.schema import MODALITIES, SPLITS, Case
+from neurofusion.data.schema import MODALITIES, SPLITS, Case, lead_issues
 from neurofusion.data.tasks import TASKS
 
 COHORT_CSV = "cohort.csv"
@@ -68,7 +71,8 @@ class CohortReader(Sequence[Case]):
 
     Attributes: ``table`` (one validated row per case, with resolved relative file paths and a boolean
     ``has_<modality>`` column per modality), ``classes``, ``features`` ({name: FeatureSpec} for every
-    tabular column), ``info`` (cohort.json, or {}).
+    tabular column), ``extra_columns`` (cohort.csv columns that features.csv does not describe: not
+    read), ``info`` (cohort.json, or {}).
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -78,9 +82,10 @@ class CohortReader(Sequence[Case]):
         self.info = _read_info(self.root / COHORT_JSON)
         raw = _read_csv(self.root / COHORT_CSV)
         features_path = self.root / FEATURES_CSV
-        declared = read_features(features_path) if features_path.is_file() else {}
+        declared = read_features(features_path) if features_path.is_file() else None
         self.classes = _classes(self.info, raw, self.root / COHORT_CSV)
-        self.table, self.features = _validate_table(raw, self.root, self.classes, declared)
+        self.table, self.features, self.extra_columns = _validate_table(raw, self.root, self.classes, declared)
+        self._extra_values = raw[self.extra_columns].reset_index(drop=True)
         self._position = {case_id: i for i, case_id in enumerate(self.table["case_id"])}
 
     # ----------------------------------------------------------------------------------- sequence API
@@ -118,12 +123,26 @@ class CohortReader(Sequence[Case]):
             raise KeyError(f"case {case_id!r} is not in cohort {self.root}") from None
 
     def load(self, key: int | str) -> Case:
-        """Read one case's files. Raises CohortError naming the file if one is unreadable."""
+        """Read one case's files. Raises CohortError naming the file if one is unreadable.
+
+        What the case's files hold but cannot be used as given (channels that name no ECG lead) is listed
+        in ``case.issues``; ``case.meta`` says where the case came from (``cohort_csv``, ``cohort_line``,
+        ``signal_file``) and which ignored columns had values for it (``ignored_columns``)."""
         i = self.position(key) if isinstance(key, str) else int(key)
         row = self.table.iloc[i]
         tabular = None
         if row["has_tabular"]:
             tabular = {name: _cell_value(row[name]) for name in self.features}
+        meta: dict = {"cohort_csv": str(self.root / COHORT_CSV), "cohort_line": i + 2}
+        issues: list[str] = []
+        signal = None
+        if row["has_signal"]:
+            meta["signal_file"] = str(self.root / row["signal_file"])
+            signal = read_signal(meta["signal_file"])
+            issues += lead_issues(signal, where=meta["signal_file"])
+        ignored = {c: v for c, v in self._extra_values.iloc[i].items() if v.lower() not in MISSING_TOKENS}
+        if ignored:
+            meta["ignored_columns"] = ignored
         return Case(
             case_id=row["case_id"],
             label=row["label"],
@@ -131,8 +150,10 @@ class CohortReader(Sequence[Case]):
             site=row["site"],
             image=read_image(self.root / row["image_file"]) if row["has_image"] else None,
             note=read_note(self.root / row["note_file"]) if row["has_text"] else None,
-            signal=read_signal(self.root / row["signal_file"]) if row["has_signal"] else None,
+            signal=signal,
             tabular=tabular,
+            meta=meta,
+            issues=issues,
         )
 
     # ------------------------------------------------------------------------------------ annotations
@@ -156,24 +177,57 @@ class CohortReader(Sequence[Case]):
         return frame.rename(columns=lambda c: c.removeprefix("has_"))
 
 
-def validate_cohort(root: str | Path) -> list[CohortError]:
-    """Open the cohort and read every file of every case; return all problems found (empty = valid)."""
+@dataclass
+class CohortCheck:
+    """What reading a whole cohort found. errors: what stops a file or table being read. warnings: what
+    was read but cannot be used as given (ignored columns, ECG channels that name no lead), one sentence
+    each naming the file. reader: the opened cohort, or None when it could not be opened."""
+
+    errors: list[CohortError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    reader: CohortReader | None = None
+
+
+def check_cohort(root: str | Path, on_case: Callable[[Case], None] | None = None) -> CohortCheck:
+    """Open the cohort and read every file of every case, collecting every error and warning.
+
+    ``on_case`` sees each case that loads (e.g. to gather an input report against a model) while only
+    one case is held in memory at a time."""
+    check = CohortCheck()
     try:
-        reader = CohortReader(root)
+        reader = check.reader = CohortReader(root)
     except CohortError as err:
-        return [err]
-    problems: list[CohortError] = []
+        check.errors.append(err)
+        return check
+    if reader.extra_columns:
+        check.warnings.append(extra_columns_message(reader))
     for i in range(len(reader)):
         try:
-            reader.load(i)
+            case = reader.load(i)
         except CohortError as err:
-            problems.append(err)
+            check.errors.append(err)
+            continue
+        check.warnings += [f"case {case.case_id}: {issue}" for issue in case.issues]
+        if on_case is not None:
+            on_case(case)
     for loader in (reader.rankings, reader.ground_truth):
         try:
             loader()
         except CohortError as err:
-            problems.append(err)
-    return problems
+            check.errors.append(err)
+    return check
+
+
+def validate_cohort(root: str | Path) -> list[CohortError]:
+    """Open the cohort and read every file of every case; return all problems found (empty = valid).
+    :func:`check_cohort` also returns the warnings."""
+    return check_cohort(root).errors
+
+
+def extra_columns_message(reader: CohortReader) -> str:
+    names = ", ".join(repr(c) for c in reader.extra_columns)
+    return (f"{reader.root / COHORT_CSV}: column(s) {names} are not described in {FEATURES_CSV} and are "
+            f"ignored; describe them in {FEATURES_CSV} to use them")
 
 
 # ------------------------------------------------------------------------------------------------ writer
@@ -293,8 +347,8 @@ def _classes(info: dict, table: pd.DataFrame, path: Path) -> tuple[str, ...]:
 
 
 def _validate_table(
-    table: pd.DataFrame, root: Path, classes: tuple[str, ...], declared: dict[str, FeatureSpec]
-) -> tuple[pd.DataFrame, dict[str, FeatureSpec]]:
+    table: pd.DataFrame, root: Path, classes: tuple[str, ...], declared: dict[str, FeatureSpec] | None
+) -> tuple[pd.DataFrame, dict[str, FeatureSpec], list[str]]:
     path = root / COHORT_CSV
     ids = table["case_id"]
     fail_rows(~ids.str.match(_CASE_ID), table, path, "case_id",
@@ -321,12 +375,12 @@ def _validate_table(
         out[column] = files
         out[f"has_{modality}"] = _presence(table, files != "", modality, path)
 
-    features = _tabular_features(table, declared, path)
+    features, extra = _tabular_features(table, declared, path)
     for name, spec in features.items():
         out[name] = _parse_feature(table, spec, path)
     has_values = out[list(features)].notna().any(axis=1) if features else pd.Series(False, index=out.index)
     out["has_tabular"] = _presence(table, has_values, "tabular", path)
-    return out.reset_index(drop=True), features
+    return out.reset_index(drop=True), features, extra
 
 
 def _existing_files(root: Path) -> set[str]:
@@ -343,6 +397,7 @@ def _modality_files(table, root, existing, modality, folder, column, suffixes) -
     path = root / COHORT_CSV
     if column in table.columns:
         files = table[column].str.replace("\\", "/", regex=False)
+        _check_inside(files, table, root, modality, column)
         bad_suffix = (files != "") & ~files.str.lower().str.endswith(suffixes)
         fail_rows(bad_suffix, table, path, column,
                    lambda v: f"{modality} file {v!r} must end in {' or '.join(suffixes)}")
@@ -356,7 +411,41 @@ def _modality_files(table, root, existing, modality, folder, column, suffixes) -
         stem, dot, suffix = name.rpartition(".")
         if parent == folder and dot and f".{suffix.lower()}" in suffixes:
             by_id.setdefault(stem, rel)
-    return table["case_id"].map(lambda case_id: by_id.get(case_id, ""))
+    files = table["case_id"].map(lambda case_id: by_id.get(case_id, ""))
+    outside = files.map(lambda f: f != "" and not _resolves_inside(root, f))
+    if outside.any():
+        rel = files[outside].iloc[0]
+        raise CohortError(
+            f"{modality} file is a link to {os.path.realpath(root / rel)}, outside the cohort folder; "
+            "copy the file into the folder",
+            path=root / rel,
+        )
+    return files
+
+
+def _check_inside(files: pd.Series, table: pd.DataFrame, root: Path, modality: str, column: str) -> None:
+    """Files named in cohort.csv must lie inside the cohort folder: an absolute path, '..' or a symbolic
+    link out of the folder would let a shared cohort read any file on the machine."""
+    path = root / COHORT_CSV
+    given = files != ""
+    absolute = given & files.map(lambda f: f.startswith("/") or bool(re.match(r"^[A-Za-z]:", f)))
+    fail_rows(absolute, table, path, column,
+              lambda v: f"{modality} file {v!r} is an absolute path; give it relative to the cohort folder "
+                        f"(e.g. {_FILE_MODALITIES[modality][0]}/<case_id>{_FILE_MODALITIES[modality][2][0]})")
+    parent = given & files.map(lambda f: ".." in PurePosixPath(f).parts)
+    fail_rows(parent, table, path, column,
+              lambda v: f"{modality} file {v!r} contains '..'; files must lie inside the cohort folder")
+    outside = pd.Series(False, index=files.index)
+    outside[given] = files[given].map(lambda f: not _resolves_inside(root, f))
+    fail_rows(outside, table, path, column,
+              lambda v: f"{modality} file {v!r} resolves to {os.path.realpath(root / v.replace(chr(92), '/'))}, "
+                        "outside the cohort folder (a symbolic link?); copy the file into the folder")
+
+
+def _resolves_inside(root: Path, rel: str) -> bool:
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(root, rel))
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
 def _presence(table: pd.DataFrame, found: pd.Series, modality: str, path: Path) -> pd.Series:
@@ -368,7 +457,7 @@ def _presence(table: pd.DataFrame, found: pd.Series, modality: str, path: Path) 
     fail_rows(~flags.isin(_TRUE | _FALSE), table, path, column,
                lambda v: f"{column} must be 1/0 (or true/false), got {v!r}")
     flag = flags.isin(_TRUE)
-    what = "file" if modality != "tabular" else "tabular values"
+    what = "file" if modality != "tabular" else "values"
     fail_rows(flag & ~found, table, path, column,
                lambda v: f"{column} is 1 but the case has no {modality} {what}")
     fail_rows(~flag & found, table, path, column,
@@ -376,15 +465,24 @@ def _presence(table: pd.DataFrame, found: pd.Series, modality: str, path: Path) 
     return flag
 
 
-def _tabular_features(table: pd.DataFrame, declared: dict[str, FeatureSpec], path: Path) -> dict[str, FeatureSpec]:
+def _tabular_features(
+    table: pd.DataFrame, declared: dict[str, FeatureSpec] | None, path: Path
+) -> tuple[dict[str, FeatureSpec], list[str]]:
+    """The tabular features (in cohort.csv column order) and the extra columns left unread.
+
+    Without features.csv every other column is a numeric feature. With it, it is the authority: a column
+    it does not describe is listed and ignored, not guessed to be numeric (one such column used to fail the
+    whole cohort with a misleading has_tabular message)."""
     columns = [c for c in table.columns if c not in RESERVED_COLUMNS]
+    if declared is None:
+        return {c: FeatureSpec(name=c) for c in columns}, []
     absent = [name for name in declared if name not in table.columns]
     if absent:
         raise CohortError(
             f"{FEATURES_CSV} describes column(s) {', '.join(absent)} that {COHORT_CSV} does not have",
             path=path.with_name(FEATURES_CSV),
         )
-    return {c: declared.get(c, FeatureSpec(name=c)) for c in columns}
+    return {c: declared[c] for c in columns if c in declared}, [c for c in columns if c not in declared]
 
 
 def _parse_feature(table: pd.DataFrame, spec: FeatureSpec, path: Path) -> pd.Series:

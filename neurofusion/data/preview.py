@@ -15,8 +15,16 @@ _ECG_LEADS = ("I", "II", "V1", "V5")
 _LAB_COLUMNS = 2
 
 
-def render_case_preview(reader: CohortReader, case_id: str, out: str | Path) -> Path:
-    """Write a 2x2 figure: image, ECG (4 leads), note, labs with reference ranges. Missing = labelled so."""
+def render_case_preview(reader: CohortReader, case_id: str, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write a 2x2 figure: image, ECG (4 leads), note, labs with reference ranges. Missing = labelled so.
+
+    An existing ``out`` (which may be one of the cohort's own images) is kept unless ``overwrite``;
+    missing parent folders are created."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --force to overwrite it")
+    if out.exists() and not out.is_file():
+        raise FileExistsError(f"{out} exists and is not a file")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,8 +39,12 @@ def render_case_preview(reader: CohortReader, case_id: str, out: str | Path) -> 
     _note_panel(axes[1, 0], case)
     _tabular_panel(axes[1, 1], case, reader)
     fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=80)
+    if case.issues:  # what the reader could not use is shown, not dropped
+        fig.subplots_adjust(bottom=0.06 + 0.025 * min(len(case.issues), 4))
+        shown = [textwrap.shorten(issue, 170) for issue in case.issues[:4]]
+        fig.text(0.01, 0.01, "\n".join(shown), fontsize=7.5, color="firebrick", va="bottom")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80, format="png")
     plt.close(fig)
     return out
 

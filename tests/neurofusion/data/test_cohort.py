@@ -233,3 +233,184 @@ def test_writer_refuses_bad_case_id(tmp_path):
     case.case_id = "../escape"
     with pytest.raises(ValueError, match="case_id '../escape' must be"):
         write_small_cohort(tmp_path / "c", [case])
+
+
+# ---------------------------------------------------------------------------------- paths stay inside
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("/etc/hosts.txt", r"text file '/etc/hosts\.txt' is an absolute path; give it relative to the cohort "
+                           r"folder \(e\.g\. notes/<case_id>\.txt\)"),
+        ("C:\\notes\\P001.txt", r"text file 'C:\\\\notes\\\\P001\.txt' is an absolute path"),
+        ("notes/../../secret.txt", r"text file 'notes/\.\./\.\./secret\.txt' contains '\.\.'; files must lie "
+                                   r"inside the cohort folder"),
+    ],
+)
+def test_paths_outside_the_folder_are_rejected_with_line_and_column(small_cohort, value, message):
+    root, _ = small_cohort
+    def edit(t):
+        t.loc[1, "note_file"] = value
+        return t
+    _edit_csv(root, edit)
+    with pytest.raises(CohortError, match=rf"cohort\.csv, line 3, case P001, field 'note_file': {message}"):
+        CohortReader(root)
+
+
+def test_symbolic_link_out_of_the_folder_is_rejected(small_cohort, tmp_path):
+    root, _ = small_cohort
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("a note that is not part of the cohort", encoding="utf-8")
+    (root / "notes" / "P001.txt").unlink()
+    (root / "notes" / "P001.txt").symlink_to(outside)
+    with pytest.raises(CohortError, match=r"cohort\.csv, line 3, case P001, field 'note_file': text file "
+                                          r"'notes/P001\.txt' resolves to .*elsewhere\.txt, outside the cohort "
+                                          r"folder \(a symbolic link\?\)"):
+        CohortReader(root)
+
+
+def test_linked_folder_out_of_the_cohort_is_rejected_without_file_columns(small_cohort, tmp_path):
+    root, _ = small_cohort
+    _edit_csv(root, lambda t: t.drop(columns=["image_file", "signal_file", "note_file"]))
+    shutil.move(root / "notes", tmp_path / "shared_notes")
+    (root / "notes").symlink_to(tmp_path / "shared_notes", target_is_directory=True)
+    (root / "notes2").mkdir()
+    # os.walk does not enter a linked folder, so the notes are not found by id: add one that is a link
+    (root / "images" / "P001.png").symlink_to(tmp_path / "shared_notes" / "P001.txt")
+    with pytest.raises(CohortError, match=r"images/P001\.png: image file is a link to .*shared_notes/P001\.txt, "
+                                          r"outside the cohort folder"):
+        CohortReader(root)
+
+
+def test_link_inside_the_folder_is_fine(small_cohort):
+    root, _ = small_cohort
+    (root / "notes" / "copy.txt").symlink_to(root / "notes" / "P001.txt")
+    def edit(t):
+        t.loc[1, "note_file"] = "notes/copy.txt"
+        return t
+    _edit_csv(root, edit)
+    assert CohortReader(root)["P001"].note.startswith("Patient 1")
+
+
+# --------------------------------------------------------------------------------------- CSV structure
+def test_unquoted_decimal_comma_reports_the_field_count_not_a_duplicate_id(small_cohort):
+    root, _ = small_cohort
+    lines = (root / "cohort.csv").read_text().splitlines()
+    lines[1] = lines[1].replace(",50,", ",50,5,", 1)  # age 50 written as an unquoted "50,5"
+    (root / "cohort.csv").write_text("\n".join(lines) + "\n")
+    header = len(lines[0].split(","))
+    with pytest.raises(CohortError) as err:
+        CohortReader(root)
+    assert str(err.value) == (f"{root / 'cohort.csv'}: line 2 has {header + 1} fields, the header has {header} "
+                              '(unquoted comma? quote values that contain commas, e.g. "12,5", or write '
+                              "decimals with a point, 12.5)")
+    assert err.value.line == 2
+
+
+def test_row_with_too_few_fields_is_reported(small_cohort):
+    root, _ = small_cohort
+    lines = (root / "cohort.csv").read_text().splitlines()
+    lines[3] = lines[3].rsplit(",", 2)[0]
+    (root / "cohort.csv").write_text("\n".join(lines) + "\n")
+    header = len(lines[0].split(","))
+    with pytest.raises(CohortError, match=rf"line 4 has {header - 2} fields, the header has {header} \(missing "
+                                          r"separator, or a line break inside an unquoted value\?\)"):
+        CohortReader(root)
+
+
+def test_quoted_commas_and_blank_lines_are_fine(small_cohort):
+    root, _ = small_cohort
+    _edit_csv(root, lambda t: t.assign(site=t["site"].replace({"site_a": "Hospital A, ward 3"})))
+    (root / "cohort.csv").write_text((root / "cohort.csv").read_text() + "\n\n")
+    assert CohortReader(root)["P000"].site == "Hospital A, ward 3"
+
+
+# ---------------------------------------------------------------------------------------- extra columns
+def test_undeclared_extra_column_is_listed_and_ignored(small_cohort, capsys):
+    """A numeric column features.csv does not describe used to fail as 'has_tabular is 0 but ...'."""
+    from neurofusion.data.__main__ import main
+
+    root, _ = small_cohort
+    _edit_csv(root, lambda t: t.assign(bmi=[str(20 + i) for i in range(len(t))]))
+    reader = CohortReader(root)
+    assert reader.extra_columns == ["bmi"]
+    assert list(reader.features) == [f.name for f in FEATURES] and "bmi" not in reader.table.columns
+    assert reader["P003"].tabular is None  # has_tabular 0: its bmi value is not a tabular value
+    assert reader["P003"].meta["ignored_columns"] == {"bmi": "23"}
+    assert main(["validate", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert (f"warning: {root / 'cohort.csv'}: column(s) 'bmi' are not described in features.csv and are ignored; "
+            "describe them in features.csv to use them") in out
+    assert "valid (6 cases, every file read, 1 warning(s))" in out
+
+
+def test_without_features_csv_every_other_column_is_a_feature(small_cohort):
+    root, _ = small_cohort
+    (root / "features.csv").unlink()
+    _edit_csv(root, lambda t: t.drop(columns=["sex"]).assign(bmi=["25", "26", "27", "", "29", "30"]))
+    reader = CohortReader(root)
+    assert list(reader.features) == ["age", "troponin_ng_l", "bmi"] and reader.extra_columns == []
+    assert reader["P001"].tabular["bmi"] == 26.0
+
+
+def test_has_tabular_0_with_values_names_the_flag(small_cohort):
+    root, _ = small_cohort
+    def edit(t):
+        t.loc[3, "age"] = "70"
+        return t
+    _edit_csv(root, edit)
+    with pytest.raises(CohortError, match=r"line 5, case P003, field 'has_tabular': has_tabular is 0 but the "
+                                          r"case has tabular values; fix the flag or remove the data"):
+        CohortReader(root)
+
+
+# --------------------------------------------------------------------------- unusable ECGs, case origin
+def _write_ecg(root: Path, name: str, channels: tuple[str, ...]) -> None:
+    from neurofusion.data import Signal
+    from neurofusion.data.formats import write_wfdb
+
+    data = np.random.default_rng(1).normal(0, 0.3, (len(channels), 1000)).astype(np.float32)
+    write_wfdb(root / "signals" / f"{name}.hea", Signal(data, 500, channels))
+
+
+def test_ecg_without_standard_leads_is_reported_with_its_file(small_cohort, capsys):
+    from neurofusion.data import check_cohort
+    from neurofusion.data.__main__ import main
+
+    root, _ = small_cohort
+    _write_ecg(root, "P000", ("ECG1", "ECG2"))
+    _write_ecg(root, "P001", ("MLII", "V1", "V"))
+    p0, p1 = CohortReader(root)[:2]
+    hea0, hea1 = root / "signals" / "P000.hea", root / "signals" / "P001.hea"
+    assert p0.signal.channels == ("ECG1", "ECG2")
+    assert p0.issues == [f"{hea0}: signal unusable: none of its channels ('ECG1', 'ECG2') names a standard ECG "
+                         "lead (I, II, III, aVR, aVL, aVF, V1-V6); rename the channels in the file's header"]
+    assert p1.signal.channels == ("II", "V1", "V")
+    assert p1.issues == [f"{hea1}: channel(s) 'V' do not name a standard ECG lead (I, II, III, aVR, aVL, aVF, "
+                         "V1-V6) and are not used"]
+    check = check_cohort(root)
+    assert check.errors == []
+    assert check.warnings == [f"case P000: {p0.issues[0]}", f"case P001: {p1.issues[0]}"]
+    assert main(["validate", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"warning: case P000: {hea0}: signal unusable" in out and "2 warning(s)" in out
+
+
+def test_case_knows_its_cohort_line(small_cohort):
+    root, _ = small_cohort
+    case = CohortReader(root)["P004"]
+    assert case.meta["cohort_csv"] == str(root / "cohort.csv") and case.meta["cohort_line"] == 6
+    assert case.meta["signal_file"] == str(root / "signals" / "P004.hea") and case.issues == []
+
+
+def test_category_the_model_does_not_know_names_cohort_line_and_column(small_cohort):
+    from neurofusion.data import InputSpec, prepare_case
+    from neurofusion.data.features import FeatureSpec
+
+    root, _ = small_cohort
+    spec = InputSpec(classes=("normal", "heart_failure"),
+                     features=(FeatureSpec("sex", kind="categorical", categories=("female", "male")),))
+    with pytest.raises(CohortError) as err:
+        prepare_case(CohortReader(root)["P001"], spec)
+    assert str(err.value) == (f"{root / 'cohort.csv'}, line 3, case P001, field 'sex': 'F' is not one of the "
+                              "categories the model knows (female, male); fix the value, or leave it empty if "
+                              "it was not measured")
