@@ -76,7 +76,8 @@ def randomisation_check(predictor: Predictor, cases: Sequence[Case], *, n_steps:
     targets = [int(k) for k in predictor.predict(cases)[1].argmax(1)]  # the trained model's class throughout
     original = _saliencies(predictor.model, predictor, cases, targets, n_steps)
     randomised = copy.deepcopy(predictor.model).eval()
-    generator = torch.Generator().manual_seed(seed)
+    # the re-initialisation draws where the weights live: a CPU generator cannot fill CUDA parameters
+    generator = torch.Generator(device=next(randomised.parameters()).device).manual_seed(seed)
     rows = [{"step": 0, "re_initialised": "none", **_similarity(original, original)}]
     for k, (name, modules) in enumerate(cascade_groups(randomised), start=1):
         for module in modules:
@@ -155,17 +156,20 @@ def modality_deletion_curves(predictor: Predictor, case: Case, target: int, *, n
         def probability(logits: torch.Tensor) -> float:
             return float(torch.softmax(logits, -1)[0, target])
 
+        def kept(keep: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(keep).to(batch.present.device)  # the mask goes where the inputs are
+
         if forward.has("image"):
             saliency = image_saliency(forward, case.image.shape, target, "integrated_gradients", n_steps=n_steps)
             image = batch.image
             curves["image"] = deletion_curve(
-                lambda keep: probability(forward.image(image * torch.from_numpy(keep)[None, None].float())),
+                lambda keep: probability(forward.image(image * kept(keep)[None, None].to(image.dtype))),
                 saliency.model_map, seed=seed)
         if forward.has("signal"):
             signal_result = explain_signal(forward, target, case.signal.duration_s, n_steps=n_steps)
             signal = batch.signal
             curves["signal"] = deletion_curve(
-                lambda keep: probability(forward.signal(signal * torch.from_numpy(keep)[None].float())),
+                lambda keep: probability(forward.signal(signal * kept(keep)[None].to(signal.dtype))),
                 signal_result.attributions, seed=seed)
         if forward.has("text"):
             note = explain_note(forward, case.note, predictor.tokenizer, target, n_steps=n_steps)
@@ -179,7 +183,7 @@ def _mask_tokens(batch, tokenizer, keep: np.ndarray) -> torch.Tensor:
     """Replace the word pieces (between [CLS] and [SEP]) not kept by [PAD]."""
     ids = batch.tokens["input_ids"].clone()
     inner = ids[0, 1:-1]
-    inner[~torch.from_numpy(keep)] = tokenizer.pad_token_id
+    inner[~torch.from_numpy(keep).to(ids.device)] = tokenizer.pad_token_id
     ids[0, 1:-1] = inner
     return ids
 

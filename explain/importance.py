@@ -83,15 +83,14 @@ def modality_importance(model, batch: Batch, target: torch.Tensor | None = None,
                              masks.repeat(b, 1) & batch.present.repeat_interleave(len(masks), 0))
     probabilities = outputs.probabilities.double().view(b, len(masks), -1)  # (B, 16, C)
     full_index = _subset_index(batch.present)  # (B,)
-    full = probabilities[torch.arange(b), full_index]  # (B, C)
+    cases = torch.arange(b, device=full_index.device)
+    full = probabilities[cases, full_index]  # (B, C)
     target = full.argmax(-1) if target is None else target.to(full.device)
-    value = probabilities[torch.arange(b), :, target]  # (B, 16): v(S) for the explained class
+    value = probabilities[cases, :, target]  # (B, 16): v(S) for the explained class
     shapley = value @ _COEFFICIENTS.to(value.device)  # (B, 4)
-    leave_one_out = torch.stack(
-        [value[torch.arange(b), full_index] - value[torch.arange(b), full_index & ~(1 << j)] for j in range(N)], 1
-    )
+    leave_one_out = torch.stack([value[cases, full_index] - value[cases, full_index & ~(1 << j)] for j in range(N)], 1)
     attention = None
-    full_rows = torch.arange(b, device=full_index.device) * len(masks) + full_index
+    full_rows = cases * len(masks) + full_index
     if outputs.cross_attention is not None:
         attention = attention_received(outputs.cross_attention[full_rows], batch.present)
     present = batch.present.cpu().numpy()
@@ -99,7 +98,7 @@ def modality_importance(model, batch: Batch, target: torch.Tensor | None = None,
         case_ids=list(batch.case_ids),
         target=target.cpu().numpy(),
         present=present,
-        probability_full=value[torch.arange(b), full_index].cpu().numpy(),
+        probability_full=value[cases, full_index].cpu().numpy(),
         probability_none=value[:, 0].cpu().numpy(),
         subset_probability=value.cpu().numpy(),
         shapley=np.where(present, shapley.cpu().numpy(), 0.0),

@@ -12,6 +12,7 @@ from captum.attr import LayerIntegratedGradients
 
 from explain._forward import ModalityForward, attribution_mode
 from explain.ablation import sentences
+from neurofusion.data.tokenizer import encode
 
 
 @dataclass
@@ -41,12 +42,12 @@ def explain_note(forward: ModalityForward, note: str, tokenizer, target: int, *,
         raise ValueError("this case has no note to explain")
     model, batch = forward.model, forward.batch
     max_length = model.config.text.max_length
-    encoded = tokenizer(note, truncation=True, max_length=max_length, return_offsets_mapping=True)
+    encoded = encode(tokenizer, note, truncation=True, max_length=max_length, return_offsets_mapping=True)
     ids = batch.tokens["input_ids"]  # (1, N): what the model read
     if ids.shape[1] != len(encoded["input_ids"]) or ids[0].tolist() != encoded["input_ids"]:
         raise ValueError("the batch was tokenised differently from this tokenizer; explain with the checkpoint's own")
     special = torch.tensor(tokenizer.get_special_tokens_mask(encoded["input_ids"], already_has_special_tokens=True),
-                           dtype=torch.bool)[None]
+                           dtype=torch.bool, device=ids.device)[None]  # (1, N), beside the ids it selects from
     baseline = torch.where(special, ids, torch.full_like(ids, tokenizer.pad_token_id))
     layer = model.encoders["text"].bert.embeddings.word_embeddings
     with attribution_mode(model):
@@ -57,7 +58,7 @@ def explain_note(forward: ModalityForward, note: str, tokenizer, target: int, *,
     offsets = encoded["offset_mapping"]
     words = _merge_words(note, scores, offsets, encoded.word_ids())
     covered = max((end for _, end in offsets), default=0)
-    full_length = len(tokenizer(note, truncation=False)["input_ids"])
+    full_length = len(encode(tokenizer, note, truncation=False)["input_ids"])
     return NoteExplanation(
         target=target,
         tokens=tokenizer.convert_ids_to_tokens(encoded["input_ids"]),

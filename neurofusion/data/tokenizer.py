@@ -3,6 +3,8 @@ loaded as a ``BertTokenizerFast`` directory, or a local pretrained model's own t
 
 from __future__ import annotations
 
+import threading
+import weakref
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -11,6 +13,29 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import BertTokenizerFast, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+_LOCKS: "weakref.WeakKeyDictionary[PreTrainedTokenizerFast, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def tokenizer_lock(tokenizer: PreTrainedTokenizerFast) -> threading.RLock:
+    """The re-entrant lock of one shared tokenizer object. A fast tokenizer keeps its truncation and
+    padding as settings of the one Rust tokenizer it wraps, and every call first sets them to what that
+    call asked for; two threads calling with different settings (a padded batch for prediction, an
+    unpadded note for its explanation) then encode with each other's settings, which ends in ragged
+    batches ("Unable to create tensor ...") or wrongly truncated notes. Every call runs under this lock."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(tokenizer)
+        if lock is None:
+            lock = _LOCKS[tokenizer] = threading.RLock()
+        return lock
+
+
+def encode(tokenizer: PreTrainedTokenizerFast, text: str | list[str], **kwargs):
+    """``tokenizer(text, **kwargs)`` under the tokenizer's lock (see :func:`tokenizer_lock`): the one way
+    the project calls a tokenizer that may be shared between threads."""
+    with tokenizer_lock(tokenizer):
+        return tokenizer(text, **kwargs)
 
 
 def train_wordpiece(notes: Iterable[str], vocab_size: int) -> BertTokenizerFast:
@@ -40,7 +65,8 @@ def make_tokenize(tokenizer: PreTrainedTokenizerFast, max_length: int) -> Callab
     """The Collate hook: notes -> input_ids / attention_mask (B, N), padded to the longest, truncated."""
 
     def tokenize(notes: list[str]) -> dict[str, torch.Tensor]:
-        encoded = tokenizer(notes, padding="longest", truncation=True, max_length=max_length, return_tensors="pt")
+        encoded = encode(tokenizer, notes, padding="longest", truncation=True, max_length=max_length,
+                         return_tensors="pt")
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
     return tokenize

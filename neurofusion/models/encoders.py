@@ -3,6 +3,9 @@ what the dashboard displays: the image's spatial attention, the ECG's temporal a
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,9 +150,33 @@ class SignalEncoder(nn.Module):
 
     def forward(self, signal: torch.Tensor) -> EncoderOutput:
         x = self.conv(signal)  # (B, L, T) -> (B, C, T')
-        states, _ = self.lstm(x.transpose(1, 2))  # (B, T', 2H)
+        with _rnn_differentiable_in_eval(self.lstm):
+            states, _ = self.lstm(x.transpose(1, 2))  # (B, T', 2H)
         pooled, weights = self.pool(states)  # (B, 2H), (B, T')
         return EncoderOutput(self.project(pooled), weights)
+
+
+_CUDNN_SWITCH = threading.Lock()
+
+
+@contextlib.contextmanager
+def _rnn_differentiable_in_eval(rnn: nn.Module) -> Iterator[None]:
+    """cuDNN's RNN kernels can only be differentiated in training mode ("cudnn RNN backward can only be
+    called in training mode"), yet attribution differentiates the model in eval mode. Where that is about
+    to happen (gradients on, module in eval mode) the RNN runs with cuDNN switched off: PyTorch's native
+    LSTM, the same function and differentiable in any mode. A no-op for the numbers on a CPU, which has no
+    cuDNN. The switch is process-wide, so it is flipped and restored under a lock (two threads interleaving
+    their save and restore would leave cuDNN off for good)."""
+    if rnn.training or not torch.is_grad_enabled():
+        yield
+        return
+    with _CUDNN_SWITCH:
+        enabled = torch.backends.cudnn.enabled
+        torch.backends.cudnn.enabled = False
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.enabled = enabled
 
 
 class FeatureNormaliser(nn.Module):
@@ -208,12 +235,26 @@ class TabularEncoder(nn.Module):
         return EncoderOutput(self.mlp(torch.cat(parts, dim=1)))
 
 
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")  # one file, or the index of a sharded set
+
+
 def _load_local(cls, path: str, modality: str, **kwargs):
-    """A transformers model from a local directory only: never a hub download."""
-    if not Path(path).is_dir():
+    """A transformers model from a local directory only: never a hub download, and only safetensors
+    weights. A pickled ``pytorch_model.bin`` can run arbitrary code when it is loaded, so it is refused
+    before anything reads it."""
+    folder = Path(path)
+    if not folder.is_dir():
         raise ValueError(f"{modality} encoder: pretrained directory {path} not found (only local folders are used)")
+    if not any((folder / name).is_file() for name in SAFE_WEIGHTS):
+        found = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
+        seen = f"it has {', '.join(found)}, pickled weights that are never loaded" if found else "it has no weights file"
+        raise ValueError(
+            f"{modality} encoder: pretrained directory {path} has no model.safetensors ({seen}); "
+            f"save the {cls.__name__} there with save_pretrained(..., safe_serialization=True) "
+            "or convert its weights to model.safetensors"
+        )
     try:
-        return cls.from_pretrained(path, local_files_only=True, **kwargs)
+        return cls.from_pretrained(path, local_files_only=True, use_safetensors=True, **kwargs)
     except (OSError, ValueError) as err:
         raise ValueError(f"{modality} encoder: cannot load {cls.__name__} from {path} ({err})") from None
 

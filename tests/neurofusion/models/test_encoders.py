@@ -113,5 +113,66 @@ def test_local_pretrained_bert_and_resnet_directories_are_loaded_not_downloaded(
     with pytest.raises(ValueError, match="pretrained directory .*no_such_dir not found"):
         TextEncoder(TextEncoderConfig(hidden_size=16, pretrained=str(tmp_path / "no_such_dir")))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="cannot load BertModel from"):
+    with pytest.raises(ValueError, match="empty has no model.safetensors \\(it has no weights file\\)"):
         TextEncoder(TextEncoderConfig(hidden_size=16, pretrained=str(tmp_path / "empty")))
+    (tmp_path / "bert" / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="cannot load BertModel from"):
+        TextEncoder(TextEncoderConfig(hidden_size=16, pretrained=str(tmp_path / "bert")))
+
+
+class _Payload:
+    """Unpickling this creates a file: the proof that a pickle was (or was not) loaded."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("modality", ["text", "image"])
+def test_a_pretrained_folder_with_pickled_weights_is_refused_without_unpickling(tmp_path, modality):
+    import pickle
+
+    from transformers import BertConfig, ResNetConfig
+
+    folder = tmp_path / "pretrained"
+    folder.mkdir()
+    marker = tmp_path / "unpickled"
+    if modality == "text":
+        BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                   intermediate_size=32).save_pretrained(folder)
+    else:
+        ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 12], depths=[1, 1]).save_pretrained(folder)
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"weights": _Payload(str(marker))}))
+    with pytest.raises(ValueError) as err:
+        if modality == "text":
+            TextEncoder(TextEncoderConfig(hidden_size=16, pretrained=str(folder)))
+        else:
+            ImageEncoder(ImageEncoderConfig(hidden_sizes=[8, 12], pretrained=str(folder)))
+    message = str(err.value)
+    assert message.startswith(f"{modality} encoder: pretrained directory {folder} has no model.safetensors")
+    assert "pytorch_model.bin" in message and "never loaded" in message
+    assert not marker.exists()  # nothing was unpickled
+
+
+def test_signal_encoder_differentiates_in_eval_mode_without_cudnn_and_restores_it(monkeypatch):
+    """cuDNN cannot differentiate an RNN in eval mode (attribution does exactly that on a GPU): the LSTM
+    then runs with cuDNN off, and only then; the switch is restored afterwards."""
+    config = SignalEncoderConfig(fs=50.0, seconds=2.0, conv_channels=[4], lstm_hidden=3, out_dim=5)
+    encoder = SignalEncoder(config)
+    seen = []
+    encoder.lstm.register_forward_pre_hook(lambda *_: seen.append(torch.backends.cudnn.enabled))
+    assert torch.backends.cudnn.enabled
+    x = torch.randn(2, 12, 100, requires_grad=True)
+    encoder.eval()
+    eval_grad = encoder(x).embedding
+    eval_grad.sum().backward()
+    with torch.no_grad():
+        eval_no_grad = encoder(x).embedding
+    encoder.train()
+    encoder(x)
+    assert seen == [False, True, True]
+    assert torch.backends.cudnn.enabled
+    torch.testing.assert_close(eval_grad.detach(), eval_no_grad)  # same numbers either way on this device
+    assert x.grad is not None and x.grad.abs().sum() > 0
