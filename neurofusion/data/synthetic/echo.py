@@ -64,7 +64,7 @@ class _Chamber:
         lx, ly = c * dx + s * dy, -s * dx + c * dy
         if not self.up:
             ly = -ly
-        ex, ey = lx / self.a, ly / np.where(ly < 0, np.float32(self.b), np.float32(self.b_valve))
+        ex, ey = lx / self.a, ly / np.where(ly < 0, self.b, self.b_valve)
         rho = np.maximum(np.sqrt(ex * ex + ey * ey), 1e-6)
         # r * (1 - 1/rho) is the distance past the ellipse along the ray from its centre: exact on the
         # axes and close elsewhere, enough to draw walls of a given thickness without solving for normals.
@@ -118,9 +118,9 @@ def _soft(x: np.ndarray, edge: float) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _sector_grid(size: int) -> tuple[np.ndarray, ...]:
-    """Constants of one image size, each (size, size) float32 and read-only: pixel centres u (right) and v
+    """Constants of one image size, each (size, size) float64 and read-only: pixel centres u (right) and v
     (down) in the unit square, their offsets su, sv from the sector apex, polar r, theta there, fan mask."""
-    v, u = (np.mgrid[0:size, 0:size].astype(np.float32) + np.float32(0.5)) / np.float32(size)
+    v, u = (np.mgrid[0:size, 0:size].astype(np.float64) + 0.5) / size
     su, sv = u - _APEX.real, v - _APEX.imag
     r, theta = np.hypot(su, sv), np.arctan2(su, sv)
     fan = _soft(_HALF_ANGLE - abs(theta), 1 / size) * _soft(_DEPTH - r, 1 / size)
@@ -204,10 +204,13 @@ def render_echo(
     Absent findings are 0; several combine (their enlargements of a shared chamber multiply). The roi is
     that of the strongest finding (ties go to the earlier name in CARDIO_FINDINGS). gain, gamma and
     speckle model a site's acquisition settings. All randomness comes from ``rng``.
+
+    The frame is computed in float64: CPUs differ in the last bits of vectorised exp, log, tanh and pow, and
+    in float32 such a difference moves a stored 16-bit pixel across a rounding boundary in about one frame in
+    four; in float64 it is some 2**29 times rarer (the roi thresholds likewise).
     """
     level = _levels(findings, size, gain, gamma, speckle)
     cad, hf, arr, valv = (level[k] for k in CARDIO_FINDINGS)
-    f32 = np.float32
 
     # Per-case anatomy. Every draw happens whatever the findings, so one seed gives the same heart at every
     # intensity and the finding is the only thing that changes.
@@ -220,8 +223,8 @@ def render_echo(
     cad_centre = math.radians((0.0, -60.0, 60.0)[rng.integers(3)])  # apical, septal or lateral segment
     nodule_at = rng.uniform(0.3, 0.9, size=2).tolist()
     attenuation = rng.uniform(0.2, 0.6)
-    coarse = rng.standard_normal((12, 12)).astype(f32)
-    noise = rng.standard_normal((2, size, size), dtype=f32)
+    coarse = rng.standard_normal((12, 12))
+    noise = rng.standard_normal((2, size, size), dtype=np.float32).astype(np.float64)  # float32 draws: same stream
 
     # Heart failure dilates the LV (more in width: more spherical) and thins its walls; valve disease,
     # heart failure and atrial fibrillation enlarge the atria (area factors multiply).
@@ -272,8 +275,8 @@ def render_echo(
     # Chambers, each drawn in its own window: cavity (dark), wall (myocardium), pericardium (bright rim).
     # Coronary disease: a scarred, akinetic LV segment whose wall thins (the cavity bulges out) and dims.
     half_width = math.radians(22 + 20 * cad)
-    cavity, wall, pericardium = (np.zeros((size, size), f32) for _ in range(3))
-    myocardium = np.full((size, size), _MYOCARDIUM, f32)
+    cavity, wall, pericardium = (np.zeros((size, size)) for _ in range(3))
+    myocardium = np.full((size, size), _MYOCARDIUM)
     drawn: dict[str, _Drawn] = {}
     for name, ch, septum_x in (("lv", lv, t_ivs / 2), ("rv", rv, -t_ivs / 2), ("la", la, t_ias / 2),
                                ("ra", ra, -t_ias / 2)):
@@ -303,7 +306,7 @@ def render_echo(
 
     # Reflectivity: patchy dim tissue (a 12 x 12 random field, stretched bilinearly) with a bright chest
     # wall in the near field, then the heart.
-    ramp = np.clip(1 - abs(np.linspace(0, 11, size, dtype=f32)[:, None] - np.arange(12, dtype=f32)), 0, 1)
+    ramp = np.clip(1 - abs(np.linspace(0, 11, size)[:, None] - np.arange(12)), 0, 1)
     refl = _SURROUNDING * np.exp(0.5 * (ramp @ coarse @ ramp.T)) + 0.3 * _soft(0.08 - r, 0.03)
     # Tissue borders reflect specularly: bright where the beam meets them head-on (apex, atrial floor), faint
     # where it grazes them (septum, lateral wall), as in real A4C views. Only the heart's window is needed.
@@ -324,7 +327,7 @@ def render_echo(
 
     # Net depth attenuation left after time-gain compensation, and weaker beams at the sector's edges.
     tgc = np.exp(-attenuation * r) * (1 - 0.3 * np.minimum(abs(theta) / _HALF_ANGLE, 1) ** 4)
-    image = ((_scan(refl * tgc, noise, (vsl, mitral), gain=gain, speckle=speckle) * fan) ** gamma).astype(f32)
+    image = ((_scan(refl * tgc, noise, (vsl, mitral), gain=gain, speckle=speckle) * fan) ** gamma).astype(np.float32)
 
     # The region each finding changes (valve planes split atria from ventricles); roi of the strongest.
     lv_, rv_, la_, ra_ = (drawn[k] for k in ("lv", "rv", "la", "ra"))
