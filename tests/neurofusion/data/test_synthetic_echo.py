@@ -36,6 +36,42 @@ def test_image_is_float32_square_in_unit_range(size: int) -> None:
     assert result.image.max() > 0.5  # something bright was drawn
 
 
+# Renders frames as a site stores them (16-bit levels) and prints them with their rois, in a child process.
+_STORED_FRAMES = """
+import sys, numpy as np
+from neurofusion.data.synthetic.echo import render_echo
+from neurofusion.data.tasks import CARDIO_FINDINGS
+for seed in range(8):
+    findings = {CARDIO_FINDINGS[seed % 4]: 0.2 + 0.05 * seed}
+    r = render_echo(np.random.default_rng(seed), findings, gain=0.85, gamma=1.35, speckle=0.8)
+    sys.stdout.write(f"{seed} {r.roi} {np.round(r.image.astype(np.float64) * 65535).astype(np.int64).tobytes().hex()}\\n")
+"""
+
+
+def test_stored_frames_do_not_depend_on_the_cpus_vector_instructions() -> None:
+    """numpy picks exp/log/tanh/pow loops by CPU (AVX-512, AVX2, SSE); the frames a cohort stores must not
+    change with them. A second process with the wider instruction sets switched off stands in for an older
+    CPU. (In float32 one frame in four moved a 16-bit level this way; the renderer now works in float64.)"""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[3])
+
+    def frames(**env: str) -> list[str]:
+        run = subprocess.run([sys.executable, "-c", _STORED_FRAMES], capture_output=True, text=True, check=True,
+                             cwd=root, env={**os.environ, "PYTHONPATH": root, **env})
+        return run.stdout.splitlines()
+
+    here = frames()
+    # Disabling a group the CPU lacks is harmless; one it has makes numpy fall back to the narrower loops.
+    narrower = frames(NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 AVX512_ICL", OPENBLAS_CORETYPE="Nehalem")
+    assert len(here) == len(narrower) == 8
+    differing = [a.split()[0] for a, b in zip(here, narrower) if a != b]
+    assert not differing, f"frames {differing} change with the CPU's vector instructions"
+
+
 def test_same_seed_same_frame_other_seed_other_frame() -> None:
     findings = {"valvular_disease": 0.8, "coronary_artery_disease": 0.3}
     a, b, c = _render(7, findings), _render(7, findings), _render(8, findings)
