@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from neurofusion.data.cohort import CohortReader, cohort_summary, validate_cohort
+from neurofusion.data.cohort import CohortReader, check_cohort, cohort_summary
 from neurofusion.data.errors import CohortError
 from neurofusion.data.schema import SPLITS
 from neurofusion.data.tasks import TASKS
@@ -29,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
 
     val = commands.add_parser("validate", help="read every file of a cohort folder and report all problems")
     val.add_argument("folder")
+    val.add_argument("--checkpoint", default=None,
+                     help="also report what this checkpoint's model can use of the cohort: columns it expects "
+                          "under other names, columns it ignores, unknown categories, ECG leads")
+    val.add_argument("--max-warnings", type=int, default=20, help="warnings to print before a count (default 20)")
 
     summ = commands.add_parser("summary", help="print a cohort's counts and missingness")
     summ.add_argument("folder")
@@ -37,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     prev = commands.add_parser("preview", help="render one case's four modalities to a PNG")
     prev.add_argument("folder")
     prev.add_argument("--case-id", required=True)
-    prev.add_argument("--out", required=True, help="PNG file to write")
+    prev.add_argument("--out", required=True, help="PNG file to write (its folder is created if needed)")
+    prev.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
     args = parser.parse_args(argv)
     try:
@@ -49,20 +55,14 @@ def main(argv: list[str] | None = None) -> int:
                                   workers=args.workers, signal_format=args.signal_format)
             print(f"wrote {len(CohortReader(out))} cases to {out}")
         elif args.command == "validate":
-            problems = validate_cohort(args.folder)
-            for problem in problems:
-                print(f"error: {problem}", file=sys.stderr)
-            if problems:
-                print(f"{len(problems)} problem(s) found in {args.folder}", file=sys.stderr)
-                return 1
-            print(f"{args.folder}: valid ({len(CohortReader(args.folder))} cases, every file read)")
+            return _validate(args.folder, args.checkpoint, args.max_warnings)
         elif args.command == "preview":
             from neurofusion.data.preview import render_case_preview
 
             reader = CohortReader(args.folder)
             if args.case_id not in reader.case_ids:
                 raise CohortError(f"case {args.case_id!r} is not in the cohort", path=reader.root)
-            print(f"wrote {render_case_preview(reader, args.case_id, args.out)}")
+            print(f"wrote {render_case_preview(reader, args.case_id, args.out, overwrite=args.force)}")
         else:
             summary = cohort_summary(CohortReader(args.folder))
             print(json.dumps(summary, indent=2) if args.json else _format_summary(summary))
@@ -70,6 +70,55 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _validate(folder: str, checkpoint: str | None, max_warnings: int) -> int:
+    """Errors (exit 1) and warnings for every file; with a checkpoint, what its model can use of the data."""
+    spec, case_reports = None, []
+    if checkpoint is not None:
+        spec = _checkpoint_spec(checkpoint)
+        from neurofusion.inputs import case_input_report
+
+    def on_case(case) -> None:
+        if spec is not None:
+            case_reports.append(case_input_report(spec, case))
+
+    check = check_cohort(folder, on_case=on_case)
+    for problem in check.errors:
+        print(f"error: {problem}", file=sys.stderr)
+    _print_capped([f"warning: {w}" for w in check.warnings], max_warnings)
+    if spec is not None and check.reader is not None:
+        from neurofusion.inputs import cohort_input_report
+
+        report = cohort_input_report(spec, check.reader, case_reports)
+        messages = report.messages()
+        print(f"inputs of the model in {checkpoint}: {len(report.matched)} of "
+              f"{len(report.matched) + len(report.unmatched)} tabular features found"
+              + ("; everything the cohort holds is usable" if not messages else ""))
+        _print_capped([f"input: {m}" for m in messages], max_warnings)
+    if check.errors:
+        print(f"{len(check.errors)} problem(s) found in {folder}", file=sys.stderr)
+        return 1
+    warned = f", {len(check.warnings)} warning(s)" if check.warnings else ""
+    print(f"{folder}: valid ({len(check.reader)} cases, every file read{warned})")
+    return 0
+
+
+def _checkpoint_spec(path: str):
+    """The input spec from a checkpoint's config.json (weights are loaded and checked too, on the CPU)."""
+    from neurofusion.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        return load_checkpoint(path, device="cpu").config.input_spec()
+    except CheckpointError as err:
+        raise CohortError(f"--checkpoint: {err}") from None
+
+
+def _print_capped(lines: list[str], cap: int) -> None:
+    for line in lines[:cap]:
+        print(line)
+    if len(lines) > cap:
+        print(f"... and {len(lines) - cap} more (see --max-warnings)")
 
 
 def _format_summary(s: dict) -> str:

@@ -220,7 +220,8 @@ def prepare_tabular(
             try:
                 numeric[j] = float(value)
             except (TypeError, ValueError):
-                raise TabularValueError(feature.name, value, "a number (the model reads this feature as numeric)") from None
+                expected = "a number (the model reads this feature as numeric)"
+                raise TabularValueError(feature.name, value, expected) from None
             numeric_mask[j] = True
     for j, feature in enumerate(categorical_specs):
         value = values.get(feature.name)
