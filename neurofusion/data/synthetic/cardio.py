@@ -1,6 +1,7 @@
 """The synthetic cardiovascular cohort: one case = label, per-modality evidence strength, site, missing
 modalities, then an echo image, a consult note, a 12-lead ECG and labs that express the label as strongly
-as drawn. The strengths are the ground truth that explanations are checked against.
+as drawn. The strengths are the ground truth that explanations are checked against. The note's history,
+medications, smoking and blood pressure come from the same draw as the labs, so note and table agree.
 
 Every random choice for case ``i`` comes from generators seeded by ``(seed, i)`` after the cohort-level
 label and split draw, so any subset of a cohort regenerates identically.
@@ -15,8 +16,8 @@ import numpy as np
 from neurofusion.data.schema import MODALITIES, STANDARD_LEADS, Case, Signal
 from neurofusion.data.synthetic.ecg import synthesize_ecg
 from neurofusion.data.synthetic.echo import render_echo
-from neurofusion.data.synthetic.labs import synthesize_labs
-from neurofusion.data.synthetic.notes import NOTE_LABS, write_note
+from neurofusion.data.synthetic.labs import HYPERLIPIDEMIA_LDL, OBESITY_BMI, LabDraw, draw_labs
+from neurofusion.data.synthetic.notes import NOTE_LABS, Patient, write_note
 from neurofusion.data.tasks import CARDIO_CLASSES, CARDIO_FINDINGS
 
 
@@ -121,12 +122,45 @@ def plan_case(draw: CaseDraw, seed: int) -> CasePlan:
     return CasePlan(draw, site, strength, present, distractor, findings)
 
 
+@dataclass(frozen=True)
+class RenderedCase:
+    """One rendered case with what the files do not show: the labs as drawn (also for a case whose table
+    is missing) and the patient the note was written from."""
+
+    case: Case
+    truth: dict
+    site: SiteSpec
+    labs: LabDraw
+    patient: Patient
+
+
 def synthesize_case(draw: CaseDraw, seed: int) -> tuple[Case, dict, SiteSpec]:
     """Render one case -> (Case, its ground_truth.csv row, its site)."""
+    rendered = render_case(draw, seed)
+    return rendered.case, rendered.truth, rendered.site
+
+
+def patient_from_labs(labs: LabDraw) -> Patient:
+    """The patient a note describes, from the same draw as the table: age, sex, smoking, diabetes and
+    hypertension as recorded; obesity and hyperlipidemia from the latent BMI and LDL (a diagnosis stands
+    whether or not today's value was measured); the blood pressure only if the table records it."""
+    recorded, latent = labs.recorded, labs.latent
+    systolic = float(recorded["systolic_bp"])
+    return Patient(
+        age=int(recorded["age"]), sex=str(recorded["sex"]), smoker=str(recorded["smoker"]),
+        diabetes=recorded["diabetes"] == "yes", hypertension=recorded["hypertension"] == "yes",
+        hyperlipidemia=float(latent["ldl_mg_dl"]) >= HYPERLIPIDEMIA_LDL, obesity=float(latent["bmi"]) >= OBESITY_BMI,
+        systolic_bp=None if np.isnan(systolic) else systolic,
+    )
+
+
+def render_case(draw: CaseDraw, seed: int) -> RenderedCase:
+    """Render one case: its files' contents, ground truth and site, and the draws behind its note."""
     plan = plan_case(draw, seed)
     rng = np.random.default_rng([seed, draw.index + 1, 1])
     site, present, findings = plan.site, plan.present, plan.findings
-    tabular = synthesize_labs(rng, draw.label, findings["tabular"])
+    labs = draw_labs(rng, draw.label, findings["tabular"])
+    tabular, patient = labs.recorded, patient_from_labs(labs)
     ecg = synthesize_ecg(
         rng, findings["signal"], fs=site.ecg_fs, noise=site.ecg_noise,
         amplitude_gain=site.ecg_gain, powerline_hz=site.powerline_hz,
@@ -134,7 +168,7 @@ def synthesize_case(draw: CaseDraw, seed: int) -> tuple[Case, dict, SiteSpec]:
     echo = render_echo(rng, findings["image"], gain=site.image_gain, gamma=site.image_gamma, speckle=site.speckle)
     # A note quotes only labs the record holds, so the text never contradicts the tabular modality.
     labs_for_note = {name: tabular[name] for name in NOTE_LABS} if present["tabular"] else None
-    note = write_note(rng, findings["text"], age=int(tabular["age"]), sex=str(tabular["sex"]), labs=labs_for_note)
+    note = write_note(rng, findings["text"], patient=patient, labs=labs_for_note)
 
     case = Case(
         case_id=draw.case_id,
@@ -158,7 +192,7 @@ def synthesize_case(draw: CaseDraw, seed: int) -> tuple[Case, dict, SiteSpec]:
     truth["text_evidence"] = " | ".join(
         note.text[a:b] for a, b, finding in note.evidence if present["text"] and finding == draw.label
     )
-    return case, truth, site
+    return RenderedCase(case, truth, site, labs, patient)
 
 
 def _label_dominates(findings: dict[str, float], label: str) -> bool:

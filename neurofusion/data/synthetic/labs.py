@@ -4,6 +4,8 @@ informative missingness (a test is less often ordered when the clinician's suspi
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -42,6 +44,20 @@ _ORDERED = {
     "ldl_mg_dl": {"normal": 0.7, CAD: 0.9, HF: 0.7, ARRHYTHMIA: 0.65, VALVULAR: 0.65},
 }
 _ROUTINE_ORDERED = 0.94  # creatinine, potassium, sodium, haemoglobin, blood pressure, BMI
+# Thresholds at which a consult note may call a latent value a diagnosis.
+OBESITY_BMI = 30.0  # kg/m2, WHO class I
+HYPERLIPIDEMIA_LDL = 130.0  # mg/dL, the top of the ldl_mg_dl reference range
+
+
+@dataclass(frozen=True)
+class LabDraw:
+    """One case's tabular values twice: ``latent`` as drawn (every value exists, ordered or not), and
+    ``recorded`` as the table holds them (NaN where the test was not ordered). The note is written from
+    the same draw, so it can state a diagnosis from a latent value (obesity from the BMI) without ever
+    contradicting what the table records."""
+
+    latent: dict[str, float | str]
+    recorded: dict[str, float | str]
 
 
 def synthesize_labs(
@@ -50,6 +66,11 @@ def synthesize_labs(
     """One case's tabular values. ``findings`` are disease intensities in [0, 1] as expressed in the labs
     (the true disease at the case's tabular strength, plus any weaker distractor); ``label`` drives only
     the demographic prior and which tests were ordered. NaN / None = not measured."""
+    return draw_labs(rng, label, findings).recorded
+
+
+def draw_labs(rng: np.random.Generator, label: str, findings: Mapping[str, float]) -> LabDraw:
+    """:func:`synthesize_labs` with the latent values kept (same draws, same recorded values)."""
     unknown = set(findings) - set(CARDIO_FINDINGS)
     if unknown:
         raise ValueError(f"unknown finding(s) {sorted(unknown)}; expected some of {CARDIO_FINDINGS}")
@@ -64,6 +85,8 @@ def synthesize_labs(
     age = float(np.clip(rng.normal(_AGE_MEAN[label], 11), 19, 95))
     male = sex == "M"
     smoker = rng.choice(["never", "former", "current"], p=_smoking_p(cad))
+    # math.exp and math.log: one scalar libm call, not numpy's loops that CPUs dispatch to different
+    # vector code, so the printed value does not hang on the machine's last bit.
     values: dict[str, float | str | None] = {
         "age": round(age),
         "sex": sex,
@@ -73,17 +96,18 @@ def synthesize_labs(
         "hypertension": "yes" if rng.random() < 0.25 + 0.006 * (age - 50) + 0.2 * max(cad, hf) else "no",
         "systolic_bp": round(float(rng.normal(124 + 0.3 * (age - 55) + 10 * valve - 8 * hf, 13))),
         # hs-troponin I: log-normal around a few ng/L, rising into the hundreds with myocardial injury.
-        "troponin_ng_l": round(float(np.exp(rng.normal(np.log(5) + 3.8 * cad + 1.3 * hf, 0.55))), 1),
-        "bnp_pg_ml": round(float(np.exp(rng.normal(np.log(35) + 3.2 * hf + 1.3 * valve + 1.1 * af, 0.5)))),
+        "troponin_ng_l": round(math.exp(rng.normal(math.log(5) + 3.8 * cad + 1.3 * hf, 0.55)), 1),
+        "bnp_pg_ml": round(math.exp(rng.normal(math.log(35) + 3.2 * hf + 1.3 * valve + 1.1 * af, 0.5))),
         "ldl_mg_dl": round(float(rng.normal(110 + 55 * cad, 28))),
         "hdl_mg_dl": round(float(np.clip(rng.normal((48 if male else 58) - 12 * cad, 11), 18, 110))),
-        "creatinine_mg_dl": round(float(np.exp(rng.normal(np.log(0.85 if not male else 1.0) + 0.45 * hf, 0.15))), 2),
+        "creatinine_mg_dl": round(math.exp(rng.normal(math.log(0.85 if not male else 1.0) + 0.45 * hf, 0.15)), 2),
         "potassium_mmol_l": round(float(rng.normal(4.25 - 0.55 * af, 0.3)), 1),
         "sodium_mmol_l": round(float(rng.normal(140 - 6 * hf, 2.2))),
         "hemoglobin_g_dl": round(float(rng.normal((14.8 if male else 13.2) - 1.4 * hf, 1.1)), 1),
         # About half of the atrial fibrillation here is thyrotoxic: suppressed TSH.
-        "tsh_miu_l": round(float(np.exp(rng.normal(np.log(1.6) - 2.4 * af * (rng.random() < 0.5), 0.45))), 2),
+        "tsh_miu_l": round(math.exp(rng.normal(math.log(1.6) - 2.4 * af * (rng.random() < 0.5), 0.45)), 2),
     }
+    latent = dict(values)
     for name in ("bmi", "systolic_bp", "creatinine_mg_dl", "potassium_mmol_l", "sodium_mmol_l", "hemoglobin_g_dl"):
         if rng.random() > _ROUTINE_ORDERED:
             values[name] = float("nan")
@@ -94,7 +118,7 @@ def synthesize_labs(
             values[name] = float("nan")
     if np.isnan(values["ldl_mg_dl"]):  # one lipid panel measures both
         values["hdl_mg_dl"] = float("nan")
-    return values
+    return LabDraw(latent=latent, recorded=values)
 
 
 def _smoking_p(cad: float) -> list[float]:

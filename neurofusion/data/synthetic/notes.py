@@ -19,6 +19,36 @@ class NoteResult:
     evidence: tuple[tuple[int, int, str], ...]
 
 
+_SMOKING = ("never", "former", "current")
+
+
+@dataclass(frozen=True)
+class Patient:
+    """What a note states about the patient besides the findings: age, sex, risk factors, smoking and the
+    blood pressure. Built from the case's own tabular draw (``cardio.patient_from_labs``, also when the
+    case's table is missing), so that the history, medications, social history and vitals agree with the
+    labs by construction. The defaults describe a never-smoker with none of the risk factors."""
+
+    age: int
+    sex: str  # "F" or "M"
+    smoker: str = "never"  # never, former or current
+    diabetes: bool = False
+    hypertension: bool = False
+    hyperlipidemia: bool = False
+    obesity: bool = False
+    systolic_bp: float | None = None  # mmHg; None = not measured, and the note then states no blood pressure
+
+    def __post_init__(self) -> None:
+        if self.sex not in ("F", "M"):
+            raise ValueError(f"sex must be 'F' or 'M', got {self.sex!r}")
+        if not self.age > 0:
+            raise ValueError(f"age must be a positive number of years, got {self.age}")
+        if self.smoker not in _SMOKING:
+            raise ValueError(f"smoker must be one of {_SMOKING}, got {self.smoker!r}")
+        if self.systolic_bp is not None and not 50 <= self.systolic_bp <= 260:  # also rejects NaN
+            raise ValueError(f"systolic_bp must be None (not measured) or 50-260 mmHg, got {self.systolic_bp}")
+
+
 @dataclass(frozen=True)
 class _Phrase:
     text: str
@@ -119,6 +149,7 @@ _NO_MURMUR = ("no murmurs, rubs or gallops", "normal S1 and S2, no murmur", "no 
 # Hedged mentions name diseases without asserting them; drawn independently of the findings.
 _HEDGES = ("Rule out ACS.", "Would rule out an underlying arrhythmia.", "Cannot exclude structural heart disease.",
            "Low suspicion for valvular disease.", "R/o ischemia.")
+_LOW_SUSPICION = {"Low suspicion for valvular disease.": "valvular_disease"}  # false once the note evidences it
 _FAMILY = ("Family history of atrial fibrillation in {poss} mother.", "Father had an MI at age 70.",
            "Family history notable for premature CAD.", "Family history noncontributory.")
 
@@ -139,19 +170,28 @@ _HEADERS: dict[str, tuple[str, ...]] = {
 _REASONS = ("chest discomfort", "shortness of breath", "an abnormal ECG", "pre-operative cardiac risk assessment",
             "fatigue", "cardiovascular risk assessment", "dizziness")
 _RISK_FACTORS = (("HTN", "hypertension"), ("DM2", "type 2 diabetes"), ("HLD", "hyperlipidemia"), ("obesity",))
+_RISK_FLAGS = ("hypertension", "diabetes", "hyperlipidemia", "obesity")  # the Patient field behind each
+# The opening's history when the patient has none of the risk factors above.
+_NO_RISK_FACTOR = {"current": "active tobacco use", "former": "a remote smoking history",
+                   "never": "no known cardiac risk factors"}
 _OTHER_PMH = ("hypothyroidism", "GERD", "osteoarthritis of the knees", "s/p right total knee replacement",
               "s/p cholecystectomy", "chronic low back pain", "migraines", "gout", "OSA on CPAP", "depression")
 _MEDS = ("lisinopril 10 mg daily", "metformin 1000 mg BID", "atorvastatin 40 mg nightly", "levothyroxine 75 mcg daily",
          "omeprazole 20 mg daily", "sertraline 50 mg daily", "acetaminophen PRN for knee pain", "vitamin D",
          "amlodipine 5 mg daily", "aspirin 81 mg daily")
-_SOCIAL = (("Former smoker, quit {years} years ago.", "Never smoker.", "Smokes half a pack per day."),
+# A drug that implies a diagnosis is listed only for a patient who has it.
+_MED_FOR = {"lisinopril 10 mg daily": "hypertension", "amlodipine 5 mg daily": "hypertension",
+            "metformin 1000 mg BID": "diabetes"}
+_SMOKING_STATUS = {"former": "Former smoker, quit {years} years ago.", "never": "Never smoker.",
+                   "current": "Smokes half a pack per day."}
+_SOCIAL = (tuple(_SMOKING_STATUS.values()),  # one draw from three, then the patient's own status
            ("Drinks alcohol socially.", "Drinks 2-3 glasses of wine per week.", "No alcohol or illicit drug use."),
            ("Retired {job}.", "Works as a {job}."), ("Lives with {poss} spouse.", "Lives alone.",
                                                      "Lives with {poss} daughter."))
 _JOBS = ("teacher", "accountant", "nurse", "electrician", "bus driver", "farmer", "librarian", "software engineer")
 _OPENINGS = ("{Pro} is a {age}-year-old {noun} with {risk} referred for {reason}.",
              "{age} y/o {sx} with {risk}, seen for {reason}.",
-             "{age}-year-old {noun} with a history of {risk} who presents for {reason}.")
+             "{age}-year-old {noun} with {history} who presents for {reason}.")
 _SYMPTOM_TEMPLATES = ("{Pro} reports {x}.", "{Pro} endorses {x}.", "{Pro} describes {x} over the past {weeks} weeks.",
                       "Over the last {weeks} weeks {pro} has noticed {x}.", "Complains of {x}.",
                       "{Pro} notes {x}, worse over the past month.")
@@ -175,6 +215,8 @@ _CLOSINGS = ("Discussed the findings with the patient, who agrees with the plan.
              "Questions were answered and written instructions were provided.",
              "Total time spent was 45 minutes, more than half in counselling.")
 _DX_LEADS = ("Presentation most consistent with", "Findings consistent with", "Likely")
+_VITALS = ((105, 165), (60, 95), (55, 100), (12, 20), (93, 100))  # drawn systolic, diastolic, HR, RR, SpO2
+_TACHYARRHYTHMIAS = ("atrial fibrillation with rapid ventricular response", "symptomatic SVT")
 _NO_EVIDENCE = ("No convincing evidence of a primary cardiac process.", "Cardiac exam unremarkable today.")
 _PLAN = ("obtain TTE", "exercise treadmill stress test", "continue current medications", "lipid panel and HbA1c",
          "14-day ambulatory ECG monitor", "risk factor modification and regular exercise",
@@ -188,22 +230,28 @@ _NAMED_ABOVE = 0.75  # the impression names the diagnosis only above this intens
 _SLOT_CAP = {"hpi": 3, "history": 2, "heart": 2, "neck": 1, "lungs": 1, "extremities": 1, "labs": 1}
 
 
-def write_note(rng: np.random.Generator, findings: Mapping[str, float], *, age: int, sex: str,
+def write_note(rng: np.random.Generator, findings: Mapping[str, float], *, patient: Patient,
                labs: Mapping[str, float] | None = None) -> NoteResult:
-    """Write one consult note for a patient with `findings` (finding -> intensity in [0, 1]).
+    """Write one consult note for `patient` with `findings` (finding -> intensity in [0, 1]).
 
     Each finding plants Binomial(6, intensity**1.5) phrases, explicit ones with probability `intensity`
     and vague ones otherwise; above intensity 0.75 the impression may name the diagnosis. Lab phrases
-    follow `labs` (NaN or absent = not measured). `sex` is "F" or "M"; all randomness comes from `rng`.
+    follow `labs` (NaN or absent = not measured); risk factors, drugs that imply a diagnosis, smoking and
+    the blood pressure follow `patient`. All randomness comes from `rng`, and the draws do not depend on
+    `patient` (so a cohort regenerates with the same evidence whatever its patients' histories).
     """
-    measured = _validate(findings, age, sex, labs)
-    she = sex == "F"
-    n_risk = int(rng.integers(1, 3))
-    risk = [_pick(rng, _RISK_FACTORS[k]) for k in rng.permutation(len(_RISK_FACTORS))[:n_risk]]
+    measured = _validate(findings, labs)
+    she = patient.sex == "F"
+    risk, n_risk = _risk_factors(rng, patient)
+    age = int(patient.age)
     ctx = {"Pro": "She" if she else "He", "pro": "she" if she else "he", "poss": "her" if she else "his",
-           "noun": _pick(rng, ("woman", "female") if she else ("man", "male")), "sx": sex, "age": int(age),
-           "risk": " and ".join(risk), "reason": _pick(rng, _REASONS), "weeks": int(rng.integers(2, 9)),
-           "years": int(rng.integers(2, 30)), "miles": int(rng.integers(2, 5)), "job": _pick(rng, _JOBS)}
+           "noun": _pick(rng, ("woman", "female") if she else ("man", "male")), "sx": patient.sex, "age": age,
+           "risk": " and ".join(risk) or _NO_RISK_FACTOR[patient.smoker],
+           "reason": _pick(rng, _REASONS), "weeks": int(rng.integers(2, 9)),
+           # nobody quit smoking before the age of 16
+           "years": min(int(rng.integers(2, 30)), max(2, age - 16)), "miles": int(rng.integers(2, 5)),
+           "job": _pick(rng, _JOBS)}
+    ctx["history"] = f"a history of {ctx['risk']}" if risk else ctx["risk"]
     planted = _plant(rng, findings, measured)
     by_slot: dict[str, list[_Phrase]] = {}
     for phrase in planted:
@@ -217,14 +265,14 @@ def write_note(rng: np.random.Generator, findings: Mapping[str, float], *, age: 
     sections: dict[str, list[_Piece] | None] = {
         "reason": [_pick(rng, ("Consult requested for {reason}.", "Referred for {reason}.")).format(**ctx)],
         "hpi": _hpi(rng, ctx, by_slot.get("hpi", []), [] if has_ros else denials, verbosity),
-        "pmh": _pmh(rng, risk, by_slot.get("history", []), verbosity)
+        "pmh": _pmh(rng, risk, n_risk, by_slot.get("history", []), verbosity)
         if by_slot.get("history") or rng.random() < 0.3 + 0.7 * verbosity else None,
-        "meds": _meds(rng, verbosity) if rng.random() < 0.2 + 0.8 * verbosity else None,
-        "social": _social(rng, ctx, verbosity) if rng.random() < 0.1 + 0.9 * verbosity else None,
+        "meds": _meds(rng, patient, verbosity) if rng.random() < 0.2 + 0.8 * verbosity else None,
+        "social": _social(rng, ctx, patient.smoker, verbosity) if rng.random() < 0.1 + 0.9 * verbosity else None,
         "ros": [*([*_denial_sentence(denials), " "] if denials else []), _pick(rng, _ROS_GENERAL)] if has_ros else None,
-        "exam": _exam(rng, by_slot, evidenced, verbosity),
+        "exam": _exam(rng, by_slot, evidenced, patient.systolic_bp, verbosity),
         "labs": _labs(rng, by_slot.get("labs", []), measured, verbosity),
-        "impression": _impression(rng, ctx, by_slot.get("impression", []), bool(planted), verbosity),
+        "impression": _impression(rng, ctx, by_slot.get("impression", []), evidenced, verbosity),
         "plan": _plan(rng, ctx, verbosity),
     }
     middle = ["pmh", "meds", "social"]
@@ -238,18 +286,13 @@ def write_note(rng: np.random.Generator, findings: Mapping[str, float], *, age: 
                    _pick(rng, ("\n", "\n\n")))
 
 
-def _validate(findings: Mapping[str, float], age: int, sex: str,
-              labs: Mapping[str, float] | None) -> dict[str, float]:
+def _validate(findings: Mapping[str, float], labs: Mapping[str, float] | None) -> dict[str, float]:
     """Raise on bad input; return the measured (non-NaN) labs."""
     for name, value in findings.items():
         if name not in CARDIO_FINDINGS:
             raise ValueError(f"unknown finding {name!r}; expected one of {CARDIO_FINDINGS}")
         if not 0.0 <= float(value) <= 1.0:  # also rejects NaN
             raise ValueError(f"intensity of {name!r} must be in [0, 1], got {value}")
-    if sex not in ("F", "M"):
-        raise ValueError(f"sex must be 'F' or 'M', got {sex!r}")
-    if not age > 0:
-        raise ValueError(f"age must be a positive number of years, got {age}")
     measured = {}
     for name, value in (labs or {}).items():
         if name not in NOTE_LABS:
@@ -257,6 +300,22 @@ def _validate(findings: Mapping[str, float], age: int, sex: str,
         if value is not None and not math.isnan(value):
             measured[name] = float(value)
     return measured
+
+
+def _risk_factors(rng: np.random.Generator, patient: Patient) -> tuple[list[str], int]:
+    """One or two of the patient's own risk factors as the note words them, and how many were drawn.
+
+    The draws are those every note makes (how many, in what order, which wording) whatever the patient
+    has, so the rest of the note keeps its draws; the wording of a factor those draws did not word comes
+    from a child stream, which leaves ``rng`` where it was."""
+    n_risk = int(rng.integers(1, 3))
+    order = [int(k) for k in rng.permutation(len(_RISK_FACTORS))]
+    words = {k: _pick(rng, _RISK_FACTORS[k]) for k in order[:n_risk]}
+    chosen = [k for k in order if getattr(patient, _RISK_FLAGS[k])][:n_risk]
+    if any(k not in words for k in chosen):
+        child = rng.spawn(1)[0]
+        words.update({k: _pick(child, _RISK_FACTORS[k]) for k in chosen if k not in words})
+    return [words[k] for k in chosen], n_risk
 
 
 def _plant(rng: np.random.Generator, findings: Mapping[str, float], measured: Mapping[str, float]) -> list[_Phrase]:
@@ -303,30 +362,46 @@ def _hpi(rng: np.random.Generator, ctx: dict, symptoms: list[_Phrase], denials: 
     return _join(sentences, " ", " ")
 
 
-def _pmh(rng: np.random.Generator, risk: list[str], history: list[_Phrase], verbosity: float) -> list[_Piece]:
-    items: list[list[_Piece]] = [[r] for r in risk] + [[s] for s in _some(rng, _OTHER_PMH, round(6 * verbosity))]
+def _pmh(rng: np.random.Generator, risk: list[str], n_risk: int, history: list[_Phrase],
+         verbosity: float) -> list[_Piece]:
+    # A patient with fewer risk factors than were drawn leaves empty slots, so the shuffle draws as before.
+    items: list[list[_Piece]] = [[r] for r in risk] + [[]] * (n_risk - len(risk))
+    items += [[s] for s in _some(rng, _OTHER_PMH, round(6 * verbosity))]
     items += [[(p.text, p.finding)] for p in history]
-    return [*_join([items[k] for k in rng.permutation(len(items))], ", ", ", "), "."]
+    shuffled = [items[k] for k in rng.permutation(len(items)) if items[k]]
+    return [*_join(shuffled, ", ", ", "), "."] if shuffled else ["No significant past medical history."]
 
 
-def _meds(rng: np.random.Generator, verbosity: float) -> list[_Piece]:
-    meds = _some(rng, _MEDS, int(rng.integers(round(3 * verbosity), 2 + round(6 * verbosity))))
+def _meds(rng: np.random.Generator, patient: Patient, verbosity: float) -> list[_Piece]:
+    n_meds = int(rng.integers(round(3 * verbosity), 2 + round(6 * verbosity)))
+    # One shuffle of the whole list whoever the patient is; drugs for a condition the patient lacks are skipped.
+    meds = [m for m in _some(rng, _MEDS, len(_MEDS)) if m not in _MED_FOR or getattr(patient, _MED_FOR[m])]
+    meds = meds[:n_meds]
     return [", ".join(meds) + "." if meds else "None."] + ([" Allergies: NKDA."] if rng.random() < 0.4 else [])
 
 
-def _social(rng: np.random.Generator, ctx: dict, verbosity: float) -> list[_Piece]:
-    parts = [_pick(rng, group).format(**ctx) for group in _SOCIAL if rng.random() < 0.3 + 0.6 * verbosity]
+def _social(rng: np.random.Generator, ctx: dict, smoker: str, verbosity: float) -> list[_Piece]:
+    parts = []
+    for group in _SOCIAL:
+        if rng.random() < 0.3 + 0.6 * verbosity:
+            sentence = _pick(rng, group)
+            parts.append((_SMOKING_STATUS[smoker] if group is _SOCIAL[0] else sentence).format(**ctx))
     if rng.random() < 0.5 * verbosity:
         parts.append(_pick(rng, _FAMILY).format(**ctx))
     return [" ".join(parts) or "Noncontributory."]
 
 
 def _exam(rng: np.random.Generator, by_slot: Mapping[str, list[_Phrase]], evidenced: set[str],
-          verbosity: float) -> list[_Piece]:
+          systolic_bp: float | None, verbosity: float) -> list[_Piece]:
     lines: list[list[_Piece]] = []
     if rng.random() < 0.4 + 0.6 * verbosity:
-        lines.append([f"Vitals: BP {rng.integers(105, 165)}/{rng.integers(60, 95)}, HR {rng.integers(55, 100)}, "
-                      f"RR {rng.integers(12, 20)}, SpO2 {rng.integers(93, 100)}% on RA."])
+        sbp, dbp, hr, rr, spo2 = (int(rng.integers(lo, hi)) for lo, hi in _VITALS)
+        # The blood pressure is the table's (none when it was not measured); the drawn one only keeps the
+        # draws. A tachyarrhythmia named in the impression comes with a fast rate.
+        bp = "" if systolic_bp is None else f"BP {round(systolic_bp)}/{min(dbp, round(systolic_bp) - 25)}, "
+        if any(p.text in _TACHYARRHYTHMIAS for p in by_slot.get("impression", [])):
+            hr += 45
+        lines.append([f"Vitals: {bp}HR {hr}, RR {rr}, SpO2 {spo2}% on RA."])
     if rng.random() < verbosity:
         lines.append([f"General: {_pick(rng, _GENERAL_EXAM)}."])
     heart = by_slot.get("heart", [])
@@ -378,16 +453,18 @@ def _labs(rng: np.random.Generator, evidence: list[_Phrase], measured: Mapping[s
     return [*_join(items, "; ", "; "), "."] if items else None
 
 
-def _impression(rng: np.random.Generator, ctx: dict, diagnoses: list[_Phrase], any_evidence: bool,
+def _impression(rng: np.random.Generator, ctx: dict, diagnoses: list[_Phrase], evidenced: set[str],
                 verbosity: float) -> list[_Piece]:
     sentences: list[list[_Piece]] = []
     if not diagnoses or rng.random() < 0.3 + 0.7 * verbosity:
         sentences.append(["{age}-year-old {noun} with {risk}, seen for {reason}.".format(**ctx)])
     sentences += [[_pick(rng, _DX_LEADS) + " ", (p.text, p.finding), "."] for p in diagnoses]
-    if not any_evidence and rng.random() < 0.5:
+    if not evidenced and rng.random() < 0.5:
         sentences.append([_pick(rng, _NO_EVIDENCE)])
     if rng.random() < 0.4:
-        sentences.append([_pick(rng, _HEDGES)])
+        hedge = _pick(rng, _HEDGES)
+        if _LOW_SUSPICION.get(hedge) not in evidenced:
+            sentences.append([hedge])
     sentences += [[s] for s in _some(rng, _CLOSINGS, round(3 * verbosity * (0.5 + 0.5 * rng.random())))]
     return _join(sentences, " ", " ")
 

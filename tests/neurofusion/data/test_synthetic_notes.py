@@ -9,7 +9,7 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from neurofusion.data.synthetic.notes import _BANK, _DENIALS, _DIAGNOSES, _NO_MURMUR, _NORMAL_EXAM, write_note
+from neurofusion.data.synthetic.notes import _BANK, _DENIALS, _DIAGNOSES, _NO_MURMUR, _NORMAL_EXAM, Patient, write_note
 from neurofusion.data.tasks import CARDIO_FINDINGS
 
 PHRASES = {f: {p.text for p in _BANK[f]} for f in CARDIO_FINDINGS}
@@ -20,9 +20,10 @@ ALL_LABS = {"troponin_ng_l": 48.0, "bnp_pg_ml": 850.0, "ldl_mg_dl": 131.0, "pota
             "creatinine_mg_dl": 0.92}
 
 
-def _note(seed: int, findings: dict[str, float], **kwargs):
-    kwargs = {"age": 64, "sex": "F", **kwargs}
-    return write_note(np.random.default_rng(seed), findings, **kwargs)
+def _note(seed: int, findings: dict[str, float], *, age: int = 64, sex: str = "F", patient: Patient | None = None,
+          **kwargs):
+    patient = patient or Patient(age=age, sex=sex)
+    return write_note(np.random.default_rng(seed), findings, patient=patient, **kwargs)
 
 
 def _random_case(rng: np.random.Generator) -> dict[str, float]:
