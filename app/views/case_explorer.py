@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import figures
+from app import case_notes, figures
 from app.figures import pretty
 from app.report import attributions_csv, case_report_html
 from app.state import CASE_ERRORS, context
@@ -96,27 +96,55 @@ st.query_params["case"] = case_id
 st.session_state["case.last_query"] = case_id
 
 
-def _prediction_card(case: Case, explanation: CaseExplanation) -> None:
+def _prediction_card(case: Case, explanation: CaseExplanation, status: dict[str, str]) -> None:
     left, right = st.columns([1, 2])
     with left:
         verdict = "correct" if explanation.predicted == case.label else "wrong"
         st.metric("Predicted", pretty(explanation.predicted))
         st.markdown(f"**Probability:** {explanation.probabilities.max():.1%} · **True label:** {pretty(case.label)} "
                     f"({verdict}) · **Site:** {case.site or '-'}")
-        st.markdown("**Modalities:** " + " · ".join(
-            f"{figures.MODALITY_LABELS[m]} {'✓' if explanation.present[m] else '— missing'}" for m in MODALITIES))
+        st.markdown("**Modalities:** " + case_notes.modality_line(status))
     with right:
         st.plotly_chart(figures.probability_bars(explanation.classes, explanation.probabilities, case.label),
                         key="case.probabilities")
 
 
-def _modality_panels(case: Case, explanation: CaseExplanation) -> None:
+def _input_checks(explanation: CaseExplanation, notes: case_notes.InputNotes) -> None:
+    """Inputs unlike the training data and input the model could not use as given: above the explanation,
+    which is only as good as what the model was given."""
+    for sentence in case_notes.ood_warnings(explanation.ood):
+        st.warning(sentence, icon=":material/warning:")
+    if notes.messages:
+        body = "\n".join(f"- {m}" for m in notes.messages)
+        if notes.serious:
+            st.warning(f"**What the model could not use as given**\n{body}")
+        else:
+            with st.expander(f"Input check: {len(notes.messages)} note{'s' if len(notes.messages) > 1 else ''}"):
+                st.markdown(body)
+    caption = case_notes.ood_caption(explanation.ood)
+    if caption:
+        st.caption(caption)
+
+
+def _absent(modality: str, status: dict[str, str], notes: case_notes.InputNotes, missing: str) -> None:
+    """The panel of a modality the model did not see: unusable (and why) or missing."""
+    if status[modality] == "unusable":
+        st.warning(f"This case's {case_notes.MODALITY_NOUNS[modality]} cannot be used: {notes.unusable[modality]}. "
+                   "The model used its learned 'missing' embedding instead.")
+    else:
+        st.info(missing)
+
+
+def _modality_panels(case: Case, explanation: CaseExplanation, status: dict[str, str],
+                     notes: case_notes.InputNotes) -> None:
     st.subheader("What each modality shows")
-    tab_image, tab_note, tab_ecg, tab_labs = st.tabs(
-        [figures.MODALITY_LABELS[m] + ("" if explanation.present[m] else " (missing)") for m in MODALITIES])
+    suffix = {"used": "", "missing": " (missing)", "unusable": " (unusable)"}
+    tab_image, tab_note, tab_ecg, tab_labs = st.tabs([figures.MODALITY_LABELS[m] + suffix[status[m]]
+                                                      for m in MODALITIES])
     with tab_image:
         if explanation.image is None:
-            st.info("This case has no echo image: the model used its learned 'missing image' embedding.")
+            _absent("image", status, notes,
+                    "This case has no echo image: the model used its learned 'missing image' embedding.")
         else:
             opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="case.opacity")
             signed = explanation.image.method in ("integrated_gradients", "occlusion")
@@ -129,7 +157,7 @@ def _modality_panels(case: Case, explanation: CaseExplanation) -> None:
                        "attention show magnitude only). Change the method in the sidebar.")
     with tab_note:
         if explanation.note is None:
-            st.info("This case has no clinical note.")
+            _absent("text", status, notes, "This case has no clinical note.")
         else:
             note = explanation.note
             scale = max((abs(w.score) for w in note.words), default=0.0)
@@ -143,7 +171,7 @@ def _modality_panels(case: Case, explanation: CaseExplanation) -> None:
                 st.dataframe(top, hide_index=True, key="case.phrases")
     with tab_ecg:
         if explanation.signal is None:
-            st.info("This case has no ECG.")
+            _absent("signal", status, notes, "This case has no ECG.")
         else:
             lead_choice = st.radio("Leads", ("all 12", "II, V1, V5"), key="case.leads", horizontal=True)
             leads = None if lead_choice == "all 12" else ["II", "V1", "V5"]
@@ -156,7 +184,7 @@ def _modality_panels(case: Case, explanation: CaseExplanation) -> None:
                                                          explanation.signal.recorded), key="case.lead_importance")
     with tab_labs:
         if explanation.tabular is None:
-            st.info("This case has no labs or demographics.")
+            _absent("tabular", status, notes, "This case has no labs or demographics.")
         else:
             st.plotly_chart(figures.lab_bars(explanation.tabular), key="case.labs")
 
@@ -256,8 +284,11 @@ def _show_case(case_id: str) -> None:
         st.error(f"Case {case_id} cannot be shown: {err}")
         st.info("Fix the file and rerun, or pick another case above.")
         return
-    _prediction_card(case, explanation)
-    _modality_panels(case, explanation)
+    notes = case_notes.input_notes(explanation.inputs, case.issues)
+    status = case_notes.modality_status(explanation.present, notes.unusable)
+    _prediction_card(case, explanation, status)
+    _input_checks(explanation, notes)
+    _modality_panels(case, explanation, status, notes)
     _combination(explanation)
     _ablation(case, explanation)
     _clinicians(case_id, explanation)

@@ -1,0 +1,73 @@
+"""What the case page says about a case's inputs beside the explanation: which modalities the model could
+use, what it could not use as given (the input report), and which inputs are unlike the training data.
+
+Pure functions from the explanation's plain data to sentences, so the page only renders them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from app.figures import MODALITY_LABELS
+from neurofusion.data.schema import MODALITIES
+
+# How a modality is named inside a sentence ("the echo image is unlike ...").
+MODALITY_NOUNS = {"image": "echo image", "text": "clinical note", "signal": "ECG", "tabular": "labs"}
+
+
+@dataclass
+class InputNotes:
+    """unusable: modality -> why the model could not use it (it counted as missing). messages: the input
+    report's sentences (most severe first) and the reader's issues they do not already state. serious:
+    whether any of them is more than a value not measured or a column the model does not read."""
+
+    unusable: dict[str, str]
+    messages: list[str]
+    serious: bool
+
+
+def input_notes(inputs: Mapping | None, issues: Sequence[str] = ()) -> InputNotes:
+    """Read an ``InputReport.to_dict()`` plus the loaded case's ``issues``."""
+    inputs = inputs or {}
+    messages = list(inputs.get("messages", ()))
+    unusable = dict(inputs.get("unusable", {}))
+    leads = inputs.get("leads") or {}
+    unstated = [i for i in issues if not any(i in m for m in messages)]
+    serious = (bool(unusable) or bool(unstated)
+               or any(inputs.get(k) for k in ("unmatched", "unknown_categories", "wrong_kind", "notes",
+                                              "short_recordings", "undescribed"))
+               or bool(leads.get("unmapped")) or bool(leads.get("found") and leads.get("missing")))
+    return InputNotes(unusable, messages + unstated, serious)
+
+
+def modality_status(present: Mapping[str, bool], unusable: Mapping[str, str]) -> dict[str, str]:
+    """modality -> "used", "unusable" (the case has it, the model cannot read it) or "missing"."""
+    return {m: "unusable" if m in unusable else "used" if present.get(m) else "missing" for m in MODALITIES}
+
+
+def modality_line(status: Mapping[str, str]) -> str:
+    marks = {"used": "✓", "unusable": "⚠ unusable", "missing": "— missing"}
+    return " · ".join(f"{MODALITY_LABELS[m]} {marks[status[m]]}" for m in MODALITIES)
+
+
+def ood_warnings(ood: Mapping[str, Mapping] | None) -> list[str]:
+    """One sentence per modality flagged as unlike the training data (``CaseExplanation.ood``)."""
+    out = []
+    for modality, check in (ood or {}).items():
+        if check.get("flagged"):
+            out.append(
+                f"The {MODALITY_NOUNS.get(modality, modality)} is unlike the training data: distance "
+                f"{check['distance']:.3g} > threshold {check['threshold']:.3g}, which "
+                f"{100 * check['false_alarm_rate']:.1f} % of held-out training cases exceed. Its explanation "
+                "describes the model outside what it learned from.")
+    return out
+
+
+def ood_caption(ood: Mapping[str, Mapping] | None) -> str:
+    """What the page says when nothing is flagged: which modalities were checked, or that none could be."""
+    if ood is None:
+        return ("This checkpoint has no out-of-distribution reference, so inputs unlike the training data "
+                "cannot be flagged (`python -m neurofusion.ood fit` adds one).")
+    checked = [MODALITY_NOUNS.get(m, m) for m, c in ood.items() if not c.get("flagged")]
+    return f"Within the training data's range: {', '.join(checked)}." if checked else ""
