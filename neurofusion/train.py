@@ -3,7 +3,9 @@
     python -m neurofusion.train --config configs/cardio_demo.yaml --data DIR --out DIR [--eval-data DIR]
 
 Adam with the config's learning rate and batch size; modality dropout so the missing embeddings are
-learned; per-modality augmentation; mixed precision (bfloat16) on a GPU.
+learned; per-modality augmentation; mixed precision (bfloat16) on a GPU. At the end, the per-modality
+out-of-distribution reference (neurofusion.ood) is fitted on the train split with its threshold on the val
+split, and saved with the checkpoint.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from neurofusion.inference import Predictor
 from neurofusion.metrics import classification_metrics
 from neurofusion.models.heads import multitask_loss
 from neurofusion.models.model import MultiModalModel, build_model, tabular_normaliser
+from neurofusion.ood import OODError, OODReference, fit_reference
 
 
 @dataclasses.dataclass
@@ -44,6 +47,8 @@ class TrainResult:
     history: list[dict]
     best_epoch: int
     minutes: float
+    ood: OODReference | None = None  # None when the cohort is too small for one: ``ood_note`` says why
+    ood_note: str = ""
 
 
 def configure_model(config: ModelConfig, cohort: CohortReader) -> ModelConfig:
@@ -130,7 +135,26 @@ def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progre
             break
     model.load_state_dict(best[2])
     model.eval()
-    return TrainResult(model, tokenizer, history, best[1], (time.perf_counter() - start) / 60)
+    minutes = (time.perf_counter() - start) / 60
+    ood, note = _fit_ood(model, prepared, Collate(tokenize), device, cohort)
+    if note and progress:
+        print(f"warning: {note}", file=sys.stderr)
+    return TrainResult(model, tokenizer, history, best[1], minutes, ood, note)
+
+
+def _fit_ood(model: MultiModalModel, prepared: dict[str, list[dict]], collate: Collate, device: torch.device,
+             cohort: CohortReader) -> tuple[OODReference | None, str]:
+    """The out-of-distribution reference of the trained weights (train split; threshold on val), or why not."""
+    def batches(items: list[dict]):
+        for first in range(0, len(items), 64):
+            yield collate(items[first:first + 64]).to(device)
+
+    source = {"data": str(cohort.root), "reference_split": "train", "heldout_split": "val"}
+    try:
+        return fit_reference(model, batches(prepared["train"]), batches(prepared["val"]), source=source), ""
+    except OODError as err:
+        return None, (f"no out-of-distribution reference was fitted ({err}); "
+                      f"inputs will not be checked against the training data")
 
 
 def modality_dropout(present: torch.Tensor, p: float, rng: np.random.Generator) -> torch.Tensor:
@@ -188,11 +212,12 @@ def main(argv: list[str] | None = None) -> int:
             "best_epoch": result.best_epoch,
             "epochs": len(result.history),
             "minutes": round(result.minutes, 2),
+            "out_of_distribution": result.ood.summary() if result.ood is not None else result.ood_note,
             "history": result.history,
             "versions": {"python": platform.python_version(), "torch": torch.__version__,
                          "transformers": transformers.__version__},
         }
-        save_checkpoint(args.out, result.model, result.tokenizer, metrics=metrics, training=training)
+        save_checkpoint(args.out, result.model, result.tokenizer, metrics=metrics, training=training, ood=result.ood)
     except (CohortError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
