@@ -21,6 +21,7 @@ from neurofusion.data.cohort import CohortReader
 from neurofusion.data.errors import CohortError
 from neurofusion.data.schema import SPLITS
 from neurofusion.inference import Predictor
+from neurofusion.ood import OODReference
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,9 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         ckpt = load_checkpoint(args.checkpoint, device=args.device)
+        for warning in ckpt.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         cohort = CohortReader(args.data)
         predictor = Predictor(ckpt.model, ckpt.tokenizer, ckpt.device)
-        result = _case(args, cohort, predictor) if args.command == "case" else _cohort(args, cohort, predictor)
+        if args.command == "case":
+            result = _case(args, cohort, predictor, ckpt.ood)
+        else:
+            result = _cohort(args, cohort, predictor)
     except (CheckpointError, CohortError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -56,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _case(args, cohort: CohortReader, predictor: Predictor) -> dict:
+def _case(args, cohort: CohortReader, predictor: Predictor, ood: OODReference | None) -> dict:
     case = cohort[args.case_id]
     settings = ExplainSettings(args.image_method, args.n_steps, context=args.context)
-    return explain_case(predictor, case, settings).to_dict()
+    return explain_case(predictor, case, settings, ood=ood).to_dict()
 
 
 def _cohort(args, cohort: CohortReader, predictor: Predictor) -> dict:
@@ -100,6 +106,9 @@ def _text(result: dict) -> str:
         if result["signal"]:
             seg = result["signal"]["segments"][0]
             lines.append(f"  ECG: strongest segment {seg['start_s']:.1f}-{seg['end_s']:.1f} s")
+        lines += _ood_lines(result["ood"])
+        messages = (result["inputs"] or {}).get("messages", [])
+        lines += [f"  input: {m}" for m in messages] or ["  inputs: the model can use everything the case holds"]
         return "\n".join(lines)
     lines = [f"{result['cases']} {result['split']} cases, importance = {result['method']}"]
     for cls, row in result["importance_by_true_class"].items():
@@ -114,6 +123,19 @@ def _text(result: dict) -> str:
             lines.append(f"  vs ground truth, {method}: tau {row['mean_tau']:.3f}, "
                          f"Spearman {row['spearman_score_vs_strength']:.3f}")
     return "\n".join(lines)
+
+
+def _ood_lines(ood: dict | None) -> list[str]:
+    if ood is None:
+        return ["  out of distribution: not checked (the checkpoint has no reference; "
+                "python -m neurofusion.ood fit adds one)"]
+    lines = [f"  OUT OF DISTRIBUTION: {m} is unlike the training data (distance {c['distance']:.1f} > threshold "
+             f"{c['threshold']:.1f}, exceeded by {100 * c['false_alarm_rate']:.1f} % of held-out training cases)"
+             for m, c in ood.items() if c["flagged"]]
+    within = [m for m, c in ood.items() if not c["flagged"]]
+    if within:
+        lines.append(f"  within the training data's range: {', '.join(within)}")
+    return lines
 
 
 if __name__ == "__main__":

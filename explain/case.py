@@ -1,5 +1,6 @@
 """Everything the dashboard shows for one case, computed together: prediction, cross-modal attention,
-modality importance (attention, Shapley, leave-one-out) and the attribution of each modality present."""
+modality importance (attention, Shapley, leave-one-out), the attribution of each modality present, what
+the model could not use of the case's inputs, and which inputs are unlike the training data."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from explain.tabular import explain_tabular
 from explain.text import NoteExplanation, explain_note
 from neurofusion.data.schema import MODALITIES, Case
 from neurofusion.inference import Predictor, model_lock
+from neurofusion.inputs import case_input_report
+from neurofusion.ood import OODReference
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,10 @@ class CaseExplanation:
     note: NoteExplanation | None
     signal: SignalExplanation | None
     tabular: pd.DataFrame | None
+    # modality -> {"distance", "threshold", "flagged", "false_alarm_rate"} for the modalities the case has
+    # (neurofusion.ood); None when the checkpoint has no out-of-distribution reference
+    ood: dict[str, dict] | None = None
+    inputs: dict | None = None  # neurofusion.inputs.InputReport.to_dict(): what the model could not use
 
     @property
     def predicted(self) -> str:
@@ -74,17 +81,23 @@ class CaseExplanation:
             "note": None if self.note is None else dataclasses.asdict(self.note),
             "signal": None if self.signal is None else dataclasses.asdict(self.signal),
             "tabular": None if self.tabular is None else self.tabular.to_dict(orient="records"),
+            "ood": self.ood,
+            "inputs": self.inputs,
         })
 
 
-def explain_case(predictor: Predictor, case: Case, settings: ExplainSettings = ExplainSettings()) -> CaseExplanation:
-    """Every part of a case's explanation. Safe to call from several threads sharing one model: the model
-    is used under its lock throughout."""
+def explain_case(predictor: Predictor, case: Case, settings: ExplainSettings = ExplainSettings(), *,
+                 ood: OODReference | None = None) -> CaseExplanation:
+    """Every part of a case's explanation. ``ood`` is the checkpoint's out-of-distribution reference
+    (``Checkpoint.ood``); without it, the predictor's ``ood`` attribute if it has one. Safe to call from
+    several threads sharing one model: the model is used under its lock throughout."""
+    reference = ood if ood is not None else getattr(predictor, "ood", None)
     with model_lock(predictor.model):
-        return _explain_case(predictor, case, settings)
+        return _explain_case(predictor, case, settings, reference)
 
 
-def _explain_case(predictor: Predictor, case: Case, settings: ExplainSettings) -> CaseExplanation:
+def _explain_case(predictor: Predictor, case: Case, settings: ExplainSettings,
+                  reference: OODReference | None) -> CaseExplanation:
     model = predictor.model.eval()
     batch = predictor.batch([case])
     target = None if settings.target is None else torch.tensor([settings.target])
@@ -108,6 +121,8 @@ def _explain_case(predictor: Predictor, case: Case, settings: ExplainSettings) -
         note=explain_note(forward, case.note, predictor.tokenizer, explained, **steps) if forward.has("text") else None,
         signal=explain_signal(forward, explained, case.signal.duration_s, **steps) if forward.has("signal") else None,
         tabular=explain_tabular(forward, case, explained, **steps) if forward.has("tabular") else None,
+        ood=None if reference is None else reference.assess(forward.encoded),  # the case's encoding, reused
+        inputs=case_input_report(predictor.spec, case).to_dict(),
     )
 
 

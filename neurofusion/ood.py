@@ -200,13 +200,17 @@ def read_ood(path: str | Path) -> OODReference:
     if header.get("version") != OOD_VERSION:
         raise OODError(f"{path}: version {header.get('version')!r} is not {OOD_VERSION}")
     modalities = {}
-    for m, info in header["modalities"].items():
+    for m, info in sorted(header["modalities"].items(), key=lambda item: _order(item[0])):
         if f"{m}.mean" not in tensors or f"{m}.precision" not in tensors:
             raise OODError(f"{path}: the tensors of modality {m!r} are missing")
         modalities[m] = ModalityReference(tensors[f"{m}.mean"].numpy(), tensors[f"{m}.precision"].numpy(),
                                           float(info["threshold"]), float(info["false_alarm_rate"]),
                                           int(info["n_reference"]), int(info["n_heldout"]))
     return OODReference(modalities, float(header["quantile"]), header["weights_fingerprint"], header.get("source", {}))
+
+
+def _order(modality: str) -> int:
+    return MODALITIES.index(modality) if modality in MODALITIES else len(MODALITIES)
 
 
 def main(argv: list[str] | None = None) -> int:

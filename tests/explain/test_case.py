@@ -121,3 +121,50 @@ def test_untracked_weights_give_the_same_attributions_and_their_flags_come_back(
         assert all(p.requires_grad for p in model.parameters() if p is not frozen)
     finally:
         frozen.requires_grad_(True)
+
+
+def _reference(model, batch, far: tuple[str, ...] = ()):
+    """A reference around the batch's own encoder outputs; modalities in ``far`` are fitted 50 units away,
+    so every case that has them is flagged (a known answer)."""
+    from neurofusion.ood import OODReference, encoder_vectors, fit_modality, weights_fingerprint
+
+    rng = np.random.default_rng(0)
+    modalities = {}
+    for m, v in encoder_vectors(model, [batch]).items():
+        shift = 50.0 if m in far else 0.0
+        cloud = lambda n: v[rng.integers(0, len(v), n)] + rng.normal(0, 0.05, (n, v.shape[1])) + shift  # noqa: E731
+        modalities[m] = fit_modality(cloud(200), cloud(100), modality=m)
+    return OODReference(modalities, 0.99, weights_fingerprint(model.state_dict()))
+
+
+def test_out_of_distribution_and_input_report_for_the_modalities_the_case_has(predictor, tiny_cohort):
+    from neurofusion.inputs import case_input_report
+
+    cases = [tiny_cohort[i] for i in range(12)]
+    reference = _reference(predictor.model, predictor.batch(cases), far=("image",))
+    case = next(c for c in cases if c.image is not None and not all(c.available.values()))
+    result = explain_case(predictor, case, ExplainSettings(n_steps=4, image_method="grad_cam"), ood=reference)
+    assert set(result.ood) == {m for m, has in case.available.items() if has}
+    assert result.ood["image"]["flagged"] and result.ood["image"]["distance"] > 100 * result.ood["image"]["threshold"]
+    expected = reference.assess(predictor.model.encode(predictor.batch([case])))
+    for m, entry in result.ood.items():
+        assert entry["distance"] == pytest.approx(expected[m]["distance"], rel=1e-6)
+        assert entry["threshold"] == reference.modalities[m].threshold
+        assert entry["false_alarm_rate"] == reference.modalities[m].false_alarm_rate
+    assert not any(entry["flagged"] for m, entry in result.ood.items() if m != "image")
+    assert result.inputs == case_input_report(predictor.spec, case).to_dict()
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["ood"]["image"]["flagged"] is True and data["inputs"]["messages"] == result.inputs["messages"]
+
+    plain = explain_case(predictor, case, ExplainSettings(n_steps=4, image_method="grad_cam"))
+    assert plain.ood is None and plain.to_dict()["ood"] is None  # no reference: not checked, not "fine"
+
+
+def test_an_unusable_input_is_reported_in_the_explanation(predictor, tiny_cohort):
+    import dataclasses
+
+    case = next(c for c in tiny_cohort if c.tabular is not None)
+    renamed = dataclasses.replace(case, tabular={f"x_{k}": v for k, v in case.tabular.items()})
+    result = explain_case(predictor, renamed, ExplainSettings(n_steps=4, image_method="grad_cam"))
+    assert "tabular" in result.inputs["unusable"]
+    assert any("tabular cannot be used" in m for m in result.to_dict()["inputs"]["messages"])

@@ -43,3 +43,26 @@ def test_errors_are_messages(checkpoint, tiny_cohort, tmp_path, capsys):
     assert "ranks must be a permutation" in capsys.readouterr().err
     assert main(["case", "--checkpoint", str(checkpoint), "--data", str(tiny_cohort.root), "--case-id", "NOPE"]) == 2
     assert "NOPE" in capsys.readouterr().err
+
+
+def test_case_reports_out_of_distribution_inputs_and_the_input_report(tiny_batch, tiny_tokenizer, tiny_cohort,
+                                                                     tmp_path, capsys):
+    from tests.explain.test_case import _reference
+
+    model, batch = tiny_batch
+    path = save_checkpoint(tmp_path / "ood_ckpt", model, tiny_tokenizer, ood=_reference(model, batch, far=("image",)))
+    case_id = next(c.case_id for c in tiny_cohort if c.image is not None)
+    args = ["case", "--checkpoint", str(path), "--data", str(tiny_cohort.root), "--case-id", case_id,
+            "--n-steps", "4", "--image-method", "grad_cam", "--device", "cpu"]
+    assert main(args + ["--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ood"]["image"]["flagged"] is True and "messages" in result["inputs"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "OUT OF DISTRIBUTION: image is unlike the training data (distance" in text
+    assert ("input: " in text) == bool(result["inputs"]["messages"])
+
+    plain = save_checkpoint(tmp_path / "plain", model, tiny_tokenizer)
+    assert main(["case", "--checkpoint", str(plain), "--data", str(tiny_cohort.root), "--case-id", case_id,
+                 "--n-steps", "4", "--image-method", "grad_cam"]) == 0
+    assert "out of distribution: not checked" in capsys.readouterr().out
