@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
+import json
 import shlex
+import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pydicom
 import pytest
+import wfdb
+from PIL import Image
 
-from neurofusion.data import CohortReader, validate_cohort
+from neurofusion.data import CohortReader, read_image, read_note, read_signal, validate_cohort, write_png, write_wfdb
 from neurofusion.data.cohort import cohort_summary
 from neurofusion.data.synthetic.generate import generate_cohort
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "cardio"
-
-
-def _hashes(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+TABLES = ("cohort.csv", "ground_truth.csv", "clinician_rankings.csv", "features.csv")
 
 
 def test_sample_cohort_is_valid_and_as_documented():
@@ -30,15 +32,146 @@ def test_sample_cohort_is_valid_and_as_documented():
     assert size_mb < 30
 
 
-def test_recorded_command_regenerates_the_sample_byte_for_byte(tmp_path):
+def _image_step(path: Path) -> float:
+    """One stored level of an image as read_image returns it: 1/255 or 1/65535 for PNG, the rescale slope
+    for DICOM."""
+    if path.suffix == ".dcm":
+        return float(pydicom.dcmread(path, stop_before_pixels=True).RescaleSlope)
+    with Image.open(path) as img:
+        return 1 / 65535 if img.mode.startswith("I") else 1 / 255
+
+
+def _steps(x: np.ndarray, y: np.ndarray, step: float) -> int:
+    """The largest difference between two decoded arrays in stored steps (decoded float32 values are whole
+    steps up to their own rounding, so the count is rounded)."""
+    return int(np.rint(np.abs(x.astype(np.float64) - y) / step).max()) if x.size else 0
+
+
+def cohort_differences(committed: Path, regenerated: Path) -> list[str]:
+    """What differs between two generated cohort folders beyond what another CPU may change.
+
+    Cases, tables (decoded, exact), cohort.json, README.md and notes must be equal. Pixels and ECG samples
+    are compared decoded, within one stored step: they are rounded from floats, and a CPU whose exp/log
+    loops differ in the last bit can move a value that sits on a rounding boundary by one step. File
+    bytes are not compared: PNG and WFDB bytes also depend on the zlib, Pillow and wfdb versions.
+    Table values are compared exactly: they come from scalar float64 arithmetic and libm calls, so a CPU
+    can change a printed digit only for a value within about 1e-16 (relative) of a rounding boundary.
+    """
+    files = {p.relative_to(committed).as_posix() for p in committed.rglob("*") if p.is_file()}
+    again = {p.relative_to(regenerated).as_posix() for p in regenerated.rglob("*") if p.is_file()}
+    found = [f"{name}: only in {committed}" for name in sorted(files - again)]
+    found += [f"{name}: only in {regenerated}" for name in sorted(again - files)]
+    for name in sorted(files & again):
+        a, b = committed / name, regenerated / name
+        if name in TABLES:
+            try:
+                pd.testing.assert_frame_equal(pd.read_csv(a), pd.read_csv(b), check_exact=True)
+            except AssertionError as err:
+                found.append(f"{name}: {' '.join(str(err).split())[:300]}")
+        elif name == "cohort.json":
+            if json.loads(a.read_text()) != json.loads(b.read_text()):
+                found.append(f"{name} differs")
+        elif name.endswith((".txt", ".md")):
+            if read_note(a) != read_note(b):
+                found.append(f"{name} differs")
+        elif name.startswith("images/"):
+            x, y, step = read_image(a), read_image(b), _image_step(a)
+            if x.shape != y.shape or _steps(x, y, step) > 1:
+                found.append(f"{name}: pixels differ by more than one stored level ({step:.3g})")
+        elif name.endswith(".hea"):
+            x, y = read_signal(a), read_signal(b)
+            step = 1 / min(wfdb.rdheader(str(a.with_suffix(""))).adc_gain)
+            if (x.fs, x.channels, x.data.shape) != (y.fs, y.channels, y.data.shape):
+                found.append(f"{name}: rate, leads or length differ")
+            elif _steps(x.data, y.data, step) > 1:
+                found.append(f"{name}: samples differ by more than one ADC step ({step * 1000:.0f} uV)")
+        elif not name.endswith(".dat"):  # .dat files are read through their .hea
+            found.append(f"{name}: no comparison defined for this file")
+    return found
+
+
+def test_recorded_command_regenerates_the_sample(tmp_path):
     info = CohortReader(SAMPLE).info["generator"]
     args = shlex.split(info["command"])
     assert args[:4] == ["python", "-m", "neurofusion.data", "generate"]
     generate_cohort(info["task"], info["n"], info["seed"], tmp_path / "again", splits=tuple(info["splits"]),
                     signal_format=info["signal_format"], progress=False)
-    committed, regenerated = _hashes(SAMPLE), _hashes(tmp_path / "again")
-    differing = sorted(k for k in committed.keys() | regenerated.keys() if committed.get(k) != regenerated.get(k))
+    differing = cohort_differences(SAMPLE, tmp_path / "again")
     assert not differing, f"sample_data/cardio is stale (run `make sample-data`): {differing[:5]}"
+
+
+@pytest.fixture(scope="module")
+def small_cohort(tmp_path_factory):
+    """A small generated cohort holding every stored format (8-bit PNG, 16-bit PNG, DICOM, WFDB 212)."""
+    root = tmp_path_factory.mktemp("cohort") / "a"
+    generate_cohort("cardio", 30, 5, root, signal_format="212", progress=False)
+    return root
+
+
+def _copy(root: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(root, tmp_path / "copy"))
+
+
+def _a_png(root: Path, bits: int) -> Path:
+    for path in sorted((root / "images").glob("*.png")):
+        if (_image_step(path) == 1 / 65535) == (bits == 16):
+            return path
+    raise LookupError(f"no {bits}-bit PNG in {root}")
+
+
+def test_comparison_accepts_a_copy_and_one_level_of_rounding(small_cohort, tmp_path):
+    copy = _copy(small_cohort, tmp_path)
+    assert cohort_differences(small_cohort, copy) == []
+    png = _a_png(copy, 16)
+    image = read_image(png)
+    image[40, 60] = min(image[40, 60] + 1 / 65535, 1.0)  # one 16-bit level: what another CPU may do
+    write_png(png, image, bit_depth=16)
+    header = sorted((copy / "signals").glob("*.hea"))[0]
+    signal = read_signal(header)
+    signal.data[3, 100] += 0.005  # one 5 uV step of format 212
+    write_wfdb(header, signal, fmt="212")
+    assert cohort_differences(small_cohort, copy) == []
+
+
+@pytest.mark.parametrize("change, expected", [
+    ("note", "notes/"), ("table", "cohort.csv"), ("truth", "ground_truth.csv"), ("png8", "images/"),
+    ("png16", "images/"), ("dicom", "images/"), ("signal", "signals/"), ("missing", "only in"),
+])
+def test_comparison_finds_a_stale_sample(small_cohort, tmp_path, change, expected):
+    copy = _copy(small_cohort, tmp_path)
+    if change == "note":
+        note = sorted((copy / "notes").glob("*.txt"))[0]
+        note.write_text(note.read_text(encoding="utf-8") + "Addendum: seen again today.\n", encoding="utf-8")
+    elif change == "table":
+        table = pd.read_csv(copy / "cohort.csv")
+        table.loc[table["age"].first_valid_index(), "age"] += 1
+        table.to_csv(copy / "cohort.csv", index=False)
+    elif change == "truth":
+        truth = pd.read_csv(copy / "ground_truth.csv")
+        truth.loc[truth["strength_text"].first_valid_index(), "strength_text"] += 0.0001
+        truth.to_csv(copy / "ground_truth.csv", index=False)
+    elif change in ("png8", "png16"):
+        bits = int(change[3:])
+        png = _a_png(copy, bits)
+        image = read_image(png)
+        image[40:44, 60:64] = np.clip(image[40:44, 60:64] + 2 / (2**bits - 1), 0, 1)  # two levels
+        write_png(png, image, bit_depth=bits)
+    elif change == "dicom":
+        dcm = sorted((copy / "images").glob("*.dcm"))[0]
+        ds = pydicom.dcmread(dcm)
+        pixels = ds.pixel_array.copy()
+        pixels[40, 60] = pixels[40, 60] + 2 if pixels[40, 60] < 250 else pixels[40, 60] - 2
+        ds.PixelData = pixels.tobytes()
+        ds.save_as(dcm)
+    elif change == "signal":
+        header = sorted((copy / "signals").glob("*.hea"))[0]
+        signal = read_signal(header)
+        signal.data[3, 100] += 0.010  # two steps of format 212
+        write_wfdb(header, signal, fmt="212")
+    else:
+        next((copy / "notes").glob("*.txt")).unlink()
+    found = cohort_differences(small_cohort, copy)
+    assert found and all(expected in f for f in found), found
 
 
 DEMO = SAMPLE.parent / "checkpoints" / "cardio_demo"

@@ -43,7 +43,9 @@ def generate_cohort(
     """Generate the ``splits`` part of an ``n``-case synthetic cohort into the empty folder ``out``.
 
     The same (task, n, seed) always gives the same cases, whichever splits are written, so a committed
-    test split and a regenerated training split belong to one cohort.
+    test split and a regenerated training split belong to one cohort. Cases, tables and notes are the same
+    on any machine; stored pixels and ECG samples within one step (floats rounded on another CPU); on one
+    machine the files are the same bytes whatever ``workers`` is.
     """
     if task not in GENERATORS:
         raise ValueError(f"unknown task {task!r}; available: {', '.join(GENERATORS)}")
@@ -117,16 +119,20 @@ def _readme(info: dict, n_written: int) -> str:
 
 **SYNTHETIC DATA. No real patient is represented; not for clinical use.**
 
-Regenerate it exactly (into an empty folder) with:
+Regenerate it (into an empty folder) with:
 
     {gen['command']}
+
+That gives the same cases, tables and notes exactly, and on the same machine the same bytes whatever the
+number of workers. On another CPU an image pixel or ECG sample may differ by one stored step (they are
+rounded from floats), and PNG/WFDB bytes depend on the zlib, Pillow and wfdb versions.
 
 It holds the {', '.join(gen['splits'])} part of an {gen['n']}-case cohort drawn with seed {gen['seed']};
 the other splits come from the same command with `--splits` naming them.
 
 - `cohort.csv`: one row per case (split, label, site, file paths, `has_<modality>` flags, labs).
 - `features.csv`: units and reference ranges of the lab/demographic columns.
-- `images/`: echo-like apical four-chamber images (PNG at two sites, 8-bit DICOM at the third).
+- `images/`: echo-like apical four-chamber images (8- and 16-bit PNG at two sites, 16-bit DICOM at the third).
 - `signals/`: 12-lead 10 s ECGs as WFDB records (500 Hz at two sites, 250 Hz at one).
 - `notes/`: cardiology consult notes, UTF-8.
 - `ground_truth.csv`: how strongly each modality expresses the case's label (0-1, blank = modality
