@@ -89,7 +89,9 @@ class InputReport:
         if self.not_measured:
             out.append(f"{self.scope}: not measured: {', '.join(self.not_measured)} (the model treats them as missing)")
         if self.short_recordings:
-            which = "the recording is" if self.short_recordings == 1 else f"{self.short_recordings} recordings are"
+            which = "the recording is"
+            if not self.scope.startswith("case "):
+                which = f"{self.short_recordings} recording(s) are"
             out.append(f"{self.scope}: {which} shorter than the {self.window_seconds:g} s the model reads; "
                        "the rest of the window is zero padding")
         out += [f"{self.scope}: {note}" for note in self.notes]

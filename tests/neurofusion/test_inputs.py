@@ -182,3 +182,39 @@ def test_cli_validate_with_checkpoint_prints_the_report(small_cohort, tmp_path, 
     assert "column(s) 'ward' are not described in features.csv" in out
     assert main(["validate", str(root), "--checkpoint", str(tmp_path / "nowhere")]) == 2
     assert "--checkpoint: checkpoint folder" in capsys.readouterr().err
+
+
+def test_case_from_a_renamed_cohort_says_what_the_model_misses(small_cohort, spec):
+    root, _ = small_cohort
+    _renamed_cohort(root)
+    report = case_input_report(spec, CohortReader(root)["P001"])
+    assert report.unmatched == ["troponin_ng_l"] and report.extra == ["trop_t", "ward"]
+    assert report.unknown_categories == {"sex": ["female"]}
+    assert any("column(s) 'ward' are not described in features.csv" in m for m in report.messages())
+
+
+def test_values_of_the_wrong_kind_are_named(spec):
+    report = case_input_report(spec, _case(tabular={"age": "sixty", "sex": 1.0}))
+    assert report.wrong_kind == {
+        "age": "the model reads it as a number but the case holds 'sixty'",
+        "sex": "the model reads it as categories (F, M) but the case holds 1.0",
+    }
+    assert "case U1: 'age': the model reads it as a number but the case holds 'sixty'" in report.messages()
+
+
+def test_cohort_leads_gathered_from_case_reports(small_cohort, spec):
+    root, _ = small_cohort
+    cohort = CohortReader(root)
+    reports = [
+        case_input_report(spec, _case(signal=_signal(("II", "V1", "ECG3"), seconds=1.0))),
+        case_input_report(spec, _case(signal=_signal(("MLII", "V1"), seconds=2.0))),
+        case_input_report(spec, _case(tabular={"age": 1.0})),  # no recording: not counted
+    ]
+    report = cohort_input_report(spec, cohort, reports)
+    assert report.leads == {"found": ["II", "V1"], "missing": [l for l in STANDARD_LEADS if l not in ("II", "V1")],
+                            "unmapped": ["ECG3"]}
+    assert report.short_recordings == 1 and "signal" not in report.unusable
+    messages = report.messages()
+    assert any(": no recording has the model's lead(s) I, III, aVR" in m for m in messages)
+    assert messages[-1] == (f"{root / 'cohort.csv'}: 1 recording(s) are shorter than the 2 s the model reads; "
+                            "the rest of the window is zero padding")

@@ -291,3 +291,10 @@ def test_dicom_waveform_with_zero_sampling_frequency_is_a_specific_error(tmp_pat
     ds.save_as(tmp_path / "w.dcm")
     with pytest.raises(CohortError, match=r"w\.dcm: DICOM waveform states a sampling frequency of 0 Hz"):
         read_signal(tmp_path / "w.dcm")
+
+
+def test_wfdb_header_that_cannot_be_parsed_is_an_error(tmp_path):
+    write_wfdb(tmp_path / "r.hea", Signal(np.zeros((1, 100), np.float32), 500, ("II",)))
+    (tmp_path / "r.hea").write_text("r 1 500 100\nr.dat sixteen garbage here\n")
+    with pytest.raises(CohortError, match=r"r\.hea: WFDB header cannot be parsed"):
+        read_signal(tmp_path / "r.hea")

@@ -60,3 +60,9 @@ def test_preview_shows_what_the_reader_could_not_use(small_cohort, tmp_path):
             rgb = np.asarray(image.convert("RGB")).astype(int)
         return int(((rgb[..., 0] > 150) & (rgb[..., 1] < 80) & (rgb[..., 2] < 80)).sum())
     assert red_ink(plain) == 0 and red_ink(flagged) > 200  # the issue is printed in red under the panels
+
+
+def test_preview_out_that_is_a_folder_is_a_message(small_cohort, tmp_path, capsys):
+    root, _ = small_cohort
+    assert main(["preview", str(root), "--case-id", "P000", "--out", str(tmp_path), "--force"]) == 2
+    assert f"{tmp_path} exists and is not a file" in capsys.readouterr().err
