@@ -107,7 +107,10 @@ class InputReport:
 
 
 def case_input_report(spec: InputSpec, case: Case) -> InputReport:
-    """What the model can use of one case (nothing is read from disk: the case is already loaded)."""
+    """What the model can use of one case (nothing is read from disk: the case is already loaded).
+
+    A case without tabular values or a recording has nothing matched or unmatched for it: that modality
+    is missing, which the model handles, not mismatched."""
     report = _new_report(spec, f"case {case.case_id}")
     values = case.tabular
     if values is not None:
@@ -121,9 +124,8 @@ def case_input_report(spec: InputSpec, case: Case) -> InputReport:
             _check_value(report, wanted[name], values[name])
         if spec.features and not report.matched:
             report.unusable["tabular"] = (
-                f"none of its {len(names)} value(s) ({_names(names[:8])}{', ...' if len(names) > 8 else ''}) is a "
-                f"feature the model reads ({_names([f.name for f in spec.features][:8])}"
-                f"{', ...' if len(spec.features) > 8 else ''})"
+                f"none of its {len(names)} value(s) ({_some(names)}) is a feature the model reads "
+                f"({_some([f.name for f in spec.features])})"
             )
     ignored = case.meta.get("ignored_columns") or {}
     report.extra += [c for c in ignored if c not in report.extra]
@@ -168,7 +170,7 @@ def cohort_input_report(
     if spec.features and columns and not report.matched:
         report.unusable["tabular"] = (
             f"none of the cohort's {len(columns)} tabular column(s) is a feature the model reads "
-            f"({_names([f.name for f in spec.features][:8])}{', ...' if len(spec.features) > 8 else ''})"
+            f"({_some([f.name for f in spec.features])})"
         )
     if case_reports is not None:
         _add_case_leads(report, list(case_reports), spec)
@@ -187,6 +189,10 @@ def _new_report(spec: InputSpec, scope: str) -> InputReport:
 
 def _names(names: list[str]) -> str:
     return ", ".join(f"'{n}'" for n in names)
+
+
+def _some(names: list[str], limit: int = 8) -> str:
+    return _names(names[:limit]) + (", ..." if len(names) > limit else "")
 
 
 def _is_missing(value) -> bool:
