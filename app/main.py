@@ -98,6 +98,8 @@ with st.sidebar:
     st.caption(f"Running on {device_note} · {len(context.cohort)} cases{synthetic} · "
                f"{context.checkpoint.config.architecture}")
     st.caption("Research tool on synthetic data: not for clinical use.")
+    for warning in context.checkpoint.warnings:
+        st.warning(warning)
 
 pages = [
     st.Page(VIEWS / "case_explorer.py", title="Case explorer", icon=":material/person_search:", default=True),

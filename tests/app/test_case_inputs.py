@@ -1,10 +1,14 @@
 """The case page shows what the model could not use and what is unlike its training data: an ECG whose
 channels name no lead is "unusable" with the reason (never "ECG ✓"), and a flagged modality is a warning
-with its distance, threshold and false-alarm rate."""
+with its distance, threshold and false-alarm rate (the demo checkpoint's reference)."""
 
 from __future__ import annotations
 
-import app.state
+import re
+
+import numpy as np
+from PIL import Image
+
 from tests.app.test_faults import _app, _small_cohort
 
 
@@ -24,22 +28,18 @@ def test_ecg_with_no_recognisable_lead_is_shown_as_unusable(tmp_path):
     assert any(w.startswith("This case's ECG cannot be used") and f"{case_id}.hea" in w for w in warnings), warnings
 
 
-def test_flagged_modality_is_a_visible_warning(tmp_path, monkeypatch):
+def test_image_unlike_the_training_data_is_a_visible_warning(tmp_path):
     root, ids = _small_cohort(tmp_path)
-    explain = app.state.explain_case
-
-    def with_ood(predictor, case, settings):  # the OOD result as CaseExplanation.ood carries it
-        explanation = explain(predictor, case, settings)
-        explanation.ood = {
-            "image": {"distance": 57.31, "threshold": 31.9, "flagged": True, "false_alarm_rate": 0.011},
-            "text": {"distance": 12.0, "threshold": 29.4, "flagged": False, "false_alarm_rate": 0.009},
-        }
-        return explanation
-
-    monkeypatch.setattr(app.state, "explain_case", with_ood)
-    at = _app(root, ids[0])
+    case_id = ids[0]
+    png = root / "images" / f"{case_id}.png"
+    shape = np.asarray(Image.open(png)).shape
+    checkerboard = (np.indices(shape).sum(0) // 8 % 2 * 255).astype(np.uint8)  # no echo looks like this
+    Image.fromarray(checkerboard, mode="L").save(png)
+    at = _app(root, case_id)
     assert not at.exception, [e.value for e in at.exception]
-    warnings = [w.value for w in at.warning]
-    assert ("The echo image is unlike the training data: distance 57.3 > threshold 31.9, which 1.1 % of "
-            "held-out training cases exceed.") in " ".join(warnings), warnings
-    assert any(c.value == "Within the training data's range: clinical note." for c in at.caption)
+    flagged = [w.value for w in at.warning if "unlike the training data" in w.value]
+    assert len(flagged) == 1 and flagged[0].startswith("The echo image is unlike the training data"), flagged
+    found = re.search(r"distance ([\d.]+) > threshold ([\d.]+), which ([\d.]+) % of held-out", flagged[0])
+    distance, threshold, rate = map(float, found.groups())
+    assert distance > threshold > 0 and 0 <= rate < 10
+    assert any(c.value.startswith("Within the training data's range: clinical note") for c in at.caption)
