@@ -3,7 +3,9 @@
     python -m neurofusion.evaluate --checkpoint DIR --data DIR [--split test] [--drop image,text] [--json]
 
 Accuracy, macro F1, per-class F1, one-vs-rest AUROC, confusion matrix and calibration error, each with a
-bootstrap 95 % confidence interval (scikit-learn metrics).
+bootstrap 95 % confidence interval (scikit-learn metrics). A metric the split cannot define (the F1 of a
+class with no cases in it) is printed as not defined with the reason (JSON: null and a "reason"), and the
+macro averages name the classes they are taken over.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
     predictor = Predictor(ckpt.model, ckpt.tokenizer, ckpt.device)
     cases = [cohort[i] for i in ids]
     labels, probabilities = predictor.predict(cases, drop=drop)
-    metrics = classification_metrics(labels, probabilities, ckpt.config.classes, n_bootstrap=n_bootstrap, seed=seed)
+    metrics = classification_metrics(labels, probabilities, ckpt.config.classes, n_bootstrap=n_bootstrap, seed=seed,
+                                     split=split)
     return {"checkpoint": str(checkpoint), "data": str(data), "split": split, "dropped": list(drop),
             "architecture": ckpt.config.architecture, **metrics}
 
@@ -62,17 +65,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    def fmt(e):
-        return f"{e['value']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]"
-    dropped = ", ".join(result["dropped"]) or "none"
-    print(f"{result['architecture']} on {result['data']} ({result['split']}, n={result['n']}, withheld: {dropped})")
-    for key in ("accuracy", "macro_f1", "macro_auroc", "ece"):
-        if result.get(key):
-            print(f"  {key:<12} {fmt(result[key])}")
-    for name, row in result["per_class"].items():
-        print(f"  F1 {name:<26} {fmt(row['f1'])}  (n={row['support']})")
+    print(report_text(result))
     return 0
 
+
+def report_text(result: dict) -> str:
+    """The evaluation as lines of text; a metric the data cannot define says so and why."""
+    dropped = ", ".join(result["dropped"]) or "none"
+    lines = [f"{result['architecture']} on {result['data']} ({result['split']}, n={result['n']}, withheld: {dropped})"]
+    for key in ("accuracy", "macro_f1", "macro_auroc", "ece"):
+        lines.append(f"  {key:<12} {_estimate_text(result[key])}{_over(result[key])}")
+    for name, row in result["per_class"].items():
+        lines.append(f"  {name:<26} F1 {_estimate_text(row['f1'])}; AUROC {_estimate_text(row['auroc'])} "
+                     f"(n={row['support']})")
+    return "\n".join(lines)
+
+
+def _estimate_text(estimate: dict) -> str:
+    if estimate["value"] is None:
+        return estimate["reason"]
+    if estimate["ci_low"] is None:
+        return f"{estimate['value']:.3f} ({estimate['reason']})"
+    return f"{estimate['value']:.3f} [{estimate['ci_low']:.3f}, {estimate['ci_high']:.3f}]"
+
+
+def _over(macro: dict) -> str:
+    """A macro average that leaves classes out names the classes it is taken over."""
+    if not macro.get("excluded"):
+        return ""
+    return f"  over {', '.join(macro['classes'])} (not {', '.join(macro['excluded'])})"
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,6 +3,7 @@ percentile confidence interval, returned as a JSON-ready dict."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,16 +20,21 @@ _MAX_CELLS_PER_CHUNK = 4_000_000
 class Estimate:
     """A metric on the full data with its bootstrap percentile interval.
 
-    The bounds are NaN when fewer than half of the resamples could compute the metric; ``json.dumps`` writes
-    them as ``NaN`` (Python's JSON, not strict JSON).
+    ``value`` is None when the metric is not defined on the data (a class with no cases has no F1), the
+    bounds are None when fewer than half of the resamples could compute it; ``reason`` then says why, in
+    words a reader of the report understands. ``to_dict`` gives JSON nulls (never NaN) and the reason.
     """
 
-    value: float
-    ci_low: float
-    ci_high: float
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    reason: str | None = None
 
-    def to_dict(self) -> dict[str, float]:
-        return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high}
+    def to_dict(self) -> dict:
+        out = {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
 
 
 def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
@@ -49,21 +55,23 @@ def classification_metrics(
     n_bootstrap: int = 1000,
     seed: int = 0,
     ci: float = 0.95,
+    split: str | None = None,
 ) -> dict:
     """Accuracy, macro F1, ECE, one-vs-rest AUROC (macro and per class) and the confusion matrix.
 
     ``y_true`` is (N,) int class indices in ``[0, C)``; ``proba`` is (N, C) with rows summing to 1 and
     ``C == len(class_names)``; predictions are its row-wise argmax. Every metric is scikit-learn's on the full
     data, with a percentile interval from ``n_bootstrap`` resamples of cases (with replacement, seeded).
+    ``split`` only names the data in the reasons ("no test cases of class X").
 
-    F1 counts every class in ``class_names`` with ``zero_division=0``: a class neither true nor predicted in the
-    data, or in a resample that misses a rare class, scores 0, which pulls macro F1 and its lower bound down.
-    ECE sums absolute gaps, so resampling noise only adds to it: for small N its interval tends to sit above
-    the point estimate, which may lie near the lower bound.
-
-    A class's AUROC is None when the data hold only that class or none of it, or when fewer than half of the
-    resamples hold both; the macro AUROC averages the classes whose AUROC is defined (None if none is) and is
-    skipped in a resample where any of them is undefined.
+    A metric that the data cannot define is reported as not defined (value None with a ``reason``), never as
+    0 or NaN: a class's F1 when the data hold none of its cases (it measures how well the class is found);
+    a class's AUROC when the data hold only that class or none of it. The macro averages are taken over the
+    classes whose metric is defined, named in ``classes``, the others listed in ``excluded`` with the reason.
+    In a resample that lacks a class (or holds only it), that class's F1 (AUROC) is not defined either: its
+    interval uses the resamples where it is, and is not defined when fewer than half are; the macro average
+    of a resample is taken over its classes of the macro set whose metric it defines. ECE sums absolute gaps,
+    so resampling noise only adds to it: for small N its interval tends to sit above the point estimate.
     """
     n_classes = len(class_names)
     if n_classes < 2:
@@ -79,40 +87,45 @@ def classification_metrics(
     n = len(y)
     pred = p.argmax(axis=1)
     labels = list(range(n_classes))
-
-    auroc_classes = [c for c in labels if 0 < np.count_nonzero(y == c) < n]
-    boot = _bootstrap(y, p, auroc_classes, n_bootstrap=n_bootstrap, seed=seed)
-
-    def estimate(value: float, resampled: np.ndarray) -> Estimate:
-        return Estimate(float(value), *_percentile_interval(resampled, ci, n_bootstrap))
-
-    per_class_f1 = f1_score(y, pred, labels=labels, average=None, zero_division=0)
-    per_class_auroc: dict[int, Estimate] = {}
-    for c in auroc_classes:
-        auroc = estimate(roc_auc_score(y == c, p[:, c]), boot["auroc"][:, c])
-        if not np.isnan(auroc.ci_low):  # NaN bounds here mean too few resamples held both groups
-            per_class_auroc[c] = auroc
-    macro_auroc = None
-    if per_class_auroc:
-        defined = list(per_class_auroc)
-        macro_value = np.mean([per_class_auroc[c].value for c in defined])
-        macro_auroc = estimate(macro_value, boot["auroc"][:, defined].mean(axis=1)).to_dict()
-
     support = np.bincount(y, minlength=n_classes)
+    cases = f"{split} cases" if split else "cases"
+
+    auroc_classes = [c for c in labels if 0 < support[c] < n]
+    boot = _bootstrap(y, p, auroc_classes, n_bootstrap=n_bootstrap, seed=seed)
+    boot_f1 = np.where(boot["support"] > 0, boot["f1"], np.nan)  # a class absent from a resample has no F1 there
+
+    def estimate(value: float, resampled: np.ndarray, what: str) -> Estimate:
+        low, high = _percentile_interval(resampled, ci, n_bootstrap)
+        if np.isnan(low):
+            usable = int(np.count_nonzero(~np.isnan(resampled)))
+            return Estimate(float(value), None, None, f"interval not defined: only {usable} of {n_bootstrap} "
+                                                      f"resamples define {what}")
+        return Estimate(float(value), low, high)
+
+    def not_defined(c: int) -> str:
+        name = class_names[c]
+        if support[c] == 0:
+            predicted = int(np.count_nonzero(pred == c))
+            also = f" ({predicted} predicted as {name})" if predicted else ""
+            return f"not defined: no {cases} of class {name}{also}"
+        return f"not defined: every one of the {n} {cases} is class {name}, so none ranks against it"
+
+    f1_classes = [c for c in labels if support[c] > 0]
+    per_class_f1 = f1_score(y, pred, labels=labels, average=None, zero_division=0)
+    f1 = {c: estimate(per_class_f1[c], boot_f1[:, c], f"the F1 of {class_names[c]} (hold a case of it)")
+          if c in f1_classes else Estimate(None, None, None, not_defined(c)) for c in labels}
+    auroc = {c: estimate(roc_auc_score(y == c, p[:, c]), boot["auroc"][:, c],
+                         f"the AUROC of {class_names[c]} (hold it and another class)")
+             if c in auroc_classes else Estimate(None, None, None, not_defined(c)) for c in labels}
+
     return {
         "n": n,
-        "accuracy": estimate(accuracy_score(y, pred), boot["accuracy"]).to_dict(),
-        "macro_f1": estimate(
-            f1_score(y, pred, labels=labels, average="macro", zero_division=0), boot["f1"].mean(axis=1)
-        ).to_dict(),
-        "ece": estimate(expected_calibration_error(y, p, _ECE_BINS), boot["ece"]).to_dict(),
-        "macro_auroc": macro_auroc,
+        "accuracy": estimate(accuracy_score(y, pred), boot["accuracy"], "accuracy").to_dict(),
+        "macro_f1": _macro(f1, f1_classes, boot_f1, class_names, estimate, "macro F1"),
+        "ece": estimate(expected_calibration_error(y, p, _ECE_BINS), boot["ece"], "the ECE").to_dict(),
+        "macro_auroc": _macro(auroc, auroc_classes, boot["auroc"], class_names, estimate, "macro AUROC"),
         "per_class": {
-            name: {
-                "f1": estimate(per_class_f1[c], boot["f1"][:, c]).to_dict(),
-                "auroc": per_class_auroc[c].to_dict() if c in per_class_auroc else None,
-                "support": int(support[c]),
-            }
+            name: {"f1": f1[c].to_dict(), "auroc": auroc[c].to_dict(), "support": int(support[c])}
             for c, name in enumerate(class_names)
         },
         "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
@@ -120,6 +133,24 @@ def classification_metrics(
         "ci": ci,
         "n_bootstrap": n_bootstrap,
     }
+
+
+def _macro(per_class: dict[int, Estimate], defined: list[int], resampled: np.ndarray, class_names: Sequence[str],
+           estimate, what: str) -> dict:
+    """The mean over the ``defined`` classes, saying which classes it is taken over and why others are not."""
+    excluded = {class_names[c]: e.reason for c, e in per_class.items() if c not in defined}
+    if not defined:
+        result = Estimate(None, None, None, f"not defined: no class has a defined {what.split()[-1]}").to_dict()
+    else:
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN resamples: "mean of empty slice"
+            per_resample = np.nanmean(resampled[:, defined], axis=1)
+        value = float(np.mean([per_class[c].value for c in defined]))
+        result = estimate(value, per_resample, what).to_dict()
+    result["classes"] = [class_names[c] for c in defined]
+    if excluded:
+        result["excluded"] = excluded
+    return result
 
 
 def _check_inputs(y_true: np.ndarray, proba: np.ndarray, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -175,6 +206,8 @@ def _calibration_gaps(y: np.ndarray, proba: np.ndarray, n_bins: int) -> np.ndarr
 
 
 def _percentile_interval(resampled: np.ndarray, ci: float, n_bootstrap: int) -> tuple[float, float]:
+    """Percentile interval over the resamples that define the metric (not NaN); NaN bounds when fewer than
+    half do."""
     usable = resampled[~np.isnan(resampled)]
     if 2 * len(usable) < n_bootstrap:
         return float("nan"), float("nan")
@@ -225,6 +258,7 @@ def _resampled_metrics(
     return {
         "accuracy": tp.sum(axis=1) / n,
         "f1": f1,
+        "support": cm.sum(axis=2),  # (B, C) cases of each class in each resample
         "ece": np.abs(counts @ _calibration_gaps(y, proba, n_bins)).sum(axis=1) / n,
         "auroc": auroc,
     }

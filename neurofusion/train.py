@@ -234,7 +234,7 @@ def _final_metrics(result: TrainResult, cohort: CohortReader, evaluation: Cohort
         ids = reader.ids(name)
         if ids:
             labels, probabilities = predictor.predict([reader[i] for i in ids])
-            metrics[name] = classification_metrics(labels, probabilities, result.model.classes)
+            metrics[name] = classification_metrics(labels, probabilities, result.model.classes, split=name)
     return metrics
 
 

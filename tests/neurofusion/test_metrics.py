@@ -55,17 +55,17 @@ def hand_result() -> dict:
 
 def test_point_estimates_equal_scikit_learn(hand_result):
     pred = PROBA.argmax(axis=1)
-    labels = list(range(4))
+    defined = [0, 1, 2]  # "d" has no cases: its F1 and AUROC are not defined and not averaged
     assert hand_result["accuracy"]["value"] == accuracy_score(Y, pred) == 0.4
-    assert hand_result["macro_f1"]["value"] == f1_score(Y, pred, labels=labels, average="macro", zero_division=0)
-    assert hand_result["macro_f1"]["value"] == pytest.approx(0.25)
-    per_class_f1 = f1_score(Y, pred, labels=labels, average=None, zero_division=0)
-    assert [hand_result["per_class"][name]["f1"]["value"] for name in NAMES] == per_class_f1.tolist()
-    assert per_class_f1.tolist() == pytest.approx([0.5, 0.5, 0.0, 0.0])
+    assert hand_result["macro_f1"]["value"] == pytest.approx(f1_score(Y, pred, labels=defined, average="macro"),
+                                                             abs=1e-15)
+    assert hand_result["macro_f1"]["value"] == pytest.approx(1 / 3)  # was 0.25 with "d" counted as F1 = 0
+    per_class_f1 = f1_score(Y, pred, labels=defined, average=None, zero_division=0)
+    assert [hand_result["per_class"][name]["f1"]["value"] for name in NAMES[:3]] == per_class_f1.tolist()
+    assert per_class_f1.tolist() == pytest.approx([0.5, 0.5, 0.0])  # "c" has cases, none found: a real 0
 
     aurocs = [roc_auc_score(Y == c, PROBA[:, c]) for c in range(3)]
     assert [hand_result["per_class"][name]["auroc"]["value"] for name in NAMES[:3]] == aurocs
-    assert hand_result["per_class"]["d"]["auroc"] is None  # never true: no positives to rank
     assert hand_result["macro_auroc"]["value"] == pytest.approx(np.mean(aurocs), abs=1e-15)
     assert hand_result["ece"]["value"] == expected_calibration_error(Y, PROBA)
 
@@ -108,14 +108,25 @@ def test_perfect_classifier_has_degenerate_intervals():
     y = np.repeat([0, 1, 2], 30)
     result = classification_metrics(y, np.eye(3)[y], ["x", "y", "z"], n_bootstrap=100)
     for key, expected in [("accuracy", 1.0), ("macro_f1", 1.0), ("macro_auroc", 1.0), ("ece", 0.0)]:
-        assert result[key] == {"value": expected, "ci_low": expected, "ci_high": expected}, key
+        expected_dict = {"value": expected, "ci_low": expected, "ci_high": expected}
+        if key.startswith("macro"):
+            expected_dict["classes"] = ["x", "y", "z"]
+        assert result[key] == expected_dict, key
 
 
 def test_single_case_is_accepted_without_aurocs():
-    result = classification_metrics(np.array([1]), np.array([[0.3, 0.7]]), ["neg", "pos"], n_bootstrap=50)
+    result = classification_metrics(np.array([1]), np.array([[0.3, 0.7]]), ["neg", "pos"], n_bootstrap=50,
+                                    split="test")
     assert result["accuracy"] == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0}
-    assert result["macro_auroc"] is None
-    assert all(result["per_class"][name]["auroc"] is None for name in ("neg", "pos"))
+    neg, pos = result["per_class"]["neg"], result["per_class"]["pos"]
+    assert neg["auroc"] == neg["f1"] == {"value": None, "ci_low": None, "ci_high": None,
+                                         "reason": "not defined: no test cases of class neg"}
+    assert pos["auroc"]["value"] is None
+    assert pos["auroc"]["reason"] == "not defined: every one of the 1 test cases is class pos, so none ranks against it"
+    assert result["macro_auroc"] == {"value": None, "ci_low": None, "ci_high": None,
+                                     "reason": "not defined: no class has a defined AUROC", "classes": [],
+                                     "excluded": {"neg": neg["auroc"]["reason"], "pos": pos["auroc"]["reason"]}}
+    assert result["macro_f1"]["value"] == 1.0 and result["macro_f1"]["classes"] == ["pos"]
 
 
 def test_intervals_contain_the_estimate_and_narrow_with_more_cases():
@@ -190,19 +201,56 @@ def test_interval_is_nan_when_fewer_than_half_the_resamples_are_usable():
     assert math.isnan(low) and math.isnan(high)
 
 
-def test_auroc_is_none_when_most_resamples_lack_a_class():
+def test_auroc_interval_is_not_defined_when_most_resamples_lack_a_class():
     # With one case per class, a single resample holds both classes or one of them twice, equally often.
     y, proba = np.array([0, 1]), np.array([[0.8, 0.2], [0.3, 0.7]])
-    outcomes = {
-        seed: classification_metrics(y, proba, ["neg", "pos"], n_bootstrap=1, seed=seed)["macro_auroc"]
+    outcomes = [
+        classification_metrics(y, proba, ["neg", "pos"], n_bootstrap=1, seed=seed)["macro_auroc"]
         for seed in range(12)
-    }
-    assert None in outcomes.values()
-    assert {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0} in outcomes.values()
+    ]
+    assert {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0, "classes": ["neg", "pos"]} in outcomes
+    assert {"value": 1.0, "ci_low": None, "ci_high": None, "classes": ["neg", "pos"],
+            "reason": "interval not defined: only 0 of 1 resamples define macro AUROC"} in outcomes
+
+
+def test_a_class_without_cases_is_not_defined_not_zero(hand_result):
+    """The issue: a class with no test cases was counted as F1 = 0 (pulling macro F1 from 0.333 to 0.25) and
+    its AUROC printed as [nan, nan]; now it is null with the reason, and the macro averages say over what."""
+    d = hand_result["per_class"]["d"]
+    reason = "not defined: no cases of class d (2 predicted as d)"
+    assert d["f1"] == d["auroc"] == {"value": None, "ci_low": None, "ci_high": None, "reason": reason}
+    for key in ("macro_f1", "macro_auroc"):
+        assert hand_result[key]["classes"] == ["a", "b", "c"] and hand_result[key]["excluded"] == {"d": reason}
+    json.dumps(hand_result, allow_nan=False)  # strict JSON: no NaN anywhere
+    named = classification_metrics(Y, PROBA, NAMES, n_bootstrap=20, split="test")
+    assert named["per_class"]["d"]["f1"]["reason"] == "not defined: no test cases of class d (2 predicted as d)"
+
+
+def test_rare_class_interval_ignores_resamples_without_it():
+    # Class 2 has one case, always found and never confused: its F1 is 1 wherever it is defined. Counting
+    # the ~37 % of resamples that lose the case as F1 = 0 put the lower bound at 0.
+    y = np.array([0] * 20 + [1] * 20 + [2])
+    proba = np.eye(3)[y] * 0.8 + 0.2 / 3
+    result = classification_metrics(y, proba, ["x", "y", "z"], n_bootstrap=400)
+    assert result["per_class"]["z"]["f1"] == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0}
+    assert result["macro_f1"] == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0, "classes": ["x", "y", "z"]}
+
+
+def test_interval_of_a_class_in_few_resamples_is_not_defined_with_the_count():
+    y = np.array([0] * 30 + [1])
+    proba = np.eye(2)[y] * 0.9 + 0.05
+    # a single resample of 31 cases loses the rare one about 37 % of the time
+    outcomes = [classification_metrics(y, proba, ["common", "rare"], n_bootstrap=1, seed=seed)
+                ["per_class"]["rare"]["f1"] for seed in range(10)]
+    reason = "interval not defined: only 0 of 1 resamples define the F1 of rare (hold a case of it)"
+    assert {"value": 1.0, "ci_low": None, "ci_high": None, "reason": reason} in outcomes
+    assert {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0} in outcomes
 
 
 def test_estimate_to_dict():
     assert Estimate(0.5, 0.25, 0.75).to_dict() == {"value": 0.5, "ci_low": 0.25, "ci_high": 0.75}
+    assert Estimate(None, None, None, "not defined: x").to_dict() == {
+        "value": None, "ci_low": None, "ci_high": None, "reason": "not defined: x"}
 
 
 _GOOD_P = np.array([[0.6, 0.4], [0.2, 0.8], [0.5, 0.5]])
