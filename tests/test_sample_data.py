@@ -32,6 +32,23 @@ def test_sample_cohort_is_valid_and_as_documented():
     assert size_mb < 30
 
 
+def test_bundled_notes_agree_with_their_table():
+    """What each bundled note states about its patient is what cohort.csv holds (the generator before this
+    check: 167 of the 170 cases with both had a contradiction, e.g. CV-00090's 'type 2 diabetes')."""
+    from tests.neurofusion.data.test_synthetic_consistency import contradictions, inner_contradictions
+
+    table = pd.read_csv(SAMPLE / "cohort.csv")
+    checked, problems = 0, {}
+    for row in table.to_dict("records"):
+        if isinstance(row["note_file"], str):
+            note = read_note(SAMPLE / row["note_file"])
+            found = inner_contradictions(note) + (contradictions(note, row) if row["has_tabular"] else [])
+            checked += bool(row["has_tabular"])
+            if found:
+                problems[row["case_id"]] = found
+    assert checked >= 150 and not problems, list(problems.items())[:5]
+
+
 def _image_step(path: Path) -> float:
     """One stored level of an image as read_image returns it: 1/255 or 1/65535 for PNG, the rescale slope
     for DICOM."""
