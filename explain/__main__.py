@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from explain.attention import cohort_attention
@@ -74,9 +75,15 @@ def _cohort(args, cohort: CohortReader, predictor: Predictor) -> dict:
         raise CohortError(f"no cases in split '{args.split}'", path=cohort.root)
     cases = [cohort[i] for i in ids]
     importance = cohort_importance(predictor, cases, progress=True)
-    result = {"cases": len(cases), "split": args.split, "method": args.method,
-              "importance_by_true_class": importance.by_class(args.method).to_dict(orient="index"),
-              "importance_by_predicted_class": importance.by_class(args.method, "predicted").to_dict(orient="index")}
+    classes = predictor.model.classes
+    result = {"cases": len(cases), "split": args.split, "method": args.method, "not_defined": {}}
+    for key, group in (("importance_by_true_class", "label"), ("importance_by_predicted_class", "predicted")):
+        result[key] = importance.by_class(args.method, group, classes).to_dict(orient="index")
+        for cls, cells in importance.not_defined(args.method, group, classes, f"{args.split} cases").items():
+            if len(set(cells.values())) == 1 and len(cells) == len(result[key][cls]):  # the class has no cases
+                result["not_defined"][f"{key}.{cls}"] = next(iter(cells.values()))
+            else:
+                result["not_defined"].update({f"{key}.{cls}.{m}": reason for m, reason in cells.items()})
     if predictor.model.config.architecture == "neurofusion":
         attention = cohort_attention(predictor, cases)
         result["attention_by_true_class"] = {c: m.tolist() for c, m in attention.by_true.items()}
@@ -112,17 +119,34 @@ def _text(result: dict) -> str:
         return "\n".join(lines)
     lines = [f"{result['cases']} {result['split']} cases, importance = {result['method']}"]
     for cls, row in result["importance_by_true_class"].items():
-        lines.append(f"  {cls:<26} " + ", ".join(f"{m} {v:+.3f}" for m, v in row.items()))
+        lines.append(f"  {cls:<26} " + ", ".join(f"{m} {_number(v, '+.3f')}" for m, v in row.items()))
+    lines += [f"  n/a {where.split('.', 1)[1]}: {reason}" for where, reason in result["not_defined"].items()
+              if where.startswith("importance_by_true_class.")]
     if "clinician_agreement" in result:
         overall = result["clinician_agreement"]["all"]
         ceiling = result["inter_rater"]["mean_pairwise_tau"]
-        lines.append(f"  Kendall tau vs clinicians: {overall['mean']:.3f} [{overall['ci_low']:.3f}, "
-                     f"{overall['ci_high']:.3f}] (inter-rater {ceiling['mean']:.3f}, W {result['inter_rater']['kendalls_w']:.3f})")
+        lines.append(f"  Kendall tau vs clinicians: {_mean_ci(overall)} (inter-rater {_number(ceiling['mean'])}, "
+                     f"W {_number(result['inter_rater']['kendalls_w'])})")
+        reasons = [overall.get("reason"), ceiling.get("reason"), result["inter_rater"].get("kendalls_w_reason")]
+        lines += [f"  n/a: {reason}" for reason in dict.fromkeys(r for r in reasons if r)]
     if "ground_truth_agreement" in result:
         for method, row in result["ground_truth_agreement"].items():
-            lines.append(f"  vs ground truth, {method}: tau {row['mean_tau']:.3f}, "
-                         f"Spearman {row['spearman_score_vs_strength']:.3f}")
+            lines.append(f"  vs ground truth, {method}: tau {_number(row['mean_tau'])}, "
+                         f"Spearman {_number(row['spearman_score_vs_strength'])}"
+                         + (f" ({row['reason']})" if row.get("reason") else ""))
     return "\n".join(lines)
+
+
+def _number(value, spec: str = ".3f") -> str:
+    """A number, or "n/a" for one that is not defined (None in JSON, NaN in memory); the reason is printed
+    beside it."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return format(value, spec)
+
+
+def _mean_ci(row: dict) -> str:
+    return f"{_number(row['mean'])} [{_number(row['ci_low'])}, {_number(row['ci_high'])}]"
 
 
 def _ood_lines(ood: dict | None) -> list[str]:

@@ -18,15 +18,23 @@ from neurofusion.data.annotations import STRENGTH_COLUMNS
 from neurofusion.data.schema import MODALITIES
 
 
+NO_TAU = ("not defined: no (case, rater) pair has a defined tau (each needs two or more modalities ranked "
+          "by both sides, not all tied)")
+
+
 @dataclass(frozen=True)
 class MeanCI:
+    """A mean tau with its bootstrap CI; NaN (JSON null) when not defined, and ``reason`` then says why."""
+
     mean: float
     ci_low: float
     ci_high: float
     n_cases: int
+    reason: str | None = None
 
-    def to_dict(self) -> dict[str, float]:
-        return {"mean": self.mean, "ci_low": self.ci_low, "ci_high": self.ci_high, "n_cases": self.n_cases}
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "ci_low": self.ci_low, "ci_high": self.ci_high, "n_cases": self.n_cases,
+                "reason": self.reason}
 
 
 def importance_to_ranks(importance: pd.DataFrame) -> pd.DataFrame:
@@ -73,7 +81,8 @@ def mean_with_ci(per_pair: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int =
     """Mean tau with a percentile bootstrap CI that resamples cases (all of a case's raters together)."""
     valid = per_pair.dropna(subset=["tau"])
     if valid.empty:
-        return MeanCI(float("nan"), float("nan"), float("nan"), 0)
+        reason = "not defined: no (case, rater) pair" if per_pair.empty else NO_TAU
+        return MeanCI(float("nan"), float("nan"), float("nan"), 0, reason)
     per_case = valid.groupby("case_id")["tau"].agg(["sum", "count"])
     sums, counts = per_case["sum"].to_numpy(), per_case["count"].to_numpy()
     rng = np.random.default_rng(seed)
@@ -106,8 +115,12 @@ def inter_rater(rankings: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 
                             n_bootstrap=n_bootstrap, seed=seed)
     w = [kendalls_w(_rank_matrix(g)) for g in by_case.values()]
     w = [x for x in w if not np.isnan(x)]
-    return {"mean_pairwise_tau": pairwise.to_dict(), "kendalls_w": float(np.mean(w)) if w else float("nan"),
-            "cases_with_two_or_more_raters": len(w)}
+    result = {"mean_pairwise_tau": pairwise.to_dict(), "kendalls_w": float(np.mean(w)) if w else float("nan"),
+              "cases_with_two_or_more_raters": len(w)}
+    if not w:
+        result["kendalls_w_reason"] = ("not defined: no case is ranked by two or more raters on two or more "
+                                       "shared modalities")
+    return result
 
 
 def kendalls_w(ranks: np.ndarray) -> float:

@@ -38,11 +38,33 @@ class CohortImportance:
     def methods(self) -> list[str]:
         return [m for m in METHODS if f"{m}_image" in self.table]
 
-    def by_class(self, method: str, group: str = "label") -> pd.DataFrame:
-        """Mean score per class (rows) and modality (columns), over the cases that have the modality."""
+    def by_class(self, method: str, group: str = "label", classes: Sequence[str] | None = None) -> pd.DataFrame:
+        """Mean score per class (rows) and modality (columns), over the cases that have the modality; with
+        ``classes``, one row per class in that order (NaN for a class without cases)."""
         frame = self.method(method)
         frame[group] = self.table.set_index("case_id")[group]
-        return frame.groupby(group).mean()
+        means = frame.groupby(group).mean()
+        return means if classes is None else means.reindex(list(classes))
+
+    def not_defined(self, method: str, group: str = "label", classes: Sequence[str] | None = None,
+                    cases: str = "cases") -> dict[str, dict[str, str]]:
+        """{class: {modality: reason}} for the cells of :meth:`by_class` that are not defined (NaN)."""
+        frame = self.method(method)
+        frame[group] = self.table.set_index("case_id")[group]
+        counts = frame.groupby(group).count()  # cases with a score, per class and modality
+        sizes = frame.groupby(group).size()
+        noun = "predicted as" if group == "predicted" else "of class"
+        reasons: dict[str, dict[str, str]] = {}
+        for cls in (list(classes) if classes is not None else list(counts.index)):
+            if cls not in counts.index:
+                reasons[cls] = {m: f"not defined: no {cases} {noun} {cls}" for m in MODALITIES}
+                continue
+            missing = {m: f"not defined: none of the {int(sizes[cls])} {cases} {noun} {cls} has a {method} score "
+                          f"for {m} (the modality is missing in all of them)"
+                       for m in MODALITIES if counts.loc[cls, m] == 0}
+            if missing:
+                reasons[cls] = missing
+        return reasons
 
 
 def cohort_importance(predictor: Predictor, cases: Sequence[Case], *, batch_size: int = 32,
@@ -89,6 +111,13 @@ def ground_truth_agreement(importance: CohortImportance, ground_truth: pd.DataFr
         pairs = pd.DataFrame({"score": scores.loc[common].to_numpy().ravel(),
                               "strength": truth.loc[common].to_numpy(dtype=float).ravel()}).dropna()
         rho = spearmanr(pairs["score"], pairs["strength"]).statistic if len(pairs) > 2 else np.nan
+        reasons = []
+        if not len(taus):
+            reasons.append("mean_tau not defined: no case with a defined tau against the ground truth")
+        if np.isnan(rho):
+            reasons.append(f"Spearman not defined: {len(pairs)} (case, modality) pairs with a score"
+                           if len(pairs) <= 2 else "Spearman not defined: the scores or strengths are all equal")
         rows.append({"method": method, "mean_tau": float(taus.mean()) if len(taus) else np.nan,
-                     "cases": int(len(taus)), "spearman_score_vs_strength": float(rho)})
+                     "cases": int(len(taus)), "spearman_score_vs_strength": float(rho),
+                     "reason": "; ".join(reasons) or None})
     return pd.DataFrame(rows).set_index("method")

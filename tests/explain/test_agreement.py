@@ -98,3 +98,18 @@ def test_inter_rater_ceiling_and_ground_truth():
     vs = versus_ground_truth(model, truth)
     # c2: model image > text > signal, truth text > image > signal: one discordant pair of three
     assert vs["tau"].tolist() == pytest.approx([1.0, 1 / 3])
+
+
+def test_undefined_means_carry_their_reason():
+    empty = mean_with_ci(pd.DataFrame(columns=["case_id", "tau"]))
+    assert np.isnan(empty.mean) and empty.reason == "not defined: no (case, rater) pair"
+    tied = mean_with_ci(pd.DataFrame({"case_id": ["a", "b"], "tau": [np.nan, np.nan]}))
+    assert np.isnan(tied.mean) and tied.to_dict()["reason"].startswith("not defined: no (case, rater) pair has a "
+                                                                        "defined tau")
+    assert mean_with_ci(pd.DataFrame({"case_id": ["a"], "tau": [0.5]})).to_dict()["reason"] is None
+    single_rater = pd.DataFrame({"case_id": ["a", "b"], "rater": ["A", "A"], "image": [1, 2], "text": [2, 1],
+                                 "signal": [3, 3], "tabular": [4, 4]})
+    result = inter_rater(single_rater, n_bootstrap=50)
+    assert np.isnan(result["kendalls_w"]) and result["cases_with_two_or_more_raters"] == 0
+    assert result["kendalls_w_reason"].startswith("not defined: no case is ranked by two or more raters")
+    assert result["mean_pairwise_tau"]["reason"] == "not defined: no (case, rater) pair"

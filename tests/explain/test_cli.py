@@ -66,3 +66,20 @@ def test_case_reports_out_of_distribution_inputs_and_the_input_report(tiny_batch
     assert main(["case", "--checkpoint", str(plain), "--data", str(tiny_cohort.root), "--case-id", case_id,
                  "--n-steps", "4", "--image-method", "grad_cam"]) == 0
     assert "out of distribution: not checked" in capsys.readouterr().out
+
+
+def test_cohort_says_which_class_values_are_not_defined(checkpoint, tmp_path, capsys):
+    from tests.conftest import small_case, write_small_cohort
+
+    cohort = write_small_cohort(tmp_path / "two_classes", [small_case(i, split="test") for i in range(6)])
+    args = ["cohort", "--checkpoint", str(checkpoint), "--data", str(cohort), "--device", "cpu"]
+    assert main(args + ["--json"]) == 0
+    result = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    assert result["importance_by_true_class"]["arrhythmia"] == {m: None for m in ("image", "text", "signal", "tabular")}
+    reason = "not defined: no test cases of class arrhythmia"
+    assert result["not_defined"]["importance_by_true_class.arrhythmia"] == reason
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "nan" not in text.lower()
+    assert "arrhythmia                 image n/a, text n/a, signal n/a, tabular n/a" in text
+    assert "  n/a arrhythmia: not defined: no test cases of class arrhythmia" in text
