@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from explain.faithfulness import cascade_groups, deletion_curve, eraser_scores, modality_deletion_curves, randomisation_check
+from explain._forward import ModalityForward
+from explain.text import explain_note
 from neurofusion.inference import Predictor
 
 
@@ -37,13 +40,42 @@ def test_randomisation_check_starts_at_one_and_moves(tiny_batch, tiny_tokenizer,
 
 
 def test_modality_deletion_curves_and_eraser_on_a_case(tiny_batch, tiny_tokenizer, tiny_cohort):
-    predictor = Predictor(tiny_batch[0], tiny_tokenizer)
+    """The curves' end points and the ERASER scores equal predictions of the whole model on the case with
+    the parts removed by hand."""
+    model = tiny_batch[0]
+    predictor = Predictor(model, tiny_tokenizer)
     case = next(c for c in tiny_cohort if all(c.available.values()))
+    full = predictor.predict([case])[1][0, 0]
+
+    def p_target(edit) -> float:
+        batch = predictor.batch([case])
+        edit(batch)
+        with torch.no_grad():
+            return float(model(batch).probabilities[0, 0])
+
     curves = modality_deletion_curves(predictor, case, target=0, n_steps=4)
     assert set(curves) == {"image", "signal", "text"}
     for curve in curves.values():
-        assert curve.attributed[0] == pytest.approx(curve.random[0])
-        assert curve.attributed[-1] == pytest.approx(curve.random[-1])  # everything removed either way
-    scores = eraser_scores(predictor, case, target=0, n_steps=4)
-    assert 0 <= scores["full"] <= 1 and scores["rationale_tokens"] >= 1
-    assert -1 <= scores["comprehensiveness"] <= 1 and -1 <= scores["sufficiency"] <= 1
+        assert curve.attributed[0] == pytest.approx(full, abs=1e-5) and curve.random[0] == pytest.approx(full, abs=1e-5)
+    assert curves["image"].attributed[-1] == pytest.approx(p_target(lambda b: b.image.zero_()), abs=1e-5)
+    assert curves["signal"].random[-1] == pytest.approx(p_target(lambda b: b.signal.zero_()), abs=1e-5)
+
+    def pad_all_but(keep):
+        def edit(batch):
+            inner = batch.tokens["input_ids"][0, 1:-1]
+            inner[~keep] = tiny_tokenizer.pad_token_id
+        return edit
+
+    n = predictor.batch([case]).tokens["input_ids"].shape[1] - 2  # word pieces between [CLS] and [SEP]
+    assert curves["text"].attributed[-1] == pytest.approx(p_target(pad_all_but(torch.zeros(n, dtype=torch.bool))),
+                                                          abs=1e-5)
+
+    scores = eraser_scores(predictor, case, target=0, top_share=0.25, n_steps=4)
+    note = explain_note(ModalityForward(model, predictor.batch([case])), case.note, tiny_tokenizer, 0, n_steps=4)
+    k = round(0.25 * n)
+    rationale = torch.zeros(n, dtype=torch.bool)
+    rationale[torch.from_numpy(np.argsort(-note.token_scores[1:-1])[:k].copy())] = True
+    assert scores["rationale_tokens"] == k
+    assert scores["full"] == pytest.approx(full, abs=1e-5)
+    assert scores["comprehensiveness"] == pytest.approx(full - p_target(pad_all_but(~rationale)), abs=1e-5)
+    assert scores["sufficiency"] == pytest.approx(full - p_target(pad_all_but(rationale)), abs=1e-5)

@@ -3,10 +3,13 @@ phrases, truncation, and LayerIntegratedGradients completeness."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from explain._forward import ModalityForward
+from explain.ablation import sentences
 from explain.text import _merge_words, _salient_runs, explain_note
 from neurofusion.inference import Predictor
 
@@ -40,12 +43,31 @@ def test_salient_runs_keep_sign_and_sentence():
 
 def test_tiny_neurofusion_note_explanation_is_complete_and_located(tiny_batch, tiny_tokenizer, tiny_cohort):
     model, _ = tiny_batch
-    case = next(c for c in tiny_cohort if c.note is not None)
+    first = next(c for c in tiny_cohort if c.note is not None)
+    case = dataclasses.replace(first, note=first.note[:sentences(first.note)[2][1]])  # three sentences: read whole
     batch = Predictor(model, tiny_tokenizer).batch([case])
     result = explain_note(ModalityForward(model, batch), case.note, tiny_tokenizer, target=1, n_steps=16)
-    assert result.truncated == (len(tiny_tokenizer(case.note)["input_ids"]) > 128)
+    assert len(result.tokens) < 128 and not result.truncated
+    assert result.covered_chars == len(case.note.rstrip())  # up to its last character
+    assert len(result.sentences) == 3
     assert all(case.note[w.start:w.end] == w.text for w in result.words)
-    assert result.covered_chars <= len(case.note)
     assert sum(w.score for w in result.words) == pytest.approx(result.token_scores[1:-1].sum(), abs=1e-6)
     assert abs(result.convergence_delta) < 0.05 * max(1e-3, abs(result.token_scores.sum()))
-    assert sum(s.score for s in result.sentences) <= sum(abs(w.score) for w in result.words) + 1e-9
+    # every word lies in exactly one sentence: the sentences share out the words' scores between them
+    for word in result.words:
+        assert sum(s.start <= word.start and word.end <= s.end for s in result.sentences) == 1, word
+    assert sum(s.score for s in result.sentences) == pytest.approx(sum(w.score for w in result.words), abs=1e-9)
+
+
+def test_a_note_longer_than_the_model_reads_is_reported_truncated_where_it_was_cut(tiny_batch, tiny_tokenizer,
+                                                                                     tiny_cohort):
+    model, _ = tiny_batch
+    notes = [c.note for c in tiny_cohort if c.note]
+    long_note = "\n".join(notes[:4])  # several hundred word pieces; the tiny model reads 128
+    case = dataclasses.replace(next(c for c in tiny_cohort if c.note), note=long_note)
+    batch = Predictor(model, tiny_tokenizer).batch([case])
+    result = explain_note(ModalityForward(model, batch), long_note, tiny_tokenizer, target=0, n_steps=4)
+    assert result.truncated and len(result.tokens) == 128 and result.tokens[-1] == "[SEP]"
+    assert long_note[result.covered_chars:].strip()  # text after the cut that the model never read
+    assert max(w.end for w in result.words) == result.covered_chars
+    assert all(w.end <= result.covered_chars for w in result.phrases)

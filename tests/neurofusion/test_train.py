@@ -4,6 +4,7 @@ checkpoint whose metrics the evaluation command reproduces."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ import yaml
 
 from neurofusion.config import TrainConfig
 from neurofusion.evaluate import main as evaluate_main
-from neurofusion.train import fit, main as train_main, modality_dropout
+from neurofusion.data import CohortReader
+from neurofusion.train import data_hash, fit, main as train_main, modality_dropout
 from tests.conftest import tiny_config
 
 
@@ -52,7 +54,8 @@ def test_cli_trains_saves_and_evaluation_reproduces_its_metrics(tiny_cohort, tin
     assert train_main(["--config", str(tmp_path / "tiny.yaml"), "--data", str(tiny_cohort.root),
                        "--out", str(out), "--quiet"]) == 0
     training = json.loads((out / "training.json").read_text())
-    assert training["epochs"] == 2 and len(training["data_hash"]) == 64
+    assert training["epochs"] == 2
+    assert training["data_hash"] == data_hash(tiny_cohort, tiny_cohort.ids("train") + tiny_cohort.ids("val"))
     assert training["command"].startswith("python -m neurofusion.train --config")
     metrics = json.loads((out / "metrics.json").read_text())
     capsys.readouterr()
@@ -89,3 +92,35 @@ def test_evaluate_with_withheld_modalities(tiny_cohort, tiny_tokenizer, tmp_path
     assert evaluate_main(["--checkpoint", str(tmp_path / "c"), "--data", str(tiny_cohort.root),
                           "--drop", "ecg"]) == 2
     assert "unknown modality 'ecg'" in capsys.readouterr().err
+
+
+def test_data_hash_follows_the_training_files_and_nothing_else(tiny_cohort, tmp_path):
+    """The hash names the data a checkpoint was trained on: the same files anywhere give the same hash; one
+    changed byte in a training case's file changes it; a test case's file does not enter it."""
+    copies = [tmp_path / "a", tmp_path / "b"]
+    for copy in copies:
+        shutil.copytree(tiny_cohort.root, copy)
+
+    def hash_of(root):
+        reader = CohortReader(root)
+        return data_hash(reader, reader.ids("train") + reader.ids("val"))
+
+    original = hash_of(copies[0])
+    assert len(original) == 64 and original == hash_of(copies[1])
+    table = CohortReader(copies[1]).table.set_index("case_id")
+
+    def touch(split: str, column: str) -> None:
+        rel = next(r for r in table.loc[table["split"] == split, column] if r)
+        path = copies[1] / rel
+        data = bytearray(path.read_bytes())
+        data[-1] ^= 1  # one bit of the last byte
+        path.write_bytes(bytes(data))
+
+    touch("test", "note_file")
+    touch("test", "image_file")
+    assert hash_of(copies[1]) == original
+    touch("val", "signal_file")
+    changed = hash_of(copies[1])
+    assert changed != original
+    touch("train", "note_file")
+    assert hash_of(copies[1]) not in (original, changed)

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from neurofusion.config import ARCHITECTURES, HeadConfig
-from neurofusion.data import MODALITIES
 from neurofusion.inference import Predictor
 from neurofusion.models import build_model
 from tests.conftest import tiny_config
@@ -132,4 +131,9 @@ def test_extra_heads_come_out_by_name(tiny_cohort, tiny_tokenizer):
     with torch.no_grad():
         out = model(batch)
     assert set(out.heads) == {"diagnosis", "risk"} and out.heads["risk"].shape == (2, 4)
-    assert MODALITIES == ("image", "text", "signal", "tabular")
+    # each head reads the one fused vector; the prediction is the first (classification) head's
+    with torch.no_grad():
+        torch.testing.assert_close(out.heads["risk"], model.heads["risk"](out.fused))
+        torch.testing.assert_close(out.logits, model.heads["diagnosis"](out.fused))
+    torch.testing.assert_close(out.probabilities, torch.softmax(out.heads["diagnosis"], -1))
+    assert not torch.allclose(out.heads["risk"][0], out.heads["risk"][1])  # per case, not a constant
