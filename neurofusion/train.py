@@ -52,11 +52,13 @@ class TrainResult:
 
 
 def configure_model(config: ModelConfig, cohort: CohortReader) -> ModelConfig:
-    """The model config completed from the cohort: its classes and tabular features."""
-    config = dataclasses.replace(config, classes=list(cohort.classes),
-                                 features=[dataclasses.asdict(f) for f in cohort.features.values()])
-    config.heads[0].num_outputs = len(cohort.classes)
-    return ModelConfig.from_dict(config.to_dict())  # re-validates
+    """The model config completed from the cohort: its classes and tabular features (and as many outputs of
+    the classification head as it has classes). The caller's config is left unchanged."""
+    data = config.to_dict()
+    data["classes"] = list(cohort.classes)
+    data["features"] = [dataclasses.asdict(f) for f in cohort.features.values()]
+    data["heads"][0]["num_outputs"] = len(cohort.classes)
+    return ModelConfig.from_dict(data)  # validates
 
 
 def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progress: bool = True) -> TrainResult:

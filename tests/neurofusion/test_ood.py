@@ -208,3 +208,32 @@ def test_cli_fit_adds_a_reference_to_a_checkpoint(tiny_batch, tiny_tokenizer, ti
     loaded = load_checkpoint(path, device="cpu")
     assert loaded.ood is not None and not loaded.warnings
     assert loaded.ood.modalities["image"].threshold == pytest.approx(summary["modalities"]["image"]["threshold"])
+
+
+def test_training_fits_the_reference_on_train_with_the_threshold_on_val(tiny_cohort, tiny_tokenizer, tmp_path):
+    import yaml
+
+    from neurofusion.train import main as train_main
+    from tests.conftest import small_case, tiny_config, write_small_cohort
+
+    config = tiny_config(tiny_cohort, tiny_tokenizer).to_dict()
+    config.pop("classes"), config.pop("features")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({"model": config, "train": {"max_epochs": 1, "batch_size": 16}}))
+    cases = [small_case(i, split="train" if i < 50 else "val") for i in range(80)]
+    cohort = write_small_cohort(tmp_path / "cohort", cases)
+    out = tmp_path / "ckpt"
+    assert train_main(["--config", str(tmp_path / "tiny.yaml"), "--data", str(cohort), "--out", str(out),
+                       "--quiet"]) == 0
+    loaded = load_checkpoint(out, device="cpu")
+    assert loaded.ood is not None and not loaded.warnings
+    recorded = json.loads((out / "training.json").read_text())["out_of_distribution"]
+    assert recorded["source"]["reference_split"] == "train" and recorded["source"]["heldout_split"] == "val"
+    assert {m: r["n_heldout"] for m, r in recorded["modalities"].items()} == {m: 30 for m in MODALITIES}
+
+    # a cohort too small for a reference still trains; training.json says why there is none
+    small = tmp_path / "small_ckpt"
+    assert train_main(["--config", str(tmp_path / "tiny.yaml"), "--data", str(tiny_cohort.root), "--out", str(small),
+                       "--quiet"]) == 0
+    assert not (small / OOD_FILE).exists() and load_checkpoint(small, device="cpu").ood is None
+    note = json.loads((small / "training.json").read_text())["out_of_distribution"]
+    assert note.startswith("no out-of-distribution reference was fitted (") and "at least 20 are needed" in note
