@@ -112,6 +112,20 @@ def test_scores_on_a_tiny_model_are_per_present_modality_on_the_model_device(tin
     assert flags["image"][batch.present[:, 0]].all()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_scores_are_computed_on_the_gpu_and_agree_with_the_cpu(tiny_batch):
+    import copy
+
+    model, batch = tiny_batch
+    reference = _tiny_reference(model, batch)
+    on_cpu = reference.distances(model.encode(batch))
+    with torch.no_grad():
+        on_gpu = reference.distances(copy.deepcopy(model).cuda().encode(batch.to("cuda")))
+    for m, distance in on_gpu.items():
+        assert distance.device.type == "cuda"
+        torch.testing.assert_close(distance.cpu(), on_cpu[m], rtol=1e-3, atol=1e-3, equal_nan=True)
+
+
 def test_fit_reference_write_and_read_round_trip(tiny_batch, tmp_path):
     model, batch = tiny_batch
     with pytest.raises(OODError, match="image: 9 reference cases have it, at least 20 are needed"):
