@@ -203,7 +203,9 @@ def test_demo_checkpoint_loads_and_reproduces_its_test_metrics():
     result = evaluate(DEMO, SAMPLE, device="cpu", n_bootstrap=200)
     assert result["n"] == recorded["n"] == 200
     # same cases, same weights: at most one borderline case may flip with another CPU's float rounding
-    assert abs(result["accuracy"]["value"] - recorded["accuracy"]["value"]) <= 1 / 200
+    # (counted in cases: 0.9 - 0.895 is 0.0050000000000000044 in floats, more than 1 / 200)
+    flipped = round(abs(result["accuracy"]["value"] - recorded["accuracy"]["value"]) * result["n"])
+    assert flipped <= 1, f"{flipped} test cases changed prediction"
     assert abs(result["macro_f1"]["value"] - recorded["macro_f1"]["value"]) <= 0.01
     size_mb = sum(p.stat().st_size for p in DEMO.rglob("*") if p.is_file()) / 1e6
     assert size_mb < 25
