@@ -82,15 +82,15 @@ def save_checkpoint(
     """Write the folder. An ``ood`` reference must have been fitted to this model's weights; without one,
     a reference left from earlier weights in the folder is removed."""
     path = Path(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if ood is not None and ood.weights_fingerprint != weights_fingerprint(state):
+        raise CheckpointError("the out-of-distribution reference was fitted to other weights than the model's")
     path.mkdir(parents=True, exist_ok=True)
     portable = _portable_config(model)
     config = {"format_version": FORMAT_VERSION, **portable.to_dict()}
     (path / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(path / WEIGHTS), metadata=_weights_metadata(portable))
     if ood is not None:
-        if ood.weights_fingerprint != weights_fingerprint(state):
-            raise CheckpointError("the out-of-distribution reference was fitted to other weights than the model's")
         write_ood(ood, path / OOD_FILE)
     elif (path / OOD_FILE).exists():
         (path / OOD_FILE).unlink()
