@@ -141,6 +141,35 @@ def test_pronouns_agree_with_sex(sex, wrong):
     assert sum(bool(re.search(right, t, re.IGNORECASE)) for t in texts) > 100
 
 
+def test_the_patient_changes_the_history_never_the_evidence():
+    """The note's draws do not depend on the patient, so a cohort keeps its evidence phrases when only the
+    patients' histories change; the history itself follows the patient."""
+    rng = np.random.default_rng(5)
+    sick = Patient(age=71, sex="F", smoker="current", diabetes=True, hypertension=True, hyperlipidemia=True,
+                   obesity=True, systolic_bp=152.0)
+    healthy = Patient(age=71, sex="F")
+    mentions = {"sick": 0, "healthy": 0}
+    for seed in range(150):
+        findings = _random_case(rng)
+        a, b = (_note(seed, findings, patient=p, labs=ALL_LABS) for p in (sick, healthy))
+        assert [(a.text[s:e], f) for s, e, f in a.evidence] == [(b.text[s:e], f) for s, e, f in b.evidence]
+        assert not re.search(r"DM2|diabetes|metformin|HTN|hypertension|lisinopril|amlodipine|HLD|hyperlipidemia|"
+                             r"obesity|Smokes|Former smoker|\bBP \d", b.text), b.text
+        mentions["healthy"] += "no known cardiac risk factors" in b.text
+        mentions["sick"] += bool(re.search(r"DM2|diabetes|HTN|hypertension|HLD|hyperlipidemia|obesity", a.text))
+        assert "Never smoker" not in a.text and not re.search(r"\bBP (?!152/)\d", a.text)
+    assert mentions == {"sick": 150, "healthy": 150}
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"smoker": "sometimes"}, "smoker must be"), ({"systolic_bp": float("nan")}, "systolic_bp"),
+    ({"systolic_bp": 20.0}, "systolic_bp"),
+])
+def test_bad_patient_raises(fields, message):
+    with pytest.raises(ValueError, match=message):
+        Patient(age=60, sex="M", **fields)
+
+
 def test_word_counts_span_short_and_long_notes():
     rng = np.random.default_rng(3)
     counts = [len(_note(seed, _random_case(rng), labs=ALL_LABS).text.split()) for seed in range(200)]
