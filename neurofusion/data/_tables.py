@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Callable
 
@@ -16,17 +17,27 @@ from neurofusion.data.errors import CohortError
 MISSING_TOKENS = frozenset({"", "na", "nan", "n/a", "null", "none"})
 
 
-def read_csv_table(path: Path, required: tuple[str, ...], *, absent_message: str = "file not found") -> pd.DataFrame:
-    """Read a CSV as stripped strings ('' for empty cells) and check its required columns."""
-    if not path.is_file():
-        raise CohortError(absent_message, path=path)
+def read_csv_table(path: Path, required: tuple[str, ...], *, absent_message: str = "file not found",
+                   data: bytes | None = None) -> pd.DataFrame:
+    """Read a CSV as stripped strings ('' for empty cells) and check its required columns.
+
+    With ``data`` (a file held in memory, e.g. an upload) those bytes are parsed and ``path`` only names the
+    file in messages; otherwise the file at ``path`` is read.
+    """
+    if data is None:
+        if not path.is_file():
+            raise CohortError(absent_message, path=path)
+        data = path.read_bytes()
     try:
-        _check_field_counts(path)
-        # index_col=False: a row with one field too many must not silently turn the first column into
-        # the index (then every case_id reads as the split).
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, index_col=False)
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise CohortError(f"file is not UTF-8 text ({err.reason} at byte {err.start})", path=path) from None
+    _check_field_counts(text, path)
+    try:
+        # index_col=False: a row with one field too many must not silently turn the first column into
+        # the index (then every case_id reads as the split).
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True,
+                            index_col=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise CohortError(f"not a readable CSV file ({err})", path=path) from None
     table.columns = [str(c).strip() for c in table.columns]
@@ -43,20 +54,19 @@ def read_csv_table(path: Path, required: tuple[str, ...], *, absent_message: str
     return table.apply(lambda col: col.str.strip())
 
 
-def _check_field_counts(path: Path) -> None:
+def _check_field_counts(text: str, path: Path) -> None:
     """Every row must have as many fields as the header: pandas would otherwise shift or drop cells
     (an unquoted decimal comma '12,5' makes two fields) and report a consequence, not the cause."""
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        rows = csv.reader(fh, skipinitialspace=True)
-        header = next(rows, None)
-        if header is None:
-            return
-        bad: list[tuple[int, int]] = []
-        for row in rows:
-            if not row or (len(row) == 1 and not row[0].strip()):  # blank lines, which pandas skips too
-                continue
-            if len(row) != len(header):
-                bad.append((rows.line_num, len(row)))
+    rows = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    header = next(rows, None)
+    if header is None:
+        return
+    bad: list[tuple[int, int]] = []
+    for row in rows:
+        if not row or (len(row) == 1 and not row[0].strip()):  # blank lines, which pandas skips too
+            continue
+        if len(row) != len(header):
+            bad.append((rows.line_num, len(row)))
     if not bad:
         return
     line, count = bad[0]

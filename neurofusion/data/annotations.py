@@ -10,7 +10,6 @@ text columns describing where the planted evidence is.
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, BinaryIO
@@ -44,7 +43,7 @@ def read_rankings(source: str | Path | bytes | BinaryIO, *, name: str | None = N
     else:
         path = PurePath(display_name(name))
         data = source if isinstance(source, bytes) else source.read()
-        table = _read_csv_bytes(data, path, RANKING_COLUMNS)
+        table = read_csv_table(path, RANKING_COLUMNS, data=data)
     for column in ("case_id", "rater"):
         fail_rows(table[column] == "", table, path, column, lambda v, c=column: f"{c} is empty")
     ranks = pd.DataFrame({"case_id": table["case_id"], "rater": table["rater"]})
@@ -104,31 +103,6 @@ def display_name(name: str | None) -> str:
     'C:\\x\\r.csv' -> the bare name), never a path to open."""
     last = re.split(r"[\\/]", name or "")[-1].strip()
     return last if last not in ("", ".", "..") else "uploaded file"
-
-
-def _read_csv_bytes(data: bytes, path: PurePath, required: tuple[str, ...]) -> pd.DataFrame:
-    """``read_csv_table`` for a file held in memory (same cleaning, same messages); ``path`` only names it."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise CohortError(f"file is not UTF-8 text ({err.reason} at byte {err.start})", path=path) from None
-    try:
-        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True,
-                            index_col=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise CohortError(f"not a readable CSV file ({err})", path=path) from None
-    table.columns = [str(c).strip() for c in table.columns]
-    missing = [c for c in required if c not in table.columns]
-    if missing:
-        raise CohortError(
-            f"required column(s) {', '.join(missing)} missing; expected {', '.join(required)} "
-            f"(found: {', '.join(table.columns)})",
-            path=path,
-            field=missing[0],
-        )
-    if table.empty:
-        raise CohortError("the file has no rows", path=path)
-    return table.apply(lambda col: col.str.strip())
 
 
 def _parse_ranks(table: pd.DataFrame, modality: str, path: Path) -> pd.Series:
