@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE := sample_data/cardio
 
-.PHONY: run test setup chromium sample-data demo-checkpoint screenshot
+.PHONY: run test test-gpu setup chromium sample-data demo-checkpoint screenshot
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,14 @@ setup: $(STAMP)
 
 test: $(STAMP) chromium
 	$(PY) -m pytest
+
+# The GPU checks (CUDA against the CPU, faithfulness, a bfloat16 training epoch, the dashboard on CUDA), a few
+# minutes on a GPU machine; the output is kept in benchmarks/results/gpu_check.txt. Refuses to run without a GPU
+# rather than report skipped tests as a pass.
+test-gpu: SHELL := /bin/bash
+test-gpu: $(STAMP)
+	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'make test-gpu: torch sees no CUDA GPU here')"
+	set -o pipefail; $(PY) -m pytest -m gpu tests/gpu -v -rs 2>&1 | tee benchmarks/results/gpu_check.txt
 
 # The browser test drives Debian's chromium (never a browser downloaded by a test tool).
 chromium:
