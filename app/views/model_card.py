@@ -30,11 +30,18 @@ st.markdown(
     "- Explanations describe this model, including its mistakes. Attention is not importance; the Shapley "
     "values are exact for the model's missing-modality behaviour, which is itself learned.")
 
+def _metric_row(name: str, metric: dict) -> dict:
+    """A metric the test data could not define (value or interval None) says why instead of a number."""
+    value, low, high = metric.get("value"), metric.get("ci_low"), metric.get("ci_high")
+    reason = metric.get("reason", "not defined")
+    return {"metric": name, "value": reason if value is None else f"{value:.3f}",
+            "95 % CI": f"{low:.3f}–{high:.3f}" if low is not None and high is not None else reason}
+
+
 st.subheader("Test metrics of this checkpoint")
 test = checkpoint.metrics.get("test")
 if test:
-    rows = [{"metric": k, "value": test[k]["value"], "95 % CI": f"{test[k]['ci_low']:.3f}–{test[k]['ci_high']:.3f}"}
-            for k in ("accuracy", "macro_f1", "macro_auroc", "ece") if test.get(k)]
+    rows = [_metric_row(k, test[k]) for k in ("accuracy", "macro_f1", "macro_auroc", "ece") if test.get(k)]
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="model.metrics")
     st.caption(f"{test['n']} test cases of the cohort the checkpoint was evaluated on when it was trained.")
 else:

@@ -136,3 +136,21 @@ def test_bad_checkpoint_folder_is_a_message(tmp_path):
     assert not at.exception
     assert "Could not load the model or cohort" in at.error[0].value
     assert "checkpoint folder" in at.error[0].value and "not found" in at.error[0].value
+
+
+def test_model_card_says_why_a_metric_is_not_defined(tmp_path):
+    import json
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(DEMO, ckpt)
+    metrics = json.loads((ckpt / "metrics.json").read_text())
+    reason = "not defined: no test cases of class normal"
+    metrics["test"]["macro_auroc"] = {"value": None, "ci_low": None, "ci_high": None, "reason": reason}
+    (ckpt / "metrics.json").write_text(json.dumps(metrics))
+    at = _app(**{"settings.checkpoint": str(ckpt)}).run()
+    at.switch_page("views/model_card.py").run()
+    _no_errors(at)
+    table = next(d.value for d in at.dataframe if "metric" in d.value.columns).set_index("metric")
+    assert table.loc["macro_auroc", "value"] == reason and table.loc["macro_auroc", "95 % CI"] == reason
+    accuracy = metrics["test"]["accuracy"]
+    assert table.loc["accuracy", "value"] == f"{accuracy['value']:.3f}"
