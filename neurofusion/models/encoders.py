@@ -247,7 +247,8 @@ def _load_local(cls, path: str, modality: str, **kwargs):
         raise ValueError(f"{modality} encoder: pretrained directory {path} not found (only local folders are used)")
     if not any((folder / name).is_file() for name in SAFE_WEIGHTS):
         found = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
-        seen = f"it has {', '.join(found)}, pickled weights that are never loaded" if found else "it has no weights file"
+        seen = (f"it has {', '.join(found)}, pickled weights that are never loaded" if found
+                else "it has no weights file")
         raise ValueError(
             f"{modality} encoder: pretrained directory {path} has no model.safetensors ({seen}); "
             f"save the {cls.__name__} there with save_pretrained(..., safe_serialization=True) "

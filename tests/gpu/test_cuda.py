@@ -12,7 +12,6 @@ CPU), so the tolerances measure the device, not a lower-precision format:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from pathlib import Path
 
 import numpy as np
