@@ -100,7 +100,7 @@ def _explain_case(predictor: Predictor, case: Case, settings: ExplainSettings,
                   reference: OODReference | None) -> CaseExplanation:
     model = predictor.model.eval()
     batch = predictor.batch([case])
-    target = None if settings.target is None else torch.tensor([settings.target])
+    target = None if settings.target is None else torch.tensor([settings.target], device=batch.present.device)
     forward = ModalityForward(model, batch, alone=settings.context == "alone")  # encodes the case once for all
     importance = modality_importance(model, batch, target, encoded=forward.encoded)
     explained = int(importance.target[0])
