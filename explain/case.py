@@ -5,7 +5,7 @@ the model could not use of the case's inputs, and which inputs are unlike the tr
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -58,10 +58,20 @@ class CaseExplanation:
     # (neurofusion.ood); None when the checkpoint has no out-of-distribution reference
     ood: dict[str, dict] | None = None
     inputs: dict | None = None  # neurofusion.inputs.InputReport.to_dict(): what the model could not use
+    # class subtracted from ``target`` (explain.contrast): the attributions explain target minus contrast
+    contrast: int | None = None
+    # modality -> why a part the case has carries no attribution here (e.g. Grad-CAM in a contrast)
+    unexplained: dict[str, str] = field(default_factory=dict)
 
     @property
     def predicted(self) -> str:
         return self.classes[int(self.probabilities.argmax())]
+
+    @property
+    def explained(self) -> str:
+        """What the attributions explain: a class name, or 'a - b' for a contrast."""
+        name = self.classes[self.target]
+        return name if self.contrast is None else f"{name} - {self.classes[self.contrast]}"
 
     def to_dict(self) -> dict:
         """JSON-ready nested dict (arrays as lists)."""
@@ -71,6 +81,7 @@ class CaseExplanation:
         return jsonable({
             "case_id": self.case_id, "label": self.label, "predicted": self.predicted,
             "explained_class": self.classes[self.target],
+            "contrast_class": None if self.contrast is None else self.classes[self.contrast],
             "probabilities": dict(zip(self.classes, self.probabilities.tolist())),
             "present": self.present,
             "cross_attention_mean": None if self.cross_attention is None else self.cross_attention.mean(0),
@@ -83,6 +94,7 @@ class CaseExplanation:
             "tabular": None if self.tabular is None else self.tabular.to_dict(orient="records"),
             "ood": self.ood,
             "inputs": self.inputs,
+            "unexplained": self.unexplained,
         })
 
 

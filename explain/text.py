@@ -84,21 +84,25 @@ def _merge_words(note: str, scores: np.ndarray, offsets, word_ids) -> list[Span]
     return [Span(s, e, note[s:e], score) for s, e, score in (words[k] for k in sorted(words))]
 
 
-def _sentence_spans(note: str, words: list[Span]) -> list[Span]:
+def _sentence_spans(note: str, words: list[Span], bounds: list[tuple[int, int]] | None = None) -> list[Span]:
+    """Each sentence (``bounds``, default the note's sentences) with the summed score of its words."""
     spans = []
-    for start, end in sentences(note):
+    for start, end in sentences(note) if bounds is None else bounds:
         score = sum(w.score for w in words if w.start >= start and w.end <= end)
         spans.append(Span(start, end, note[start:end], score))
     return spans
 
 
-def _salient_runs(note: str, words: list[Span], share: float = 0.1) -> list[Span]:
-    """Maximal runs of adjacent words (with letters or digits) in one sentence whose scores share a sign
-    and reach ``share`` of the largest |score|: the phrases a reader sees highlighted."""
+def _salient_runs(note: str, words: list[Span], share: float = 0.1,
+                  bounds: list[tuple[int, int]] | None = None) -> list[Span]:
+    """Maximal runs of adjacent words (with letters or digits) in one sentence (``bounds``, default the
+    note's sentences) whose scores share a sign and reach ``share`` of the largest |score|: the phrases a
+    reader sees highlighted."""
     if not words:
         return []
     threshold = share * max(abs(w.score) for w in words)
-    sentence_of = np.searchsorted([end for _, end in sentences(note)], [w.start for w in words], side="right")
+    ends = [end for _, end in (sentences(note) if bounds is None else bounds)]
+    sentence_of = np.searchsorted(ends, [w.start for w in words], side="right")
     runs, current = [], []
     for i, word in enumerate(words):
         # punctuation may sit inside a phrase but is not a phrase a reader looks for by itself
