@@ -41,6 +41,22 @@ def pretty(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
+def explained_label(classes: Sequence[str], target: int, contrast: int | None = None) -> str:
+    """The class an explanation is for, as every title and legend names it: 'Heart failure', or
+    'Heart failure − Normal' for a contrast (``CaseExplanation.target`` and ``.contrast``)."""
+    for index in (target, contrast):
+        if index is not None and not 0 <= index < len(classes):
+            raise ValueError(f"class index {index} is not one of the {len(classes)} classes")
+    name = pretty(classes[target])
+    return name if contrast is None else f"{name} − {pretty(classes[contrast])}"
+
+
+def _check_explained(explained: str | None) -> str:
+    if not explained:
+        raise ValueError("explained must name the class the attributions are for (explained_label)")
+    return explained
+
+
 def _finish(fig: go.Figure, title: str = "", height: int | None = None, **layout: Any) -> go.Figure:
     """The look every figure shares: white template, small margins, a left-aligned title if any."""
     fig.update_layout(template="plotly_white", height=height,
@@ -133,9 +149,11 @@ def attention_heatmap(matrix: np.ndarray, present: Sequence[bool] | None = None,
     return _finish(fig, title, height=380)
 
 
-def importance_bars(scores: Mapping[str, Mapping[str, float | None]]) -> go.Figure:
-    """Modality importance, method -> modality -> score (None or NaN: the case lacks the modality): bars
-    grouped by modality, one colour per method; a modality no method scores is annotated 'missing'."""
+def importance_bars(scores: Mapping[str, Mapping[str, float | None]], explained: str) -> go.Figure:
+    """Modality importance for the class ``explained`` names, method -> modality -> score (None or NaN: the
+    case lacks the modality): bars grouped by modality, one colour per method; a modality no method scores
+    is annotated 'missing'. Attention does not depend on the class, and its legend entry says so."""
+    _check_explained(explained)
     if not scores:
         raise ValueError("scores must hold at least one method")
     table = {}
@@ -144,22 +162,24 @@ def importance_bars(scores: Mapping[str, Mapping[str, float | None]]) -> go.Figu
             _check_modality(modality)
         table[method] = [_as_float(values.get(m)) for m in MODALITIES]
     x = [MODALITY_LABELS[m] for m in MODALITIES]
-    fig = go.Figure([go.Bar(x=x, y=_none_for_nan(values), name=METHOD_LABELS.get(method, pretty(method)),
+    names = {**METHOD_LABELS, "attention": "Attention (any class)"}
+    fig = go.Figure([go.Bar(x=x, y=_none_for_nan(values), name=names.get(method, pretty(method)),
                             marker_color=METHOD_COLORS.get(method),
                             hovertemplate="%{x}: %{y:.3f}<extra>%{fullData.name}</extra>")
                      for method, values in table.items()])
     for k, label in enumerate(x):
         if all(math.isnan(values[k]) for values in table.values()):
             fig.add_annotation(x=label, y=0, yshift=12, text="missing", showarrow=False, font=dict(color=_NEUTRAL))
-    fig.update_yaxes(title="Importance", zeroline=True, zerolinecolor="#94a3b8")
-    return _finish(fig, "Modality importance", height=340, barmode="group",
+    fig.update_yaxes(title=f"Importance for {explained}", zeroline=True, zerolinecolor="#94a3b8")
+    return _finish(fig, f"Modality importance for {explained}", height=340, barmode="group",
                    legend=dict(orientation="h", y=-0.15))
 
 
 def image_overlay(image: np.ndarray, saliency: np.ndarray | None = None, opacity: float = 0.45, signed: bool = True,
-                  title: str = "") -> go.Figure:
+                  title: str = "", explained: str | None = None) -> go.Figure:
     """A greyscale image (H, W) in image orientation with a saliency map (H, W) on top: signed maps on a
-    diverging scale symmetric around 0, unsigned ones (Grad-CAM, attention) on a sequential scale."""
+    diverging scale symmetric around 0, unsigned ones (Grad-CAM, attention) on a sequential scale. A map
+    needs ``explained``, the class it is for (named in its colour bar)."""
     image = np.asarray(image, dtype=float)
     if image.ndim != 2:
         raise ValueError(f"image must be (H, W), got {image.shape}")
@@ -172,13 +192,13 @@ def image_overlay(image: np.ndarray, saliency: np.ndarray | None = None, opacity
         saliency = np.asarray(saliency, dtype=float)
         if saliency.shape != image.shape:
             raise ValueError(f"saliency must have the image's shape {image.shape}, got {saliency.shape}")
-        fig.add_trace(_saliency_trace(saliency, opacity, signed))
+        fig.add_trace(_saliency_trace(saliency, opacity, signed, _check_explained(explained)))
     fig.update_xaxes(visible=False, constrain="domain")
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", scaleratio=1, constrain="domain")
     return _finish(fig, title, height=420)
 
 
-def _saliency_trace(saliency: np.ndarray, opacity: float, signed: bool) -> go.Heatmap:
+def _saliency_trace(saliency: np.ndarray, opacity: float, signed: bool, explained: str) -> go.Heatmap:
     if signed:
         limit = _symmetric_limit(saliency)
         zmin, zmax, scale = -limit, limit, _SIGNED_OVERLAY
@@ -186,16 +206,17 @@ def _saliency_trace(saliency: np.ndarray, opacity: float, signed: bool) -> go.He
         zmin, zmax, scale = float(np.nanmin(saliency)), float(np.nanmax(saliency)), _UNSIGNED_OVERLAY
         zmax = zmax if zmax > zmin else zmin + 1.0
     return go.Heatmap(z=saliency.astype(np.float32), colorscale=scale, zmin=zmin, zmax=zmax, opacity=opacity, name="saliency",
-                      colorbar=dict(title="saliency", thickness=10),
+                      colorbar=dict(title=f"saliency for<br>{explained}", thickness=10),
                       hovertemplate="(%{x}, %{y}): %{z:.3g}<extra>saliency</extra>")
 
 
 # ------------------------------------------------------------------------------------------------- ECG
 def ecg_figure(data: np.ndarray, fs: float, channels: Sequence[str], explanation: SignalExplanation | None = None,
-               leads: Sequence[str] | None = None) -> go.Figure:
+               leads: Sequence[str] | None = None, explained: str | None = None) -> go.Figure:
     """The recording (C, T) in mV, one row per lead (default: every channel, in the 12-lead order). With a
     SignalExplanation: temporal attention as background shading, signed attributions as a coloured strip of
-    markers under each trace (on the model's time axis), and the top segments as boxes numbered by rank."""
+    markers under each trace (on the model's time axis), and the top segments as boxes numbered by rank;
+    ``explained`` names the class the attributions are for (title and colour bar)."""
     data = np.asarray(data, dtype=float)
     if data.ndim != 2 or data.shape[0] != len(channels):
         raise ValueError(f"data must be (channels, samples) with {len(channels)} channels, got {data.shape}")
@@ -204,6 +225,7 @@ def ecg_figure(data: np.ndarray, fs: float, channels: Sequence[str], explanation
     shown = _lead_order(list(channels), leads)
     if explanation is not None:
         _check_signal_explanation(explanation)
+        _check_explained(explained)
     duration = data.shape[1] / fs
     fig = make_subplots(rows=len(shown), cols=1, shared_xaxes=True, vertical_spacing=0.01)
     for row, lead in enumerate(shown, start=1):
@@ -224,8 +246,10 @@ def ecg_figure(data: np.ndarray, fs: float, channels: Sequence[str], explanation
         _add_segments(fig, explanation.segments)
         limit = _symmetric_limit(np.asarray(explanation.attributions, dtype=float))
         fig.update_layout(coloraxis=dict(colorscale=DIVERGING, cmin=-limit, cmax=limit,
-                                         colorbar=dict(title="attribution", thickness=10, len=0.5)))
-    return _finish(fig, height=60 + 120 * len(shown), showlegend=False)
+                                         colorbar=dict(title=f"attribution to<br>{explained}", thickness=10,
+                                                       len=0.5)))
+    title = f"ECG: attribution to {explained}" if explanation is not None else ""
+    return _finish(fig, title, height=60 + 120 * len(shown), showlegend=False)
 
 
 def _lead_order(channels: list[str], leads: Sequence[str] | None) -> list[str]:
@@ -291,8 +315,11 @@ def _add_segments(fig: go.Figure, segments: Sequence[Any]) -> None:
                       label=dict(text=f"#{rank}", textposition="top left", font=dict(size=11, color="#7c3aed")))
 
 
-def lead_importance_bars(leads: Sequence[str], importance: np.ndarray, recorded: Sequence[bool]) -> go.Figure:
-    """Share of the ECG's |attribution| per lead (L,); leads not recorded get no bar and a note."""
+def lead_importance_bars(leads: Sequence[str], importance: np.ndarray, recorded: Sequence[bool],
+                         explained: str) -> go.Figure:
+    """Share of the ECG's |attribution| to ``explained`` per lead (L,); leads not recorded get no bar and a
+    note."""
+    _check_explained(explained)
     importance = np.asarray(importance, dtype=float)
     if importance.shape != (len(leads),) or len(recorded) != len(leads):
         raise ValueError(f"importance and recorded must have one value per lead ({len(leads)}), "
@@ -305,7 +332,7 @@ def lead_importance_bars(leads: Sequence[str], importance: np.ndarray, recorded:
             fig.add_annotation(x=lead, y=0, yanchor="bottom", text="not recorded", textangle=-90, showarrow=False,
                                font=dict(size=10, color=_NEUTRAL))
     fig.update_yaxes(title="Share of attribution", tickformat=".0%", rangemode="tozero")
-    return _finish(fig, "Lead importance", height=280)
+    return _finish(fig, f"Lead importance for {explained}", height=280)
 
 
 # ------------------------------------------------------------------------------------------------ note
@@ -350,15 +377,18 @@ def _word_html(text: str, score: float, scale: float) -> str:
             f'border-radius: 3px" title="score {score:+.4g}">{_escape(text)}</span>')
 
 
-def note_legend_html(max_abs: float) -> str:
-    """A small colour bar: -max_abs (blue, against the class) .. 0 .. +max_abs (red, for the class)."""
+def note_legend_html(max_abs: float, explained: str) -> str:
+    """A small colour bar: -max_abs (blue, against ``explained``) .. 0 .. +max_abs (red, for it)."""
+    _check_explained(explained)
     if not (math.isfinite(max_abs) and max_abs >= 0):
         raise ValueError(f"max_abs must be a non-negative number, got {max_abs}")
     blue, red = (f"rgba({r},{g},{b},{_NOTE_MAX_ALPHA})" for r, g, b in (_BLUE, _RED))
     bar = (f'<div style="height: 10px; border-radius: 3px; '
            f'background: linear-gradient(to right, {blue}, rgba(255,255,255,0), {red})"></div>')
-    ticks = "".join(f"<span>{text}</span>" for text in (f"−{max_abs:.3g} against", "0", f"+{max_abs:.3g} for"))
-    return ('<div class="note-legend" style="width: 260px; font-size: 0.8em; margin-bottom: 0.5em">' + bar
+    name = html.escape(explained)
+    ticks = "".join(f"<span>{text}</span>" for text in (f"−{max_abs:.3g} against {name}", "0",
+                                                         f"+{max_abs:.3g} for {name}"))
+    return ('<div class="note-legend" style="width: 360px; font-size: 0.8em; margin-bottom: 0.5em">' + bar
             + f'<div style="display: flex; justify-content: space-between">{ticks}</div></div>')
 
 
@@ -366,9 +396,11 @@ def note_legend_html(max_abs: float) -> str:
 _LAB_COLUMNS = ("name", "kind", "value", "unit", "reference_range", "outside_range", "measured", "score", "method")
 
 
-def lab_bars(table: pd.DataFrame) -> go.Figure:
-    """Attribution per lab / demographic feature (rows of explain.tabular.explain_tabular), in the table's
-    order; out-of-range values in bold with an arrow, unmeasured features listed as 'not measured', no bar."""
+def lab_bars(table: pd.DataFrame, explained: str) -> go.Figure:
+    """Attribution to ``explained`` per lab / demographic feature (rows of explain.tabular.explain_tabular),
+    in the table's order; out-of-range values in bold with an arrow, unmeasured features listed as 'not
+    measured', no bar."""
+    _check_explained(explained)
     missing = [c for c in _LAB_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"lab table lacks columns {missing}")
@@ -379,9 +411,9 @@ def lab_bars(table: pd.DataFrame) -> go.Figure:
     colors = [_NEUTRAL if math.isnan(s) else _rgb(_RED if s >= 0 else _BLUE) for s in scores]
     fig = go.Figure(go.Bar(x=_none_for_nan(scores), y=labels, orientation="h", marker_color=colors,
                            customdata=table["method"], hovertemplate="%{y}: %{x:.3g}<extra>%{customdata}</extra>"))
-    fig.update_xaxes(title="Attribution (logit units; + = for the class)", zeroline=True, zerolinecolor="#94a3b8")
+    fig.update_xaxes(title=f"Attribution (logit units; + = for {explained})", zeroline=True, zerolinecolor="#94a3b8")
     fig.update_yaxes(autorange="reversed", automargin=True)
-    return _finish(fig, "Labs and demographics", height=80 + 24 * len(labels))
+    return _finish(fig, f"Labs and demographics: attribution to {explained}", height=80 + 24 * len(labels))
 
 
 def _rgb(color: tuple[int, int, int]) -> str:
@@ -471,9 +503,23 @@ def importance_by_class(table: pd.DataFrame) -> go.Figure:
     return _finish(fig, "Mean modality importance by class", height=80 + 40 * len(table))
 
 
-def tau_histogram(per_pair: pd.DataFrame, ceiling: float | None = None) -> go.Figure:
+def rater_group(raters: Sequence[str], simulated: bool) -> str:
+    """How titles name the raters of a rankings table: 'simulated raters' when they are simulated, else
+    their names ('dr_jones and dr_smith'; beyond three, 'a, b, c and 2 more raters')."""
+    if simulated:
+        return "simulated raters"
+    names = sorted({str(r) for r in raters})
+    if not names:
+        raise ValueError("raters must name at least one rater")
+    if len(names) > 3:
+        return f"{', '.join(names[:3])} and {len(names) - 3} more raters"
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def tau_histogram(per_pair: pd.DataFrame, ceiling: float | None = None, raters: str = "raters") -> go.Figure:
     """Kendall tau per (case, rater) (explain.agreement.model_vs_raters): histogram over -1..1 (NaN dropped),
-    a line at the mean and, if given, a dashed line at the inter-rater ceiling."""
+    a line at the mean and, if given, a dashed line at the inter-rater ceiling. ``raters`` names who ranked
+    (rater_group) in the title and axis."""
     if "tau" not in per_pair.columns:
         raise ValueError("per_pair must have a 'tau' column")
     tau = per_pair["tau"].astype(float).dropna().to_numpy()
@@ -492,9 +538,9 @@ def tau_histogram(per_pair: pd.DataFrame, ceiling: float | None = None) -> go.Fi
     if ceiling is not None:
         fig.add_vline(x=float(ceiling), line=dict(color="#b91c1c", width=2, dash="dash"),
                       annotation_text=f"inter-rater {ceiling:.2f}", annotation_position="top right")
-    fig.update_xaxes(range=[-1.1, 1.1], title="Kendall tau-b (model vs clinician)")
+    fig.update_xaxes(range=[-1.1, 1.1], title=f"Kendall tau-b (model vs {raters})")
     fig.update_yaxes(title="(case, rater) pairs")
-    return _finish(fig, f"Agreement with clinicians ({tau.size} pairs)", height=320, bargap=0.05)
+    return _finish(fig, f"Agreement with {raters} ({tau.size} pairs)", height=320, bargap=0.05)
 
 
 def metric_bars(rows: Sequence[Mapping[str, Any]]) -> go.Figure:

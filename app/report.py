@@ -14,8 +14,9 @@ from neurofusion.data.schema import MODALITIES, Case
 
 def case_report_html(case: Case, explanation: CaseExplanation, architecture: str) -> str:
     """One HTML file that opens offline: plotly's script is embedded once, every figure follows."""
+    explained = figures.explained_label(explanation.classes, explanation.target, explanation.contrast)
     parts = [figures.probability_bars(explanation.classes, explanation.probabilities, case.label)]
-    parts.append(figures.importance_bars(explanation.to_dict()["modality_importance"]))
+    parts.append(figures.importance_bars(explanation.to_dict()["modality_importance"], explained))
     if explanation.cross_attention is not None:
         parts.append(figures.attention_heatmap(explanation.cross_attention.mean(0),
                                                [explanation.present[m] for m in MODALITIES], "Cross-modal attention"))
@@ -23,21 +24,24 @@ def case_report_html(case: Case, explanation: CaseExplanation, architecture: str
         image = case.image if case.image.ndim == 2 else case.image[case.image.shape[0] // 2]
         parts.append(figures.image_overlay(image, explanation.image.map, 0.45,
                                            explanation.image.method in ("integrated_gradients", "occlusion"),
-                                           f"Echo image: {explanation.image.method.replace('_', ' ')}"))
+                                           f"Echo image: {explanation.image.method.replace('_', ' ')} for {explained}",
+                                           explained))
     if explanation.signal is not None:
-        parts.append(figures.ecg_figure(case.signal.data, case.signal.fs, case.signal.channels, explanation.signal))
+        parts.append(figures.ecg_figure(case.signal.data, case.signal.fs, case.signal.channels, explanation.signal,
+                                        explained=explained))
     if explanation.tabular is not None:
-        parts.append(figures.lab_bars(explanation.tabular))
+        parts.append(figures.lab_bars(explanation.tabular, explained))
     blocks = [fig.to_html(full_html=False, include_plotlyjs=(k == 0)) for k, fig in enumerate(parts)]
     note = ""
     if explanation.note is not None:
         scale = max((abs(w.score) for w in explanation.note.words), default=0.0)
-        note = (f"<h2>Clinical note</h2>{figures.note_legend_html(scale)}"
+        note = (f"<h2>Clinical note</h2>{figures.note_legend_html(scale, explained)}"
                 f"<div class='note'>{figures.note_html(case.note, explanation.note.words, scale)}</div>")
     missing = [figures.MODALITY_LABELS[m] for m in MODALITIES if not explanation.present[m]]
     header = (f"<h1>Case {html.escape(case.case_id)}</h1>"
               f"<p><b>Predicted:</b> {html.escape(figures.pretty(explanation.predicted))} "
               f"({explanation.probabilities.max():.1%}) &middot; <b>True label:</b> {html.escape(figures.pretty(case.label))}"
+              f" &middot; <b>Explained:</b> {html.escape(explained)}"
               f" &middot; <b>Model:</b> {html.escape(architecture)} &middot; <b>Missing:</b> "
               f"{html.escape(', '.join(missing) or 'none')}</p>"
               "<p class='warn'>Research tool; synthetic demonstration data; not for clinical use.</p>")

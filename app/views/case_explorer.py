@@ -1,8 +1,11 @@
 """Case explorer: one patient's prediction, why (attention, modality importance, each modality's
 attribution), how it changes when modalities are withheld, and how the model's ranking compares with
-the clinicians'."""
+the raters'. Any class can be explained, or one class against another."""
 
 from __future__ import annotations
+
+import dataclasses
+import re
 
 import numpy as np
 import pandas as pd
@@ -15,11 +18,15 @@ from app.state import CASE_ERRORS, context
 from explain.ablation import partial_case
 from explain.agreement import importance_to_ranks, model_vs_raters
 from explain.case import CaseExplanation
+from explain.contrast import contrast_explanations
 from neurofusion.data.errors import CohortError
 from neurofusion.data.schema import MODALITIES, Case
 
 ctx = context()
 FILTERS = ("case.filter_true", "case.filter_pred", "case.filter_outcome", "case.filter_missing", "case.filter_site")
+# Controls that are about one case (which class to explain, how much of each modality to observe): another
+# case starts them afresh rather than inheriting settings that were about a different patient.
+CASE_CONTROLS = ("case.explain_class", "case.contrast_class") + tuple(f"case.ablate_{m}" for m in MODALITIES)
 
 st.title("Case explorer")
 # The filters and the case list are drawn here but filled in at the end of the page: their labels need
@@ -94,6 +101,10 @@ if st.session_state.get("case.id") not in ids:
 case_id = st.session_state["case.id"]
 st.query_params["case"] = case_id
 st.session_state["case.last_query"] = case_id
+if st.session_state.get("case.controls_for") != case_id:
+    for key in CASE_CONTROLS:
+        st.session_state.pop(key, None)
+    st.session_state["case.controls_for"] = case_id
 
 
 def _prediction_card(case: Case, explanation: CaseExplanation, status: dict[str, str]) -> None:
@@ -107,6 +118,48 @@ def _prediction_card(case: Case, explanation: CaseExplanation, status: dict[str,
     with right:
         st.plotly_chart(figures.probability_bars(explanation.classes, explanation.probabilities, case.label),
                         key="case.probabilities")
+
+
+def _class_choice(case: Case, base: CaseExplanation) -> CaseExplanation:
+    """Which class the panels below explain (default the predicted one, the true one a click away), and
+    optionally minus which other class; returns the explanation to draw."""
+    classes = base.classes
+    predicted = int(base.probabilities.argmax())
+    choices = {"predicted": predicted}
+    if case.label in classes:
+        choices["true"] = classes.index(case.label)
+    choices.update({f"class:{c}": k for k, c in enumerate(classes)})
+
+    def label(option: str | None) -> str:
+        if option is None:
+            return "nothing (explain one class)"
+        if option in ("predicted", "true"):
+            return f"{option} ({pretty(classes[choices[option]])})"
+        return pretty(option[len("class:"):])
+
+    left, right = st.columns([3, 1])
+    choice = left.radio("Explain the class", list(choices), key="case.explain_class", horizontal=True,
+                        format_func=label)
+    minus = right.selectbox("minus the class (contrast)", [None, *choices], key="case.contrast_class",
+                            format_func=label, help="Attributions for the first class minus those for this one: "
+                                                    "what speaks for one class rather than the other.")
+    target = choices[choice]
+    explanation = base if target == predicted else _for_class(case.case_id, target)
+    if minus is not None:
+        if choices[minus] == target:
+            st.warning(f"A contrast needs two different classes: {pretty(classes[target])} is shown alone.")
+        else:
+            other = base if choices[minus] == predicted else _for_class(case.case_id, choices[minus])
+            explanation = contrast_explanations(explanation, other)
+    name = figures.explained_label(classes, explanation.target, explanation.contrast)
+    st.markdown(f"Explaining **<span id='explained-class'>{name}</span>**"
+                + (" (logit and probability differences)" if explanation.contrast is not None else ""),
+                unsafe_allow_html=True)
+    return explanation
+
+
+def _for_class(case_id: str, target: int) -> CaseExplanation:
+    return ctx.explain(case_id, dataclasses.replace(ctx.settings, target=target))
 
 
 def _input_checks(explanation: CaseExplanation, notes: case_notes.InputNotes) -> None:
@@ -137,12 +190,15 @@ def _absent(modality: str, status: dict[str, str], notes: case_notes.InputNotes,
 
 def _modality_panels(case: Case, explanation: CaseExplanation, status: dict[str, str],
                      notes: case_notes.InputNotes) -> None:
+    name = figures.explained_label(explanation.classes, explanation.target, explanation.contrast)
     st.subheader("What each modality shows")
     suffix = {"used": "", "missing": " (missing)", "unusable": " (unusable)"}
     tab_image, tab_note, tab_ecg, tab_labs = st.tabs([figures.MODALITY_LABELS[m] + suffix[status[m]]
                                                       for m in MODALITIES])
     with tab_image:
-        if explanation.image is None:
+        if explanation.image is None and "image" in explanation.unexplained:
+            st.info(f"No echo map for {name}: {explanation.unexplained['image']}.")
+        elif explanation.image is None:
             _absent("image", status, notes,
                     "This case has no echo image: the model used its learned 'missing image' embedding.")
         else:
@@ -150,10 +206,10 @@ def _modality_panels(case: Case, explanation: CaseExplanation, status: dict[str,
             signed = explanation.image.method in ("integrated_gradients", "occlusion")
             image = case.image if case.image.ndim == 2 else case.image[case.image.shape[0] // 2]
             st.plotly_chart(figures.image_overlay(image, explanation.image.map, opacity, signed,
-                                                  title=f"{explanation.image.method.replace('_', ' ')} for "
-                                                        f"{pretty(explanation.classes[explanation.target])}"),
+                                                  title=f"{explanation.image.method.replace('_', ' ')} for {name}",
+                                                  explained=name),
                             key="case.image")
-            st.caption("Red: pixels that raise the explained class; blue: pixels that lower it (Grad-CAM and "
+            st.caption(f"Red: pixels that raise {name}; blue: pixels that lower it (Grad-CAM and "
                        "attention show magnitude only). Change the method in the sidebar.")
     with tab_note:
         if explanation.note is None:
@@ -161,13 +217,13 @@ def _modality_panels(case: Case, explanation: CaseExplanation, status: dict[str,
         else:
             note = explanation.note
             scale = max((abs(w.score) for w in note.words), default=0.0)
-            st.html(figures.note_legend_html(scale) + figures.note_html(case.note, note.words, scale))
+            st.html(figures.note_legend_html(scale, name) + figures.note_html(case.note, note.words, scale))
             if note.truncated:
                 st.warning(f"The note is longer than the model reads: only the first {note.covered_chars} "
                            "characters were used (and highlighted).")
             top = pd.DataFrame([{"phrase": p.text, "score": round(p.score, 4)} for p in note.phrases[:8]])
             if not top.empty:
-                st.markdown("**Phrases that moved the prediction most**")
+                st.markdown(f"**Phrases that moved {name} most**")
                 st.dataframe(top, hide_index=True, key="case.phrases")
     with tab_ecg:
         if explanation.signal is None:
@@ -177,16 +233,17 @@ def _modality_panels(case: Case, explanation: CaseExplanation, status: dict[str,
             leads = None if lead_choice == "all 12" else ["II", "V1", "V5"]
             step = max(1, int(case.signal.fs // 250))  # draw at <= 250 Hz: the page stays light, the waves unchanged
             st.plotly_chart(figures.ecg_figure(case.signal.data[:, ::step], case.signal.fs / step,
-                                               case.signal.channels, explanation.signal, leads), key="case.ecg")
+                                               case.signal.channels, explanation.signal, leads, explained=name),
+                            key="case.ecg")
             st.caption(f"Shading: the encoder's temporal attention ({explanation.signal.attention_step_s * 1000:.0f} "
                        "ms steps). Boxes: the segments with the largest attribution.")
             st.plotly_chart(figures.lead_importance_bars(explanation.signal.leads, explanation.signal.lead_importance,
-                                                         explanation.signal.recorded), key="case.lead_importance")
+                                                         explanation.signal.recorded, name), key="case.lead_importance")
     with tab_labs:
         if explanation.tabular is None:
             _absent("tabular", status, notes, "This case has no labs or demographics.")
         else:
-            st.plotly_chart(figures.lab_bars(explanation.tabular), key="case.labs")
+            st.plotly_chart(figures.lab_bars(explanation.tabular, name), key="case.labs")
 
 
 def _combination(explanation: CaseExplanation) -> None:
@@ -201,31 +258,39 @@ def _combination(explanation: CaseExplanation) -> None:
             matrix = (explanation.cross_attention.mean(0) if head == "mean"
                       else explanation.cross_attention[int(head[5:]) - 1])
             st.plotly_chart(figures.attention_heatmap(matrix, [explanation.present[m] for m in MODALITIES],
-                                                      title="Cross-modal attention (row attends to column)"),
+                                                      title="Cross-modal attention (row attends to column; the same for every class)"),
                             key="case.attention")
     with col_importance:
         scores = explanation.to_dict()["modality_importance"]
-        st.plotly_chart(figures.importance_bars(scores), key="case.importance")
-        st.caption(f"Shapley values add up to p(all present) − p(all missing) = "
-                   f"{explanation.importance.probability_full[0]:.2f} − "
+        name = figures.explained_label(explanation.classes, explanation.target, explanation.contrast)
+        st.plotly_chart(figures.importance_bars(scores, name), key="case.importance")
+        value = f"p({name})" if explanation.contrast is None else "p(" + name.replace(" − ", ") − p(") + ")"
+        st.caption(f"Shapley values for {name} add up to {value} with every modality present minus with all "
+                   f"missing = {explanation.importance.probability_full[0]:.2f} − "
                    f"{explanation.importance.probability_none[0]:.2f}.")
 
 
-def _ablation(case: Case, explanation: CaseExplanation) -> None:
+def _ablation(case: Case, explanation: CaseExplanation, status: dict[str, str]) -> None:
     st.subheader("What if a modality were missing?")
     st.caption("Observe part of each modality: the first part of the ECG, the first sentences of the note, the "
                "first labs in clinical order. 0 % = missing (the model's learned missing embedding).")
     sliders = st.columns(4)
     fractions = {}
     for column, modality in zip(sliders, MODALITIES):
-        available = explanation.present[modality]
         label = figures.MODALITY_LABELS[modality]
+        if not explanation.present[modality]:  # nothing to withhold: say so rather than show a percentage
+            noun = case_notes.MODALITY_NOUNS[modality]
+            why = (f"the model cannot use this case's {noun}" if status[modality] == "unusable"
+                   else f"this case has no {noun}")
+            column.markdown(f"**{label}:** {status[modality]}")
+            column.caption(f"Nothing to withhold: {why}.")
+            continue
         if modality == "image":
-            fractions[modality] = 1.0 if column.toggle(f"{label} observed", value=available, disabled=not available,
+            fractions[modality] = 1.0 if column.toggle(f"{label} observed", value=True,
                                                        key=f"case.ablate_{modality}") else 0.0
         else:
-            fractions[modality] = column.slider(f"{label} observed (%)", 0, 100, 100 if available else 0, 10,
-                                                disabled=not available, key=f"case.ablate_{modality}") / 100
+            fractions[modality] = column.slider(f"{label} observed (%)", 0, 100, 100, 10,
+                                                key=f"case.ablate_{modality}") / 100
     changed = any(fractions[m] < 1.0 for m in MODALITIES if explanation.present[m])
     ablated = ctx.predictor.predict([partial_case(case, fractions)])[1][0] if changed else explanation.probabilities
     k = int(explanation.probabilities.argmax())
@@ -246,19 +311,22 @@ def _clinicians(case_id: str, explanation: CaseExplanation) -> None:
         return
     if rankings is None or case_id not in set(rankings["case_id"]):
         return
-    st.subheader("Model vs clinicians for this case")
+    simulated = bool(ctx.cohort.info.get("synthetic"))
+    raters = figures.rater_group(rankings.loc[rankings["case_id"] == case_id, "rater"], simulated)
+    st.subheader(f"Model vs {raters} for this case")
     method = st.radio("Model ranking from", ("shapley", "leave_one_out", "attention"), key="case.rank_method",
                       horizontal=True, format_func=lambda m: m.replace("_", "-").capitalize())
     if method == "attention" and explanation.importance.attention is None:
         st.info("This model has no attention; choose Shapley or leave-one-out.")
         return
-    ranks = importance_to_ranks(explanation.importance.table(method))
+    ranks = importance_to_ranks(explanation.importance.table(method))  # for the predicted class
     pairs = model_vs_raters(ranks, rankings[rankings["case_id"] == case_id])
     table = rankings[rankings["case_id"] == case_id].merge(pairs[["rater", "tau"]], on="rater")
     model_row = {"rater": "model", **{m: ranks.iloc[0][m] for m in MODALITIES}, "tau": np.nan}
     st.dataframe(pd.concat([pd.DataFrame([model_row]), table.drop(columns="case_id")], ignore_index=True),
                  hide_index=True, key="case.rankings")
-    st.caption("Ranks: 1 = most important. Kendall tau-b over the modalities both ranked.")
+    st.caption(f"Ranks: 1 = most important; the model's for its predicted class ({pretty(explanation.predicted)}). "
+               "Kendall tau-b over the modalities both ranked.")
 
 
 def _export(case: Case, explanation: CaseExplanation) -> None:
@@ -271,27 +339,33 @@ def _export(case: Case, explanation: CaseExplanation) -> None:
                        file_name=f"{case.case_id}_report.html", mime="text/html", key="case.download_report",
                        on_click="ignore")
     d2.download_button("Attributions (CSV)", lambda: attributions_csv(explanation),
-                       file_name=f"{case.case_id}_attributions.csv", mime="text/csv", key="case.download_csv",
+                       file_name=f"{case.case_id}_attributions_{_slug(explanation.explained)}.csv", mime="text/csv",
+                       key="case.download_csv",
                        on_click="ignore")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
 def _show_case(case_id: str) -> None:
     """Read, explain and draw one case; bad input in its files is a message naming the file."""
     try:
         case = ctx.cohort[case_id]
-        explanation = ctx.explain(case_id)
+        base = ctx.explain(case_id)  # the predicted class: the card, the ablation and the rankings use it
     except CASE_ERRORS as err:
         st.error(f"Case {case_id} cannot be shown: {err}")
         st.info("Fix the file and rerun, or pick another case above.")
         return
-    notes = case_notes.input_notes(explanation.inputs, case.issues)
-    status = case_notes.modality_status(explanation.present, notes.unusable)
-    _prediction_card(case, explanation, status)
-    _input_checks(explanation, notes)
+    notes = case_notes.input_notes(base.inputs, case.issues)
+    status = case_notes.modality_status(base.present, notes.unusable)
+    _prediction_card(case, base, status)
+    _input_checks(base, notes)
+    explanation = _class_choice(case, base)
     _modality_panels(case, explanation, status, notes)
     _combination(explanation)
-    _ablation(case, explanation)
-    _clinicians(case_id, explanation)
+    _ablation(case, base, status)
+    _clinicians(case_id, base)
     _export(case, explanation)
 
 

@@ -4,6 +4,7 @@ modality renders, a bad folder is a message."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 import shutil
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.figures import pretty
 from explain.ablation import ablate_case
 from neurofusion.checkpoint import load_checkpoint
 from neurofusion.data import CohortReader
@@ -154,3 +156,84 @@ def test_model_card_says_why_a_metric_is_not_defined(tmp_path):
     assert table.loc["macro_auroc", "value"] == reason and table.loc["macro_auroc", "95 % CI"] == reason
     accuracy = metrics["test"]["accuracy"]
     assert table.loc["accuracy", "value"] == f"{accuracy['value']:.3f}"
+
+
+# ------------------------------------------------------------------ controls belong to the case (issue 10)
+def _charts(at: AppTest) -> dict[str, dict]:
+    """The page's plotly figures by title text (figures without a title left out)."""
+    figures = {}
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        title = spec.get("layout", {}).get("title", {}).get("text")
+        if title:
+            figures[title] = spec
+    return figures
+
+
+def _explained(at: AppTest) -> str:
+    text = next(m.value for m in at.markdown if "explained-class" in m.value)
+    return re.search(r"id='explained-class'>([^<]+)<", text).group(1)
+
+
+def _full_prediction(case_id: str) -> float:
+    checkpoint = load_checkpoint(DEMO, device="cpu")
+    probabilities = Predictor(checkpoint.model, checkpoint.tokenizer).predict([CohortReader(SAMPLE)[case_id]])[1][0]
+    return 100 * probabilities.max()
+
+
+def test_ablation_and_class_controls_reset_when_the_case_changes():
+    at = _app()
+    at.query_params["case"] = "CV-00319"
+    at.run()
+    at.slider(key="case.ablate_tabular").set_value(0)
+    at.radio(key="case.explain_class").set_value("class:normal").run()
+    _no_errors(at)
+    assert _shown(at) != pytest.approx(_full_prediction("CV-00319"), abs=0.051)  # the labs are withheld
+    assert _explained(at) == "Normal"
+    reader = CohortReader(SAMPLE)
+    other = next(i for i in reader.case_ids if i != "CV-00319" and reader.availability().loc[i].all())
+    at.selectbox(key="case.id").set_value(other).run()
+    _no_errors(at)
+    assert at.slider(key="case.ablate_tabular").value == 100
+    assert at.slider(key="case.ablate_signal").value == 100 and at.toggle(key="case.ablate_image").value
+    assert _shown(at) == pytest.approx(_full_prediction(other), abs=0.051)  # unablated
+    assert at.radio(key="case.explain_class").value == "predicted"
+    # a case without an ECG: its ECG control says missing, not a percentage
+    at.slider(key="case.ablate_signal").set_value(30).run()
+    at.selectbox(key="case.id").set_value("CV-00086").run()
+    _no_errors(at)
+    assert "case.ablate_signal" not in [s.key for s in at.slider]
+    assert any(m.value == "**ECG:** missing" for m in at.markdown)
+    assert any("this case has no ECG" in c.value for c in at.caption)
+    assert at.slider(key="case.ablate_tabular").value == 100
+    assert _shown(at) == pytest.approx(_full_prediction("CV-00086"), abs=0.051)
+
+
+def test_the_true_class_of_a_wrong_case_can_be_explained_and_every_title_names_it():
+    at = _app().run()
+    at.radio(key="case.filter_outcome").set_value("wrong").run()
+    case = CohortReader(SAMPLE)[at.selectbox(key="case.id").value]
+    choice = at.radio(key="case.explain_class")
+    assert choice.value == "predicted" and choice.options[1] == f"true ({pretty(case.label)})"
+    predicted = _explained(at)
+    before = _charts(at)
+    assert predicted != pretty(case.label)
+    choice.set_value("true").run()
+    _no_errors(at)
+    assert _explained(at) == pretty(case.label)
+    after = _charts(at)
+    titles = list(after)
+    for part in ("Modality importance for", "Labs and demographics: attribution to", "ECG: attribution to",
+                 "Lead importance for"):
+        assert f"{part} {pretty(case.label)}" in titles, (part, titles)
+    assert not any(predicted in t for t in titles)
+    labs = next(t for t in after if t.startswith("Labs"))
+    assert after[labs]["data"] != before[f"Labs and demographics: attribution to {predicted}"]["data"]
+    assert any(f"for {pretty(case.label)}" in h.proto.body for h in at.get("html"))  # the note's legend
+    # the true class against the predicted one: a contrast, named as such
+    at.selectbox(key="case.contrast_class").set_value("predicted").run()
+    _no_errors(at)
+    contrast = f"{pretty(case.label)} − {predicted}"
+    assert _explained(at) == contrast
+    assert f"Modality importance for {contrast}" in _charts(at)
+

@@ -79,7 +79,7 @@ def test_cohort_grid_one_heatmap_per_class_with_shared_range_and_blank_nan():
 def test_importance_bars_skip_missing_modality():
     scores = {"shapley": {"image": 0.3, "text": None, "signal": 0.1, "tabular": -0.05},
               "leave_one_out": {"image": 0.2, "text": float("nan"), "signal": 0.05, "tabular": 0.0}}
-    fig = figures.importance_bars(scores)
+    fig = figures.importance_bars(scores, explained="Heart failure")
     bars = _bars(fig)
     assert [b.name for b in bars] == ["Shapley", "Leave-one-out"]
     assert list(bars[0].x) == ["Echo image", "Clinical note", "ECG", "Labs"]
@@ -89,7 +89,7 @@ def test_importance_bars_skip_missing_modality():
     assert [a.x for a in notes] == ["Clinical note"]
     assert bars[0].marker.color != bars[1].marker.color
     with pytest.raises(ValueError, match="unknown modality"):
-        figures.importance_bars({"shapley": {"audio": 0.1}})
+        figures.importance_bars({"shapley": {"audio": 0.1}}, explained="Heart failure")
 
 
 def test_importance_by_class_heatmap_nan_safe():
@@ -107,18 +107,18 @@ def test_importance_by_class_heatmap_nan_safe():
 def test_image_overlay_signed_and_unsigned():
     image = np.linspace(0, 1, 12).reshape(3, 4)
     saliency = np.array([[0.5, -2.0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0.1]])
-    fig = figures.image_overlay(image, saliency, opacity=0.3, signed=True)
+    fig = figures.image_overlay(image, saliency, opacity=0.3, signed=True, explained="Normal")
     assert len(fig.data) == 2
     base, overlay = fig.data
     np.testing.assert_allclose(np.asarray(base.z, dtype=float), image)
     assert overlay.opacity == 0.3
     assert (overlay.zmin, overlay.zmax) == (-2.0, 2.0)
     assert fig.layout.yaxis.autorange == "reversed" and fig.layout.yaxis.scaleanchor == "x"
-    unsigned = figures.image_overlay(image, np.abs(saliency), signed=False).data[1]
+    unsigned = figures.image_overlay(image, np.abs(saliency), signed=False, explained="Normal").data[1]
     assert (unsigned.zmin, unsigned.zmax) == (0.0, 2.0)
     assert len(figures.image_overlay(image).data) == 1
     with pytest.raises(ValueError, match="shape"):
-        figures.image_overlay(image, np.zeros((4, 3)))
+        figures.image_overlay(image, np.zeros((4, 3)), explained="Normal")
     with pytest.raises(ValueError, match=r"\(H, W\)"):
         figures.image_overlay(np.zeros((2, 3, 4)))
 
@@ -143,7 +143,7 @@ def test_ecg_figure_leads_explanation_and_segments():
     assert (plain.data[0].x0, plain.data[0].dx) == (0.0, pytest.approx(1 / 250))  # 500 samples over 2 s
     assert plain.layout.height == 60 + 3 * 120
 
-    fig = figures.ecg_figure(data, 250.0, channels, _signal_explanation())
+    fig = figures.ecg_figure(data, 250.0, channels, _signal_explanation(), explained="Arrhythmia")
     lines = [t for t in fig.data if t.type == "scatter" and t.mode == "lines"]
     strips = [t for t in fig.data if t.type == "heatmap" and t.name.endswith("attribution")]
     shading = [t for t in fig.data if t.type == "heatmap" and t.name == "attention"]
@@ -168,16 +168,16 @@ def test_ecg_figure_lead_subset_and_errors():
     bad = _signal_explanation()
     bad.attributions = bad.attributions[:2]
     with pytest.raises(ValueError, match="attributions"):
-        figures.ecg_figure(data, 100.0, ["II", "V1"], bad)
+        figures.ecg_figure(data, 100.0, ["II", "V1"], bad, explained="Arrhythmia")
 
 
 def test_lead_importance_bars_skip_unrecorded_leads():
-    fig = figures.lead_importance_bars(["I", "II", "V1"], np.array([0.4, 0.6, 0.0]), [True, True, False])
+    fig = figures.lead_importance_bars(["I", "II", "V1"], np.array([0.4, 0.6, 0.0]), [True, True, False], "Normal")
     (bar,) = _bars(fig)
     assert list(bar.y) == [0.4, 0.6, None]
     assert [a.x for a in fig.layout.annotations if a.text == "not recorded"] == ["V1"]
     with pytest.raises(ValueError, match="one value per lead"):
-        figures.lead_importance_bars(["I"], np.array([0.4, 0.6]), [True, True])
+        figures.lead_importance_bars(["I"], np.array([0.4, 0.6]), [True, True], "Normal")
 
 
 # -------------------------------------------------------------------------------------------------- note
@@ -215,10 +215,10 @@ def test_note_html_scale_and_bad_spans():
         figures.note_html(NOTE, [Span(0, 8, "Dyspnoea", 1.0), Span(3, 10, "pnoea o", 1.0)])
     with pytest.raises(ValueError, match="outside the note"):
         figures.note_html("short", [Span(2, 40, "x", 1.0)])
-    legend = figures.note_legend_html(0.25)
+    legend = figures.note_legend_html(0.25, "Normal")
     assert "0.25" in legend and "linear-gradient" in legend
     with pytest.raises(ValueError):
-        figures.note_legend_html(float("nan"))
+        figures.note_legend_html(float("nan"), "Normal")
 
 
 # -------------------------------------------------------------------------------------------------- labs
@@ -232,12 +232,12 @@ def test_lab_bars_labels_and_unmeasured_features():
         {"name": "sex", "kind": "categorical", "value": "M", "unit": "", "reference_range": "",
          "outside_range": False, "measured": True, "score": -0.1, "method": "withheld"},
     ])
-    (bar,) = _bars(figures.lab_bars(table))
+    (bar,) = _bars(figures.lab_bars(table, "Heart failure"))
     assert list(bar.y) == ["<b>BNP 1558 pg/mL (ref < 100) ▲</b>", "HDL: not measured", "Sex M"]
     assert bar.x[1] is None and list(bar.x[::2]) == pytest.approx([0.9, -0.1])
     assert bar.marker.color[0] != bar.marker.color[2]
     with pytest.raises(ValueError, match="lacks columns"):
-        figures.lab_bars(table.drop(columns="measured"))
+        figures.lab_bars(table.drop(columns="measured"), "Heart failure")
 
 
 # ------------------------------------------------------------------------------------------------ cohort
@@ -252,6 +252,45 @@ def test_tau_histogram_drops_nan_and_draws_mean_and_ceiling():
     assert not figures.tau_histogram(per_pair.assign(tau=np.nan)).layout.shapes
     with pytest.raises(ValueError, match="tau"):
         figures.tau_histogram(per_pair.rename(columns={"tau": "t"}))
+
+
+def test_tau_histogram_and_rater_group_name_who_ranked():
+    per_pair = pd.DataFrame({"case_id": list("ab"), "tau": [1.0, 0.0]})
+    fig = figures.tau_histogram(per_pair, raters=figures.rater_group(["synthetic_rater_A"], simulated=True))
+    assert fig.layout.title.text == "Agreement with simulated raters (2 pairs)"
+    assert "clinician" not in fig.layout.xaxis.title.text
+    assert figures.rater_group(["dr_smith", "dr_jones", "dr_smith"], simulated=False) == "dr_jones and dr_smith"
+    assert figures.rater_group(list("abcde"), simulated=False) == "a, b, c and 2 more raters"
+    with pytest.raises(ValueError, match="at least one rater"):
+        figures.rater_group([], simulated=False)
+
+
+# ------------------------------------------------------------------------------------ the explained class
+def test_every_attribution_figure_names_the_explained_class():
+    name = figures.explained_label(["normal", "heart_failure"], 1, contrast=0)
+    assert name == "Heart failure − Normal" and figures.explained_label(["normal"], 0) == "Normal"
+    with pytest.raises(ValueError, match="class index 2"):
+        figures.explained_label(["normal", "heart_failure"], 2)
+    scores = {"shapley": {"image": 0.3, "text": 0.1, "signal": 0.1, "tabular": -0.05}}
+    channels = ["I", "II", "V1"]
+    data = np.zeros((3, 500))
+    lab = pd.DataFrame([{"name": "bnp_pg_ml", "kind": "numeric", "value": 50.0, "unit": "pg/mL",
+                         "reference_range": "< 100 pg/mL", "outside_range": False, "measured": True, "score": 0.9,
+                         "method": "integrated_gradients"}])
+    titled = [figures.importance_bars(scores, name), figures.lab_bars(lab, name),
+              figures.lead_importance_bars(["I"], np.array([1.0]), [True], name),
+              figures.ecg_figure(data, 250.0, channels, _signal_explanation(), explained=name)]
+    for fig in titled:
+        assert name in fig.layout.title.text, fig.layout.title.text
+    overlay = figures.image_overlay(np.zeros((3, 4)), np.ones((3, 4)), explained=name)
+    assert name in overlay.data[1].colorbar.title.text
+    assert f"for {html.escape(name)}" in figures.note_legend_html(0.5, name)
+    # an attribution without the class it is for is refused, not drawn unlabelled
+    for build in (lambda: figures.importance_bars(scores, ""),
+                  lambda: figures.ecg_figure(data, 250.0, channels, _signal_explanation()),
+                  lambda: figures.image_overlay(np.zeros((3, 4)), np.ones((3, 4)))):
+        with pytest.raises(ValueError, match="explained must name the class"):
+            build()
 
 
 def test_metric_bars_error_bars_match_ci():
