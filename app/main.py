@@ -104,7 +104,7 @@ with st.sidebar:
 pages = [
     st.Page(VIEWS / "case_explorer.py", title="Case explorer", icon=":material/person_search:", default=True),
     st.Page(VIEWS / "cohort_attention.py", title="Cohort attention", icon=":material/grid_on:", url_path="cohort"),
-    st.Page(VIEWS / "agreement.py", title="Clinician agreement", icon=":material/handshake:", url_path="agreement"),
+    st.Page(VIEWS / "agreement.py", title="Rater agreement", icon=":material/handshake:", url_path="agreement"),
     st.Page(VIEWS / "missing.py", title="Missing modalities", icon=":material/hide_source:", url_path="missing"),
     st.Page(VIEWS / "model_card.py", title="Model card", icon=":material/description:", url_path="model"),
 ]

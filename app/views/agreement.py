@@ -1,5 +1,6 @@
-"""Clinician agreement: Kendall tau-b between the model's modality ranking and clinicians' rankings, per
-case, per class and overall, against the inter-rater ceiling and the synthetic ground truth."""
+"""Rater agreement: Kendall tau-b between the model's modality ranking and raters' rankings, per case, per
+class and overall, against the inter-rater ceiling and the synthetic ground truth. The raters are named for
+what they are: "simulated raters" for a synthetic cohort's bundled rankings, the raters' names for others."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ def _importance(_ctx: Context, model_key: str, cases_key: str, case_ids: tuple[s
 
 
 ctx = context()
-st.title("Clinician agreement")
-st.caption("Does the model rank the modalities the way clinicians do? Kendall tau-b: 1 = same order, "
+title = st.empty()  # names the raters once it is known whose rankings these are
+title.title("Rater agreement")
+st.caption("Does the model rank the modalities the way the raters do? Kendall tau-b: 1 = same order, "
            "0 = unrelated, −1 = reversed, over the modalities both ranked.")
 
 source = st.radio("Rankings", ("bundled with the cohort", "upload a CSV"), key="agreement.source", horizontal=True)
@@ -45,8 +47,15 @@ else:
         st.info("This cohort has no usable clinician_rankings.csv; upload one to compare.")
 if rankings is None:
     st.stop()
-if ctx.cohort.info.get("synthetic"):
-    st.caption("The bundled raters are simulated (Mallows-model readings of the planted truth), not clinicians.")
+if rankings.empty:
+    st.info("The rankings file has no rankings in it.")
+    st.stop()
+# Only the rankings bundled with a synthetic cohort are known to be simulated; an upload is whoever it names.
+simulated = source == "bundled with the cohort" and bool(ctx.cohort.info.get("synthetic"))
+raters = figures.rater_group(rankings["rater"], simulated)
+title.title(f"Agreement with {raters}")
+if simulated:
+    st.caption("These raters are simulated (Mallows-model readings of the planted truth), not clinicians.")
 
 method = st.radio("Model ranking from", ("shapley", "leave_one_out", "attention"), key="agreement.method",
                   horizontal=True, format_func=lambda m: m.replace("_", "-").capitalize())
@@ -64,7 +73,7 @@ summary, ceiling = result["summary"], result["inter_rater"]
 
 overall = summary.loc["all"]
 c1, c2, c3 = st.columns(3)
-c1.metric("Mean tau, model vs clinicians", f"{overall['mean']:.3f}")
+c1.metric(f"Mean tau, model vs {raters}", f"{overall['mean']:.3f}")
 c1.caption(f"95 % CI {overall['ci_low']:.3f} to {overall['ci_high']:.3f} (bootstrap over cases)")
 between_raters = ceiling["mean_pairwise_tau"]["mean"]
 between_raters = None if math.isnan(between_raters) else between_raters  # NaN: no case has two raters
@@ -74,7 +83,7 @@ c3.metric("Kendall's W (raters' concordance)",
 if between_raters is None:
     c2.caption("Needs cases ranked by at least two raters.")
 
-st.plotly_chart(figures.tau_histogram(result["per_pair"], between_raters), key="agreement.hist")
+st.plotly_chart(figures.tau_histogram(result["per_pair"], between_raters, raters), key="agreement.hist")
 table = summary.reset_index().rename(columns={"group": "class"})
 st.dataframe(table, hide_index=True, key="agreement.summary",
              column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("mean", "ci_low", "ci_high")})

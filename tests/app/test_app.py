@@ -237,3 +237,26 @@ def test_the_true_class_of_a_wrong_case_can_be_explained_and_every_title_names_i
     assert _explained(at) == contrast
     assert f"Modality importance for {contrast}" in _charts(at)
 
+
+# ----------------------------------------------------------------------- raters named for what they are
+def test_bundled_raters_are_called_simulated_and_uploaded_raters_by_name():
+    at = _app().run()
+    at.switch_page("views/agreement.py").run()
+    _no_errors(at)
+    assert at.title[0].value == "Agreement with simulated raters"
+    assert any(m.label == "Mean tau, model vs simulated raters" for m in at.metric)
+    assert any(t.startswith("Agreement with simulated raters (") for t in _charts(at))
+    shown = [at.title[0].value] + [m.label for m in at.metric] + list(_charts(at))
+    assert not any("clinician" in text.lower() for text in shown), shown
+    bundled = pd.read_csv(Path(SAMPLE) / "clinician_rankings.csv", dtype=str, keep_default_na=False)
+    cases = sorted(set(bundled["case_id"]))[:12]
+    real = bundled[bundled["case_id"].isin(cases) & bundled["rater"].isin(["synthetic_rater_A", "synthetic_rater_B"])]
+    real = real.replace({"rater": {"synthetic_rater_A": "dr_smith", "synthetic_rater_B": "dr_jones"}})
+    at.radio(key="agreement.source").set_value("upload a CSV").run()
+    at.file_uploader(key="agreement.upload").set_value(
+        ("ours.csv", real.to_csv(index=False).encode(), "text/csv")).run()
+    _no_errors(at)
+    assert at.title[0].value == "Agreement with dr_jones and dr_smith"
+    assert any(m.label == "Mean tau, model vs dr_jones and dr_smith" for m in at.metric)
+    assert any(t.startswith("Agreement with dr_jones and dr_smith (") for t in _charts(at))
+    assert not any("simulated" in c.value for c in at.caption)
