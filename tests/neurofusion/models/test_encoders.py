@@ -159,6 +159,7 @@ def test_a_pretrained_folder_with_pickled_weights_is_refused_without_unpickling(
 def test_signal_encoder_differentiates_in_eval_mode_without_cudnn_and_restores_it(monkeypatch):
     """cuDNN cannot differentiate an RNN in eval mode (attribution does exactly that on a GPU): the LSTM
     then runs with cuDNN off, and only then; the switch is restored afterwards."""
+    torch.manual_seed(0)  # a 5-unit ReLU output is all dead for about 4 % of random initialisations
     config = SignalEncoderConfig(fs=50.0, seconds=2.0, conv_channels=[4], lstm_hidden=3, out_dim=5)
     encoder = SignalEncoder(config)
     seen = []
