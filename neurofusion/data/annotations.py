@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Callable
 
 import numpy as np
 import pandas as pd
 
-from neurofusion.data._tables import fail_rows, parse_numbers, read_csv_table
+from neurofusion.data._tables import MISSING_TOKENS, fail_rows, parse_numbers, read_csv_table
 from neurofusion.data.errors import CohortError
 from neurofusion.data.schema import MODALITIES
 
@@ -28,6 +28,56 @@ RANKING_COLUMNS = ("case_id", "rater", *MODALITIES)
 STRENGTH_COLUMNS = tuple(f"strength_{m}" for m in MODALITIES)
 
 
+class RankingErrors(CohortError):
+    """Every row error of a rankings file at once (a user fixing an upload should not meet them one by one).
+
+    ``errors`` holds one :class:`CohortError` per failing cell or row, in file order, each with its line;
+    ``str(err)`` starts with the first error and lists the others below it; the first error's file, line,
+    case and field are this error's own."""
+
+    SHOWN = 20  # lines in the message; ``errors`` keeps them all
+
+    def __init__(self, errors: list[CohortError]) -> None:
+        if not errors:
+            raise ValueError("RankingErrors needs at least one error")
+        self.errors = sorted(errors, key=lambda e: e.line or 0)  # stable: checks keep their order on a line
+        first = self.errors[0]
+        super().__init__(first.message, path=first.path, line=first.line, case_id=first.case_id, field=first.field)
+
+    def _render(self) -> str:
+        first = super()._render()
+        others = self.errors[1:]
+        if not others:
+            return first
+        lines = [first] + [str(e) for e in others[:self.SHOWN - 1]]
+        if len(self.errors) > self.SHOWN:
+            lines.append(f"... and {len(self.errors) - self.SHOWN} more")
+        return f"{len(self.errors)} errors:\n" + "\n".join(lines)
+
+
+class _RowChecks:
+    """Collects every failing row of each check (fail_rows stops at the first), and remembers which rows
+    already failed so a later, row-level check does not report a consequence of the same bad cell."""
+
+    def __init__(self, table: pd.DataFrame, path: PurePath) -> None:
+        self.table, self.path = table, path
+        self.errors: list[CohortError] = []
+        self.failed = pd.Series(False, index=table.index)
+
+    def check(self, mask: pd.Series | np.ndarray, field: str, message: Callable[[object], str]) -> None:
+        mask = pd.Series(mask, index=self.table.index).fillna(False).astype(bool)
+        for i in np.flatnonzero(mask.to_numpy()):
+            value = self.table[field].iloc[i] if field in self.table.columns else self.table.index[i]
+            case_id = self.table["case_id"].iloc[i] or None
+            self.errors.append(CohortError(message(value), path=self.path, line=int(i) + 2, case_id=case_id,
+                                           field=field))
+        self.failed |= mask
+
+    def raise_any(self) -> None:
+        if self.errors:
+            raise RankingErrors(self.errors)
+
+
 def read_rankings(source: str | Path | bytes | BinaryIO, *, name: str | None = None,
                   cohort: CohortReader | None = None) -> pd.DataFrame:
     """Read and validate clinician rankings -> DataFrame (case_id, rater, image, text, signal, tabular),
@@ -36,6 +86,8 @@ def read_rankings(source: str | Path | bytes | BinaryIO, *, name: str | None = N
     ``source`` is a file path, or the file's bytes / a binary file object (an upload), read in memory; then
     ``name`` (the user's file name, reduced to its last component) is what error messages call the file.
     With ``cohort``, every case must exist and no rater may rank a modality the case does not have.
+    Row errors are all reported together (:class:`RankingErrors`, one entry per bad cell or row with its
+    line); a file-level error (not UTF-8, a missing column) is reported alone.
     """
     if isinstance(source, (str, Path)):
         path = Path(source)
@@ -44,31 +96,47 @@ def read_rankings(source: str | Path | bytes | BinaryIO, *, name: str | None = N
         path = PurePath(display_name(name))
         data = source if isinstance(source, bytes) else source.read()
         table = read_csv_table(path, RANKING_COLUMNS, data=data)
+    checks = _RowChecks(table, path)
     for column in ("case_id", "rater"):
-        fail_rows(table[column] == "", table, path, column, lambda v, c=column: f"{c} is empty")
+        checks.check(table[column] == "", column, lambda v, c=column: f"{c} is empty")
     ranks = pd.DataFrame({"case_id": table["case_id"], "rater": table["rater"]})
     for modality in MODALITIES:
-        ranks[modality] = _parse_ranks(table, modality, path)
+        ranks[modality] = _parse_ranks(table, modality, checks)
 
-    pairs = ranks.duplicated(["case_id", "rater"], keep="first")
-    fail_rows(pairs, table, path, "rater", lambda v: f"rater {v!r} ranks this case twice")
+    named = (table["case_id"] != "") & (table["rater"] != "")
+    checks.check(named & ranks.duplicated(["case_id", "rater"], keep="first"), "rater",
+                 lambda v: f"rater {v!r} ranks this case twice")
 
     values = ranks[list(MODALITIES)]
-    given = values.notna().sum(axis=1)
-    fail_rows(given == 0, table, path, "rank", lambda v: "no modality is ranked")
-    # A valid ranking of k modalities uses each of 1..k exactly once: sum and max pin it down with no ties.
+    # rows with a bad cell have incomplete ranks: judging their set would report a consequence, not the cause
+    checks.check(~checks.failed & (values.notna().sum(axis=1) == 0), "rank", lambda v: "no modality is ranked")
+    # A valid ranking of k modalities uses each of 1..k exactly once: sorted, it reads 1, 2, ..., k.
     ordered = np.sort(values.to_numpy(dtype=float, na_value=np.nan), axis=1)
     expected = np.where(np.isnan(ordered), np.nan, np.arange(1, len(MODALITIES) + 1))
     not_perm = ~np.all((ordered == expected) | np.isnan(ordered), axis=1)
-    fail_rows(
-        pd.Series(not_perm, index=table.index), table, path, "rank",
+    checks.check(
+        ~checks.failed & not_perm, "rank",
         lambda v: "ranks must be a permutation of 1..k over the k ranked modalities (no ties, no gaps), "
         "got " + _describe_row(values.loc[v]),
     )
     if cohort is not None:
-        given = ranks[list(MODALITIES)].notna().to_numpy()
-        _check_against_cohort(table, given, MODALITIES, "the rater ranked", cohort, path)
+        _check_rankings_against_cohort(table, ranks, cohort, checks)
+    checks.raise_any()
     return ranks
+
+
+def _check_rankings_against_cohort(table: pd.DataFrame, ranks: pd.DataFrame, cohort: CohortReader,
+                                   checks: _RowChecks) -> None:
+    known = table["case_id"].isin(cohort.case_ids)
+    checks.check((table["case_id"] != "") & ~known, "case_id", lambda v: f"case {v!r} is not in the cohort")
+    if not known.any():
+        return
+    available = cohort.availability().loc[table.loc[known, "case_id"]].to_numpy()
+    given = ranks.loc[known, list(MODALITIES)].notna().to_numpy()
+    for j, modality in enumerate(MODALITIES):
+        bad = pd.Series(False, index=table.index)
+        bad[known] = given[:, j] & ~available[:, j]
+        checks.check(bad, modality, lambda v, m=modality: f"the rater ranked {m}, but this case has no {m}")
 
 
 def write_rankings(path: str | Path, rankings: pd.DataFrame) -> None:
@@ -105,12 +173,19 @@ def display_name(name: str | None) -> str:
     return last if last not in ("", ".", "..") else "uploaded file"
 
 
-def _parse_ranks(table: pd.DataFrame, modality: str, path: Path) -> pd.Series:
-    values = parse_numbers(table, modality, path, what="rank")
-    not_int = values.notna() & ((values != values.round()) | (values < 1))
-    fail_rows(not_int, table, path, modality,
-              lambda v: f"rank {v!r} is not a whole number >= 1 (leave blank if the modality is not ranked)")
-    return values.astype("Int64")
+def _parse_ranks(table: pd.DataFrame, modality: str, checks: _RowChecks) -> pd.Series:
+    """One modality's rank column -> nullable integers; every cell that is not blank or a whole number >= 1
+    is recorded in ``checks`` (and left blank here)."""
+    raw = table[modality]
+    blank = raw.str.lower().isin(MISSING_TOKENS)
+    values = pd.to_numeric(raw.where(~blank, None), errors="coerce").astype(float)
+    not_number = ~blank & values.isna()
+    checks.check(not_number, modality,
+                 lambda v: f"rank {v!r} is not a number (leave the cell empty when the modality is not ranked)")
+    bad = values.notna() & (~np.isfinite(values) | (values != values.round()) | (values < 1))
+    checks.check(bad, modality,
+                 lambda v: f"rank {v!r} is not a whole number >= 1 (leave blank if the modality is not ranked)")
+    return values.where(~bad).astype("Int64")
 
 
 def _check_against_cohort(

@@ -113,3 +113,35 @@ def test_uploaded_rankings_from_a_file_object_and_their_errors(small_cohort):
         read_rankings(HEADER.encode(), name="r.csv")
     with pytest.raises(CohortError, match="^uploaded file, line 2, case P001, field 'image': the rater ranked image"):
         read_rankings((HEADER + "P001,A,1,2,3,4\n").encode(), name="", cohort=cohort)
+
+
+def test_every_row_error_is_reported_with_its_line(small_cohort, tmp_path):
+    """Three bad rows (and a good one between them) -> three errors, each with its own line, not only one."""
+    from neurofusion.data.annotations import RankingErrors
+
+    cohort = CohortReader(small_cohort[0])
+    body = "P000,A,1,1,2,3\nP000,B,1,2,3,4\nP000,C,1,2,x,4\nP999,A,1,2,3,4\nP001,A,1,2,3,4\n"
+    with pytest.raises(RankingErrors) as err:
+        read_rankings(_rankings(tmp_path, body), cohort=cohort)
+    found = [(e.line, e.field) for e in err.value.errors]
+    assert found == [(2, "rank"), (4, "signal"), (5, "case_id"), (6, "image")]
+    message = str(err.value)
+    assert message.startswith("4 errors:\n") and message.count("\n") == 4
+    for line in (2, 4, 5, 6):
+        assert f"r.csv, line {line}, case" in message
+    assert "line 3" not in message  # the good row is not blamed
+    assert err.value.line == 2 and isinstance(err.value, CohortError)  # the first error's place, as before
+
+
+def test_a_bad_cell_is_not_also_reported_as_a_bad_ranking(tmp_path):
+    with pytest.raises(CohortError) as err:
+        read_rankings(_rankings(tmp_path, "P0,A,1,2,3.5,4\n"))
+    assert len(err.value.errors) == 1 and "3.5" in str(err.value) and "permutation" not in str(err.value)
+
+
+def test_a_long_list_of_errors_is_cut_in_the_message_but_kept_whole(tmp_path):
+    body = "".join(f"P{i},A,1,1,2,3\n" for i in range(30))
+    with pytest.raises(CohortError) as err:
+        read_rankings(_rankings(tmp_path, body))
+    assert len(err.value.errors) == 30 and [e.line for e in err.value.errors] == list(range(2, 32))
+    assert str(err.value).endswith("... and 10 more")
