@@ -1,0 +1,261 @@
+"""What-if edits of one case and the model's exact answer to them: change a lab value, strike or negate a
+note phrase, drop ECG leads or a time window; then re-predict and re-explain (exact Shapley modality
+importance) the edited case beside the original.
+
+Every edit is a pure function ``Case -> Case``: it returns a new case and leaves its input untouched, and
+it records a one-line description of itself in the new case's ``meta["what_if"]``. Nothing is
+approximated: the edited prediction is the model's output on the edited case, prepared exactly as any
+other case.
+
+What each edit means to the model:
+
+- **Lab value** (:func:`with_lab`): the value the model reads for that feature; ``None`` = not measured
+  (the model's missing-value mask). Numbers must be finite and plausible for the checkpoint: within
+  ``Z_LIMIT`` standard deviations of the training cases' values (on the log scale for skewed labs such as
+  troponin, as the model normalises them) and not negative for a quantity the training data had only
+  positive. Categories must be ones the model knows.
+- **Strike a phrase** (:func:`strike_phrase`): ``note[start:end]`` is deleted, nothing else changes (no
+  whitespace is tidied, so the offsets of the rest of the note are predictable).
+- **Negate a phrase** (:func:`negate_phrase`): ``"no "`` (or ``"denies "`` / ``"without "``) is inserted
+  before ``note[start:]``, capitalised at the start of a sentence; the phrase itself is unchanged.
+- **Drop leads** (:func:`drop_leads`): the channels of those leads are removed from the recording, so the
+  model's lead mask marks them as not recorded (as for a recording that lacks them); dropping every lead
+  leaves no ECG, which the model replaces by its learned missing embedding.
+- **Drop a time window** (:func:`drop_window`): the samples of ``[start_s, end_s)`` are replaced, in every
+  lead, by that lead's baseline (its median over the recording): a flat isoelectric line with no step at
+  the window's edges. The recording keeps its length, so the rest stays where it was in time (cropping
+  would shift every later beat and shorten the record, which the model then zero-pads). The model has no
+  per-sample "not recorded" mask, so a flat baseline is the closest input to "nothing seen here".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from explain.importance import ModalityImportance, modality_importance
+from neurofusion.data.schema import Case, Signal, TabularValue, lead_key
+from neurofusion.inference import Predictor, model_lock
+from neurofusion.models.model import tabular_normaliser
+
+__all__ = ["Z_LIMIT", "NEGATIONS", "LabLimit", "WhatIfResult", "lab_limits", "with_lab", "strike_phrase",
+           "negate_phrase", "drop_leads", "drop_window", "edits_of", "what_if"]
+
+Z_LIMIT = 6.0  # how many training standard deviations from the training mean a what-if lab value may go
+NEGATIONS = ("no", "denies", "without")
+_SENTENCE_ENDS = ".!?\n:;"
+
+
+@dataclass(frozen=True)
+class LabLimit:
+    """What the checkpoint accepts for one tabular feature: a number in [low, high] (either may be None:
+    unbounded) or one of ``categories``."""
+
+    name: str
+    kind: str  # "numeric" or "categorical"
+    unit: str = ""
+    low: float | None = None
+    high: float | None = None
+    categories: tuple[str, ...] = ()
+
+
+def lab_limits(predictor: Predictor) -> dict[str, LabLimit]:
+    """{feature: LabLimit} from the checkpoint's feature spec and, for numeric features, its stored
+    normalisation statistics (training mean and standard deviation, log scale for skewed features)."""
+    normaliser = tabular_normaliser(predictor.model)
+    limits: dict[str, LabLimit] = {}
+    for j, feature in enumerate(predictor.spec.numeric_features):
+        low = high = None
+        if normaliser is not None and j < normaliser.mean.numel():
+            mean, std = float(normaliser.mean[j]), float(normaliser.std[j])
+            lo, hi = mean - Z_LIMIT * std, mean + Z_LIMIT * std
+            if bool(normaliser.log_scale[j]):  # statistics of log1p(value), a value >= 0
+                low, high = max(0.0, math.expm1(lo)), math.expm1(min(hi, 700.0))
+            else:
+                positive = mean - 3 * std > 0  # a positive quantity: a negative value is a typo
+                low, high = (max(0.0, lo) if positive else lo), hi
+        limits[feature.name] = LabLimit(feature.name, "numeric", feature.unit, _round(low), _round(high))
+    for feature in predictor.spec.categorical_features:
+        limits[feature.name] = LabLimit(feature.name, "categorical", feature.unit, categories=feature.categories)
+    return limits
+
+
+def _round(value: float | None) -> float | None:
+    """Limits shown to a user: 3 significant figures, rounded outwards would hide nothing that matters."""
+    return None if value is None else float(f"{value:.3g}")
+
+
+def with_lab(case: Case, name: str, value: TabularValue, limits: dict[str, LabLimit]) -> Case:
+    """A copy of ``case`` whose tabular feature ``name`` is ``value`` (None = not measured).
+
+    ``limits`` is :func:`lab_limits` of the checkpoint. Raises ValueError saying what is wrong: a case
+    without labs, a feature the model does not read, a value that is not a finite number, outside the
+    plausible range, or a category the model does not know."""
+    if case.tabular is None:
+        raise ValueError(f"case {case.case_id} has no labs or demographics to edit")
+    if name not in limits:
+        raise ValueError(f"the model reads no tabular feature {name!r}; it reads {', '.join(limits)}")
+    limit = limits[name]
+    unit = f" {limit.unit}" if limit.unit else ""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        new, shown = (float("nan") if limit.kind == "numeric" else None), "not measured"
+    elif limit.kind == "categorical":
+        if value not in limit.categories:
+            raise ValueError(f"{name} must be one of {', '.join(limit.categories)} (or not measured), got {value!r}")
+        new, shown = value, str(value)
+    else:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"{name} must be a number{unit}, got {value!r}")
+        new = float(value)
+        if not math.isfinite(new):
+            raise ValueError(f"{name} must be a finite number{unit}, got {value!r}")
+        if (limit.low is not None and new < limit.low) or (limit.high is not None and new > limit.high):
+            raise ValueError(f"{name} = {new:g}{unit} is outside the plausible range for this model "
+                             f"({_range_text(limit)}{unit}: within {Z_LIMIT:g} standard deviations of its "
+                             "training cases); check the value and its unit")
+        shown = f"{new:g}{unit}"
+    before = case.tabular.get(name)
+    tabular = dict(case.tabular)
+    tabular[name] = new
+    return _edited(case, f"{name}: {_lab_text(before, unit)} → {shown}", tabular=tabular)
+
+
+def _range_text(limit: LabLimit) -> str:
+    if limit.low is not None and limit.high is not None:
+        return f"{limit.low:g} to {limit.high:g}"
+    return f"at least {limit.low:g}" if limit.low is not None else f"at most {limit.high:g}"
+
+
+def _lab_text(value: TabularValue, unit: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "not measured"
+    return f"{value:g}{unit}" if isinstance(value, (int, float)) else str(value)
+
+
+def strike_phrase(case: Case, start: int, end: int) -> Case:
+    """A copy of ``case`` with ``note[start:end]`` deleted (character offsets into the note as written)."""
+    note = _checked_span(case, start, end)
+    return _edited(case, f"struck {note[start:end]!r} (characters {start}-{end})", note=note[:start] + note[end:])
+
+
+def negate_phrase(case: Case, start: int, end: int, negation: str = "no") -> Case:
+    """A copy of ``case`` with ``negation + " "`` inserted before ``note[start:end]`` ("No " at the start of
+    a sentence); the phrase itself is unchanged. A phrase that already starts with a negation is refused:
+    strike it instead."""
+    note = _checked_span(case, start, end)
+    if negation not in NEGATIONS:
+        raise ValueError(f"negation must be one of {', '.join(NEGATIONS)}, got {negation!r}")
+    phrase = note[start:end]
+    first = phrase.split(maxsplit=1)[0].lower().strip(",.;:") if phrase.strip() else ""
+    if first in NEGATIONS + ("not", "denied", "negative"):
+        raise ValueError(f"{phrase!r} is already negated; strike it to remove it instead")
+    before = note[:start].rstrip(" \t")
+    word = negation.capitalize() if not before or before[-1] in _SENTENCE_ENDS else negation
+    return _edited(case, f"negated {phrase!r}: {word} {phrase!r} (characters {start}-{end})",
+                   note=note[:start] + word + " " + note[start:])
+
+
+def _checked_span(case: Case, start: int, end: int) -> str:
+    if case.note is None:
+        raise ValueError(f"case {case.case_id} has no clinical note to edit")
+    if not (isinstance(start, (int, np.integer)) and isinstance(end, (int, np.integer))):
+        raise ValueError(f"phrase offsets must be whole numbers, got {start!r} and {end!r}")
+    if not 0 <= start < end <= len(case.note):
+        raise ValueError(f"phrase offsets must satisfy 0 <= start < end <= {len(case.note)} (the note's length), "
+                         f"got start {start}, end {end}")
+    return case.note
+
+
+def drop_leads(case: Case, leads: Sequence[str]) -> Case:
+    """A copy of ``case`` without the channels of ``leads`` (standard names or any spelling the readers
+    accept, 'MLII' for II): the model sees them as not recorded. Every lead dropped = no ECG."""
+    signal = _checked_signal(case)
+    if not leads:
+        raise ValueError("name at least one lead to drop")
+    keys = {lead_key(lead): str(lead) for lead in leads}
+    recorded = {lead_key(c) for c in signal.channels}
+    absent = [name for key, name in keys.items() if key not in recorded]
+    if absent:
+        raise ValueError(f"the recording has no lead {', '.join(absent)}; its channels are {', '.join(signal.channels)}")
+    keep = [row for row, channel in enumerate(signal.channels) if lead_key(channel) not in keys]
+    what = f"dropped lead{'s' if len(keys) > 1 else ''} {', '.join(keys.values())}"
+    if not keep:
+        return _edited(case, what + " (every lead: no ECG)", signal=None)
+    kept = Signal(signal.data[keep].copy(), signal.fs, tuple(signal.channels[r] for r in keep), signal.units)
+    return _edited(case, what, signal=kept)
+
+
+def drop_window(case: Case, start_s: float, end_s: float) -> Case:
+    """A copy of ``case`` whose ECG samples in [start_s, end_s) seconds are each lead's baseline (median)."""
+    signal = _checked_signal(case)
+    duration = signal.duration_s
+    if not (math.isfinite(start_s) and math.isfinite(end_s) and 0 <= start_s < end_s <= duration + 1e-9):
+        raise ValueError(f"the window must satisfy 0 <= start < end <= {duration:g} s (the recording), "
+                         f"got {start_s:g}-{end_s:g} s")
+    first, last = int(math.floor(start_s * signal.fs)), min(signal.n_samples, int(math.ceil(end_s * signal.fs)))
+    if first == 0 and last == signal.n_samples:
+        raise ValueError("a window over the whole recording leaves a flat line, not a missing ECG; withhold "
+                         "the ECG with the 'missing modality' control instead")
+    data = signal.data.copy()
+    data[:, first:last] = np.median(signal.data, axis=1, keepdims=True)
+    flat = Signal(data, signal.fs, signal.channels, signal.units)
+    return _edited(case, f"ECG {start_s:g}-{end_s:g} s flattened to each lead's baseline", signal=flat)
+
+
+def _checked_signal(case: Case) -> Signal:
+    if case.signal is None:
+        raise ValueError(f"case {case.case_id} has no ECG to edit")
+    return case.signal
+
+
+def _edited(case: Case, description: str, **changes) -> Case:
+    """A copy with ``changes`` and the description appended to meta["what_if"] (new meta, new list)."""
+    meta = dict(case.meta)
+    meta["what_if"] = [*case.meta.get("what_if", ()), description]
+    return dataclasses.replace(case, meta=meta, issues=list(case.issues), **changes)
+
+
+def edits_of(case: Case) -> list[str]:
+    """The descriptions of the what-if edits applied to ``case``, in order."""
+    return list(case.meta.get("what_if", ()))
+
+
+@dataclass
+class WhatIfResult:
+    """The original and the edited case under the same model, explained for the same class.
+
+    probabilities: (C,) each. importance: exact Shapley (and leave-one-out) modality importance of the
+    class ``target`` for each case. edits: what was changed, in order."""
+
+    classes: list[str]
+    target: int
+    original: np.ndarray
+    edited: np.ndarray
+    original_importance: ModalityImportance
+    edited_importance: ModalityImportance
+    edits: list[str] = field(default_factory=list)
+
+    @property
+    def shift(self) -> float:
+        """Change of p(target) from the original to the edited case, in probability (edited - original)."""
+        return float(self.edited[self.target] - self.original[self.target])
+
+
+def what_if(predictor: Predictor, case: Case, edited: Case, target: int | None = None) -> WhatIfResult:
+    """Predict and explain ``case`` and ``edited`` with the same model, for class ``target`` (default the
+    class the model predicts for the original case, so both importances answer the same question)."""
+    original = predictor.predict([case])[1][0]
+    changed = predictor.predict([edited])[1][0]
+    target = int(original.argmax()) if target is None else int(target)
+    if not 0 <= target < len(original):
+        raise ValueError(f"target must be a class index in 0..{len(original) - 1}, got {target}")
+    model = predictor.model.eval()
+    explained = torch.tensor([target], device=predictor.device)
+    with model_lock(model):
+        importance = [modality_importance(model, predictor.batch([c]), explained) for c in (case, edited)]
+    return WhatIfResult(list(model.classes), target, original, changed, importance[0], importance[1], edits_of(edited))
