@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+from scipy.ndimage import gaussian_filter
 
 from neurofusion.data.schema import MODALITIES, STANDARD_LEADS
 
@@ -31,6 +32,7 @@ _RED, _BLUE = (178, 24, 43), (33, 102, 172)
 _SIGNED_OVERLAY = [[0.0, "rgba(33,102,172,1)"], [0.5, "rgba(247,247,247,0)"], [1.0, "rgba(178,24,43,1)"]]
 _UNSIGNED_OVERLAY = [[0.0, "rgba(254,217,118,0)"], [0.5, "rgba(253,141,60,0.7)"], [1.0, "rgba(189,0,38,1)"]]
 _PREDICTION_COLOR, _COMPARE_COLOR, _NEUTRAL = "#334155", "#f59e0b", "#64748b"
+_TITLE_TOP = 72  # px above the plot: the toolbar's band (about 30 px), then the title
 _NOTE_MAX_ALPHA = 0.8  # the strongest word keeps its text readable
 _ACRONYMS = {"bmi", "bnp", "bp", "ldl", "hdl", "tsh", "crp", "egfr", "hba1c", "nt", "ecg"}
 
@@ -58,11 +60,14 @@ def _check_explained(explained: str | None) -> str:
 
 
 def _finish(fig: go.Figure, title: str = "", height: int | None = None, **layout: Any) -> go.Figure:
-    """The look every figure shares: white template, small margins, a left-aligned title if any."""
-    fig.update_layout(template="plotly_white", height=height,
-                      margin=dict(l=10, r=10, t=40 if title else 10, b=10), **layout)
+    """The look every figure shares: white template, small margins, a left-aligned title sitting just above
+    the plot, under the band where plotly draws its toolbar (so the toolbar never covers the title)."""
+    margin = dict(l=10, r=10, t=_TITLE_TOP if title else 28, b=10)
+    margin.update(layout.pop("margin", {}))
+    fig.update_layout(template="plotly_white", height=height, margin=margin, **layout)
     if title:
-        fig.update_layout(title=dict(text=title, x=0, xanchor="left", font=dict(size=14)))
+        fig.update_layout(title=dict(text=title, x=0, xanchor="left", y=1, yref="paper", yanchor="bottom",
+                                     pad=dict(b=14), font=dict(size=14)))
     return fig
 
 
@@ -106,6 +111,39 @@ def _symmetric_limit(values: np.ndarray) -> float:
     """|max| of the finite values, 1 when there are none or all are zero (keeps a colour range valid)."""
     finite = np.abs(values[np.isfinite(values)])
     return float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+
+
+def _robust_limit(values: np.ndarray, percentile: float = 99.0) -> float:
+    """The ``percentile`` of |values| (finite ones): the colour range of an attribution map, so that a few
+    extreme pixels or samples do not wash out everything else. Falls back to the max, then to 1."""
+    finite = np.abs(np.asarray(values, dtype=float))
+    finite = finite[np.isfinite(finite)]
+    if not finite.size:
+        return 1.0
+    limit = float(np.percentile(finite, percentile))
+    return limit if limit > 0 else _symmetric_limit(finite)
+
+
+def _plain_number(value: float, limit: float) -> str:
+    """A tick in plain decimals with as many places as ``limit``'s magnitude needs, a true minus sign:
+    0.00012 -> '0.00012', 2 -> '2.0' (plotly would write '120µ' or '2')."""
+    decimals = max(0, 1 - math.floor(math.log10(limit))) if limit > 0 else 1
+    return f"{value:.{decimals}f}".replace("-", "−")
+
+
+def _signed_ticks(limit: float, values: np.ndarray) -> dict:
+    """Colour-bar ticks at −limit, −limit/2, 0, +limit/2, +limit written out; the ends read '≤' / '≥' when
+    values beyond them were clipped to the end colours."""
+    vals = [-limit, -limit / 2, 0.0, limit / 2, limit]
+    text = [_plain_number(v, limit) for v in vals]
+    text[2] = "0"
+    finite = np.abs(values[np.isfinite(values)])
+    if finite.size and finite.max() > limit * (1 + 1e-9):
+        text[0], text[-1] = "≤ " + text[0], "≥ +" + text[-1]
+    else:
+        text[-1] = "+" + text[-1]
+    text[3] = "+" + text[3]
+    return dict(tickmode="array", tickvals=vals, ticktext=text, exponentformat="none")
 
 
 # --------------------------------------------------------------------------------------- case figures
@@ -175,16 +213,35 @@ def importance_bars(scores: Mapping[str, Mapping[str, float | None]], explained:
                    legend=dict(orientation="h", y=-0.15))
 
 
-def image_overlay(image: np.ndarray, saliency: np.ndarray | None = None, opacity: float = 0.45, signed: bool = True,
-                  title: str = "", explained: str | None = None) -> go.Figure:
+SALIENCY_METHOD_LABELS: dict[str, str] = {"integrated_gradients": "Integrated Gradients", "grad_cam": "Grad-CAM",
+                                           "occlusion": "Occlusion", "attention": "Encoder attention"}
+SIGNED_SALIENCY = ("integrated_gradients", "occlusion")  # the others are magnitudes (>= 0)
+
+
+def saliency_method_label(method: str) -> str:
+    """'grad_cam' -> 'Grad-CAM': how titles and menus name an image saliency method."""
+    return SALIENCY_METHOD_LABELS.get(method, pretty(method))
+
+
+def image_overlay(image: np.ndarray, saliency: np.ndarray | None = None, opacity: float = 0.45,
+                  signed: bool | None = None, title: str = "", explained: str | None = None,
+                  method: str | None = None, smooth: float = 0.0) -> go.Figure:
     """A greyscale image (H, W) in image orientation with a saliency map (H, W) on top: signed maps on a
-    diverging scale symmetric around 0, unsigned ones (Grad-CAM, attention) on a sequential scale. A map
-    needs ``explained``, the class it is for (named in its colour bar)."""
+    diverging scale symmetric around 0, unsigned ones (Grad-CAM, attention) on a sequential scale from 0.
+    The colour range is the 99th percentile of |map| (a few outlier pixels would otherwise set it and leave
+    the rest invisible); larger values take the end colour. ``smooth`` > 0 blurs the map with a Gaussian of
+    that many pixels first. A map needs ``explained``, the class it is for (named in its colour bar).
+    ``method`` (an explain.image method name) decides ``signed`` when that is None and, without a
+    ``title``, titles the figure in words ('Grad-CAM for Heart failure')."""
     image = np.asarray(image, dtype=float)
     if image.ndim != 2:
         raise ValueError(f"image must be (H, W), got {image.shape}")
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must be between 0 and 1, got {opacity}")
+    if not smooth >= 0:
+        raise ValueError(f"smooth must be a non-negative number of pixels, got {smooth}")
+    if signed is None:
+        signed = method is None or method in SIGNED_SALIENCY
     # float32 arrays: plotly ships numpy arrays base64-encoded, so the page carries half the bytes
     fig = go.Figure(go.Heatmap(z=image.astype(np.float32), colorscale="gray", showscale=False, name="image",
                                hovertemplate="(%{x}, %{y}): %{z:.3g}<extra>image</extra>"))
@@ -192,31 +249,56 @@ def image_overlay(image: np.ndarray, saliency: np.ndarray | None = None, opacity
         saliency = np.asarray(saliency, dtype=float)
         if saliency.shape != image.shape:
             raise ValueError(f"saliency must have the image's shape {image.shape}, got {saliency.shape}")
-        fig.add_trace(_saliency_trace(saliency, opacity, signed, _check_explained(explained)))
+        explained = _check_explained(explained)
+        if smooth > 0:
+            saliency = gaussian_filter(np.nan_to_num(saliency), sigma=smooth)
+        fig.add_trace(_saliency_trace(saliency, opacity, signed, explained))
+        if not title and method is not None:
+            title = f"{saliency_method_label(method)} for {explained}"
     fig.update_xaxes(visible=False, constrain="domain")
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", scaleratio=1, constrain="domain")
-    return _finish(fig, title, height=420)
+    return _finish(fig, title, height=440)
 
 
 def _saliency_trace(saliency: np.ndarray, opacity: float, signed: bool, explained: str) -> go.Heatmap:
+    limit = _robust_limit(saliency)
     if signed:
-        limit = _symmetric_limit(saliency)
         zmin, zmax, scale = -limit, limit, _SIGNED_OVERLAY
+        ticks = _signed_ticks(limit, saliency)
+        ticks["ticktext"][0] += " lowers"
+        ticks["ticktext"][-1] += " raises"
+        colorbar = dict(title=dict(text=f"Red raises,<br>blue lowers<br>{explained}<br>(logit units)", side="top"),
+                        **ticks)
     else:
-        zmin, zmax, scale = float(np.nanmin(saliency)), float(np.nanmax(saliency)), _UNSIGNED_OVERLAY
-        zmax = zmax if zmax > zmin else zmin + 1.0
-    return go.Heatmap(z=saliency.astype(np.float32), colorscale=scale, zmin=zmin, zmax=zmax, opacity=opacity, name="saliency",
-                      colorbar=dict(title=f"saliency for<br>{explained}", thickness=10),
+        zmin, zmax, scale = 0.0, limit, _UNSIGNED_OVERLAY
+        clipped = float(np.nanmax(saliency)) > limit * (1 + 1e-9)
+        colorbar = dict(title=dict(text=f"Weight for<br>{explained}<br>(0 = none)", side="top"), tickmode="array",
+                        tickvals=[0, limit], ticktext=["0", ("≥ " if clipped else "") + _plain_number(limit, limit)],
+                        exponentformat="none")
+    return go.Heatmap(z=saliency.astype(np.float32), colorscale=scale, zmin=zmin, zmax=zmax, opacity=opacity,
+                      name="saliency", colorbar=dict(thickness=10, **colorbar),
                       hovertemplate="(%{x}, %{y}): %{z:.3g}<extra>saliency</extra>")
 
 
 # ------------------------------------------------------------------------------------------------- ECG
+# Paper ECG runs at 25 mm/s and 10 mm/mV: a 1 mm box is 0.04 s x 0.1 mV, a 5 mm box 0.2 s x 0.5 mV.
+ECG_GRID = {"minor_s": 0.04, "major_s": 0.2, "minor_mv": 0.1, "major_mv": 0.5}
+ECG_CALIBRATION = {"mv": 1.0, "s": 0.2}  # the standard 1 mV, 0.2 s pulse at the start of every row
+_ECG_LEFT_S = -0.3  # room left of time 0 for the calibration pulse
+_ECG_PX_PER_MV = 36  # row height: about square 5 mm boxes on a 10 s strip about 900 px wide
+_ECG_STRIP_MV = 0.5  # room under the lowest excursion for the attribution strip
+_GRID_MAJOR, _GRID_MINOR = "rgba(220,38,38,0.55)", "rgba(220,38,38,0.15)"
+_ATTENTION_COLOR = "#d97706"
+
+
 def ecg_figure(data: np.ndarray, fs: float, channels: Sequence[str], explanation: SignalExplanation | None = None,
                leads: Sequence[str] | None = None, explained: str | None = None) -> go.Figure:
-    """The recording (C, T) in mV, one row per lead (default: every channel, in the 12-lead order). With a
-    SignalExplanation: temporal attention as background shading, signed attributions as a coloured strip of
-    markers under each trace (on the model's time axis), and the top segments as boxes numbered by rank;
-    ``explained`` names the class the attributions are for (title and colour bar)."""
+    """The recording (C, T) in mV as an ECG is read on paper: one row per lead (default: every channel, in
+    the 12-lead order) on the standard grid (0.04 s / 0.2 s by 0.1 mV / 0.5 mV), one mV scale common to every
+    lead (so low voltage looks low), a 1 mV x 0.2 s calibration pulse and a horizontal label per row. With a
+    SignalExplanation: the signed attribution to ``explained`` as a coloured strip under each trace (logit
+    units, colour bar with plain ticks), the top segments as numbered boxes, and the encoder's temporal
+    attention as its own thin row at the bottom, with a legend."""
     data = np.asarray(data, dtype=float)
     if data.ndim != 2 or data.shape[0] != len(channels):
         raise ValueError(f"data must be (channels, samples) with {len(channels)} channels, got {data.shape}")
@@ -227,29 +309,49 @@ def ecg_figure(data: np.ndarray, fs: float, channels: Sequence[str], explanation
         _check_signal_explanation(explanation)
         _check_explained(explained)
     duration = data.shape[1] / fs
-    fig = make_subplots(rows=len(shown), cols=1, shared_xaxes=True, vertical_spacing=0.01)
-    for row, lead in enumerate(shown, start=1):
-        trace = data[list(channels).index(lead)]
-        low, high = _ecg_range(trace)
-        if explanation is not None:
-            fig.add_trace(_attention_strip(explanation, low, high, duration), row=row, col=1)
-        fig.add_trace(go.Scatter(x0=0.0, dx=1 / fs, y=trace.astype(np.float32), mode="lines", name=lead,
-                                 line=dict(color="#111827", width=1),
-                                 hovertemplate="%{x:.3f} s: %{y:.2f} mV<extra>" + lead + "</extra>"), row=row, col=1)
-        if explanation is not None and lead in explanation.leads:
-            fig.add_trace(_attribution_strip(explanation, lead, low + 0.08 * (high - low), 0.08 * (high - low),
-                                             duration), row=row, col=1)
-        fig.update_yaxes(title_text=lead, range=[low, high], showticklabels=False, zeroline=False, row=row, col=1)
-    fig.update_xaxes(range=[0, duration])
-    fig.update_xaxes(title_text="Time (s)", row=len(shown), col=1)
+    traces = {lead: data[list(channels).index(lead)] for lead in shown}
+    low, high = _ecg_range(np.stack(list(traces.values())))
     if explanation is not None:
-        _add_segments(fig, explanation.segments)
-        limit = _symmetric_limit(np.asarray(explanation.attributions, dtype=float))
-        fig.update_layout(coloraxis=dict(colorscale=DIVERGING, cmin=-limit, cmax=limit,
-                                         colorbar=dict(title=f"attribution to<br>{explained}", thickness=10,
-                                                       len=0.5)))
-    title = f"ECG: attribution to {explained}" if explanation is not None else ""
-    return _finish(fig, title, height=60 + 120 * len(shown), showlegend=False)
+        low -= _ECG_STRIP_MV
+    lead_px = (high - low) * _ECG_PX_PER_MV
+    heights = [lead_px] * len(shown) + ([70.0] if explanation is not None else [])
+    fig = make_subplots(rows=len(heights), cols=1, shared_xaxes=True, vertical_spacing=4 / sum(heights),
+                        row_heights=heights)
+    for row, (lead, trace) in enumerate(traces.items(), start=1):
+        if explanation is not None and lead in explanation.leads:
+            fig.add_trace(_attribution_strip(explanation, lead, low + _ECG_STRIP_MV / 2, 0.6 * _ECG_STRIP_MV,
+                                             duration), row=row, col=1)
+        fig.add_trace(go.Scatter(x0=0.0, dx=1 / fs, y=trace.astype(np.float32), mode="lines", name=lead,
+                                 line=dict(color="#111827", width=1), showlegend=False,
+                                 hovertemplate="%{x:.3f} s: %{y:.2f} mV<extra>" + lead + "</extra>"), row=row, col=1)
+        fig.add_trace(_calibration_pulse(), row=row, col=1)
+        fig.update_yaxes(range=[low, high], dtick=ECG_GRID["major_mv"], tick0=0, showticklabels=False,
+                         zeroline=False, showgrid=True, gridcolor=_GRID_MAJOR, fixedrange=True,
+                         minor=dict(dtick=ECG_GRID["minor_mv"], showgrid=True, gridcolor=_GRID_MINOR),
+                         row=row, col=1)
+        fig.add_annotation(text=f"<b>{lead}</b>", textangle=0, showarrow=False, xref="x domain", yref="y domain",
+                           x=0, y=0.5, xanchor="right", xshift=-4, font=dict(size=12), row=row, col=1)
+    fig.update_xaxes(range=[_ECG_LEFT_S, duration], dtick=ECG_GRID["major_s"], tick0=0, showgrid=True,
+                     gridcolor=_GRID_MAJOR, zeroline=False, showticklabels=False,
+                     minor=dict(dtick=ECG_GRID["minor_s"], showgrid=True, gridcolor=_GRID_MINOR))
+    # the bottom row carries the time labels, one per second (every fifth 0.2 s line)
+    fig.update_xaxes(showticklabels=True, ticklabelstep=5, title_text="Time (s)", row=len(heights), col=1)
+    if explanation is not None:
+        _attention_row(fig, explanation, duration, row=len(heights))
+        _add_segments(fig, explanation.segments, bottom=fig.layout[_axis_name("y", len(shown))].domain[0])
+        fig.update_layout(coloraxis=_attribution_coloraxis(np.asarray(explanation.attributions, dtype=float),
+                                                           explained))
+    scale = "25 mm/s · 10 mm/mV · small box 0.04 s × 0.1 mV, large box 0.2 s × 0.5 mV · pulse: 1 mV"
+    fig.add_annotation(text=scale, showarrow=False, xref="paper", yref="paper", x=1, y=1, xanchor="right",
+                       yanchor="bottom", font=dict(size=10, color=_NEUTRAL))
+    title = f"ECG: attribution to {explained}" if explanation is not None else "ECG"
+    return _finish(fig, title, height=int(sum(heights)) + 130, showlegend=explanation is not None,
+                   legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
+                   margin=dict(l=44, r=10, t=70, b=90))
+
+
+def _axis_name(axis: str, row: int) -> str:
+    return f"{axis}axis" if row == 1 else f"{axis}axis{row}"
 
 
 def _lead_order(channels: list[str], leads: Sequence[str] | None) -> list[str]:
@@ -264,13 +366,22 @@ def _lead_order(channels: list[str], leads: Sequence[str] | None) -> list[str]:
     return list(leads)
 
 
-def _ecg_range(trace: np.ndarray) -> tuple[float, float]:
-    """The lead's y range with room below the trace for the attribution strip."""
-    low, high = float(trace.min()), float(trace.max())
-    if high - low < 1e-6:
-        low, high = low - 0.5, high + 0.5
-    span = high - low
-    return low - 0.2 * span, high + 0.05 * span
+def _ecg_range(traces: np.ndarray) -> tuple[float, float]:
+    """One mV range for every lead (L, T): the extremes of all of them, out to whole 0.5 mV boxes, never less
+    than -1..+1.5 mV (room for the 1 mV pulse) so a flat or low-voltage trace is drawn small, not stretched."""
+    finite = traces[np.isfinite(traces)]
+    low = min(-1.0, float(finite.min())) if finite.size else -1.0
+    high = max(1.5, float(finite.max())) if finite.size else 1.5
+    step = ECG_GRID["major_mv"]
+    return math.floor(low / step) * step, math.ceil(high / step) * step
+
+
+def _calibration_pulse() -> go.Scatter:
+    """The 1 mV, 0.2 s square pulse left of time 0."""
+    start, width, height = _ECG_LEFT_S + 0.05, ECG_CALIBRATION["s"], ECG_CALIBRATION["mv"]
+    return go.Scatter(x=[_ECG_LEFT_S, start, start, start + width, start + width, 0.0],
+                      y=[0, 0, height, height, 0, 0], mode="lines", name="calibration", showlegend=False,
+                      line=dict(color="#111827", width=1.5), hoverinfo="skip")
 
 
 def _check_signal_explanation(explanation: SignalExplanation) -> None:
@@ -283,16 +394,25 @@ def _check_signal_explanation(explanation: SignalExplanation) -> None:
                          f"{len(explanation.attention_times)} attention times")
 
 
-def _attention_strip(explanation: SignalExplanation, low: float, high: float, duration: float) -> go.Heatmap:
-    """One row of heatmap cells filling the subplot's height: transparent (no attention) -> orange."""
+def _attention_row(fig: go.Figure, explanation: SignalExplanation, duration: float, row: int) -> None:
+    """The encoder's temporal attention as bars in its own row, with a dashed line at uniform attention, so
+    'above the line' reads as 'attended more than average'; both in the legend."""
     times = np.asarray(explanation.attention_times, dtype=float)
     keep = times - explanation.attention_step_s / 2 < duration  # steps that cover some of the recording
-    attention = np.asarray(explanation.attention, dtype=float)[keep]
-    peak = float(attention.max()) if attention.size and attention.max() > 0 else 1.0
-    return go.Heatmap(z=[attention], x=times[keep], y0=(low + high) / 2, dy=high - low,
-                      zmin=0, zmax=peak, showscale=False, name="attention",
-                      colorscale=[[0, "rgba(255,127,14,0)"], [1, "rgba(255,127,14,0.45)"]],
-                      hovertemplate="%{x:.2f} s: attention %{z:.3f}<extra></extra>")
+    attention = np.asarray(explanation.attention, dtype=float)
+    uniform = 1 / len(attention) if len(attention) else 0.0
+    fig.add_trace(go.Bar(x=times[keep], y=attention[keep], width=explanation.attention_step_s,
+                         marker=dict(color=_ATTENTION_COLOR, line=dict(width=0)),
+                         name="Temporal attention of the ECG encoder (weights sum to 1; the same for every class)",
+                         hovertemplate="%{x:.2f} s: attention %{y:.3f}<extra></extra>"), row=row, col=1)
+    fig.add_trace(go.Scatter(x=[0, duration], y=[uniform, uniform], mode="lines", name=f"uniform attention (1/{len(attention)})",
+                             line=dict(color=_NEUTRAL, dash="dash", width=1), hoverinfo="skip"), row=row, col=1)
+    peak = float(attention[keep].max()) if keep.any() else uniform
+    fig.update_yaxes(range=[0, 1.15 * max(peak, uniform, 1e-9)], showgrid=False, showticklabels=False,
+                     fixedrange=True, row=row, col=1)
+    fig.update_xaxes(showgrid=False, minor=dict(showgrid=False), row=row, col=1)
+    fig.add_annotation(text="<b>Attn</b>", textangle=0, showarrow=False, xref="x domain", yref="y domain", x=0, y=0.5,
+                       xanchor="right", xshift=-4, font=dict(size=11, color=_ATTENTION_COLOR), row=row, col=1)
 
 
 def _attribution_strip(explanation: SignalExplanation, lead: str, y: float, height: float,
@@ -307,12 +427,25 @@ def _attribution_strip(explanation: SignalExplanation, lead: str, y: float, heig
                       hovertemplate="%{x:.3f} s: attribution %{z:.3g}<extra>" + lead + "</extra>")
 
 
-def _add_segments(fig: go.Figure, segments: Sequence[Any]) -> None:
-    """One box per segment across every lead (paper height), labelled with its rank."""
+def _attribution_coloraxis(values: np.ndarray, explained: str) -> dict:
+    """Diverging colours clipped at the 99th percentile of |attribution| (a few extreme samples would
+    otherwise wash the rest out), ticks written out in plain decimals (no '100µ')."""
+    limit = _robust_limit(values)
+    return dict(colorscale=DIVERGING, cmin=-limit, cmax=limit,
+                colorbar=dict(title=dict(text=f"Attribution to<br>{explained}<br>(logit units)", side="top"),
+                              thickness=10, len=0.45, y=1, yanchor="top", **_signed_ticks(limit, values)))
+
+
+def _add_segments(fig: go.Figure, segments: Sequence[Any], bottom: float = 0.0) -> None:
+    """One box per segment across every lead (from ``bottom`` of the paper up), labelled with its rank, and
+    one legend entry saying what the boxes are."""
     for rank, segment in enumerate(segments, start=1):
-        fig.add_shape(type="rect", xref="x", yref="paper", x0=segment.start_s, x1=segment.end_s, y0=0, y1=1,
+        fig.add_shape(type="rect", xref="x", yref="paper", x0=segment.start_s, x1=segment.end_s, y0=bottom, y1=1,
                       line=dict(color="#7c3aed", width=1.5), fillcolor="rgba(124,58,237,0.06)",
                       label=dict(text=f"#{rank}", textposition="top left", font=dict(size=11, color="#7c3aed")))
+    if segments:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="#1, #2, …: windows with the largest attribution",
+                                 marker=dict(symbol="square-open", size=12, color="#7c3aed"), hoverinfo="skip"))
 
 
 def lead_importance_bars(leads: Sequence[str], importance: np.ndarray, recorded: Sequence[bool],

@@ -111,16 +111,49 @@ def test_image_overlay_signed_and_unsigned():
     assert len(fig.data) == 2
     base, overlay = fig.data
     np.testing.assert_allclose(np.asarray(base.z, dtype=float), image)
+    np.testing.assert_allclose(np.asarray(overlay.z, dtype=float), saliency)  # the values themselves, unclipped
     assert overlay.opacity == 0.3
-    assert (overlay.zmin, overlay.zmax) == (-2.0, 2.0)
+    limit = np.percentile(np.abs(saliency), 99)
+    assert (overlay.zmin, overlay.zmax) == pytest.approx((-limit, limit))
     assert fig.layout.yaxis.autorange == "reversed" and fig.layout.yaxis.scaleanchor == "x"
     unsigned = figures.image_overlay(image, np.abs(saliency), signed=False, explained="Normal").data[1]
-    assert (unsigned.zmin, unsigned.zmax) == (0.0, 2.0)
+    assert (unsigned.zmin, unsigned.zmax) == pytest.approx((0.0, limit))
     assert len(figures.image_overlay(image).data) == 1
     with pytest.raises(ValueError, match="shape"):
         figures.image_overlay(image, np.zeros((4, 3)), explained="Normal")
     with pytest.raises(ValueError, match=r"\(H, W\)"):
         figures.image_overlay(np.zeros((2, 3, 4)))
+
+
+def test_image_overlay_robust_range_colour_bar_words_and_method_titles():
+    """Integrated Gradients: a few outlier pixels must not set the colour range (they made the map invisible)."""
+    rng = np.random.default_rng(0)
+    saliency = rng.normal(scale=1e-4, size=(64, 64))
+    saliency[0, :5] = [0.5, -0.4, 0.3, 0.6, -0.7]  # five outlier pixels, 1000x the rest
+    fig = figures.image_overlay(np.zeros((64, 64)), saliency, explained="Heart failure", method="integrated_gradients")
+    overlay = fig.data[1]
+    limit = np.percentile(np.abs(saliency), 99)
+    assert overlay.zmax == pytest.approx(limit) and overlay.zmin == pytest.approx(-limit)
+    assert overlay.zmax < 0.01 * np.abs(saliency).max()
+    bar = overlay.colorbar
+    assert "Red raises" in bar.title.text and "blue lowers" in bar.title.text and "Heart failure" in bar.title.text
+    assert bar.ticktext[0].endswith("lowers") and bar.ticktext[-1].endswith("raises")
+    assert not any("µ" in t or "e-" in t for t in bar.ticktext)
+    assert fig.layout.title.text == "Integrated Gradients for Heart failure"
+    titles = {m: figures.image_overlay(np.zeros((8, 8)), np.ones((8, 8)), explained="Normal", method=m).layout.title.text
+              for m in ("grad_cam", "occlusion", "attention")}
+    assert titles == {"grad_cam": "Grad-CAM for Normal", "occlusion": "Occlusion for Normal",
+                      "attention": "Encoder attention for Normal"}
+    cam = figures.image_overlay(np.zeros((8, 8)), np.ones((8, 8)), explained="Normal", method="grad_cam").data[1]
+    assert cam.zmin == 0  # Grad-CAM is a magnitude: sequential from 0
+    # smoothing spreads a single hot pixel over its neighbours
+    spike = np.zeros((9, 9))
+    spike[4, 4] = 1.0
+    smooth = np.asarray(figures.image_overlay(np.zeros((9, 9)), spike, explained="Normal", smooth=1.0).data[1].z,
+                        dtype=float)
+    assert smooth[4, 4] < 0.5 and smooth[4, 5] > 0
+    with pytest.raises(ValueError, match="smooth"):
+        figures.image_overlay(np.zeros((9, 9)), spike, explained="Normal", smooth=-1)
 
 
 # --------------------------------------------------------------------------------------------------- ECG
@@ -134,33 +167,85 @@ def _signal_explanation() -> SignalExplanation:
         attention_step_s=0.25, segments=[Segment(0.5, 1.0, 3.0), Segment(1.2, 1.7, 2.0)], convergence_delta=0.0)
 
 
+def _lines(fig):
+    return [t for t in fig.data if t.type == "scatter" and t.mode == "lines" and t.name in figures.STANDARD_LEADS]
+
+
 def test_ecg_figure_leads_explanation_and_segments():
     data = np.sin(np.linspace(0, 20, 500))[None].repeat(3, 0) * np.array([[1.0], [0.5], [2.0]])
     channels = ("V1", "I", "II")  # recording order differs from the 12-lead order
     plain = figures.ecg_figure(data, 250.0, channels)
-    assert [t.name for t in plain.data] == ["I", "II", "V1"]
-    np.testing.assert_allclose(plain.data[0].y, data[1])
-    assert (plain.data[0].x0, plain.data[0].dx) == (0.0, pytest.approx(1 / 250))  # 500 samples over 2 s
-    assert plain.layout.height == 60 + 3 * 120
+    lines = _lines(plain)
+    assert [t.name for t in lines] == ["I", "II", "V1"]
+    np.testing.assert_allclose(lines[0].y, data[1])
+    assert (lines[0].x0, lines[0].dx) == (0.0, pytest.approx(1 / 250))  # 500 samples over 2 s
 
     fig = figures.ecg_figure(data, 250.0, channels, _signal_explanation(), explained="Arrhythmia")
-    lines = [t for t in fig.data if t.type == "scatter" and t.mode == "lines"]
     strips = [t for t in fig.data if t.type == "heatmap" and t.name.endswith("attribution")]
-    shading = [t for t in fig.data if t.type == "heatmap" and t.name == "attention"]
-    assert len(lines) == len(strips) == len(shading) == 3
+    assert len(_lines(fig)) == len(strips) == 3
     assert len(strips[0].z[0]) == 201 and strips[0].dx == pytest.approx(0.01)  # up to the recording's 2 s
     np.testing.assert_allclose(strips[0].z[0], _signal_explanation().attributions[0, :201], rtol=1e-6)
     assert strips[0].coloraxis == "coloraxis"
-    assert len(shading[0].z[0]) == 8  # attention steps that cover the recording
     rects = [s for s in fig.layout.shapes if s.type == "rect"]
     assert len(rects) == 2 and (rects[0].x0, rects[0].x1) == (0.5, 1.0) and rects[0].label.text == "#1"
     assert fig.layout.coloraxis.cmin == -fig.layout.coloraxis.cmax
+    assert any("largest attribution" in t.name for t in fig.data if t.showlegend is not False)  # the boxes' legend
+
+
+def _axes(fig, axis):
+    return [fig.layout[k] for k in fig.layout if re.fullmatch(axis + r"axis\d*", k)]
+
+
+def test_ecg_figure_paper_convention_common_scale_grid_calibration_and_labels():
+    """One mV scale for every lead (a low-voltage lead is drawn small, not stretched), the 25 mm/s, 10 mm/mV
+    grid, a 1 mV x 0.2 s calibration pulse per row, horizontal lead labels."""
+    t = np.linspace(0, 2, 500)
+    data = np.stack([2.2 * np.sin(8 * t), 0.3 * np.sin(8 * t), -1.7 * np.sin(8 * t)])  # V1 low voltage
+    fig = figures.ecg_figure(data, 250.0, ["II", "V1", "V5"])
+    ranges = {tuple(a.range) for a in _axes(fig, "y")}
+    assert len(ranges) == 1  # the same mV range on every lead
+    (low, high), = ranges
+    assert low <= -1.7 and high >= 2.2 and high - low <= 5.0  # covers the largest lead, not the smallest
+    assert low % 0.5 == 0 and high % 0.5 == 0  # whole 5 mm boxes
+    for y in _axes(fig, "y"):
+        assert (y.dtick, y.minor.dtick) == (0.5, pytest.approx(0.1)) and y.showgrid and y.minor.showgrid
+    for x in _axes(fig, "x"):
+        assert (x.dtick, x.minor.dtick) == (0.2, pytest.approx(0.04)) and x.range[0] < -0.2  # room for the pulse
+    pulses = [t for t in fig.data if t.name == "calibration"]
+    assert len(pulses) == 3
+    x, y = np.asarray(pulses[0].x, dtype=float), np.asarray(pulses[0].y, dtype=float)
+    assert y.max() - y.min() == pytest.approx(1.0)  # 1 mV
+    assert np.ptp(x[y == 1.0]) == pytest.approx(0.2) and x.max() <= 0  # 0.2 s, before the trace starts
+    labels = [a for a in fig.layout.annotations if a.text in ("<b>II</b>", "<b>V1</b>", "<b>V5</b>")]
+    assert len(labels) == 3 and all(a.textangle == 0 for a in labels)
+    assert not any(y.title.text for y in _axes(fig, "y"))  # no rotated axis titles for the leads
+
+
+def test_ecg_figure_attention_row_with_legend_and_readable_colour_bar():
+    explanation = _signal_explanation()
+    explanation.attributions = explanation.attributions * 1e-4  # IG on an ECG: logit units of 1e-4
+    explanation.attributions[0, 10] = 1.0  # one outlier sample does not set the colour range
+    data = np.zeros((3, 500))
+    fig = figures.ecg_figure(data, 250.0, ["I", "II", "V1"], explanation, explained="Arrhythmia")
+    (bars,) = [t for t in fig.data if t.type == "bar"]
+    assert "attention" in bars.name.lower() and bars.showlegend is not False
+    assert bars.yaxis != "y" and bars.yaxis not in {t.yaxis for t in _lines(fig)}  # its own row
+    assert len(bars.y) == 8  # attention steps that cover the 2 s recording
+    assert bars.width == pytest.approx(0.25)
+    assert fig.layout.showlegend
+    bar = fig.layout.coloraxis.colorbar
+    assert "logit" in bar.title.text and "Arrhythmia" in bar.title.text
+    assert fig.layout.coloraxis.cmax < 1e-3  # the 99th percentile, not the outlier
+    assert bar.tickmode == "array" and bar.ticktext[2] == "0"
+    assert not any(re.search(r"[µmkMG]$", t) for t in bar.ticktext)  # no SI prefixes
+    assert all(re.fullmatch(r"(≤ |≥ )?[+−]?\d+(\.\d+)?", t) for t in bar.ticktext), bar.ticktext
+    assert bar.ticktext[-1].startswith("≥") and bar.ticktext[0].startswith("≤")  # clipped ends say so
 
 
 def test_ecg_figure_lead_subset_and_errors():
     data = np.zeros((2, 100))
     fig = figures.ecg_figure(data, 100.0, ["II", "V1"], leads=["V1"])
-    assert [t.name for t in fig.data] == ["V1"]
+    assert [t.name for t in _lines(fig)] == ["V1"]
     with pytest.raises(ValueError, match="not in the recording"):
         figures.ecg_figure(data, 100.0, ["II", "V1"], leads=["V6"])
     with pytest.raises(ValueError, match="channels"):
