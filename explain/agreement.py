@@ -18,6 +18,9 @@ from neurofusion.data.annotations import STRENGTH_COLUMNS
 from neurofusion.data.schema import MODALITIES
 
 
+# Below this many cases a case-bootstrap CI is rough: it resamples a handful of values and understates the
+# uncertainty; the dashboard says so beside such a CI.
+MIN_CASES_FOR_CI = 10
 NO_TAU = ("not defined: no (case, rater) pair has a defined tau (each needs two or more modalities ranked "
           "by both sides, not all tied)")
 

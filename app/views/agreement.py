@@ -6,19 +6,70 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import streamlit as st
 
-from app import figures
+from app import agreement_figures, figures
+from app.export import research_export
 from app.state import Context, context
+from explain.agreement import MIN_CASES_FOR_CI
 from explain.cohort import CohortImportance, clinician_agreement, cohort_importance, ground_truth_agreement
-from neurofusion.data.annotations import read_rankings
+from neurofusion.data.annotations import display_name, read_rankings
+from neurofusion.data.cohort import RANKINGS_CSV
 from neurofusion.data.errors import CohortError
 
 MAX_UPLOAD_MB = 5  # a rankings file is a few hundred bytes per case and rater: 5 MB is ~50,000 rankings
+METHOD_LABELS = {"shapley": "Shapley", "leave_one_out": "Leave-one-out", "attention": "Attention"}
+SHOWN_ERRORS = 20  # errors listed on the page; the count says how many more there are
 
 @st.cache_data(show_spinner="Computing modality importance for the ranked cases...", max_entries=16)
 def _importance(_ctx: Context, model_key: str, cases_key: str, case_ids: tuple[str, ...]) -> CohortImportance:
     return cohort_importance(_ctx.predictor, [_ctx.cohort[i] for i in case_ids])
+
+
+def _show_error(prefix: str, err: CohortError) -> None:
+    """One message listing every error of the file, each with its line (read_rankings collects them)."""
+    errors = getattr(err, "errors", [err])
+    if len(errors) == 1:
+        st.error(f"{prefix}: {err}")
+        return
+    shown = "\n".join(f"- {e}" for e in errors[:SHOWN_ERRORS])
+    more = f"\n- ... and {len(errors) - SHOWN_ERRORS} more" if len(errors) > SHOWN_ERRORS else ""
+    st.error(f"{prefix}: {len(errors)} errors\n\n{shown}{more}")
+
+
+def _number(value: float) -> str:
+    return "—" if pd.isna(value) else f"{value:.3f}"
+
+
+def _ci(row: pd.Series) -> str:
+    if any(pd.isna(row[k]) for k in ("ci_low", "ci_high")):
+        return "—"
+    return f"{row['ci_low']:.3f} to {row['ci_high']:.3f}"
+
+
+def _summary_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """explain.agreement.summarize's table in words: class names, one "95 % CI" column, "—" for nothing."""
+    return pd.DataFrame({
+        "Class": ["All classes" if g == "all" else figures.pretty(str(g)) for g in summary.index],
+        "Mean tau": [_number(v) for v in summary["mean"]],
+        "95 % CI": [_ci(row) for _, row in summary.iterrows()],
+        "Cases": summary["n_cases"].astype(int).to_numpy(),
+        "Note": [reason or (f"few cases (< {MIN_CASES_FOR_CI}): a rough CI" if n < MIN_CASES_FOR_CI else "—")
+                 for reason, n in zip(summary["reason"], summary["n_cases"])],
+    })
+
+
+def _pair_table(per_pair: pd.DataFrame) -> pd.DataFrame:
+    """One row per case and rater, sorted by tau (undefined last), every cell in words."""
+    ordered = per_pair.sort_values("tau", na_position="last")
+    return pd.DataFrame({
+        "Case": ordered["case_id"].to_numpy(), "Rater": ordered["rater"].to_numpy(),
+        "True class": ["not labelled" if pd.isna(v) else figures.pretty(str(v)) for v in ordered["label"]],
+        "Kendall tau-b": ["— (fewer than two modalities ranked by both)" if pd.isna(t) else f"{t:+.3f}"
+                          for t in ordered["tau"]],
+        "Modalities compared": ordered["n_compared"].astype(int).to_numpy(),
+    })
 
 
 ctx = context()
@@ -28,7 +79,7 @@ st.caption("Does the model rank the modalities the way the raters do? Kendall ta
            "0 = unrelated, −1 = reversed, over the modalities both ranked.")
 
 source = st.radio("Rankings", ("bundled with the cohort", "upload a CSV"), key="agreement.source", horizontal=True)
-rankings = None
+rankings, rankings_name, rankings_bytes = None, "", b""
 if source == "upload a CSV":
     upload = st.file_uploader("clinician_rankings.csv: case_id, rater, image, text, signal, tabular (1 = most "
                               "important; blank if the case lacks the modality)", type="csv", key="agreement.upload",
@@ -36,13 +87,16 @@ if source == "upload a CSV":
     if upload is not None:
         try:  # parsed in memory: the client-supplied name only labels messages, it is never a path
             rankings = read_rankings(upload.getvalue(), name=upload.name, cohort=ctx.cohort)
+            rankings_name, rankings_bytes = f"upload: {display_name(upload.name)}", upload.getvalue()
         except CohortError as err:
-            st.error(f"The uploaded rankings were not used: {err}")
+            _show_error("The uploaded rankings were not used", err)
 else:
     try:
         rankings = ctx.cohort.rankings()
+        if rankings is not None:
+            rankings_name, rankings_bytes = RANKINGS_CSV, (ctx.cohort.root / RANKINGS_CSV).read_bytes()
     except CohortError as err:
-        st.error(f"The cohort's rankings file is invalid: {err}")
+        _show_error("The cohort's rankings file is invalid", err)
     if rankings is None:
         st.info("This cohort has no usable clinician_rankings.csv; upload one to compare.")
 if rankings is None:
@@ -58,7 +112,7 @@ if simulated:
     st.caption("These raters are simulated (Mallows-model readings of the planted truth), not clinicians.")
 
 method = st.radio("Model ranking from", ("shapley", "leave_one_out", "attention"), key="agreement.method",
-                  horizontal=True, format_func=lambda m: m.replace("_", "-").capitalize())
+                  horizontal=True, format_func=METHOD_LABELS.get)
 case_ids = tuple(ctx.readable_ids(sorted(set(rankings["case_id"]))))
 if not case_ids:
     st.info("None of the ranked cases can be read.")
@@ -71,22 +125,32 @@ if method not in importance.methods:
 result = clinician_agreement(importance, rankings, method)
 summary, ceiling = result["summary"], result["inter_rater"]
 
-overall = summary.loc["all"]
+overall, pairwise = summary.loc["all"], ceiling["mean_pairwise_tau"]
 c1, c2, c3 = st.columns(3)
-c1.metric(f"Mean tau, model vs {raters}", f"{overall['mean']:.3f}")
-c1.caption(f"95 % CI {overall['ci_low']:.3f} to {overall['ci_high']:.3f} (bootstrap over cases)")
-between_raters = ceiling["mean_pairwise_tau"]["mean"]
-between_raters = None if math.isnan(between_raters) else between_raters  # NaN: no case has two raters
-c2.metric("Inter-rater ceiling (mean pairwise tau)", "n/a" if between_raters is None else f"{between_raters:.3f}")
+c1.metric(f"Mean tau, model vs {raters}", "n/a" if math.isnan(overall["mean"]) else f"{overall['mean']:.3f}")
+c1.caption(overall["reason"] or f"95 % CI {overall['ci_low']:.3f} to {overall['ci_high']:.3f} (bootstrap over "
+           f"{overall['n_cases']} cases)")
+defined = not math.isnan(pairwise["mean"])  # NaN: no case has two raters
+c2.metric("Inter-rater ceiling (mean pairwise tau)", f"{pairwise['mean']:.3f}" if defined else "n/a")
+if defined:
+    c2.caption(f"95 % CI {pairwise['ci_low']:.3f} to {pairwise['ci_high']:.3f} (bootstrap over "
+               f"{pairwise['n_cases']} cases)")
+else:
+    c2.caption("Needs cases ranked by at least two raters.")
 c3.metric("Kendall's W (raters' concordance)",
           "n/a" if math.isnan(ceiling["kendalls_w"]) else f"{ceiling['kendalls_w']:.3f}")
-if between_raters is None:
-    c2.caption("Needs cases ranked by at least two raters.")
+few = [("all cases" if g == "all" else figures.pretty(str(g)), int(n))
+       for g, n in summary["n_cases"].items() if 0 < n < MIN_CASES_FOR_CI]
+if defined and 0 < pairwise["n_cases"] < MIN_CASES_FOR_CI:
+    few.append(("the inter-rater ceiling", int(pairwise["n_cases"])))
+if few:
+    st.warning(f"Confidence intervals from fewer than {MIN_CASES_FOR_CI} cases are rough (a bootstrap over a "
+               "handful of cases understates the uncertainty): "
+               + ", ".join(f"{name} (n = {n})" for name, n in few) + ".")
 
-st.plotly_chart(figures.tau_histogram(result["per_pair"], between_raters, raters), key="agreement.hist")
-table = summary.reset_index().rename(columns={"group": "class"})
-st.dataframe(table, hide_index=True, key="agreement.summary",
-             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("mean", "ci_low", "ci_high")})
+st.plotly_chart(agreement_figures.tau_histogram(result["per_pair"], raters, pairwise if defined else None),
+                key="agreement.hist")
+st.dataframe(_summary_table(summary), hide_index=True, key="agreement.summary")
 
 try:
     truth = ctx.cohort.ground_truth()
@@ -95,14 +159,34 @@ except CohortError as err:
     st.error(f"The cohort's ground_truth.csv was not used: {err}")
 if truth is not None:
     st.markdown("**Against the synthetic ground truth** (how strongly each modality expresses the label)")
-    st.dataframe(ground_truth_agreement(importance, truth).reset_index(), hide_index=True, key="agreement.truth")
+    vs_truth = ground_truth_agreement(importance, truth).reset_index()
+    st.dataframe(pd.DataFrame({
+        "Model ranking from": vs_truth["method"].map(METHOD_LABELS).to_numpy(),
+        "Mean tau vs ground truth": vs_truth["mean_tau"].to_numpy(), "Cases": vs_truth["cases"].to_numpy(),
+        "Spearman (score vs strength)": vs_truth["spearman_score_vs_strength"].to_numpy(),
+        "Note": vs_truth["reason"].fillna("—").to_numpy()}),
+        hide_index=True, key="agreement.truth",
+        column_config={c: st.column_config.NumberColumn(format="%.3f")
+                       for c in ("Mean tau vs ground truth", "Spearman (score vs strength)")})
 
 st.markdown("**Per case and rater** (select a row to open the case)")
-per_pair = result["per_pair"].sort_values("tau")
+per_pair = _pair_table(result["per_pair"])
 selection = st.dataframe(per_pair, hide_index=True, on_select="rerun", selection_mode="single-row",
                          key="agreement.table")
 rows = selection.selection.rows if selection is not None else []
 if rows:
-    chosen = per_pair.iloc[rows[0]]["case_id"]
+    chosen = per_pair.iloc[rows[0]]["Case"]
     if st.button(f"Open {chosen} in the case explorer", key="agreement.open", icon=":material/open_in_new:"):
         st.switch_page("views/case_explorer.py", query_params={"case": chosen})
+
+st.markdown("**Research export**")
+st.download_button(
+    "Agreement, rankings, settings and hashes (zip)",
+    lambda: research_export(result, importance, rankings, raters=raters, simulated=simulated,
+                            settings=ctx.settings, checkpoint_dir=ctx.checkpoint.path,
+                            cohort_dir=ctx.cohort.root, rankings_name=rankings_name, rankings_bytes=rankings_bytes),
+    file_name=f"agreement_{method}.zip", mime="application/zip", key="agreement.export", on_click="ignore",
+    icon=":material/download:")
+st.caption("One zip: the summary above and every (case, rater) tau with the model's and the rater's ranking "
+           "(CSV and JSON), the explanation settings and importance method, and SHA-256 hashes of every file of "
+           "the checkpoint and of the cohort, so a result can be traced to exactly what produced it.")

@@ -113,3 +113,28 @@ def test_undefined_means_carry_their_reason():
     assert np.isnan(result["kendalls_w"]) and result["cases_with_two_or_more_raters"] == 0
     assert result["kendalls_w_reason"].startswith("not defined: no case is ranked by two or more raters")
     assert result["mean_pairwise_tau"]["reason"] == "not defined: no (case, rater) pair"
+
+
+def test_inter_rater_ceiling_ci_is_a_case_bootstrap_of_the_pairwise_taus():
+    """The ceiling's 95 % CI equals a direct computation: scipy tau for every rater pair of every case, then
+    cases resampled with replacement (a case's pairs stay together) with the same random draws."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for c in range(12):
+        for rater in "ABC"[: 2 + c % 2]:  # some cases have two raters, some three
+            rows.append({"case_id": f"c{c:02d}", "rater": rater, **dict(zip(
+                ("image", "text", "signal", "tabular"), rng.permutation(4) + 1))})
+    rankings = pd.DataFrame(rows)
+    ceiling = inter_rater(rankings, n_bootstrap=400, seed=7)["mean_pairwise_tau"]
+
+    taus = {}
+    for case_id, group in rankings.groupby("case_id"):
+        ranks = group[["image", "text", "signal", "tabular"]].to_numpy(float)
+        taus[case_id] = [kendalltau(ranks[a], ranks[b]).statistic
+                         for a in range(len(ranks)) for b in range(a + 1, len(ranks))]
+    cases = sorted(taus)
+    draws = np.random.default_rng(7).integers(0, len(cases), size=(400, len(cases)))
+    means = [np.mean([t for k in draw for t in taus[cases[k]]]) for draw in draws]
+    assert ceiling["mean"] == pytest.approx(np.mean([t for c in cases for t in taus[c]]))
+    assert (ceiling["ci_low"], ceiling["ci_high"]) == pytest.approx(tuple(np.quantile(means, [0.025, 0.975])))
+    assert ceiling["ci_low"] < ceiling["mean"] < ceiling["ci_high"] and ceiling["n_cases"] == 12
