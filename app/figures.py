@@ -28,6 +28,10 @@ METHOD_COLORS: dict[str, str] = {"shapley": "#334155", "leave_one_out": "#0e7490
 # Blue = low / against the class, white = middle, red = high / for the class (the paper's scale).
 DIVERGING = "RdBu_r"
 _RED, _BLUE = (178, 24, 43), (33, 102, 172)
+# Attention weights (0..1): white at 0, darkening with the weight.
+ATTENTION_SCALE = "Blues"
+_ATTENTION_COLORBAR = dict(title=dict(text="Attention<br>weight (0–1)", side="top"), thickness=10,
+                           tickvals=[0, 0.25, 0.5, 0.75, 1], ticktext=["0", "0.25", "0.5", "0.75", "1"])
 # Overlays fade to transparent where the map is near zero, so the echo stays visible underneath.
 _SIGNED_OVERLAY = [[0.0, "rgba(33,102,172,1)"], [0.5, "rgba(247,247,247,0)"], [1.0, "rgba(178,24,43,1)"]]
 _UNSIGNED_OVERLAY = [[0.0, "rgba(254,217,118,0)"], [0.5, "rgba(253,141,60,0.7)"], [1.0, "rgba(189,0,38,1)"]]
@@ -102,8 +106,10 @@ def _check_attention(matrix: np.ndarray, name: str = "attention matrix") -> np.n
 
 
 def _attention_trace(matrix: np.ndarray, labels: list[str], **kwargs: Any) -> go.Heatmap:
+    # weights lie in 0..1 and every value is 'attends this much': a sequential scale from 0, never a diverging
+    # one centred at 0.5 (which reads as 'for' / 'against')
     return go.Heatmap(z=matrix, x=labels, y=labels, text=_cell_text(matrix), texttemplate="%{text}",
-                      colorscale=DIVERGING, zmin=0, zmax=1, xgap=1, ygap=1,
+                      colorscale=ATTENTION_SCALE, zmin=0, zmax=1, xgap=1, ygap=1,
                       hovertemplate="%{y} → %{x}: %{z:.3f}<extra></extra>", **kwargs)
 
 
@@ -181,16 +187,18 @@ def attention_heatmap(matrix: np.ndarray, present: Sequence[bool] | None = None,
     if len(present) != len(MODALITIES):
         raise ValueError(f"present must have one flag per modality ({len(MODALITIES)}), got {len(present)}")
     labels = [MODALITY_LABELS[m] + ("" if ok else " (missing)") for m, ok in zip(MODALITIES, present)]
-    fig = go.Figure(_attention_trace(matrix, labels, colorbar=dict(title="weight", thickness=10)))
-    fig.update_xaxes(title="attends to (key)")
-    fig.update_yaxes(title="attends from (query)", autorange="reversed")
+    fig = go.Figure(_attention_trace(matrix, labels, colorbar=_ATTENTION_COLORBAR))
+    fig.update_xaxes(title="attends to (key)", automargin=True)
+    fig.update_yaxes(title="attends from (query)", autorange="reversed", automargin=True)
     return _finish(fig, title, height=380)
 
 
 def importance_bars(scores: Mapping[str, Mapping[str, float | None]], explained: str) -> go.Figure:
     """Modality importance for the class ``explained`` names, method -> modality -> score (None or NaN: the
     case lacks the modality): bars grouped by modality, one colour per method; a modality no method scores
-    is annotated 'missing'. Attention does not depend on the class, and its legend entry says so."""
+    is annotated 'missing'. Shapley and leave-one-out (changes in probability, signed) and attention (weights
+    0..1, the same for every class) are different quantities: each kind gets its own panel and y axis with
+    its units, never one shared axis."""
     _check_explained(explained)
     if not scores:
         raise ValueError("scores must hold at least one method")
@@ -201,16 +209,32 @@ def importance_bars(scores: Mapping[str, Mapping[str, float | None]], explained:
         table[method] = [_as_float(values.get(m)) for m in MODALITIES]
     x = [MODALITY_LABELS[m] for m in MODALITIES]
     names = {**METHOD_LABELS, "attention": "Attention (any class)"}
-    fig = go.Figure([go.Bar(x=x, y=_none_for_nan(values), name=names.get(method, pretty(method)),
-                            marker_color=METHOD_COLORS.get(method),
-                            hovertemplate="%{x}: %{y:.3f}<extra>%{fullData.name}</extra>")
-                     for method, values in table.items()])
+    panels = [kind for kind in ("probability", "attention")
+              if any((method == "attention") == (kind == "attention") for method in table)]
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        row_heights=[0.62, 0.38][:len(panels)] if len(panels) == 2 else None)
+    for method, values in table.items():
+        row = panels.index("attention" if method == "attention" else "probability") + 1
+        unit = "weight" if method == "attention" else "Δp"
+        fig.add_trace(go.Bar(x=x, y=_none_for_nan(values), name=names.get(method, pretty(method)),
+                             marker_color=METHOD_COLORS.get(method),
+                             hovertemplate="%{x}: " + unit + " %{y:.3f}<extra>%{fullData.name}</extra>"),
+                      row=row, col=1)
     for k, label in enumerate(x):
         if all(math.isnan(values[k]) for values in table.values()):
-            fig.add_annotation(x=label, y=0, yshift=12, text="missing", showarrow=False, font=dict(color=_NEUTRAL))
-    fig.update_yaxes(title=f"Importance for {explained}", zeroline=True, zerolinecolor="#94a3b8")
-    return _finish(fig, f"Modality importance for {explained}", height=340, barmode="group",
-                   legend=dict(orientation="h", y=-0.15))
+            fig.add_annotation(x=label, y=0, yshift=12, text="missing", showarrow=False, font=dict(color=_NEUTRAL),
+                               row=1, col=1)
+    if "probability" in panels:
+        fig.update_yaxes(title_text=f"Change in p({explained})<br>(probability, −1…+1)", zeroline=True,
+                         zerolinecolor="#94a3b8", tickformat="+.2f", automargin=True,
+                         row=panels.index("probability") + 1, col=1)
+    if "attention" in panels:
+        fig.update_yaxes(title_text="Attention weight<br>(0–1, any class)", range=[0, 1], dtick=0.25,
+                         automargin=True, row=panels.index("attention") + 1, col=1)
+    fig.update_xaxes(automargin=True)
+    return _finish(fig, f"Modality importance for {explained}", height=200 + 170 * len(panels), barmode="group",
+                   legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
+                   margin=dict(b=50))
 
 
 SALIENCY_METHOD_LABELS: dict[str, str] = {"integrated_gradients": "Integrated Gradients", "grad_cam": "Grad-CAM",
@@ -593,47 +617,86 @@ def _direction(value: Any, reference: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- cohort
-def cohort_attention_grid(by_class: Mapping[str, np.ndarray], counts: Mapping[str, int], title: str = "") -> go.Figure:
+def cohort_attention_grid(by_class: Mapping[str, np.ndarray], counts: Mapping[str, int], title: str = "",
+                          classes: Sequence[str] | None = None) -> go.Figure:
     """One 4x4 mean attention heatmap per class (explain.attention.CohortAttention), up to three per row,
-    subtitled with the number of cases; one colour range 0..1 for all, NaN cells (no case) left blank."""
+    subtitled with the number of cases; one colour range 0..1 for all, NaN cells (no case) left blank.
+    ``classes`` (the checkpoint's order) orders the panels; classes it lacks follow in their given order."""
     if not by_class:
         raise ValueError("by_class must hold at least one class")
     absent = [c for c in by_class if c not in counts]
     if absent:
         raise ValueError(f"counts lacks classes {absent}")
-    matrices = {c: _check_attention(m, f"attention of class {c!r}") for c, m in by_class.items()}
-    cols = min(len(matrices), 3)  # wide enough for the rotated modality names under each matrix
+    order = _class_order(list(by_class), classes)
+    matrices = {c: _check_attention(by_class[c], f"attention of class {c!r}") for c in order}
+    cols = min(len(matrices), 3)  # wide enough for the modality names under each matrix
     rows = math.ceil(len(matrices) / cols)
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.06, vertical_spacing=0.3 / rows,
-                        subplot_titles=[f"{pretty(c)} (n={counts[c]})" for c in matrices])
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.08, vertical_spacing=0.42 / rows,
+                        subplot_titles=[f"{_wrap(pretty(c))} (n={counts[c]})" for c in matrices])
     labels = [MODALITY_LABELS[m] for m in MODALITIES]
     for k, matrix in enumerate(matrices.values()):
-        fig.add_trace(_attention_trace(matrix, labels, showscale=k == 0, colorbar=dict(title="weight", thickness=10)),
+        fig.add_trace(_attention_trace(matrix, labels, showscale=k == 0, colorbar=_ATTENTION_COLORBAR),
                       row=k // cols + 1, col=k % cols + 1)
-    fig.update_yaxes(autorange="reversed")
+    fig.update_yaxes(autorange="reversed", automargin=True)
     fig.update_yaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=True, col=1)
+    fig.update_yaxes(showticklabels=True, title_text="attends from (query)", col=1)
+    fig.update_xaxes(automargin=True, tickangle=-30)
+    for k in range(len(matrices)):  # the lowest panel of each column names the key axis
+        if k + cols >= len(matrices):
+            fig.update_xaxes(title_text="attends to (key)", row=k // cols + 1, col=k % cols + 1)
     fig.update_annotations(font=dict(size=12))
-    return _finish(fig, title, height=80 + 320 * rows)
+    fig = _finish(fig, title, height=120 + 360 * rows, margin=dict(t=_TITLE_TOP + 36 if title else 64))
+    if title:  # above the panels' own (two-line) titles
+        fig.update_layout(title_pad_b=50)
+    return fig
 
 
-def importance_by_class(table: pd.DataFrame) -> go.Figure:
+def _class_order(present: list[str], classes: Sequence[str] | None) -> list[str]:
+    if classes is None:
+        return present
+    return [c for c in classes if c in present] + [c for c in present if c not in classes]
+
+
+def _wrap(text: str, width: int = 18) -> str:
+    """Break a long class name onto lines of about ``width`` characters (plotly does not wrap by itself, so
+    'Coronary artery disease' would be cut off)."""
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "<br>".join(lines + [line])
+
+
+def importance_by_class(table: pd.DataFrame, method: str | None = None) -> go.Figure:
     """Mean modality importance per class (rows = classes, columns = modalities, as CohortImportance.by_class
-    returns), as an annotated heatmap on a diverging scale symmetric around 0; NaN cells blank."""
+    returns), as an annotated heatmap, NaN cells blank. Shapley and leave-one-out (``method``, or None) are
+    signed probability changes on a diverging scale symmetric around 0; attention weights (0..1) are on the
+    attention scale from 0. The colour bar and title say which and in what units."""
     if table.empty:
         raise ValueError("importance table has no rows")
     for column in table.columns:
         _check_modality(column)
     modalities = [m for m in MODALITIES if m in table.columns]
     z = table[modalities].to_numpy(dtype=float)
-    limit = _symmetric_limit(z)
-    classes = [pretty(str(c)) for c in table.index]
+    classes = [_wrap(pretty(str(c)), 24) for c in table.index]
+    if method == "attention":
+        scale = dict(colorscale=ATTENTION_SCALE, zmin=0, zmax=1, colorbar=_ATTENTION_COLORBAR)
+        what = "attention weight (0–1)"
+    else:
+        limit = _symmetric_limit(z)
+        scale = dict(colorscale=DIVERGING, zmin=-limit, zmax=limit,
+                     colorbar=dict(title=dict(text="Mean change in<br>probability", side="top"), thickness=10,
+                                   **_signed_ticks(limit, z)))
+        what = "change in the predicted class's probability"
     fig = go.Figure(go.Heatmap(z=z, x=[MODALITY_LABELS[m] for m in modalities], y=classes,
-                               text=_cell_text(z, ".3f"), texttemplate="%{text}", colorscale=DIVERGING, zmin=-limit,
-                               zmax=limit, xgap=1, ygap=1, colorbar=dict(title="mean", thickness=10),
-                               hovertemplate="%{y}, %{x}: %{z:.3f}<extra></extra>"))
+                               text=_cell_text(z, ".3f"), texttemplate="%{text}", xgap=1, ygap=1,
+                               hovertemplate="%{y}, %{x}: %{z:.3f}<extra></extra>", **scale))
     fig.update_yaxes(autorange="reversed", automargin=True)
-    return _finish(fig, "Mean modality importance by class", height=80 + 40 * len(table))
+    name = f"{METHOD_LABELS.get(method, pretty(method))}: " if method else ""
+    return _finish(fig, f"Mean modality importance by class ({name}{what})", height=110 + 44 * len(table))
 
 
 def rater_group(raters: Sequence[str], simulated: bool) -> str:

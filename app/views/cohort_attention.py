@@ -36,14 +36,16 @@ else:
     by = st.radio("Group by", ("true class", "predicted class"), key="cohort.group", horizontal=True)
     groups, counts = ((attention.by_true, attention.counts_true) if by == "true class"
                       else (attention.by_predicted, attention.counts_predicted))
-    st.plotly_chart(figures.cohort_attention_grid(groups, counts, f"Mean attention by {by} (row attends to column)"),
+    st.plotly_chart(figures.cohort_attention_grid(groups, counts, f"Mean attention by {by} (row attends to column)",
+                                                  classes=ctx.checkpoint.config.classes),
                     key="cohort.attention")
     st.caption("Each cell is averaged over the cases that have both modalities. Attention shows what the model "
                "mixes, not by itself what it relies on: compare with the Shapley values below.")
 
 importance = _importance(ctx, ctx.model_key, ctx.cases_key, ids)
 method = st.radio("Modality importance", importance.methods, key="cohort.method", horizontal=True,
-                  format_func=lambda m: m.replace("_", "-").capitalize())
-st.plotly_chart(figures.importance_by_class(importance.by_class(method)), key="cohort.importance_true")
-st.caption("Mean over the cases of each true class that have the modality. Shapley and leave-one-out are in "
-           "probability points of the predicted class.")
+                  format_func=lambda m: figures.METHOD_LABELS.get(m, figures.pretty(m)))
+st.plotly_chart(figures.importance_by_class(importance.by_class(method, classes=ctx.checkpoint.config.classes),
+                                           method), key="cohort.importance_true")
+st.caption("Mean over the cases of each true class that have the modality. Shapley and leave-one-out are "
+           "changes in the probability of the predicted class; attention is a weight between 0 and 1.")

@@ -75,6 +75,29 @@ def test_cohort_grid_one_heatmap_per_class_with_shared_range_and_blank_nan():
         figures.cohort_attention_grid({"normal": a}, {})
 
 
+def test_attention_scales_start_at_zero_and_axes_are_named_on_the_cohort_grid():
+    """Weights are 0..1: a sequential scale from 0 (not red/blue around 0.5), query/key axes named on every
+    attention figure, panels in the checkpoint's class order, the title below the toolbar band."""
+    matrix = np.full((4, 4), 0.25)
+    case = figures.attention_heatmap(matrix, title="Cross-modal attention")
+    classes = ["normal", "coronary_artery_disease", "heart_failure", "arrhythmia"]
+    grid = figures.cohort_attention_grid({c: matrix for c in reversed(classes)}, {c: 1 for c in classes}, "by class",
+                                         classes=classes)
+    for fig in (case, grid):
+        for heat in (t for t in fig.data if t.type == "heatmap"):
+            scale = heat.colorscale
+            assert (heat.zmin, heat.zmax) == (0, 1)
+            assert scale[0][1] in ("rgb(247,251,255)", "#f7fbff")  # white at 0 (Blues), not blue
+            assert scale[len(scale) // 2][1] != "rgb(247,247,247)"  # no white midpoint at 0.5
+        assert fig.layout.title.yref == "paper" and fig.layout.title.yanchor == "bottom"
+        assert fig.layout.margin.t >= 60  # the toolbar's band is above the title
+    x_titles = {fig_axis.title.text for fig_axis in (grid.layout[k] for k in grid.layout if k.startswith("xaxis"))}
+    y_titles = {fig_axis.title.text for fig_axis in (grid.layout[k] for k in grid.layout if k.startswith("yaxis"))}
+    assert "attends to (key)" in x_titles and "attends from (query)" in y_titles
+    titles = [a.text for a in grid.layout.annotations]
+    assert titles[:4] == ["Normal (n=1)", "Coronary artery<br>disease (n=1)", "Heart failure (n=1)", "Arrhythmia (n=1)"]
+
+
 # --------------------------------------------------------------------------------------------- importance
 def test_importance_bars_skip_missing_modality():
     scores = {"shapley": {"image": 0.3, "text": None, "signal": 0.1, "tabular": -0.05},
@@ -90,6 +113,33 @@ def test_importance_bars_skip_missing_modality():
     assert bars[0].marker.color != bars[1].marker.color
     with pytest.raises(ValueError, match="unknown modality"):
         figures.importance_bars({"shapley": {"audio": 0.1}}, explained="Heart failure")
+
+
+def test_importance_bars_put_probability_and_attention_on_separate_axes_with_units():
+    scores = {"shapley": {"image": 0.3, "text": 0.1, "signal": 0.1, "tabular": -0.05},
+              "leave_one_out": {"image": 0.2, "text": 0.0, "signal": 0.05, "tabular": 0.0},
+              "attention": {"image": 0.4, "text": 0.2, "signal": 0.3, "tabular": 0.1}}
+    fig = figures.importance_bars(scores, explained="Heart failure")
+    axes = {b.name: b.yaxis for b in _bars(fig)}
+    assert axes["Shapley"] == axes["Leave-one-out"] != axes["Attention (any class)"]
+    probability = fig.layout["yaxis" + axes["Shapley"][1:]]
+    attention = fig.layout["yaxis" + axes["Attention (any class)"][1:]]
+    assert "probability" in probability.title.text and "Heart failure" in probability.title.text
+    assert "0–1" in attention.title.text and tuple(attention.range) == (0, 1)
+    assert fig.layout.title.text == "Modality importance for Heart failure"
+    alone = figures.importance_bars({"shapley": scores["shapley"]}, explained="Heart failure")
+    assert {b.yaxis for b in _bars(alone)} == {"y"} and "probability" in alone.layout.yaxis.title.text
+
+
+def test_importance_by_class_units_follow_the_method():
+    table = pd.DataFrame({"image": [0.2, 0.4], "text": [0.1, 0.3], "signal": [0.6, 0.1], "tabular": [0.1, 0.2]},
+                         index=pd.Index(["normal", "heart_failure"], name="label"))
+    attention = figures.importance_by_class(table, "attention")
+    (heat,) = attention.data
+    assert (heat.zmin, heat.zmax) == (0, 1) and heat.colorscale[0][1] in ("rgb(247,251,255)", "#f7fbff")
+    assert "attention weight (0–1)" in attention.layout.title.text
+    shapley = figures.importance_by_class(table, "shapley")
+    assert "probability" in shapley.layout.title.text and shapley.data[0].zmin == -shapley.data[0].zmax
 
 
 def test_importance_by_class_heatmap_nan_safe():
