@@ -51,9 +51,15 @@ def case_report_html(case: Case, explanation: CaseExplanation, architecture: str
             f"{style}</head><body>{header}{''.join(blocks)}{note}</body></html>")
 
 
+ATTRIBUTION_COLUMNS = ("case_id", "explained_class", "contrast_class", "part", "method", "item", "value", "start",
+                       "end", "observed")
+
+
 def attributions_csv(explanation: CaseExplanation) -> bytes:
-    """Long-format table: modality importance, note words, ECG leads and segments, labs. (The image map is
-    too large for a table; it is in the HTML report.)"""
+    """Long-format table: modality importance, note words, ECG leads and segments, labs, every row naming
+    the case and the class the attributions explain (``contrast_class`` blank unless they explain
+    explained_class minus contrast_class). (The image map is too large for a table; it is in the HTML
+    report.)"""
     rows = []
     for method, scores in explanation.to_dict()["modality_importance"].items():
         for modality, value in scores.items():
@@ -74,6 +80,10 @@ def attributions_csv(explanation: CaseExplanation) -> bytes:
         for _, lab in explanation.tabular.iterrows():
             rows.append({"part": "lab", "method": lab["method"], "item": lab["name"],
                          "value": lab["score"] if lab["measured"] else None, "observed": lab["value"]})
+    table = pd.DataFrame(rows, columns=list(ATTRIBUTION_COLUMNS[3:]))
+    table.insert(0, "case_id", explanation.case_id)
+    table.insert(1, "explained_class", explanation.classes[explanation.target])
+    table.insert(2, "contrast_class", "" if explanation.contrast is None else explanation.classes[explanation.contrast])
     buffer = io.StringIO()
-    pd.DataFrame(rows, columns=["part", "method", "item", "value", "start", "end", "observed"]).to_csv(buffer, index=False)
+    table.to_csv(buffer, index=False)
     return buffer.getvalue().encode("utf-8")

@@ -4,6 +4,7 @@ what they are: "simulated raters" for a synthetic cohort's bundled rankings, the
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pandas as pd
@@ -182,9 +183,10 @@ if rows:
 st.markdown("**Research export**")
 st.download_button(
     "Agreement, rankings, settings and hashes (zip)",
-    lambda: research_export(result, importance, rankings, raters=raters, simulated=simulated,
-                            settings=ctx.settings, checkpoint_dir=ctx.checkpoint.path,
-                            cohort_dir=ctx.cohort.root, rankings_name=rankings_name, rankings_bytes=rankings_bytes),
+    # built when clicked (it hashes every file of the checkpoint and the cohort), from this run's results
+    functools.partial(research_export, result, importance, rankings, raters=raters, simulated=simulated,
+                      settings=ctx.settings, checkpoint_dir=ctx.checkpoint.path, cohort_dir=ctx.cohort.root,
+                      rankings_name=rankings_name, rankings_bytes=rankings_bytes),
     file_name=f"agreement_{method}.zip", mime="application/zip", key="agreement.export", on_click="ignore",
     icon=":material/download:")
 st.caption("One zip: the summary above and every (case, rater) tau with the model's and the rater's ranking "

@@ -77,6 +77,7 @@ def test_tables_and_metrics_read_in_words_with_the_ceilings_ci():
         assert not frame.isna().any().any(), frame  # no "None" cell anywhere
         text = " ".join(map(str, frame.columns)) + " " + " ".join(frame.astype(str).to_numpy().ravel())
         assert not SNAKE.search(text.replace("synthetic_rater", "")), SNAKE.findall(text)
+    assert [b.proto.label for b in at.get("download_button")] == ["Agreement, rankings, settings and hashes (zip)"]
     ceiling = [c.value for c in at.caption if c.value.startswith("95 % CI") and "cases" in c.value]
     assert len(ceiling) == 2, [c.value for c in at.caption]  # the model's mean and the inter-rater ceiling
     assert any(m.label == "Inter-rater ceiling (mean pairwise tau)" and m.value != "n/a" for m in at.metric)

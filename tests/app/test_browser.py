@@ -152,7 +152,8 @@ def test_case_explorer_in_a_real_browser(server, browser, tmp_path):
     with page.expect_download(timeout=120_000) as table:
         page.get_by_role("button", name="Attributions (CSV)").click()
     rows = Path(table.value.path()).read_text(encoding="utf-8").splitlines()
-    assert rows[0] == "part,method,item,value,start,end,observed" and any(r.startswith("note_word,") for r in rows)
+    assert rows[0] == "case_id,explained_class,contrast_class,part,method,item,value,start,end,observed"
+    assert all(r.startswith(f"{case_id},") for r in rows[1:]) and any(",note_word," in r for r in rows)
 
     screenshot = Path(os.environ.get("DASHBOARD_SCREENSHOT", tmp_path / "dashboard.png"))
     page.get_by_role("tab", name=re.compile("^Clinical note")).scroll_into_view_if_needed()
