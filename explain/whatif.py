@@ -82,7 +82,7 @@ def lab_limits(predictor: Predictor) -> dict[str, LabLimit]:
         limits[feature.name] = LabLimit(feature.name, "numeric", feature.unit, _round(low), _round(high))
     for feature in predictor.spec.categorical_features:
         limits[feature.name] = LabLimit(feature.name, "categorical", feature.unit, categories=feature.categories)
-    return limits
+    return {f.name: limits[f.name] for f in predictor.spec.features}  # in the checkpoint's feature order
 
 
 def _round(value: float | None) -> float | None:

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import case_notes, figures
+from app import case_notes, figures, ground_truth_view, whatif_view
 from app.figures import pretty
 from app.report import attributions_csv, case_report_html
-from app.state import CASE_ERRORS, context
+from app.state import CASE_ERRORS, case_key, context
 from explain.ablation import partial_case
 from explain.agreement import importance_to_ranks, model_vs_raters
 from explain.case import CaseExplanation
@@ -26,7 +26,8 @@ ctx = context()
 FILTERS = ("case.filter_true", "case.filter_pred", "case.filter_outcome", "case.filter_missing", "case.filter_site")
 # Controls that are about one case (which class to explain, how much of each modality to observe): another
 # case starts them afresh rather than inheriting settings that were about a different patient.
-CASE_CONTROLS = ("case.explain_class", "case.contrast_class") + tuple(f"case.ablate_{m}" for m in MODALITIES)
+CASE_CONTROLS = (("case.explain_class", "case.contrast_class") + tuple(f"case.ablate_{m}" for m in MODALITIES)
+                 + whatif_view.control_keys(ctx.predictor.spec))
 
 st.title("Case explorer")
 # The filters and the case list are drawn here but filled in at the end of the page: their labels need
@@ -189,7 +190,7 @@ def _absent(modality: str, status: dict[str, str], notes: case_notes.InputNotes,
 
 
 def _modality_panels(case: Case, explanation: CaseExplanation, status: dict[str, str],
-                     notes: case_notes.InputNotes) -> None:
+                     notes: case_notes.InputNotes, truth: ground_truth_view.Planted | None) -> None:
     name = figures.explained_label(explanation.classes, explanation.target, explanation.contrast)
     st.subheader("What each modality shows")
     suffix = {"used": "", "missing": " (missing)", "unusable": " (unusable)"}
@@ -205,10 +206,16 @@ def _modality_panels(case: Case, explanation: CaseExplanation, status: dict[str,
             opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="case.opacity")
             signed = explanation.image.method in ("integrated_gradients", "occlusion")
             image = case.image if case.image.ndim == 2 else case.image[case.image.shape[0] // 2]
-            st.plotly_chart(figures.image_overlay(image, explanation.image.map, opacity, signed,
-                                                  title=f"{explanation.image.method.replace('_', ' ')} for {name}",
-                                                  explained=name),
-                            key="case.image")
+            figure = figures.image_overlay(image, explanation.image.map, opacity, signed,
+                                           title=f"{explanation.image.method.replace('_', ' ')} for {name}",
+                                           explained=name)
+            if truth is not None and truth.roi is not None:
+                ground_truth_view.mark_roi(figure, truth.roi)
+                st.caption("Dashed green box: the region where the finding was planted (ground truth).")
+            elif truth is not None:
+                st.caption("Ground truth: no region of this echo carries the case's finding (it is not planted "
+                           "here, or a distractor finding is stronger).")
+            st.plotly_chart(figure, key="case.image")
             st.caption(f"Red: pixels that raise {name}; blue: pixels that lower it (Grad-CAM and "
                        "attention show magnitude only). Change the method in the sidebar.")
     with tab_note:
@@ -225,6 +232,14 @@ def _modality_panels(case: Case, explanation: CaseExplanation, status: dict[str,
             if not top.empty:
                 st.markdown(f"**Phrases that moved {name} most**")
                 st.dataframe(top, hide_index=True, key="case.phrases")
+            if truth is not None:
+                st.markdown(f"**Planted phrases** (ground truth, evidence for {pretty(case.label)}; attribution "
+                            f"to {name} summed over their words)")
+                if truth.phrases:
+                    st.dataframe(ground_truth_view.phrase_table(case.note, truth.phrases, note.words),
+                                 hide_index=True, key="case.truth_phrases")
+                else:
+                    st.caption("No phrase of this note was planted as evidence for its label.")
     with tab_ecg:
         if explanation.signal is None:
             _absent("signal", status, notes, "This case has no ECG.")
@@ -232,13 +247,21 @@ def _modality_panels(case: Case, explanation: CaseExplanation, status: dict[str,
             lead_choice = st.radio("Leads", ("all 12", "II, V1, V5"), key="case.leads", horizontal=True)
             leads = None if lead_choice == "all 12" else ["II", "V1", "V5"]
             step = max(1, int(case.signal.fs // 250))  # draw at <= 250 Hz: the page stays light, the waves unchanged
-            st.plotly_chart(figures.ecg_figure(case.signal.data[:, ::step], case.signal.fs / step,
-                                               case.signal.channels, explanation.signal, leads, explained=name),
-                            key="case.ecg")
+            ecg = figures.ecg_figure(case.signal.data[:, ::step], case.signal.fs / step, case.signal.channels,
+                                     explanation.signal, leads, explained=name)
+            planted_leads = []
+            if truth is not None:
+                planted_leads = truth.leads
+                ground_truth_view.mark_leads(ecg, planted_leads)
+                where = ", ".join(planted_leads) if planted_leads else "none (no lead carries the case's finding)"
+                st.caption(f"Green boxes: the leads where the finding was planted: {where}. The synthetic finding "
+                           "runs through the whole recording, so the ground truth names leads, not segments.")
+            st.plotly_chart(ecg, key="case.ecg")
             st.caption(f"Shading: the encoder's temporal attention ({explanation.signal.attention_step_s * 1000:.0f} "
                        "ms steps). Boxes: the segments with the largest attribution.")
-            st.plotly_chart(figures.lead_importance_bars(explanation.signal.leads, explanation.signal.lead_importance,
-                                                         explanation.signal.recorded, name), key="case.lead_importance")
+            bars = figures.lead_importance_bars(explanation.signal.leads, explanation.signal.lead_importance,
+                                                explanation.signal.recorded, name)
+            st.plotly_chart(ground_truth_view.mark_lead_bars(bars, planted_leads), key="case.lead_importance")
     with tab_labs:
         if explanation.tabular is None:
             _absent("tabular", status, notes, "This case has no labs or demographics.")
@@ -303,6 +326,41 @@ def _ablation(case: Case, explanation: CaseExplanation, status: dict[str, str]) 
                     key="case.ablation")
 
 
+def _ground_truth(case_id: str) -> ground_truth_view.Planted | None:
+    """The case's planted ground truth when the cohort has one and the toggle is on (off by default)."""
+    try:
+        truth = ground_truth_view.planted(ctx.cohort.ground_truth(), case_id)
+    except (CohortError, ValueError) as err:  # a bad ground-truth file costs the overlay, not the case
+        st.error(f"The cohort's ground_truth.csv was not used: {err}")
+        return None
+    if truth is None:
+        return None
+    shown = st.toggle("Show the planted ground truth (synthetic cohort)", key="case.ground_truth",
+                      help="What the generator planted in this case: the echo region, the ECG leads and the "
+                           "note phrases that carry its finding, and how strongly each modality shows it.")
+    return truth if shown else None
+
+
+def _planted_strengths(case_id: str, truth: ground_truth_view.Planted, explanation: CaseExplanation) -> None:
+    name = figures.explained_label(explanation.classes, explanation.target, explanation.contrast)
+    try:
+        rankings = ctx.cohort.rankings()
+    except CohortError:  # reported by the rankings section below
+        rankings = None
+    raters = None if rankings is None else rankings[rankings["case_id"] == case_id]
+    simulated = bool(ctx.cohort.info.get("synthetic"))
+    who = "" if raters is None or raters.empty else " and the " + figures.rater_group(raters["rater"], simulated)
+    st.subheader(f"Planted ground truth vs the model{who}")
+    shapley = explanation.to_dict()["modality_importance"]["shapley"]
+    st.dataframe(ground_truth_view.strength_table(truth, {m: np.nan if v is None else v for m, v in shapley.items()},
+                                                  None if raters is None or raters.empty else raters),
+                 hide_index=True, key="case.truth_strengths")
+    distractor = f" A weaker distractor finding was planted too: {pretty(truth.distractor)}." if truth.distractor else ""
+    st.caption(f"Planted strength: how strongly each modality was generated to show the case's label "
+               f"({pretty(ctx.cohort[case_id].label)}), 0-1, blank = missing; rank 1 = strongest. Model: Shapley "
+               f"value for {name} (probability). Raters: their ranks (1 = most important).{distractor}")
+
+
 def _clinicians(case_id: str, explanation: CaseExplanation) -> None:
     try:
         rankings = ctx.cohort.rankings()
@@ -362,9 +420,13 @@ def _show_case(case_id: str) -> None:
     _prediction_card(case, base, status)
     _input_checks(base, notes)
     explanation = _class_choice(case, base)
-    _modality_panels(case, explanation, status, notes)
+    truth = _ground_truth(case_id)
+    _modality_panels(case, explanation, status, notes, truth)
     _combination(explanation)
+    if truth is not None:
+        _planted_strengths(case_id, truth, explanation)
     _ablation(case, base, status)
+    whatif_view.what_if_section(ctx.predictor, ctx.model_key, case_key(ctx.cohort, case_id), case, base, status)
     _clinicians(case_id, base)
     _export(case, explanation)
 
