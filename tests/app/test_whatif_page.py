@@ -92,11 +92,19 @@ def test_an_edited_lab_shows_the_models_output_on_the_edited_case_and_resets_wit
     assert at.multiselect(key="case.whatif_strike").value == []
 
 
-def test_a_missing_modality_says_so_in_the_what_if_section():
+def test_a_missing_modality_says_so_and_reset_undoes_every_edit():
     at = _app("CV-00086")  # no ECG
     _no_errors(at)
     assert any(i.value.startswith("ECG: missing. Nothing to edit: this case has no ECG") for i in at.info)
     assert "case.whatif_leads" not in [m.key for m in at.multiselect]
+    given = at.number_input(key="case.whatif_lab.bnp_pg_ml").value
+    at.number_input(key="case.whatif_lab.bnp_pg_ml").set_value(2000.0)
+    at.selectbox(key="case.whatif_lab.sex").set_value("not measured").run()
+    _no_errors(at)
+    assert _shown(at) is not None
+    at.button(key="case.whatif_reset").click().run()
+    _no_errors(at)
+    assert _shown(at) is None and at.number_input(key="case.whatif_lab.bnp_pg_ml").value == given
 
 
 def test_ground_truth_toggle_draws_what_was_planted():
