@@ -30,6 +30,7 @@ from neurofusion.data.cohort import CohortReader  # noqa: E402
 from neurofusion.data.errors import CohortError  # noqa: E402
 
 VIEWS = Path(__file__).resolve().parent / "views"
+DISCLAIMER = ":material/science: Research tool{data}: **not for clinical use.**"
 IMAGE_METHOD_LABELS = {"integrated_gradients": "Integrated Gradients", "grad_cam": "Grad-CAM",
                        "occlusion": "Occlusion", "attention": "Encoder spatial attention"}
 
@@ -44,15 +45,16 @@ def _sidebar() -> tuple[str, str, str, ExplainSettings]:
                 "settings.n_steps": 32, "settings.context": "case"}
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
-    with st.sidebar:
-        st.markdown("### Model and cohort")
+    # Developer settings fold away so a presenter's sidebar is the page list; the keys stay the same.
+    with st.sidebar.expander("Advanced: model, cohort, explanations", icon=":material/tune:"):
+        st.markdown("**Model and cohort**")
         checkpoint = st.text_input("Checkpoint folder", key="settings.checkpoint",
                                    help="A folder written by `python -m neurofusion.train`.")
         cohort = st.text_input("Cohort folder", key="settings.cohort",
                                help="A folder with cohort.csv, images/, signals/, notes/ (see the README).")
         device = st.radio("Device", device_options(), key="settings.device", horizontal=True,
                           help="auto = the GPU when there is one, else the CPU.")
-        st.markdown("### Explanations")
+        st.markdown("**Explanations**")
         image_method = st.selectbox("Image saliency", IMAGE_METHODS, key="settings.image_method",
                                     format_func=IMAGE_METHOD_LABELS.get)
         n_steps = st.slider("Integrated Gradients steps", 8, 100, key="settings.n_steps", step=4,
@@ -60,6 +62,11 @@ def _sidebar() -> tuple[str, str, str, ExplainSettings]:
         context = st.radio("Attribute each modality", ("case", "alone"), key="settings.context",
                            format_func={"case": "with the others present", "alone": "by itself"}.get)
     return checkpoint, cohort, device, ExplainSettings(image_method=image_method, n_steps=n_steps, context=context)
+
+
+def disclaimer(synthetic: bool) -> None:
+    """The line every page starts with, above its title, so it is on screen whatever the sidebar shows."""
+    st.caption(DISCLAIMER.format(data=" on synthetic data" if synthetic else ""))
 
 
 def _load(checkpoint: str, cohort: str, device: str, settings: ExplainSettings) -> Context:
@@ -85,9 +92,10 @@ checkpoint, cohort, device, settings = _sidebar()
 try:
     context = _load(checkpoint, cohort, device, settings)
 except (CheckpointError, CohortError) as err:
+    disclaimer(False)
     st.title("NeuroFusion Explorer")
     st.error(f"Could not load the model or cohort.\n\n{err}")
-    st.info("Fix the folder in the sidebar. The bundled demo model and cohort are "
+    st.info("Fix the folder under **Advanced** in the sidebar. The bundled demo model and cohort are "
             f"`{DEFAULT_CHECKPOINT.relative_to(DEFAULT_CHECKPOINT.parents[2])}` and "
             f"`{DEFAULT_COHORT.relative_to(DEFAULT_COHORT.parents[1])}`.")
     st.stop()
@@ -97,7 +105,6 @@ with st.sidebar:
     synthetic = " · SYNTHETIC data" if context.cohort.info.get("synthetic") else ""
     st.caption(f"Running on {device_note} · {len(context.cohort)} cases{synthetic} · "
                f"{context.checkpoint.config.architecture}")
-    st.caption("Research tool on synthetic data: not for clinical use.")
     for warning in context.checkpoint.warnings:
         st.warning(warning)
 
@@ -108,4 +115,6 @@ pages = [
     st.Page(VIEWS / "missing.py", title="Missing modalities", icon=":material/hide_source:", url_path="missing"),
     st.Page(VIEWS / "model_card.py", title="Model card", icon=":material/description:", url_path="model"),
 ]
-st.navigation(pages).run()
+page = st.navigation(pages)
+disclaimer(bool(context.cohort.info.get("synthetic")))
+page.run()
