@@ -739,29 +739,178 @@ def tau_histogram(per_pair: pd.DataFrame, ceiling: float | None = None, raters: 
     return _finish(fig, f"Agreement with {raters} ({tau.size} pairs)", height=320, bargap=0.05)
 
 
-def metric_bars(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
-    """Metrics with 95 % CIs, each row {"name", "value", "ci_low", "ci_high"} (fractions): bars with
-    asymmetric error bars, values shown as percentages with one decimal."""
+_GROUP_COLORS = (_PREDICTION_COLOR, _COMPARE_COLOR, "#0e7490", "#b91c1c")
+
+
+def metric_bars(rows: Sequence[Mapping[str, Any]], yaxis_title: str = "Value (error bars: 95 % CI)") -> go.Figure:
+    """Metrics with 95 % CIs, each row {"name", "value", "ci_low", "ci_high"} (fractions) and an optional
+    "group" (e.g. 'as recorded' / 'with modalities hidden'): one bar colour per group, side by side, with
+    asymmetric error bars; values as percentages with one decimal, written at the foot of each bar so they
+    never sit on the error bar."""
     if not rows:
         raise ValueError("rows must hold at least one metric")
     for row in rows:
         missing = [k for k in ("name", "value", "ci_low", "ci_high") if k not in row]
         if missing:
             raise ValueError(f"metric row {row!r} lacks {missing}")
-    names = [str(r["name"]) for r in rows]
-    if len(set(names)) != len(names):
-        raise ValueError(f"metric names must be unique, got {names}")
+    keys = [(str(r.get("group", "")), str(r["name"])) for r in rows]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"metric names must be unique within a group, got {keys}")
+    groups = list(dict.fromkeys(group for group, _ in keys))
+    fig = go.Figure()
+    for k, group in enumerate(groups):
+        fig.add_trace(_metric_trace([r for r, key in zip(rows, keys) if key[0] == group], group,
+                                    _GROUP_COLORS[k % len(_GROUP_COLORS)]))
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero", title_text=yaxis_title)
+    return _finish(fig, height=340, barmode="group", showlegend=len(groups) > 1,
+                   legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
+
+
+def _metric_trace(rows: Sequence[Mapping[str, Any]], group: str, color: str) -> go.Bar:
     value, low, high = (np.array([_as_float(r[k]) for r in rows]) for k in ("value", "ci_low", "ci_high"))
     if ((low > high)).any():
         raise ValueError(f"every metric needs ci_low <= ci_high, got {list(rows)}")
     # A percentile bootstrap interval can miss its point estimate (ECE, small samples): clip the whisker at
     # the bar rather than drawing it backwards.
-    fig = go.Figure(go.Bar(x=names, y=value, marker_color=_PREDICTION_COLOR,
-                           text=["n/a" if math.isnan(v) else f"{v:.1%}" for v in value], textposition="outside",
-                           error_y=dict(type="data", symmetric=False, array=np.clip(high - value, 0, None),
-                                        arrayminus=np.clip(value - low, 0, None), color="#94a3b8"),
-                           customdata=np.stack([low, high], axis=1),
-                           hovertemplate="%{x}: %{y:.1%} (95% CI %{customdata[0]:.1%}–%{customdata[1]:.1%})"
-                                         "<extra></extra>"))
-    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
-    return _finish(fig, height=320)
+    return go.Bar(x=[str(r["name"]) for r in rows], y=value, name=group or "value", marker_color=color,
+                  text=["n/a" if math.isnan(v) else f"{v:.1%}" for v in value], textposition="inside",
+                  insidetextanchor="start", textfont=dict(color="white"),
+                  error_y=dict(type="data", symmetric=False, array=np.clip(high - value, 0, None),
+                               arrayminus=np.clip(value - low, 0, None), color="#94a3b8"),
+                  customdata=np.stack([low, high], axis=1),
+                  hovertemplate="%{x}: %{y:.1%} (95% CI %{customdata[0]:.1%}–%{customdata[1]:.1%})"
+                                "<extra>" + (group or "") + "</extra>")
+
+
+# --------------------------------------------------------------------------------- missing-modality study
+# The paper's section 7.3 (cardiovascular task, real data): accuracy with every modality, the mean with any
+# one and any two withheld, and the two single-modality drops it reports (ECG -4.8 points, note -2.1).
+PAPER_7_3_CARDIO = {"all": 94.2, "one": 89.7, "two": 84.3, "signal": 94.2 - 4.8, "text": 94.2 - 2.1}
+
+
+def table_height(rows: int) -> int:
+    """Pixels for st.dataframe to show ``rows`` rows and the header without a scroll bar (35 px a row)."""
+    if rows < 0:
+        raise ValueError(f"rows must be >= 0, got {rows}")
+    return 35 * (rows + 1) + 3
+
+
+def withheld_name(key: str) -> str:
+    """A withheld_study key in the modality display names: 'none' -> 'Nothing (all recorded)',
+    'image,text' -> 'Echo image + Clinical note'."""
+    if key == "none":
+        return "Nothing (all recorded)"
+    names = key.split(",")
+    for name in names:
+        _check_modality(name)
+    return " + ".join(MODALITY_LABELS[m] for m in names)
+
+
+def withheld_table(study: Mapping[str, Mapping[str, Any]], paper: bool = False) -> pd.DataFrame:
+    """explain.ablation.withheld_study as the page's table: what was withheld (display names), accuracy and
+    its CI in %, the change from nothing withheld in points, macro F1 and, with ``paper``, the paper's
+    cardiovascular numbers in their own column (as text: 'mean of any one' where it gives only a mean)."""
+    if "none" not in study:
+        raise ValueError("the study needs the 'none' row (nothing withheld) to measure changes against")
+    reference = study["none"]["accuracy"]["value"]
+    rows = []
+    for key, m in study.items():
+        accuracy = m["accuracy"]
+        row = {"Withheld": withheld_name(key), "Accuracy (%)": 100 * accuracy["value"],
+               "95 % CI (%)": f"{100 * accuracy['ci_low']:.1f}–{100 * accuracy['ci_high']:.1f}",
+               "Change (points)": 100 * (accuracy["value"] - reference), "Macro F1": m["macro_f1"]["value"]}
+        if paper:
+            row["Paper, real data (%)"] = _paper_7_3(key)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _paper_7_3(key: str) -> str:
+    names = [] if key == "none" else key.split(",")
+    if not names:
+        return f"{PAPER_7_3_CARDIO['all']:.1f}"
+    if len(names) == 1 and names[0] in PAPER_7_3_CARDIO:
+        value = PAPER_7_3_CARDIO[names[0]]
+        return f"{value:.1f} ({value - PAPER_7_3_CARDIO['all']:+.1f})".replace("-", "−")
+    if len(names) == 1:
+        return f"{PAPER_7_3_CARDIO['one']:.1f} (mean of any one)"
+    return f"{PAPER_7_3_CARDIO['two']:.1f} (mean of any two)"
+
+
+# ----------------------------------------------------------------------------------------------- model card
+METRIC_LABELS: dict[str, str] = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "macro_auroc": "Macro AUROC",
+                                 "ece": "Expected calibration error"}
+ARCHITECTURE_LABELS: dict[str, str] = {
+    "image_only": "Echo image only", "text_only": "Clinical note only", "signal_only": "ECG only",
+    "tabular_only": "Labs only", "early_fusion": "Early fusion", "late_fusion": "Late fusion",
+    "mlp_fusion": "MLP fusion", "neurofusion": "NeuroFusion"}
+_MEAN_SD = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:±\s*(\d+(?:\.\d+)?))?\s*$")
+
+
+def table2_frame(markdown: str) -> pd.DataFrame:
+    """benchmarks/results/table2.md's table as fractions with 3 decimals everywhere ('89.7 ± 1.3' % ->
+    '0.897 ± 0.013'), models by their readable names; the numeric means are kept in 'accuracy' and
+    'macro_f1' columns (attrs) for comparisons."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    if len(lines) < 3:
+        raise ValueError("table2.md has no table (expected a header, a rule and at least one row)")
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    needed = ["model", "accuracy (%)", "macro F1"]
+    if any(c not in header for c in needed):
+        raise ValueError(f"table2.md's table needs the columns {needed}, got {header}")
+    rows, means = [], {}
+    for line in lines[2:]:
+        cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+        model = cells["model"]
+        accuracy, f1 = _mean_sd(cells["accuracy (%)"], 0.01), _mean_sd(cells["macro F1"], 1.0)
+        means[model] = {"accuracy": accuracy[0], "macro_f1": f1[0]}
+        row = {"Model": ARCHITECTURE_LABELS.get(model, pretty(model)), "Accuracy": _format_mean_sd(*accuracy),
+               "Macro F1": _format_mean_sd(*f1)}
+        if "paper accuracy (%)" in cells:
+            row["Paper accuracy"] = _format_mean_sd(*_mean_sd(cells["paper accuracy (%)"], 0.01))
+        if "paper F1" in cells:
+            row["Paper macro F1"] = _format_mean_sd(*_mean_sd(cells["paper F1"], 1.0))
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame.attrs["means"] = means
+    return frame
+
+
+def _mean_sd(text: str, scale: float) -> tuple[float, float | None]:
+    match = _MEAN_SD.match(text)
+    if not match:
+        raise ValueError(f"expected 'mean' or 'mean ± sd' in table2.md, got {text!r}")
+    sd = match.group(2)
+    return float(match.group(1)) * scale, None if sd is None else float(sd) * scale
+
+
+def _format_mean_sd(mean: float, sd: float | None) -> str:
+    return f"{mean:.3f}" + ("" if sd is None else f" ± {sd:.3f}")
+
+
+def training_curves(history: Sequence[Mapping[str, Any]], best_epoch: int | None = None) -> go.Figure:
+    """Training loss and validation macro F1 per epoch (training.json's history), each on its own labelled
+    axis (loss is unbounded cross-entropy, F1 lies in 0..1), with the kept (best) epoch marked."""
+    if not history:
+        raise ValueError("history must hold at least one epoch")
+    missing = [k for k in ("epoch", "train_loss", "val_macro_f1") if any(k not in h for h in history)]
+    if missing:
+        raise ValueError(f"every epoch of the history needs {missing}")
+    epochs = [int(h["epoch"]) for h in history]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1)
+    fig.add_trace(go.Scatter(x=epochs, y=[float(h["train_loss"]) for h in history], mode="lines+markers",
+                             name="Training loss", line=dict(color=_PREDICTION_COLOR),
+                             hovertemplate="epoch %{x}: loss %{y:.3f}<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=epochs, y=[float(h["val_macro_f1"]) for h in history], mode="lines+markers",
+                             name="Validation macro F1", line=dict(color=_COMPARE_COLOR),
+                             hovertemplate="epoch %{x}: macro F1 %{y:.3f}<extra></extra>"), row=2, col=1)
+    fig.update_yaxes(title_text="Training loss<br>(cross-entropy)", tickformat=".2f", rangemode="tozero",
+                     row=1, col=1)
+    fig.update_yaxes(title_text="Validation<br>macro F1", tickformat=".2f", range=[0, 1], row=2, col=1)
+    fig.update_xaxes(title_text="Epoch", dtick=max(1, len(epochs) // 12), row=2, col=1)
+    if best_epoch is not None:
+        for row in (1, 2):
+            fig.add_vline(x=best_epoch, line=dict(color=_NEUTRAL, dash="dash", width=1), row=row, col=1)
+        fig.add_annotation(x=best_epoch, y=1, yref="paper", text=f"kept: epoch {best_epoch}", showarrow=False,
+                           xanchor="left", yanchor="bottom", font=dict(size=11, color=_NEUTRAL))
+    return _finish(fig, "Training history", height=420, showlegend=False)

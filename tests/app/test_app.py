@@ -153,9 +153,9 @@ def test_model_card_says_why_a_metric_is_not_defined(tmp_path):
     at.switch_page("views/model_card.py").run()
     _no_errors(at)
     table = next(d.value for d in at.dataframe if "metric" in d.value.columns).set_index("metric")
-    assert table.loc["macro_auroc", "value"] == reason and table.loc["macro_auroc", "95 % CI"] == reason
+    assert table.loc["Macro AUROC", "value"] == reason and table.loc["Macro AUROC", "95 % CI"] == reason
     accuracy = metrics["test"]["accuracy"]
-    assert table.loc["accuracy", "value"] == f"{accuracy['value']:.3f}"
+    assert table.loc["Accuracy", "value"] == f"{accuracy['value']:.3f}"
 
 
 # ------------------------------------------------------------------ controls belong to the case (issue 10)

@@ -442,3 +442,76 @@ def test_metric_bars_error_bars_match_ci():
     assert list(outside.array) == [0] and list(outside.arrayminus) == pytest.approx([0.2])  # clipped, not reversed
     assert math.isnan(figures.metric_bars([{"name": "x", "value": np.nan, "ci_low": np.nan,
                                             "ci_high": np.nan}]).data[0].y[0])
+
+
+def test_metric_bars_groups_in_colours_labels_clear_of_error_bars_and_a_y_title():
+    rows = [{"name": "Accuracy", "group": "as recorded", "value": 0.9, "ci_low": 0.85, "ci_high": 0.94},
+            {"name": "Macro F1", "group": "as recorded", "value": 0.88, "ci_low": 0.8, "ci_high": 0.92},
+            {"name": "Accuracy", "group": "with the rates above", "value": 0.7, "ci_low": 0.6, "ci_high": 0.8},
+            {"name": "Macro F1", "group": "with the rates above", "value": 0.65, "ci_low": 0.6, "ci_high": 0.7}]
+    fig = figures.metric_bars(rows, "Score (95 % CI)")
+    baseline, ablated = fig.data
+    assert (baseline.name, ablated.name) == ("as recorded", "with the rates above")
+    assert baseline.marker.color != ablated.marker.color
+    assert list(ablated.x) == ["Accuracy", "Macro F1"] and list(ablated.y) == pytest.approx([0.7, 0.65])
+    assert baseline.textposition == "inside" and baseline.insidetextanchor == "start"  # at the foot, not the whisker
+    assert fig.layout.yaxis.title.text == "Score (95 % CI)" and fig.layout.showlegend
+    assert figures.metric_bars(rows[:1]).layout.yaxis.title.text  # a y title by default too
+    with pytest.raises(ValueError, match="unique within a group"):
+        figures.metric_bars(rows[:1] * 2)
+
+
+def _metric(value):
+    return {"value": value, "ci_low": value - 0.05, "ci_high": value + 0.03}
+
+
+def test_withheld_table_names_modalities_as_the_sliders_and_gives_the_paper_a_column():
+    study = {key: {"accuracy": _metric(acc), "macro_f1": _metric(acc - 0.01)}
+             for key, acc in [("none", 0.9), ("image", 0.85), ("signal", 0.8), ("text", 0.88), ("image,text", 0.7)]}
+    table = figures.withheld_table(study, paper=True)
+    assert list(table["Withheld"]) == ["Nothing (all recorded)", "Echo image", "ECG", "Clinical note",
+                                       "Echo image + Clinical note"]
+    assert list(table["Change (points)"]) == pytest.approx([0, -5, -10, -2, -20])
+    assert list(table["Paper, real data (%)"]) == ["94.2", "89.7 (mean of any one)", "89.4 (−4.8)", "92.1 (−2.1)",
+                                                   "84.3 (mean of any two)"]
+    assert table.loc[0, "95 % CI (%)"] == "85.0–93.0"
+    assert "Paper, real data (%)" not in figures.withheld_table(study).columns
+    assert figures.table_height(11) >= 35 * 12  # the 11 rows and the header, no last row behind a scroll bar
+    with pytest.raises(ValueError, match="'none' row"):
+        figures.withheld_table({"image": study["image"]})
+    with pytest.raises(ValueError, match="unknown modality"):
+        figures.withheld_name("audio")
+
+
+TABLE2 = """# Table 2
+
+| model | seeds | accuracy (%) | macro F1 | paper accuracy (%) | paper F1 |
+| --- | --- | --- | --- | --- | --- |
+| image_only | 3 | 55.0 ± 1.8 | 0.518 ± 0.032 | 86.3 | 0.847 |
+| mlp_fusion | 3 | 91.5 ± 1.8 | 0.917 ± 0.018 | 91.4 | 0.904 |
+| neurofusion | 3 | 89.7 ± 1.3 | 0.898 ± 0.012 | 94.2 | 0.931 |
+"""
+
+
+def test_table2_frame_three_decimals_everywhere_and_readable_names():
+    frame = figures.table2_frame(TABLE2)
+    assert list(frame["Model"]) == ["Echo image only", "MLP fusion", "NeuroFusion"]
+    assert list(frame.columns) == ["Model", "Accuracy", "Macro F1", "Paper accuracy", "Paper macro F1"]
+    assert frame.loc[2].tolist() == ["NeuroFusion", "0.897 ± 0.013", "0.898 ± 0.012", "0.942", "0.931"]
+    for cell in frame.drop(columns="Model").to_numpy().ravel():
+        assert all(re.fullmatch(r"\d\.\d{3}", part) for part in cell.split(" ± ")), cell
+    assert frame.attrs["means"]["neurofusion"]["accuracy"] < frame.attrs["means"]["mlp_fusion"]["accuracy"]
+    with pytest.raises(ValueError, match="no table"):
+        figures.table2_frame("# nothing here")
+
+
+def test_training_curves_loss_and_f1_on_separate_labelled_axes():
+    history = [{"epoch": k, "train_loss": 1.5 / k, "val_macro_f1": 0.4 + 0.05 * k} for k in range(1, 9)]
+    fig = figures.training_curves(history, best_epoch=6)
+    loss, f1 = fig.data
+    assert loss.yaxis != f1.yaxis
+    assert "loss" in fig.layout.yaxis.title.text.lower() and "F1" in fig.layout.yaxis2.title.text
+    assert tuple(fig.layout.yaxis2.range) == (0, 1)
+    assert [s.x0 for s in fig.layout.shapes] == [6, 6]
+    with pytest.raises(ValueError, match="needs"):
+        figures.training_curves([{"epoch": 1}])
