@@ -68,7 +68,7 @@ def what_if_section(predictor: Predictor, model_key: str, case_key: str, case: C
     keys = control_keys(predictor.spec)
     st.button("Reset the edits", key="case.whatif_reset", on_click=_reset, args=(keys,))
     edited, problems = case, []
-    tab_labs, tab_note, tab_ecg = st.tabs(["Labs", "Note", "ECG"])
+    tab_labs, tab_note, tab_ecg = st.tabs(["Edit labs", "Edit note", "Edit ECG"])
     with tab_labs:
         edited = _lab_controls(edited, status["tabular"], limits, problems)
     with tab_note:

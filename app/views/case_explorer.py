@@ -217,7 +217,7 @@ def _modality_panels(case: Case, explanation: CaseExplanation, status: dict[str,
                            "here, or a distractor finding is stronger).")
             st.plotly_chart(figure, key="case.image")
             st.caption(f"Red: pixels that raise {name}; blue: pixels that lower it (Grad-CAM and "
-                       "attention show magnitude only). Change the method in the sidebar.")
+                       "attention show magnitude only). Change the method under Advanced in the sidebar.")
     with tab_note:
         if explanation.note is None:
             _absent("text", status, notes, "This case has no clinical note.")
