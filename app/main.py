@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import streamlit as st  # noqa: E402
 
+from app.figures import saliency_method_label  # noqa: E402
 from app.state import (  # noqa: E402
     DEFAULT_CHECKPOINT,
     DEFAULT_COHORT,
@@ -31,8 +32,6 @@ from neurofusion.data.errors import CohortError  # noqa: E402
 
 VIEWS = Path(__file__).resolve().parent / "views"
 DISCLAIMER = ":material/science: Research tool{data}: **not for clinical use.**"
-IMAGE_METHOD_LABELS = {"integrated_gradients": "Integrated Gradients", "grad_cam": "Grad-CAM",
-                       "occlusion": "Occlusion", "attention": "Encoder spatial attention"}
 
 # A local icon: a Material icon as the favicon would be fetched from fonts.gstatic.com.
 st.set_page_config(page_title="NeuroFusion Explorer", page_icon=str(Path(__file__).parent / "assets" / "icon.png"),
@@ -56,7 +55,7 @@ def _sidebar() -> tuple[str, str, str, ExplainSettings]:
                           help="auto = the GPU when there is one, else the CPU.")
         st.markdown("**Explanations**")
         image_method = st.selectbox("Image saliency", IMAGE_METHODS, key="settings.image_method",
-                                    format_func=IMAGE_METHOD_LABELS.get)
+                                    format_func=saliency_method_label)
         n_steps = st.slider("Integrated Gradients steps", 8, 100, key="settings.n_steps", step=4,
                             help="More steps: closer to the exact integral, slower.")
         context = st.radio("Attribute each modality", ("case", "alone"), key="settings.context",

@@ -22,10 +22,10 @@ def case_report_html(case: Case, explanation: CaseExplanation, architecture: str
                                                [explanation.present[m] for m in MODALITIES], "Cross-modal attention"))
     if explanation.image is not None:
         image = case.image if case.image.ndim == 2 else case.image[case.image.shape[0] // 2]
-        parts.append(figures.image_overlay(image, explanation.image.map, 0.45,
-                                           explanation.image.method in ("integrated_gradients", "occlusion"),
-                                           f"Echo image: {explanation.image.method.replace('_', ' ')} for {explained}",
-                                           explained))
+        method = explanation.image.method
+        parts.append(figures.image_overlay(image, explanation.image.map, 0.45, explained=explained, method=method,
+                                           smooth=1.0,
+                                           title=f"Echo image: {figures.saliency_method_label(method)} for {explained}"))
     if explanation.signal is not None:
         parts.append(figures.ecg_figure(case.signal.data, case.signal.fs, case.signal.channels, explanation.signal,
                                         explained=explained))

@@ -204,11 +204,9 @@ def _modality_panels(case: Case, explanation: CaseExplanation, status: dict[str,
                     "This case has no echo image: the model used its learned 'missing image' embedding.")
         else:
             opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="case.opacity")
-            signed = explanation.image.method in ("integrated_gradients", "occlusion")
             image = case.image if case.image.ndim == 2 else case.image[case.image.shape[0] // 2]
-            figure = figures.image_overlay(image, explanation.image.map, opacity, signed,
-                                           title=f"{explanation.image.method.replace('_', ' ')} for {name}",
-                                           explained=name)
+            figure = figures.image_overlay(image, explanation.image.map, opacity, explained=name,
+                                           method=explanation.image.method, smooth=1.0)
             if truth is not None and truth.roi is not None:
                 ground_truth_view.mark_roi(figure, truth.roi)
                 st.caption("Dashed green box: the region where the finding was planted (ground truth).")
@@ -257,8 +255,9 @@ def _modality_panels(case: Case, explanation: CaseExplanation, status: dict[str,
                 st.caption(f"Green boxes: the leads where the finding was planted: {where}. The synthetic finding "
                            "runs through the whole recording, so the ground truth names leads, not segments.")
             st.plotly_chart(ecg, key="case.ecg")
-            st.caption(f"Shading: the encoder's temporal attention ({explanation.signal.attention_step_s * 1000:.0f} "
-                       "ms steps). Boxes: the segments with the largest attribution.")
+            st.caption(f"Bar row: the encoder's temporal attention ({explanation.signal.attention_step_s * 1000:.0f} "
+                       "ms steps; the dashed line is uniform attention). Boxes: the segments with the largest "
+                       "attribution.")
             bars = figures.lead_importance_bars(explanation.signal.leads, explanation.signal.lead_importance,
                                                 explanation.signal.recorded, name)
             st.plotly_chart(ground_truth_view.mark_lead_bars(bars, planted_leads), key="case.lead_importance")
