@@ -3,7 +3,6 @@ paper's section 7.3 table (each modality and each pair withheld from every case)
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from app import figures

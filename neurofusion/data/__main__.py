@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from neurofusion.data.cohort import CohortReader, check_cohort, cohort_summary
 from neurofusion.data.errors import CohortError

@@ -13,7 +13,6 @@ import tomllib
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.state import case_key, cases_key

@@ -7,18 +7,6 @@ import numpy as np
 import pytest
 
 from explain.ablation import ablate_case, missing_rate_study, partial_case, sentences, withheld_study
-from neurofusion.inference import Predictor
-
-
-@pytest.fixture
-def predictor(tiny_batch, tiny_tokenizer):
-    model, _ = tiny_batch
-    return Predictor(model, tiny_tokenizer)
-
-
-@pytest.fixture
-def complete_case(tiny_cohort):
-    return next(c for c in tiny_cohort if all(c.available.values()))
 
 
 def test_partial_observation_of_each_modality(complete_case):

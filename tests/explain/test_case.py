@@ -13,12 +13,6 @@ from captum.attr import IntegratedGradients
 from explain._forward import ModalityForward
 from explain.case import ExplainSettings, explain_case
 from explain.signal import explain_signal
-from neurofusion.inference import Predictor
-
-
-@pytest.fixture
-def predictor(tiny_batch, tiny_tokenizer):
-    return Predictor(tiny_batch[0], tiny_tokenizer)
 
 
 def test_complete_case_has_every_part_and_serialises(predictor, tiny_cohort):

@@ -3,7 +3,6 @@ as not defined with the reason, never as NaN printed as '+nan'."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd

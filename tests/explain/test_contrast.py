@@ -13,19 +13,8 @@ from captum.attr import IntegratedGradients
 from explain._forward import ModalityForward, attribution_mode
 from explain.case import ExplainSettings, explain_case
 from explain.contrast import contrast_explanations
-from neurofusion.inference import Predictor
 
 STEPS = 8
-
-
-@pytest.fixture
-def predictor(tiny_batch, tiny_tokenizer):
-    return Predictor(tiny_batch[0], tiny_tokenizer)
-
-
-@pytest.fixture
-def complete(tiny_cohort):
-    return next(c for c in tiny_cohort if all(c.available.values()))
 
 
 def _pair(predictor, case, method="integrated_gradients", a=0, b=1):
@@ -34,13 +23,13 @@ def _pair(predictor, case, method="integrated_gradients", a=0, b=1):
             explain_case(predictor, case, dataclasses.replace(settings, target=b)))
 
 
-def test_contrast_is_the_explanation_of_the_logit_difference(predictor, complete):
-    one, two = _pair(predictor, complete)
+def test_contrast_is_the_explanation_of_the_logit_difference(predictor, complete_case):
+    one, two = _pair(predictor, complete_case)
     both = contrast_explanations(one, two)
     assert both.target == 0 and both.contrast == 1
     assert both.explained == f"{one.classes[0]} - {one.classes[1]}"
     # Integrated Gradients of logit_0 - logit_1 computed directly, on the ECG and on the image
-    batch = predictor.batch([complete])
+    batch = predictor.batch([complete_case])
     forward = ModalityForward(predictor.model.eval(), batch)
     with attribution_mode(predictor.model):
         for name, function, part in (("signal", forward.signal, both.signal.attributions),
@@ -54,8 +43,8 @@ def test_contrast_is_the_explanation_of_the_logit_difference(predictor, complete
     assert not np.allclose(both.signal.attributions, one.signal.attributions)
 
 
-def test_contrast_importance_is_the_difference_of_the_two_classes(predictor, complete):
-    one, two = _pair(predictor, complete)
+def test_contrast_importance_is_the_difference_of_the_two_classes(predictor, complete_case):
+    one, two = _pair(predictor, complete_case)
     both = contrast_explanations(one, two)
     for method in ("shapley", "leave_one_out"):
         np.testing.assert_allclose(both.importance.table(method).to_numpy(),
@@ -73,17 +62,17 @@ def test_contrast_importance_is_the_difference_of_the_two_classes(predictor, com
     assert both.to_dict()["contrast_class"] == one.classes[1]
 
 
-def test_grad_cam_has_no_contrast_and_says_why(predictor, complete):
-    both = contrast_explanations(*_pair(predictor, complete, method="grad_cam"))
+def test_grad_cam_has_no_contrast_and_says_why(predictor, complete_case):
+    both = contrast_explanations(*_pair(predictor, complete_case, method="grad_cam"))
     assert both.image is None and "not linear" in both.unexplained["image"]
     assert both.signal is not None
 
 
-def test_contrast_refuses_mismatched_explanations(predictor, complete, tiny_cohort):
-    one, two = _pair(predictor, complete)
+def test_contrast_refuses_mismatched_explanations(predictor, complete_case, tiny_cohort):
+    one, two = _pair(predictor, complete_case)
     with pytest.raises(ValueError, match="two different classes"):
         contrast_explanations(one, one)
-    other = next(c for c in tiny_cohort if c.case_id != complete.case_id)
+    other = next(c for c in tiny_cohort if c.case_id != complete_case.case_id)
     with pytest.raises(ValueError, match="same case"):
         contrast_explanations(one, explain_case(predictor, other, ExplainSettings(n_steps=STEPS, target=1)))
     with pytest.raises(ValueError, match="already a contrast"):

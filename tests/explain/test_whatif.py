@@ -23,17 +23,6 @@ from explain.whatif import (
     with_lab,
 )
 from neurofusion.data.dataset import prepare_case
-from neurofusion.inference import Predictor
-
-
-@pytest.fixture
-def predictor(tiny_batch, tiny_tokenizer):
-    return Predictor(tiny_batch[0], tiny_tokenizer)
-
-
-@pytest.fixture
-def complete(tiny_cohort):
-    return next(c for c in tiny_cohort if all(c.available.values()))
 
 
 @pytest.fixture
@@ -46,13 +35,13 @@ def _numeric(case, limits):
                 and not math.isnan(case.tabular[n]))
 
 
-def test_the_edited_prediction_is_the_models_output_on_the_edited_case(predictor, complete, limits):
-    name = _numeric(complete, limits)
-    lab = with_lab(complete, name, limits[name].high, limits)
+def test_the_edited_prediction_is_the_models_output_on_the_edited_case(predictor, complete_case, limits):
+    name = _numeric(complete_case, limits)
+    lab = with_lab(complete_case, name, limits[name].high, limits)
     for edited in (lab, strike_phrase(lab, 0, 12), drop_leads(lab, ["II", "V5"]), drop_window(lab, 1.0, 2.5)):
-        result = what_if(predictor, complete, edited)
+        result = what_if(predictor, complete_case, edited)
         np.testing.assert_array_equal(result.edited, predictor.predict([edited])[1][0])
-        np.testing.assert_array_equal(result.original, predictor.predict([complete])[1][0])
+        np.testing.assert_array_equal(result.original, predictor.predict([complete_case])[1][0])
         assert not np.allclose(result.edited, result.original)  # the edit reached the model
         # the importance explains the same cases: its p(target) with every modality is the prediction
         assert result.edited_importance.probability_full[0] == pytest.approx(result.edited[result.target], abs=1e-5)
@@ -60,9 +49,9 @@ def test_the_edited_prediction_is_the_models_output_on_the_edited_case(predictor
     assert result.edits == edits_of(edited) and len(result.edits) == 2
 
 
-def test_shapley_efficiency_holds_for_the_edited_case(predictor, complete):
-    edited = drop_leads(strike_phrase(complete, 0, 20), ["V1"])
-    result = what_if(predictor, complete, edited, target=1)
+def test_shapley_efficiency_holds_for_the_edited_case(predictor, complete_case):
+    edited = drop_leads(strike_phrase(complete_case, 0, 20), ["V1"])
+    result = what_if(predictor, complete_case, edited, target=1)
     assert result.target == 1
     for importance in (result.original_importance, result.edited_importance):
         total = importance.shapley[0].sum()
@@ -70,32 +59,32 @@ def test_shapley_efficiency_holds_for_the_edited_case(predictor, complete):
     assert not np.allclose(result.original_importance.shapley, result.edited_importance.shapley)
 
 
-def test_edits_leave_the_original_case_unchanged(complete, limits):
-    before = copy.deepcopy(complete)
-    name = _numeric(complete, limits)
-    edited = negate_phrase(drop_window(drop_leads(with_lab(complete, name, None, limits), ["I"]), 0.5, 1.0), 3, 9)
-    assert math.isnan(edited.tabular[name]) and edited is not complete
-    assert complete.note == before.note and complete.tabular == before.tabular
-    np.testing.assert_array_equal(complete.signal.data, before.signal.data)
-    assert complete.signal.channels == before.signal.channels and complete.meta == before.meta
-    assert edits_of(complete) == [] and len(edits_of(edited)) == 4
+def test_edits_leave_the_original_case_unchanged(complete_case, limits):
+    before = copy.deepcopy(complete_case)
+    name = _numeric(complete_case, limits)
+    edited = negate_phrase(drop_window(drop_leads(with_lab(complete_case, name, None, limits), ["I"]), 0.5, 1.0), 3, 9)
+    assert math.isnan(edited.tabular[name]) and edited is not complete_case
+    assert complete_case.note == before.note and complete_case.tabular == before.tabular
+    np.testing.assert_array_equal(complete_case.signal.data, before.signal.data)
+    assert complete_case.signal.channels == before.signal.channels and complete_case.meta == before.meta
+    assert edits_of(complete_case) == [] and len(edits_of(edited)) == 4
 
 
-def test_bad_lab_values_are_refused_with_specific_messages(complete, limits):
-    name = _numeric(complete, limits)
+def test_bad_lab_values_are_refused_with_specific_messages(complete_case, limits):
+    name = _numeric(complete_case, limits)
     high = limits[name].high
     with pytest.raises(ValueError, match=rf"{name} = .* is outside the plausible range .* {Z_LIMIT:g} standard"):
-        with_lab(complete, name, high * 10 + 1000, limits)
+        with_lab(complete_case, name, high * 10 + 1000, limits)
     with pytest.raises(ValueError, match=f"{name} must be a finite number"):
-        with_lab(complete, name, float("inf"), limits)
+        with_lab(complete_case, name, float("inf"), limits)
     with pytest.raises(ValueError, match=f"{name} must be a number"):
-        with_lab(complete, name, "high", limits)
+        with_lab(complete_case, name, "high", limits)
     with pytest.raises(ValueError, match="the model reads no tabular feature 'lactate'"):
-        with_lab(complete, "lactate", 2.0, limits)
+        with_lab(complete_case, "lactate", 2.0, limits)
     with pytest.raises(ValueError, match=r"sex must be one of F, M \(or not measured\), got 'X'"):
-        with_lab(complete, "sex", "X", limits)
-    assert with_lab(complete, "sex", "F", limits).tabular["sex"] == "F"
-    without = dataclasses.replace(complete, tabular=None)
+        with_lab(complete_case, "sex", "X", limits)
+    assert with_lab(complete_case, "sex", "F", limits).tabular["sex"] == "F"
+    without = dataclasses.replace(complete_case, tabular=None)
     with pytest.raises(ValueError, match="has no labs or demographics to edit"):
         with_lab(without, name, 1.0, limits)
 
@@ -110,35 +99,35 @@ def test_lab_limits_follow_the_checkpoints_training_statistics(predictor, limits
     assert (fresh.low, fresh.high) == (0.0, 120.0)  # 60 +- 6 * 10, and a positive quantity stays >= 0
 
 
-def test_a_dropped_lead_is_absent_from_the_prepared_lead_mask(predictor, complete):
+def test_a_dropped_lead_is_absent_from_the_prepared_lead_mask(predictor, complete_case):
     leads = list(predictor.spec.leads)
-    before = prepare_case(complete, predictor.spec)["lead_mask"]
-    edited = drop_leads(complete, ["V2", "aVL"])
+    before = prepare_case(complete_case, predictor.spec)["lead_mask"]
+    edited = drop_leads(complete_case, ["V2", "aVL"])
     mask = prepare_case(edited, predictor.spec)["lead_mask"]
     assert before.all()
     assert [lead for lead, ok in zip(leads, mask.tolist()) if not ok] == ["aVL", "V2"]
-    assert "V2" not in edited.signal.channels and edited.signal.data.shape[0] == complete.signal.data.shape[0] - 2
+    assert "V2" not in edited.signal.channels and edited.signal.data.shape[0] == complete_case.signal.data.shape[0] - 2
     with pytest.raises(ValueError, match="the recording has no lead V7"):
-        drop_leads(complete, ["V7"])
-    assert drop_leads(complete, leads).signal is None  # every lead: no ECG, the model's missing embedding
-    assert not prepare_case(drop_leads(complete, leads), predictor.spec)["present"][2]
+        drop_leads(complete_case, ["V7"])
+    assert drop_leads(complete_case, leads).signal is None  # every lead: no ECG, the model's missing embedding
+    assert not prepare_case(drop_leads(complete_case, leads), predictor.spec)["present"][2]
 
 
-def test_striking_a_phrase_changes_the_note_exactly_at_the_offsets(complete):
-    note = complete.note
+def test_striking_a_phrase_changes_the_note_exactly_at_the_offsets(complete_case):
+    note = complete_case.note
     start, end = 5, 17
-    edited = strike_phrase(complete, start, end)
+    edited = strike_phrase(complete_case, start, end)
     assert edited.note == note[:start] + note[end:]
     assert edits_of(edited) == [f"struck {note[start:end]!r} (characters {start}-{end})"]
     with pytest.raises(ValueError, match=r"0 <= start < end <= \d+ \(the note's length\), got start 10, end 10"):
-        strike_phrase(complete, 10, 10)
+        strike_phrase(complete_case, 10, 10)
     with pytest.raises(ValueError, match="got start 0, end 100000"):
-        strike_phrase(complete, 0, 100000)
+        strike_phrase(complete_case, 0, 100000)
 
 
-def test_negating_a_phrase_inserts_the_stated_negation(complete):
+def test_negating_a_phrase_inserts_the_stated_negation(complete_case):
     note = "Reports orthopnea. Edema to the knees."
-    case = dataclasses.replace(complete, note=note)
+    case = dataclasses.replace(complete_case, note=note)
     mid = negate_phrase(case, note.index("orthopnea"), note.index("orthopnea") + 9)
     assert mid.note == "Reports no orthopnea. Edema to the knees."
     start = note.index("Edema")
@@ -149,9 +138,9 @@ def test_negating_a_phrase_inserts_the_stated_negation(complete):
         negate_phrase(case, 0, 7, "never")
 
 
-def test_dropping_a_window_flattens_it_to_each_leads_baseline(complete):
-    signal = complete.signal
-    edited = drop_window(complete, 1.0, 2.0)
+def test_dropping_a_window_flattens_it_to_each_leads_baseline(complete_case):
+    signal = complete_case.signal
+    edited = drop_window(complete_case, 1.0, 2.0)
     first, last = int(1.0 * signal.fs), int(2.0 * signal.fs)
     baseline = np.median(signal.data, axis=1)
     np.testing.assert_array_equal(edited.signal.data[:, first:last], np.repeat(baseline[:, None], last - first, 1))
@@ -159,9 +148,9 @@ def test_dropping_a_window_flattens_it_to_each_leads_baseline(complete):
     np.testing.assert_array_equal(edited.signal.data[:, last:], signal.data[:, last:])
     assert edited.signal.data.shape == signal.data.shape  # not cropped: later beats keep their times
     with pytest.raises(ValueError, match="the window must satisfy 0 <= start < end <="):
-        drop_window(complete, 2.0, 1.0)
+        drop_window(complete_case, 2.0, 1.0)
     with pytest.raises(ValueError, match="leaves a flat line, not a missing ECG"):
-        drop_window(complete, 0.0, signal.duration_s)
-    no_ecg = dataclasses.replace(complete, signal=None)
+        drop_window(complete_case, 0.0, signal.duration_s)
+    no_ecg = dataclasses.replace(complete_case, signal=None)
     with pytest.raises(ValueError, match="has no ECG to edit"):
         drop_window(no_ecg, 0.0, 1.0)
