@@ -315,46 +315,86 @@ _GRID_MAJOR, _GRID_MINOR = "rgba(220,38,38,0.55)", "rgba(220,38,38,0.15)"
 _ATTENTION_COLOR = "#d97706"
 
 
+# The standard 12-lead printout: three rows of four 2.5 s columns, each column the next 2.5 s of the recording
+# (so a beat lines up down a column), then the whole 10 s of lead II as a rhythm strip.
+ECG_3X4: tuple[tuple[str, ...], ...] = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
+ECG_RHYTHM_LEAD = "II"
+ECG_RHYTHM_NAME = "II rhythm"  # the strip's trace name: not the lead itself, so each lead names one cell
+ECG_COLUMN_S = 2.5
+ECG_LAYOUTS = ("3x4", "stacked")
+
+
+def ecg_layout(channels: Sequence[str], duration_s: float, leads: Sequence[str] | None = None) -> str:
+    """The layout ecg_figure draws by default: '3x4' for a 10 s recording with the 12 standard leads under
+    their standard names (and no lead subset asked for), 'stacked' otherwise."""
+    ten_seconds = abs(duration_s - 4 * ECG_COLUMN_S) <= 0.05
+    return "3x4" if leads is None and ten_seconds and set(STANDARD_LEADS) <= set(channels) else "stacked"
+
+
 def ecg_figure(data: np.ndarray, fs: float, channels: Sequence[str], explanation: SignalExplanation | None = None,
-               leads: Sequence[str] | None = None, explained: str | None = None) -> go.Figure:
-    """The recording (C, T) in mV as an ECG is read on paper: one row per lead (default: every channel, in
-    the 12-lead order) on the standard grid (0.04 s / 0.2 s by 0.1 mV / 0.5 mV), one mV scale common to every
-    lead (so low voltage looks low), a 1 mV x 0.2 s calibration pulse and a horizontal label per row. With a
-    SignalExplanation: the signed attribution to ``explained`` as a coloured strip under each trace (logit
-    units, colour bar with plain ticks), the top segments as numbered boxes, and the encoder's temporal
-    attention as its own thin row at the bottom, with a legend."""
+               leads: Sequence[str] | None = None, explained: str | None = None,
+               layout: str | None = None) -> go.Figure:
+    """The recording (C, T) in mV as an ECG is read on paper, on the standard grid (0.04 s / 0.2 s by 0.1 mV /
+    0.5 mV) with one mV scale common to every lead (so low voltage looks low), a 1 mV x 0.2 s calibration pulse
+    at the start of every row and horizontal lead labels. ``layout``: '3x4' (the standard printout: rows I aVR
+    V1 V4 / II aVL V2 V5 / III aVF V3 V6, each column 2.5 s of its lead at its own time, then a 10 s lead II
+    rhythm strip; needs the 12 standard leads and 10 s) or 'stacked' (one 10 s row per lead: ``leads``, default
+    every channel in the 12-lead order); default ecg_layout(). Each drawn lead is a line trace named by the lead
+    (the rhythm strip: ECG_RHYTHM_NAME). With a SignalExplanation: the signed attribution to ``explained`` as a
+    coloured strip under each trace (logit units, colour bar with plain ticks), the top segments as numbered
+    boxes at their times, and the encoder's temporal attention as its own thin row at the bottom, with a legend."""
     data = np.asarray(data, dtype=float)
     if data.ndim != 2 or data.shape[0] != len(channels):
         raise ValueError(f"data must be (channels, samples) with {len(channels)} channels, got {data.shape}")
     if not fs > 0:
         raise ValueError(f"fs must be a positive number of Hz, got {fs}")
-    shown = _lead_order(list(channels), leads)
+    channels = list(channels)
+    duration = data.shape[1] / fs
+    layout = ecg_layout(channels, duration, leads) if layout is None else layout
+    if layout == "3x4":
+        rows = _rows_3x4(channels, duration, fs, leads)
+    elif layout == "stacked":
+        rows = [[(lead, lead, 0, data.shape[1])] for lead in _lead_order(channels, leads)]
+    else:
+        raise ValueError(f"layout must be one of {ECG_LAYOUTS}, got {layout!r}")
     if explanation is not None:
         _check_signal_explanation(explanation)
         _check_explained(explained)
-    duration = data.shape[1] / fs
-    traces = {lead: data[list(channels).index(lead)] for lead in shown}
-    low, high = _ecg_range(np.stack(list(traces.values())))
+    drawn = np.concatenate([data[channels.index(lead), i0:i1] for row in rows for _, lead, i0, i1 in row])
+    low, high = _ecg_range(drawn[None])
     if explanation is not None:
         low -= _ECG_STRIP_MV
     lead_px = (high - low) * _ECG_PX_PER_MV
-    heights = [lead_px] * len(shown) + ([70.0] if explanation is not None else [])
+    heights = [lead_px] * len(rows) + ([70.0] if explanation is not None else [])
     fig = make_subplots(rows=len(heights), cols=1, shared_xaxes=True, vertical_spacing=4 / sum(heights),
                         row_heights=heights)
-    for row, (lead, trace) in enumerate(traces.items(), start=1):
-        if explanation is not None and lead in explanation.leads:
-            fig.add_trace(_attribution_strip(explanation, lead, low + _ECG_STRIP_MV / 2, 0.6 * _ECG_STRIP_MV,
-                                             duration), row=row, col=1)
-        fig.add_trace(go.Scatter(x0=0.0, dx=1 / fs, y=trace.astype(np.float32), mode="lines", name=lead,
-                                 line=dict(color="#111827", width=1), showlegend=False,
-                                 hovertemplate="%{x:.3f} s: %{y:.2f} mV<extra>" + lead + "</extra>"), row=row, col=1)
-        fig.add_trace(_calibration_pulse(), row=row, col=1)
+    for r, cells in enumerate(rows, start=1):
+        for name, lead, i0, i1 in cells:
+            start, end = i0 / fs, i1 / fs
+            if explanation is not None and lead in explanation.leads:
+                fig.add_trace(_attribution_strip(explanation, lead, low + _ECG_STRIP_MV / 2, 0.6 * _ECG_STRIP_MV,
+                                                 start, end, closed=i1 == data.shape[1]), row=r, col=1)
+            fig.add_trace(go.Scatter(x0=start, dx=1 / fs, y=data[channels.index(lead), i0:i1].astype(np.float32),
+                                     mode="lines", name=name, line=dict(color="#111827", width=1), showlegend=False,
+                                     hovertemplate="%{x:.3f} s: %{y:.2f} mV<extra>" + name + "</extra>"), row=r, col=1)
+            if layout == "3x4":
+                label = f"<b>{lead}</b>" + (" (rhythm strip)" if name == ECG_RHYTHM_NAME else "")
+                fig.add_annotation(text=label, textangle=0, showarrow=False, xref="x", yref="y domain",
+                                   x=start + (0.04 if i0 else 0.02), y=1, xanchor="left", yanchor="top",
+                                   font=dict(size=12, color="#111827"), bgcolor="rgba(255,255,255,0.75)",
+                                   row=r, col=1)
+                if i0:  # the printout's tick between two columns
+                    fig.add_shape(type="line", x0=start, x1=start, y0=0.3, y1=0.7, xref="x", yref="y domain",
+                                  line=dict(color="#111827", width=1.5), name="column boundary", row=r, col=1)
+        fig.add_trace(_calibration_pulse(), row=r, col=1)
         fig.update_yaxes(range=[low, high], dtick=ECG_GRID["major_mv"], tick0=0, showticklabels=False,
                          zeroline=False, showgrid=True, gridcolor=_GRID_MAJOR, fixedrange=True,
                          minor=dict(dtick=ECG_GRID["minor_mv"], showgrid=True, gridcolor=_GRID_MINOR),
-                         row=row, col=1)
-        fig.add_annotation(text=f"<b>{lead}</b>", textangle=0, showarrow=False, xref="x domain", yref="y domain",
-                           x=0, y=0.5, xanchor="right", xshift=-4, font=dict(size=12), row=row, col=1)
+                         row=r, col=1)
+        if layout == "stacked":
+            fig.add_annotation(text=f"<b>{cells[0][1]}</b>", textangle=0, showarrow=False, xref="x domain",
+                               yref="y domain", x=0, y=0.5, xanchor="right", xshift=-4, font=dict(size=12),
+                               row=r, col=1)
     fig.update_xaxes(range=[_ECG_LEFT_S, duration], dtick=ECG_GRID["major_s"], tick0=0, showgrid=True,
                      gridcolor=_GRID_MAJOR, zeroline=False, showticklabels=False,
                      minor=dict(dtick=ECG_GRID["minor_s"], showgrid=True, gridcolor=_GRID_MINOR))
@@ -362,16 +402,36 @@ def ecg_figure(data: np.ndarray, fs: float, channels: Sequence[str], explanation
     fig.update_xaxes(showticklabels=True, ticklabelstep=5, title_text="Time (s)", row=len(heights), col=1)
     if explanation is not None:
         _attention_row(fig, explanation, duration, row=len(heights))
-        _add_segments(fig, explanation.segments, bottom=fig.layout[_axis_name("y", len(shown))].domain[0])
+        _add_segments(fig, explanation.segments, bottom=fig.layout[_axis_name("y", len(rows))].domain[0])
         fig.update_layout(coloraxis=_attribution_coloraxis(np.asarray(explanation.attributions, dtype=float),
                                                            explained))
     scale = "25 mm/s · 10 mm/mV · small box 0.04 s × 0.1 mV, large box 0.2 s × 0.5 mV · pulse: 1 mV"
+    if layout == "3x4":
+        scale = "3 × 4 leads, 2.5 s each, + 10 s lead II rhythm strip · " + scale
     fig.add_annotation(text=scale, showarrow=False, xref="paper", yref="paper", x=1, y=1, xanchor="right",
                        yanchor="bottom", font=dict(size=10, color=_NEUTRAL))
     title = f"ECG: attribution to {explained}" if explanation is not None else "ECG"
     return _finish(fig, title, height=int(sum(heights)) + 130, showlegend=explanation is not None,
                    legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
-                   margin=dict(l=44, r=10, t=70, b=90))
+                   margin=dict(l=10 if layout == "3x4" else 44, r=10, t=70, b=90))
+
+
+def _rows_3x4(channels: list[str], duration: float, fs: float,
+              leads: Sequence[str] | None) -> list[list[tuple[str, str, int, int]]]:
+    """The 3x4 + rhythm-strip rows as (trace name, lead, first sample, end sample) cells."""
+    if leads is not None:
+        raise ValueError("the 3x4 layout shows all 12 standard leads; use layout='stacked' to draw a subset")
+    missing = [lead for lead in STANDARD_LEADS if lead not in channels]
+    if missing:
+        raise ValueError(f"the 3x4 layout needs the 12 standard leads; the recording lacks {missing} "
+                         f"(channels: {channels}); use layout='stacked'")
+    if abs(duration - 4 * ECG_COLUMN_S) > 0.05:
+        raise ValueError(f"the 3x4 layout needs a 10 s recording, this one is {duration:.2f} s; "
+                         "use layout='stacked'")
+    n = int(round(duration * fs))
+    bounds = [int(round(k * ECG_COLUMN_S * fs)) for k in range(4)] + [n]
+    rows = [[(lead, lead, bounds[k], bounds[k + 1]) for k, lead in enumerate(row)] for row in ECG_3X4]
+    return rows + [[(ECG_RHYTHM_NAME, ECG_RHYTHM_LEAD, 0, n)]]
 
 
 def _axis_name(axis: str, row: int) -> str:
@@ -439,14 +499,16 @@ def _attention_row(fig: go.Figure, explanation: SignalExplanation, duration: flo
                        xanchor="right", xshift=-4, font=dict(size=11, color=_ATTENTION_COLOR), row=row, col=1)
 
 
-def _attribution_strip(explanation: SignalExplanation, lead: str, y: float, height: float,
-                       duration: float) -> go.Heatmap:
-    """A one-row heatmap of the signed attribution per sample under the trace (one image for the browser to
-    draw, where a marker per sample would be thousands of elements)."""
+def _attribution_strip(explanation: SignalExplanation, lead: str, y: float, height: float, start: float,
+                       end: float, closed: bool = True) -> go.Heatmap:
+    """A one-row heatmap of the signed attribution per sample under the trace, from ``start`` to ``end`` s
+    (``closed``: the sample at ``end`` included; beyond the recording the model saw zero padding), one image
+    for the browser to draw, where a marker per sample would be thousands of elements."""
     times = np.asarray(explanation.times, dtype=float)
-    keep = times <= duration  # beyond the recording the model saw zero padding
+    keep = (times >= start - 1e-9) & ((times <= end + 1e-9) if closed else (times < end - 1e-9))
     values = np.asarray(explanation.attributions, dtype=float)[list(explanation.leads).index(lead)]
-    return go.Heatmap(z=values[keep][None].astype(np.float32), x0=float(times[0]), dx=1 / explanation.fs, y0=y,
+    x0 = float(times[keep][0]) if keep.any() else start
+    return go.Heatmap(z=values[keep][None].astype(np.float32), x0=x0, dx=1 / explanation.fs, y0=y,
                       dy=height, coloraxis="coloraxis", name=f"{lead} attribution",
                       hovertemplate="%{x:.3f} s: attribution %{z:.3g}<extra>" + lead + "</extra>")
 

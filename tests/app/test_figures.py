@@ -515,3 +515,99 @@ def test_training_curves_loss_and_f1_on_separate_labelled_axes():
     assert [s.x0 for s in fig.layout.shapes] == [6, 6]
     with pytest.raises(ValueError, match="needs"):
         figures.training_curves([{"epoch": 1}])
+
+
+# ------------------------------------------------------------------------------------- ECG 3x4 printout
+def _twelve_lead(fs: float = 100.0, seconds: float = 10.0) -> tuple[np.ndarray, list[str]]:
+    """Each lead's samples hold its row number plus its time, so a drawn window shows where it came from."""
+    channels = list(figures.STANDARD_LEADS)[::-1]  # recording order differs from the printout's
+    t = np.arange(int(seconds * fs)) / fs
+    return np.stack([0.01 * k + t / 100 for k in range(len(channels))]), channels
+
+
+def _explanation_12(fs: float = 100.0) -> SignalExplanation:
+    rng = np.random.default_rng(2)
+    leads = list(figures.STANDARD_LEADS)
+    return SignalExplanation(
+        target=1, leads=leads, fs=fs, times=np.arange(1000) / fs, attributions=rng.normal(size=(12, 1000)),
+        lead_importance=np.full(12, 1 / 12), recorded=np.ones(12, bool), recorded_seconds=10.0,
+        attention=np.full(40, 1 / 40), attention_times=(np.arange(40) + 0.5) * 0.25, attention_step_s=0.25,
+        segments=[Segment(6.0, 6.5, 3.0), Segment(1.0, 1.5, 2.0)], convergence_delta=0.0)
+
+
+def test_ecg_3x4_is_the_default_for_a_10_s_12_lead_record_and_each_lead_sits_in_its_cell():
+    data, channels = _twelve_lead()
+    fig = figures.ecg_figure(data, 100.0, channels)
+    lines = {t.name: t for t in fig.data if t.type == "scatter" and t.name not in ("calibration",)}
+    assert set(lines) == set(figures.STANDARD_LEADS) | {figures.ECG_RHYTHM_NAME}  # one trace per lead + rhythm
+    for row, leads in enumerate(figures.ECG_3X4):
+        axes = {lines[lead].yaxis for lead in leads}
+        assert len(axes) == 1  # the four leads of a row share its axes
+        for column, lead in enumerate(leads):
+            trace = lines[lead]
+            x = trace.x0 + trace.dx * np.arange(len(trace.y))
+            assert x[0] == pytest.approx(2.5 * column) and 2.5 * (column + 1) - 0.011 <= x[-1] < 2.5 * (column + 1)
+            expected = data[channels.index(lead), int(250 * column):int(250 * (column + 1))]
+            np.testing.assert_allclose(trace.y, expected, rtol=1e-6)  # this lead, this window
+    rows = [lines[leads[0]].yaxis for leads in figures.ECG_3X4]
+    assert len(set(rows)) == 3
+    rhythm = lines[figures.ECG_RHYTHM_NAME]
+    assert rhythm.yaxis not in rows and rhythm.x0 == 0 and len(rhythm.y) * rhythm.dx == pytest.approx(10.0)
+    np.testing.assert_allclose(rhythm.y, data[channels.index("II")], rtol=1e-6)  # lead II, all 10 s
+    # the paper's convention in every cell: one mV range, the grid, a pulse on each of the 4 rows
+    assert len({tuple(a.range) for a in _axes(fig, "y")}) == 1
+    assert all((y.dtick, y.minor.dtick) == (0.5, pytest.approx(0.1)) for y in _axes(fig, "y"))
+    pulses = [t for t in fig.data if t.name == "calibration"]
+    assert sorted(p.yaxis for p in pulses) == sorted(rows + [rhythm.yaxis])
+    labels = {a.text: a for a in fig.layout.annotations if a.text.startswith("<b>")}
+    for lead, trace in lines.items():
+        if lead in figures.ECG_3X4[0] + figures.ECG_3X4[1] + figures.ECG_3X4[2]:
+            label = labels[f"<b>{lead}</b>"]
+            assert label.textangle == 0 and label.yref == f"{trace.yaxis} domain" and label.xref == trace.xaxis
+            assert trace.x0 <= label.x < trace.x0 + 0.5  # at the start of its own cell
+    assert labels["<b>II</b> (rhythm strip)"].yref == f"{rhythm.yaxis} domain"
+    assert figures.ecg_layout(channels, 10.0) == "3x4"
+
+
+def test_ecg_3x4_attribution_strips_and_segment_boxes_stay_on_their_time_windows():
+    data, channels = _twelve_lead()
+    explanation = _explanation_12()
+    fig = figures.ecg_figure(data, 100.0, channels, explanation, explained="Arrhythmia")
+    strips = {}
+    for t in fig.data:
+        if t.type == "heatmap":
+            strips.setdefault(t.name, []).append(t)
+    assert len(strips["V1 attribution"]) == 1 and len(strips["II attribution"]) == 2  # its cell and the rhythm
+    (v1,) = strips["V1 attribution"]
+    assert v1.x0 == pytest.approx(5.0) and len(v1.z[0]) == 250  # V1's column: 5.0 to 7.5 s
+    np.testing.assert_allclose(v1.z[0], explanation.attributions[figures.STANDARD_LEADS.index("V1"), 500:750],
+                               rtol=1e-6)
+    assert sorted(len(s.z[0]) for s in strips["II attribution"]) == [250, 1000]
+    lines = {t.name: t for t in fig.data
+             if t.type == "scatter" and t.name in figures.STANDARD_LEADS + (figures.ECG_RHYTHM_NAME,)}
+    assert len(lines) == 13 and v1.yaxis == lines["V1"].yaxis
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert [(r.x0, r.x1, r.xref) for r in rects] == [(6.0, 6.5, "x"), (1.0, 1.5, "x")]  # shared time axis
+    rhythm_bottom = fig.layout[lines[figures.ECG_RHYTHM_NAME].yaxis.replace("y", "yaxis")].domain[0]
+    assert all(r.y0 == pytest.approx(rhythm_bottom) and r.y1 == 1 for r in rects)  # over every row
+    (bars,) = [t for t in fig.data if t.type == "bar"]
+    assert bars.yaxis not in {t.yaxis for t in lines.values()}
+
+
+def test_ecg_layout_falls_back_to_stacked_and_refuses_a_3x4_it_cannot_draw():
+    data, channels = _twelve_lead()
+    subset = figures.ecg_figure(data, 100.0, channels, leads=["II", "V1", "V5"])
+    assert [t.name for t in _lines(subset)] == ["II", "V1", "V5"] and len({t.yaxis for t in _lines(subset)}) == 3
+    stacked = figures.ecg_figure(data, 100.0, channels, layout="stacked")
+    assert len(_lines(stacked)) == 12 and all(t.x0 == 0 and len(t.y) == 1000 for t in _lines(stacked))
+    renamed = [f"ch{k}" for k in range(12)]  # leads named otherwise: stacked
+    assert figures.ecg_layout(renamed, 10.0) == "stacked" and figures.ecg_layout(channels, 5.0) == "stacked"
+    assert len(figures.ecg_figure(data, 100.0, renamed).data) == 24  # 12 traces + 12 pulses, one per row
+    with pytest.raises(ValueError, match="lacks \\['I'\\]"):
+        figures.ecg_figure(data[1:], 100.0, [c for c in channels if c != "I"], layout="3x4")
+    with pytest.raises(ValueError, match="10 s recording"):
+        figures.ecg_figure(data[:, :500], 100.0, channels, layout="3x4")
+    with pytest.raises(ValueError, match="subset"):
+        figures.ecg_figure(data, 100.0, channels, leads=["II"], layout="3x4")
+    with pytest.raises(ValueError, match="layout must be one of"):
+        figures.ecg_figure(data, 100.0, channels, layout="6x2")

@@ -120,7 +120,7 @@ def test_ground_truth_toggle_draws_what_was_planted():
     assert any(c.endswith(" rank") and c.startswith("synthetic_rater") for c in table.columns)
     charts = {json.loads(c.proto.spec)["layout"].get("title", {}).get("text"): json.loads(c.proto.spec)
               for c in at.get("plotly_chart")}
-    image = next(spec for title, spec in charts.items() if title and " for " in title and "gradients" in title)
+    image = next(spec for title, spec in charts.items() if title and " for " in title and "gradients" in title.lower())
     x0, y0, x1, y1 = map(int, truth.loc[CASE, "image_roi"].split())
     assert any(s["type"] == "rect" and (s["x0"], s["y0"], s["x1"], s["y1"]) == (x0 - 0.5, y0 - 0.5, x1 + 0.5, y1 + 0.5)
                for s in image["layout"]["shapes"])
