@@ -413,7 +413,7 @@ def ecg_figure(data: np.ndarray, fs: float, channels: Sequence[str], explanation
     title = f"ECG: attribution to {explained}" if explanation is not None else "ECG"
     return _finish(fig, title, height=int(sum(heights)) + 130, showlegend=explanation is not None,
                    legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
-                   margin=dict(l=10 if layout == "3x4" else 44, r=10, t=70, b=90))
+                   margin=dict(l=44, r=10, t=70, b=90))
 
 
 def _rows_3x4(channels: list[str], duration: float, fs: float,
