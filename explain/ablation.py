@@ -121,14 +121,84 @@ def withheld_study(predictor: Predictor, cases: Sequence[Case], drops: Sequence[
     return results
 
 
+@dataclasses.dataclass(frozen=True)
+class HiddenPredictions:
+    """Class probabilities of every case with every subset of modalities hidden: ``probabilities[s]`` (N, C)
+    for subset ``s`` (bit j set = modality j of MODALITIES hidden), with the labels, the presence (N, 4)
+    each case has, and the classes. Any random hiding pattern is then a lookup, not a model pass."""
+
+    probabilities: np.ndarray  # (2 ** len(MODALITIES), N, C)
+    labels: np.ndarray
+    present: np.ndarray
+    classes: tuple[str, ...]
+
+
+@torch.no_grad()
+def hidden_predictions(predictor: Predictor, cases: Sequence[Case]) -> HiddenPredictions:
+    """Encode the cases once (in batches of 100, as the direct study does) and fuse each batch with every
+    subset of modalities hidden: 16 fusions, exact (the encoders do not depend on what is hidden)."""
+    model = predictor.model.eval()
+    subsets = range(2 ** len(MODALITIES))
+    labels, present, parts = [], [], []
+    for batch in predictor.batches(cases, 100):
+        with model_lock(model):
+            encoded = model.encode(batch)
+            parts.append(np.stack([
+                model.fuse(encoded, batch.present & ~_subset_mask(s, batch.present)).probabilities.float().cpu().numpy()
+                for s in subsets]))
+        labels.append(batch.labels.cpu().numpy())
+        present.append(batch.present.cpu().numpy())
+    return HiddenPredictions(np.concatenate(parts, axis=1), np.concatenate(labels), np.concatenate(present),
+                             tuple(model.classes))
+
+
+def _subset_mask(subset: int, present: torch.Tensor) -> torch.Tensor:
+    bits = torch.tensor([bool(subset >> j & 1) for j in range(len(MODALITIES))], device=present.device)
+    return bits.expand_as(present)
+
+
+def missing_rate_metrics(hidden: HiddenPredictions, rates: Mapping[str, float], *, n_bootstrap: int = 1000,
+                         seed: int = 0) -> dict:
+    """``missing_rate_study`` from precomputed ``hidden_predictions``: the same seeded mask (one uniform draw
+    per case and modality, in case order), each case's probabilities looked up for the subset it hides."""
+    _check_rates(rates)
+    n = len(hidden.labels)
+    rng = np.random.default_rng(seed)
+    hide = rng.random((n, len(MODALITIES))) < np.array([rates.get(m, 0.0) for m in MODALITIES])
+    subset = (hide * (1 << np.arange(len(MODALITIES)))).sum(1)
+    probabilities = hidden.probabilities[subset, np.arange(n)]
+    metrics = classification_metrics(hidden.labels, probabilities, list(hidden.classes), n_bootstrap=n_bootstrap,
+                                     seed=seed)
+    observed = (hidden.present & ~hide).mean(0)
+    return {**metrics, "observed_share": dict(zip(MODALITIES, observed.round(4).tolist()))}
+
+
+def withheld_metrics(hidden: HiddenPredictions, drops: Sequence[tuple[str, ...]] | None = None, *,
+                     n_bootstrap: int = 1000, seed: int = 0) -> dict[str, dict]:
+    """``withheld_study`` from precomputed ``hidden_predictions`` (no model pass)."""
+    drops = SECTION_7_3 if drops is None else drops
+    results = {}
+    for drop in drops:
+        subset = sum(1 << MODALITIES.index(m) for m in drop)
+        results[",".join(drop) or "none"] = classification_metrics(hidden.labels, hidden.probabilities[subset],
+                                                                   list(hidden.classes), n_bootstrap=n_bootstrap,
+                                                                   seed=seed)
+    return results
+
+
+def _check_rates(rates: Mapping[str, float]) -> None:
+    for name, rate in rates.items():
+        if name not in MODALITIES or not 0.0 <= rate <= 1.0:
+            raise ValueError(f"missing rate must be a modality name -> value in [0, 1], got {name}: {rate}")
+
+
 @torch.no_grad()
 def missing_rate_study(predictor: Predictor, cases: Sequence[Case], rates: Mapping[str, float], *,
                        n_bootstrap: int = 1000, seed: int = 0) -> dict:
     """Metrics when each modality is additionally hidden at random with its rate in [0, 1] (independently
-    per case, seeded): the cohort-level ablation slider."""
-    for name, rate in rates.items():
-        if name not in MODALITIES or not 0.0 <= rate <= 1.0:
-            raise ValueError(f"missing rate must be a modality name -> value in [0, 1], got {name}: {rate}")
+    per case, seeded): the cohort-level ablation slider. One model pass with the drawn mask; for many rates
+    on the same cases, ``hidden_predictions`` once and ``missing_rate_metrics`` per rate give the same."""
+    _check_rates(rates)
     rng = np.random.default_rng(seed)
     model = predictor.model.eval()
     labels, probabilities, shown = [], [], []

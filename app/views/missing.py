@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import figures
 from app.state import Context, context, split_picker
-from explain.ablation import missing_rate_study, withheld_study
+from explain.ablation import HiddenPredictions, hidden_predictions, missing_rate_metrics, withheld_metrics
 from neurofusion.data.schema import MODALITIES
 
 PAPER_7_3 = ("The paper (real data) gives 94.2 % with every modality, 89.7 % on average with one missing and "
@@ -15,15 +15,22 @@ PAPER_7_3 = ("The paper (real data) gives 94.2 % with every modality, 89.7 % on 
              "other single modality, so those rows show the mean.")
 
 
-@st.cache_data(show_spinner="Re-predicting the cohort with modalities hidden...", max_entries=64)
+@st.cache_data(show_spinner="Predicting the cohort with each set of modalities hidden (once)...", max_entries=8)
+def _hidden(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...]) -> HiddenPredictions:
+    return hidden_predictions(_ctx.predictor, _cases(_ctx, ids))
+
+
+@st.cache_data(max_entries=256)
 def _rates(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...], rates: tuple[tuple[str, float], ...],
            seed: int) -> dict:
-    return missing_rate_study(_ctx.predictor, _cases(_ctx, ids), dict(rates), n_bootstrap=500, seed=seed)
+    """A slider step is a lookup in the cached predictions plus the bootstrap: no model pass."""
+    hidden = _hidden(_ctx, model_key, cases_key, ids)
+    return missing_rate_metrics(hidden, dict(rates), n_bootstrap=500, seed=seed)
 
 
-@st.cache_data(show_spinner="Withholding each modality and each pair...", max_entries=8)
+@st.cache_data(max_entries=8)
 def _withheld(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...]) -> dict:
-    return withheld_study(_ctx.predictor, _cases(_ctx, ids), n_bootstrap=500)
+    return withheld_metrics(_hidden(_ctx, model_key, cases_key, ids), n_bootstrap=500)
 
 
 def _cases(ctx: Context, ids: tuple[str, ...]):
