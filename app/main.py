@@ -13,7 +13,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import streamlit as st  # noqa: E402
 
-from app.figures import saliency_method_label  # noqa: E402
+VIEWS = Path(__file__).resolve().parent / "views"
+DISCLAIMER = ":material/science: Research tool{data}: **not for clinical use.**"
+
+# A local icon: a Material icon as the favicon would be fetched from fonts.gstatic.com.
+st.set_page_config(page_title="NeuroFusion Explorer", page_icon=str(Path(__file__).parent / "assets" / "icon.png"),
+                   layout="wide")
+
+
+# The page list only names files: draw it before the model code is imported (torch, transformers and plotly
+# take several seconds in a fresh process), so a cold start shows the shell at once, not a blank page.
+pages = [
+    st.Page(VIEWS / "case_explorer.py", title="Case explorer", icon=":material/person_search:", default=True),
+    st.Page(VIEWS / "cohort_attention.py", title="Cohort attention", icon=":material/grid_on:", url_path="cohort"),
+    st.Page(VIEWS / "agreement.py", title="Rater agreement", icon=":material/handshake:", url_path="agreement"),
+    st.Page(VIEWS / "missing.py", title="Missing modalities", icon=":material/hide_source:", url_path="missing"),
+    st.Page(VIEWS / "model_card.py", title="Model card", icon=":material/description:", url_path="model"),
+]
+page = st.navigation(pages)
+loading = st.empty()
+if "torch" not in sys.modules:
+    loading.caption("Loading the model libraries...")
+
+from app.figures import saliency_method_label  # noqa: E402  (after the first st.* calls, on purpose)
 from app.state import (  # noqa: E402
     DEFAULT_CHECKPOINT,
     DEFAULT_COHORT,
@@ -30,12 +52,7 @@ from neurofusion.checkpoint import CheckpointError, load_checkpoint  # noqa: E40
 from neurofusion.data.cohort import CohortReader  # noqa: E402
 from neurofusion.data.errors import CohortError  # noqa: E402
 
-VIEWS = Path(__file__).resolve().parent / "views"
-DISCLAIMER = ":material/science: Research tool{data}: **not for clinical use.**"
-
-# A local icon: a Material icon as the favicon would be fetched from fonts.gstatic.com.
-st.set_page_config(page_title="NeuroFusion Explorer", page_icon=str(Path(__file__).parent / "assets" / "icon.png"),
-                   layout="wide")
+loading.empty()
 
 
 def _sidebar() -> tuple[str, str, str, ExplainSettings]:
@@ -107,13 +124,5 @@ with st.sidebar:
     for warning in context.checkpoint.warnings:
         st.warning(warning)
 
-pages = [
-    st.Page(VIEWS / "case_explorer.py", title="Case explorer", icon=":material/person_search:", default=True),
-    st.Page(VIEWS / "cohort_attention.py", title="Cohort attention", icon=":material/grid_on:", url_path="cohort"),
-    st.Page(VIEWS / "agreement.py", title="Rater agreement", icon=":material/handshake:", url_path="agreement"),
-    st.Page(VIEWS / "missing.py", title="Missing modalities", icon=":material/hide_source:", url_path="missing"),
-    st.Page(VIEWS / "model_card.py", title="Model card", icon=":material/description:", url_path="model"),
-]
-page = st.navigation(pages)
 disclaimer(bool(context.cohort.info.get("synthetic")))
 page.run()

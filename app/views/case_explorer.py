@@ -292,7 +292,9 @@ def _combination(explanation: CaseExplanation) -> None:
                    f"{explanation.importance.probability_none[0]:.2f}.")
 
 
+@st.fragment
 def _ablation(case: Case, explanation: CaseExplanation, status: dict[str, str]) -> None:
+    """A fragment: moving a slider reruns only this section (a prediction on the partial case), not the page."""
     st.subheader("What if a modality were missing?")
     st.caption("Observe part of each modality: the first part of the ECG, the first sentences of the note, the "
                "first labs in clinical order. 0 % = missing (the model's learned missing embedding).")
@@ -323,6 +325,12 @@ def _ablation(case: Case, explanation: CaseExplanation, status: dict[str, str]) 
     st.plotly_chart(figures.probability_bars(explanation.classes, explanation.probabilities, case.label,
                                              compare=ablated, compare_name="with the sliders' observation"),
                     key="case.ablation")
+
+
+@st.fragment
+def _what_if(case: Case, base: CaseExplanation, status: dict[str, str], files_key: str) -> None:
+    """A fragment, like the ablation: an edit reruns only the what-if section."""
+    whatif_view.what_if_section(ctx.predictor, ctx.model_key, files_key, case, base, status)
 
 
 def _ground_truth(case_id: str) -> ground_truth_view.Planted | None:
@@ -425,7 +433,7 @@ def _show_case(case_id: str) -> None:
     if truth is not None:
         _planted_strengths(case_id, truth, explanation)
     _ablation(case, base, status)
-    whatif_view.what_if_section(ctx.predictor, ctx.model_key, case_key(ctx.cohort, case_id), case, base, status)
+    _what_if(case, base, status, case_key(ctx.cohort, case_id))
     _clinicians(case_id, base)
     _export(case, explanation)
 
