@@ -11,14 +11,14 @@ from explain.attention import CohortAttention, cohort_attention
 from explain.cohort import CohortImportance, cohort_importance
 
 
-@st.cache_data(show_spinner="Averaging attention over the cohort...", max_entries=16)
-def _attention(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...]) -> CohortAttention:
-    return cohort_attention(_ctx.predictor, [_ctx.cohort[i] for i in ids])
-
-
-@st.cache_data(show_spinner="Computing modality importance for every case...", max_entries=16)
-def _importance(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...]) -> CohortImportance:
-    return cohort_importance(_ctx.predictor, [_ctx.cohort[i] for i in ids])
+@st.cache_data(show_spinner="Averaging attention and modality importance over the cohort...", max_entries=16)
+def _cohort(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...]
+            ) -> tuple[CohortAttention | None, CohortImportance]:
+    """Both passes over the cases, read from disk once (reading is a third of the time on the demo cohort)."""
+    cases = [_ctx.cohort[i] for i in ids]
+    attention = (cohort_attention(_ctx.predictor, cases) if _ctx.checkpoint.config.architecture == "neurofusion"
+                 else None)
+    return attention, cohort_importance(_ctx.predictor, cases)
 
 
 ctx = context()
@@ -28,11 +28,11 @@ ids = tuple(ctx.readable_ids(ctx.split_ids(split)))
 if not ids:
     st.info("No case of this selection can be read.")
     st.stop()
-if ctx.checkpoint.config.architecture != "neurofusion":
+attention, importance = _cohort(ctx, ctx.model_key, ctx.cases_key, ids)
+if attention is None:
     st.info(f"A {ctx.checkpoint.config.architecture} model has no cross-modal attention; modality importance "
             "is shown below.")
 else:
-    attention = _attention(ctx, ctx.model_key, ctx.cases_key, ids)
     by = st.radio("Group by", ("true class", "predicted class"), key="cohort.group", horizontal=True)
     groups, counts = ((attention.by_true, attention.counts_true) if by == "true class"
                       else (attention.by_predicted, attention.counts_predicted))
@@ -42,7 +42,6 @@ else:
     st.caption("Each cell is averaged over the cases that have both modalities. Attention shows what the model "
                "mixes, not by itself what it relies on: compare with the Shapley values below.")
 
-importance = _importance(ctx, ctx.model_key, ctx.cases_key, ids)
 method = st.radio("Modality importance", importance.methods, key="cohort.method", horizontal=True,
                   format_func=lambda m: figures.METHOD_LABELS.get(m, figures.pretty(m)))
 st.plotly_chart(figures.importance_by_class(importance.by_class(method, classes=ctx.checkpoint.config.classes),
