@@ -38,9 +38,10 @@ run: $(STAMP)
 	$(PY) -m streamlit run app/main.py --server.headless true --browser.gatherUsageStats false \
 	  --server.address 127.0.0.1 --server.port 8501
 
-# Refresh the README's screenshot from the real-browser test.
+# Refresh the README's screenshots from the real-browser test: app/assets/dashboard.png and every page at
+# 1440x900 and 1280x720 in app/assets/screens/<page>_<w>x<h>.png.
 screenshot: $(STAMP) chromium
-	DASHBOARD_SCREENSHOT=app/assets/dashboard.png $(PY) -m pytest tests/app/test_browser.py -k real_browser
+	DASHBOARD_SCREENSHOT=app/assets/dashboard.png DASHBOARD_SCREENS=app/assets/screens $(PY) -m pytest tests/app/test_browser.py -k real_browser
 
 # Rebuild the committed sample cohort from its recorded command (see sample_data/cardio/README.md).
 sample-data: $(STAMP)

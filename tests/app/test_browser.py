@@ -1,11 +1,16 @@
 """End to end in a real browser: `streamlit run` serves the dashboard on loopback, Debian's chromium (driven
 by Playwright) opens the case explorer, waits for the attention heatmap, the ECG and the highlighted note,
 moves an ablation slider and sees the probability change, with no console error and no request leaving
-the machine; two sessions at once keep their own case. Saves a screenshot (``DASHBOARD_SCREENSHOT``).
+the machine; two sessions at once keep their own case. What only a browser shows: the ECG's lead labels are
+drawn as horizontal text, the saliency overlay has visible contrast (its colour range is the clipped 99th
+percentile, and the drawn pixels are coloured), and at 1280x720 the prediction is above the fold.
+``DASHBOARD_SCREENSHOT=path.png`` saves the README's screenshot and, beside it in ``screens/``, every page at
+1440x900 and 1280x720 (``make screenshot``).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -17,6 +22,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
 import pytest
 
 from neurofusion.data import CohortReader
@@ -118,6 +124,74 @@ def _ablation_text(page) -> str:
     return page.locator("#ablation-result").inner_text(timeout=120_000)
 
 
+_ROTATION = re.compile(r"rotate\(\s*(-?[\d.]+)")
+
+# The ECG figure's annotation texts and every transform from each up to the plot.
+_ECG_LABELS_JS = """() => {
+  const gd = Array.from(document.querySelectorAll('.js-plotly-plot'))
+    .find(g => ((g.querySelector('.gtitle') || {}).textContent || '').startsWith('ECG'));
+  if (!gd) return null;
+  return Array.from(gd.querySelectorAll('text.annotation-text')).map(t => {
+    const transforms = [];
+    for (let e = t; e && e !== gd; e = e.parentElement) {
+      const tr = e.getAttribute('transform');
+      if (tr) transforms.push(tr);
+    }
+    const box = t.getBoundingClientRect();
+    return {text: t.textContent, transforms, width: box.width, height: box.height};
+  });
+}"""
+
+# The drawn saliency trace (plotly's full data) and the plot area's box on the page.
+_SALIENCY_JS = """() => {
+  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+    const trace = (gd._fullData || []).find(d => d.name === 'saliency');
+    if (!trace) continue;
+    const area = gd.querySelector('.nsewdrag').getBoundingClientRect();
+    return {zmin: trace.zmin, zmax: trace.zmax, z: Array.from(trace.z, row => Array.from(row)),
+            box: {x: area.x, y: area.y, width: area.width, height: area.height}};
+  }
+  return null;
+}"""
+
+
+def _check_ecg_labels_are_horizontal(page) -> None:
+    """Every lead label of the 3x4 printout is rendered, with no rotation on it or above it, one line high."""
+    from app.figures import STANDARD_LEADS
+
+    labels = page.evaluate(_ECG_LABELS_JS)
+    assert labels, "no ECG figure on the page"
+    leads = {label["text"].removesuffix(" (rhythm strip)"): label for label in labels
+             if label["text"].removesuffix(" (rhythm strip)") in STANDARD_LEADS}
+    assert set(leads) == set(STANDARD_LEADS), [label["text"] for label in labels]
+    assert any(label["text"] == "II (rhythm strip)" for label in labels)
+    for label in labels:
+        angles = [float(a) for t in label["transforms"] for a in _ROTATION.findall(t)]
+        assert all(a == 0 for a in angles), (label["text"], label["transforms"])
+        assert label["height"] <= 24, label  # one line of text high: not stood on its end
+    rhythm = next(label for label in labels if label["text"] == "II (rhythm strip)")
+    assert rhythm["width"] > 3 * rhythm["height"], rhythm  # laid out along the line, not up the page
+
+
+def _check_saliency_contrast(page) -> None:
+    """The overlay's colour range is the 99th percentile of |map| (not set by a few outlier pixels), and the
+    pixels the browser drew inside the image are visibly coloured (red/blue), not all grey."""
+    from PIL import Image
+
+    drawn = page.evaluate(_SALIENCY_JS)
+    assert drawn, "no saliency overlay on the page"
+    z = np.asarray(drawn["z"], dtype=float)
+    limit = float(np.percentile(np.abs(z[np.isfinite(z)]), 99))
+    assert drawn["zmax"] == pytest.approx(limit, rel=1e-3) and drawn["zmin"] in (0, pytest.approx(-limit, rel=1e-3))
+    assert (np.abs(z) >= 0.25 * limit).mean() > 0.02  # a visible share of the map is at least a quarter of the range
+    box = drawn["box"]
+    shot = Image.open(io.BytesIO(page.screenshot(clip=box))).convert("RGB")
+    pixels = np.asarray(shot, dtype=int)
+    # the echo is grey (R = B); the overlay's end colours at the default opacity differ by about 60
+    coloured = np.abs(pixels[..., 0] - pixels[..., 2]) > 40
+    assert coloured.mean() > 0.005, coloured.mean()  # IG is sparse: about 1 % of the plot on the demo cases
+
+
 def test_case_explorer_in_a_real_browser(server, browser, tmp_path):
     outside, errors = [], []
     context = browser.new_context(viewport={"width": 1400, "height": 2600})  # tall: the screenshot shows the page
@@ -127,9 +201,12 @@ def test_case_explorer_in_a_real_browser(server, browser, tmp_path):
     page.goto(f"{server}/?case={case_id}")  # the default page lives at the root URL
     page.get_by_text("How the modalities were combined").wait_for(timeout=180_000)
     page.locator(".js-plotly-plot").filter(has_text="attends to").first.wait_for(timeout=60_000)  # attention heatmap
+    page.locator(".js-plotly-plot").filter(has_text="raises").first.wait_for(state="visible", timeout=60_000)
+    _check_saliency_contrast(page)
 
     page.get_by_role("tab", name=re.compile("^ECG")).click()
     page.locator(".js-plotly-plot").filter(has_text="V1").first.wait_for(state="visible", timeout=60_000)
+    _check_ecg_labels_are_horizontal(page)
     page.get_by_role("tab", name=re.compile("^Clinical note")).click()
     highlighted = page.locator("span.attr")
     highlighted.first.wait_for(state="visible", timeout=60_000)
@@ -190,3 +267,74 @@ def test_two_sessions_keep_their_own_case(server, browser):
     assert not outside and not errors, (outside, errors)
     for context in contexts:
         context.close()
+
+
+def _open(page, url: str, heading: str) -> None:
+    """Go to a page and wait until it is drawn (see _settle)."""
+    page.goto(url)
+    _settle(page, heading)
+
+
+def _settle(page, heading: str) -> None:
+    """Wait until the page's heading and a chart are drawn and the script has stopped running."""
+    page.evaluate("window.__idleSince = 0")
+    page.get_by_role("heading", name=re.compile(heading)).first.wait_for(timeout=180_000)
+    page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=180_000)
+    page.wait_for_function(
+        """() => {
+          const busy = document.querySelector('[data-testid="stStatusWidget"]');
+          const now = Date.now();
+          if (busy) { window.__idleSince = now; return false; }
+          window.__idleSince = window.__idleSince || now;
+          return now - window.__idleSince > 1500;
+        }""", polling=250, timeout=180_000)
+    page.wait_for_timeout(1000)  # let the charts finish their transitions
+
+
+def test_prediction_above_the_fold_at_1280x720_in_a_real_browser(server, browser):
+    """A presenter's laptop: the predicted class, its probability and the probability chart are on the first
+    screen, without scrolling."""
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    outside, errors = [], []
+    _watch(context, outside, errors)
+    page = context.new_page()
+    _open(page, f"{server}/?case={_complete_cases(1)[0]}", "^Case explorer")
+    for element in (page.locator('[data-testid="stMetric"]').filter(has_text="Predicted").first,
+                    page.locator(".js-plotly-plot").first):
+        box = element.bounding_box()
+        assert box is not None and box["height"] > 0
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 720, box
+    assert not outside and not errors, (outside, errors)
+    context.close()
+
+
+# page file name -> (its link in the sidebar, its heading); the case explorer is the root URL
+PAGES = {"case_explorer": ("Case explorer", "^Case explorer"), "cohort_attention": ("Cohort attention", "^Cohort attention"),
+         "rater_agreement": ("Rater agreement", "agreement|Agreement"),
+         "missing_modalities": ("Missing modalities", "^Missing modalities"), "model_card": ("Model card", "^Model card")}
+SIZES = ((1440, 900), (1280, 720))
+
+
+@pytest.mark.skipif(not os.environ.get("DASHBOARD_SCREENSHOT"),
+                    reason="screenshots of every page only on `make screenshot` (DASHBOARD_SCREENSHOT set)")
+def test_every_page_screenshot_in_a_real_browser(server, browser):
+    """app/assets/screens/<page>_<w>x<h>.png: what each page shows on the first screen at both sizes."""
+    folder = Path(os.environ.get("DASHBOARD_SCREENS", Path(os.environ["DASHBOARD_SCREENSHOT"]).parent / "screens"))
+    folder.mkdir(parents=True, exist_ok=True)
+    case = _complete_cases(1)[0]
+    outside, errors = [], []
+    for width, height in SIZES:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        _watch(context, outside, errors)
+        page = context.new_page()
+        _open(page, f"{server}/?case={case}", PAGES["case_explorer"][1])
+        for name, (link, heading) in PAGES.items():
+            if name != "case_explorer":  # through the sidebar, as a user goes (a deep link reloads the app)
+                page.get_by_test_id("stSidebarNav").get_by_role("link", name=link).click()
+                _settle(page, heading)
+            page.mouse.move(width - 2, height - 2)  # no hover effect (the sidebar's collapse arrow) in the picture
+            target = folder / f"{name}_{width}x{height}.png"
+            page.screenshot(path=str(target))
+            assert target.stat().st_size > 20_000, target
+        context.close()
+    assert not outside and not errors, (outside, errors)
