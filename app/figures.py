@@ -528,7 +528,7 @@ def _add_segments(fig: go.Figure, segments: Sequence[Any], bottom: float = 0.0) 
     for rank, segment in enumerate(segments, start=1):
         fig.add_shape(type="rect", xref="x", yref="paper", x0=segment.start_s, x1=segment.end_s, y0=bottom, y1=1,
                       line=dict(color="#7c3aed", width=1.5), fillcolor="rgba(124,58,237,0.06)",
-                      label=dict(text=f"#{rank}", textposition="top left", font=dict(size=11, color="#7c3aed")))
+                      label=dict(text=f"#{rank}", textposition="top right", font=dict(size=11, color="#7c3aed")))
     if segments:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="#1, #2, …: windows with the largest attribution",
                                  marker=dict(symbol="square-open", size=12, color="#7c3aed"), hoverinfo="skip"))

@@ -131,14 +131,14 @@ _ECG_LABELS_JS = """() => {
   const gd = Array.from(document.querySelectorAll('.js-plotly-plot'))
     .find(g => ((g.querySelector('.gtitle') || {}).textContent || '').startsWith('ECG'));
   if (!gd) return null;
-  return Array.from(gd.querySelectorAll('text.annotation-text')).map(t => {
+  return Array.from(gd.querySelectorAll('text.annotation-text, text.ytitle')).map(t => {
     const transforms = [];
     for (let e = t; e && e !== gd; e = e.parentElement) {
       const tr = e.getAttribute('transform');
       if (tr) transforms.push(tr);
     }
     const box = t.getBoundingClientRect();
-    return {text: t.textContent, transforms, width: box.width, height: box.height};
+    return {text: t.textContent, cls: t.getAttribute('class'), transforms, width: box.width, height: box.height};
   });
 }"""
 
@@ -165,6 +165,7 @@ def _check_ecg_labels_are_horizontal(page) -> None:
              if label["text"].removesuffix(" (rhythm strip)") in STANDARD_LEADS}
     assert set(leads) == set(STANDARD_LEADS), [label["text"] for label in labels]
     assert any(label["text"] == "II (rhythm strip)" for label in labels)
+    assert not any(label["cls"] == "ytitle" and label["text"] for label in labels)  # plotly stands axis titles on end
     for label in labels:
         angles = [float(a) for t in label["transforms"] for a in _ROTATION.findall(t)]
         assert all(a == 0 for a in angles), (label["text"], label["transforms"])
@@ -318,7 +319,8 @@ SIZES = ((1440, 900), (1280, 720))
 @pytest.mark.skipif(not os.environ.get("DASHBOARD_SCREENSHOT"),
                     reason="screenshots of every page only on `make screenshot` (DASHBOARD_SCREENSHOT set)")
 def test_every_page_screenshot_in_a_real_browser(server, browser):
-    """app/assets/screens/<page>_<w>x<h>.png: what each page shows on the first screen at both sizes."""
+    """app/assets/screens/<page>_<w>x<h>.png: what each page shows on the first screen at both sizes, and
+    case_explorer_ecg.png: the case's ECG figure (3x4 + rhythm strip) as the page draws it."""
     folder = Path(os.environ.get("DASHBOARD_SCREENS", Path(os.environ["DASHBOARD_SCREENSHOT"]).parent / "screens"))
     folder.mkdir(parents=True, exist_ok=True)
     case = _complete_cases(1)[0]
@@ -336,5 +338,15 @@ def test_every_page_screenshot_in_a_real_browser(server, browser):
             target = folder / f"{name}_{width}x{height}.png"
             page.screenshot(path=str(target))
             assert target.stat().st_size > 20_000, target
+            if name == "case_explorer" and (width, height) == SIZES[0]:  # its ECG as the page draws it
+                page.set_viewport_size({"width": width, "height": 1400})  # the whole figure fits: the app scrolls
+                page.get_by_role("tab", name=re.compile("^ECG")).click()  # inside itself, not the document
+                ecg = page.locator(".js-plotly-plot").filter(has_text="rhythm strip").first
+                ecg.wait_for(state="visible", timeout=120_000)
+                ecg.scroll_into_view_if_needed()
+                page.wait_for_timeout(3000)  # the tab's chart is laid out again once shown
+                ecg.screenshot(path=str(folder / "case_explorer_ecg.png"))
+                assert (folder / "case_explorer_ecg.png").stat().st_size > 20_000
+                page.set_viewport_size({"width": width, "height": height})
         context.close()
     assert not outside and not errors, (outside, errors)
