@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,11 +67,14 @@ def app_rerun_times() -> dict[str, float]:
             "slider_page_rerun_s": statistics.median(slider)}
 
 
-def first_render_s() -> float | None:
-    """From launching `streamlit run` to the case page's attention heatmap drawn in chromium."""
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        return None
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+
+
+@contextmanager
+def _fresh_server(path: str = "/", viewport: dict | None = None):
+    """A new `streamlit run` on a free loopback port and a chromium page opened at ``path`` once it answers
+    -> (page, start) where ``start`` is when the server was launched (perf_counter); both are stopped after."""
     from playwright.sync_api import sync_playwright
 
     with socket.socket() as s:
@@ -82,24 +86,29 @@ def first_render_s() -> float | None:
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--no-first-run"])
-            page = browser.new_page()
+            browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+            page = browser.new_page(**({"viewport": viewport} if viewport else {}))
             while True:
                 try:
-                    page.goto(f"http://127.0.0.1:{port}/", timeout=2000)
+                    page.goto(f"http://127.0.0.1:{port}{path}", timeout=2000)
                     break
                 except Exception:  # server not listening yet
                     time.sleep(0.2)
-            page.get_by_text("How the modalities were combined").wait_for(timeout=600_000)
-            page.locator(".js-plotly-plot").filter(has_text="attends to").first.wait_for(timeout=60_000)
-            elapsed = time.perf_counter() - start
+            yield page, start
             browser.close()
     finally:
         server.terminate()
         server.wait(timeout=30)
-    return elapsed
+
+
+def first_render_s() -> float | None:
+    """From launching `streamlit run` to the case page's attention heatmap drawn in chromium."""
+    if shutil.which("chromium") is None:
+        return None
+    with _fresh_server() as (page, start):
+        page.get_by_text("How the modalities were combined").wait_for(timeout=600_000)
+        page.locator(".js-plotly-plot").filter(has_text="attends to").first.wait_for(timeout=60_000)
+        return time.perf_counter() - start
 
 
 SETTLED = "() => { const a = document.querySelector('.stApp'); return a && a.dataset.testScriptState === 'notRunning'; }"
@@ -138,131 +147,82 @@ def _ecg_cases() -> list[str]:
 def browser_interactions(repeats: int = 4) -> dict[str, object] | None:
     """One fresh server; seen in chromium: an ECG ablation-slider step until the result changed and the app
     stopped running, a switch between two already explained cases, and a missing-rate slider step."""
-    chromium = shutil.which("chromium")
-    if chromium is None:
+    if shutil.which("chromium") is None:
         return None
     import re
 
-    from playwright.sync_api import sync_playwright
-
     first, second = _ecg_cases()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", MAIN, "--server.headless", "true",
-                               "--browser.gatherUsageStats", "false", "--server.port", str(port)],
-                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out: dict[str, object] = {}
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            while True:
-                try:
-                    page.goto(f"http://127.0.0.1:{port}/?case={first}", timeout=2000)
-                    break
-                except Exception:  # server not listening yet
-                    time.sleep(0.2)
+    with _fresh_server(f"/?case={first}", viewport={"width": 1400, "height": 1000}) as (page, _):
+        page.get_by_text("How the modalities were combined").wait_for(timeout=600_000)
+        _settle(page)
+        slider_runs = []
+        for k in range(repeats):
+            before = page.locator("#ablation-result").inner_text()
+            slider = page.get_by_role("slider", name=re.compile("ECG observed"))
+            slider.focus()
+            start = time.perf_counter()
+            slider.press("Home" if k % 2 == 0 else "End")
+            _changed(page, "#ablation-result", before)
+            _settle(page)
+            slider_runs.append(time.perf_counter() - start)
+        out["browser_slider_s"] = statistics.median(slider_runs)
+        out["browser_slider_runs_s"] = slider_runs
+
+        def choose(case_id: str) -> float:
+            box = page.get_by_role("combobox", name=re.compile(r"^Case \("))
+            start = time.perf_counter()
+            box.click()
+            box.fill(case_id)
+            page.keyboard.press("Enter")
+            page.wait_for_function(f"() => location.search.includes('{case_id}')", timeout=600_000)
+            _settle(page)
             page.get_by_text("How the modalities were combined").wait_for(timeout=600_000)
-            _settle(page)
-            slider_runs = []
-            for k in range(repeats):
-                before = page.locator("#ablation-result").inner_text()
-                slider = page.get_by_role("slider", name=re.compile("ECG observed"))
-                slider.focus()
-                start = time.perf_counter()
-                slider.press("Home" if k % 2 == 0 else "End")
-                _changed(page, "#ablation-result", before)
-                _settle(page)
-                slider_runs.append(time.perf_counter() - start)
-            out["browser_slider_s"] = statistics.median(slider_runs)
-            out["browser_slider_runs_s"] = slider_runs
+            return time.perf_counter() - start
 
-            def choose(case_id: str) -> float:
-                box = page.get_by_role("combobox", name=re.compile(r"^Case \("))
-                start = time.perf_counter()
-                box.click()
-                box.fill(case_id)
-                page.keyboard.press("Enter")
-                page.wait_for_function(f"() => location.search.includes('{case_id}')", timeout=600_000)
-                _settle(page)
-                page.get_by_text("How the modalities were combined").wait_for(timeout=600_000)
-                return time.perf_counter() - start
+        choose(second)  # explained once: later switches are served from the cache
+        switch_runs = [choose(first if k % 2 == 0 else second) for k in range(repeats)]
+        out["browser_case_switch_s"] = statistics.median(switch_runs)
+        out["browser_case_switch_runs_s"] = switch_runs
 
-            choose(second)  # explained once: later switches are served from the cache
-            switch_runs = [choose(first if k % 2 == 0 else second) for k in range(repeats)]
-            out["browser_case_switch_s"] = statistics.median(switch_runs)
-            out["browser_case_switch_runs_s"] = switch_runs
-
-            page.get_by_role("link", name="Missing modalities").click()
+        page.get_by_role("link", name="Missing modalities").click()
+        start = time.perf_counter()
+        page.get_by_text("Section 7.3").first.wait_for(timeout=600_000)
+        _settle(page)
+        out["browser_missing_first_s"] = time.perf_counter() - start
+        rate_runs = []
+        for k in range(repeats):
+            caption = page.get_by_text("Share of cases in which").first.inner_text()
+            slider = page.get_by_role("slider", name=re.compile("ECG missing"))
+            slider.focus()
             start = time.perf_counter()
-            page.get_by_text("Section 7.3").first.wait_for(timeout=600_000)
+            slider.press("ArrowRight")
+            page.wait_for_function(
+                "b => [...document.querySelectorAll('p')].some(p => p.innerText.startsWith('Share of cases') "
+                "&& p.innerText !== b)", arg=caption, timeout=600_000)
             _settle(page)
-            out["browser_missing_first_s"] = time.perf_counter() - start
-            rate_runs = []
-            for k in range(repeats):
-                caption = page.get_by_text("Share of cases in which").first.inner_text()
-                slider = page.get_by_role("slider", name=re.compile("ECG missing"))
-                slider.focus()
-                start = time.perf_counter()
-                slider.press("ArrowRight")
-                page.wait_for_function(
-                    "b => [...document.querySelectorAll('p')].some(p => p.innerText.startsWith('Share of cases') "
-                    "&& p.innerText !== b)", arg=caption, timeout=600_000)
-                _settle(page)
-                rate_runs.append(time.perf_counter() - start)
-            out["browser_missing_rate_step_s"] = statistics.median(rate_runs)
-            out["browser_missing_rate_step_runs_s"] = rate_runs
+            rate_runs.append(time.perf_counter() - start)
+        out["browser_missing_rate_step_s"] = statistics.median(rate_runs)
+        out["browser_missing_rate_step_runs_s"] = rate_runs
 
-            page.get_by_role("link", name="Cohort attention").click()
-            start = time.perf_counter()
-            page.get_by_text("Modality importance").first.wait_for(timeout=600_000)
-            _settle(page)
-            out["browser_cohort_first_s"] = time.perf_counter() - start
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        page.get_by_role("link", name="Cohort attention").click()
+        start = time.perf_counter()
+        page.get_by_text("Modality importance").first.wait_for(timeout=600_000)
+        _settle(page)
+        out["browser_cohort_first_s"] = time.perf_counter() - start
     return out
 
 
 def sidebar_s() -> tuple[float, float] | None:
     """From launching `streamlit run` to the sidebar's page list, and to its Advanced settings, drawn in
     chromium."""
-    chromium = shutil.which("chromium")
-    if chromium is None:
+    if shutil.which("chromium") is None:
         return None
-    from playwright.sync_api import sync_playwright
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    start = time.perf_counter()
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", MAIN, "--server.headless", "true",
-                               "--browser.gatherUsageStats", "false", "--server.port", str(port)],
-                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"])
-            page = browser.new_page()
-            while True:
-                try:
-                    page.goto(f"http://127.0.0.1:{port}/", timeout=2000)
-                    break
-                except Exception:  # server not listening yet
-                    time.sleep(0.2)
-            page.get_by_role("link", name="Missing modalities").wait_for(timeout=600_000)
-            pages = time.perf_counter() - start
-            page.get_by_text("Advanced: model, cohort, explanations").wait_for(timeout=600_000)
-            elapsed = pages, time.perf_counter() - start
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    return elapsed
+    with _fresh_server() as (page, start):
+        page.get_by_role("link", name="Missing modalities").wait_for(timeout=600_000)
+        pages = time.perf_counter() - start
+        page.get_by_text("Advanced: model, cohort, explanations").wait_for(timeout=600_000)
+        return pages, time.perf_counter() - start
 
 
 def _runs(values) -> str:
