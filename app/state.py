@@ -22,6 +22,7 @@ from explain.case import CaseExplanation, ExplainSettings, explain_case
 from neurofusion.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_checkpoint
 from neurofusion.data.cohort import COHORT_CSV, CohortReader
 from neurofusion.data.errors import CohortError
+from neurofusion.data.formats import wfdb_data_files
 from neurofusion.data.schema import MODALITIES, SPLITS, Case
 from neurofusion.inference import Predictor
 from neurofusion.ood import OOD_FILE, OODReference
@@ -104,16 +105,9 @@ def _stat(path: str) -> tuple[int, int] | None:
 
 @functools.lru_cache(maxsize=65536)
 def _wfdb_data_files(header: str, size: int, mtime_ns: int) -> tuple[str, ...]:
-    """The signal file names in a WFDB header (first field of each signal line), parsed once per version of
-    the header (``size`` and ``mtime_ns`` are part of the cache key)."""
-    try:
-        lines = Path(header).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return ()
-    lines = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    names = {line.split()[0] for line in lines[1:]}
-    # the reader refuses paths outside the record's folder; here they only name files to stat
-    return tuple(sorted(n for n in names if "/" not in n and "\\" not in n and n != "~"))
+    """The signal file names in a WFDB header, read once per version of the header (``size`` and
+    ``mtime_ns`` are part of the cache key)."""
+    return wfdb_data_files(header)
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=4)

@@ -260,6 +260,18 @@ def _positive(text: str) -> bool:
         return False
 
 
+def wfdb_data_files(header_path: str | Path) -> tuple[str, ...]:
+    """The signal file names a WFDB header lists (each beside the header), or () when the header cannot be
+    parsed (reading the record then reports why). Names with a folder part are left out: the reader
+    refuses them."""
+    try:
+        header = wfdb.rdheader(str(Path(header_path).with_suffix("")))
+    except Exception:  # wfdb raises bare ValueError/IndexError for malformed headers
+        return ()
+    names = {n for n in header.file_name or () if n and n != "~" and "/" not in n and "\\" not in n}
+    return tuple(sorted(names))
+
+
 def _check_wfdb_length(header_path: Path) -> None:
     """Compare each signal file's size with the samples its header declares: wfdb reports a short file
     only as a numpy reshape error, which does not tell the user the file was cut off."""

@@ -8,7 +8,7 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from neurofusion.data import CohortError, Signal, STANDARD_LEADS, read_image, read_note, read_signal
-from neurofusion.data.formats import write_dicom_image, write_note, write_png, write_wfdb
+from neurofusion.data.formats import wfdb_data_files, write_dicom_image, write_note, write_png, write_wfdb
 
 
 @pytest.fixture
@@ -298,3 +298,12 @@ def test_wfdb_header_that_cannot_be_parsed_is_an_error(tmp_path):
     (tmp_path / "r.hea").write_text("r 1 500 100\nr.dat sixteen garbage here\n")
     with pytest.raises(CohortError, match=r"r\.hea: WFDB header cannot be parsed"):
         read_signal(tmp_path / "r.hea")
+
+
+def test_wfdb_data_files_lists_what_the_header_names(tmp_path):
+    data = np.zeros((2, 500), dtype=np.float32)
+    write_wfdb(tmp_path / "rec.hea", Signal(data=data, fs=250.0, channels=("I", "II")))
+    assert wfdb_data_files(tmp_path / "rec.hea") == ("rec.dat",)
+    (tmp_path / "bad.hea").write_text("bad 2 zero\n")
+    assert wfdb_data_files(tmp_path / "bad.hea") == ()
+    assert wfdb_data_files(tmp_path / "absent.hea") == ()
