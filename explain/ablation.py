@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from explain.importance import SUBSETS
 from neurofusion.data.schema import MODALITIES, Case, Signal
 from neurofusion.inference import Predictor, drop_mask, model_lock
 from neurofusion.metrics import classification_metrics
@@ -138,23 +139,17 @@ def hidden_predictions(predictor: Predictor, cases: Sequence[Case]) -> HiddenPre
     """Encode the cases once (in batches of 100, as the direct study does) and fuse each batch with every
     subset of modalities hidden: 16 fusions, exact (the encoders do not depend on what is hidden)."""
     model = predictor.model.eval()
-    subsets = range(2 ** len(MODALITIES))
     labels, present, parts = [], [], []
     for batch in predictor.batches(cases, 100):
+        hidden = SUBSETS.to(batch.present.device)  # row s: the modalities subset s hides
         with model_lock(model):
             encoded = model.encode(batch)
             parts.append(np.stack([
-                model.fuse(encoded, batch.present & ~_subset_mask(s, batch.present)).probabilities.float().cpu().numpy()
-                for s in subsets]))
+                model.fuse(encoded, batch.present & ~mask).probabilities.float().cpu().numpy() for mask in hidden]))
         labels.append(batch.labels.cpu().numpy())
         present.append(batch.present.cpu().numpy())
     return HiddenPredictions(np.concatenate(parts, axis=1), np.concatenate(labels), np.concatenate(present),
                              tuple(model.classes))
-
-
-def _subset_mask(subset: int, present: torch.Tensor) -> torch.Tensor:
-    bits = torch.tensor([bool(subset >> j & 1) for j in range(len(MODALITIES))], device=present.device)
-    return bits.expand_as(present)
 
 
 def missing_rate_metrics(hidden: HiddenPredictions, rates: Mapping[str, float], *, n_bootstrap: int = 1000,
