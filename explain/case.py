@@ -101,11 +101,10 @@ class CaseExplanation:
 def explain_case(predictor: Predictor, case: Case, settings: ExplainSettings = ExplainSettings(), *,
                  ood: OODReference | None = None) -> CaseExplanation:
     """Every part of a case's explanation. ``ood`` is the checkpoint's out-of-distribution reference
-    (``Checkpoint.ood``); without it, the predictor's ``ood`` attribute if it has one. Safe to call from
-    several threads sharing one model: the model is used under its lock throughout."""
-    reference = ood if ood is not None else getattr(predictor, "ood", None)
+    (``Checkpoint.ood``; None: no flags). Safe to call from several threads sharing one model: the model is
+    used under its lock throughout."""
     with model_lock(predictor.model):
-        return _explain_case(predictor, case, settings, reference)
+        return _explain_case(predictor, case, settings, ood)
 
 
 def _explain_case(predictor: Predictor, case: Case, settings: ExplainSettings,
