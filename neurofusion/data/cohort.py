@@ -412,7 +412,8 @@ def _modality_files(table, root, existing, modality, folder, column, suffixes) -
         if parent == folder and dot and f".{suffix.lower()}" in suffixes:
             by_id.setdefault(stem, rel)
     files = table["case_id"].map(lambda case_id: by_id.get(case_id, ""))
-    outside = files.map(lambda f: f != "" and not _resolves_inside(root, f))
+    inside = _inside(root)
+    outside = files.map(lambda f: f != "" and not inside(f))
     if outside.any():
         rel = files[outside].iloc[0]
         raise CohortError(
@@ -436,16 +437,23 @@ def _check_inside(files: pd.Series, table: pd.DataFrame, root: Path, modality: s
     fail_rows(parent, table, path, column,
               lambda v: f"{modality} file {v!r} contains '..'; files must lie inside the cohort folder")
     outside = pd.Series(False, index=files.index)
-    outside[given] = files[given].map(lambda f: not _resolves_inside(root, f))
+    inside = _inside(root)
+    outside[given] = files[given].map(lambda f: not inside(f))
     fail_rows(outside, table, path, column,
               lambda v: f"{modality} file {v!r} resolves to {os.path.realpath(root / v.replace(chr(92), '/'))}, "
                         "outside the cohort folder (a symbolic link?); copy the file into the folder")
 
 
-def _resolves_inside(root: Path, rel: str) -> bool:
+def _inside(root: Path) -> Callable[[str], bool]:
+    """rel -> whether root/rel, links resolved, lies inside root (the root is resolved once, not per file)."""
     real_root = os.path.realpath(root)
-    real = os.path.realpath(os.path.join(root, rel))
-    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+    prefix = real_root.rstrip(os.sep) + os.sep
+
+    def inside(rel: str) -> bool:
+        real = os.path.realpath(os.path.join(root, rel))
+        return real == real_root or real.startswith(prefix)
+
+    return inside
 
 
 def _presence(table: pd.DataFrame, found: pd.Series, modality: str, path: Path) -> pd.Series:
