@@ -19,6 +19,7 @@ import streamlit as st
 import torch
 
 from explain.case import CaseExplanation, ExplainSettings, explain_case
+from explain.cohort import CohortImportance, cohort_importance
 from neurofusion.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_checkpoint
 from neurofusion.data.cohort import COHORT_CSV, CohortReader
 from neurofusion.data.errors import CohortError
@@ -192,6 +193,14 @@ def case_explanation(_predictor: Predictor, _cohort: CohortReader, _ood: OODRefe
     return explain_case(_predictor, _cohort[case_id], settings, ood=_ood)
 
 
+@st.cache_data(show_spinner="Explaining every selected case (attention and modality importance)...", max_entries=16)
+def cohort_explanation(_predictor: Predictor, _cohort: CohortReader, model_key: str, cases_key: str,
+                       case_ids: tuple[str, ...]) -> CohortImportance:
+    """Modality importance of each case and the class-averaged attention, from one pass: the cohort
+    attention and agreement pages share it, so the second of them opens from the cache."""
+    return cohort_importance(_predictor, [_cohort[i] for i in case_ids])
+
+
 def device_options() -> list[str]:
     return ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -240,6 +249,9 @@ class Context:
             st.warning(f"{len(left_out)} case{'s' if len(left_out) > 1 else ''} could not be read and "
                        f"{'are' if len(left_out) > 1 else 'is'} left out:\n{shown}{more}")
         return [i for i in ids if i not in bad]
+
+    def cohort_explanation(self, case_ids: Sequence[str]) -> CohortImportance:
+        return cohort_explanation(self.predictor, self.cohort, self.model_key, self.cases_key, tuple(case_ids))
 
     def explain(self, case_id: str, settings: ExplainSettings | None = None) -> CaseExplanation:
         return case_explanation(self.predictor, self.cohort, self.checkpoint.ood, self.model_key, self.data_key,

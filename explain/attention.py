@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from neurofusion.data.dataset import Batch
-from neurofusion.data.schema import Case
+from neurofusion.data.schema import MODALITIES, Case
 from neurofusion.inference import Predictor, model_lock
 
 
@@ -49,34 +49,46 @@ def cross_attention(model, batch: Batch) -> CaseAttention:
 def cohort_attention(predictor: Predictor, cases: Sequence[Case], batch_size: int = 64) -> CohortAttention:
     """Head-averaged attention averaged per class. Each cell (query i, key j) is averaged over the cases
     that have both modalities, so a missing modality's placeholder token never dilutes the picture."""
-    classes = list(predictor.model.classes)
-    sums = {kind: np.zeros((len(classes), 4, 4)) for kind in ("true", "predicted")}
-    weights = {kind: np.zeros((len(classes), 4, 4)) for kind in ("true", "predicted")}
-    counts = {kind: np.zeros(len(classes), dtype=int) for kind in ("true", "predicted")}
+    averager = ClassAttentionAverager(list(predictor.model.classes), len(MODALITIES))
     for batch in predictor.batches(cases, batch_size):
         with model_lock(predictor.model):
             output = predictor.model(batch)
         if output.cross_attention is None:
             raise ValueError(f"a {predictor.model.config.architecture} model has no cross-modal attention")
-        mean = output.cross_attention.float().mean(1).cpu().numpy()  # (B, 4, 4)
-        present = batch.present.cpu().numpy()
-        both = (present[:, :, None] & present[:, None, :]).astype(float)  # (B, 4, 4)
-        groups = {"true": batch.labels.cpu().numpy(), "predicted": output.probabilities.argmax(-1).cpu().numpy()}
-        for kind, index in groups.items():
+        averager.add(output.cross_attention.float().mean(1).cpu().numpy(), batch.present.cpu().numpy(),
+                     batch.labels.cpu().numpy(), output.probabilities.argmax(-1).cpu().numpy())
+    return averager.result()
+
+
+class ClassAttentionAverager:
+    """Accumulates head-averaged (B, M, M) attention batch by batch into per-class means by true and by
+    predicted class, each cell over the cases that have both modalities."""
+
+    def __init__(self, classes: list[str], n_modalities: int) -> None:
+        self.classes = classes
+        kinds = ("true", "predicted")
+        self._sums = {kind: np.zeros((len(classes), n_modalities, n_modalities)) for kind in kinds}
+        self._weights = {kind: np.zeros((len(classes), n_modalities, n_modalities)) for kind in kinds}
+        self._counts = {kind: np.zeros(len(classes), dtype=int) for kind in kinds}
+
+    def add(self, mean: np.ndarray, present: np.ndarray, labels: np.ndarray, predicted: np.ndarray) -> None:
+        """mean: (B, M, M); present: (B, M) bool; labels: (B,) class index, -1 = unlabelled; predicted: (B,)."""
+        both = (present[:, :, None] & present[:, None, :]).astype(float)  # (B, M, M)
+        for kind, index in (("true", labels), ("predicted", predicted)):
             for b, c in enumerate(index):
                 if c < 0:
                     continue  # unlabelled case: no true class
-                sums[kind][c] += mean[b] * both[b]
-                weights[kind][c] += both[b]
-                counts[kind][c] += 1
-    averaged = {kind: np.divide(sums[kind], weights[kind], out=np.full_like(sums[kind], np.nan),
-                                where=weights[kind] > 0) for kind in sums}
-    return CohortAttention(
-        classes=classes,
-        by_true={c: averaged["true"][k] for k, c in enumerate(classes)},
-        by_predicted={c: averaged["predicted"][k] for k, c in enumerate(classes)},
-        counts_true={c: int(counts["true"][k]) for k, c in enumerate(classes)},
-        counts_predicted={c: int(counts["predicted"][k]) for k, c in enumerate(classes)},
-    )
+                self._sums[kind][c] += mean[b] * both[b]
+                self._weights[kind][c] += both[b]
+                self._counts[kind][c] += 1
 
-
+    def result(self) -> CohortAttention:
+        averaged = {kind: np.divide(self._sums[kind], self._weights[kind], out=np.full_like(self._sums[kind], np.nan),
+                                    where=self._weights[kind] > 0) for kind in self._sums}
+        return CohortAttention(
+            classes=self.classes,
+            by_true={c: averaged["true"][k] for k, c in enumerate(self.classes)},
+            by_predicted={c: averaged["predicted"][k] for k, c in enumerate(self.classes)},
+            counts_true={c: int(self._counts["true"][k]) for k, c in enumerate(self.classes)},
+            counts_predicted={c: int(self._counts["predicted"][k]) for k, c in enumerate(self.classes)},
+        )

@@ -13,6 +13,7 @@ from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from explain.agreement import importance_to_ranks, inter_rater, model_vs_raters, summarize, versus_ground_truth
+from explain.attention import ClassAttentionAverager, CohortAttention
 from explain.importance import METHODS, modality_importance
 from neurofusion.data.annotations import STRENGTH_COLUMNS
 from neurofusion.data.schema import MODALITIES, Case
@@ -21,9 +22,12 @@ from neurofusion.inference import Predictor
 
 @dataclass
 class CohortImportance:
-    """One row per case: case_id, label, predicted, then ``<method>_<modality>`` scores (NaN = absent)."""
+    """One row per case: case_id, label, predicted, then ``<method>_<modality>`` scores (NaN = absent).
+    ``attention``: the cross-modal attention averaged by class, from the same model pass (None for an
+    architecture without cross-modal attention)."""
 
     table: pd.DataFrame
+    attention: CohortAttention | None = None
 
     def method(self, method: str) -> pd.DataFrame:
         """(cases x modalities) scores of one method, indexed by case_id."""
@@ -69,13 +73,20 @@ class CohortImportance:
 
 def cohort_importance(predictor: Predictor, cases: Sequence[Case], *, batch_size: int = 32,
                       progress: bool = False) -> CohortImportance:
+    """Modality importance (every method) of each case and, from the same pass, the cross-modal attention
+    averaged by class: one encoder pass per case serves both cohort views."""
     rows = []
     classes = predictor.model.classes
+    averager = ClassAttentionAverager(list(classes), len(MODALITIES))
+    has_attention = True
     batches = predictor.batches(cases, batch_size)
     total = (len(cases) + batch_size - 1) // batch_size
     for batch in tqdm(batches, total=total, desc="importance", disable=not progress, file=sys.stderr):
         result = modality_importance(predictor.model, batch)
         labels = batch.labels.cpu().numpy()
+        has_attention = result.cross_attention is not None
+        if has_attention:
+            averager.add(result.cross_attention, result.present, labels, result.target)
         tables = {m: result.table(m) for m in METHODS if m != "attention" or result.attention is not None}
         for i, case_id in enumerate(result.case_ids):
             row = {"case_id": case_id, "label": classes[labels[i]] if labels[i] >= 0 else None,
@@ -83,7 +94,7 @@ def cohort_importance(predictor: Predictor, cases: Sequence[Case], *, batch_size
             for method, table in tables.items():
                 row.update({f"{method}_{m}": table.iloc[i][m] for m in MODALITIES})
             rows.append(row)
-    return CohortImportance(pd.DataFrame(rows))
+    return CohortImportance(pd.DataFrame(rows), averager.result() if has_attention else None)
 
 
 def clinician_agreement(importance: CohortImportance, rankings: pd.DataFrame, method: str = "shapley", *,

@@ -39,6 +39,7 @@ class ModalityImportance:
     shapley: np.ndarray  # (B, 4)
     leave_one_out: np.ndarray  # (B, 4): p(full) - p(full without m)
     attention: np.ndarray | None  # (B, 4): mean attention received from the present modalities
+    cross_attention: np.ndarray | None = None  # (B, 4, 4): head-averaged attention with every modality
 
     def table(self, method: str) -> pd.DataFrame:
         """(cases x modalities) scores of one method, NaN for modalities the case lacks."""
@@ -89,10 +90,11 @@ def modality_importance(model, batch: Batch, target: torch.Tensor | None = None,
     value = probabilities[cases, :, target]  # (B, 16): v(S) for the explained class
     shapley = value @ _COEFFICIENTS.to(value.device)  # (B, 4)
     leave_one_out = torch.stack([value[cases, full_index] - value[cases, full_index & ~(1 << j)] for j in range(N)], 1)
-    attention = None
+    attention = cross = None
     full_rows = cases * len(masks) + full_index
     if outputs.cross_attention is not None:
         attention = attention_received(outputs.cross_attention[full_rows], batch.present)
+        cross = outputs.cross_attention[full_rows].float().mean(1).cpu().numpy()  # (B, heads, 4, 4) -> (B, 4, 4)
     present = batch.present.cpu().numpy()
     return ModalityImportance(
         case_ids=list(batch.case_ids),
@@ -104,6 +106,7 @@ def modality_importance(model, batch: Batch, target: torch.Tensor | None = None,
         shapley=np.where(present, shapley.cpu().numpy(), 0.0),
         leave_one_out=np.where(present, leave_one_out.cpu().numpy(), 0.0),
         attention=None if attention is None else attention.cpu().numpy(),
+        cross_attention=cross,
     )
 
 

@@ -12,9 +12,9 @@ import streamlit as st
 
 from app import agreement_figures, figures
 from app.export import research_export
-from app.state import Context, context
+from app.state import context
 from explain.agreement import MIN_CASES_FOR_CI
-from explain.cohort import CohortImportance, clinician_agreement, cohort_importance, ground_truth_agreement
+from explain.cohort import clinician_agreement, ground_truth_agreement
 from neurofusion.data.annotations import display_name, read_rankings
 from neurofusion.data.cohort import RANKINGS_CSV
 from neurofusion.data.errors import CohortError
@@ -22,11 +22,6 @@ from neurofusion.data.errors import CohortError
 MAX_UPLOAD_MB = 5  # a rankings file is a few hundred bytes per case and rater: 5 MB is ~50,000 rankings
 METHOD_LABELS = {"shapley": "Shapley", "leave_one_out": "Leave-one-out", "attention": "Attention"}
 SHOWN_ERRORS = 20  # errors listed on the page; the count says how many more there are
-
-@st.cache_data(show_spinner="Computing modality importance for the ranked cases...", max_entries=16)
-def _importance(_ctx: Context, model_key: str, cases_key: str, case_ids: tuple[str, ...]) -> CohortImportance:
-    return cohort_importance(_ctx.predictor, [_ctx.cohort[i] for i in case_ids])
-
 
 def _show_error(prefix: str, err: CohortError) -> None:
     """One message listing every error of the file, each with its line (read_rankings collects them)."""
@@ -119,7 +114,7 @@ if not case_ids:
     st.info("None of the ranked cases can be read.")
     st.stop()
 rankings = rankings[rankings["case_id"].isin(case_ids)]
-importance = _importance(ctx, ctx.model_key, ctx.cases_key, case_ids)
+importance = ctx.cohort_explanation(case_ids)
 if method not in importance.methods:
     st.info("This model has no attention; choose Shapley or leave-one-out.")
     st.stop()

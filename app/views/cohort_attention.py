@@ -6,19 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import figures
-from app.state import Context, context, split_picker
-from explain.attention import CohortAttention, cohort_attention
-from explain.cohort import CohortImportance, cohort_importance
-
-
-@st.cache_data(show_spinner="Averaging attention and modality importance over the cohort...", max_entries=16)
-def _cohort(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...]
-            ) -> tuple[CohortAttention | None, CohortImportance]:
-    """Both passes over the cases, read from disk once (reading is a third of the time on the demo cohort)."""
-    cases = [_ctx.cohort[i] for i in ids]
-    attention = (cohort_attention(_ctx.predictor, cases) if _ctx.checkpoint.config.architecture == "neurofusion"
-                 else None)
-    return attention, cohort_importance(_ctx.predictor, cases)
+from app.state import context, split_picker
 
 
 ctx = context()
@@ -28,7 +16,8 @@ ids = tuple(ctx.readable_ids(ctx.split_ids(split)))
 if not ids:
     st.info("No case of this selection can be read.")
     st.stop()
-attention, importance = _cohort(ctx, ctx.model_key, ctx.cases_key, ids)
+importance = ctx.cohort_explanation(ids)
+attention = importance.attention
 if attention is None:
     st.info(f"A {ctx.checkpoint.config.architecture} model has no cross-modal attention; modality importance "
             "is shown below.")

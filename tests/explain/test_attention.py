@@ -43,3 +43,30 @@ def test_models_without_attention_say_so(tiny_cohort, tiny_tokenizer):
     model = build_model(tiny_config(tiny_cohort, tiny_tokenizer, "mlp_fusion")).eval()
     with pytest.raises(ValueError, match="mlp_fusion model has no cross-modal attention"):
         cross_attention(model, Predictor(model, tiny_tokenizer).batch([tiny_cohort[0]]))
+
+
+def test_cohort_importance_carries_the_same_attention_from_its_one_pass(tiny_batch, tiny_tokenizer, tiny_cohort):
+    """The cohort page draws attention and importance from one encoder pass: its attention must equal the
+    dedicated attention pass, class by class, with the same counts."""
+    from explain.cohort import cohort_importance
+
+    model, _ = tiny_batch
+    predictor = Predictor(model, tiny_tokenizer)
+    cases = [tiny_cohort[i] for i in range(25)]
+    direct = cohort_attention(predictor, cases, batch_size=7)
+    combined = cohort_importance(predictor, cases, batch_size=6).attention
+    assert combined is not None
+    assert combined.counts_true == direct.counts_true and combined.counts_predicted == direct.counts_predicted
+    for cls in model.classes:
+        assert np.allclose(combined.by_true[cls], direct.by_true[cls], atol=1e-5, equal_nan=True)
+        assert np.allclose(combined.by_predicted[cls], direct.by_predicted[cls], atol=1e-5, equal_nan=True)
+
+
+def test_cohort_importance_of_a_model_without_attention_has_none(tiny_cohort, tiny_tokenizer):
+    from explain.cohort import cohort_importance
+    from neurofusion.models import build_model
+    from tests.conftest import tiny_config
+
+    model = build_model(tiny_config(tiny_cohort, tiny_tokenizer, "mlp_fusion")).eval()
+    result = cohort_importance(Predictor(model, tiny_tokenizer), [tiny_cohort[i] for i in range(5)])
+    assert result.attention is None and len(result.table) == 5
