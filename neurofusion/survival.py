@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from sksurv.compare import compare_survival
@@ -180,9 +180,10 @@ def kaplan_meier(time: np.ndarray, event: np.ndarray, conf_level: float = 0.95) 
     """Kaplan-Meier curve of (N,) times and event flags (scikit-survival, log-log interval)."""
     t, e = _check_outcome(time, event)
     times, survival, interval = kaplan_meier_estimator(e, t, conf_type="log-log", conf_level=conf_level)
-    ordered = np.sort(t)
-    at_risk = len(t) - np.searchsorted(ordered, times, side="left")
-    events = np.array([np.count_nonzero(e & (t == u)) for u in times])
+    at_risk = len(t) - np.searchsorted(np.sort(t), times, side="left")
+    event_times, counts = np.unique(t[e], return_counts=True)
+    events = np.zeros(len(times), dtype=np.int64)
+    events[np.searchsorted(times, event_times)] = counts
     return KaplanMeier(times, survival, interval[0], interval[1], at_risk.astype(np.int64), events)
 
 
@@ -322,20 +323,21 @@ class Calibration:
     ``groups``: one dict per non-empty group (n, mean predicted, observed with its log-log interval; observed
     None when the group's follow-up ends before the horizon). Summaries over groups with an observed value,
     each with a bootstrap interval: ``mean_abs_gap`` = size-weighted mean |predicted - observed| (a grouped
-    form of the integrated calibration index; 0 = calibrated), and the size-weighted least-squares line
+    form of the integrated calibration index; 0 = calibrated; absolute gaps only grow with resampling noise,
+    so its interval tends to sit above it for small groups), and the size-weighted least-squares line
     observed = ``intercept`` + ``slope`` * predicted (calibrated: slope 1, intercept 0).
     """
 
     horizon: float
+    n_groups: int
     groups: list[dict]
     mean_abs_gap: Estimate
     slope: Estimate
     intercept: Estimate
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"horizon": self.horizon, "groups": self.groups, "mean_abs_gap": self.mean_abs_gap.to_dict(),
-                "slope": self.slope.to_dict(), "intercept": self.intercept.to_dict(), **self.extra}
+        return {"horizon": self.horizon, "n_groups": self.n_groups, "groups": self.groups,
+                **{name: getattr(self, name).to_dict() for name in ("mean_abs_gap", "slope", "intercept")}}
 
 
 def calibration_at(time: np.ndarray, event: np.ndarray, predicted_survival: np.ndarray, *, horizon: float = 60.0,
@@ -380,10 +382,8 @@ def calibration_at(time: np.ndarray, event: np.ndarray, predicted_survival: np.n
 
     names = ("mean_abs_gap", "slope", "intercept")
     estimates = _with_interval(summary, len(t), n_boot, seed, ci, names=names,
-                               undefined={"slope": "predictions do not vary across groups with an observed value",
-                                          "intercept": "predictions do not vary across groups with an observed value"})
-    return Calibration(float(horizon), table(np.arange(len(t))), *(estimates[name] for name in names),
-                       extra={"n_groups": n_groups, "observed": "Kaplan-Meier", "n_bootstrap": n_boot, "ci": ci})
+                               partly_undefined="predictions do not vary across groups with an observed value")
+    return Calibration(float(horizon), n_groups, table(np.arange(len(t))), *(estimates[name] for name in names))
 
 
 def survival_metrics(time: np.ndarray, event: np.ndarray, curves: np.ndarray, bins: SurvivalBins, *,
@@ -414,9 +414,10 @@ def survival_metrics(time: np.ndarray, event: np.ndarray, curves: np.ndarray, bi
 
 
 def _with_interval(point: Callable[[np.ndarray], float | np.ndarray], n: int, n_boot: int, seed: int, ci: float,
-                   names: tuple[str, ...] | None = None, undefined: dict[str, str] | None = None):
+                   names: tuple[str, ...] | None = None, partly_undefined: str = ""):
     """The metric ``point(case indices)`` on all cases and on ``n_boot`` seeded resamples -> an Estimate (or
-    {name: Estimate} when ``point`` returns one value per name, NaN where that one is not defined)."""
+    {name: Estimate} when ``point`` returns one value per name, NaN where that one is not defined, for the
+    reason ``partly_undefined``). ``point`` raises _Undefined when the data define none of them."""
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     if not 0 < ci < 1:
@@ -438,8 +439,7 @@ def _with_interval(point: Callable[[np.ndarray], float | np.ndarray], n: int, n_
     out = {}
     for j, name in enumerate(names or ("value",)):
         if np.isnan(value[j]):
-            why = reason or f"not defined: {(undefined or {}).get(name, 'not defined on these data')}"
-            out[name] = Estimate(None, None, None, why)
+            out[name] = Estimate(None, None, None, reason or f"not defined: {partly_undefined}")
             continue
         low, high = _percentile_interval(resampled[:, j], ci, n_boot)
         if np.isnan(low):
@@ -488,7 +488,10 @@ def _check_outcome(time, event, allow_unknown: bool = False) -> tuple[np.ndarray
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"time must be finite and >= 0, got {t[i]} at position {i}")
-    flags = ev.astype(float) if ev.dtype != object else np.array(ev, dtype=float)
+    try:
+        flags = ev.astype(float)
+    except (TypeError, ValueError):
+        raise ValueError(f"event must hold 1 (event) or 0 (censored) flags, got {ev.tolist()[:5]}...") from None
     bad = known & ~np.isin(flags, [0.0, 1.0])
     if bad.any():
         i = int(np.flatnonzero(bad)[0])

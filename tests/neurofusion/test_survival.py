@@ -321,6 +321,8 @@ def test_undefined_metrics_are_none_with_a_reason_never_a_number():
     assert auc.value is None and "end at 30" in auc.reason
     calibration = calibration_at(time, event, np.array([0.9, 0.8, 0.7, 0.6]), n_groups=2, n_boot=10)
     assert calibration.mean_abs_gap.value is None and "followed up to 60" in calibration.mean_abs_gap.reason
+    flat = calibration_at(*_cohort(200, seed=12)[:2], np.full(200, 0.5), n_boot=10)  # one group: no line
+    assert flat.mean_abs_gap.value is not None and flat.slope.value is None and "do not vary" in flat.slope.reason
 
 
 def test_bootstrap_intervals_hold_the_estimate_and_repeat_under_a_seed():

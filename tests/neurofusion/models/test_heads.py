@@ -25,6 +25,16 @@ def test_survival_nll_matches_hand_computation():
     assert abs(float(loss) - expected) < 1e-6
 
 
+def test_survival_loss_gradient_separates_censored_from_event_cases():
+    logits = torch.zeros(2, 4, requires_grad=True)  # hazard 1/2 in every bin
+    SurvivalHead.loss(logits, torch.tensor([[2, 1], [2, 0]])).backward()
+    # d/dh of -log(1 - sigmoid(h)) is +1/2 (survived bin), of -log(sigmoid(h)) is -1/2 (event bin); mean over 2
+    # cases. The event case pushes the hazard of bin 2 up, the case censored in bin 2 pushes it down; neither
+    # says anything about bin 3.
+    expected = torch.tensor([[0.25, 0.25, -0.25, 0.0], [0.25, 0.25, 0.25, 0.0]])
+    assert torch.allclose(logits.grad, expected)
+
+
 def test_survival_and_regression_ignore_unknown_targets():
     assert float(SurvivalHead.loss(torch.randn(2, 3), torch.tensor([[-1, 0], [-1, 1]]))) == 0.0
     pred = torch.tensor([[1.0], [5.0]])
