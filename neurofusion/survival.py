@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sksurv.compare import compare_survival
@@ -30,6 +31,9 @@ from sksurv.nonparametric import kaplan_meier_estimator
 from sksurv.util import Surv
 
 from neurofusion.metrics import Estimate, _percentile_interval
+
+if TYPE_CHECKING:
+    import torch
 
 _CURVE_TOLERANCE = 1e-6
 _IBS_GRID_POINTS = 100
@@ -111,9 +115,11 @@ class SurvivalBins:
         bins = np.where(known, bins, -1)
         return np.stack([bins, np.where(known, events, False).astype(np.int64)], axis=1).astype(np.int64)
 
-    def survival_at(self, curve, horizon):
+    def survival_at(self, curve: np.ndarray | torch.Tensor, horizon: float | np.ndarray) -> np.ndarray | torch.Tensor:
         """Survival at ``horizon`` (scalar -> (B,), or (H,) -> (B, H)) from curves (B, K), numpy or torch
         (differentiable), interpolating linearly between edges from ``S(0) = 1``."""
+        if not hasattr(curve, "detach"):  # not a tensor
+            curve = np.asarray(curve, dtype=float)
         if curve.ndim != 2 or curve.shape[1] != self.num_bins:
             raise ValueError(f"curve must be (cases, {self.num_bins} bins), got shape {tuple(curve.shape)}")
         horizons = np.atleast_1d(np.asarray(horizon, dtype=float))
@@ -136,7 +142,7 @@ class SurvivalBins:
 
         return torch.stack(columns, dim=1)
 
-    def risk_score(self, curve, horizon: float = 60.0):
+    def risk_score(self, curve: np.ndarray | torch.Tensor, horizon: float = 60.0) -> np.ndarray | torch.Tensor:
         """(B, K) curves -> (B,) predicted probability of the event by ``horizon``: ``1 - S(horizon)``."""
         return 1.0 - self.survival_at(curve, float(horizon))
 
