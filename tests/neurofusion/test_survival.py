@@ -318,6 +318,8 @@ def test_undefined_metrics_are_none_with_a_reason_never_a_number():
     censored = np.zeros(4, dtype=bool)
     c_index = concordance_index(time, censored, np.array([0.4, 0.3, 0.2, 0.1]), n_boot=10)
     assert c_index.value is None and "no events" in c_index.reason
+    tied = concordance_index(np.array([2.0, 2.0]), np.array([1, 1]), np.array([0.6, 0.4]), n_boot=10)
+    assert tied.value is None and "no comparable pair" in tied.reason  # scikit-survival gives NaN here
     event = np.array([1, 0, 1, 0], dtype=bool)
     auc = time_dependent_auc(time, event, np.array([0.4, 0.3, 0.2, 0.1]), train_time=time, train_event=event,
                              n_boot=10)
