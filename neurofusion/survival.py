@@ -438,9 +438,8 @@ def _with_interval(point: Callable[[np.ndarray], float | np.ndarray], n: int, n_
     try:
         value = np.atleast_1d(np.asarray(point(np.arange(n)), dtype=float))
     except _Undefined as why:
-        value, reason = np.full(width, np.nan), f"not defined: {why.reason}"
-    else:
-        reason = None
+        undefined = Estimate(None, None, None, f"not defined: {why.reason}")
+        return undefined if names is None else dict.fromkeys(names, undefined)
     resampled, failures = np.full((n_boot, width), np.nan), Counter()
     rng = np.random.default_rng(seed)
     for b in range(n_boot):
@@ -451,7 +450,7 @@ def _with_interval(point: Callable[[np.ndarray], float | np.ndarray], n: int, n_
     out = {}
     for j, name in enumerate(names or ("value",)):
         if np.isnan(value[j]):
-            out[name] = Estimate(None, None, None, reason or f"not defined: {partly_undefined}")
+            out[name] = Estimate(None, None, None, f"not defined: {partly_undefined}")
             continue
         low, high = _percentile_interval(resampled[:, j], ci, n_boot)
         if np.isnan(low):
