@@ -33,7 +33,8 @@ from transformers import PreTrainedTokenizerFast
 
 from neurofusion.config import ModelConfig
 from neurofusion.data.tokenizer import load_tokenizer
-from neurofusion.models.model import MultiModalModel, build_model, tabular_normaliser
+from neurofusion.data.modalities import first_of_kind
+from neurofusion.models.model import MultiModalModel, build_model, tabular_normalisers
 from neurofusion.ood import OOD_FILE, OODError, OODReference, read_ood, weights_fingerprint, write_ood
 
 FORMAT_VERSION = 1
@@ -96,14 +97,17 @@ def save_checkpoint(
         (path / OOD_FILE).unlink()
     if tokenizer is not None:
         tokenizer.save_pretrained(str(path / TOKENIZER))
-    normaliser = tabular_normaliser(model)
-    if normaliser is not None:
-        numeric = [f.name for f in model.config.feature_specs if f.kind == "numeric"]
-        stats = {
-            name: {"mean": float(normaliser.mean[j]), "std": float(normaliser.std[j]),
-                   "log_scale": bool(normaliser.log_scale[j])}
-            for j, name in enumerate(numeric)
-        }
+    normalisers = tabular_normalisers(model)
+    if normalisers:
+        spec = model.config.input_spec()
+        stats = {}
+        for modality, normaliser in normalisers.items():  # feature names are unique across tabular modalities
+            numeric = [f.name for f in spec.features_of(modality) if f.kind == "numeric"]
+            stats.update({
+                name: {"mean": float(normaliser.mean[j]), "std": float(normaliser.std[j]),
+                       "log_scale": bool(normaliser.log_scale[j])}
+                for j, name in enumerate(numeric)
+            })
         (path / NORMALISATION).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     for name, content in ((METRICS, metrics), (TRAINING, training)):
         if content is not None:
@@ -139,7 +143,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "auto") -> Ch
     model = build_model(config)
     _load_state(model, state, path / WEIGHTS)
     tokenizer = load_tokenizer(path / TOKENIZER) if (path / TOKENIZER).is_dir() else None
-    if tokenizer is None and "text" in model.encoders:
+    if tokenizer is None and any(model.kind(m) == "text" for m in model.encoders):
         raise CheckpointError(f"{path / TOKENIZER} is missing: this model reads notes and needs its tokenizer")
     ood, ood_warning = _load_ood(path, state)
     device = resolve_device(device)
@@ -229,13 +233,17 @@ def _portable_config(model: MultiModalModel) -> ModelConfig:
     """The config to save: sizes read back from encoders that came from a local pretrained directory, and
     no ``pretrained`` paths, since the weights file holds the fine-tuned encoders."""
     config = ModelConfig.from_dict(model.config.to_dict())
-    if "text" in model.encoders and config.text.pretrained:
-        bert = model.encoders["text"].bert.config
+    encoded = [s for s in model.specs if s.name in model.encoders]
+    text = first_of_kind(encoded, "text")
+    # every image modality shares one ResNet layout; a grey one's channel count is the shared config's
+    image = first_of_kind([s for s in encoded if not s.colour], "image") or first_of_kind(encoded, "image")
+    if text is not None and config.text.pretrained:
+        bert = model.encoders[text.name].bert.config
         config.text.vocab_size, config.text.hidden_size = bert.vocab_size, bert.hidden_size
         config.text.num_layers, config.text.num_heads = bert.num_hidden_layers, bert.num_attention_heads
         config.text.intermediate_size = bert.intermediate_size
-    if "image" in model.encoders and config.image.pretrained:
-        resnet = model.encoders["image"].backbone.config
+    if image is not None and config.image.pretrained:
+        resnet = model.encoders[image.name].backbone.config
         config.image.embedding_size, config.image.num_channels = resnet.embedding_size, resnet.num_channels
         config.image.hidden_sizes, config.image.depths = list(resnet.hidden_sizes), list(resnet.depths)
         config.image.layer_type = resnet.layer_type

@@ -18,7 +18,9 @@ import yaml
 
 from neurofusion.data.dataset import InputSpec
 from neurofusion.data.features import FeatureSpec
+from neurofusion.data.modalities import ModalitySpec, modalities_from_dicts, modalities_to_dicts
 from neurofusion.data.schema import STANDARD_LEADS
+from neurofusion.data.tasks import task_modalities
 
 
 @dataclass
@@ -104,17 +106,25 @@ class HeadConfig:
 ARCHITECTURES = (
     "neurofusion", "mlp_fusion", "early_fusion", "late_fusion",
     "image_only", "text_only", "signal_only", "tabular_only",
-)
+)  # and "<name>_only" for any declared modality name
+PRIMARY_HEADS = ("classification", "survival")
 
 
 @dataclass
 class ModelConfig:
-    """Everything needed to rebuild a model: its architecture, inputs and every part's sizes."""
+    """Everything needed to rebuild a model: its architecture, inputs and every part's sizes.
+
+    ``modalities`` (ModalitySpec fields, in declaration order) are the inputs; empty means the task's
+    declaration (cardio's four for cardio, so a config.json written before modalities were declared loads
+    as cardio). The per-kind encoder configs (image, text, signal, tabular) are shared by every modality
+    of that kind, except what the declaration implies: a colour image modality reads 3 channels, and each
+    tabular modality reads its own features (``features[i]["modality"]``)."""
 
     task: str = "cardio"
     architecture: str = "neurofusion"
     classes: list[str] = field(default_factory=list)
     features: list[dict] = field(default_factory=list)  # FeatureSpec fields, in column order
+    modalities: list[dict] = field(default_factory=list)  # ModalitySpec fields; empty = the task's
     image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     signal: SignalEncoderConfig = field(default_factory=SignalEncoderConfig)
@@ -123,19 +133,48 @@ class ModelConfig:
     heads: list[HeadConfig] = field(default_factory=lambda: [HeadConfig()])
 
     def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        specs = modalities_from_dicts(self.modalities) if self.modalities else task_modalities(self.task)
+        self.modalities = modalities_to_dicts(specs)
+        names = [m.name for m in specs]
+        single = self.architecture.removesuffix("_only") if self.architecture.endswith("_only") else None
+        if self.architecture not in ARCHITECTURES[:4] and single not in names:
+            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES[:4])} or <modality>_only for "
+                             f"a declared modality ({', '.join(n + '_only' for n in names)}), got {self.architecture!r}")
+        if not self.heads:
+            raise ValueError("a model needs at least one head")
         kinds = [h.kind for h in self.heads]
-        if kinds.count("classification") != 1 or kinds[0] != "classification":
-            raise ValueError("the first head must be the (only) classification head")
-        if self.classes and self.heads[0].num_outputs != len(self.classes):
+        if kinds[0] not in PRIMARY_HEADS or kinds.count(kinds[0]) != 1 or kinds.count("classification") > 1:
+            raise ValueError(f"the first head must be the task's (only) primary head, one of {PRIMARY_HEADS}; "
+                             f"got head kinds {kinds}")
+        if kinds[0] == "classification" and self.classes and self.heads[0].num_outputs != len(self.classes):
             raise ValueError(
                 f"classification head has {self.heads[0].num_outputs} outputs but there are {len(self.classes)} classes"
             )
 
     @property
+    def modality_specs(self) -> tuple[ModalitySpec, ...]:
+        return tuple(ModalitySpec(**m) for m in self.modalities)
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(m["name"] for m in self.modalities)
+
+    @property
+    def outcome(self) -> str:
+        """"survival" when the primary head is a survival head, else "classification"."""
+        return "survival" if self.heads[0].kind == "survival" else "classification"
+
+    @property
     def feature_specs(self) -> tuple[FeatureSpec, ...]:
         return tuple(FeatureSpec(**{**f, "categories": tuple(f.get("categories", ()))}) for f in self.features)
+
+    def encoder_config(self, spec: ModalitySpec):
+        """The encoder config of one declared modality: its kind's shared config, with 3 input channels
+        for a colour image."""
+        config = getattr(self, spec.kind)
+        if spec.kind == "image" and spec.colour and config.num_channels != 3:
+            config = dataclasses.replace(config, num_channels=3)
+        return config
 
     def input_spec(self) -> InputSpec:
         return InputSpec(
@@ -145,6 +184,8 @@ class ModelConfig:
             signal_fs=self.signal.fs,
             signal_seconds=self.signal.seconds,
             leads=tuple(self.signal.leads),
+            modalities=self.modality_specs,
+            outcome=self.outcome,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from neurofusion.metrics import classification_metrics
 def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", drop: tuple[str, ...] = (),
              device: str = "auto", n_bootstrap: int = 1000, seed: int = 0) -> dict:
     ckpt = load_checkpoint(checkpoint, device=device)
+    drop = parse_modalities(drop, ckpt.config.modality_names)
     cohort = CohortReader(data)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     args = parser.parse_args(argv)
     try:
-        result = evaluate(args.checkpoint, args.data, split=args.split, drop=parse_modalities(args.drop),
+        drop = tuple(n.strip() for n in args.drop.split(",") if n.strip())  # checked against the checkpoint's
+        result = evaluate(args.checkpoint, args.data, split=args.split, drop=drop,
                           device=args.device, n_bootstrap=args.bootstrap)
     except (CheckpointError, CohortError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -32,22 +32,27 @@ def model_lock(model: MultiModalModel) -> threading.RLock:
         return lock
 
 
-def parse_modalities(text: str | Iterable[str] | None) -> tuple[str, ...]:
-    """'image,text' or ['image', 'text'] -> ('image', 'text'); unknown names are an error."""
+def parse_modalities(text: str | Iterable[str] | None, modalities: Sequence[str] = MODALITIES) -> tuple[str, ...]:
+    """'image,text' or ['image', 'text'] -> ('image', 'text'); names not in ``modalities`` (the declared
+    names, cardio's by default) are an error."""
     if text is None or text == "":
         return ()
     names = [n.strip() for n in text.split(",")] if isinstance(text, str) else [str(n) for n in text]
-    unknown = [n for n in names if n not in MODALITIES]
+    unknown = [n for n in names if n not in modalities]
     if unknown:
-        raise ValueError(f"unknown modality {unknown[0]!r}; expected some of {', '.join(MODALITIES)}")
+        raise ValueError(f"unknown modality {unknown[0]!r}; expected some of {', '.join(modalities)}")
     return tuple(names)
 
 
-def drop_mask(present: torch.Tensor, drop: Sequence[str]) -> torch.Tensor:
-    """(B, 4) presence with the named modalities hidden for every case."""
+def drop_mask(present: torch.Tensor, drop: Sequence[str], modalities: Sequence[str] = MODALITIES) -> torch.Tensor:
+    """(B, M) presence (columns = ``modalities``, cardio's by default) with the named modalities hidden for
+    every case."""
     out = present.clone()
+    names = list(modalities)
     for name in drop:
-        out[:, MODALITIES.index(name)] = False
+        if name not in names:
+            raise ValueError(f"unknown modality {name!r}; expected some of {', '.join(names)}")
+        out[:, names.index(name)] = False
     return out
 
 
@@ -75,15 +80,21 @@ class Predictor:
         self.model.eval()
         # batches of similar note length: a batch's notes are padded to its longest, so this skips most of
         # the padding the text encoder would otherwise attend over (the results come back in input order)
-        order = np.argsort([len(c.note or "") for c in cases], kind="stable")
+        order = np.argsort([_text_length(c, self.spec) for c in cases], kind="stable")
         labels, probabilities = [], []
         for batch in self.batches([cases[i] for i in order], batch_size):
             with model_lock(self.model):
-                output: ModelOutput = self.model(batch, present=drop_mask(batch.present, drop))
+                output: ModelOutput = self.model(batch, present=drop_mask(batch.present, drop, batch.names))
             labels.append(batch.labels.cpu().numpy())
             probabilities.append(output.probabilities.float().cpu().numpy())
         back = np.argsort(order)
         return np.concatenate(labels)[back], np.concatenate(probabilities)[back]
+
+
+def _text_length(case: Case, spec: InputSpec) -> int:
+    """Characters of the case's notes (every text modality the model reads)."""
+    return sum(len(case.value(m.name) or "") for m in spec.modalities
+               if m.kind == "text" and m.name in case.modality_names)
 
 
 def _no_text(notes: list[str]) -> dict[str, torch.Tensor]:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from neurofusion.data.cohort import COHORT_CSV, FEATURES_CSV, CohortReader
 from neurofusion.data.dataset import InputSpec
 from neurofusion.data.features import FeatureSpec
+from neurofusion.data.modalities import first_of_kind, of_kind
 from neurofusion.data.schema import MODALITIES, STANDARD_LEADS, Case, lead_issues, match_leads, unusable_signal_reason
 
 
@@ -50,6 +51,8 @@ class InputReport:
     expected_categories: dict[str, list[str]] = field(default_factory=dict)
     model_leads: list[str] = field(default_factory=lambda: list(STANDARD_LEADS))
     window_seconds: float = 10.0
+    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))  # the model's, in order
+    signal_name: str = "signal"  # the modality the lead report is about (the first signal modality)
 
     @property
     def ok(self) -> bool:
@@ -58,7 +61,8 @@ class InputReport:
 
     def messages(self) -> list[str]:
         """One specific, actionable sentence per problem, most severe first."""
-        order = sorted(self.unusable, key=lambda m: MODALITIES.index(m) if m in MODALITIES else len(MODALITIES))
+        names = self.modalities
+        order = sorted(self.unusable, key=lambda m: names.index(m) if m in names else len(names))
         out = [f"{self.scope}: {modality} cannot be used: {self.unusable[modality]}" for modality in order]
         for name in self.unmatched:
             out.append(f"{self.scope}: the model expects tabular input '{name}' but the data has no such "
@@ -69,7 +73,7 @@ class InputReport:
             out.append(f"{self.scope}: '{name}' has value(s) {shown} the model does not know; "
                        f"expected one of {', '.join(self.expected_categories.get(name, ()))}")
         out += [f"{self.scope}: '{name}': {what}" for name, what in self.wrong_kind.items()]
-        if "signal" not in self.unusable or self.leads["found"]:  # an unusable recording's reason names them
+        if self.signal_name not in self.unusable or self.leads["found"]:  # an unusable recording's reason names them
             if self.leads["unmapped"]:
                 names = ", ".join(repr(c) for c in self.leads["unmapped"])
                 out.append(f"{self.scope}: ECG channel(s) {names} name no lead the model reads and are not used; "
@@ -110,43 +114,54 @@ def case_input_report(spec: InputSpec, case: Case) -> InputReport:
     """What the model can use of one case (nothing is read from disk: the case is already loaded).
 
     A case without tabular values or a recording has nothing matched or unmatched for it: that modality
-    is missing, which the model handles, not mismatched."""
+    is missing, which the model handles, not mismatched. Every tabular modality the model reads is matched
+    against its own features; the lead report is the first signal modality's (cardio's ECG)."""
     report = _new_report(spec, f"case {case.case_id}")
-    values = case.tabular
-    if values is not None:
+    declared = set(case.modality_names)
+    for modality in of_kind(spec.modalities, "tabular"):
+        values = case.value(modality.name) if modality.name in declared else None
+        if values is None:
+            continue
+        features = spec.features_of(modality.name)
         names = list(values)
-        wanted = {f.name: f for f in spec.features}
-        report.matched = [f.name for f in spec.features if f.name in values]
-        report.unmatched = [f.name for f in spec.features if f.name not in values]
-        report.extra = [n for n in names if n not in wanted]
-        report.not_measured = [n for n in report.matched if _is_missing(values[n])]
-        for name in report.matched:
+        wanted = {f.name: f for f in features}
+        matched = [f.name for f in features if f.name in values]
+        report.matched += matched
+        report.unmatched += [f.name for f in features if f.name not in values]
+        report.extra += [n for n in names if n not in wanted]
+        report.not_measured += [n for n in matched if _is_missing(values[n])]
+        for name in matched:
             _check_value(report, wanted[name], values[name])
-        if spec.features and not report.matched:
-            report.unusable["tabular"] = (
+        if features and not matched:
+            report.unusable[modality.name] = (
                 f"none of its {len(names)} value(s) ({_some(names)}) is a feature the model reads "
-                f"({_some([f.name for f in spec.features])})"
+                f"({_some([f.name for f in features])})"
             )
     ignored = case.meta.get("ignored_columns") or {}
     report.extra += [c for c in ignored if c not in report.extra]
     report.undescribed = list(ignored)
 
-    signal_file = str(case.meta.get("signal_file", ""))
     reader_lead_issues: list[str] = []
-    if case.signal is not None:
-        match = match_leads(case.signal.channels, spec.leads)
-        report.leads = {
-            "found": [lead for lead in spec.leads if lead in match.rows],
-            "missing": [lead for lead in spec.leads if lead not in match.rows],
-            "unmapped": list(match.unmapped) + list(match.duplicates),
-        }
-        reason = unusable_signal_reason(case.signal, spec.leads)
+    signals = of_kind(spec.modalities, "signal")
+    for k, modality in enumerate(signals):
+        signal = case.value(modality.name) if modality.name in declared else None
+        if signal is None:
+            continue
+        signal_file = str(case.meta.get(modality.file_column, ""))
+        match = match_leads(signal.channels, spec.leads)
+        if k == 0:
+            report.leads = {
+                "found": [lead for lead in spec.leads if lead in match.rows],
+                "missing": [lead for lead in spec.leads if lead not in match.rows],
+                "unmapped": list(match.unmapped) + list(match.duplicates),
+            }
+        reason = unusable_signal_reason(signal, spec.leads)
         if reason is not None:
-            report.unusable["signal"] = f"{signal_file}: {reason}" if signal_file else reason
+            report.unusable[modality.name] = f"{signal_file}: {reason}" if signal_file else reason
         else:
-            report.short_recordings = int(case.signal.duration_s < spec.signal_seconds - 1e-6)
+            report.short_recordings += int(signal.duration_s < spec.signal_seconds - 1e-6)
         # The reader's lead issues are against the standard leads; the report's against the model's.
-        reader_lead_issues = lead_issues(case.signal, STANDARD_LEADS, where=signal_file)
+        reader_lead_issues += lead_issues(signal, STANDARD_LEADS, where=signal_file)
     report.notes += [issue for issue in case.issues if issue not in reader_lead_issues]
     return report
 
@@ -158,6 +173,12 @@ def cohort_input_report(
     ``features.csv``, without reading any case file). Pass the per-case reports (e.g. gathered by
     ``check_cohort(root, on_case=...)``) to add what the signal files hold."""
     report = _new_report(spec, str(cohort.root / COHORT_CSV))
+    declared = set(cohort.modality_names)
+    for modality in spec.modalities:
+        if modality.name not in declared:
+            report.unusable[modality.name] = (
+                f"the cohort declares no modality '{modality.name}' (it declares {', '.join(cohort.modality_names)}); "
+                f"the model treats it as missing")
     columns = cohort.features
     report.matched = [f.name for f in spec.features if f.name in columns]
     report.unmatched = [f.name for f in spec.features if f.name not in columns]
@@ -167,11 +188,13 @@ def cohort_input_report(
     for feature in spec.features:
         if feature.name in columns:
             _check_column(report, feature, columns[feature.name], cohort)
-    if spec.features and columns and not report.matched:
-        report.unusable["tabular"] = (
-            f"none of the cohort's {len(columns)} tabular column(s) is a feature the model reads "
-            f"({_some([f.name for f in spec.features])})"
-        )
+    for modality in of_kind(spec.modalities, "tabular"):
+        features = spec.features_of(modality.name)
+        if features and columns and not any(f.name in columns for f in features):
+            report.unusable.setdefault(modality.name, (
+                f"none of the cohort's {len(columns)} tabular column(s) is a feature the model reads "
+                f"({_some([f.name for f in features])})"
+            ))
     if case_reports is not None:
         _add_case_leads(report, list(case_reports), spec)
     return report
@@ -179,8 +202,11 @@ def cohort_input_report(
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _new_report(spec: InputSpec, scope: str) -> InputReport:
+    signal = first_of_kind(spec.modalities, "signal")
     return InputReport(
         scope=scope,
+        modalities=[m.name for m in spec.modalities],
+        signal_name=signal.name if signal else "signal",
         expected_categories={f.name: list(f.categories) for f in spec.categorical_features},
         model_leads=list(spec.leads),
         window_seconds=float(spec.signal_seconds),
@@ -234,19 +260,20 @@ def _kind(feature: FeatureSpec) -> str:
 
 
 def _add_case_leads(report: InputReport, reports: list[InputReport], spec: InputSpec) -> None:
-    recorded = [r for r in reports if r.leads["found"] or r.leads["unmapped"] or "signal" in r.unusable]
+    name = report.signal_name
+    recorded = [r for r in reports if r.leads["found"] or r.leads["unmapped"] or name in r.unusable]
     found = {lead for r in recorded for lead in r.leads["found"]}
     report.leads = {
         "found": [lead for lead in spec.leads if lead in found],
         "missing": [lead for lead in spec.leads if lead not in found] if found else [],
         # channels of unusable recordings are named in that reason, not again here
-        "unmapped": sorted({name for r in recorded if "signal" not in r.unusable for name in r.leads["unmapped"]}),
+        "unmapped": sorted({c for r in recorded if name not in r.unusable for c in r.leads["unmapped"]}),
     }
-    unusable = [r for r in recorded if "signal" in r.unusable]
+    unusable = [r for r in recorded if name in r.unusable]
     if unusable:
         ids = ", ".join(r.scope.removeprefix("case ") for r in unusable[:5]) + (", ..." if len(unusable) > 5 else "")
-        report.unusable["signal"] = (
+        report.unusable[name] = (
             f"in {len(unusable)} of {len(recorded)} case(s) with a recording ({ids}) no channel is a lead the "
-            f"model reads; e.g. {unusable[0].unusable['signal']}"
+            f"model reads; e.g. {unusable[0].unusable[name]}"
         )
     report.short_recordings = sum(r.short_recordings for r in recorded)

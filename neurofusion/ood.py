@@ -79,13 +79,14 @@ class OODReference:
     quantile: float
     weights_fingerprint: str
     source: dict = field(default_factory=dict)
+    columns: tuple[str, ...] = MODALITIES  # the model's declared modalities: the presence mask's columns
 
     def distances(self, encoded: Encoded) -> dict[str, torch.Tensor]:
         """{modality: (B,) distance}, NaN for cases without the modality, on the model's device."""
         out = {}
         for m, reference in self.modalities.items():
             distance = reference.distances(encoded.vectors[m])
-            present = encoded.present[:, MODALITIES.index(m)]
+            present = encoded.present[:, self.columns.index(m)]
             out[m] = torch.where(present, distance, torch.full_like(distance, float("nan")))
         return out
 
@@ -98,7 +99,7 @@ class OODReference:
         the modalities it has."""
         result = {}
         for m, distance in self.distances(encoded).items():
-            if bool(encoded.present[row, MODALITIES.index(m)]):
+            if bool(encoded.present[row, self.columns.index(m)]):
                 reference = self.modalities[m]
                 value = float(distance[row])
                 result[m] = {"distance": value, "threshold": reference.threshold,
@@ -122,7 +123,7 @@ def encoder_vectors(model: MultiModalModel, batches: Iterable[Batch]) -> dict[st
             with model_lock(model):
                 encoded = model.encode(batch)
             for m in parts:
-                rows = encoded.present[:, MODALITIES.index(m)]
+                rows = encoded.present[:, model.names.index(m)]
                 parts[m].append(encoded.vectors[m][rows].double().cpu().numpy())
     return {m: np.concatenate(p) if p else np.zeros((0, model.dims[m])) for m, p in parts.items()}
 
@@ -160,7 +161,8 @@ def fit_reference(model: MultiModalModel, reference: Iterable[Batch], heldout: I
     train split) for the distribution, ``heldout`` (the val split) for the threshold."""
     fit, held = encoder_vectors(model, reference), encoder_vectors(model, heldout)
     modalities = {m: fit_modality(fit[m], held[m], quantile=quantile, modality=m) for m in fit}
-    return OODReference(modalities, quantile, weights_fingerprint(model.state_dict()), dict(source or {}))
+    return OODReference(modalities, quantile, weights_fingerprint(model.state_dict()), dict(source or {}),
+                        tuple(model.names))
 
 
 def weights_fingerprint(state: dict[str, torch.Tensor]) -> str:
@@ -181,7 +183,8 @@ def write_ood(reference: OODReference, path: str | Path) -> Path:
         tensors[f"{m}.precision"] = torch.from_numpy(np.ascontiguousarray(r.precision, dtype=np.float64))
         info[m] = r.info()
     header = {"version": OOD_VERSION, "quantile": reference.quantile,
-              "weights_fingerprint": reference.weights_fingerprint, "source": reference.source, "modalities": info}
+              "weights_fingerprint": reference.weights_fingerprint, "source": reference.source, "modalities": info,
+              "columns": list(reference.columns)}
     save_file(tensors, str(path), metadata={"neurofusion.ood": json.dumps(header, sort_keys=True)})
     return Path(path)
 
@@ -199,18 +202,19 @@ def read_ood(path: str | Path) -> OODReference:
                        f"not an out-of-distribution reference") from None
     if header.get("version") != OOD_VERSION:
         raise OODError(f"{path}: version {header.get('version')!r} is not {OOD_VERSION}")
+    columns = tuple(header.get("columns", MODALITIES))  # a reference written before declared modalities: cardio's
+    unknown = sorted(set(header["modalities"]) - set(columns))
+    if unknown:
+        raise OODError(f"{path}: modality {unknown[0]!r} is not one of its columns ({', '.join(columns)})")
     modalities = {}
-    for m, info in sorted(header["modalities"].items(), key=lambda item: _order(item[0])):
+    for m, info in sorted(header["modalities"].items(), key=lambda item: columns.index(item[0])):
         if f"{m}.mean" not in tensors or f"{m}.precision" not in tensors:
             raise OODError(f"{path}: the tensors of modality {m!r} are missing")
         modalities[m] = ModalityReference(tensors[f"{m}.mean"].numpy(), tensors[f"{m}.precision"].numpy(),
                                           float(info["threshold"]), float(info["false_alarm_rate"]),
                                           int(info["n_reference"]), int(info["n_heldout"]))
-    return OODReference(modalities, float(header["quantile"]), header["weights_fingerprint"], header.get("source", {}))
-
-
-def _order(modality: str) -> int:
-    return MODALITIES.index(modality) if modality in MODALITIES else len(MODALITIES)
+    return OODReference(modalities, float(header["quantile"]), header["weights_fingerprint"], header.get("source", {}),
+                        columns)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,11 +32,12 @@ from neurofusion.data.augment import AugmentConfig, augment_batch
 from neurofusion.data.cohort import COHORT_CSV, CohortReader
 from neurofusion.data.dataset import Batch, Collate, prepare_case
 from neurofusion.data.errors import CohortError
+from neurofusion.data.modalities import modalities_to_dicts
 from neurofusion.data.tokenizer import load_tokenizer, make_tokenize, train_wordpiece
 from neurofusion.inference import Predictor
 from neurofusion.metrics import classification_metrics
 from neurofusion.models.heads import multitask_loss
-from neurofusion.models.model import MultiModalModel, build_model, tabular_normaliser
+from neurofusion.models.model import MultiModalModel, build_model, tabular_normalisers
 from neurofusion.ood import OODError, OODReference, fit_reference
 
 
@@ -52,12 +53,15 @@ class TrainResult:
 
 
 def configure_model(config: ModelConfig, cohort: CohortReader) -> ModelConfig:
-    """The model config completed from the cohort: its classes and tabular features (and as many outputs of
-    the classification head as it has classes). The caller's config is left unchanged."""
+    """The model config completed from the cohort: its declared modalities, classes and tabular features
+    (and as many outputs of the classification head as it has classes). The caller's config is left
+    unchanged."""
     data = config.to_dict()
+    data["modalities"] = modalities_to_dicts(cohort.modalities)
     data["classes"] = list(cohort.classes)
     data["features"] = [dataclasses.asdict(f) for f in cohort.features.values()]
-    data["heads"][0]["num_outputs"] = len(cohort.classes)
+    if data["heads"][0]["kind"] == "classification":
+        data["heads"][0]["num_outputs"] = len(cohort.classes)
     return ModelConfig.from_dict(data)  # validates
 
 
@@ -77,15 +81,17 @@ def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progre
     for split, ids in (("train", train_ids), ("val", val_ids)):
         for case_id in tqdm(ids, desc=f"loading {split}", disable=not progress, file=sys.stderr):
             prepared[split].append(prepare_case(cohort[case_id], spec))
-    tokenizer = _tokenizer([item["note"] for item in prepared["train"]], config, cohort)
+    tokenizer = _tokenizer([note for item in prepared["train"] for note in item["texts"].values()], config, cohort)
     if not config.text.pretrained:
         config.text.vocab_size = len(tokenizer)
 
     model = build_model(config).to(device)
-    normaliser = tabular_normaliser(model)
-    if normaliser is not None:
+    normalisers = tabular_normalisers(model)
+    if normalisers:
         stacked = Collate()(prepared["train"])
-        normaliser.fit(stacked.numeric.to(device), stacked.numeric_mask.to(device))
+        for name, normaliser in normalisers.items():
+            tensors = stacked.inputs[name]
+            normaliser.fit(tensors["numeric"].to(device), tensors["numeric_mask"].to(device))
     optimiser = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     tokenize = make_tokenize(tokenizer, config.text.max_length)
     plain = Collate()
@@ -104,7 +110,8 @@ def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progre
             batch = plain([prepared["train"][i] for i in order[first:first + train.batch_size]])
             if augment is not None:
                 batch = augment_batch(batch, augment, rng)
-            batch.tokens = tokenize([n or "" for n in batch.notes])
+            for name, notes in batch.texts.items():  # tokenised after augmentation rewrote the notes
+                batch.inputs[name] = dict(tokenize([n or "" for n in notes]))
             batch = batch.to(device)
             present = modality_dropout(batch.present, train.modality_dropout, rng)
             with autocast:

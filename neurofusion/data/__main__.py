@@ -124,6 +124,10 @@ def _format_summary(s: dict) -> str:
     kind = "SYNTHETIC cohort" if s["synthetic"] else "cohort"
     lines = [f"{kind} {s['root']} ({s['task'] or 'task not stated'}): {s['cases']} cases"]
     for key in ("splits", "classes", "sites"):
+        if key == "classes" and s.get("outcome") == "survival":
+            lines.append(f"  outcome   survival: {s['events']} events, {s['censored']} censored, "
+                         f"median follow-up {s['median_time']}")
+            continue
         lines.append(f"  {key:<9} " + ", ".join(f"{k} {v}" for k, v in s[key].items()))
     lines.append("  modality  " + ", ".join(f"{k} {v}%" for k, v in s["modality_available_pct"].items()))
     lines.append(

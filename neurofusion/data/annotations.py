@@ -79,40 +79,43 @@ class _RowChecks:
 
 
 def read_rankings(source: str | Path | bytes | BinaryIO, *, name: str | None = None,
-                  cohort: CohortReader | None = None) -> pd.DataFrame:
+                  cohort: CohortReader | None = None, modalities: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Read and validate clinician rankings -> DataFrame (case_id, rater, image, text, signal, tabular),
     ranks as nullable integers (<NA> = not ranked).
 
     ``source`` is a file path, or the file's bytes / a binary file object (an upload), read in memory; then
     ``name`` (the user's file name, reduced to its last component) is what error messages call the file.
-    With ``cohort``, every case must exist and no rater may rank a modality the case does not have.
+    With ``cohort``, every case must exist and no rater may rank a modality the case does not have. The rank
+    columns are the cohort's declared modalities (else ``modalities``, else cardio's four).
     Row errors are all reported together (:class:`RankingErrors`, one entry per bad cell or row with its
     line); a file-level error (not UTF-8, a missing column) is reported alone.
     """
+    names = _modality_names(cohort, modalities)
+    required = ("case_id", "rater", *names)
     if isinstance(source, (str, Path)):
         path = Path(source)
-        table = read_csv_table(path, RANKING_COLUMNS)
+        table = read_csv_table(path, required)
     else:
         path = PurePath(display_name(name))
         data = source if isinstance(source, bytes) else source.read()
-        table = read_csv_table(path, RANKING_COLUMNS, data=data)
+        table = read_csv_table(path, required, data=data)
     checks = _RowChecks(table, path)
     for column in ("case_id", "rater"):
         checks.check(table[column] == "", column, lambda v, c=column: f"{c} is empty")
     ranks = pd.DataFrame({"case_id": table["case_id"], "rater": table["rater"]})
-    for modality in MODALITIES:
+    for modality in names:
         ranks[modality] = _parse_ranks(table, modality, checks)
 
     named = (table["case_id"] != "") & (table["rater"] != "")
     checks.check(named & ranks.duplicated(["case_id", "rater"], keep="first"), "rater",
                  lambda v: f"rater {v!r} ranks this case twice")
 
-    values = ranks[list(MODALITIES)]
+    values = ranks[list(names)]
     # rows with a bad cell have incomplete ranks: judging their set would report a consequence, not the cause
     checks.check(~checks.failed & (values.notna().sum(axis=1) == 0), "rank", lambda v: "no modality is ranked")
     # A valid ranking of k modalities uses each of 1..k exactly once: sorted, it reads 1, 2, ..., k.
     ordered = np.sort(values.to_numpy(dtype=float, na_value=np.nan), axis=1)
-    expected = np.where(np.isnan(ordered), np.nan, np.arange(1, len(MODALITIES) + 1))
+    expected = np.where(np.isnan(ordered), np.nan, np.arange(1, len(names) + 1))
     not_perm = ~np.all((ordered == expected) | np.isnan(ordered), axis=1)
     checks.check(
         ~checks.failed & not_perm, "rank",
@@ -132,19 +135,21 @@ def _check_rankings_against_cohort(table: pd.DataFrame, ranks: pd.DataFrame, coh
     if not known.any():
         return
     available = cohort.availability().loc[table.loc[known, "case_id"]].to_numpy()
-    given = ranks.loc[known, list(MODALITIES)].notna().to_numpy()
-    for j, modality in enumerate(MODALITIES):
+    names = cohort.modality_names
+    given = ranks.loc[known, list(names)].notna().to_numpy()
+    for j, modality in enumerate(names):
         bad = pd.Series(False, index=table.index)
         bad[known] = given[:, j] & ~available[:, j]
         checks.check(bad, modality, lambda v, m=modality: f"the rater ranked {m}, but this case has no {m}")
 
 
-def write_rankings(path: str | Path, rankings: pd.DataFrame) -> None:
-    missing = [c for c in RANKING_COLUMNS if c not in rankings.columns]
+def write_rankings(path: str | Path, rankings: pd.DataFrame, modalities: tuple[str, ...] = MODALITIES) -> None:
+    columns = ("case_id", "rater", *modalities)
+    missing = [c for c in columns if c not in rankings.columns]
     if missing:
-        raise ValueError(f"rankings need columns {RANKING_COLUMNS}; missing {missing}")
-    out = rankings[list(RANKING_COLUMNS)].copy()
-    for modality in MODALITIES:
+        raise ValueError(f"rankings need columns {columns}; missing {missing}")
+    out = rankings[list(columns)].copy()
+    for modality in modalities:
         out[modality] = out[modality].astype("Int64")
     out.to_csv(path, index=False)
 
@@ -153,17 +158,25 @@ def read_ground_truth(path: str | Path, *, cohort: CohortReader | None = None) -
     """Read synthetic ground truth -> DataFrame with case_id, strength_<modality> floats (NaN = missing
     modality) and any extra descriptive columns as strings."""
     path = Path(path)
-    table = read_csv_table(path, ("case_id", *STRENGTH_COLUMNS))
+    names = _modality_names(cohort, None)
+    strength_columns = tuple(f"strength_{m}" for m in names)
+    table = read_csv_table(path, ("case_id", *strength_columns))
     fail_rows(table["case_id"].duplicated(), table, path, "case_id", lambda v: f"case_id {v!r} appears twice")
     out = table.copy()
-    for column in STRENGTH_COLUMNS:
+    for column in strength_columns:
         values = parse_numbers(table, column, path, what="strength")
         fail_rows((values < 0) | (values > 1), table, path, column, lambda v: f"strength {v!r} is outside [0, 1]")
         out[column] = values
     if cohort is not None:
-        given = out[list(STRENGTH_COLUMNS)].notna().to_numpy()
-        _check_against_cohort(table, given, STRENGTH_COLUMNS, "a strength is given for", cohort, path)
+        given = out[list(strength_columns)].notna().to_numpy()
+        _check_against_cohort(table, given, strength_columns, "a strength is given for", cohort, path)
     return out
+
+
+def _modality_names(cohort: CohortReader | None, modalities: tuple[str, ...] | None) -> tuple[str, ...]:
+    if cohort is not None:
+        return cohort.modality_names
+    return tuple(modalities) if modalities else MODALITIES
 
 
 def display_name(name: str | None) -> str:
@@ -196,7 +209,7 @@ def _check_against_cohort(
     fail_rows(~table["case_id"].isin(cohort.case_ids), table, path, "case_id",
               lambda v: f"case {v!r} is not in the cohort")
     available = cohort.availability().loc[table["case_id"]].to_numpy()
-    for j, (modality, field) in enumerate(zip(MODALITIES, fields)):
+    for j, (modality, field) in enumerate(zip(cohort.modality_names, fields)):
         fail_rows(given[:, j] & ~available[:, j], table, path, field,
                   lambda v, m=modality: f"{what} {m}, but this case has no {m}")
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from neurofusion.data.dataset import Batch
-from neurofusion.data.schema import MODALITIES
 
 
 @dataclass(frozen=True)
@@ -48,30 +47,37 @@ class AugmentConfig:
 def augment_batch(batch: Batch, config: AugmentConfig, rng: np.random.Generator) -> Batch:
     """A new, augmented copy of ``batch`` (whose tensors and lists are left untouched).
 
-    image (B, 1, S, S): one random rotation + translation per case (bilinear, zeros outside), then
-    ``gain * x**gamma`` clamped to [0, 1]. signal (B, L, T): one time-warp factor per case (linear
-    resampling of the whole (L, T), centre-cropped or zero-padded back to T) and one gain per lead; leads
-    not recorded keep their (zero) values. notes: :func:`replace_synonyms` on each present note.
-    Fields that augmentation does not touch (labels, tabular tensors) are shared with ``batch``.
+    Every declared modality of its kind: image (B, C, S, S): one random rotation + translation per case
+    (bilinear, zeros outside), then ``gain * x**gamma`` clamped to [0, 1]. signal (B, L, T): one time-warp
+    factor per case (linear resampling of the whole (L, T), centre-cropped or zero-padded back to T) and
+    one gain per lead; leads not recorded keep their (zero) values. notes: :func:`replace_synonyms` on each
+    present note. Tensors that augmentation does not touch (labels, tabular tensors) are shared with
+    ``batch``.
     """
-    if batch.image.ndim != 4 or batch.image.shape[1] != 1 or batch.image.shape[2] != batch.image.shape[3]:
-        raise ValueError(f"image must be (B, 1, S, S), got {tuple(batch.image.shape)}")
-    if batch.signal.ndim != 3 or batch.lead_mask.shape != batch.signal.shape[:2]:
-        raise ValueError(f"signal must be (B, L, T) with lead_mask (B, L), got {tuple(batch.signal.shape)} "
-                         f"and {tuple(batch.lead_mask.shape)}")
-    if batch.tokens and config.text_synonym_p > 0:
-        raise ValueError("augment_batch rewrites notes, so it must run before tokenisation; "
-                         "got a batch that already has tokens (augment first, then tokenize)")
-    present = {m: batch.present[:, k].bool() for k, m in enumerate(MODALITIES)}
-    return replace(
-        batch,
-        case_ids=list(batch.case_ids),
-        image=_augment_images(batch.image, present["image"], config, rng),
-        signal=_augment_signals(batch.signal, present["signal"][:, None] & batch.lead_mask.bool(), config, rng),
-        notes=[replace_synonyms(note, rng, config.text_synonym_p) if note is not None and is_present else note
-               for note, is_present in zip(batch.notes, present["text"].tolist())],
-        tokens=dict(batch.tokens),
-    )
+    present = {m: batch.present[:, k].bool() for k, m in enumerate(batch.names)}
+    inputs = {name: dict(tensors) for name, tensors in batch.inputs.items()}
+    texts = {name: list(notes) for name, notes in batch.texts.items()}
+    for spec in batch.modalities:
+        slot = inputs.setdefault(spec.name, {})
+        if spec.kind == "image":
+            image = slot["image"]
+            if image.ndim != 4 or image.shape[2] != image.shape[3]:
+                raise ValueError(f"{spec.name}: image must be (B, C, S, S), got {tuple(image.shape)}")
+            slot["image"] = _augment_images(image, present[spec.name], config, rng)
+        elif spec.kind == "signal":
+            signal, lead_mask = slot["signal"], slot["lead_mask"]
+            if signal.ndim != 3 or lead_mask.shape != signal.shape[:2]:
+                raise ValueError(f"{spec.name}: signal must be (B, L, T) with lead_mask (B, L), got "
+                                 f"{tuple(signal.shape)} and {tuple(lead_mask.shape)}")
+            slot["signal"] = _augment_signals(signal, present[spec.name][:, None] & lead_mask.bool(), config, rng)
+        elif spec.kind == "text":
+            if slot and config.text_synonym_p > 0:
+                raise ValueError("augment_batch rewrites notes, so it must run before tokenisation; "
+                                 "got a batch that already has tokens (augment first, then tokenize)")
+            notes = texts.get(spec.name, [None] * len(batch.case_ids))
+            texts[spec.name] = [replace_synonyms(note, rng, config.text_synonym_p) if note is not None and ok else note
+                                for note, ok in zip(notes, present[spec.name].tolist())]
+    return Batch(list(batch.case_ids), batch.present, batch.labels, inputs, texts, batch.modalities, batch.outcomes)
 
 
 def _augment_images(image: torch.Tensor, present: torch.Tensor, config: AugmentConfig,

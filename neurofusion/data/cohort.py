@@ -1,15 +1,21 @@
-"""Read and write a cohort folder: ``cohort.csv`` plus one file per case and modality.
+"""Read and write a cohort folder: ``cohort.csv`` plus one file per case and file-backed modality.
 
-Layout (all but ``cohort.csv`` optional)::
+Layout (all but ``cohort.csv`` optional), shown for cardio's declared modalities::
 
-    cohort.csv               case_id, split, label, site, [image_file, signal_file, note_file],
-                             [has_image, has_text, has_signal, has_tabular], tabular columns...
-    cohort.json              task, classes, provenance (e.g. synthetic generator and seed)
-    features.csv             kind / unit / reference range of each tabular column
+    cohort.csv               case_id, split, label (or time, event), site, [image_file, signal_file,
+                             note_file], [has_image, has_text, has_signal, has_tabular], tabular columns...
+    cohort.json              task, classes, [outcome], [modalities], provenance (e.g. generator and seed)
+    features.csv             kind / unit / reference range [/ modality] of each tabular column
     images/   <id>.png | <id>.dcm        signals/  <id>.hea + <id>.dat | <id>.dcm
     notes/    <id>.txt                   clinician_rankings.csv, ground_truth.csv
 
-Without ``*_file`` columns, files are found by case id in ``images/``, ``signals/`` and ``notes/``. Opening
+The modalities are those ``cohort.json`` declares (``"modalities": [{name, kind, ...}]``), else its task's
+(cardio's four when it names none): each file-backed modality has a folder and a ``*_file`` column, each
+modality a ``has_<name>`` column; with two or more tabular modalities ``features.csv`` says which columns
+belong to which (its ``modality`` column). A survival cohort (``"outcome": "survival"``, or a task whose
+outcome is survival) has ``time`` (>= 0) and ``event`` (0/1) instead of ``label``.
+
+Without ``*_file`` columns, files are found by case id in each modality's folder. Opening
 a cohort checks the table and that every referenced file exists and lies inside the cohort folder; file
 *contents* are read only when a case is accessed (``validate_cohort`` reads them all), so a 20,000-case
 cohort opens in about a second. With a ``features.csv``, columns it does not describe are listed in
@@ -43,8 +49,9 @@ from neurofusion.data.formats import (
     write_png,
     write_wfdb,
 )
-from neurofusion.data.schema import MODALITIES, SPLITS, Case, lead_issues
-from neurofusion.data.tasks import TASKS
+from neurofusion.data.modalities import ModalityError, ModalitySpec, modalities_from_dicts, of_kind
+from neurofusion.data.schema import SPLITS, Case, lead_issues
+from neurofusion.data.tasks import OUTCOMES, TASKS, task_modalities
 
 COHORT_CSV = "cohort.csv"
 COHORT_JSON = "cohort.json"
@@ -52,16 +59,23 @@ FEATURES_CSV = "features.csv"
 RANKINGS_CSV = "clinician_rankings.csv"
 GROUND_TRUTH_CSV = "ground_truth.csv"
 REQUIRED_COLUMNS = ("case_id", "split", "label")
-# Where each file-backed modality lives by default, and the cohort.csv columns that describe it.
-_FILE_MODALITIES = {
-    "image": ("images", "image_file", IMAGE_SUFFIXES),
-    "signal": ("signals", "signal_file", SIGNAL_SUFFIXES),
-    "text": ("notes", "note_file", (".txt",)),
-}
-RESERVED_COLUMNS = frozenset(
-    {"case_id", "split", "label", "site", "image_file", "signal_file", "note_file"}
-    | {f"has_{m}" for m in MODALITIES}
-)
+SURVIVAL_COLUMNS = ("time", "event")
+# The file suffixes each file-backed kind accepts.
+KIND_SUFFIXES: dict[str, tuple[str, ...]] = {"image": IMAGE_SUFFIXES, "signal": SIGNAL_SUFFIXES, "text": (".txt",)}
+# The file a writer gives each kind (images: see write_case_files' image_format).
+_WRITTEN_SUFFIX = {"signal": ".hea", "text": ".txt"}
+# File columns are written in this kind order (cardio's cohort.csv: image_file, signal_file, note_file).
+_FILE_COLUMN_ORDER = ("image", "signal", "text")
+
+
+def reserved_columns(modalities: Sequence[ModalitySpec], outcome: str = "classification") -> frozenset[str]:
+    """cohort.csv columns that are not tabular values under a declaration."""
+    columns = {"case_id", "split", "label", "site"} | {m.presence_column for m in modalities}
+    columns |= {m.file_column for m in modalities if m.file_column}
+    return frozenset(columns | (set(SURVIVAL_COLUMNS) if outcome == "survival" else set()))
+
+
+RESERVED_COLUMNS = reserved_columns(task_modalities("cardio"))  # cardio's
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TRUE, _FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", ""}
 
@@ -69,10 +83,12 @@ _TRUE, _FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", ""}
 class CohortReader(Sequence[Case]):
     """A cohort folder opened for reading. ``reader[i]`` or ``reader["CV-00012"]`` loads one case.
 
-    Attributes: ``table`` (one validated row per case, with resolved relative file paths and a boolean
-    ``has_<modality>`` column per modality), ``classes``, ``features`` ({name: FeatureSpec} for every
-    tabular column), ``extra_columns`` (cohort.csv columns that features.csv does not describe: not
-    read), ``info`` (cohort.json, or {}).
+    Attributes: ``modalities`` (the declared ModalitySpecs), ``outcome`` ("classification" or
+    "survival"), ``table`` (one validated row per case, with resolved relative file paths, a boolean
+    ``has_<modality>`` column per modality and, for survival, ``time`` and ``event``), ``classes`` (empty
+    for survival), ``features`` ({name: FeatureSpec} for every tabular column), ``tabular_features``
+    ({tabular modality: its column names}), ``extra_columns`` (cohort.csv columns that features.csv does
+    not describe: not read), ``info`` (cohort.json, or {}).
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -80,11 +96,14 @@ class CohortReader(Sequence[Case]):
         if not self.root.is_dir():
             raise CohortError("cohort folder not found", path=self.root)
         self.info = _read_info(self.root / COHORT_JSON)
+        self.modalities = declared_modalities(self.info, self.root / COHORT_JSON)
         raw = _read_csv(self.root / COHORT_CSV)
+        self.outcome = cohort_outcome(self.info, raw, self.root / COHORT_JSON)
         features_path = self.root / FEATURES_CSV
         declared = read_features(features_path) if features_path.is_file() else None
-        self.classes = _classes(self.info, raw, self.root / COHORT_CSV)
-        self.table, self.features, self.extra_columns = _validate_table(raw, self.root, self.classes, declared)
+        self.classes = _classes(self.info, raw, self.root / COHORT_CSV) if self.outcome == "classification" else ()
+        self.table, self.features, self.extra_columns, self.tabular_features = _validate_table(
+            raw, self.root, self.classes, declared, self.modalities, self.outcome)
         self._extra_values = raw[self.extra_columns].reset_index(drop=True)
         self._position = {case_id: i for i, case_id in enumerate(self.table["case_id"])}
 
@@ -130,31 +149,32 @@ class CohortReader(Sequence[Case]):
         ``signal_file``) and which ignored columns had values for it (``ignored_columns``)."""
         i = self.position(key) if isinstance(key, str) else int(key)
         row = self.table.iloc[i]
-        tabular = None
-        if row["has_tabular"]:
-            tabular = {name: _cell_value(row[name]) for name in self.features}
         meta: dict = {"cohort_csv": str(self.root / COHORT_CSV), "cohort_line": i + 2}
         issues: list[str] = []
-        signal = None
-        if row["has_signal"]:
-            meta["signal_file"] = str(self.root / row["signal_file"])
-            signal = read_signal(meta["signal_file"])
-            issues += lead_issues(signal, where=meta["signal_file"])
+        values: dict[str, object] = {}
+        for spec in self.modalities:
+            if not row[spec.presence_column]:
+                continue
+            if spec.kind == "tabular":
+                values[spec.name] = {name: _cell_value(row[name]) for name in self.tabular_features[spec.name]}
+                continue
+            file = self.root / row[spec.file_column]
+            if spec.kind == "image":
+                values[spec.name] = read_image(file, colour=spec.colour)
+            elif spec.kind == "text":
+                values[spec.name] = read_note(file)
+            else:
+                meta[spec.file_column] = str(file)
+                values[spec.name] = read_signal(file)
+                issues += lead_issues(values[spec.name], where=str(file))
         ignored = {c: v for c, v in self._extra_values.iloc[i].items() if v.lower() not in MISSING_TOKENS}
         if ignored:
             meta["ignored_columns"] = ignored
-        return Case(
-            case_id=row["case_id"],
-            label=row["label"],
-            split=row["split"],
-            site=row["site"],
-            image=read_image(self.root / row["image_file"]) if row["has_image"] else None,
-            note=read_note(self.root / row["note_file"]) if row["has_text"] else None,
-            signal=signal,
-            tabular=tabular,
-            meta=meta,
-            issues=issues,
-        )
+        outcome = None
+        if self.outcome == "survival":
+            outcome = {"time": float(row["time"]), "event": int(row["event"])}
+        return Case.from_values(row["case_id"], row["label"], row["split"], values, self.modalities,
+                                site=row["site"], meta=meta, issues=issues, outcome=outcome)
 
     # ------------------------------------------------------------------------------------ annotations
     def rankings(self) -> pd.DataFrame | None:
@@ -171,9 +191,13 @@ class CohortReader(Sequence[Case]):
         path = self.root / GROUND_TRUTH_CSV
         return read_ground_truth(path, cohort=self) if path.is_file() else None
 
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.modalities)
+
     def availability(self) -> pd.DataFrame:
-        """(n_cases, 4) booleans: which modalities each case has, indexed by case_id."""
-        frame = self.table.set_index("case_id")[[f"has_{m}" for m in MODALITIES]]
+        """(n_cases, M) booleans: which declared modalities each case has, indexed by case_id."""
+        frame = self.table.set_index("case_id")[[m.presence_column for m in self.modalities]]
         return frame.rename(columns=lambda c: c.removeprefix("has_"))
 
 
@@ -234,42 +258,50 @@ def extra_columns_message(reader: CohortReader) -> str:
 def write_case_files(
     root: str | Path, case: Case, *, image_format: str = "png8", signal_format: str = "16"
 ) -> dict[str, object]:
-    """Write one case's image, signal and note under ``root``; return its ``cohort.csv`` row.
+    """Write one case's files (one per file-backed declared modality) under ``root``; return its
+    ``cohort.csv`` row.
 
-    image_format: "png8", "png16" or "dicom". signal_format: WFDB "16" or "212".
+    image_format: "png8", "png16" or "dicom" (a colour image is always 8-bit RGB PNG). signal_format:
+    WFDB "16" or "212".
     """
     root = Path(root)
     if not _CASE_ID.match(case.case_id):
         raise ValueError(f"case_id {case.case_id!r} must be letters, digits, '.', '_' or '-'")
+    if image_format not in ("png8", "png16", "dicom"):
+        raise ValueError(f"image_format must be png8, png16 or dicom, got {image_format!r}")
     row: dict[str, object] = {"case_id": case.case_id, "split": case.split, "label": case.label, "site": case.site}
-    row["image_file"] = row["signal_file"] = row["note_file"] = ""
-    if case.image is not None:
-        if image_format == "dicom":
-            rel = f"images/{case.case_id}.dcm"
-            _ensure_dir(root / "images")
-            write_dicom_image(root / rel, case.image, patient_id=case.case_id)
-        elif image_format in ("png8", "png16"):
-            rel = f"images/{case.case_id}.png"
-            _ensure_dir(root / "images")
-            write_png(root / rel, case.image, bit_depth=int(image_format[3:]))
+    if case.outcome is not None:
+        row["time"], row["event"] = _format_value(float(case.outcome["time"])), int(case.outcome["event"])
+    values = case.values
+    for spec in case.modalities:
+        value = values[spec.name]
+        if spec.kind == "tabular":
+            for name, cell in (value or {}).items():
+                row[name] = _format_value(cell)
+        elif value is None:
+            row[spec.file_column] = ""
         else:
-            raise ValueError(f"image_format must be png8, png16 or dicom, got {image_format!r}")
-        row["image_file"] = rel
-    if case.signal is not None:
-        rel = f"signals/{case.case_id}.hea"
-        _ensure_dir(root / "signals")
-        write_wfdb(root / rel, case.signal, fmt=signal_format)
-        row["signal_file"] = rel
-    if case.note is not None:
-        rel = f"notes/{case.case_id}.txt"
-        _ensure_dir(root / "notes")
-        write_note(root / rel, case.note)
-        row["note_file"] = rel
+            row[spec.file_column] = _write_modality_file(root, spec, case.case_id, value, image_format, signal_format)
     for modality, present in case.available.items():
         row[f"has_{modality}"] = int(present)
-    for name, value in (case.tabular or {}).items():
-        row[name] = _format_value(value)
     return row
+
+
+def _write_modality_file(root: Path, spec: ModalitySpec, case_id: str, value, image_format: str,
+                         signal_format: str) -> str:
+    """Write one file-backed value into its modality's folder -> its path relative to ``root``."""
+    suffix = _WRITTEN_SUFFIX.get(spec.kind, ".dcm" if image_format == "dicom" and not spec.colour else ".png")
+    rel = f"{spec.folder}/{case_id}{suffix}"
+    _ensure_dir(root / spec.folder)
+    if spec.kind == "signal":
+        write_wfdb(root / rel, value, fmt=signal_format)
+    elif spec.kind == "text":
+        write_note(root / rel, value)
+    elif suffix == ".dcm":
+        write_dicom_image(root / rel, value, patient_id=case_id)
+    else:
+        write_png(root / rel, value, bit_depth=8 if spec.colour else int(image_format[3:]))
+    return rel
 
 
 def write_cohort_tables(
@@ -280,16 +312,22 @@ def write_cohort_tables(
     info: dict | None = None,
 ) -> None:
     """Write ``cohort.csv`` (atomically), ``features.csv`` and ``cohort.json`` for rows made by
-    :func:`write_case_files`."""
+    :func:`write_case_files`. The columns follow the modalities and outcome ``info`` declares (its
+    ``modalities``, else its task's; cardio's by default)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    head = ["case_id", "split", "label", "site", "image_file", "signal_file", "note_file"]
-    head += [f"has_{m}" for m in MODALITIES]
+    info_path = root / COHORT_JSON
+    modalities = declared_modalities(info or {}, info_path)
+    survival = _declared_outcome(info or {}, info_path) == "survival"
+    head = ["case_id", "split"] + (list(SURVIVAL_COLUMNS) if survival else ["label"]) + ["site"]
+    file_specs = sorted((m for m in modalities if m.file_backed), key=lambda m: _FILE_COLUMN_ORDER.index(m.kind))
+    head += [m.file_column for m in file_specs]
+    head += [m.presence_column for m in modalities]
     table = pd.DataFrame(rows, columns=head + [f.name for f in features]).fillna("")
     atomic_write_csv(table, root / COHORT_CSV)
     write_features(root / FEATURES_CSV, features)
     if info is not None:
-        (root / COHORT_JSON).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
 def atomic_write_csv(table: pd.DataFrame, path: Path) -> None:
@@ -314,8 +352,45 @@ def _format_value(value) -> str:
 # ----------------------------------------------------------------------------------------- validation
 def _read_csv(path: Path) -> pd.DataFrame:
     return read_csv_table(
-        path, REQUIRED_COLUMNS, absent_message=f"{COHORT_CSV} not found: every cohort folder needs one row per case"
+        path, ("case_id", "split"), absent_message=f"{COHORT_CSV} not found: every cohort folder needs one row per case"
     )
+
+
+def declared_modalities(info: dict, path: Path) -> tuple[ModalitySpec, ...]:
+    """The modalities cohort.json declares (``"modalities": [...]``), else its task's (cardio's by default)."""
+    if "modalities" not in info:
+        return task_modalities(info.get("task"))
+    try:
+        return modalities_from_dicts(info["modalities"])
+    except ModalityError as err:
+        raise CohortError(str(err), path=path, field="modalities") from None
+
+
+def _declared_outcome(info: dict, path: Path) -> str | None:
+    """The outcome cohort.json names, else its known task's, else None."""
+    if "outcome" in info:
+        if info["outcome"] not in OUTCOMES:
+            raise CohortError(f"'outcome' must be one of {', '.join(OUTCOMES)}, got {info['outcome']!r}",
+                              path=path, field="outcome")
+        return info["outcome"]
+    return TASKS[info["task"]].outcome if info.get("task") in TASKS else None
+
+
+def cohort_outcome(info: dict, table: pd.DataFrame, info_path: Path) -> str:
+    """"classification" or "survival": as cohort.json or its task says, else from the columns (``time`` and
+    ``event`` without ``label`` is survival); the outcome's columns must be there."""
+    outcome = _declared_outcome(info, info_path)
+    if outcome is None:
+        survival = set(SURVIVAL_COLUMNS) <= set(table.columns) and "label" not in table.columns
+        outcome = "survival" if survival else "classification"
+    required = SURVIVAL_COLUMNS if outcome == "survival" else ("label",)
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise CohortError(
+            f"required column(s) {', '.join(missing)} missing: a {outcome} cohort needs "
+            f"{' and '.join(required)} (found: {', '.join(table.columns)})",
+            path=info_path.with_name(COHORT_CSV), field=missing[0])
+    return outcome
 
 
 def _read_info(path: Path) -> dict:
@@ -347,8 +422,9 @@ def _classes(info: dict, table: pd.DataFrame, path: Path) -> tuple[str, ...]:
 
 
 def _validate_table(
-    table: pd.DataFrame, root: Path, classes: tuple[str, ...], declared: dict[str, FeatureSpec] | None
-) -> tuple[pd.DataFrame, dict[str, FeatureSpec], list[str]]:
+    table: pd.DataFrame, root: Path, classes: tuple[str, ...], declared: dict[str, FeatureSpec] | None,
+    modalities: tuple[ModalitySpec, ...], outcome: str,
+) -> tuple[pd.DataFrame, dict[str, FeatureSpec], list[str], dict[str, list[str]]]:
     path = root / COHORT_CSV
     ids = table["case_id"]
     fail_rows(~ids.str.match(_CASE_ID), table, path, "case_id",
@@ -364,23 +440,67 @@ def _validate_table(
         )
     fail_rows(~table["split"].isin(SPLITS), table, path, "split",
                lambda v: f"unknown split {v!r}; expected one of {', '.join(SPLITS)}")
-    fail_rows(~table["label"].isin(classes), table, path, "label",
-               lambda v: f"unknown label {v!r}; expected one of {', '.join(classes)}")
-
-    out = pd.DataFrame({"case_id": ids, "split": table["split"], "label": table["label"]})
+    out = pd.DataFrame({"case_id": ids, "split": table["split"]})
+    if outcome == "survival":
+        out["label"] = ""
+        out["time"], out["event"] = _survival_columns(table, path)
+    else:
+        fail_rows(~table["label"].isin(classes), table, path, "label",
+                   lambda v: f"unknown label {v!r}; expected one of {', '.join(classes)}")
+        out["label"] = table["label"]
     out["site"] = table["site"] if "site" in table.columns else ""
     existing = _existing_files(root)
-    for modality, (folder, column, suffixes) in _FILE_MODALITIES.items():
-        files = _modality_files(table, root, existing, modality, folder, column, suffixes)
-        out[column] = files
-        out[f"has_{modality}"] = _presence(table, files != "", modality, path)
+    for spec in modalities:
+        if spec.file_backed:
+            files = _modality_files(table, root, existing, spec)
+            out[spec.file_column] = files
+            out[spec.presence_column] = _presence(table, files != "", spec.name, "file", path)
 
-    features, extra = _tabular_features(table, declared, path)
+    features, extra = _tabular_features(table, declared, path, reserved_columns(modalities, outcome))
+    assigned = assign_features(features, modalities, root / FEATURES_CSV)
     for name, spec in features.items():
         out[name] = _parse_feature(table, spec, path)
-    has_values = out[list(features)].notna().any(axis=1) if features else pd.Series(False, index=out.index)
-    out["has_tabular"] = _presence(table, has_values, "tabular", path)
-    return out.reset_index(drop=True), features, extra
+    for spec in of_kind(modalities, "tabular"):
+        columns = assigned[spec.name]
+        has_values = out[columns].notna().any(axis=1) if columns else pd.Series(False, index=out.index)
+        out[spec.presence_column] = _presence(table, has_values, spec.name, "values", path)
+    return out.reset_index(drop=True), features, extra, assigned
+
+
+def _survival_columns(table: pd.DataFrame, path: Path) -> tuple[pd.Series, pd.Series]:
+    """``time`` (a number >= 0) and ``event`` (0 or 1) of every row, with row-numbered errors."""
+    time = parse_numbers(table, "time", path, what="time")
+    fail_rows(time.isna(), table, path, "time",
+              lambda v: "time is empty; every case of a survival cohort needs its follow-up time")
+    fail_rows(time < 0, table, path, "time", lambda v: f"time {v!r} is negative; follow-up time must be >= 0")
+    event = table["event"].str.lower()
+    fail_rows(~event.isin({"0", "1", "0.0", "1.0"}), table, path, "event",
+              lambda v: f"event must be 1 (the event happened) or 0 (censored), got {v!r}")
+    return time, event.map(lambda v: int(float(v)))
+
+
+def assign_features(features: dict[str, FeatureSpec], modalities: Sequence[ModalitySpec],
+                    path: Path) -> dict[str, list[str]]:
+    """{tabular modality: its feature names, in column order}. A feature names its modality in
+    features.csv's ``modality`` column; "" belongs to the only tabular modality, and is an error when two
+    or more are declared (CohortError naming the column)."""
+    tabular = [m.name for m in of_kind(modalities, "tabular")]
+    assigned: dict[str, list[str]] = {name: [] for name in tabular}
+    for feature in features.values():
+        if feature.modality and feature.modality not in assigned:
+            raise CohortError(
+                f"column '{feature.name}' names modality {feature.modality!r}, which is not a declared tabular "
+                f"modality ({', '.join(tabular) or 'none is declared'})", path=path, field="modality")
+        if feature.modality:
+            assigned[feature.modality].append(feature.name)
+        elif len(tabular) == 1:
+            assigned[tabular[0]].append(feature.name)
+        elif tabular:
+            raise CohortError(
+                f"column '{feature.name}' belongs to no tabular modality: with {len(tabular)} declared "
+                f"({', '.join(tabular)}), name one in the '{FEATURES_CSV}' column 'modality' for every column",
+                path=path, field="modality")
+    return assigned
 
 
 def _existing_files(root: Path) -> set[str]:
@@ -393,11 +513,12 @@ def _existing_files(root: Path) -> set[str]:
     return found
 
 
-def _modality_files(table, root, existing, modality, folder, column, suffixes) -> pd.Series:
+def _modality_files(table: pd.DataFrame, root: Path, existing: set[str], spec: ModalitySpec) -> pd.Series:
     path = root / COHORT_CSV
+    modality, folder, column, suffixes = spec.name, spec.folder, spec.file_column, KIND_SUFFIXES[spec.kind]
     if column in table.columns:
         files = table[column].str.replace("\\", "/", regex=False)
-        _check_inside(files, table, root, modality, column)
+        _check_inside(files, table, root, spec)
         bad_suffix = (files != "") & ~files.str.lower().str.endswith(suffixes)
         fail_rows(bad_suffix, table, path, column,
                    lambda v: f"{modality} file {v!r} must end in {' or '.join(suffixes)}")
@@ -424,15 +545,16 @@ def _modality_files(table, root, existing, modality, folder, column, suffixes) -
     return files
 
 
-def _check_inside(files: pd.Series, table: pd.DataFrame, root: Path, modality: str, column: str) -> None:
+def _check_inside(files: pd.Series, table: pd.DataFrame, root: Path, spec: ModalitySpec) -> None:
     """Files named in cohort.csv must lie inside the cohort folder: an absolute path, '..' or a symbolic
     link out of the folder would let a shared cohort read any file on the machine."""
     path = root / COHORT_CSV
+    modality, column = spec.name, spec.file_column
     given = files != ""
     absolute = given & files.map(lambda f: f.startswith("/") or bool(re.match(r"^[A-Za-z]:", f)))
     fail_rows(absolute, table, path, column,
               lambda v: f"{modality} file {v!r} is an absolute path; give it relative to the cohort folder "
-                        f"(e.g. {_FILE_MODALITIES[modality][0]}/<case_id>{_FILE_MODALITIES[modality][2][0]})")
+                        f"(e.g. {spec.folder}/<case_id>{KIND_SUFFIXES[spec.kind][0]})")
     parent = given & files.map(lambda f: ".." in PurePosixPath(f).parts)
     fail_rows(parent, table, path, column,
               lambda v: f"{modality} file {v!r} contains '..'; files must lie inside the cohort folder")
@@ -456,7 +578,7 @@ def _inside(root: Path) -> Callable[[str], bool]:
     return inside
 
 
-def _presence(table: pd.DataFrame, found: pd.Series, modality: str, path: Path) -> pd.Series:
+def _presence(table: pd.DataFrame, found: pd.Series, modality: str, what: str, path: Path) -> pd.Series:
     """The has_<modality> flag when given (checked against the files/values found), else what was found."""
     column = f"has_{modality}"
     if column not in table.columns:
@@ -465,7 +587,6 @@ def _presence(table: pd.DataFrame, found: pd.Series, modality: str, path: Path) 
     fail_rows(~flags.isin(_TRUE | _FALSE), table, path, column,
                lambda v: f"{column} must be 1/0 (or true/false), got {v!r}")
     flag = flags.isin(_TRUE)
-    what = "file" if modality != "tabular" else "values"
     fail_rows(flag & ~found, table, path, column,
                lambda v: f"{column} is 1 but the case has no {modality} {what}")
     fail_rows(~flag & found, table, path, column,
@@ -474,14 +595,14 @@ def _presence(table: pd.DataFrame, found: pd.Series, modality: str, path: Path) 
 
 
 def _tabular_features(
-    table: pd.DataFrame, declared: dict[str, FeatureSpec] | None, path: Path
+    table: pd.DataFrame, declared: dict[str, FeatureSpec] | None, path: Path, reserved: frozenset[str]
 ) -> tuple[dict[str, FeatureSpec], list[str]]:
     """The tabular features (in cohort.csv column order) and the extra columns left unread.
 
     Without features.csv every other column is a numeric feature. With it, it is the authority: a column
     it does not describe is listed and ignored, not guessed to be numeric (one such column used to fail the
     whole cohort with a misleading has_tabular message)."""
-    columns = [c for c in table.columns if c not in RESERVED_COLUMNS]
+    columns = [c for c in table.columns if c not in reserved]
     if declared is None:
         return {c: FeatureSpec(name=c) for c in columns}, []
     absent = [name for name in declared if name not in table.columns]
@@ -521,6 +642,8 @@ def cohort_summary(reader: CohortReader) -> dict:
         "synthetic": bool(reader.info.get("synthetic", False)),
         "cases": len(table),
         "splits": table["split"].value_counts().reindex(SPLITS, fill_value=0).to_dict(),
+        "outcome": reader.outcome,
+        "modalities": list(reader.modality_names),
         "classes": table["label"].value_counts().reindex(reader.classes, fill_value=0).to_dict(),
         "sites": table["site"].value_counts().sort_index().to_dict(),
         "modality_available_pct": (100 * avail.mean()).round(1).to_dict(),
@@ -533,4 +656,8 @@ def cohort_summary(reader: CohortReader) -> dict:
         "raters": [] if rankings is None else sorted(rankings["rater"].unique().tolist()),
         "ground_truth": (reader.root / GROUND_TRUTH_CSV).is_file(),
     }
+    if reader.outcome == "survival":
+        summary["events"] = int(table["event"].sum())
+        summary["censored"] = int((table["event"] == 0).sum())
+        summary["median_time"] = round(float(table["time"].median()), 2)
     return summary

@@ -13,11 +13,13 @@ from neurofusion.data.errors import CohortError
 
 FEATURE_KINDS = ("numeric", "categorical")
 _FEATURE_COLUMNS = ["name", "kind", "unit", "ref_low", "ref_high", "categories", "description"]
+MODALITY_COLUMN = "modality"  # optional: which tabular modality a column belongs to (two or more declared)
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """One tabular feature. Categorical features list their allowed category labels."""
+    """One tabular feature. Categorical features list their allowed category labels. ``modality`` names the
+    tabular modality it belongs to ("" = the cohort's only tabular modality)."""
 
     name: str
     kind: str = "numeric"
@@ -26,6 +28,7 @@ class FeatureSpec:
     ref_high: float | None = None
     categories: tuple[str, ...] = ()
     description: str = ""
+    modality: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
@@ -56,10 +59,13 @@ def write_features(path: str | Path, features: list[FeatureSpec]) -> None:
             "ref_high": "" if f.ref_high is None else f.ref_high,
             "categories": ";".join(f.categories),
             "description": f.description,
+            MODALITY_COLUMN: f.modality,
         }
         for f in features
     ]
-    pd.DataFrame(rows, columns=_FEATURE_COLUMNS).to_csv(path, index=False)
+    # the modality column is written only when a feature names one, so a cardio features.csv is unchanged
+    columns = _FEATURE_COLUMNS + ([MODALITY_COLUMN] if any(f.modality for f in features) else [])
+    pd.DataFrame(rows, columns=columns).to_csv(path, index=False)
 
 
 def read_features(path: str | Path) -> dict[str, FeatureSpec]:
@@ -86,6 +92,7 @@ def read_features(path: str | Path) -> dict[str, FeatureSpec]:
                 unit=row.get("unit", "").strip(),
                 categories=categories,
                 description=row.get("description", "").strip(),
+                modality=row.get(MODALITY_COLUMN, "").strip(),
                 **bounds,
             )
         except ValueError as err:

@@ -1,6 +1,6 @@
 """Single-file readers and writers for the clinical formats a cohort uses.
 
-Images: PNG (8/16-bit) and DICOM. Signals: WFDB records and DICOM waveform ECG (read only). Notes: UTF-8
+Images: PNG (8/16-bit, grey or RGB) and DICOM, read as grey or, for a colour modality, RGB. Signals: WFDB records and DICOM waveform ECG (read only). Notes: UTF-8
 text. Every reader raises :class:`CohortError` naming the file and what was wrong with it.
 """
 
@@ -38,27 +38,41 @@ _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "microvolt": 1e-3, "millivolt
 
 
 # ----------------------------------------------------------------------------------------------- images
-def read_image(path: str | Path) -> np.ndarray:
-    """Read a PNG or DICOM image -> float32 (H, W) or (D, H, W).
+def read_image(path: str | Path, colour: bool = False) -> np.ndarray:
+    """Read a PNG or DICOM image -> float32 (H, W) or (D, H, W); with ``colour``, (3, H, W) RGB in [0, 1].
 
-    PNG intensities are scaled to [0, 1] (8-bit / 255, 16-bit / 65535; colour is converted to luminance).
-    DICOM keeps its physical units after the modality LUT (e.g. Hounsfield units for CT); PALETTE COLOR
-    DICOM (ultrasound) is looked up in its colour tables and converted to luminance in [0, 1].
+    Grey (colour=False): PNG intensities are scaled to [0, 1] (8-bit / 255, 16-bit / 65535; colour is
+    converted to luminance). DICOM keeps its physical units after the modality LUT (e.g. Hounsfield units
+    for CT); colour and PALETTE COLOR DICOM (ultrasound) are converted to luminance in [0, 1].
+
+    Colour (colour=True): RGB / RGBA / palette PNG -> its RGB channels / 255 (alpha dropped; Pillow reads a
+    16-bit-per-channel RGB PNG at 8 bits); RGB or PALETTE COLOR DICOM -> RGB scaled by its bit depth. A
+    grey file in a colour modality is read as grey in [0, 1] (16-bit / 65535; monochrome DICOM min-max
+    scaled) and its channel repeated three times: grey is a colour, so nothing is lost or invented.
     """
     path = Path(path)
     if path.suffix.lower() in _DICOM_SUFFIXES or _is_dicom(path):
-        return _read_dicom_image(path)
-    return _read_png(path)
+        return _read_dicom_colour(path) if colour else _read_dicom_image(path)
+    return _read_png_colour(path) if colour else _read_png(path)
 
 
 def write_png(path: str | Path, image: np.ndarray, *, bit_depth: int = 8) -> None:
-    """Write a float image with values in [0, 1] as an 8- or 16-bit greyscale PNG."""
+    """Write an image as PNG: float (H, W) in [0, 1] as 8- or 16-bit grey; (3, H, W) or (H, W, 3) RGB,
+    float in [0, 1] or uint8, as 8-bit RGB."""
     image = np.asarray(image)
-    if image.ndim != 2:
-        raise ValueError(f"PNG image must be (H, W), got shape {image.shape}")
+    colour = image.ndim == 3 and 3 in (image.shape[0], image.shape[-1])
+    if image.ndim != 2 and not colour:
+        raise ValueError(f"PNG image must be (H, W) grey or (3, H, W) / (H, W, 3) RGB, got shape {image.shape}")
+    if image.dtype == np.uint8:
+        image = image.astype(np.float32) / 255.0
     if not np.isfinite(image).all() or image.min() < 0 or image.max() > 1:
         raise ValueError("PNG image values must be finite and in [0, 1]")
-    if bit_depth == 8:
+    if colour:
+        if bit_depth != 8:
+            raise ValueError(f"an RGB PNG is written with 8 bits per channel, got bit_depth {bit_depth}")
+        rgb = image if image.shape[-1] == 3 else np.moveaxis(image, 0, -1)  # (3, H, W) -> (H, W, 3)
+        Image.fromarray(np.round(rgb * 255).astype(np.uint8), mode="RGB").save(path, optimize=True)
+    elif bit_depth == 8:
         Image.fromarray(np.round(image * 255).astype(np.uint8), mode="L").save(path, optimize=True)
     elif bit_depth == 16:
         Image.fromarray(np.round(image * 65535).astype(np.uint16)).save(path)
@@ -136,6 +150,52 @@ def _read_png(path: Path) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise CohortError(f"not a readable PNG/DICOM image ({err})", path=path) from None
     return arr
+
+
+def _read_png_colour(path: Path) -> np.ndarray:
+    """PNG -> (3, H, W) float32 RGB in [0, 1]; a grey PNG's channel is repeated."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("I;16", "I;16B", "I;16L", "I", "F", "L", "LA", "1"):
+                grey = _read_png(path)
+                return np.repeat(grey[None], 3, axis=0)
+            arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0  # RGBA, P, CMYK... -> RGB
+    except FileNotFoundError:
+        raise CohortError("image file not found", path=path) from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise CohortError(f"not a readable PNG/DICOM image ({err})", path=path) from None
+    return np.ascontiguousarray(np.moveaxis(arr, -1, 0))  # (H, W, 3) -> (3, H, W)
+
+
+def _read_dicom_colour(path: Path) -> np.ndarray:
+    """DICOM -> (3, H, W) float32 RGB in [0, 1]: RGB scaled by BitsStored, PALETTE COLOR looked up in its
+    tables, monochrome min-max scaled and repeated. A multi-frame colour file is refused."""
+    ds = _dcmread(path)
+    if "PixelData" not in ds:
+        raise CohortError("DICOM file holds no pixel data (a waveform or structured report?)", path=path)
+    photometric = str(getattr(ds, "PhotometricInterpretation", "")).strip()
+    try:
+        pixels = ds.pixel_array
+        if photometric == "PALETTE COLOR":
+            bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
+            rgb = apply_color_lut(pixels, ds).astype(np.float32) / np.float32(2**bits - 1)
+        elif getattr(ds, "SamplesPerPixel", 1) == 3:
+            if photometric.startswith("YBR"):
+                from pydicom.pixels import convert_color_space
+
+                pixels = convert_color_space(pixels, photometric, "RGB")
+            rgb = pixels.astype(np.float32) / np.float32(2 ** int(getattr(ds, "BitsStored", 8)) - 1)
+        else:
+            grey = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32)
+            lo, hi = float(grey.min()), float(grey.max())
+            grey = (grey - lo) / (hi - lo) if hi > lo else np.zeros_like(grey)
+            rgb = np.repeat(grey[..., None], 3, axis=-1)
+    except Exception as err:  # pydicom raises many types for corrupt or unsupported pixel data
+        raise CohortError(f"DICOM pixel data cannot be decoded ({type(err).__name__}: {err})", path=path) from None
+    if rgb.ndim != 3:
+        raise CohortError(f"a colour image must be one frame (H, W, 3), got shape {rgb.shape}", path=path)
+    return np.ascontiguousarray(np.moveaxis(np.clip(rgb, 0, 1), -1, 0))
 
 
 def _read_dicom_image(path: Path) -> np.ndarray:

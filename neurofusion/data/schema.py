@@ -1,4 +1,5 @@
-"""The in-memory case: up to four modalities, each of which may be missing, and the ECG lead names.
+"""The in-memory case: the values of its declared modalities, each of which may be missing, its outcome,
+and the ECG lead names.
 
 A missing modality is ``None`` (never zeros), so every consumer has to decide what absence means. Lead
 names are matched here, in one place, for the file readers and the model's input preparation alike.
@@ -6,6 +7,7 @@ names are matched here, in one place, for the file readers and the model's input
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -13,7 +15,11 @@ from typing import Mapping
 
 import numpy as np
 
-MODALITIES: tuple[str, ...] = ("image", "text", "signal", "tabular")
+from neurofusion.data.modalities import CARDIO_MODALITIES, ModalitySpec
+
+# Cardio's modalities (the default declaration); a task or cohort may declare others
+# (neurofusion.data.modalities).
+MODALITIES: tuple[str, ...] = tuple(m.name for m in CARDIO_MODALITIES)
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 STANDARD_LEADS: tuple[str, ...] = (
     "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
@@ -171,9 +177,19 @@ def _known_leads(leads: tuple[str, ...]) -> str:
     return f"one of the model's leads ({', '.join(leads)})"
 
 
+# Modalities named after their kind keep their own Case field (cardio's four: ``case.note`` is the text).
+_SLOTS: dict[str, str] = {"image": "image", "text": "note", "signal": "signal", "tabular": "tabular"}
+
+
 @dataclass
 class Case:
     """One patient case. ``None`` marks a missing modality; NaN / None marks a missing tabular value.
+
+    Values are held per declared modality (``modalities``, cardio's four by default): a modality named
+    image / text / signal / tabular in its field (``image``, ``note``, ``signal``, ``tabular``), any other
+    in ``others`` by name. Read them with :attr:`values` / :meth:`value`, change them with
+    :meth:`with_values`. Images are float32 (H, W) grey, (3, H, W) for a colour modality, or (D, H, W).
+    ``outcome`` holds a survival case's ``{"time": t, "event": 0/1}`` (``label`` is then "").
 
     ``issues`` lists what the reader could not use as given (channels that name no lead, a signal with no
     usable lead, cohort columns it ignored), one human-readable sentence each, so no degradation is
@@ -184,26 +200,73 @@ class Case:
     label: str
     split: str
     site: str = ""
-    image: np.ndarray | None = None  # float32 (H, W) or (D, H, W)
+    image: np.ndarray | None = None  # float32 (H, W), (3, H, W) colour or (D, H, W)
     note: str | None = None
     signal: Signal | None = None
     tabular: Mapping[str, TabularValue] | None = None
     meta: dict = field(default_factory=dict)
     issues: list[str] = field(default_factory=list)
+    others: dict[str, object] = field(default_factory=dict)  # declared modalities without a field of their own
+    modalities: tuple[ModalitySpec, ...] = CARDIO_MODALITIES
+    outcome: dict | None = None  # survival: {"time": float >= 0, "event": 0 or 1}
+
+    def __post_init__(self) -> None:
+        self.modalities = tuple(self.modalities)
+        declared = {m.name for m in self.modalities}
+        for name in self.others:
+            if name in _SLOTS or name not in declared:
+                where = "has its own field" if name in _SLOTS else "is not a declared modality"
+                raise ValueError(f"case {self.case_id}: value {name!r} {where} "
+                                 f"(declared: {', '.join(m.name for m in self.modalities)})")
+        for name, slot in _SLOTS.items():
+            if name not in declared and getattr(self, slot) is not None:
+                raise ValueError(f"case {self.case_id}: {slot} is given but {name!r} is not a declared modality "
+                                 f"(declared: {', '.join(m.name for m in self.modalities)})")
+
+    @classmethod
+    def from_values(cls, case_id: str, label: str, split: str, values: Mapping[str, object],
+                    modalities: tuple[ModalitySpec, ...] = CARDIO_MODALITIES, **kwargs) -> "Case":
+        """A case from ``{modality name: value}`` (absent names are missing) of a declaration."""
+        slots = {_SLOTS[n]: v for n, v in values.items() if n in _SLOTS}
+        others = {n: v for n, v in values.items() if n not in _SLOTS and v is not None}
+        return cls(case_id=case_id, label=label, split=split, modalities=modalities, others=others, **slots, **kwargs)
 
     @property
     def text(self) -> str | None:
         """The clinical note under its modality name."""
         return self.note
 
+    def value(self, name: str) -> object:
+        """The value of declared modality ``name`` (None = missing)."""
+        if name not in self.modality_names:
+            raise KeyError(f"{name!r} is not a modality of case {self.case_id} "
+                           f"(declared: {', '.join(self.modality_names)})")
+        return getattr(self, _SLOTS[name]) if name in _SLOTS else self.others.get(name)
+
+    @property
+    def values(self) -> dict[str, object]:
+        """{modality name: value or None}, in declaration order."""
+        return {name: self.value(name) for name in self.modality_names}
+
+    def with_values(self, **changes: object) -> "Case":
+        """A copy with the named modalities' values replaced (None hides one)."""
+        unknown = [n for n in changes if n not in self.modality_names]
+        if unknown:
+            raise KeyError(f"{unknown[0]!r} is not a modality of case {self.case_id} "
+                           f"(declared: {', '.join(self.modality_names)})")
+        slots = {_SLOTS[n]: v for n, v in changes.items() if n in _SLOTS}
+        others = {**self.others, **{n: v for n, v in changes.items() if n not in _SLOTS}}
+        others = {n: v for n, v in others.items() if v is not None}
+        return dataclasses.replace(self, others=others, meta=dict(self.meta), issues=list(self.issues), **slots)
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.modalities)
+
     @property
     def available(self) -> dict[str, bool]:
-        return {
-            "image": self.image is not None,
-            "text": self.note is not None,
-            "signal": self.signal is not None,
-            "tabular": self.tabular is not None,
-        }
+        """{modality name: has a value}, in declaration order."""
+        return {name: value is not None for name, value in self.values.items()}
 
     @property
     def present_modalities(self) -> tuple[str, ...]:

@@ -1,15 +1,35 @@
-"""Prediction tasks known to the project: their class names and the modalities they use."""
+"""Prediction tasks known to the project: their outcome (class names, or survival), and the modalities
+they declare."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from neurofusion.data.modalities import CANCER_MODALITIES, CARDIO_MODALITIES, ModalitySpec
+
+OUTCOMES: tuple[str, ...] = ("classification", "survival")
+
 
 @dataclass(frozen=True)
 class TaskSpec:
+    """A task. outcome: "classification" (``classes`` are the labels) or "survival" (``time`` and ``event``
+    per case, in ``time_unit``; the model predicts survival up to ``horizon``)."""
+
     name: str
     classes: tuple[str, ...]
     description: str
+    modalities: tuple[ModalitySpec, ...] = CARDIO_MODALITIES
+    outcome: str = "classification"
+    horizon: float | None = None
+    time_unit: str = ""
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"task {self.name!r}: outcome must be one of {OUTCOMES}, got {self.outcome!r}")
+        if self.outcome == "classification" and not self.classes:
+            raise ValueError(f"task {self.name!r}: a classification task needs its classes")
+        if self.outcome == "survival" and not (self.horizon and self.horizon > 0 and self.time_unit):
+            raise ValueError(f"task {self.name!r}: a survival task needs a positive horizon and a time unit")
 
 
 CARDIO_CLASSES: tuple[str, ...] = (
@@ -27,5 +47,21 @@ TASKS: dict[str, TaskSpec] = {
         name="cardio",
         classes=CARDIO_CLASSES,
         description="5-class cardiovascular diagnosis from echo image, consult note, 12-lead ECG and labs",
+        modalities=CARDIO_MODALITIES,
+    ),
+    "cancer": TaskSpec(
+        name="cancer",
+        classes=(),
+        description="5-year survival from histopathology (RGB), a 50-gene mutation panel, treatment notes and "
+                    "clinical data (demographics, stage)",
+        modalities=CANCER_MODALITIES,
+        outcome="survival",
+        horizon=60.0,
+        time_unit="months",
     ),
 }
+
+
+def task_modalities(task: str | None) -> tuple[ModalitySpec, ...]:
+    """The declaration of a known task; cardio's for an unknown or unnamed one (the project's default)."""
+    return TASKS[task].modalities if task in TASKS else CARDIO_MODALITIES

@@ -1,8 +1,8 @@
 """Cross-modal attention fusion on plain tensors plus a presence mask (the layer; the model wraps it).
 
-Per modality m with encoder output h_m (dim d_m): a missing modality's h_m is its learned "missing"
-embedding, never zeros. Token t_m = LayerNorm(W_m h_m); multi-head attention lets each token attend to all
-four; u_m = h_m + U_m(z_m) adds the attended context back in the encoder's own space; the concatenation of
+Per declared modality m (M of them, in declaration order) with encoder output h_m (dim d_m): a missing
+modality's h_m is its learned "missing" embedding, never zeros. Token t_m = LayerNorm(W_m h_m); multi-head
+attention lets each token attend to all M; u_m = h_m + U_m(z_m) adds the attended context back in the encoder's own space; the concatenation of
 the u_m (sum of d_m; 2048+768+512+256 = 3584 in the paper) goes through a bottleneck MLP with a residual
 projection, dropout and layer norm to the fused vector (1024 in the paper).
 """
@@ -15,14 +15,13 @@ import torch
 import torch.nn as nn
 
 from neurofusion.config import FusionConfig
-from neurofusion.data.schema import MODALITIES
 
 
 @dataclass
 class FusionOutput:
     fused: torch.Tensor  # (B, fused_dim)
-    attention: torch.Tensor  # (B, heads, 4, 4): rows = query modality, columns = key modality
-    tokens: torch.Tensor  # (B, 4, token_dim) after attention
+    attention: torch.Tensor  # (B, heads, M, M): rows = query modality, columns = key modality
+    tokens: torch.Tensor  # (B, M, token_dim) after attention
     inputs: torch.Tensor  # (B, sum d_m): the concatenated per-modality vectors fed to the bottleneck
 
 
@@ -56,10 +55,13 @@ class BottleneckMLP(nn.Module):
 
 
 class CrossModalFusion(nn.Module):
+    """Cross-modal attention over the modalities of ``dims`` ({name: d_m}, in declaration order)."""
+
     def __init__(self, dims: dict[str, int], config: FusionConfig) -> None:
         super().__init__()
-        if tuple(dims) != MODALITIES:
-            raise ValueError(f"fusion needs dims for {MODALITIES} in that order, got {tuple(dims)}")
+        if not dims:
+            raise ValueError("fusion needs at least one modality")
+        self.names = tuple(dims)
         d = config.token_dim
         self.to_token = nn.ModuleDict({m: nn.Sequential(nn.Linear(dim, d), nn.LayerNorm(d)) for m, dim in dims.items()})
         self.modality_embedding = nn.Parameter(torch.randn(len(dims), d) * 0.02)  # which modality a token is
@@ -70,10 +72,10 @@ class CrossModalFusion(nn.Module):
 
     def forward(self, embeddings: dict[str, torch.Tensor]) -> FusionOutput:
         """embeddings: {modality: (B, d_m)}, missing rows already replaced by the missing embedding."""
-        tokens = torch.stack([self.to_token[m](embeddings[m]) for m in MODALITIES], dim=1)  # (B, 4, d)
+        tokens = torch.stack([self.to_token[m](embeddings[m]) for m in self.names], dim=1)  # (B, M, d)
         tokens = tokens + self.modality_embedding
         attended, weights = self.attention(tokens, tokens, tokens, need_weights=True, average_attn_weights=False)
-        tokens = self.attention_norm(tokens + attended)  # (B, 4, d)
-        enriched = [embeddings[m] + self.from_token[m](tokens[:, j]) for j, m in enumerate(MODALITIES)]
+        tokens = self.attention_norm(tokens + attended)  # (B, M, d)
+        enriched = [embeddings[m] + self.from_token[m](tokens[:, j]) for j, m in enumerate(self.names)]
         inputs = torch.cat(enriched, dim=1)  # (B, sum d_m)
         return FusionOutput(self.bottleneck(inputs), weights, tokens, inputs)

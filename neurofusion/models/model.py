@@ -8,6 +8,7 @@ presence mask that is a subset of the real one (a hidden modality is treated exa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 
 from neurofusion.config import ModelConfig
 from neurofusion.data.dataset import Batch
-from neurofusion.data.schema import MODALITIES
+from neurofusion.data.modalities import ModalitySpec, first_of_kind
 from neurofusion.models.encoders import (
     FeatureNormaliser,
     ImageEncoder,
@@ -29,51 +30,86 @@ from neurofusion.models.heads import build_heads
 
 @dataclass
 class ModelOutput:
-    """B = cases. Attention maps are zero for a case that lacks the modality."""
+    """B = cases, M = declared modalities (in declaration order). Attention maps are zero for a case that
+    lacks the modality."""
 
     logits: torch.Tensor  # (B, C)
     probabilities: torch.Tensor  # (B, C)
-    present: torch.Tensor  # (B, 4) bool: the presence mask the prediction used
+    present: torch.Tensor  # (B, M) bool: the presence mask the prediction used
     heads: dict[str, torch.Tensor] = field(default_factory=dict)  # raw output of every head
-    cross_attention: torch.Tensor | None = None  # (B, heads, 4, 4), rows = query modality
-    modality_tokens: torch.Tensor | None = None  # (B, 4, token_dim)
-    spatial_attention: torch.Tensor | None = None  # (B, h, w) over the image's last feature map
-    temporal_attention: torch.Tensor | None = None  # (B, T') over the ECG, T' = samples / downsample
+    cross_attention: torch.Tensor | None = None  # (B, heads, M, M), rows = query modality
+    modality_tokens: torch.Tensor | None = None  # (B, M, token_dim)
+    spatial_attention: torch.Tensor | None = None  # (B, h, w) over the first image modality's last feature map
+    temporal_attention: torch.Tensor | None = None  # (B, T') over the first signal, T' = samples / downsample
     fused: torch.Tensor | None = None  # (B, fused_dim)
+    attention_maps: dict[str, torch.Tensor] = field(default_factory=dict)  # every image / signal modality's map
 
 
 @dataclass
 class Encoded:
-    """Encoder outputs for a batch: ``vectors[m]`` is (B, d_m) with rows of cases lacking m left at zero."""
+    """Encoder outputs for a batch: ``vectors[m]`` is (B, d_m) with rows of cases lacking m left at zero.
+    ``maps`` holds each image / signal modality's attention map by name; ``spatial_attention`` and
+    ``temporal_attention`` are the first image's and first signal's."""
 
     vectors: dict[str, torch.Tensor]
-    present: torch.Tensor  # (B, 4) bool
+    present: torch.Tensor  # (B, M) bool
     spatial_attention: torch.Tensor | None = None
     temporal_attention: torch.Tensor | None = None
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def repeat(self, times: int) -> "Encoded":
         """Each case ``times`` times in a row (case-major), to fuse many presence masks in one pass."""
         rep = lambda t: None if t is None else t.repeat_interleave(times, dim=0)  # noqa: E731
         return Encoded({m: rep(v) for m, v in self.vectors.items()}, rep(self.present),
-                       rep(self.spatial_attention), rep(self.temporal_attention))
+                       rep(self.spatial_attention), rep(self.temporal_attention),
+                       {m: rep(v) for m, v in self.maps.items()})
+
+
+def _image_encoder(config: ModelConfig, spec: ModalitySpec) -> nn.Module:
+    return ImageEncoder(config.encoder_config(spec))
+
+
+def _tabular_encoder(config: ModelConfig, spec: ModalitySpec) -> nn.Module:
+    return TabularEncoder(config.tabular, config.input_spec().features_of(spec.name))
+
+
+# One encoder per declared modality, looked up by its kind (a registry, as timm's create_model).
+ENCODERS: dict[str, Callable[[ModelConfig, ModalitySpec], nn.Module]] = {
+    "image": _image_encoder,
+    "text": lambda config, spec: TextEncoder(config.text),
+    "signal": lambda config, spec: SignalEncoder(config.signal),
+    "tabular": _tabular_encoder,
+}
+
+
+def encoder_inputs(kind: str, tensors: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A modality's batch tensors (``Batch.inputs[name]``) -> its encoder's keyword arguments, for ``rows``."""
+    if kind == "image":
+        return {"image": tensors["image"][rows]}
+    if kind == "text":
+        return {"input_ids": tensors["input_ids"][rows], "attention_mask": tensors["attention_mask"][rows]}
+    if kind == "signal":
+        return {"signal": tensors["signal"][rows]}
+    return {"numeric": tensors["numeric"][rows], "mask": tensors["numeric_mask"][rows],
+            "categorical": tensors["categorical"][rows]}
 
 
 class MultiModalModel(nn.Module):
-    """Shared machinery: the encoders an architecture uses, run on the present cases only."""
+    """Shared machinery: the encoders an architecture uses, run on the present cases only.
 
-    modalities: tuple[str, ...] = MODALITIES
+    ``specs`` are the declared modalities (config.modalities); ``modalities`` the names of those this
+    architecture encodes (all of them, one for a single-modality baseline, none for early fusion)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        builders = {
-            "image": lambda: ImageEncoder(config.image),
-            "text": lambda: TextEncoder(config.text),
-            "signal": lambda: SignalEncoder(config.signal),
-            "tabular": lambda: TabularEncoder(config.tabular, config.feature_specs),
-        }
-        self.encoders = nn.ModuleDict({m: builders[m]() for m in self.modalities})
-        self.dims = {m: getattr(config, m).out_dim for m in self.modalities}
+        self.specs: tuple[ModalitySpec, ...] = config.modality_specs
+        self.names: tuple[str, ...] = tuple(s.name for s in self.specs)
+        if not hasattr(self, "modalities"):
+            self.modalities = self.names
+        used = [s for s in self.specs if s.name in self.modalities]
+        self.encoders = nn.ModuleDict({s.name: ENCODERS[s.kind](config, s) for s in used})
+        self.dims = {s.name: config.encoder_config(s).out_dim for s in used}
 
     @property
     def classes(self) -> list[str]:
@@ -81,14 +117,18 @@ class MultiModalModel(nn.Module):
 
     @property
     def signal_downsample(self) -> int:
-        return self.encoders["signal"].downsample if "signal" in self.encoders else 1
+        signal = first_of_kind(self.specs, "signal")
+        return self.encoders[signal.name].downsample if signal is not None and signal.name in self.encoders else 1
+
+    def kind(self, name: str) -> str:
+        return self.specs[self.names.index(name)].kind
 
     def encode(self, batch: Batch) -> Encoded:
         vectors: dict[str, torch.Tensor] = {}
         maps: dict[str, torch.Tensor] = {}
         for m, encoder in self.encoders.items():
-            rows = batch.present[:, MODALITIES.index(m)]
-            out = encoder(**_encoder_inputs(m, batch, rows)) if rows.any() else None
+            rows = batch.present[:, self.names.index(m)]
+            out = encoder(**encoder_inputs(self.kind(m), batch.inputs[m], rows)) if rows.any() else None
             full = torch.zeros(len(rows), self.dims[m], device=batch.present.device)
             vectors[m] = full
             if out is not None:
@@ -97,13 +137,15 @@ class MultiModalModel(nn.Module):
                     attention = torch.zeros(len(rows), *out.attention.shape[1:], device=full.device)
                     attention[rows] = out.attention.to(attention.dtype)
                     maps[m] = attention
-        return Encoded(vectors, batch.present, maps.get("image"), maps.get("signal"))
+        image, signal = (first_of_kind(self.specs, k) for k in ("image", "signal"))
+        return Encoded(vectors, batch.present, maps.get(image.name) if image else None,
+                       maps.get(signal.name) if signal else None, maps)
 
     def fuse(self, encoded: Encoded, present: torch.Tensor | None = None) -> ModelOutput:
         raise NotImplementedError
 
     def forward(self, batch: Batch, present: torch.Tensor | None = None) -> ModelOutput:
-        """``present`` (B, 4) may hide modalities the batch has; it cannot reveal ones it lacks."""
+        """``present`` (B, M) may hide modalities the batch has; it cannot reveal ones it lacks."""
         return self.fuse(self.encode(batch), present)
 
     def _mask(self, encoded: Encoded, present: torch.Tensor | None) -> torch.Tensor:
@@ -112,6 +154,19 @@ class MultiModalModel(nn.Module):
         if present.shape != encoded.present.shape:
             raise ValueError(f"present must be {tuple(encoded.present.shape)}, got {tuple(present.shape)}")
         return present.bool() & encoded.present
+
+    def _maps(self, encoded: Encoded, mask: torch.Tensor) -> dict:
+        """The attention-map fields of a ModelOutput, each zeroed for cases whose modality is hidden."""
+        maps = dict(encoded.maps)
+        for kind, first in (("image", encoded.spatial_attention), ("signal", encoded.temporal_attention)):
+            spec = first_of_kind(self.specs, kind)
+            if spec is not None and first is not None:
+                maps[spec.name] = first  # a caller may have replaced the first map (explain rebuilds Encoded)
+        masked = {m: _masked(a, mask[:, self.names.index(m)]) for m, a in maps.items()}
+        image, signal = (first_of_kind(self.specs, k) for k in ("image", "signal"))
+        return {"attention_maps": masked,
+                "spatial_attention": masked.get(image.name) if image else None,
+                "temporal_attention": masked.get(signal.name) if signal else None}
 
     def _classify(self, heads: nn.ModuleDict, fused: torch.Tensor, present: torch.Tensor, **extra) -> ModelOutput:
         outputs = {name: head(fused) for name, head in heads.items()}
@@ -131,13 +186,10 @@ class NeuroFusion(MultiModalModel):
 
     def fuse(self, encoded: Encoded, present: torch.Tensor | None = None) -> ModelOutput:
         mask = self._mask(encoded, present)
-        filled = {m: self.missing.fill(m, encoded.vectors[m], mask[:, j]) for j, m in enumerate(MODALITIES)}
+        filled = {m: self.missing.fill(m, encoded.vectors[m], mask[:, j]) for j, m in enumerate(self.names)}
         fusion = self.fusion(filled)
-        return self._classify(
-            self.heads, fusion.fused, mask, cross_attention=fusion.attention, modality_tokens=fusion.tokens,
-            spatial_attention=_masked(encoded.spatial_attention, mask[:, 0]),
-            temporal_attention=_masked(encoded.temporal_attention, mask[:, 2]),
-        )
+        return self._classify(self.heads, fusion.fused, mask, cross_attention=fusion.attention,
+                              modality_tokens=fusion.tokens, **self._maps(encoded, mask))
 
 
 class MLPFusion(MultiModalModel):
@@ -152,12 +204,13 @@ class MLPFusion(MultiModalModel):
 
     def fuse(self, encoded: Encoded, present: torch.Tensor | None = None) -> ModelOutput:
         mask = self._mask(encoded, present)
-        filled = [self.missing.fill(m, encoded.vectors[m], mask[:, j]) for j, m in enumerate(MODALITIES)]
+        filled = [self.missing.fill(m, encoded.vectors[m], mask[:, j]) for j, m in enumerate(self.names)]
         return self._classify(self.heads, self.bottleneck(torch.cat(filled, dim=1)), mask)
 
 
 class SingleModality(MultiModalModel):
-    """Baseline: one encoder; a case without that modality gets its missing embedding."""
+    """Baseline ``<name>_only``: one declared modality's encoder; a case without it gets its missing
+    embedding."""
 
     def __init__(self, config: ModelConfig) -> None:
         self.modalities = (config.architecture.removesuffix("_only"),)
@@ -170,7 +223,7 @@ class SingleModality(MultiModalModel):
     def fuse(self, encoded: Encoded, present: torch.Tensor | None = None) -> ModelOutput:
         mask = self._mask(encoded, present)
         (m,) = self.modalities
-        j = MODALITIES.index(m)
+        j = self.names.index(m)
         single = torch.zeros_like(mask)
         single[:, j] = mask[:, j]  # the prediction uses only this modality
         vector = self.missing.fill(m, encoded.vectors[m], mask[:, j])
@@ -183,7 +236,7 @@ class LateFusion(MultiModalModel):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        if len(config.heads) != 1:
+        if len(config.heads) != 1 or config.heads[0].kind != "classification":
             raise ValueError("late fusion supports the classification head only")
         n_classes = config.heads[0].num_outputs
         self.classifiers = nn.ModuleDict({
@@ -195,11 +248,11 @@ class LateFusion(MultiModalModel):
     def fuse(self, encoded: Encoded, present: torch.Tensor | None = None) -> ModelOutput:
         mask = self._mask(encoded, present)
         log_probs = torch.stack(
-            [F.log_softmax(self.classifiers[m](encoded.vectors[m]), dim=-1) for m in MODALITIES], dim=1
-        )  # (B, 4, C)
+            [F.log_softmax(self.classifiers[m](encoded.vectors[m]), dim=-1) for m in self.names], dim=1
+        )  # (B, M, C)
         weights = mask.float()
         mean = (log_probs * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp_min(1)
-        per_modality = {f"{m}_logits": log_probs[:, j] for j, m in enumerate(MODALITIES)}
+        per_modality = {f"{m}_logits": log_probs[:, j] for j, m in enumerate(self.names)}
         logits = torch.log_softmax(mean, dim=-1)
         return ModelOutput(logits=logits, probabilities=logits.exp(), present=mask,
                            heads={self.config.heads[0].name: logits, **per_modality})
@@ -207,7 +260,8 @@ class LateFusion(MultiModalModel):
 
 class EarlyFusion(MultiModalModel):
     """Baseline: raw inputs concatenated before any modality-specific processing (downsampled image
-    pixels, downsampled ECG, normalised labs, note bag-of-words), zeros where missing, then an MLP."""
+    pixels, downsampled signals, normalised tabular values, note bag-of-words), zeros where missing, then
+    an MLP."""
 
     modalities = ()
     _IMAGE_SIDE = 32
@@ -215,35 +269,58 @@ class EarlyFusion(MultiModalModel):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        specs = config.feature_specs
-        numeric = [f for f in specs if f.kind == "numeric"]
-        self.categories = [len(f.categories) for f in specs if f.kind == "categorical"]
-        self.normaliser = FeatureNormaliser(len(numeric))
+        spec = config.input_spec()
         self.vocab_size = config.text.vocab_size
-        widths = {
-            "image": self._IMAGE_SIDE**2,
-            "text": self.vocab_size,
-            "signal": len(config.signal.leads) * self._SIGNAL_STEPS,
-            "tabular": 2 * len(numeric) + sum(k + 1 for k in self.categories),
-        }
+        self.categories: dict[str, list[int]] = {}
+        normalisers: dict[str, FeatureNormaliser] = {}
+        widths = {}
+        for s in self.specs:
+            if s.kind == "image":
+                widths[s.name] = (3 if s.colour else 1) * self._IMAGE_SIDE**2
+            elif s.kind == "text":
+                widths[s.name] = self.vocab_size
+            elif s.kind == "signal":
+                widths[s.name] = len(config.signal.leads) * self._SIGNAL_STEPS
+            else:
+                features = spec.features_of(s.name)
+                numeric = [f for f in features if f.kind == "numeric"]
+                self.categories[s.name] = [len(f.categories) for f in features if f.kind == "categorical"]
+                normalisers[s.name] = FeatureNormaliser(len(numeric))
+                widths[s.name] = 2 * len(numeric) + sum(k + 1 for k in self.categories[s.name])
+        # the first tabular modality's statistics keep their cardio name ("normaliser.mean")
+        first = first_of_kind(self.specs, "tabular")
+        self.normaliser = normalisers.pop(first.name) if first else FeatureNormaliser(0)
+        self.extra_normalisers = nn.ModuleDict(normalisers)
         self.raw_dims = widths
         self.mlp = BottleneckMLP(sum(widths.values()), config.fusion.fused_dim, config.fusion.dropout)
         self.heads = build_heads(config.heads, config.fusion.fused_dim)
 
+    def normaliser_of(self, name: str) -> FeatureNormaliser:
+        return self.extra_normalisers[name] if name in self.extra_normalisers else self.normaliser
+
     def encode(self, batch: Batch) -> Encoded:
-        image = F.adaptive_avg_pool2d(batch.image, self._IMAGE_SIDE).flatten(1)
-        signal = F.adaptive_avg_pool1d(batch.signal, self._SIGNAL_STEPS).flatten(1)
-        ids = batch.tokens["input_ids"]
-        counts = torch.zeros(ids.shape[0], self.vocab_size, device=ids.device)
-        counts.scatter_add_(1, ids, batch.tokens["attention_mask"].float())
-        text = counts / counts.sum(1, keepdim=True).clamp_min(1)
-        one_hot = [F.one_hot(batch.categorical[:, j], k + 1).float() for j, k in enumerate(self.categories)]
-        tabular = torch.cat([self.normaliser(batch.numeric, batch.numeric_mask), batch.numeric_mask.float(), *one_hot], 1)
-        return Encoded({"image": image, "text": text, "signal": signal, "tabular": tabular}, batch.present)
+        vectors = {}
+        for s in self.specs:
+            tensors = batch.inputs[s.name]
+            if s.kind == "image":
+                vectors[s.name] = F.adaptive_avg_pool2d(tensors["image"], self._IMAGE_SIDE).flatten(1)
+            elif s.kind == "signal":
+                vectors[s.name] = F.adaptive_avg_pool1d(tensors["signal"], self._SIGNAL_STEPS).flatten(1)
+            elif s.kind == "text":
+                ids = tensors["input_ids"]
+                counts = torch.zeros(ids.shape[0], self.vocab_size, device=ids.device)
+                counts.scatter_add_(1, ids, tensors["attention_mask"].float())
+                vectors[s.name] = counts / counts.sum(1, keepdim=True).clamp_min(1)
+            else:
+                one_hot = [F.one_hot(tensors["categorical"][:, j], k + 1).float()
+                           for j, k in enumerate(self.categories[s.name])]
+                normalised = self.normaliser_of(s.name)(tensors["numeric"], tensors["numeric_mask"])
+                vectors[s.name] = torch.cat([normalised, tensors["numeric_mask"].float(), *one_hot], 1)
+        return Encoded(vectors, batch.present)
 
     def fuse(self, encoded: Encoded, present: torch.Tensor | None = None) -> ModelOutput:
         mask = self._mask(encoded, present)
-        parts = [encoded.vectors[m] * mask[:, j, None] for j, m in enumerate(MODALITIES)]
+        parts = [encoded.vectors[m] * mask[:, j, None] for j, m in enumerate(self.names)]
         return self._classify(self.heads, self.mlp(torch.cat(parts, dim=1)), mask)
 
 
@@ -260,27 +337,25 @@ ARCHITECTURE_CLASSES: dict[str, type[MultiModalModel]] = {
 
 
 def build_model(config: ModelConfig) -> MultiModalModel:
-    """The model an architecture name stands for (registry lookup, as timm's create_model)."""
+    """The model an architecture name stands for (registry lookup, as timm's create_model); any
+    ``<name>_only`` of a declared modality is the single-modality baseline."""
+    if config.architecture.endswith("_only"):
+        return SingleModality(config)
     return ARCHITECTURE_CLASSES[config.architecture](config)
 
 
-def tabular_normaliser(model: MultiModalModel) -> FeatureNormaliser | None:
-    """The module holding the tabular statistics, wherever the architecture keeps it."""
+def tabular_normalisers(model: MultiModalModel) -> dict[str, FeatureNormaliser]:
+    """{tabular modality: the module holding its statistics}, wherever the architecture keeps them."""
+    tabular = [s.name for s in model.specs if s.kind == "tabular"]
     if isinstance(model, EarlyFusion):
-        return model.normaliser
-    if "tabular" in model.encoders:
-        return model.encoders["tabular"].normaliser
-    return None
+        return {name: model.normaliser_of(name) for name in tabular}
+    return {name: model.encoders[name].normaliser for name in tabular if name in model.encoders}
 
 
-def _encoder_inputs(modality: str, batch: Batch, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-    if modality == "image":
-        return {"image": batch.image[rows]}
-    if modality == "text":
-        return {"input_ids": batch.tokens["input_ids"][rows], "attention_mask": batch.tokens["attention_mask"][rows]}
-    if modality == "signal":
-        return {"signal": batch.signal[rows]}
-    return {"numeric": batch.numeric[rows], "mask": batch.numeric_mask[rows], "categorical": batch.categorical[rows]}
+def tabular_normaliser(model: MultiModalModel) -> FeatureNormaliser | None:
+    """The first tabular modality's statistics module (cardio's labs), or None."""
+    found = tabular_normalisers(model)
+    return next(iter(found.values()), None)
 
 
 def _masked(attention: torch.Tensor | None, keep: torch.Tensor) -> torch.Tensor | None:
