@@ -14,6 +14,16 @@ from neurofusion.data.cohort import (
 from neurofusion.data.dataset import Batch, CaseDataset, Collate, InputSpec, prepare_case
 from neurofusion.data.errors import CohortError
 from neurofusion.data.features import FeatureSpec, read_features, write_features
+from neurofusion.data.modalities import (
+    CANCER_MODALITIES,
+    CARDIO_MODALITIES,
+    KINDS,
+    MAX_MODALITIES,
+    ModalityError,
+    ModalitySpec,
+    modalities_from_dicts,
+    modalities_to_dicts,
+)
 from neurofusion.data.formats import read_image, read_note, read_signal, write_dicom_image, write_png, write_wfdb
 from neurofusion.data.schema import (
     MODALITIES,
@@ -26,9 +36,11 @@ from neurofusion.data.schema import (
     match_leads,
     standard_lead,
 )
-from neurofusion.data.tasks import CARDIO_CLASSES, CARDIO_FINDINGS, TASKS
+from neurofusion.data.tasks import CARDIO_CLASSES, CARDIO_FINDINGS, TASKS, TaskSpec
 
 __all__ = [
+    "CANCER_MODALITIES", "CARDIO_MODALITIES", "KINDS", "MAX_MODALITIES", "ModalityError", "ModalitySpec",
+    "TaskSpec", "modalities_from_dicts", "modalities_to_dicts",
     "AugmentConfig", "CLINICAL_SYNONYMS", "augment_batch", "replace_synonyms",
     "Batch", "CARDIO_CLASSES", "CARDIO_FINDINGS", "Case", "CaseDataset", "CohortCheck", "CohortError",
     "CohortReader", "Collate", "FeatureSpec", "InputSpec", "LeadMatch", "MODALITIES", "SPLITS",

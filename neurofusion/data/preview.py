@@ -1,4 +1,4 @@
-"""Render one case's four modalities to a PNG, to check by eye that a cohort loads as intended."""
+"""Render one case's declared modalities to a PNG, to check by eye that a cohort loads as intended."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from neurofusion.data.cohort import CohortReader
-from neurofusion.data.schema import Case
+from neurofusion.data.modalities import ModalitySpec
 
 _ECG_LEADS = ("I", "II", "V1", "V5")
 _LAB_COLUMNS = 2
+_PANEL_ORDER = ("image", "signal", "text", "tabular")
 
 
 def render_case_preview(reader: CohortReader, case_id: str, out: str | Path, *, overwrite: bool = False) -> Path:
-    """Write a 2x2 figure: image, ECG (4 leads), note, labs with reference ranges. Missing = labelled so.
+    """Write one panel per declared modality, two per row, images and signals first (cardio: image, ECG
+    (4 leads); note, labs with reference ranges). Missing = labelled so.
 
     An existing ``out`` (which may be one of the cohort's own images) is kept unless ``overwrite``;
     missing parent folders are created."""
@@ -31,13 +33,22 @@ def render_case_preview(reader: CohortReader, case_id: str, out: str | Path, *, 
     import matplotlib.pyplot as plt
 
     case = reader[case_id]
-    fig, axes = plt.subplots(2, 2, figsize=(14, 9), gridspec_kw={"width_ratios": [1, 1.5]})
+    specs = sorted(reader.modalities, key=lambda m: _PANEL_ORDER.index(m.kind))  # stable: declaration order within a kind
+    rows = math.ceil(len(specs) / 2)
+    fig, axes = plt.subplots(rows, 2, figsize=(14, 4.5 * rows), gridspec_kw={"width_ratios": [1, 1.5]}, squeeze=False)
     fig.suptitle(f"{case.case_id}  |  label: {case.label}  |  site: {case.site or '-'}  |  split: {case.split}"
                  + ("  |  SYNTHETIC" if reader.info.get("synthetic") else ""), fontsize=12)
-    _image_panel(axes[0, 0], case)
-    _signal_panel(axes[0, 1], case)
-    _note_panel(axes[1, 0], case)
-    _tabular_panel(axes[1, 1], case, reader)
+    values = case.values
+    for ax, spec in zip(axes.flat, specs):
+        value = values[spec.name]
+        if value is None:
+            _missing(ax, spec.name)
+        elif spec.kind == "tabular":
+            _tabular_panel(ax, value, spec, reader)
+        else:
+            _PANELS[spec.kind](ax, value, spec)
+    for ax in list(axes.flat)[len(specs):]:
+        ax.set_axis_off()
     fig.tight_layout()
     if case.issues:  # what the reader could not use is shown, not dropped
         fig.subplots_adjust(bottom=0.06 + 0.025 * min(len(case.issues), 4))
@@ -54,64 +65,63 @@ def _missing(ax, what: str) -> None:
     ax.set_axis_off()
 
 
-def _image_panel(ax, case: Case) -> None:
-    if case.image is None:
-        return _missing(ax, "image")
-    image = case.image if case.image.ndim == 2 else case.image[case.image.shape[0] // 2]
-    ax.imshow(image, cmap="gray")
-    ax.set_title(f"image {image.shape[1]}x{image.shape[0]}")
+def _image_panel(ax, image: np.ndarray, spec: ModalitySpec) -> None:
+    if spec.colour and image.ndim == 3 and image.shape[0] == 3:
+        ax.imshow(np.moveaxis(image, 0, -1).clip(0, 1))  # (3, H, W) -> (H, W, 3)
+        image = image[0]
+    else:
+        image = image if image.ndim == 2 else image[image.shape[0] // 2]
+        ax.imshow(image, cmap="gray")
+    ax.set_title(f"{spec.name} {image.shape[1]}x{image.shape[0]}")
     ax.set_axis_off()
 
 
-def _signal_panel(ax, case: Case) -> None:
-    if case.signal is None:
-        return _missing(ax, "signal")
-    signal = case.signal
+def _signal_panel(ax, signal, spec: ModalitySpec) -> None:
     t = np.arange(signal.n_samples) / signal.fs
     shown = [c for c in _ECG_LEADS if c in signal.channels] or list(signal.channels[:4])
     for k, lead in enumerate(shown):
         ax.plot(t, signal.data[signal.channels.index(lead)] - 3 * k, lw=0.6, color="k")
         ax.text(-0.2, -3 * k, lead, ha="right", va="center")
-    ax.set_title(f"signal: {len(signal.channels)} channels, {signal.fs:g} Hz, {signal.duration_s:g} s "
+    ax.set_title(f"{spec.name}: {len(signal.channels)} channels, {signal.fs:g} Hz, {signal.duration_s:g} s "
                  f"({signal.units}; {len(shown)} shown, 3 {signal.units} apart)")
     ax.set_xlabel("seconds")
     ax.set_yticks([])
 
 
-def _note_panel(ax, case: Case) -> None:
-    if case.note is None:
-        return _missing(ax, "text")
-    words = len(case.note.split())
-    wrapped = "\n".join(textwrap.fill(line, 70) for line in case.note.splitlines() if line.strip())
+def _note_panel(ax, note: str, spec: ModalitySpec) -> None:
+    words = len(note.split())
+    wrapped = "\n".join(textwrap.fill(line, 70) for line in note.splitlines() if line.strip())
     lines = wrapped.splitlines()
     shown = "\n".join(lines[:38]) + ("\n[...]" if len(lines) > 38 else "")
     ax.text(0, 1, shown, va="top", ha="left", family="monospace", fontsize=6.5, transform=ax.transAxes)
-    ax.set_title(f"text: {words} words")
+    ax.set_title(f"{spec.name}: {words} words")
     ax.set_axis_off()
 
 
-def _tabular_panel(ax, case: Case, reader: CohortReader) -> None:
-    if case.tabular is None:
-        return _missing(ax, "tabular")
+def _tabular_panel(ax, values: dict, spec: ModalitySpec, reader: CohortReader) -> None:
     cells = []
-    for name, value in case.tabular.items():
-        spec = reader.features[name]
+    for name, value in values.items():
+        feature = reader.features[name]
         if value is None or (isinstance(value, float) and math.isnan(value)):
             shown = "not measured"
         elif isinstance(value, float):
-            shown = f"{value:g} {spec.unit}".strip()
+            shown = f"{value:g} {feature.unit}".strip()
         else:
             shown = str(value)
         flag = ""
         if isinstance(value, float) and not math.isnan(value):
-            if (spec.ref_high is not None and value > spec.ref_high) or (spec.ref_low is not None and value < spec.ref_low):
+            if ((feature.ref_high is not None and value > feature.ref_high)
+                    or (feature.ref_low is not None and value < feature.ref_low)):
                 flag = "  *"
-        ref = f"  (ref {spec.reference_range})" if spec.reference_range else ""
+        ref = f"  (ref {feature.reference_range})" if feature.reference_range else ""
         cells.append(f"{name}: {shown}{flag}{ref}")
     half = math.ceil(len(cells) / _LAB_COLUMNS)
     for col in range(_LAB_COLUMNS):
         block = "\n".join(cells[col * half:(col + 1) * half])
         ax.text(col / _LAB_COLUMNS, 1, block, va="top", ha="left", family="monospace", fontsize=7.5,
                 transform=ax.transAxes)
-    ax.set_title("tabular (* outside the reference range)")
+    ax.set_title(f"{spec.name} (* outside the reference range)")
     ax.set_axis_off()
+
+
+_PANELS = {"image": _image_panel, "signal": _signal_panel, "text": _note_panel}

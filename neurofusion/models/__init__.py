@@ -18,6 +18,7 @@ from neurofusion.models.heads import (
 )
 from neurofusion.models.model import (
     ARCHITECTURE_CLASSES,
+    ENCODERS,
     EarlyFusion,
     Encoded,
     LateFusion,
@@ -27,7 +28,9 @@ from neurofusion.models.model import (
     NeuroFusion,
     SingleModality,
     build_model,
+    encoder_inputs,
     tabular_normaliser,
+    tabular_normalisers,
 )
 
 __all__ = [
@@ -35,5 +38,5 @@ __all__ = [
     "FeatureNormaliser", "FusionOutput", "ImageEncoder", "LateFusion", "MLPFusion", "MissingEmbeddings",
     "ModelOutput", "MultiModalModel", "NeuroFusion", "RegressionHead", "SignalEncoder", "SingleModality",
     "SurvivalHead", "TabularEncoder", "TextEncoder", "build_heads", "build_model", "multitask_loss",
-    "tabular_normaliser",
+    "tabular_normaliser", "tabular_normalisers", "encoder_inputs", "ENCODERS",
 ]

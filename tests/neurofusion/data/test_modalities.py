@@ -262,3 +262,13 @@ def test_survival_outcome_needs_its_columns(tmp_path):
 
 def test_missing_counts_of_the_toy_declaration_match():
     assert len(MISSING) == 8 and len(TOY_FEATURES) == 4
+
+
+def test_preview_draws_one_panel_per_declared_modality(tmp_path):
+    from neurofusion.data.__main__ import main
+
+    root, _ = write_toy_cohort(tmp_path / "toy")
+    out = tmp_path / "T001.png"  # T001 lacks its slide
+    assert main(["preview", str(root), "--case-id", "T001", "--out", str(out)]) == 0
+    with Image.open(out) as image:
+        assert image.size == (1120, 1080)  # five panels: three rows of two
