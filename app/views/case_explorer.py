@@ -26,6 +26,12 @@ ctx = context()
 FILTERS = ("case.filter_true", "case.filter_pred", "case.filter_outcome", "case.filter_missing", "case.filter_site")
 # Controls that are about one case (which class to explain, how much of each modality to observe): another
 # case starts them afresh rather than inheriting settings that were about a different patient.
+MODALITY_TAB = "case.modality_tab"
+# Controls inside the lazily drawn modality tabs: kept while another tab is open (Streamlit drops the state of
+# a widget that is not drawn in a run unless the script sets it again).
+TAB_CONTROLS = ("case.opacity", "case.leads")
+ECG_3X4, ECG_STACKED, ECG_FEW = "3 × 4 + rhythm strip", "12 leads stacked", "II, V1, V5"
+ECG_VIEWS = (ECG_3X4, ECG_STACKED, ECG_FEW)
 CASE_CONTROLS = (("case.explain_class", "case.contrast_class") + tuple(f"case.ablate_{m}" for m in MODALITIES)
                  + whatif_view.control_keys(ctx.predictor.spec))
 
@@ -102,6 +108,9 @@ if st.session_state.get("case.id") not in ids:
 case_id = st.session_state["case.id"]
 st.query_params["case"] = case_id
 st.session_state["case.last_query"] = case_id
+for key in TAB_CONTROLS:
+    if key in st.session_state:  # keep the value while its tab is closed (see TAB_CONTROLS)
+        st.session_state[key] = st.session_state[key]
 if st.session_state.get("case.controls_for") != case_id:
     for key in CASE_CONTROLS:
         st.session_state.pop(key, None)
@@ -194,78 +203,105 @@ def _modality_panels(case: Case, explanation: CaseExplanation, status: dict[str,
     name = figures.explained_label(explanation.classes, explanation.target, explanation.contrast)
     st.subheader("What each modality shows")
     suffix = {"used": "", "missing": " (missing)", "unusable": " (unusable)"}
-    tab_image, tab_note, tab_ecg, tab_labs = st.tabs([figures.MODALITY_LABELS[m] + suffix[status[m]]
-                                                      for m in MODALITIES])
-    with tab_image:
-        if explanation.image is None and "image" in explanation.unexplained:
-            st.info(f"No echo map for {name}: {explanation.unexplained['image']}.")
-        elif explanation.image is None:
-            _absent("image", status, notes,
-                    "This case has no echo image: the model used its learned 'missing image' embedding.")
-        else:
-            opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="case.opacity")
-            image = case.image if case.image.ndim == 2 else case.image[case.image.shape[0] // 2]
-            figure = figures.image_overlay(image, explanation.image.map, opacity, explained=name,
-                                           method=explanation.image.method, smooth=1.0)
-            if truth is not None and truth.roi is not None:
-                ground_truth_view.mark_roi(figure, truth.roi)
-                st.caption("Dashed green box: the region where the finding was planted (ground truth).")
-            elif truth is not None:
-                st.caption("Ground truth: no region of this echo carries the case's finding (it is not planted "
-                           "here, or a distractor finding is stronger).")
-            st.plotly_chart(figure, key="case.image")
-            st.caption(f"Red: pixels that raise {name}; blue: pixels that lower it (Grad-CAM and "
-                       "attention show magnitude only). Change the method under Advanced in the sidebar.")
-    with tab_note:
-        if explanation.note is None:
-            _absent("text", status, notes, "This case has no clinical note.")
-        else:
-            note = explanation.note
-            scale = max((abs(w.score) for w in note.words), default=0.0)
-            st.html(figures.note_legend_html(scale, name) + figures.note_html(case.note, note.words, scale))
-            if note.truncated:
-                st.warning(f"The note is longer than the model reads: only the first {note.covered_chars} "
-                           "characters were used (and highlighted).")
-            top = pd.DataFrame([{"phrase": p.text, "score": round(p.score, 4)} for p in note.phrases[:8]])
-            if not top.empty:
-                st.markdown(f"**Phrases that moved {name} most**")
-                st.dataframe(top, hide_index=True, key="case.phrases")
-            if truth is not None:
-                st.markdown(f"**Planted phrases** (ground truth, evidence for {pretty(case.label)}; attribution "
-                            f"to {name} summed over their words)")
-                if truth.phrases:
-                    st.dataframe(ground_truth_view.phrase_table(case.note, truth.phrases, note.words),
-                                 hide_index=True, key="case.truth_phrases")
-                else:
-                    st.caption("No phrase of this note was planted as evidence for its label.")
-    with tab_ecg:
-        if explanation.signal is None:
-            _absent("signal", status, notes, "This case has no ECG.")
-        else:
-            lead_choice = st.radio("Leads", ("all 12", "II, V1, V5"), key="case.leads", horizontal=True)
-            leads = None if lead_choice == "all 12" else ["II", "V1", "V5"]
-            step = max(1, int(case.signal.fs // 250))  # draw at <= 250 Hz: the page stays light, the waves unchanged
-            ecg = figures.ecg_figure(case.signal.data[:, ::step], case.signal.fs / step, case.signal.channels,
-                                     explanation.signal, leads, explained=name)
-            planted_leads = []
-            if truth is not None:
-                planted_leads = truth.leads
-                ground_truth_view.mark_leads(ecg, planted_leads)
-                where = ", ".join(planted_leads) if planted_leads else "none (no lead carries the case's finding)"
-                st.caption(f"Green boxes: the leads where the finding was planted: {where}. The synthetic finding "
-                           "runs through the whole recording, so the ground truth names leads, not segments.")
-            st.plotly_chart(ecg, key="case.ecg")
-            st.caption(f"Bar row: the encoder's temporal attention ({explanation.signal.attention_step_s * 1000:.0f} "
-                       "ms steps; the dashed line is uniform attention). Boxes: the segments with the largest "
-                       "attribution.")
-            bars = figures.lead_importance_bars(explanation.signal.leads, explanation.signal.lead_importance,
-                                                explanation.signal.recorded, name)
-            st.plotly_chart(ground_truth_view.mark_lead_bars(bars, planted_leads), key="case.lead_importance")
-    with tab_labs:
-        if explanation.tabular is None:
-            _absent("tabular", status, notes, "This case has no labs or demographics.")
-        else:
-            st.plotly_chart(figures.lab_bars(explanation.tabular, name), key="case.labs")
+    labels = [figures.MODALITY_LABELS[m] + suffix[status[m]] for m in MODALITIES]
+    # Lazy tabs: only the open tab is computed and sent (drawing all four made a case switch ~1 s slower in
+    # the browser); opening another tab reruns the page from the explanation cache.
+    for modality, tab in zip(MODALITIES, st.tabs(labels, key=MODALITY_TAB, on_change="rerun")):
+        if tab.open:
+            with tab:
+                _PANELS[modality](case, explanation, status, notes, truth, name)
+
+
+def _image_panel(case: Case, explanation: CaseExplanation, status: dict[str, str], notes: case_notes.InputNotes,
+                 truth: ground_truth_view.Planted | None, name: str) -> None:
+    if explanation.image is None and "image" in explanation.unexplained:
+        st.info(f"No echo map for {name}: {explanation.unexplained['image']}.")
+    elif explanation.image is None:
+        _absent("image", status, notes,
+                "This case has no echo image: the model used its learned 'missing image' embedding.")
+    else:
+        opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="case.opacity")
+        image = case.image if case.image.ndim == 2 else case.image[case.image.shape[0] // 2]
+        figure = figures.image_overlay(image, explanation.image.map, opacity, explained=name,
+                                       method=explanation.image.method, smooth=1.0)
+        if truth is not None and truth.roi is not None:
+            ground_truth_view.mark_roi(figure, truth.roi)
+            st.caption("Dashed green box: the region where the finding was planted (ground truth).")
+        elif truth is not None:
+            st.caption("Ground truth: no region of this echo carries the case's finding (it is not planted "
+                       "here, or a distractor finding is stronger).")
+        st.plotly_chart(figure, key="case.image")
+        st.caption(f"Red: pixels that raise {name}; blue: pixels that lower it (Grad-CAM and "
+                   "attention show magnitude only). Change the method under Advanced in the sidebar.")
+
+
+def _note_panel(case: Case, explanation: CaseExplanation, status: dict[str, str], notes: case_notes.InputNotes,
+                truth: ground_truth_view.Planted | None, name: str) -> None:
+    if explanation.note is None:
+        _absent("text", status, notes, "This case has no clinical note.")
+    else:
+        note = explanation.note
+        scale = max((abs(w.score) for w in note.words), default=0.0)
+        st.html(figures.note_legend_html(scale, name) + figures.note_html(case.note, note.words, scale))
+        if note.truncated:
+            st.warning(f"The note is longer than the model reads: only the first {note.covered_chars} "
+                       "characters were used (and highlighted).")
+        top = pd.DataFrame([{"phrase": p.text, "score": round(p.score, 4)} for p in note.phrases[:8]])
+        if not top.empty:
+            st.markdown(f"**Phrases that moved {name} most**")
+            st.dataframe(top, hide_index=True, key="case.phrases")
+        if truth is not None:
+            st.markdown(f"**Planted phrases** (ground truth, evidence for {pretty(case.label)}; attribution "
+                        f"to {name} summed over their words)")
+            if truth.phrases:
+                st.dataframe(ground_truth_view.phrase_table(case.note, truth.phrases, note.words),
+                             hide_index=True, key="case.truth_phrases")
+            else:
+                st.caption("No phrase of this note was planted as evidence for its label.")
+
+
+def _ecg_panel(case: Case, explanation: CaseExplanation, status: dict[str, str], notes: case_notes.InputNotes,
+               truth: ground_truth_view.Planted | None, name: str) -> None:
+    if explanation.signal is None:
+        _absent("signal", status, notes, "This case has no ECG.")
+    else:
+        channels, duration = case.signal.channels, case.signal.duration_s
+        views = [v for v in ECG_VIEWS if (v != ECG_3X4 or figures.ecg_layout(channels, duration) == "3x4")
+                 and (v != ECG_FEW or {"II", "V1", "V5"} <= set(channels))]
+        if st.session_state.get("case.leads") not in views:  # a layout this recording cannot be drawn in
+            st.session_state.pop("case.leads", None)
+        choice = st.radio("Layout", views, key="case.leads", horizontal=True)
+        leads = ["II", "V1", "V5"] if choice == ECG_FEW else None
+        layout = "3x4" if choice == ECG_3X4 else "stacked"
+        step = max(1, int(case.signal.fs // 250))  # draw at <= 250 Hz: the page stays light, the waves unchanged
+        ecg = figures.ecg_figure(case.signal.data[:, ::step], case.signal.fs / step, channels,
+                                 explanation.signal, leads, explained=name, layout=layout)
+        planted_leads = []
+        if truth is not None:
+            planted_leads = truth.leads
+            ground_truth_view.mark_leads(ecg, planted_leads)
+            where = ", ".join(planted_leads) if planted_leads else "none (no lead carries the case's finding)"
+            st.caption(f"Green boxes: the leads where the finding was planted: {where}. The synthetic finding "
+                       "runs through the whole recording, so the ground truth names leads, not segments.")
+        st.plotly_chart(ecg, key="case.ecg")
+        st.caption(f"Bar row: the encoder's temporal attention ({explanation.signal.attention_step_s * 1000:.0f} "
+                   "ms steps; the dashed line is uniform attention). Boxes: the segments with the largest "
+                   "attribution.")
+        bars = figures.lead_importance_bars(explanation.signal.leads, explanation.signal.lead_importance,
+                                            explanation.signal.recorded, name)
+        st.plotly_chart(ground_truth_view.mark_lead_bars(bars, planted_leads), key="case.lead_importance")
+
+
+def _labs_panel(case: Case, explanation: CaseExplanation, status: dict[str, str], notes: case_notes.InputNotes,
+                truth: ground_truth_view.Planted | None, name: str) -> None:
+    if explanation.tabular is None:
+        _absent("tabular", status, notes, "This case has no labs or demographics.")
+    else:
+        st.plotly_chart(figures.lab_bars(explanation.tabular, name), key="case.labs")
+
+
+
+_PANELS = {"image": _image_panel, "text": _note_panel, "signal": _ecg_panel, "tabular": _labs_panel}
 
 
 def _combination(explanation: CaseExplanation) -> None:

@@ -32,6 +32,12 @@ def _app(**state) -> AppTest:
     return at
 
 
+def _figure(at: AppTest, key: str) -> dict:
+    """The plotly figure of the chart with ``key``, as the page sent it."""
+    chart = next(c for c in at.get("plotly_chart") if c.key == key)
+    return json.loads(chart.proto.spec)
+
+
 def _no_errors(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
@@ -46,9 +52,26 @@ def test_case_explorer_renders_every_panel_of_a_complete_case():
     _no_errors(at)
     assert at.title[0].value == "Case explorer"
     assert at.selectbox(key="case.id").value == complete
-    # probabilities, image, ECG, lead importance, labs, attention, importance, ablation
-    assert len(at.get("plotly_chart")) == 8
-    assert any("class=\"attr\"" in h.proto.body or 'class="attr"' in h.proto.body for h in at.get("html"))
+    # the modality tabs are lazy: only the open one is drawn, beside probabilities, attention, importance
+    # and ablation; opening another tab draws its panel instead
+    always = {"case.probabilities", "case.attention", "case.importance", "case.ablation"}
+    tab_charts = {"Echo image": {"case.image"}, "Clinical note": set(), "ECG": {"case.ecg", "case.lead_importance"},
+                  "Labs": {"case.labs"}}
+    for tab, charts in tab_charts.items():
+        if tab != "Echo image":
+            at.session_state["case.modality_tab"] = tab
+            at.run()
+            _no_errors(at)
+        assert {c.key for c in at.get("plotly_chart")} == always | charts, tab
+        has_note = any('class="attr"' in h.proto.body for h in at.get("html"))
+        assert has_note == (tab == "Clinical note"), tab
+    at.session_state["case.modality_tab"] = "ECG"
+    at.run()
+    for view in ("12 leads stacked", "II, V1, V5"):  # the ECG's layouts, each a valid figure
+        at.radio(key="case.leads").set_value(view).run()
+        _no_errors(at)
+    traces = {t.get("name") for t in _figure(at, "case.ecg")["data"] if t.get("mode") == "lines"}
+    assert {"II", "V1", "V5"} <= traces and "aVR" not in traces
 
 
 def test_ablation_slider_at_zero_shows_the_explain_result():
@@ -159,6 +182,22 @@ def test_model_card_says_why_a_metric_is_not_defined(tmp_path):
 
 
 # ------------------------------------------------------------------ controls belong to the case (issue 10)
+MODALITY_TABS = ("Echo image", "Clinical note", "ECG", "Labs")
+
+
+def _every_tab(at: AppTest) -> tuple[dict[str, dict], list[str]]:
+    """The figures (by title) and html bodies of every modality tab, opened one after the other (the tabs
+    are lazy: a page run draws the open one only); leaves the first tab open."""
+    charts, html = {}, []
+    for tab in MODALITY_TABS + MODALITY_TABS[:1]:
+        at.session_state["case.modality_tab"] = tab
+        at.run()
+        _no_errors(at)
+        charts.update(_charts(at))
+        html += [h.proto.body for h in at.get("html")]
+    return charts, html
+
+
 def _charts(at: AppTest) -> dict[str, dict]:
     """The page's plotly figures by title text (figures without a title left out)."""
     figures = {}
@@ -216,12 +255,12 @@ def test_the_true_class_of_a_wrong_case_can_be_explained_and_every_title_names_i
     choice = at.radio(key="case.explain_class")
     assert choice.value == "predicted" and choice.options[1] == f"true ({pretty(case.label)})"
     predicted = _explained(at)
-    before = _charts(at)
+    before, _ = _every_tab(at)
     assert predicted != pretty(case.label)
-    choice.set_value("true").run()
+    at.radio(key="case.explain_class").set_value("true").run()
     _no_errors(at)
     assert _explained(at) == pretty(case.label)
-    after = _charts(at)
+    after, html = _every_tab(at)
     titles = list(after)
     for part in ("Modality importance for", "Labs and demographics: attribution to", "ECG: attribution to",
                  "Lead importance for"):
@@ -229,7 +268,7 @@ def test_the_true_class_of_a_wrong_case_can_be_explained_and_every_title_names_i
     assert not any(predicted in t for t in titles)
     labs = next(t for t in after if t.startswith("Labs"))
     assert after[labs]["data"] != before[f"Labs and demographics: attribution to {predicted}"]["data"]
-    assert any(f"for {pretty(case.label)}" in h.proto.body for h in at.get("html"))  # the note's legend
+    assert any(f"for {pretty(case.label)}" in body for body in html)  # the note's legend
     # the true class against the predicted one: a contrast, named as such
     at.selectbox(key="case.contrast_class").set_value("predicted").run()
     _no_errors(at)

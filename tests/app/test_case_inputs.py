@@ -25,6 +25,9 @@ def test_ecg_with_no_recognisable_lead_is_shown_as_unusable(tmp_path):
     assert "ECG ⚠ unusable" in modalities and "ECG ✓" not in modalities
     warnings = [w.value for w in at.warning]
     assert any("signal cannot be used" in w and "'ECG1'" in w for w in warnings), warnings
+    at.session_state["case.modality_tab"] = "ECG (unusable)"  # the tab says why, once opened
+    at.run()
+    warnings = [w.value for w in at.warning]
     assert any(w.startswith("This case's ECG cannot be used") and f"{case_id}.hea" in w for w in warnings), warnings
 
 

@@ -183,6 +183,8 @@ def test_edited_note_is_explained_again_not_served_from_the_cache(tmp_path):
     root, ids = _small_cohort(tmp_path)
     case_id = ids[0]
     at = _app(root, case_id)
+    at.session_state["case.modality_tab"] = "Clinical note"
+    at.run()
     assert not at.exception and not at.error
     before = _phrases(at)
     new_note = ("Zebra quokka narwhal. Wombat platypus axolotl seen in clinic. "

@@ -124,9 +124,15 @@ def test_ground_truth_toggle_draws_what_was_planted():
     x0, y0, x1, y1 = map(int, truth.loc[CASE, "image_roi"].split())
     assert any(s["type"] == "rect" and (s["x0"], s["y0"], s["x1"], s["y1"]) == (x0 - 0.5, y0 - 0.5, x1 + 0.5, y1 + 0.5)
                for s in image["layout"]["shapes"])
+    at.session_state["case.modality_tab"] = "ECG"  # the modality tabs are drawn when opened
+    at.run()
+    charts = {json.loads(c.proto.spec)["layout"].get("title", {}).get("text"): json.loads(c.proto.spec)
+              for c in at.get("plotly_chart")}
     ecg = next(spec for title, spec in charts.items() if title and title.startswith("ECG"))
     marked = [s.get("name") for s in ecg["layout"]["shapes"] if s.get("name", "").startswith("planted ")]
     assert sorted(marked) == sorted(f"planted {lead}" for lead in truth.loc[CASE, "signal_leads"].split())
+    at.session_state["case.modality_tab"] = "Clinical note"
+    at.run()
     phrases = _table(at, "planted phrase")
     assert phrases["planted phrase"].tolist() == truth.loc[CASE, "text_evidence"].split(" | ")
     assert "not in the note" not in phrases["characters"].tolist()
