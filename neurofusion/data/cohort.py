@@ -155,7 +155,7 @@ class CohortReader(Sequence[Case]):
                 continue
             file = self.root / row[spec.file_column]
             if spec.kind == "image":
-                values[spec.name] = read_image(file, colour=spec.colour)
+                values[spec.name] = read_image(file, colour=spec.colour, notes=issues)
             elif spec.kind == "text":
                 values[spec.name] = read_note(file)
             else:

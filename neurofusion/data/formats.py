@@ -38,7 +38,7 @@ _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "microvolt": 1e-3, "millivolt
 
 
 # ----------------------------------------------------------------------------------------------- images
-def read_image(path: str | Path, colour: bool = False) -> np.ndarray:
+def read_image(path: str | Path, colour: bool = False, *, notes: list[str] | None = None) -> np.ndarray:
     """Read a PNG or DICOM image -> float32 (H, W) or (D, H, W); with ``colour``, (3, H, W) RGB in [0, 1].
 
     Grey (colour=False): PNG intensities are scaled to [0, 1] (8-bit / 255, 16-bit / 65535; colour is
@@ -49,11 +49,24 @@ def read_image(path: str | Path, colour: bool = False) -> np.ndarray:
     16-bit-per-channel RGB PNG at 8 bits); RGB or PALETTE COLOR DICOM -> RGB scaled by its bit depth. A
     grey file in a colour modality is read as grey in [0, 1] (16-bit / 65535; monochrome DICOM min-max
     scaled) and its channel repeated three times: grey is a colour, so nothing is lost or invented.
+
+    ``notes``, when given, receives one sentence if a file with colour in it (channels that differ) was
+    converted to grey, so the caller can report what was lost.
     """
     path = Path(path)
     if path.suffix.lower() in _DICOM_SUFFIXES or _is_dicom(path):
-        return _read_dicom_colour(path) if colour else _read_dicom_image(path)
-    return _read_png_colour(path) if colour else _read_png(path)
+        image = _read_dicom_colour(path) if colour else _read_dicom_image(path, notes)
+    else:
+        image = _read_png_colour(path) if colour else _read_png(path, notes)
+    return image
+
+
+def _note_colour_lost(rgb: np.ndarray, path: Path, notes: list[str] | None) -> None:
+    """rgb (..., 3): add a sentence to ``notes`` when its channels differ (real colour made grey)."""
+    if notes is not None and rgb.shape[-1] == 3 and not (
+            np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])):
+        notes.append(f"{path}: a colour image read as grey (its luminance), since the modality is declared grey; "
+                     "declare it \"colour\": true in cohort.json to keep its colours")
 
 
 def write_png(path: str | Path, image: np.ndarray, *, bit_depth: int = 8) -> None:
@@ -134,7 +147,7 @@ def _is_dicom(path: Path) -> bool:
         return False
 
 
-def _read_png(path: Path) -> np.ndarray:
+def _read_png(path: Path, notes: list[str] | None = None) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
@@ -144,6 +157,8 @@ def _read_png(path: Path) -> np.ndarray:
             elif mode == "F":
                 arr = np.asarray(img, dtype=np.float32)
             else:
+                if mode not in ("L", "LA", "1"):
+                    _note_colour_lost(np.asarray(img.convert("RGB")), path, notes)
                 arr = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
     except FileNotFoundError:
         raise CohortError("image file not found", path=path) from None
@@ -198,7 +213,7 @@ def _read_dicom_colour(path: Path) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(np.clip(rgb, 0, 1), -1, 0))
 
 
-def _read_dicom_image(path: Path) -> np.ndarray:
+def _read_dicom_image(path: Path, notes: list[str] | None = None) -> np.ndarray:
     ds = _dcmread(path)
     if "PixelData" not in ds:
         raise CohortError("DICOM file holds no pixel data (a waveform or structured report?)", path=path)
@@ -209,7 +224,10 @@ def _read_dicom_image(path: Path) -> np.ndarray:
     except Exception as err:  # pydicom raises many types for corrupt or unsupported pixel data
         raise CohortError(f"DICOM pixel data cannot be decoded ({type(err).__name__}: {err})", path=path) from None
     arr = np.asarray(arr, dtype=np.float32)
+    if palette and notes is not None:
+        _note_colour_lost(apply_color_lut(ds.pixel_array, ds), path, notes)
     if not palette and getattr(ds, "SamplesPerPixel", 1) == 3:  # colour -> luminance, channels last
+        _note_colour_lost(arr[..., :3], path, notes)
         arr = arr[..., :3] @ _LUMA
     if arr.ndim not in (2, 3):
         raise CohortError(f"DICOM image must be 2D or 3D, got shape {arr.shape}", path=path)

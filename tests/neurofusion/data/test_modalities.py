@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from neurofusion.data import CohortError, CohortReader, validate_cohort
-from neurofusion.data.cohort import cohort_summary
+from neurofusion.data.cohort import check_cohort, cohort_summary
 from neurofusion.data.dataset import Collate, InputSpec, prepare_case
 from neurofusion.data.formats import read_image, write_png
 from neurofusion.data.modalities import (
@@ -198,6 +198,12 @@ def test_colour_png_in_a_grey_modality_is_read_as_grey(tmp_path):
     assert case.value("slide").shape == (24, 20)
     luma = np.tensordot(np.array([0.299, 0.587, 0.114]), rgb, axes=1)
     assert np.abs(case.value("slide") - luma).max() < 1 / 255 + 1e-6
+    assert case.issues == [f"{root / 'slide' / 'T000.png'}: a colour image read as grey (its luminance), since the "
+                           "modality is declared grey; declare it \"colour\": true in cohort.json to keep its colours"]
+    check = check_cohort(root)  # the validator reports it once per case with a slide, as a warning
+    assert check.errors == [] and sum("a colour image read as grey" in w for w in check.warnings) == 6
+    write_png(root / "slide" / "T000.png", np.repeat(luma[None].clip(0, 1), 3, axis=0))  # RGB, but grey
+    assert CohortReader(root)["T000"].issues == []
 
 
 # ------------------------------------------------------------------------------------------ colour I/O
@@ -272,3 +278,37 @@ def test_preview_draws_one_panel_per_declared_modality(tmp_path):
     assert main(["preview", str(root), "--case-id", "T001", "--out", str(out)]) == 0
     with Image.open(out) as image:
         assert image.size == (1120, 1080)  # five panels: three rows of two
+
+
+def test_colour_dicom_read_as_rgb(tmp_path):
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.pixels import apply_color_lut
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    palette = get_testdata_file("examples_palette.dcm")
+    ds = pydicom.dcmread(palette)
+    expected = np.moveaxis(apply_color_lut(ds.pixel_array, ds) / 65535.0, -1, 0)  # 16-bit tables
+    rgb = read_image(palette, colour=True)
+    assert rgb.shape == (3, 350, 800) and np.abs(rgb - expected).max() < 1e-5
+    notes: list[str] = []
+    grey = read_image(palette, notes=notes)  # a grey modality: luminance, and the loss is reported
+    assert np.abs(grey - np.tensordot([0.299, 0.587, 0.114], expected, axes=1)).max() < 1e-5
+    assert len(notes) == 1 and "a colour image read as grey" in notes[0]
+
+    pixels = np.random.default_rng(1).integers(0, 256, (6, 7, 3)).astype(np.uint8)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    rgb_ds = pydicom.Dataset()
+    rgb_ds.file_meta = meta
+    rgb_ds.SOPClassUID, rgb_ds.SOPInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID
+    rgb_ds.SamplesPerPixel, rgb_ds.PhotometricInterpretation, rgb_ds.PlanarConfiguration = 3, "RGB", 0
+    rgb_ds.Rows, rgb_ds.Columns = 6, 7
+    rgb_ds.BitsAllocated = rgb_ds.BitsStored = 8
+    rgb_ds.HighBit, rgb_ds.PixelRepresentation = 7, 0
+    rgb_ds.PixelData = pixels.tobytes()
+    rgb_ds.save_as(tmp_path / "rgb.dcm", enforce_file_format=True)
+    assert np.allclose(read_image(tmp_path / "rgb.dcm", colour=True), np.moveaxis(pixels, -1, 0) / 255.0)
