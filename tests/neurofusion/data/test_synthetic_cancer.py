@@ -9,6 +9,8 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
+from sksurv.nonparametric import SurvivalFunctionEstimator
+from sksurv.util import Surv
 
 from neurofusion.data.synthetic.cancer import (
     CANCER_MODALITIES, COHORT_MEAN_GRADE, GENE_PANEL, HIGH_RISK_GENES, STAGES, draw_cohort, expected_censoring_share,
@@ -19,22 +21,9 @@ from neurofusion.data.synthetic.cancer.outcome import SCALE_MONTHS, SHAPE
 
 
 def kaplan_meier(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Product-limit estimate of S(t) at times ``at``. Written here because neither scikit-survival nor
-    lifelines is installed: S(t) = prod over event times t_i <= t of (1 - d_i / n_i)."""
-    order = np.argsort(time, kind="stable")
-    time, event = time[order], event[order]
-    unique, first = np.unique(time, return_index=True)
-    at_risk = len(time) - first
-    deaths = np.add.reduceat(event.astype(float), first)
-    curve = np.cumprod(1.0 - deaths / at_risk)
-    idx = np.searchsorted(unique, at, side="right") - 1
-    return np.where(idx >= 0, curve[np.maximum(idx, 0)], 1.0)
-
-
-def test_kaplan_meier_helper_on_a_hand_worked_example():
-    # times 1, 2+, 3, 3, 4+: S(1) = 4/5, S(3) = 4/5 * (1 - 2/3) = 4/15
-    km = kaplan_meier(np.array([3.0, 1.0, 4.0, 2.0, 3.0]), np.array([1, 1, 0, 0, 1]), np.array([0.5, 1, 2.5, 3, 10]))
-    np.testing.assert_allclose(km, [1.0, 0.8, 0.8, 4 / 15, 4 / 15])
+    """scikit-survival's product-limit estimate of S(t) at times ``at`` (within the follow-up)."""
+    estimator = SurvivalFunctionEstimator().fit(Surv.from_arrays(event.astype(bool), time))
+    return estimator.predict_proba(at)
 
 
 @pytest.fixture(scope="module")

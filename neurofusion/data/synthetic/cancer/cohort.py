@@ -146,8 +146,9 @@ def plan_case(draw: CaseDraw, seed: int) -> CasePlan:
 class CancerCase:
     """One synthesised case. Modality values are given whether or not the modality is present (``present``
     says which a cohort keeps): histopathology uint8 (H, W, 3) RGB, genomics {gene: 0/1}, treatment_notes
-    str, clinical {column: value} as recorded (ecog, bmi may be NaN). time (months) and event are the
-    observed follow-up; truth is the case's ground-truth row."""
+    str, clinical {column: value} as recorded (ecog, bmi may be NaN). time (months, to 0.01, at least 0.01 so
+    that survival libraries accept it) and event are the observed follow-up; truth is the case's ground-truth
+    row; plan holds the latent draws behind it."""
 
     case_id: str
     split: str
@@ -196,7 +197,7 @@ def synthesize_case(draw: CaseDraw, seed: int) -> CancerCase:
     return CancerCase(
         case_id=draw.case_id, split=draw.split, site=plan.site.name, histopathology=tile.image,
         genomics=panel.mutations, treatment_notes=note.text, clinical=dict(plan.clinical.recorded),
-        time=round(plan.outcome.time, 2), event=plan.outcome.event, truth=truth, present=dict(plan.present),
+        time=max(round(plan.outcome.time, 2), 0.01), event=plan.outcome.event, truth=truth, present=dict(plan.present),
         plan=plan,
     )
 
