@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -131,6 +132,108 @@ def _nuclei(
     return dy[None, :].astype(np.int64) + base[:, :1], dx[None, :].astype(np.int64) + base[:, 1:], mask
 
 
+class _Layout(NamedTuple):
+    """A tile's tissue layout; every map (size, size). box: (x0, y0, w, h) of the tumour's bounding ellipse."""
+
+    tumour: np.ndarray  # bool: tumour region (glands included)
+    lumen: np.ndarray  # bool: gland lumens inside the tumour
+    empty: np.ndarray  # bool: lumens and fat, no stain
+    fibres: np.ndarray  # float: stroma fibre texture, unit variance
+    cytoplasm: np.ndarray  # float: tumour cytoplasm texture
+    chromatin: np.ndarray  # float: fine nuclear chromatin texture
+    box: tuple[float, float, float, float]
+
+
+def _draw_layout(rng: np.random.Generator, size: int, shown: float) -> _Layout:
+    """The tumour region (an irregular blob inside a random box), stroma fibres, fat and gland lumens; the
+    number of lumens falls with the shown grade, the random draws do not depend on it."""
+    scale = size / 256.0
+    box_w, box_h = rng.uniform(0.45, 0.7, size=2) * size
+    x0, y0 = rng.uniform(0.04, 0.96 - box_w / size) * size, rng.uniform(0.04, 0.96 - box_h / size) * size
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    cx, cy = x0 + box_w / 2, y0 + box_h / 2
+    boundary = _smooth_noise(rng, size, 12 * scale)
+    tumour = (np.hypot((xx - cx) / (box_w / 2), (yy - cy) / (box_h / 2)) + 0.08 * boundary) < 0.97
+    fibres = _smooth_noise(rng, size, (1.2 * scale, 7 * scale) if rng.random() < 0.5 else (7 * scale, 1.2 * scale))
+    fat = _smooth_noise(rng, size, 9 * scale) > 1.5
+    cytoplasm = _smooth_noise(rng, size, 1.5 * scale)
+    chromatin = _smooth_noise(rng, size, 0.8 * scale)
+    # Well-differentiated tumours form glands; solid high-grade ones do not.
+    n_gland_max = 8
+    gland_draw = rng.uniform(size=n_gland_max)
+    gland_at = rng.uniform(-0.6, 0.6, size=(n_gland_max, 2))
+    gland_r = rng.uniform(5, 10, size=n_gland_max) * scale
+    n_glands = int(np.sum(gland_draw < max(_linear(_GLANDS, shown), 0.0) / n_gland_max))
+    lumen = np.zeros((size, size), dtype=bool)
+    for (gx, gy), r in zip(gland_at[:n_glands], gland_r[:n_glands]):
+        lumen |= np.hypot(xx - (cx + box_w / 2 * gx), yy - (cy + box_h / 2 * gy)) < r
+    lumen &= tumour
+    empty = (fat & ~tumour) | lumen
+    return _Layout(tumour, lumen, empty, fibres, cytoplasm, chromatin, (x0, y0, box_w, box_h))
+
+
+class _Nuclei(NamedTuple):
+    haematoxylin: np.ndarray  # (size, size) summed nuclear haematoxylin density
+    mask: np.ndarray  # (size, size) nuclear coverage in [0, 1]
+    count: int
+    mean_area: float  # px, resting (non-mitotic) nuclei
+    mitoses: int
+
+
+def _tumour_nuclei(rng: np.random.Generator, layout: _Layout, size: int, shown: float) -> _Nuclei:
+    """Tumour nuclei on a jittered grid of the shown grade's spacing (candidates in lumens or outside the
+    tumour dropped), sized, shaped, stained and dividing as the shown grade has them. The per-nucleus draws
+    are made for the densest grid the tile can hold, so they do not depend on the grade."""
+    scale = size / 256.0
+    per_side = int(math.ceil(size / (_linear(_SPACING, 3.0) * scale))) + 1
+    n_max = per_side * per_side
+    jitter = rng.uniform(-0.45, 0.45, size=(n_max, 2))
+    z_size, z_aspect, angle = rng.standard_normal(n_max), rng.uniform(size=n_max), rng.uniform(0, np.pi, n_max)
+    z_outline = rng.standard_normal((n_max, 3, 2))
+    z_dark = rng.standard_normal(n_max)
+    mitosis_draw = rng.uniform(size=n_max)
+
+    spacing = _linear(_SPACING, shown) * scale
+    n_side = int(math.ceil(size / spacing)) + 1
+    grid = np.stack(np.meshgrid(np.arange(n_side), np.arange(n_side), indexing="ij"), -1).reshape(-1, 2)
+    centres = (grid + 0.5 + jitter[: len(grid)]) * spacing  # (n, 2) row, col
+    idx = np.flatnonzero(np.all((centres >= 0) & (centres < size), axis=1))
+    pixel = centres[idx].astype(np.int64)
+    inside = layout.tumour[pixel[:, 0], pixel[:, 1]] & ~layout.lumen[pixel[:, 0], pixel[:, 1]]
+    idx, centres = idx[inside], centres[idx[inside]]
+
+    radius = _linear(_RADIUS, shown) * scale * np.exp(_linear(_SIZE_CV, shown) * np.clip(z_size[idx], -2.5, 2.5))
+    aspect = 1.0 + 0.5 * z_aspect[idx]
+    harmonics = _linear(_OUTLINE, shown) * z_outline[idx]
+    # Mitotic figures: a condensed, very dark, ragged chromosome clump in place of a resting nucleus.
+    mitotic = mitosis_draw[idx] < _linear(_MITOSES, shown) * scale * scale / max(len(idx), 1)
+    radius = np.where(mitotic, radius * 0.8, radius)
+    aspect = np.where(mitotic, 2.2, aspect)
+    harmonics = np.where(mitotic[:, None, None], 0.25 * np.sign(z_outline[idx]) + 0.1 * z_outline[idx], harmonics)
+    rows, cols, mask = _nuclei(centres, radius, aspect, angle[idx], harmonics)
+    darkness = _linear(_HAEM, shown) * np.exp(0.08 * z_dark[idx]) * np.where(mitotic, 1.9, 1.0)
+    areas = mask.sum(axis=1)
+    resting = ~mitotic
+    return _Nuclei(
+        haematoxylin=_splat(size, rows, cols, mask * darkness[:, None]),
+        mask=np.clip(_splat(size, rows, cols, mask), 0.0, 1.0), count=int(len(idx)),
+        mean_area=float(areas[resting].mean()) if resting.any() else 0.0, mitoses=int(mitotic.sum()),
+    )
+
+
+def _stromal_nuclei(rng: np.random.Generator, layout: _Layout, size: int) -> np.ndarray:
+    """Coverage (size, size) of few, small, spindle-shaped fibroblast nuclei in the stroma."""
+    scale = size / 256.0
+    at = rng.uniform(0, size, size=(int(60 * scale * scale), 2))
+    angle = rng.uniform(0, np.pi, size=len(at))
+    keep = ~layout.tumour[at[:, 0].astype(int), at[:, 1].astype(int)]
+    keep &= ~layout.empty[at[:, 0].astype(int), at[:, 1].astype(int)]
+    at, angle = at[keep], angle[keep]
+    rows, cols, mask = _nuclei(at, np.full(len(at), 2.2 * scale), np.full(len(at), 4.0), angle,
+                               np.zeros((len(at), 3, 2)))
+    return np.clip(_splat(size, rows, cols, mask), 0.0, 1.0)
+
+
 def render_tile(
     rng: np.random.Generator, grade: int, strength: float, size: int = 256, stain: StainSpec | None = None,
 ) -> TileResult:
@@ -150,100 +253,30 @@ def render_tile(
         raise ValueError(f"size must be an integer >= 256 pixels, got {size!r}")
     stain = stain or StainSpec()
     shown = COHORT_MEAN_GRADE + strength * (grade - COHORT_MEAN_GRADE)
-    scale = size / 256.0
-
-    # Layout: the tumour region (an irregular blob inside a random box), stroma fibres, fat and lumens.
-    box_w, box_h = rng.uniform(0.45, 0.7, size=2) * size
-    x0, y0 = rng.uniform(0.04, 0.96 - box_w / size) * size, rng.uniform(0.04, 0.96 - box_h / size) * size
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
-    ex = (xx - (x0 + box_w / 2)) / (box_w / 2)
-    ey = (yy - (y0 + box_h / 2)) / (box_h / 2)
-    boundary = _smooth_noise(rng, size, 12 * scale)
-    tumour = (np.hypot(ex, ey) + 0.08 * boundary) < 0.97
-    fibres = _smooth_noise(rng, size, (1.2 * scale, 7 * scale) if rng.random() < 0.5 else (7 * scale, 1.2 * scale))
-    fat = _smooth_noise(rng, size, 9 * scale) > 1.5
-    cytoplasm_texture = _smooth_noise(rng, size, 1.5 * scale)
-    chromatin = _smooth_noise(rng, size, 0.8 * scale)
-
-    # Gland lumens inside the tumour: well-differentiated tumours form glands, solid high-grade ones do not.
-    n_gland_max = 8
-    gland_draw = rng.uniform(size=n_gland_max)
-    gland_at = rng.uniform(-0.6, 0.6, size=(n_gland_max, 2))
-    gland_r = rng.uniform(5, 10, size=n_gland_max) * scale
-    n_glands = int(np.sum(gland_draw < max(_linear(_GLANDS, shown), 0.0) / n_gland_max))
-    lumen = np.zeros((size, size), dtype=bool)
-    for (gx, gy), r in zip(gland_at[:n_glands], gland_r[:n_glands]):
-        lumen |= np.hypot(xx - (x0 + box_w / 2 * (1 + gx)), yy - (y0 + box_h / 2 * (1 + gy))) < r
-    lumen &= tumour
-    empty = (fat & ~tumour) | lumen
-
-    # Tumour nuclei on a jittered grid of the shown grade's spacing; candidates in empty space are dropped.
-    spacing = _linear(_SPACING, shown) * scale
-    finest = _linear(_SPACING, 3.0) * scale
-    per_side = int(math.ceil(size / finest)) + 1
-    n_max = per_side * per_side
-    jitter = rng.uniform(-0.45, 0.45, size=(n_max, 2))
-    z_size, z_aspect, angle = rng.standard_normal(n_max), rng.uniform(size=n_max), rng.uniform(0, np.pi, n_max)
-    z_outline = rng.standard_normal((n_max, 3, 2))
-    z_dark = rng.standard_normal(n_max)
-    mitosis_draw = rng.uniform(size=n_max)
-    stromal_at = rng.uniform(0, size, size=(int(60 * scale * scale), 2))
-    stromal_angle = rng.uniform(0, np.pi, size=len(stromal_at))
+    layout = _draw_layout(rng, size, shown)
+    tumour_nuclei = _tumour_nuclei(rng, layout, size, shown)
+    stromal = _stromal_nuclei(rng, layout, size)
     pixel_noise = rng.normal(0.0, 1.6, size=(size, size, 3))
 
-    n_side = int(math.ceil(size / spacing)) + 1
-    grid = np.stack(np.meshgrid(np.arange(n_side), np.arange(n_side), indexing="ij"), -1).reshape(-1, 2)
-    centres = (grid + 0.5 + jitter[: len(grid)]) * spacing
-    keep = np.all((centres >= 0) & (centres < size), axis=1)
-    idx = np.flatnonzero(keep)
-    pixel = centres[idx].astype(np.int64)
-    inside = tumour[pixel[:, 0], pixel[:, 1]] & ~lumen[pixel[:, 0], pixel[:, 1]]
-    idx, centres = idx[inside], centres[idx[inside]]
-
-    radius = _linear(_RADIUS, shown) * scale * np.exp(_linear(_SIZE_CV, shown) * np.clip(z_size[idx], -2.5, 2.5))
-    aspect = 1.0 + 0.5 * z_aspect[idx]
-    harmonics = _linear(_OUTLINE, shown) * z_outline[idx]
-    # Mitotic figures: a condensed, very dark, ragged chromosome clump in place of a resting nucleus.
-    expected = _linear(_MITOSES, shown) * scale * scale
-    mitotic = mitosis_draw[idx] < expected / max(len(idx), 1)
-    radius = np.where(mitotic, radius * 0.8, radius)
-    aspect = np.where(mitotic, 2.2, aspect)
-    harmonics = np.where(mitotic[:, None, None], 0.25 * np.sign(z_outline[idx]) + 0.1 * z_outline[idx], harmonics)
-    rows, cols, mask = _nuclei(centres, radius, aspect, angle[idx], harmonics)
-    darkness = _linear(_HAEM, shown) * np.exp(0.08 * z_dark[idx]) * np.where(mitotic, 1.9, 1.0)
-    tumour_nuclei = _splat(size, rows, cols, mask * darkness[:, None])
-    tumour_mask = np.clip(_splat(size, rows, cols, mask), 0.0, 1.0)
-    areas = mask.sum(axis=1)
-
-    # Stromal nuclei: few, small, spindle-shaped fibroblasts, outside the tumour and empty space.
-    at = stromal_at[~tumour[stromal_at[:, 0].astype(int), stromal_at[:, 1].astype(int)]]
-    at = at[~empty[at[:, 0].astype(int), at[:, 1].astype(int)]]
-    s_rows, s_cols, s_mask = _nuclei(
-        at, np.full(len(at), 2.2 * scale), np.full(len(at), 4.0), stromal_angle[: len(at)],
-        np.zeros((len(at), 3, 2)),
-    )
-    stromal_mask = np.clip(_splat(size, s_rows, s_cols, s_mask), 0.0, 1.0)
-
-    nucleus = np.clip(tumour_mask + stromal_mask, 0.0, 1.0)
-    haem = np.clip(tumour_nuclei, 0.0, 2.0) * (1.0 + 0.18 * chromatin) + 0.62 * stromal_mask
+    tumour, empty = layout.tumour, layout.empty
+    nucleus = np.clip(tumour_nuclei.mask + stromal, 0.0, 1.0)
+    haem = np.clip(tumour_nuclei.haematoxylin, 0.0, 2.0) * (1.0 + 0.18 * layout.chromatin) + 0.62 * stromal
     haem += np.where(tumour, 0.09, 0.03)  # faint basophilia of cytoplasm and matrix
-    eosin = np.where(tumour, 0.2 + 0.04 * cytoplasm_texture, 0.24 + 0.07 * fibres)
+    eosin = np.where(tumour, 0.2 + 0.04 * layout.cytoplasm, 0.24 + 0.07 * layout.fibres)
     eosin = np.clip(eosin, 0.05, None) * (1.0 - 0.5 * nucleus)
     haem = np.where(empty, 0.0, haem)
     eosin = np.where(empty, 0.0, eosin)
-
+    # Beer-Lambert: optical density (size, size, 3) -> transmitted light.
     od = (stain.haematoxylin_amount * haem[..., None] * np.asarray(stain.haematoxylin)
           + stain.eosin_amount * eosin[..., None] * np.asarray(stain.eosin) + 0.02)
-    rgb = 250.0 * np.power(10.0, -od) + pixel_noise
-    image = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    image = np.clip(np.rint(250.0 * np.power(10.0, -od) + pixel_noise), 0, 255).astype(np.uint8)
 
     tissue = np.where(empty, 0, np.where(tumour, 2, 1)).astype(np.uint8)
     tissue[nucleus >= 0.5] = 3
-    region = tumour & ~lumen
+    region = tumour & ~layout.lumen
     r_idx, c_idx = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
     roi = (int(c_idx[0]), int(r_idx[0]), int(c_idx[-1]) + 1, int(r_idx[-1]) + 1)
-    resting = ~mitotic
     return TileResult(
-        image=image, tissue=tissue, roi=roi, shown_grade=float(shown), nuclear_count=int(len(idx)),
-        mean_nuclear_area=float(areas[resting].mean()) if resting.any() else 0.0, mitotic_count=int(mitotic.sum()),
+        image=image, tissue=tissue, roi=roi, shown_grade=float(shown), nuclear_count=tumour_nuclei.count,
+        mean_nuclear_area=tumour_nuclei.mean_area, mitotic_count=tumour_nuclei.mitoses,
     )
