@@ -14,7 +14,7 @@ from sksurv.util import Surv
 
 from neurofusion.data.synthetic.cancer import (
     CANCER_MODALITIES, COHORT_MEAN_GRADE, GENE_PANEL, HIGH_RISK_GENES, STAGES, draw_cohort, expected_censoring_share,
-    plan_case, sample_outcome, simulate_cancer_rankings, survival_probability, synthesize_case,
+    plan_case, sample_outcome, simulate_cancer_rankings, survival_probability, synthesize_case, TRUTH_COLUMNS,
 )
 from neurofusion.data.synthetic.cancer.clinical import STAGE_PRIOR
 from neurofusion.data.synthetic.cancer.outcome import SCALE_MONTHS, SHAPE
@@ -144,6 +144,7 @@ def cases():
 def test_ground_truth_agrees_with_the_case(cases):
     for case in cases:
         truth, plan = case.truth, case.plan
+        assert tuple(truth) == TRUTH_COLUMNS
         contributions = [truth[f"contribution_{m}"] for m in CANCER_MODALITIES]
         assert truth["linear_predictor"] == pytest.approx(sum(contributions), abs=5e-4)
         assert truth["survival_5y"] == pytest.approx(float(survival_probability(60.0, truth["linear_predictor"])),

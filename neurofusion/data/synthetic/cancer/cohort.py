@@ -4,6 +4,13 @@ evidence strengths, missing modalities and a survival outcome from the model in 
 tile, a 50-gene panel, a treatment summary and the clinical row, each expressing its part of the risk at its
 recorded strength. The ground truth records which modality carries the risk and where.
 
+What a strength s in [0, 1] means for each modality (its term of the linear predictor is always scaled by s,
+see ``outcome``): histopathology shows the grade's morphology at s (s = 0 looks like the cohort average);
+genomics carries planted drivers only at s >= 0.5 (genomics.DRIVER_STRENGTH); treatment notes state the
+response plainly at s >= 0.5 and hedge it below; the clinical row records stage, age and ECOG exactly
+whatever s, so its strength is how much of the case's risk those values carry, which the row itself does not
+show.
+
 Every random choice for case ``i`` comes from generators seeded by ``(seed, i)`` after the cohort-level stage
 and split draw, so any subset of a cohort regenerates identically.
 
@@ -65,6 +72,14 @@ STAGE_I_GENOMICS_MISSING = 4.0
 AFFINITY = (1.0, 1.4, 0.8, 0.9)
 N_STRONG_P = (0.5, 0.35, 0.15)  # a case is clear in 1, 2 or 3 modalities
 STRONG_RANGE = (0.65, 1.0)
+# The ground-truth row of a case (ground_truth.csv columns). Strengths are blank for a missing modality, as
+# are the roi, driver genes and text evidence, which only a present modality can show; contributions, the
+# linear predictor and the 5-year survival are the true model's whatever is missing.
+TRUTH_COLUMNS: tuple[str, ...] = (
+    "case_id", *(f"strength_{m}" for m in CANCER_MODALITIES), *(f"contribution_{m}" for m in CANCER_MODALITIES),
+    "dominant_modality", "histopathology_roi", "grade", "shown_grade", "driver_genes", "response",
+    "text_evidence", "text_evidence_spans", "linear_predictor", "survival_5y", "missing_modalities",
+)
 
 
 @dataclass(frozen=True)
@@ -177,7 +192,7 @@ def synthesize_case(draw: CaseDraw, seed: int) -> CancerCase:
     panel = draw_panel(rng, primary, plan.strength["genomics"], drivers=plan.drivers)
     note = write_note(rng, plan.clinical.recorded, plan.response, plan.strength["treatment_notes"],
                       plan.site.note_style)
-    truth: dict[str, object] = {"case_id": draw.case_id}
+    truth: dict[str, object] = {"case_id": draw.case_id}  # keys in TRUTH_COLUMNS order
     for m in CANCER_MODALITIES:
         truth[f"strength_{m}"] = round(plan.strength[m], 4) if plan.present[m] else None
     for m in CANCER_MODALITIES:
