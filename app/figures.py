@@ -21,9 +21,11 @@ if TYPE_CHECKING:
     from explain.text import Span
 
 MODALITY_LABELS: dict[str, str] = {"image": "Echo image", "text": "Clinical note", "signal": "ECG", "tabular": "Labs"}
+# one word each, for the narrow columns of the case page's first screen
+MODALITY_SHORT: dict[str, str] = {"image": "Echo", "text": "Note", "signal": "ECG", "tabular": "Labs"}
 MODALITY_COLORS: dict[str, str] = {"image": "#1f77b4", "text": "#2ca02c", "signal": "#ff7f0e", "tabular": "#9467bd"}
 METHOD_LABELS: dict[str, str] = {"shapley": "Shapley", "leave_one_out": "Leave-one-out", "attention": "Attention"}
-METHOD_COLORS: dict[str, str] = {"shapley": "#334155", "leave_one_out": "#0e7490", "attention": "#d97706"}
+METHOD_COLORS: dict[str, str] = {"shapley": "#3b6ea8", "leave_one_out": "#0e7490", "attention": "#d97706"}
 
 # Blue = low / against the class, white = middle, red = high / for the class (the paper's scale).
 DIVERGING = "RdBu_r"
@@ -35,7 +37,8 @@ _ATTENTION_COLORBAR = dict(title=dict(text="Attention<br>weight (0–1)", side="
 # Overlays fade to transparent where the map is near zero, so the echo stays visible underneath.
 _SIGNED_OVERLAY = [[0.0, "rgba(33,102,172,1)"], [0.5, "rgba(247,247,247,0)"], [1.0, "rgba(178,24,43,1)"]]
 _UNSIGNED_OVERLAY = [[0.0, "rgba(254,217,118,0)"], [0.5, "rgba(253,141,60,0.7)"], [1.0, "rgba(189,0,38,1)"]]
-_PREDICTION_COLOR, _COMPARE_COLOR, _NEUTRAL = "#334155", "#f59e0b", "#64748b"
+# mid-tone colours: bars and marks stay visible on Streamlit's light and dark themes alike
+_PREDICTION_COLOR, _COMPARE_COLOR, _NEUTRAL = "#3b6ea8", "#f59e0b", "#64748b"
 _TITLE_TOP = 72  # px above the plot: the toolbar's band (about 30 px), then the title
 _NOTE_MAX_ALPHA = 0.8  # the strongest word keeps its text readable
 _ACRONYMS = {"bmi", "bnp", "bp", "ldl", "hdl", "tsh", "crp", "egfr", "hba1c", "nt", "ecg"}
@@ -174,26 +177,70 @@ def probability_bars(classes: Sequence[str], probabilities: np.ndarray, label: s
                    legend=dict(orientation="h", y=-0.25))
 
 
+def probability_html(classes: Sequence[str], probabilities: np.ndarray, label: str | None = None,
+                     compare: np.ndarray | None = None, compare_name: str = "ablated") -> str:
+    """Per class, the predicted probability (C,) as a thin bar and its value, the true class in bold with
+    '(true)'; with ``compare`` (C,), a second bar per class, the value after the change and the change in
+    points. Plain HTML rather than a chart: it is small enough for the first screen and is redrawn on every
+    slider step, where a plotly chart costs the browser a few hundred ms per redraw and this a few."""
+    p = np.asarray(probabilities, dtype=float)
+    q = p if compare is None else np.asarray(compare, dtype=float)
+    if p.shape != (len(classes),) or q.shape != p.shape:
+        raise ValueError(f"probabilities and compare must both be ({len(classes)},) for {len(classes)} classes, "
+                         f"got {p.shape} and {q.shape}")
+    if not all(np.isfinite(v).all() and (v >= 0).all() and (v <= 1).all() for v in (p, q)):
+        raise ValueError("probabilities must be finite numbers between 0 and 1")
+    series = [(_PREDICTION_COLOR, "prediction")] + ([] if compare is None else [(_COMPARE_COLOR, compare_name)])
+    rows = []
+    for c, a, b in zip(classes, p, q):
+        name = html.escape(pretty(c)) + (" (true)" if c == label else "")
+        name = f"<b>{name}</b>" if c == label else name
+        bars = "".join(f'<div title="{html.escape(title)}: {v:.1%}" style="height: 7px; margin: 1px 0; '
+                       f'width: {100 * v:.1f}%; background: {color}; border-radius: 2px"></div>'
+                       for v, (color, title) in zip((a, b), series))
+        value = (f"{a:.1%}" if compare is None
+                 else f'{a:.1%} → <span class="after">{b:.1%}</span> ({100 * (b - a):+.1f})')
+        rows.append(f'<tr data-class="{html.escape(c)}"><td style="padding: 1px 8px 1px 0; white-space: nowrap">'
+                    f'{name}</td><td style="width: 50%; padding: 1px 0">{bars}</td><td style="padding: 1px 0 1px '
+                    f'8px; text-align: right; white-space: nowrap" class="value">{value}</td></tr>')
+    key = "" if compare is None else (
+        f'<div style="font-size: 0.85em"><span style="color: {_PREDICTION_COLOR}">■</span> prediction · '
+        f'<span style="color: {_COMPARE_COLOR}">■</span> {html.escape(compare_name)}</div>')
+    return (f'<div class="probabilities" style="font-size: 0.85em"><table style="width: 100%; border-collapse: '
+            f'collapse">{"".join(rows)}</table>{key}</div>')
+
+
 def _probability_trace(p: np.ndarray, names: list[str], name: str, color: str) -> go.Bar:
     return go.Bar(x=p, y=names, orientation="h", name=name, marker_color=color, text=[f"{v:.1%}" for v in p],
                   textposition="outside", cliponaxis=False, hovertemplate="%{y}: %{x:.1%}<extra>" + name + "</extra>")
 
 
-def attention_heatmap(matrix: np.ndarray, present: Sequence[bool] | None = None, title: str = "") -> go.Figure:
+def attention_heatmap(matrix: np.ndarray, present: Sequence[bool] | None = None, title: str = "",
+                      compact: bool = False) -> go.Figure:
     """Cross-modal attention (4, 4): rows = query ('attends from'), columns = key ('attends to'), colour
-    range fixed to 0..1. Modalities the case lacks are labelled ' (missing)'."""
+    range fixed to 0..1. Modalities the case lacks are labelled ' (missing)'. ``compact``: for a narrow
+    column, one-word modality names (a missing one marked '*'), short axis titles and the colour bar under
+    the matrix."""
     matrix = _check_attention(matrix)
     present = [True] * len(MODALITIES) if present is None else list(present)
     if len(present) != len(MODALITIES):
         raise ValueError(f"present must have one flag per modality ({len(MODALITIES)}), got {len(present)}")
-    labels = [MODALITY_LABELS[m] + ("" if ok else " (missing)") for m, ok in zip(MODALITIES, present)]
-    fig = go.Figure(_attention_trace(matrix, labels, colorbar=_ATTENTION_COLORBAR))
-    fig.update_xaxes(title="attends to (key)", automargin=True)
-    fig.update_yaxes(title="attends from (query)", autorange="reversed", automargin=True)
-    return _finish(fig, title, height=380)
+    if compact:
+        labels = [MODALITY_SHORT[m] + ("" if ok else "*") for m, ok in zip(MODALITIES, present)]
+        colorbar = {**_ATTENTION_COLORBAR, "title": dict(text="weight (0–1)", side="right"), "orientation": "h",
+                    "y": -0.3, "yanchor": "top", "len": 1, "thickness": 8}
+    else:
+        labels = [MODALITY_LABELS[m] + ("" if ok else " (missing)") for m, ok in zip(MODALITIES, present)]
+        colorbar = _ATTENTION_COLORBAR
+    fig = go.Figure(_attention_trace(matrix, labels, colorbar=colorbar))
+    fig.update_xaxes(title="to (key)" if compact else "attends to (key)", automargin=True)
+    fig.update_yaxes(title="from (query)" if compact else "attends from (query)", autorange="reversed",
+                     automargin=True)
+    return _finish(fig, title, height=340 if compact else 380, **({"margin": dict(b=70)} if compact else {}))
 
 
-def importance_bars(scores: Mapping[str, Mapping[str, float | None]], explained: str) -> go.Figure:
+def importance_bars(scores: Mapping[str, Mapping[str, float | None]], explained: str,
+                    compact: bool = False) -> go.Figure:
     """Modality importance for the class ``explained`` names, method -> modality -> score (None or NaN: the
     case lacks the modality): bars grouped by modality, one colour per method; a modality no method scores
     is annotated 'missing'. Shapley and leave-one-out (changes in probability, signed) and attention (weights
@@ -207,7 +254,7 @@ def importance_bars(scores: Mapping[str, Mapping[str, float | None]], explained:
         for modality in values:
             _check_modality(modality)
         table[method] = [_as_float(values.get(m)) for m in MODALITIES]
-    x = [MODALITY_LABELS[m] for m in MODALITIES]
+    x = [(MODALITY_SHORT if compact else MODALITY_LABELS)[m] for m in MODALITIES]
     names = {**METHOD_LABELS, "attention": "Attention (any class)"}
     panels = [kind for kind in ("probability", "attention")
               if any((method == "attention") == (kind == "attention") for method in table)]
@@ -225,14 +272,17 @@ def importance_bars(scores: Mapping[str, Mapping[str, float | None]], explained:
             fig.add_annotation(x=label, y=0, yshift=12, text="missing", showarrow=False, font=dict(color=_NEUTRAL),
                                row=1, col=1)
     if "probability" in panels:
-        fig.update_yaxes(title_text=f"Change in p({explained})<br>(probability, −1…+1)", zeroline=True,
+        fig.update_yaxes(title_text="Δ probability" if compact else f"Change in p({explained})<br>(probability, −1…+1)",
+                         zeroline=True,
                          zerolinecolor="#94a3b8", tickformat="+.2f", automargin=True,
                          row=panels.index("probability") + 1, col=1)
     if "attention" in panels:
-        fig.update_yaxes(title_text="Attention weight<br>(0–1, any class)", range=[0, 1], dtick=0.25,
+        fig.update_yaxes(title_text="Attention (0–1)" if compact else "Attention weight<br>(0–1, any class)",
+                         range=[0, 1], dtick=0.5 if compact else 0.25,
                          automargin=True, row=panels.index("attention") + 1, col=1)
     fig.update_xaxes(automargin=True)
-    return _finish(fig, f"Modality importance for {explained}", height=200 + 170 * len(panels), barmode="group",
+    return _finish(fig, f"Modality importance for {explained}", height=(130 + 130 * len(panels)) if compact
+                   else 200 + 170 * len(panels), barmode="group",
                    legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
                    margin=dict(b=50))
 
@@ -308,6 +358,7 @@ def _saliency_trace(saliency: np.ndarray, opacity: float, signed: bool, explaine
 # Paper ECG runs at 25 mm/s and 10 mm/mV: a 1 mm box is 0.04 s x 0.1 mV, a 5 mm box 0.2 s x 0.5 mV.
 ECG_GRID = {"minor_s": 0.04, "major_s": 0.2, "minor_mv": 0.1, "major_mv": 0.5}
 ECG_CALIBRATION = {"mv": 1.0, "s": 0.2}  # the standard 1 mV, 0.2 s pulse at the start of every row
+ECG_PAPER, _ECG_INK = "#ffffff", "#111827"
 _ECG_LEFT_S = -0.3  # room left of time 0 for the calibration pulse
 _ECG_PX_PER_MV = 36  # row height: about square 5 mm boxes on a 10 s strip about 900 px wide
 _ECG_STRIP_MV = 0.5  # room under the lowest excursion for the attribution strip
@@ -411,9 +462,16 @@ def ecg_figure(data: np.ndarray, fs: float, channels: Sequence[str], explanation
     fig.add_annotation(text=scale, showarrow=False, xref="paper", yref="paper", x=1, y=1, xanchor="right",
                        yanchor="bottom", font=dict(size=10, color=_NEUTRAL))
     title = f"ECG: attribution to {explained}" if explanation is not None else "ECG"
-    return _finish(fig, title, height=int(sum(heights)) + 130, showlegend=explanation is not None,
-                   legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
-                   margin=dict(l=44, r=10, t=70, b=90))
+    # ECG paper is white on every theme: the black trace and red grid are read on it, as on a printout
+    fig = _finish(fig, title, height=int(sum(heights)) + 130, showlegend=explanation is not None,
+                  legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
+                  margin=dict(l=44, r=10, t=70, b=90), paper_bgcolor=ECG_PAPER, plot_bgcolor=ECG_PAPER,
+                  font=dict(color=_ECG_INK))
+    # the theme's text colour would be light on a dark theme: every text on the paper is set to dark ink
+    fig.update_layout(title_font_color=_ECG_INK, legend_font_color=_ECG_INK)
+    if explanation is not None:
+        fig.update_layout(coloraxis_colorbar=dict(title_font_color=_ECG_INK, tickfont_color=_ECG_INK))
+    return fig
 
 
 def _rows_3x4(channels: list[str], duration: float, fs: float,

@@ -107,7 +107,7 @@ def first_render_s() -> float | None:
         return None
     with _fresh_server() as (page, start):
         page.get_by_text("How the modalities were combined").wait_for(timeout=600_000)
-        page.locator(".js-plotly-plot").filter(has_text="attends to").first.wait_for(timeout=60_000)
+        page.locator(".js-plotly-plot").filter(has_text="to (key)").first.wait_for(timeout=60_000)
         return time.perf_counter() - start
 
 

@@ -65,7 +65,8 @@ def _filtered(cases: pd.DataFrame, predictions: pd.DataFrame | None) -> pd.DataF
 
 def _draw_chooser(predictions: pd.DataFrame, ids: list[str]) -> None:
     with chooser:
-        with st.expander("Filter cases", expanded=False):
+        pick, filters = st.columns([5, 1], vertical_alignment="bottom")
+        with filters.popover("Filter cases", width="stretch"):
             c1, c2, c3, c4, c5 = st.columns(5)
             c1.multiselect("True class", ctx.classes, key=FILTERS[0], format_func=pretty)
             c2.multiselect("Predicted class", ctx.classes, key=FILTERS[1], format_func=pretty)
@@ -73,11 +74,11 @@ def _draw_chooser(predictions: pd.DataFrame, ids: list[str]) -> None:
             c4.multiselect("Missing modality", list(MODALITIES), key=FILTERS[3], format_func=figures.MODALITY_LABELS.get)
             c5.multiselect("Site", sorted(predictions["site"].unique()), key=FILTERS[4])
         if not ids:
-            st.warning("No case matches these filters.")
+            pick.warning("No case matches these filters.")
             return
         row_of = predictions.set_index("case_id")
-        st.selectbox(f"Case ({len(ids)} of {len(predictions)})", ids, key="case.id",
-                     format_func=lambda i: _case_label(i, row_of.loc[i]))
+        pick.selectbox(f"Case ({len(ids)} of {len(predictions)})", ids, key="case.id",
+                       format_func=lambda i: _case_label(i, row_of.loc[i]))
         unreadable = int((predictions["error"] != "").sum())
         if unreadable:
             st.caption(f"{unreadable} case{'s' if unreadable > 1 else ''} of this cohort cannot be read "
@@ -118,16 +119,12 @@ if st.session_state.get("case.controls_for") != case_id:
 
 
 def _prediction_card(case: Case, explanation: CaseExplanation, status: dict[str, str]) -> None:
-    left, right = st.columns([1, 2])
-    with left:
-        verdict = "correct" if explanation.predicted == case.label else "wrong"
-        st.metric("Predicted", pretty(explanation.predicted))
-        st.markdown(f"**Probability:** {explanation.probabilities.max():.1%} · **True label:** {pretty(case.label)} "
-                    f"({verdict}) · **Site:** {case.site or '-'}")
-        st.markdown("**Modalities:** " + case_notes.modality_line(status))
-    with right:
-        st.plotly_chart(figures.probability_bars(explanation.classes, explanation.probabilities, case.label),
-                        key="case.probabilities")
+    verdict = "correct" if explanation.predicted == case.label else "wrong"
+    st.metric("Predicted", pretty(explanation.predicted))
+    st.markdown(f"**Probability:** {explanation.probabilities.max():.1%} · **True label:** {pretty(case.label)} "
+                f"({verdict}) · **Site:** {case.site or '-'}")
+    st.markdown("**Modalities:** " + case_notes.modality_line(status))
+    st.html(figures.probability_html(explanation.classes, explanation.probabilities, case.label))
 
 
 def _class_choice(case: Case, base: CaseExplanation) -> CaseExplanation:
@@ -304,24 +301,26 @@ def _labs_panel(case: Case, explanation: CaseExplanation, status: dict[str, str]
 _PANELS = {"image": _image_panel, "text": _note_panel, "signal": _ecg_panel, "tabular": _labs_panel}
 
 
-def _combination(explanation: CaseExplanation) -> None:
-    st.subheader("How the modalities were combined")
-    col_attention, col_importance = st.columns(2)
-    with col_attention:
+def _combination(explanation: CaseExplanation, attention_column, importance_column) -> None:
+    """The cross-modal attention and the modality importance, in the first screen's two right-hand columns."""
+    with attention_column:
         if explanation.cross_attention is None:
             st.info(f"A {ctx.checkpoint.config.architecture} model has no cross-modal attention.")
         else:
             heads = explanation.cross_attention.shape[0]
-            head = st.selectbox("Attention head", ["mean"] + [f"head {k + 1}" for k in range(heads)], key="case.head")
+            head = st.session_state.get("case.head", "mean")
             matrix = (explanation.cross_attention.mean(0) if head == "mean"
                       else explanation.cross_attention[int(head[5:]) - 1])
             st.plotly_chart(figures.attention_heatmap(matrix, [explanation.present[m] for m in MODALITIES],
-                                                      title="Cross-modal attention (row attends to column; the same for every class)"),
+                                                      title="Cross-modal attention", compact=True),
                             key="case.attention")
-    with col_importance:
+            st.caption("How the modalities were combined: row attends to column, the same for every class; "
+                       "* = missing (its learned placeholder).")
+            st.selectbox("Attention head", ["mean"] + [f"head {k + 1}" for k in range(heads)], key="case.head")
+    with importance_column:
         scores = explanation.to_dict()["modality_importance"]
         name = figures.explained_label(explanation.classes, explanation.target, explanation.contrast)
-        st.plotly_chart(figures.importance_bars(scores, name), key="case.importance")
+        st.plotly_chart(figures.importance_bars(scores, name, compact=True), key="case.importance")
         value = f"p({name})" if explanation.contrast is None else "p(" + name.replace(" − ", ") − p(") + ")"
         st.caption(f"Shapley values for {name} add up to {value} with every modality present minus with all "
                    f"missing = {explanation.importance.probability_full[0]:.2f} − "
@@ -358,9 +357,8 @@ def _ablation(case: Case, explanation: CaseExplanation, status: dict[str, str]) 
     st.markdown(f"**{pretty(explanation.classes[k])}**: {explanation.probabilities[k]:.1%} → "
                 f"<span id='ablation-result'>{ablated[k]:.1%}</span> ({shift:+.1f} points); "
                 f"now predicted: **{pretty(explanation.classes[int(ablated.argmax())])}**", unsafe_allow_html=True)
-    st.plotly_chart(figures.probability_bars(explanation.classes, explanation.probabilities, case.label,
-                                             compare=ablated, compare_name="with the sliders' observation"),
-                    key="case.ablation")
+    st.html(figures.probability_html(explanation.classes, explanation.probabilities, case.label, compare=ablated,
+                                     compare_name="with the sliders' observation"))
 
 
 @st.fragment
@@ -460,12 +458,16 @@ def _show_case(case_id: str) -> None:
         return
     notes = case_notes.input_notes(base.inputs, case.issues)
     status = case_notes.modality_status(base.present, notes.unusable)
-    _prediction_card(case, base, status)
+    # the first screen: the prediction, the attention and the importance side by side; the class choice
+    # below them decides what the importance explains, so the two right-hand columns are filled after it
+    card, attention_column, importance_column = st.columns([1.1, 1, 1.15], gap="medium")
+    with card:
+        _prediction_card(case, base, status)
     _input_checks(base, notes)
     explanation = _class_choice(case, base)
+    _combination(explanation, attention_column, importance_column)
     truth = _ground_truth(case_id)
     _modality_panels(case, explanation, status, notes, truth)
-    _combination(explanation)
     if truth is not None:
         _planted_strengths(case_id, truth, explanation)
     _ablation(case, base, status)

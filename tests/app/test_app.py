@@ -54,7 +54,7 @@ def test_case_explorer_renders_every_panel_of_a_complete_case():
     assert at.selectbox(key="case.id").value == complete
     # the modality tabs are lazy: only the open one is drawn, beside probabilities, attention, importance
     # and ablation; opening another tab draws its panel instead
-    always = {"case.probabilities", "case.attention", "case.importance", "case.ablation"}
+    always = {"case.attention", "case.importance"}
     tab_charts = {"Echo image": {"case.image"}, "Clinical note": set(), "ECG": {"case.ecg", "case.lead_importance"},
                   "Labs": {"case.labs"}}
     for tab, charts in tab_charts.items():
@@ -88,6 +88,11 @@ def test_ablation_slider_at_zero_shows_the_explain_result():
     expected = ablate_case(predictor, case, {"signal": 0.0})[int(full.argmax())]
     assert after == pytest.approx(100 * expected, abs=0.051)  # shown with one decimal
     assert before == pytest.approx(100 * full.max(), abs=0.051)
+    # the per-class comparison shows the model's output on the partial case for every class
+    ablated = ablate_case(predictor, case, {"signal": 0.0})
+    comparison = next(h.proto.body for h in at.get("html") if 'class="after"' in h.proto.body)
+    shown = dict(re.findall(r'<tr data-class="([a-z_]+)">.*?<span class="after">([\d.]+)%</span>', comparison))
+    assert [float(shown[c]) for c in checkpoint.config.classes] == pytest.approx(100 * ablated, abs=0.051)
 
 
 def test_case_filters_narrow_the_list_and_pick_a_matching_case():

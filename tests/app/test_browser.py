@@ -201,7 +201,7 @@ def test_case_explorer_in_a_real_browser(server, browser, tmp_path):
     case_id, expected = _case_where_the_ecg_matters()
     page.goto(f"{server}/?case={case_id}")  # the default page lives at the root URL
     page.get_by_text("How the modalities were combined").wait_for(timeout=180_000)
-    page.locator(".js-plotly-plot").filter(has_text="attends to").first.wait_for(timeout=60_000)  # attention heatmap
+    page.locator(".js-plotly-plot").filter(has_text="to (key)").first.wait_for(timeout=60_000)  # attention heatmap
     page.locator(".js-plotly-plot").filter(has_text="raises").first.wait_for(state="visible", timeout=60_000)
     _check_saliency_contrast(page)
 
@@ -293,15 +293,17 @@ def _settle(page, heading: str) -> None:
 
 
 def test_prediction_above_the_fold_at_1280x720_in_a_real_browser(server, browser):
-    """A presenter's laptop: the predicted class, its probability and the probability chart are on the first
-    screen, without scrolling."""
+    """A presenter's laptop: the predicted class, its probability chart, the cross-modal attention and the
+    modality importance are all on the first screen, without scrolling."""
     context = browser.new_context(viewport={"width": 1280, "height": 720})
     outside, errors = [], []
     _watch(context, outside, errors)
     page = context.new_page()
     _open(page, f"{server}/?case={_complete_cases(1)[0]}", "^Case explorer")
+    plots = page.locator(".js-plotly-plot")
     for element in (page.locator('[data-testid="stMetric"]').filter(has_text="Predicted").first,
-                    page.locator(".js-plotly-plot").first):
+                    page.locator(".probabilities").first, plots.filter(has_text="to (key)").first,
+                    plots.filter(has_text="Modality importance").first):
         box = element.bounding_box()
         assert box is not None and box["height"] > 0
         assert box["y"] >= 0 and box["y"] + box["height"] <= 720, box

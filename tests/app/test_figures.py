@@ -45,6 +45,41 @@ def test_probability_bars_compare_trace_and_bad_shapes():
 
 
 # ---------------------------------------------------------------------------------------------- attention
+def test_probability_html_rows_values_comparison_and_bad_input():
+    classes = ["normal", "heart_failure", "arrhythmia"]
+    before, after = np.array([0.7, 0.2, 0.1]), np.array([0.25, 0.6, 0.15])
+    single = figures.probability_html(classes, before, label="heart_failure")
+    rows = re.findall(r'<tr data-class="([a-z_]+)">(.*?)</tr>', single)
+    assert [c for c, _ in rows] == classes
+    for (cls, row), a in zip(rows, before):
+        assert [float(w) for w in re.findall(r"width: ([\d.]+)%; background", row)] == pytest.approx([100 * a], abs=0.051)
+        assert f'class="value">{a:.1%}</td>' in row, cls
+    assert "<b>Heart failure (true)</b>" in dict(rows)["heart_failure"] and "(true)" not in dict(rows)["normal"]
+    out = figures.probability_html(classes, before, compare=after, compare_name="ablated")
+    for (cls, row), a, b in zip(re.findall(r'<tr data-class="([a-z_]+)">(.*?)</tr>', out), before, after):
+        widths = [float(w) for w in re.findall(r"width: ([\d.]+)%; background", row)]
+        assert widths == pytest.approx([100 * a, 100 * b], abs=0.051), cls
+        assert f"{a:.1%} → <span class=\"after\">{b:.1%}</span> ({100 * (b - a):+.1f})" in row
+    with pytest.raises(ValueError, match=r"\(3,\)"):
+        figures.probability_html(classes, before, compare=after[:2])
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        figures.probability_html(classes, before, compare=np.array([0.5, np.nan, 0.5]))
+    assert "&lt;b&gt;" in figures.probability_html(["<b>"], np.array([1.0]))
+
+
+def test_compact_attention_and_importance_use_one_word_names_and_keep_units():
+    matrix = np.full((4, 4), 0.25)
+    fig = figures.attention_heatmap(matrix, [True, False, True, True], title="Cross-modal attention", compact=True)
+    assert list(fig.data[0].x) == ["Echo", "Note*", "ECG", "Labs"] == list(fig.data[0].y)
+    assert fig.data[0].colorbar.orientation == "h" and (fig.data[0].zmin, fig.data[0].zmax) == (0, 1)
+    scores = {"shapley": {"image": 0.3, "text": None, "signal": -0.1, "tabular": 0.05},
+              "attention": {"image": 0.5, "text": None, "signal": 0.3, "tabular": 0.2}}
+    bars = figures.importance_bars(scores, "Heart failure", compact=True)
+    assert list(bars.data[0].x) == ["Echo", "Note", "ECG", "Labs"]
+    assert bars.layout.yaxis.title.text == "Δ probability" and bars.layout.yaxis2.title.text == "Attention (0–1)"
+    assert bars.layout.title.text == "Modality importance for Heart failure"
+
+
 def test_attention_heatmap_values_range_and_missing_labels():
     matrix = np.random.default_rng(0).dirichlet(np.ones(4), size=4)
     fig = figures.attention_heatmap(matrix, [True, False, True, True], title="attention")
@@ -252,6 +287,8 @@ def test_ecg_figure_paper_convention_common_scale_grid_calibration_and_labels():
     t = np.linspace(0, 2, 500)
     data = np.stack([2.2 * np.sin(8 * t), 0.3 * np.sin(8 * t), -1.7 * np.sin(8 * t)])  # V1 low voltage
     fig = figures.ecg_figure(data, 250.0, ["II", "V1", "V5"])
+    # white paper on every theme (Streamlit's dark theme would otherwise hide the black trace)
+    assert fig.layout.paper_bgcolor == fig.layout.plot_bgcolor == "#ffffff"
     ranges = {tuple(a.range) for a in _axes(fig, "y")}
     assert len(ranges) == 1  # the same mV range on every lead
     (low, high), = ranges
