@@ -846,14 +846,18 @@ def tau_histogram(per_pair: pd.DataFrame, ceiling: float | None = None, raters: 
     # bins centred on multiples of 0.1, so tau = 1 and tau = -1 each get a bin
     fig = go.Figure(go.Histogram(x=tau, xbins=dict(start=-1.05, end=1.05, size=0.1), marker_color=_NEUTRAL,
                                  hovertemplate="tau %{x}: %{y} pairs<extra></extra>"))
-    if tau.size:
-        fig.add_vline(x=float(tau.mean()), line=dict(color=_PREDICTION_COLOR, width=2),
-                      annotation_text=f"mean {tau.mean():.2f}", annotation_position="top left")
+    # the label of the lower line goes to its left, the higher one's to its right: close lines never overlap
+    mean = float(tau.mean()) if tau.size else None
+    mean_side = "left" if ceiling is None or mean is None or mean <= ceiling else "right"
+    if mean is not None:
+        fig.add_vline(x=mean, line=dict(color=_PREDICTION_COLOR, width=2), annotation_text=f"mean {mean:.2f}",
+                      annotation_position=f"top {mean_side}", annotation_name="mean")
     else:
         fig.add_annotation(text="no (case, rater) pair has a defined tau", showarrow=False, x=0, y=0.5, yref="paper")
     if ceiling is not None:
         fig.add_vline(x=float(ceiling), line=dict(color="#b91c1c", width=2, dash="dash"),
-                      annotation_text=f"inter-rater {ceiling:.2f}", annotation_position="top right")
+                      annotation_text=f"inter-rater {ceiling:.2f}", annotation_name="ceiling",
+                      annotation_position="top " + ("right" if mean_side == "left" else "left"))
     fig.update_xaxes(range=[-1.1, 1.1], title=f"Kendall tau-b (model vs {raters})")
     fig.update_yaxes(title="(case, rater) pairs")
     return _finish(fig, f"Agreement with {raters} ({tau.size} pairs)", height=320, bargap=0.05)

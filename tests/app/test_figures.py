@@ -426,6 +426,15 @@ def test_tau_histogram_drops_nan_and_draws_mean_and_ceiling():
         figures.tau_histogram(per_pair.rename(columns={"tau": "t"}))
 
 
+@pytest.mark.parametrize("ceiling", [0.55, 0.65])
+def test_tau_histogram_labels_of_close_lines_point_away_from_each_other(ceiling):
+    """Mean 0.60 and a ceiling 0.05 away: each label extends on the far side of its own line."""
+    fig = figures.tau_histogram(pd.DataFrame({"tau": [0.5, 0.6, 0.7]}), ceiling=ceiling)
+    labels = {a.text.split()[0]: a for a in fig.layout.annotations}
+    lower, higher = (labels["inter-rater"], labels["mean"]) if ceiling < 0.6 else (labels["mean"], labels["inter-rater"])
+    assert lower.xanchor == "right" and higher.xanchor == "left"  # lower text to the left, higher to the right
+
+
 def test_tau_histogram_and_rater_group_name_who_ranked():
     per_pair = pd.DataFrame({"case_id": list("ab"), "tau": [1.0, 0.0]})
     fig = figures.tau_histogram(per_pair, raters=figures.rater_group(["synthetic_rater_A"], simulated=True))
