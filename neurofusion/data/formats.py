@@ -317,13 +317,16 @@ def _read_wfdb(header_path: Path) -> Signal:
             "it must be the positive rate the samples were recorded at",
             path=header_path,
         )
-    _check_wfdb_length(header_path)
+    # The header is parsed once, by rdrecord (parsing is most of the read time); only when reading fails is
+    # it parsed again on its own, to say whether the signal file was cut off.
     try:
         record = wfdb.rdrecord(str(header_path.with_suffix("")))
     except FileNotFoundError as err:
         raise CohortError(f"WFDB signal file missing: {Path(err.filename or '').name}", path=header_path) from None
     except Exception as err:  # wfdb raises bare ValueError/IndexError/struct errors for corrupt records
+        _check_wfdb_length(header_path, _wfdb_header(header_path))
         raise CohortError(f"WFDB record cannot be read ({type(err).__name__}: {err})", path=header_path) from None
+    _check_wfdb_length(header_path, record)
     if record.p_signal is None:
         raise CohortError("WFDB record holds no signal samples", path=header_path)
     data = record.p_signal.T  # (T, C) -> (C, T)
@@ -350,13 +353,17 @@ def wfdb_data_files(header_path: str | Path) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def _check_wfdb_length(header_path: Path) -> None:
-    """Compare each signal file's size with the samples its header declares: wfdb reports a short file
-    only as a numpy reshape error, which does not tell the user the file was cut off."""
+def _wfdb_header(header_path: Path) -> wfdb.Record:
     try:
-        header = wfdb.rdheader(str(header_path.with_suffix("")))
+        return wfdb.rdheader(str(header_path.with_suffix("")))
     except Exception as err:  # wfdb raises bare ValueError/IndexError for malformed headers
         raise CohortError(f"WFDB header cannot be parsed ({type(err).__name__}: {err})", path=header_path) from None
+
+
+def _check_wfdb_length(header_path: Path, header: wfdb.Record) -> None:
+    """Compare each signal file's size with the samples ``header`` (a parsed header or a read record)
+    declares: wfdb reports a short file only as a numpy reshape error, which does not tell the user the
+    file was cut off."""
     if not header.sig_len or not header.file_name:
         return
     frame: dict[str, float] = {}
