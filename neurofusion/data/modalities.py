@@ -19,7 +19,6 @@ from typing import Any, Iterable, Mapping
 KINDS: tuple[str, ...] = ("image", "text", "signal", "tabular")
 FILE_KINDS: tuple[str, ...] = ("image", "signal", "text")  # kinds whose per-case data is a file
 MAX_MODALITIES = 8  # exact Shapley over 2^M subsets stays batched and fast up to here
-DEFAULT_FOLDERS = {"image": "images", "text": "notes", "signal": "signals"}
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Names that are fields of a Case or columns of cohort.csv, so a modality cannot take them.
 RESERVED_NAMES = frozenset({
@@ -135,10 +134,6 @@ def modalities_from_dicts(items: Any, where: str = "modalities") -> tuple[Modali
 
 def modalities_to_dicts(specs: Iterable[ModalitySpec]) -> list[dict[str, Any]]:
     return [s.to_dict() for s in specs]
-
-
-def names(specs: Iterable[ModalitySpec]) -> tuple[str, ...]:
-    return tuple(s.name for s in specs)
 
 
 def of_kind(specs: Iterable[ModalitySpec], kind: str) -> tuple[ModalitySpec, ...]:
