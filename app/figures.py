@@ -38,7 +38,7 @@ _ATTENTION_COLORBAR = dict(title=dict(text="Attention<br>weight (0–1)", side="
 _SIGNED_OVERLAY = [[0.0, "rgba(33,102,172,1)"], [0.5, "rgba(247,247,247,0)"], [1.0, "rgba(178,24,43,1)"]]
 _UNSIGNED_OVERLAY = [[0.0, "rgba(254,217,118,0)"], [0.5, "rgba(253,141,60,0.7)"], [1.0, "rgba(189,0,38,1)"]]
 # mid-tone colours: bars and marks stay visible on Streamlit's light and dark themes alike
-_PREDICTION_COLOR, _COMPARE_COLOR, _NEUTRAL = "#3b6ea8", "#f59e0b", "#64748b"
+_PREDICTION_COLOR, _COMPARE_COLOR, _NEUTRAL, _ALERT = "#3b6ea8", "#d97706", "#64748b", "#dc2626"
 _TITLE_TOP = 72  # px above the plot: the toolbar's band (about 30 px), then the title
 _NOTE_MAX_ALPHA = 0.8  # the strongest word keeps its text readable
 _ACRONYMS = {"bmi", "bnp", "bp", "ldl", "hdl", "tsh", "crp", "egfr", "hba1c", "nt", "ecg"}
@@ -832,38 +832,9 @@ def rater_group(raters: Sequence[str], simulated: bool) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def tau_histogram(per_pair: pd.DataFrame, ceiling: float | None = None, raters: str = "raters") -> go.Figure:
-    """Kendall tau per (case, rater) (explain.agreement.model_vs_raters): histogram over -1..1 (NaN dropped),
-    a line at the mean and, if given, a dashed line at the inter-rater ceiling. ``raters`` names who ranked
-    (rater_group) in the title and axis."""
-    if "tau" not in per_pair.columns:
-        raise ValueError("per_pair must have a 'tau' column")
-    tau = per_pair["tau"].astype(float).dropna().to_numpy()
-    if ((tau < -1 - 1e-9) | (tau > 1 + 1e-9)).any():
-        raise ValueError("tau values must lie in -1..1")
-    if ceiling is not None and not -1 <= ceiling <= 1:
-        raise ValueError(f"ceiling must lie in -1..1, got {ceiling}")
-    # bins centred on multiples of 0.1, so tau = 1 and tau = -1 each get a bin
-    fig = go.Figure(go.Histogram(x=tau, xbins=dict(start=-1.05, end=1.05, size=0.1), marker_color=_NEUTRAL,
-                                 hovertemplate="tau %{x}: %{y} pairs<extra></extra>"))
-    # the label of the lower line goes to its left, the higher one's to its right: close lines never overlap
-    mean = float(tau.mean()) if tau.size else None
-    mean_side = "left" if ceiling is None or mean is None or mean <= ceiling else "right"
-    if mean is not None:
-        fig.add_vline(x=mean, line=dict(color=_PREDICTION_COLOR, width=2), annotation_text=f"mean {mean:.2f}",
-                      annotation_position=f"top {mean_side}", annotation_name="mean")
-    else:
-        fig.add_annotation(text="no (case, rater) pair has a defined tau", showarrow=False, x=0, y=0.5, yref="paper")
-    if ceiling is not None:
-        fig.add_vline(x=float(ceiling), line=dict(color="#b91c1c", width=2, dash="dash"),
-                      annotation_text=f"inter-rater {ceiling:.2f}", annotation_name="ceiling",
-                      annotation_position="top " + ("right" if mean_side == "left" else "left"))
-    fig.update_xaxes(range=[-1.1, 1.1], title=f"Kendall tau-b (model vs {raters})")
-    fig.update_yaxes(title="(case, rater) pairs")
-    return _finish(fig, f"Agreement with {raters} ({tau.size} pairs)", height=320, bargap=0.05)
-
-
-_GROUP_COLORS = (_PREDICTION_COLOR, _COMPARE_COLOR, "#0e7490", "#b91c1c")
+_GROUP_COLORS = (_PREDICTION_COLOR, _COMPARE_COLOR, "#0e7490", _ALERT)
+# every colour a mark is drawn in on the themed (light or dark) chart background
+THEMED_MARK_COLORS = (_PREDICTION_COLOR, _COMPARE_COLOR, _NEUTRAL, *_GROUP_COLORS, *METHOD_COLORS.values())
 
 
 def metric_bars(rows: Sequence[Mapping[str, Any]], yaxis_title: str = "Value (error bars: 95 % CI)") -> go.Figure:
