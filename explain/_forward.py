@@ -1,24 +1,31 @@
-"""Forward functions for attribution: the model's class logits as a function of one modality's input,
-with the other modalities' encoder outputs computed once and held fixed.
+"""Forward functions for attribution: the explained scores (class logits, or a survival model's chosen
+quantity, :mod:`explain.targets`) as a function of one modality's input, with the other modalities'
+encoder outputs computed once and held fixed.
 
 Attributions are taken on logits, not probabilities: a confident prediction saturates the softmax, which
-would leave every attribution near zero however much the input mattered.
+would leave every attribution near zero however much the input mattered. A survival model's quantity (a
+probability of surviving past a horizon, or its complement) is explained as it is, as one column.
 
 This is what makes the per-modality attributions fast without changing them: integrating along one
 modality's path never needs the other encoders again. Captum attaches hooks to the shared model's
 modules, which would act on every other thread's forward pass too, so all of it runs under the model's
 lock (:func:`neurofusion.inference.model_lock`).
+
+Every declared modality is addressed by name; each input function defaults to the first declared
+modality of its kind (cardio's image, text, signal and tabular).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import torch
 
+from explain.importance import modality_names
+from explain.targets import SurvivalTarget, explained_scores
 from neurofusion.data.dataset import Batch
-from neurofusion.data.schema import MODALITIES
 from neurofusion.inference import model_lock
 from neurofusion.models.model import Encoded, MultiModalModel
 
@@ -42,23 +49,49 @@ def attribution_mode(model: MultiModalModel) -> Iterator[None]:
 
 
 class ModalityForward:
-    """Class logits for one case as a function of a single modality's input.
+    """Explained scores for one case as a function of a single modality's input.
 
-    ``image(x)`` with x (n, 1, S, S), ``signal(x)`` with x (n, L, T), ``text_embeddings(e)`` with e
-    (n, N, H) word embeddings, ``numeric(x)`` with x (n, Fn): each returns (n, C) logits.
+    ``image(x)`` with x (n, C, S, S) (C = 1 grey, 3 colour), ``signal(x)`` with x (n, L, T),
+    ``text_embeddings(e)`` with e (n, N, H) word embeddings, ``text_ids(ids)`` with ids (n, N),
+    ``numeric(x)`` with x (n, Fn): each returns (n, C) logits, or (n, 1) for a survival quantity. Each
+    takes ``name=`` (a declared modality of that kind; default the first); :meth:`function` binds it.
     """
 
-    def __init__(self, model: MultiModalModel, batch: Batch, alone: bool = False) -> None:
+    def __init__(self, model: MultiModalModel, batch: Batch, alone: bool = False,
+                 survival: SurvivalTarget | None = None) -> None:
         """alone=False: the other modalities stay as the case has them (faithful to this prediction);
         alone=True: each modality is explained with the others hidden, i.e. what the model reads in it by
-        itself (useful when redundant modalities leave one with little marginal effect)."""
+        itself (useful when redundant modalities leave one with little marginal effect). survival: the
+        explained quantity of a survival model (default 5-year survival)."""
         if batch.present.shape[0] != 1:
             raise ValueError(f"attribution explains one case at a time, got a batch of {batch.present.shape[0]}")
         self.model = model
         self.batch = batch
         self.alone = alone
+        self.survival = survival
+        self.names = modality_names(model, batch)
+        specs = getattr(model, "specs", None) or batch.modalities
+        self.kinds = {s.name: s.kind for s in specs}
         with model_lock(model), torch.no_grad():
             self.encoded = model.encode(batch)
+
+    def first(self, kind: str) -> str | None:
+        """The first declared modality of ``kind`` (None when there is none)."""
+        return next((n for n in self.names if self.kinds.get(n) == kind), None)
+
+    def of_kind(self, kind: str) -> tuple[str, ...]:
+        return tuple(n for n in self.names if self.kinds.get(n) == kind)
+
+    def _name(self, name: str | None, kind: str) -> str:
+        name = self.first(kind) if name is None else name
+        if name is None or self.kinds.get(name) != kind:
+            raise ValueError(f"{name!r} is not a declared {kind} modality (declared {kind}: "
+                             f"{', '.join(self.of_kind(kind)) or 'none'})")
+        return name
+
+    def scores(self, output) -> torch.Tensor:
+        """(n, C) what attributions explain, from a ModelOutput."""
+        return explained_scores(self.model, output, self.survival)
 
     def with_embedding(self, modality: str, embedding: torch.Tensor) -> torch.Tensor:
         n = embedding.shape[0]
@@ -69,28 +102,53 @@ class ModalityForward:
         present = fixed.present
         if self.alone:
             present = torch.zeros_like(present)
-            present[:, MODALITIES.index(modality)] = True
-        return self.model.fuse(encoded, present).logits
+            present[:, self.names.index(modality)] = True
+        return self.scores(self.model.fuse(encoded, present))
 
-    def image(self, image: torch.Tensor) -> torch.Tensor:
-        return self.with_embedding("image", self.model.encoders["image"](image).embedding)
+    def image(self, image: torch.Tensor, name: str | None = None) -> torch.Tensor:
+        name = self._name(name, "image")
+        return self.with_embedding(name, self.model.encoders[name](image).embedding)
 
-    def signal(self, signal: torch.Tensor) -> torch.Tensor:
-        return self.with_embedding("signal", self.model.encoders["signal"](signal).embedding)
+    def signal(self, signal: torch.Tensor, name: str | None = None) -> torch.Tensor:
+        name = self._name(name, "signal")
+        return self.with_embedding(name, self.model.encoders[name](signal).embedding)
 
-    def text_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
-        mask = self.batch.tokens["attention_mask"].expand(embeddings.shape[0], -1)
-        return self.with_embedding("text", self.model.encoders["text"](None, mask, inputs_embeds=embeddings).embedding)
+    def text_embeddings(self, embeddings: torch.Tensor, name: str | None = None) -> torch.Tensor:
+        name = self._name(name, "text")
+        mask = self.inputs(name)["attention_mask"].expand(embeddings.shape[0], -1)
+        return self.with_embedding(name, self.model.encoders[name](None, mask, inputs_embeds=embeddings).embedding)
 
-    def text_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
-        mask = self.batch.tokens["attention_mask"].expand(input_ids.shape[0], -1)
-        return self.with_embedding("text", self.model.encoders["text"](input_ids, mask).embedding)
+    def text_ids(self, input_ids: torch.Tensor, name: str | None = None) -> torch.Tensor:
+        name = self._name(name, "text")
+        mask = self.inputs(name)["attention_mask"].expand(input_ids.shape[0], -1)
+        return self.with_embedding(name, self.model.encoders[name](input_ids, mask).embedding)
 
-    def numeric(self, numeric: torch.Tensor) -> torch.Tensor:
+    def numeric(self, numeric: torch.Tensor, name: str | None = None) -> torch.Tensor:
+        name = self._name(name, "tabular")
+        return self.with_embedding(name, self.tabular_embedding(name, numeric))
+
+    def tabular_embedding(self, name: str, numeric: torch.Tensor, categorical: torch.Tensor | None = None,
+                          ) -> torch.Tensor:
+        """The tabular encoder's embedding of ``numeric`` (n, Fn) with the case's masks (and categories,
+        unless ``categorical`` (1, Fc) replaces them)."""
         n = numeric.shape[0]
-        encoder = self.model.encoders["tabular"]
-        out = encoder(numeric, self.batch.numeric_mask.expand(n, -1), self.batch.categorical.expand(n, -1))
-        return self.with_embedding("tabular", out.embedding)
+        tensors = self.inputs(name)
+        categorical = tensors["categorical"] if categorical is None else categorical
+        return self.model.encoders[name](numeric, tensors["numeric_mask"].expand(n, -1),
+                                         categorical.expand(n, -1)).embedding
+
+    def function(self, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The input function of modality ``name`` by its kind (for Captum's forward_func)."""
+        kind = self.kinds.get(name)
+        method = {"image": self.image, "signal": self.signal, "text": self.text_ids, "tabular": self.numeric}.get(kind)
+        if method is None:
+            raise ValueError(f"{name!r} is not a declared modality ({', '.join(self.names)})")
+        return partial(method, name=name)
+
+    def inputs(self, name: str) -> dict[str, torch.Tensor]:
+        """The batch tensors of modality ``name`` (Batch.inputs[name])."""
+        return self.batch.inputs[name]
 
     def has(self, modality: str) -> bool:
-        return bool(self.batch.present[0, MODALITIES.index(modality)]) and modality in self.model.encoders
+        return (modality in self.names and bool(self.batch.present[0, self.names.index(modality)])
+                and modality in self.model.encoders)

@@ -1,5 +1,10 @@
 """Image saliency for one case (Captum): Integrated Gradients, Grad-CAM on the last ResNet stage,
-occlusion, and the encoder's own spatial attention; maps returned at the original image resolution."""
+occlusion, and the encoder's own spatial attention; maps returned at the original image resolution.
+
+Any declared image modality can be explained (``modality=``, default the first). A colour (3, H, W) image
+gets one map: Integrated Gradients attributions summed over the three channels (so the map still adds up
+to the change in the explained score), occlusion hides all channels of a window at once (one value per
+window), Grad-CAM and attention are spatial already."""
 
 from __future__ import annotations
 
@@ -26,29 +31,34 @@ class ImageSaliency:
 
 def image_saliency(forward: ModalityForward, original_shape: tuple[int, ...], target: int, method: str, *,
                    n_steps: int = 50, internal_batch_size: int | None = None, window: int = 16,
-                   stride: int = 8) -> ImageSaliency:
-    """Saliency of the image for class ``target``, in logit units. Positive = evidence for the class (IG,
-    occlusion); Grad-CAM and attention are non-negative."""
+                   stride: int = 8, modality: str | None = None) -> ImageSaliency:
+    """Saliency of image modality ``modality`` (default the first declared) for class ``target``, in logit
+    units (a survival model: its explained quantity). Positive = evidence for the class (IG, occlusion);
+    Grad-CAM and attention are non-negative."""
     if method not in IMAGE_METHODS:
         raise ValueError(f"image method must be one of {IMAGE_METHODS}, got {method!r}")
-    if not forward.has("image"):
-        raise ValueError("this case has no image to explain")
-    image = forward.batch.image  # (1, 1, S, S)
-    encoder = forward.model.encoders["image"]
+    name = forward.first("image") if modality is None else modality
+    if name is None or not forward.has(name):
+        raise ValueError("this case has no image to explain" if name is None or name == "image"
+                         else f"this case has no {name} image to explain")
+    image = forward.inputs(name)["image"]  # (1, C, S, S)
+    channels = image.shape[1]
+    encoder = forward.model.encoders[name]
+    function = forward.function(name)
     delta = None
     with attribution_mode(forward.model):
         if method == "integrated_gradients":
-            attributions, delta_t = IntegratedGradients(forward.image).attribute(
+            attributions, delta_t = IntegratedGradients(function).attribute(
                 image, baselines=torch.zeros_like(image), target=target, n_steps=n_steps,
                 internal_batch_size=internal_batch_size or n_steps, return_convergence_delta=True)
-            model_map, delta = attributions[0, 0], float(delta_t[0])
+            model_map, delta = attributions[0].sum(0), float(delta_t[0])
         elif method == "grad_cam":
-            cam = LayerGradCam(forward.image, encoder.backbone.encoder.stages[-1]).attribute(
+            cam = LayerGradCam(function, encoder.backbone.encoder.stages[-1]).attribute(
                 image, target=target, relu_attributions=True)  # (1, 1, h, w)
             model_map = F.interpolate(cam, size=image.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
         elif method == "occlusion":
-            model_map = Occlusion(forward.image).attribute(
-                image, sliding_window_shapes=(1, window, window), strides=(1, stride, stride), baselines=0.0,
+            model_map = Occlusion(function).attribute(
+                image, sliding_window_shapes=(channels, window, window), strides=(1, stride, stride), baselines=0.0,
                 target=target, perturbations_per_eval=64)[0, 0]
         else:
             with torch.no_grad():

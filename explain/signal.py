@@ -37,22 +37,29 @@ class SignalExplanation:
 
 
 def explain_signal(forward: ModalityForward, target: int, recorded_seconds: float, *, n_steps: int = 50,
-                   internal_batch_size: int | None = None, top_k: int = 3, window_s: float = 0.5) -> SignalExplanation:
-    if not forward.has("signal"):
-        raise ValueError("this case has no ECG to explain")
-    model, batch = forward.model, forward.batch
+                   internal_batch_size: int | None = None, top_k: int = 3, window_s: float = 0.5,
+                   modality: str | None = None) -> SignalExplanation:
+    """Integrated Gradients over signal modality ``modality`` (default the first declared), per lead and
+    sample, with the encoder's temporal attention and the top segments."""
+    name = forward.first("signal") if modality is None else modality
+    if name is None or not forward.has(name):
+        raise ValueError("this case has no ECG to explain" if name is None or name == "signal"
+                         else f"this case has no {name} signal to explain")
+    model = forward.model
     spec = model.config.input_spec()
-    signal = batch.signal  # (1, L, T)
+    tensors = forward.inputs(name)
+    signal = tensors["signal"]  # (1, L, T)
+    encoder = model.encoders[name]
     with attribution_mode(model):
-        attributions, delta = IntegratedGradients(forward.signal).attribute(
+        attributions, delta = IntegratedGradients(forward.function(name)).attribute(
             signal, baselines=torch.zeros_like(signal), target=target, n_steps=n_steps,
             internal_batch_size=internal_batch_size or n_steps, return_convergence_delta=True)
     with model_lock(model), torch.no_grad():
-        attention = model.encoders["signal"](signal).attention[0].float().cpu().numpy()  # (T',)
+        attention = encoder(signal).attention[0].float().cpu().numpy()  # (T',)
     attr = attributions[0].detach().float().cpu().numpy()  # (L, T)
-    recorded = batch.lead_mask[0].cpu().numpy()
+    recorded = tensors["lead_mask"][0].cpu().numpy()
     magnitude = np.abs(attr).sum(1) * recorded
-    step = model.signal_downsample / spec.signal_fs
+    step = getattr(encoder, "downsample", model.signal_downsample) / spec.signal_fs
     return SignalExplanation(
         target=target,
         leads=list(spec.leads),

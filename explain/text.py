@@ -37,21 +37,24 @@ class NoteExplanation:
 
 
 def explain_note(forward: ModalityForward, note: str, tokenizer, target: int, *, n_steps: int = 50,
-                 internal_batch_size: int | None = None) -> NoteExplanation:
-    if not forward.has("text"):
+                 internal_batch_size: int | None = None, modality: str | None = None) -> NoteExplanation:
+    """Token, word, sentence and phrase attributions of text modality ``modality`` (default the first
+    declared; ``note`` is its text as written)."""
+    name = forward.first("text") if modality is None else modality
+    if name is None or not forward.has(name):
         raise ValueError("this case has no note to explain")
-    model, batch = forward.model, forward.batch
+    model = forward.model
     max_length = model.config.text.max_length
     encoded = encode(tokenizer, note, truncation=True, max_length=max_length, return_offsets_mapping=True)
-    ids = batch.tokens["input_ids"]  # (1, N): what the model read
+    ids = forward.inputs(name)["input_ids"]  # (1, N): what the model read
     if ids.shape[1] != len(encoded["input_ids"]) or ids[0].tolist() != encoded["input_ids"]:
         raise ValueError("the batch was tokenised differently from this tokenizer; explain with the checkpoint's own")
     special = torch.tensor(tokenizer.get_special_tokens_mask(encoded["input_ids"], already_has_special_tokens=True),
                            dtype=torch.bool, device=ids.device)[None]  # (1, N), beside the ids it selects from
     baseline = torch.where(special, ids, torch.full_like(ids, tokenizer.pad_token_id))
-    layer = model.encoders["text"].bert.embeddings.word_embeddings
+    layer = model.encoders[name].bert.embeddings.word_embeddings
     with attribution_mode(model):
-        attributions, delta = LayerIntegratedGradients(forward.text_ids, layer).attribute(
+        attributions, delta = LayerIntegratedGradients(forward.function(name), layer).attribute(
             ids, baselines=baseline, target=target, n_steps=n_steps,
             internal_batch_size=internal_batch_size or n_steps, return_convergence_delta=True)
     scores = attributions[0].sum(-1).detach().float().cpu().numpy()  # (N, H) -> (N,)
