@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="comma-separated splits to write (default: all); the cases are the same either way")
     gen.add_argument("--signal-format", choices=("16", "212"), default="16",
                      help="WFDB storage: 16-bit (1 uV) or packed 12-bit 212 (5 uV, 25%% smaller)")
+    gen.add_argument("--colour-format", choices=("rgb", "palette"), default="rgb",
+                     help="colour images (histopathology): lossless 8-bit RGB PNG, or 8-bit palette PNG "
+                          "(256 colours per image, each channel within a few levels; about 40%% of the size)")
     gen.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
     val = commands.add_parser("validate", help="read every file of a cohort folder and report all problems")
@@ -51,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
             splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
             out = generate_cohort(args.task, args.n, args.seed, args.out, splits=splits,
-                                  workers=args.workers, signal_format=args.signal_format)
+                                  workers=args.workers, signal_format=args.signal_format,
+                                  colour_format=args.colour_format)
             print(f"wrote {len(CohortReader(out))} cases to {out}")
         elif args.command == "validate":
             return _validate(args.folder, args.checkpoint, args.max_warnings)

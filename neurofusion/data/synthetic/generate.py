@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from PIL import Image
 from tqdm import tqdm
 
 from neurofusion.data.annotations import write_rankings
@@ -19,14 +23,47 @@ from neurofusion.data.cohort import (
     write_case_files,
     write_cohort_tables,
 )
-from neurofusion.data.schema import SPLITS
-from neurofusion.data.synthetic.cardio import CaseDraw, draw_cohort, synthesize_case
+from neurofusion.data.features import FeatureSpec
+from neurofusion.data.modalities import CARDIO_MODALITIES, modalities_to_dicts
+from neurofusion.data.schema import SPLITS, Case
+from neurofusion.data.synthetic import cancer, cardio
+from neurofusion.data.synthetic.cancer.files import CANCER_FEATURES, cancer_readme, render_cohort_case
 from neurofusion.data.synthetic.labs import CARDIO_FEATURES
 from neurofusion.data.synthetic.raters import SYNTHETIC_RATERS, simulate_rankings
 from neurofusion.data.tasks import TASKS
 
-GENERATORS = {"cardio": (draw_cohort, synthesize_case, CARDIO_FEATURES)}
 RANKED_SPLITS = ("test",)  # the simulated annotation study covers the held-out cases
+# How colour images (a modality declared colour, e.g. histopathology) are stored: lossless 8-bit RGB PNG,
+# or 8-bit palette PNG (256 colours per image, Pillow's maximum-coverage quantiser without dithering: each
+# channel within a few levels, about 40 % of the RGB size), as some scanners' and PACS exports store colour.
+COLOUR_FORMATS: tuple[str, ...] = ("rgb", "palette")
+
+
+@dataclass(frozen=True)
+class TaskGenerator:
+    """What writing one task's synthetic cohort needs. draw: (n, seed) -> case draws (``case_id``,
+    ``split``), all cases at once. render: (draw, seed) -> (Case, ground-truth row, image format for
+    ``write_case_files``). features: the features.csv rows. rankings: (ground-truth rows, seed) -> simulated
+    clinician rankings, one rank column per modality. readme: (cohort.json, cases written) -> README.md."""
+
+    draw: Callable[[int, int], list[Any]]
+    render: Callable[[Any, int], tuple[Case, dict, str]]
+    features: list[FeatureSpec]
+    rankings: Callable[[pd.DataFrame, int], pd.DataFrame]
+    readme: Callable[[dict, int], str]
+
+
+def _render_cardio(draw: cardio.CaseDraw, seed: int) -> tuple[Case, dict, str]:
+    case, truth, site = cardio.synthesize_case(draw, seed)
+    return case, truth, site.image_format
+
+
+GENERATORS: dict[str, TaskGenerator] = {
+    "cardio": TaskGenerator(cardio.draw_cohort, _render_cardio, CARDIO_FEATURES, simulate_rankings,
+                            lambda info, n: _readme(info, n)),
+    "cancer": TaskGenerator(cancer.draw_cohort, render_cohort_case, CANCER_FEATURES,
+                            cancer.simulate_cancer_rankings, cancer_readme),
+}
 
 
 def generate_cohort(
@@ -38,6 +75,7 @@ def generate_cohort(
     splits: tuple[str, ...] = SPLITS,
     workers: int | None = None,
     signal_format: str = "16",
+    colour_format: str = "rgb",
     progress: bool = True,
 ) -> Path:
     """Generate the ``splits`` part of an ``n``-case synthetic cohort into the empty folder ``out``.
@@ -46,20 +84,28 @@ def generate_cohort(
     test split and a regenerated training split belong to one cohort. Cases, tables and notes are the same
     on any machine; stored pixels and ECG samples within one step (floats rounded on another CPU); on one
     machine the files are the same bytes whatever ``workers`` is.
+
+    colour_format: how colour images are stored, one of COLOUR_FORMATS ("palette" only for a task that
+    declares a colour image modality).
     """
     if task not in GENERATORS:
         raise ValueError(f"unknown task {task!r}; available: {', '.join(GENERATORS)}")
     unknown = set(splits) - set(SPLITS)
     if unknown or not splits:
         raise ValueError(f"splits must be some of {SPLITS}, got {splits}")
+    spec = TASKS[task]
+    if colour_format not in COLOUR_FORMATS:
+        raise ValueError(f"colour_format must be one of {COLOUR_FORMATS}, got {colour_format!r}")
+    if colour_format != "rgb" and not any(m.colour for m in spec.modalities):
+        raise ValueError(f"colour_format {colour_format!r} applies to colour images; task {task!r} has none")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder (nothing was written)")
-    draw, _, features = GENERATORS[task]
-    draws = [d for d in draw(n, seed) if d.split in splits]
+    generator = GENERATORS[task]
+    draws = [d for d in generator.draw(n, seed) if d.split in splits]
     out.mkdir(parents=True, exist_ok=True)
 
-    jobs = [(task, d, seed, str(out), signal_format) for d in draws]
+    jobs = [(task, d, seed, str(out), signal_format, colour_format) for d in draws]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     bar = tqdm(total=len(jobs), desc=f"generating {task}", unit="case", disable=not progress, file=sys.stderr)
     rows, truths = [], []
@@ -76,41 +122,69 @@ def generate_cohort(
     if workers > 1:
         pool.shutdown()
 
-    spec = TASKS[task]
-    outcome = {"classes": list(spec.classes)} if spec.outcome == "classification" else {"outcome": spec.outcome}
-    info = {
-        "task": task,
-        **outcome,
-        "synthetic": True,
-        "description": "SYNTHETIC data generated by NeuroFusion Explorer; no real patient is represented.",
-        "generator": {
-            "command": _command(task, n, seed, splits, signal_format),
-            "task": task, "n": n, "seed": seed, "splits": list(splits), "signal_format": signal_format,
-        },
-    }
-    write_cohort_tables(out, rows, features=features, info=info)
+    info = _cohort_info(task, n, seed, splits, signal_format, colour_format)
+    write_cohort_tables(out, rows, features=generator.features, info=info)
     truth = pd.DataFrame(truths)
     atomic_write_csv(truth, out / GROUND_TRUTH_CSV)
     ranked = truth[truth["case_id"].isin([d.case_id for d in draws if d.split in RANKED_SPLITS])]
     if len(ranked):
-        write_rankings(out / RANKINGS_CSV, simulate_rankings(ranked, seed))
-    (out / "README.md").write_text(_readme(info, len(rows)), encoding="utf-8")
+        names = tuple(m.name for m in spec.modalities)
+        write_rankings(out / RANKINGS_CSV, generator.rankings(ranked, seed), modalities=names)
+    (out / "README.md").write_text(generator.readme(info, len(rows)), encoding="utf-8")
     return out
 
 
-def _render_and_write(job: tuple[str, CaseDraw, int, str, str]) -> tuple[dict, dict]:
-    task, draw, seed, out, signal_format = job
-    case, truth, site = GENERATORS[task][1](draw, seed)
-    row = write_case_files(out, case, image_format=site.image_format, signal_format=signal_format)
+def _cohort_info(task: str, n: int, seed: int, splits: tuple[str, ...], signal_format: str,
+                 colour_format: str) -> dict:
+    """cohort.json: task, outcome (classes, or survival with its horizon), declared modalities (unless
+    cardio's default four, so a cardio cohort.json is as before) and the generator's provenance."""
+    spec = TASKS[task]
+    info: dict[str, Any] = {"task": task}
+    if spec.outcome == "classification":
+        info["classes"] = list(spec.classes)
+    else:
+        info.update(outcome=spec.outcome, horizon=spec.horizon, time_unit=spec.time_unit)
+    if spec.modalities != CARDIO_MODALITIES:
+        info["modalities"] = modalities_to_dicts(spec.modalities)
+    generator = {
+        "command": _command(task, n, seed, splits, signal_format, colour_format),
+        "task": task, "n": n, "seed": seed, "splits": list(splits), "signal_format": signal_format,
+    }
+    if any(m.colour for m in spec.modalities):
+        generator["colour_format"] = colour_format
+    return {**info, "synthetic": True,
+            "description": "SYNTHETIC data generated by NeuroFusion Explorer; no real patient is represented.",
+            "generator": generator}
+
+
+def _render_and_write(job: tuple[str, Any, int, str, str, str]) -> tuple[dict, dict]:
+    task, draw, seed, out, signal_format, colour_format = job
+    case, truth, image_format = GENERATORS[task].render(draw, seed)
+    row = write_case_files(out, case, image_format=image_format, signal_format=signal_format)
+    if colour_format == "palette":
+        for spec in case.modalities:
+            if spec.colour and row.get(spec.file_column):
+                _store_as_palette(Path(out) / str(row[spec.file_column]))
     return row, truth
 
 
-def _command(task: str, n: int, seed: int, splits: tuple[str, ...], signal_format: str) -> str:
+def _store_as_palette(path: Path) -> None:
+    """Rewrite an 8-bit RGB PNG as an 8-bit palette PNG of 256 colours (maximum coverage, no dithering)."""
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+    palette = rgb.quantize(256, method=Image.Quantize.MAXCOVERAGE, dither=Image.Dither.NONE)
+    palette.save(path, optimize=True)
+
+
+def _command(task: str, n: int, seed: int, splits: tuple[str, ...], signal_format: str,
+             colour_format: str = "rgb") -> str:
     command = f"python -m neurofusion.data generate --task {task} --n {n} --seed {seed}"
     if tuple(splits) != SPLITS:
         command += f" --splits {','.join(splits)}"
     if signal_format != "16":
         command += f" --signal-format {signal_format}"
+    if colour_format != "rgb":
+        command += f" --colour-format {colour_format}"
     return command + " --out <folder>"
 
 

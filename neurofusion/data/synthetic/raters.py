@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from neurofusion.data.annotations import STRENGTH_COLUMNS
 from neurofusion.data.schema import MODALITIES
 
 
@@ -44,20 +43,31 @@ def mallows_sample(rng: np.random.Generator, reference: list[str], phi: float) -
 
 
 def simulate_rankings(
-    ground_truth: pd.DataFrame, seed: int, raters: tuple[RaterSpec, ...] = SYNTHETIC_RATERS
+    ground_truth: pd.DataFrame, seed: int, raters: tuple[RaterSpec, ...] = SYNTHETIC_RATERS,
+    modalities: tuple[str, ...] = MODALITIES,
 ) -> pd.DataFrame:
     """Rankings of the present modalities (missing ones blank) for every case of ``ground_truth``
-    (case_id + strength_<modality>, NaN = missing) -> clinician_rankings.csv rows."""
+    (case_id + strength_<modality> for each of ``modalities``, NaN = missing; higher = ranked first)
+    -> clinician_rankings.csv rows (case_id, rater, one rank column per modality).
+
+    ``modalities``: the declared names in order (cardio's four by default). Random draws depend on their
+    order and number, not their names, so renaming them gives the same ranks."""
+    modalities = tuple(modalities)
+    columns = tuple(f"strength_{m}" for m in modalities)
+    absent = [c for c in ("case_id", *columns) if c not in ground_truth.columns]
+    if not modalities or absent:
+        raise ValueError(f"ground truth needs case_id and strength_<modality> for each of {modalities}; "
+                         f"missing {absent or 'modalities'}")
     rows = []
     for r, rater in enumerate(raters):
         rng = np.random.default_rng([seed, 0xA7, r])
         for _, case in ground_truth.iterrows():
-            strengths = {m: case[c] for m, c in zip(MODALITIES, STRENGTH_COLUMNS) if pd.notna(case[c])}
+            strengths = {m: case[c] for m, c in zip(modalities, columns) if pd.notna(case[c])}
             if rng.random() < rater.skip_rate or not strengths:
                 continue
             reference = sorted(strengths, key=strengths.get, reverse=True)
             order = mallows_sample(rng, reference, rater.phi)
             row = {"case_id": case["case_id"], "rater": rater.name}
-            row.update({m: (order.index(m) + 1 if m in order else pd.NA) for m in MODALITIES})
+            row.update({m: (order.index(m) + 1 if m in order else pd.NA) for m in modalities})
             rows.append(row)
-    return pd.DataFrame(rows, columns=["case_id", "rater", *MODALITIES])
+    return pd.DataFrame(rows, columns=["case_id", "rater", *modalities])

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from neurofusion.data.schema import MODALITIES
 from neurofusion.data.synthetic.cancer.clinical import (
     STAGE_PRIOR, STAGES, ClinicalRow, clinical_log_hazard, draw_clinical, draw_primary,
 )
@@ -222,20 +221,12 @@ def simulate_cancer_rankings(
 ) -> pd.DataFrame:
     """Simulated clinician rankings of the present modalities, ordered by |contribution| (what matters for
     the case's risk) and read through raters' Mallows noise -> rows (case_id, rater, one rank column per
-    modality of CANCER_MODALITIES; missing modalities blank).
-
-    Reuses ``raters.simulate_rankings``, which ranks the four cardio modality columns: the cancer modalities
-    are passed in their place, in order, and renamed back.
-    """
-    if len(MODALITIES) != len(CANCER_MODALITIES):
-        raise ValueError(f"simulate_rankings ranks {len(MODALITIES)} modalities, cancer has {len(CANCER_MODALITIES)}")
-    stand_in = dict(zip(CANCER_MODALITIES, MODALITIES))
+    modality of CANCER_MODALITIES; missing modalities blank)."""
     scores = pd.DataFrame({"case_id": truth["case_id"]})
     for m in CANCER_MODALITIES:
         present = truth[f"strength_{m}"].notna()
-        scores[f"strength_{stand_in[m]}"] = truth[f"contribution_{m}"].abs().where(present)
-    ranks = simulate_rankings(scores, seed, raters)
-    return ranks.rename(columns={v: k for k, v in stand_in.items()})
+        scores[f"strength_{m}"] = truth[f"contribution_{m}"].abs().where(present)
+    return simulate_rankings(scores, seed, raters, modalities=CANCER_MODALITIES)
 
 
 def _draw_strengths(rng: np.random.Generator) -> dict[str, float]:
