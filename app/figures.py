@@ -228,7 +228,8 @@ def attention_heatmap(matrix: np.ndarray, present: Sequence[bool] | None = None,
     if compact:
         labels = [MODALITY_SHORT[m] + ("" if ok else "*") for m, ok in zip(MODALITIES, present)]
         colorbar = {**_ATTENTION_COLORBAR, "title": dict(text="weight (0–1)", side="right"), "orientation": "h",
-                    "y": -0.3, "yanchor": "top", "len": 1, "thickness": 8}
+                    "y": -0.3, "yanchor": "top", "len": 1, "thickness": 8,
+                    "tickvals": [0, 0.5, 1], "ticktext": ["0", "0.5", "1"]}
     else:
         labels = [MODALITY_LABELS[m] + ("" if ok else " (missing)") for m, ok in zip(MODALITIES, present)]
         colorbar = _ATTENTION_COLORBAR
