@@ -20,7 +20,7 @@ from neurofusion.data.dataset import InputSpec
 from neurofusion.data.features import FeatureSpec
 from neurofusion.data.modalities import ModalitySpec, modalities_from_dicts, modalities_to_dicts
 from neurofusion.data.schema import STANDARD_LEADS
-from neurofusion.data.tasks import task_modalities
+from neurofusion.data.tasks import TASKS, task_modalities
 
 
 @dataclass
@@ -92,15 +92,52 @@ class FusionConfig:
     dropout: float = 0.1
 
 
+DEFAULT_SURVIVAL_SPAN = 120.0  # months: a survival head given no bins spans 10 years in equal bins
+DEFAULT_HORIZON = 60.0  # months: survival is predicted and explained at 5 years unless the task says otherwise
+
+
 @dataclass
 class HeadConfig:
     """A task head on the fused vector. kind: classification (num_outputs = classes), regression (1),
-    survival (num_outputs = time bins of a discrete-time hazard model)."""
+    survival (num_outputs = time bins of a discrete-time hazard model).
+
+    ``bins`` (survival heads only) is the head's time grid, ``SurvivalBins.to_dict()`` ({"edges": [0, ...],
+    "unit": "months"}), saved in config.json so a checkpoint rebuilds its grid; ``num_outputs`` must equal its
+    number of bins. A survival head given no bins gets ``num_outputs`` equal bins over 0-120 months (12-month
+    bins for 10 outputs), written out here so the saved config always states its grid."""
 
     name: str = "diagnosis"
     kind: str = "classification"
     num_outputs: int = 5
     weight: float = 1.0
+    bins: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind != "survival":
+            if self.bins is not None:
+                raise ValueError(f"head {self.name!r}: bins are for survival heads only, this one is {self.kind}")
+            return
+        # imported here: neurofusion.survival loads scikit-survival, which a classification config never needs
+        from neurofusion.survival import SurvivalBins
+
+        if self.num_outputs < 1:
+            raise ValueError(f"survival head {self.name!r} needs at least one time bin, got num_outputs={self.num_outputs}")
+        if self.bins is None:
+            grid = SurvivalBins.uniform(DEFAULT_SURVIVAL_SPAN, DEFAULT_SURVIVAL_SPAN / self.num_outputs)
+        elif isinstance(self.bins, SurvivalBins):
+            grid = self.bins
+        elif isinstance(self.bins, dict):
+            try:
+                grid = SurvivalBins.from_dict(self.bins)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"survival head {self.name!r}: bins {self.bins}: {err}") from None
+        else:
+            raise ValueError(f"survival head {self.name!r}: bins must be a mapping like "
+                             f"{{'edges': [0, 12, 24], 'unit': 'months'}}, got {type(self.bins).__name__}")
+        if grid.num_bins != self.num_outputs:
+            raise ValueError(f"survival head {self.name!r} has num_outputs={self.num_outputs} but its bins "
+                             f"{list(grid.edges)} make {grid.num_bins} time bins; they must agree")
+        self.bins = grid.to_dict()
 
 
 ARCHITECTURES = (
@@ -146,10 +183,21 @@ class ModelConfig:
         if kinds[0] not in PRIMARY_HEADS or kinds.count(kinds[0]) != 1 or kinds.count("classification") > 1:
             raise ValueError(f"the first head must be the task's (only) primary head, one of {PRIMARY_HEADS}; "
                              f"got head kinds {kinds}")
+        if kinds[0] == "survival":
+            self._check_survival_grid()
         if kinds[0] == "classification" and self.classes and self.heads[0].num_outputs != len(self.classes):
             raise ValueError(
                 f"classification head has {self.heads[0].num_outputs} outputs but there are {len(self.classes)} classes"
             )
+
+    def _check_survival_grid(self) -> None:
+        bins, task = self.survival_bins, TASKS.get(self.task)
+        if task is not None and task.outcome == "survival" and bins.unit != task.time_unit:
+            raise ValueError(f"survival head {self.heads[0].name!r} counts time in {bins.unit} but task "
+                             f"{self.task!r} records it in {task.time_unit}")
+        if self.horizon > bins.edges[-1]:
+            raise ValueError(f"survival head {self.heads[0].name!r}: its bins end at {bins.edges[-1]:g} {bins.unit}, "
+                             f"before the horizon {self.horizon:g} the model is evaluated at; extend the bins")
 
     @property
     def modality_specs(self) -> tuple[ModalitySpec, ...]:
@@ -163,6 +211,24 @@ class ModelConfig:
     def outcome(self) -> str:
         """"survival" when the primary head is a survival head, else "classification"."""
         return "survival" if self.heads[0].kind == "survival" else "classification"
+
+    @property
+    def survival_bins(self):
+        """The primary survival head's time grid (``neurofusion.survival.SurvivalBins``); ValueError for a
+        classification model."""
+        if self.outcome != "survival":
+            raise ValueError(f"the primary head {self.heads[0].name!r} is {self.heads[0].kind}: the model has no "
+                             f"survival time grid")
+        from neurofusion.survival import SurvivalBins
+
+        return SurvivalBins.from_dict(self.heads[0].bins)
+
+    @property
+    def horizon(self) -> float:
+        """The survival horizon the model is evaluated and explained at, in its bins' unit: the task's own
+        (cancer: 60 months) or 60 months for a task the project does not know."""
+        task = TASKS.get(self.task)
+        return float(task.horizon) if task is not None and task.outcome == "survival" else DEFAULT_HORIZON
 
     @property
     def feature_specs(self) -> tuple[FeatureSpec, ...]:

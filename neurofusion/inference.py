@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -14,7 +15,10 @@ from transformers import PreTrainedTokenizerFast
 from neurofusion.data.dataset import Batch, Collate, InputSpec, prepare_case
 from neurofusion.data.schema import MODALITIES, Case
 from neurofusion.data.tokenizer import make_tokenize
-from neurofusion.models.model import ModelOutput, MultiModalModel
+from neurofusion.models.model import ModelOutput, MultiModalModel, NotAClassifierError
+
+if TYPE_CHECKING:  # neurofusion.survival loads scikit-survival, which classification never needs
+    from neurofusion.survival import SurvivalBins
 
 
 _LOCKS: "weakref.WeakKeyDictionary[MultiModalModel, threading.RLock]" = weakref.WeakKeyDictionary()
@@ -76,19 +80,69 @@ class Predictor:
 
     @torch.no_grad()
     def predict(self, cases: Sequence[Case], *, drop: Sequence[str] = (), batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """-> (labels (N,) with -1 for unknown, probabilities (N, C)) with the ``drop`` modalities hidden."""
+        """-> (labels (N,) with -1 for unknown, probabilities (N, C)) with the ``drop`` modalities hidden.
+        A survival model has no classes: NotAClassifierError, use :meth:`predict_survival`."""
+        if self.model.config.outcome != "classification":
+            raise NotAClassifierError("this model predicts survival, not classes: use Predictor.predict_survival")
+        read = lambda batch, output: {"labels": batch.labels, "probabilities": output.probabilities}  # noqa: E731
+        arrays = self._run(cases, drop, batch_size, read)
+        return arrays["labels"], arrays["probabilities"]
+
+    @torch.no_grad()
+    def predict_survival(self, cases: Sequence[Case], *, drop: Sequence[str] = (), horizon: float | None = None,
+                         batch_size: int = 64) -> SurvivalPrediction:
+        """Survival curves of the cases with the ``drop`` modalities hidden, S(horizon) and the risk score
+        1 - S(horizon) (horizon: the model's, ``config.horizon``, by default). A classification model:
+        ValueError."""
+        if self.model.config.outcome != "survival":
+            raise ValueError("this model is a classifier, not a survival model: use Predictor.predict")
+        bins = self.model.config.survival_bins
+        horizon = self.model.config.horizon if horizon is None else float(horizon)
+        read = lambda batch, output: {"curves": output.survival, "outcomes": batch.outcomes}  # noqa: E731
+        arrays = self._run(cases, drop, batch_size, read)
+        curves = arrays["curves"].astype(np.float64)
+        at_horizon = np.asarray(bins.survival_at(curves, horizon))
+        return SurvivalPrediction([c.case_id for c in cases], curves, at_horizon, 1.0 - at_horizon, horizon, bins,
+                                  arrays["outcomes"][:, 0].astype(np.float64), arrays["outcomes"][:, 1].astype(np.float64))
+
+    def _run(self, cases: Sequence[Case], drop: Sequence[str], batch_size: int,
+             read: Callable[[Batch, ModelOutput], dict[str, torch.Tensor]]) -> dict[str, np.ndarray]:
+        """``read(batch, output)`` over the cases in batches with ``drop`` hidden -> its arrays, concatenated in
+        input order."""
         self.model.eval()
         # batches of similar note length: a batch's notes are padded to its longest, so this skips most of
         # the padding the text encoder would otherwise attend over (the results come back in input order)
         order = np.argsort([_text_length(c, self.spec) for c in cases], kind="stable")
-        labels, probabilities = [], []
+        parts: dict[str, list[np.ndarray]] = {}
         for batch in self.batches([cases[i] for i in order], batch_size):
             with model_lock(self.model):
-                output: ModelOutput = self.model(batch, present=drop_mask(batch.present, drop, batch.names))
-            labels.append(batch.labels.cpu().numpy())
-            probabilities.append(output.probabilities.float().cpu().numpy())
+                output = self.model(batch, present=drop_mask(batch.present, drop, batch.names))
+            for key, value in read(batch, output).items():
+                parts.setdefault(key, []).append(value.float().cpu().numpy() if value.is_floating_point()
+                                                 else value.cpu().numpy())
         back = np.argsort(order)
-        return np.concatenate(labels)[back], np.concatenate(probabilities)[back]
+        return {key: np.concatenate(values)[back] for key, values in parts.items()}
+
+
+@dataclass(frozen=True)
+class SurvivalPrediction:
+    """A survival model's predictions for N cases: ``curves`` (N, K) = S(end of each bin of ``bins``),
+    ``survival`` (N,) = S(horizon), ``risk`` (N,) = 1 - S(horizon), and the cases' recorded outcome
+    ``time`` / ``event`` (N,), NaN where the cohort gives none."""
+
+    case_ids: list[str]
+    curves: np.ndarray
+    survival: np.ndarray
+    risk: np.ndarray
+    horizon: float
+    bins: SurvivalBins
+    time: np.ndarray
+    event: np.ndarray
+
+    @property
+    def known(self) -> np.ndarray:
+        """(N,) bool: cases with a recorded outcome."""
+        return ~np.isnan(self.time)
 
 
 def _text_length(case: Case, spec: InputSpec) -> int:

@@ -7,7 +7,7 @@ presence mask that is a subset of the real one (a hidden modality is treated exa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Callable
 
 import torch
@@ -25,16 +25,31 @@ from neurofusion.models.encoders import (
     TextEncoder,
 )
 from neurofusion.models.fusion import BottleneckMLP, CrossModalFusion, MissingEmbeddings
-from neurofusion.models.heads import build_heads
+from neurofusion.models.heads import SurvivalHead, build_heads
+
+
+class NotAClassifierError(TypeError):
+    """Class logits or probabilities were read from the output of a model whose primary head is not a
+    classifier (a survival model): hazards are not class probabilities."""
 
 
 @dataclass
 class ModelOutput:
-    """B = cases, M = declared modalities (in declaration order). Attention maps are zero for a case that
-    lacks the modality."""
+    """B = cases, M = declared modalities (in declaration order), C = classes, K = survival time bins.
+    Attention maps are zero for a case that lacks the modality.
 
-    logits: torch.Tensor  # (B, C)
-    probabilities: torch.Tensor  # (B, C)
+    What the prediction is depends on the primary head (``outcome``):
+    - "classification": ``logits`` (B, C) and ``probabilities`` (B, C), their softmax.
+    - "survival" (a discrete-time hazard head): ``hazard_logits`` (B, K), one per time bin, and ``survival``
+      (B, K), the probability of surviving past the end of each bin, ``S(edges[k + 1])``; the grid is
+      ``model.config.survival_bins`` and S at any horizon is ``bins.survival_at(output.survival, horizon)``
+      (differentiable). ``logits`` and ``probabilities`` are not defined: reading them raises
+      NotAClassifierError, so no consumer takes hazards for class probabilities.
+    ``heads`` holds every head's raw output by name (the survival head's hazard logits included).
+    """
+
+    logits: InitVar[torch.Tensor | None]  # (B, C)
+    probabilities: InitVar[torch.Tensor | None]  # (B, C)
     present: torch.Tensor  # (B, M) bool: the presence mask the prediction used
     heads: dict[str, torch.Tensor] = field(default_factory=dict)  # raw output of every head
     cross_attention: torch.Tensor | None = None  # (B, heads, M, M), rows = query modality
@@ -43,6 +58,41 @@ class ModelOutput:
     temporal_attention: torch.Tensor | None = None  # (B, T') over the first signal, T' = samples / downsample
     fused: torch.Tensor | None = None  # (B, fused_dim)
     attention_maps: dict[str, torch.Tensor] = field(default_factory=dict)  # every image / signal modality's map
+    hazard_logits: torch.Tensor | None = None  # (B, K) survival models only
+    survival: torch.Tensor | None = None  # (B, K) survival models only: S(end of bin k)
+
+    def __post_init__(self, logits: torch.Tensor | None, probabilities: torch.Tensor | None) -> None:
+        if self.survival is None and (logits is None or probabilities is None):
+            raise ValueError("a classification output needs logits and probabilities (a survival output needs "
+                             "survival and hazard_logits)")
+        if self.survival is not None and self.hazard_logits is None:
+            raise ValueError("a survival output needs its hazard_logits beside the survival curve")
+        self._classes = {"logits": logits, "probabilities": probabilities}
+
+    @property
+    def outcome(self) -> str:
+        """"survival" or "classification": which prediction this output holds."""
+        return "classification" if self.survival is None else "survival"
+
+
+def _class_output(name: str) -> property:
+    def get(self: ModelOutput) -> torch.Tensor:
+        if self.survival is not None:
+            raise NotAClassifierError(
+                f"this model's primary head is a survival head: its output has no class {name}. Read "
+                f"output.survival (B, K: survival past the end of each time bin, grid model.config.survival_bins) "
+                f"or output.hazard_logits (B, K) instead")
+        return self._classes[name]
+
+    def set(self: ModelOutput, value: torch.Tensor | None) -> None:
+        self._classes[name] = value
+
+    return property(get, set, doc=f"(B, C) class {name}; raises NotAClassifierError for a survival model")
+
+
+# Set after the dataclass is made, so they replace its InitVar defaults (as Batch's cardio names do).
+ModelOutput.logits = _class_output("logits")
+ModelOutput.probabilities = _class_output("probabilities")
 
 
 @dataclass
@@ -169,9 +219,14 @@ class MultiModalModel(nn.Module):
                 "temporal_attention": masked.get(signal.name) if signal else None}
 
     def _classify(self, heads: nn.ModuleDict, fused: torch.Tensor, present: torch.Tensor, **extra) -> ModelOutput:
+        """Every head on the fused vector; the primary head's output becomes the prediction: class
+        probabilities (softmax), or a survival curve from the hazard logits."""
         outputs = {name: head(fused) for name, head in heads.items()}
-        logits = outputs[self.config.heads[0].name]
-        return ModelOutput(logits=logits, probabilities=torch.softmax(logits, dim=-1), present=present,
+        primary = outputs[self.config.heads[0].name]
+        if self.config.outcome == "survival":
+            return ModelOutput(logits=None, probabilities=None, present=present, heads=outputs, fused=fused,
+                               hazard_logits=primary, survival=SurvivalHead.survival_curve(primary), **extra)
+        return ModelOutput(logits=primary, probabilities=torch.softmax(primary, dim=-1), present=present,
                            heads=outputs, fused=fused, **extra)
 
 
