@@ -3,6 +3,10 @@ rater (scipy), means per class and overall with case-bootstrap 95 % CIs, the int
 pairwise tau, Kendall's W) and agreement with the synthetic ground truth.
 
 Rankings only ever compare the modalities both sides rank: a modality the case lacks is not ranked.
+
+Modalities are whatever the tables name: an importance table's columns (the model's declared names), a
+rankings table's rank columns (every column but case_id and rater, as ``read_rankings`` writes them for
+the cohort's declaration), a ground-truth table's ``strength_<name>`` columns.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau, rankdata
 
-from neurofusion.data.annotations import STRENGTH_COLUMNS
-from neurofusion.data.schema import MODALITIES
+STRENGTH_PREFIX = "strength_"
+_NOT_RANKS = ("case_id", "rater", "label")
 
 
 # Below this many cases a case-bootstrap CI is rough: it resamples a handful of values and understates the
@@ -40,15 +44,16 @@ class MeanCI:
                 "reason": self.reason}
 
 
-def importance_to_ranks(importance: pd.DataFrame) -> pd.DataFrame:
+def importance_to_ranks(importance: pd.DataFrame, names: list[str] | None = None) -> pd.DataFrame:
     """Importance scores (rows = cases, columns = modalities, NaN = not available) -> ranks, 1 = most
-    important, ties share their average rank, NaN stays NaN."""
-    values = importance[list(MODALITIES)].to_numpy(dtype=float)
+    important, ties share their average rank, NaN stays NaN. ``names``: the modality columns (default all)."""
+    names = list(importance.columns) if names is None else list(names)
+    values = importance[names].to_numpy(dtype=float)
     ranks = np.full_like(values, np.nan)
     for i, row in enumerate(values):
         known = ~np.isnan(row)
         ranks[i, known] = rankdata(-row[known], method="average")
-    return pd.DataFrame(ranks, index=importance.index, columns=list(MODALITIES))
+    return pd.DataFrame(ranks, index=importance.index, columns=names)
 
 
 def tau_b(ranks_a: np.ndarray, ranks_b: np.ndarray) -> tuple[float, int]:
@@ -73,7 +78,7 @@ def model_vs_raters(model_ranks: pd.DataFrame, rankings: pd.DataFrame,
         case_id = row["case_id"]
         if case_id not in model_ranks.index:
             continue
-        rater = _rank_matrix(row.to_frame().T)[0]
+        rater = _rank_matrix(row.to_frame().T, list(model_ranks.columns))[0]
         tau, n = tau_b(model_ranks.loc[case_id].to_numpy(dtype=float), rater)
         rows.append({"case_id": case_id, "rater": row["rater"],
                      "label": None if labels is None else labels.get(case_id), "tau": tau, "n_compared": n})
@@ -109,14 +114,15 @@ def inter_rater(rankings: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 
     ranked (with a case-bootstrap CI), and Kendall's W per case averaged over cases ranked by >= 2 raters."""
     pairs = []
     by_case = {case_id: group for case_id, group in rankings.groupby("case_id")}
+    names = rank_columns(rankings)
     for case_id, group in by_case.items():
-        ranks = _rank_matrix(group)
+        ranks = _rank_matrix(group, names)
         for a, b in itertools.combinations(range(len(group)), 2):
             tau, n = tau_b(ranks[a], ranks[b])
             pairs.append({"case_id": case_id, "tau": tau, "n_compared": n})
     pairwise = mean_with_ci(pd.DataFrame(pairs, columns=["case_id", "tau", "n_compared"]),
                             n_bootstrap=n_bootstrap, seed=seed)
-    w = [kendalls_w(_rank_matrix(g)) for g in by_case.values()]
+    w = [kendalls_w(_rank_matrix(g, names)) for g in by_case.values()]
     w = [x for x in w if not np.isnan(x)]
     result = {"mean_pairwise_tau": pairwise.to_dict(), "kendalls_w": float(np.mean(w)) if w else float("nan"),
               "cases_with_two_or_more_raters": len(w)}
@@ -141,16 +147,34 @@ def kendalls_w(ranks: np.ndarray) -> float:
     return 12 * s / denominator if denominator > 0 else float("nan")
 
 
-def ground_truth_ranks(ground_truth: pd.DataFrame) -> pd.DataFrame:
+def rank_columns(rankings: pd.DataFrame) -> list[str]:
+    """The modality rank columns of a rankings table: all but case_id, rater (and label)."""
+    return [c for c in rankings.columns if c not in _NOT_RANKS]
+
+
+def ground_truth_strengths(ground_truth: pd.DataFrame, names: list[str] | None = None) -> pd.DataFrame:
+    """The ``strength_<name>`` columns of a ground-truth table as (cases x modalities), indexed by case_id;
+    ``names`` (default every strength column) must each have one."""
+    available = [c[len(STRENGTH_PREFIX):] for c in ground_truth.columns if c.startswith(STRENGTH_PREFIX)]
+    names = available if names is None else list(names)
+    absent = [n for n in names if n not in available]
+    if absent:
+        raise ValueError(f"the ground truth has no {STRENGTH_PREFIX}{absent[0]} column; it has strengths for "
+                         f"{', '.join(available) or 'no modality'}")
+    strengths = ground_truth.set_index("case_id")[[STRENGTH_PREFIX + n for n in names]]
+    strengths.columns = names
+    return strengths
+
+
+def ground_truth_ranks(ground_truth: pd.DataFrame, names: list[str] | None = None) -> pd.DataFrame:
     """Synthetic evidence strengths -> ranks (1 = strongest), indexed by case_id."""
-    strengths = ground_truth.set_index("case_id")[list(STRENGTH_COLUMNS)]
-    strengths.columns = list(MODALITIES)
-    return importance_to_ranks(strengths)
+    return importance_to_ranks(ground_truth_strengths(ground_truth, names))
 
 
 def versus_ground_truth(ranks: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.DataFrame:
-    """tau between any per-case ranks (model or a rater's, indexed by case_id) and the ground truth."""
-    truth = ground_truth_ranks(ground_truth)
+    """tau between any per-case ranks (model or a rater's, indexed by case_id, columns = modalities) and
+    the ground truth of the same modalities."""
+    truth = ground_truth_ranks(ground_truth, list(ranks.columns))
     rows = []
     for case_id in ranks.index.intersection(truth.index):
         tau, n = tau_b(ranks.loc[case_id].to_numpy(dtype=float), truth.loc[case_id].to_numpy(dtype=float))
@@ -158,6 +182,6 @@ def versus_ground_truth(ranks: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.D
     return pd.DataFrame(rows, columns=["case_id", "tau", "n_compared"])
 
 
-def _rank_matrix(rankings: pd.DataFrame) -> np.ndarray:
-    """The modality rank columns as floats, NaN where not ranked (whatever the nullable dtype)."""
-    return rankings[list(MODALITIES)].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+def _rank_matrix(rankings: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """The modality rank columns ``names`` as floats, NaN where not ranked (whatever the nullable dtype)."""
+    return rankings[names].astype("Float64").to_numpy(dtype=float, na_value=np.nan)

@@ -1,5 +1,6 @@
-"""The model's 4x4 cross-modal attention (rows = query modality, columns = key modality), per case and
-head, and its cohort averages by true and by predicted class (the paper's figure 2A)."""
+"""The model's M x M cross-modal attention over its declared modalities (rows = query modality, columns =
+key modality, declaration order), per case and head, and its cohort averages by true and by predicted
+class (the paper's figure 2A); a survival model's cases form one group "all"."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numpy as np
 import torch
 
 from neurofusion.data.dataset import Batch
+from explain.importance import modality_names
+from explain.targets import is_survival
 from neurofusion.data.schema import MODALITIES, Case
 from neurofusion.inference import Predictor, model_lock
 
@@ -17,22 +20,24 @@ from neurofusion.inference import Predictor, model_lock
 @dataclass
 class CaseAttention:
     case_ids: list[str]
-    per_head: np.ndarray  # (B, heads, 4, 4), each row a distribution over the 4 key modalities
-    present: np.ndarray  # (B, 4) bool: a missing modality's row/column is its learned missing token
+    per_head: np.ndarray  # (B, heads, M, M), each row a distribution over the M key modalities
+    present: np.ndarray  # (B, M) bool: a missing modality's row/column is its learned missing token
+    names: tuple[str, ...] = MODALITIES  # the declared modalities, row and column order
 
     @property
     def mean(self) -> np.ndarray:
-        """(B, 4, 4) averaged over heads."""
+        """(B, M, M) averaged over heads."""
         return self.per_head.mean(axis=1)
 
 
 @dataclass
 class CohortAttention:
     classes: list[str]
-    by_true: dict[str, np.ndarray]  # class -> (4, 4) mean attention over that class's cases
+    by_true: dict[str, np.ndarray]  # class -> (M, M) mean attention over that class's cases
     by_predicted: dict[str, np.ndarray]
     counts_true: dict[str, int]
     counts_predicted: dict[str, int]
+    names: tuple[str, ...] = MODALITIES  # the declared modalities, row and column order
 
 
 @torch.no_grad()
@@ -42,21 +47,27 @@ def cross_attention(model, batch: Batch) -> CaseAttention:
     if output.cross_attention is None:
         raise ValueError(f"a {model.config.architecture} model has no cross-modal attention to show")
     return CaseAttention(list(batch.case_ids), output.cross_attention.float().cpu().numpy(),
-                         batch.present.cpu().numpy())
+                         batch.present.cpu().numpy(), modality_names(model, batch))
 
 
 @torch.no_grad()
 def cohort_attention(predictor: Predictor, cases: Sequence[Case], batch_size: int = 64) -> CohortAttention:
     """Head-averaged attention averaged per class. Each cell (query i, key j) is averaged over the cases
     that have both modalities, so a missing modality's placeholder token never dilutes the picture."""
-    averager = ClassAttentionAverager(list(predictor.model.classes), len(MODALITIES))
+    model = predictor.model
+    survival = is_survival(model)
+    names = modality_names(model)
+    averager = ClassAttentionAverager(["all"] if survival else list(model.classes), len(names), names)
     for batch in predictor.batches(cases, batch_size):
-        with model_lock(predictor.model):
-            output = predictor.model(batch)
+        with model_lock(model):
+            output = model(batch)
         if output.cross_attention is None:
-            raise ValueError(f"a {predictor.model.config.architecture} model has no cross-modal attention")
+            raise ValueError(f"a {model.config.architecture} model has no cross-modal attention")
+        b = len(batch.case_ids)
+        labels = np.zeros(b, dtype=int) if survival else batch.labels.cpu().numpy()
+        predicted = np.zeros(b, dtype=int) if survival else output.probabilities.argmax(-1).cpu().numpy()
         averager.add(output.cross_attention.float().mean(1).cpu().numpy(), batch.present.cpu().numpy(),
-                     batch.labels.cpu().numpy(), output.probabilities.argmax(-1).cpu().numpy())
+                     labels, predicted)
     return averager.result()
 
 
@@ -64,8 +75,13 @@ class ClassAttentionAverager:
     """Accumulates head-averaged (B, M, M) attention batch by batch into per-class means by true and by
     predicted class, each cell over the cases that have both modalities."""
 
-    def __init__(self, classes: list[str], n_modalities: int) -> None:
+    def __init__(self, classes: list[str], n_modalities: int, names: tuple[str, ...] | None = None) -> None:
         self.classes = classes
+        if names is None and n_modalities != len(MODALITIES):
+            raise ValueError(f"name the {n_modalities} modalities (names=...); only cardio's {len(MODALITIES)} are implied")
+        self.names = MODALITIES if names is None else tuple(names)
+        if len(self.names) != n_modalities:
+            raise ValueError(f"{n_modalities} modalities but {len(self.names)} names: {', '.join(self.names)}")
         kinds = ("true", "predicted")
         self._sums = {kind: np.zeros((len(classes), n_modalities, n_modalities)) for kind in kinds}
         self._weights = {kind: np.zeros((len(classes), n_modalities, n_modalities)) for kind in kinds}
@@ -91,4 +107,5 @@ class ClassAttentionAverager:
             by_predicted={c: averaged["predicted"][k] for k, c in enumerate(self.classes)},
             counts_true={c: int(self._counts["true"][k]) for k, c in enumerate(self.classes)},
             counts_predicted={c: int(self._counts["predicted"][k]) for k, c in enumerate(self.classes)},
+            names=self.names,
         )

@@ -1,6 +1,17 @@
 """Everything the dashboard shows for one case, computed together: prediction, cross-modal attention,
 modality importance (attention, Shapley, leave-one-out), the attribution of each modality present, what
-the model could not use of the case's inputs, and which inputs are unlike the training data."""
+the model could not use of the case's inputs, and which inputs are unlike the training data.
+
+Every declared modality the case has gets a panel (``CaseExplanation.panels``, by name, in declaration
+order), chosen by the modality's kind: image saliency (grey or colour), note attributions, signal
+attributions, or per-feature tabular attributions (e.g. per gene of a mutation panel). The cardio fields
+``image``, ``note``, ``signal`` and ``tabular`` hold the panels of the modalities named image, text, signal
+and tabular (cardio's); ``to_dict()`` is unchanged for cardio's declaration and adds ``panels`` for others.
+
+A survival model is explained through one quantity (:class:`explain.targets.SurvivalTarget`, default 5-year
+survival): ``classes`` is then that quantity's label, ``probabilities`` its value, and ``survival_curve``
+the predicted curve.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +27,16 @@ from explain.image import IMAGE_METHODS, ImageSaliency, image_saliency
 from explain.importance import ModalityImportance, modality_importance
 from explain.signal import SignalExplanation, explain_signal
 from explain.tabular import explain_tabular
+from explain.targets import SurvivalTarget, explained_values, is_survival
 from explain.text import NoteExplanation, explain_note
 from neurofusion.data.schema import MODALITIES, Case
 from neurofusion.inference import Predictor, model_lock
 from neurofusion.inputs import case_input_report
 from neurofusion.ood import OODReference
+
+Panel = ImageSaliency | NoteExplanation | SignalExplanation | pd.DataFrame
+# The cardio field each kind's panel fills when the modality is named after its kind.
+LEGACY_FIELDS = {"image": "image", "text": "note", "signal": "signal", "tabular": "tabular"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,15 @@ class CaseExplanation:
     contrast: int | None = None
     # modality -> why a part the case has carries no attribution here (e.g. Grad-CAM in a contrast)
     unexplained: dict[str, str] = field(default_factory=dict)
+    # declared modality -> its explanation, for the modalities the case has (declaration order)
+    panels: dict[str, Panel] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)  # declared modality -> kind, every declared one
+    survival_curve: np.ndarray | None = None  # (K,) survival model: S at each time bin's end
+
+    @property
+    def names(self) -> list[str]:
+        """The declared modalities, in declaration order."""
+        return list(self.present)
 
     @property
     def predicted(self) -> str:
@@ -95,46 +120,78 @@ class CaseExplanation:
             "ood": self.ood,
             "inputs": self.inputs,
             "unexplained": self.unexplained,
+            **self._declared_dict(),
         })
+
+    def _declared_dict(self) -> dict:
+        """For a declaration other than cardio's: every panel by name with its kind, and a survival curve."""
+        if tuple(self.present) == MODALITIES and self.survival_curve is None:
+            return {}
+        panels = {}
+        for name, panel in self.panels.items():
+            body = panel.to_dict(orient="records") if isinstance(panel, pd.DataFrame) else dataclasses.asdict(panel)
+            panels[name] = {"kind": self.kinds.get(name), "explanation": body}
+        return {"panels": panels, "kinds": self.kinds, "survival_curve": self.survival_curve}
 
 
 def explain_case(predictor: Predictor, case: Case, settings: ExplainSettings = ExplainSettings(), *,
-                 ood: OODReference | None = None) -> CaseExplanation:
+                 ood: OODReference | None = None, survival: SurvivalTarget | None = None) -> CaseExplanation:
     """Every part of a case's explanation. ``ood`` is the checkpoint's out-of-distribution reference
-    (``Checkpoint.ood``; None: no flags). Safe to call from several threads sharing one model: the model is
-    used under its lock throughout."""
+    (``Checkpoint.ood``; None: no flags). ``survival``: the explained quantity of a survival model (default
+    5-year survival; an error for a classification model). Safe to call from several threads sharing one
+    model: the model is used under its lock throughout."""
     with model_lock(predictor.model):
-        return _explain_case(predictor, case, settings, ood)
+        return _explain_case(predictor, case, settings, ood, survival)
 
 
 def _explain_case(predictor: Predictor, case: Case, settings: ExplainSettings,
-                  reference: OODReference | None) -> CaseExplanation:
+                  reference: OODReference | None, survival: SurvivalTarget | None) -> CaseExplanation:
     model = predictor.model.eval()
     batch = predictor.batch([case])
     target = None if settings.target is None else torch.tensor([settings.target], device=batch.present.device)
-    forward = ModalityForward(model, batch, alone=settings.context == "alone")  # encodes the case once for all
-    importance = modality_importance(model, batch, target, encoded=forward.encoded)
+    forward = ModalityForward(model, batch, alone=settings.context == "alone", survival=survival)  # encodes once
+    importance = modality_importance(model, batch, target, encoded=forward.encoded, survival=survival)
     explained = int(importance.target[0])
     with torch.no_grad():
         output = model.fuse(forward.encoded, batch.present)
-    steps = {"n_steps": settings.n_steps, "internal_batch_size": settings.internal_batch_size}
+    panels = {name: _panel(forward, predictor, case, name, explained, settings) for name in forward.names
+              if forward.has(name)}
+    legacy = {slot: panels.get(kind) if kind in forward.names and forward.kinds[kind] == kind else None
+              for kind, slot in LEGACY_FIELDS.items()}
+    survival_model = is_survival(model)
+    curve = None
+    if survival_model:
+        curve = output.survival[0].float().cpu().numpy()
     return CaseExplanation(
         case_id=case.case_id,
         label=case.label,
-        classes=list(model.classes),
-        probabilities=output.probabilities[0].float().cpu().numpy(),
+        classes=[importance.explained] if survival_model else list(model.classes),
+        probabilities=explained_values(model, output, survival)[0].float().cpu().numpy(),
         target=explained,
-        present={m: bool(v) for m, v in zip(MODALITIES, batch.present[0].tolist())},
+        present={m: bool(v) for m, v in zip(forward.names, batch.present[0].tolist())},
         cross_attention=None if output.cross_attention is None else output.cross_attention[0].float().cpu().numpy(),
         importance=importance,
-        image=image_saliency(forward, case.image.shape, explained, settings.image_method, **steps)
-        if forward.has("image") else None,
-        note=explain_note(forward, case.note, predictor.tokenizer, explained, **steps) if forward.has("text") else None,
-        signal=explain_signal(forward, explained, case.signal.duration_s, **steps) if forward.has("signal") else None,
-        tabular=explain_tabular(forward, case, explained, **steps) if forward.has("tabular") else None,
         ood=None if reference is None else reference.assess(forward.encoded),  # the case's encoding, reused
         inputs=case_input_report(predictor.spec, case).to_dict(),
+        panels=panels,
+        kinds=dict(forward.kinds),
+        survival_curve=curve,
+        **legacy,
     )
+
+
+def _panel(forward: ModalityForward, predictor: Predictor, case: Case, name: str, target: int,
+           settings: ExplainSettings) -> Panel:
+    """The explanation of one present modality, chosen by its kind."""
+    steps = {"n_steps": settings.n_steps, "internal_batch_size": settings.internal_batch_size, "modality": name}
+    kind, value = forward.kinds[name], case.value(name)
+    if kind == "image":
+        return image_saliency(forward, value.shape, target, settings.image_method, **steps)
+    if kind == "text":
+        return explain_note(forward, value, predictor.tokenizer, target, **steps)
+    if kind == "signal":
+        return explain_signal(forward, target, value.duration_s, **steps)
+    return explain_tabular(forward, case, target, **steps)
 
 
 def jsonable(value):

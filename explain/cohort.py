@@ -1,5 +1,9 @@
 """Cohort-level explanations: modality importance for every case (three methods), averaged by class, and
-its agreement with clinicians' rankings and with the synthetic ground truth."""
+its agreement with clinicians' rankings and with the synthetic ground truth.
+
+Columns follow the model's declared modalities (``CohortImportance.names``, declaration order). A survival
+model has no classes: its cases are grouped as one group "all" (label and predicted both "all"), and the
+scores are in units of its explained quantity (:class:`explain.targets.SurvivalTarget`)."""
 
 from __future__ import annotations
 
@@ -12,12 +16,21 @@ import pandas as pd
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from explain.agreement import importance_to_ranks, inter_rater, model_vs_raters, summarize, versus_ground_truth
+from explain.agreement import (
+    ground_truth_strengths,
+    importance_to_ranks,
+    inter_rater,
+    model_vs_raters,
+    summarize,
+    versus_ground_truth,
+)
 from explain.attention import ClassAttentionAverager, CohortAttention
-from explain.importance import METHODS, modality_importance
-from neurofusion.data.annotations import STRENGTH_COLUMNS
+from explain.importance import METHODS, modality_importance, modality_names
+from explain.targets import SurvivalTarget, is_survival
 from neurofusion.data.schema import MODALITIES, Case
 from neurofusion.inference import Predictor
+
+SURVIVAL_GROUP = "all"  # the one group of a survival model's cases (it has no classes)
 
 
 @dataclass
@@ -28,19 +41,21 @@ class CohortImportance:
 
     table: pd.DataFrame
     attention: CohortAttention | None = None
+    names: tuple[str, ...] = MODALITIES  # the declared modalities, column order
+    explained: str = "probability"  # what the scores are in: a class probability, or a survival quantity
 
     def method(self, method: str) -> pd.DataFrame:
         """(cases x modalities) scores of one method, indexed by case_id."""
-        columns = [f"{method}_{m}" for m in MODALITIES]
+        columns = [f"{method}_{m}" for m in self.names]
         if columns[0] not in self.table:
             raise ValueError(f"no {method} importance in this result (methods: {self.methods})")
         frame = self.table.set_index("case_id")[columns]
-        frame.columns = list(MODALITIES)
+        frame.columns = list(self.names)
         return frame
 
     @property
     def methods(self) -> list[str]:
-        return [m for m in METHODS if f"{m}_image" in self.table]
+        return [m for m in METHODS if f"{m}_{self.names[0]}" in self.table]
 
     def by_class(self, method: str, group: str = "label", classes: Sequence[str] | None = None) -> pd.DataFrame:
         """Mean score per class (rows) and modality (columns), over the cases that have the modality; with
@@ -61,29 +76,35 @@ class CohortImportance:
         reasons: dict[str, dict[str, str]] = {}
         for cls in (list(classes) if classes is not None else list(counts.index)):
             if cls not in counts.index:
-                reasons[cls] = {m: f"not defined: no {cases} {noun} {cls}" for m in MODALITIES}
+                reasons[cls] = {m: f"not defined: no {cases} {noun} {cls}" for m in self.names}
                 continue
             missing = {m: f"not defined: none of the {int(sizes[cls])} {cases} {noun} {cls} has a {method} score "
                           f"for {m} (the modality is missing in all of them)"
-                       for m in MODALITIES if counts.loc[cls, m] == 0}
+                       for m in self.names if counts.loc[cls, m] == 0}
             if missing:
                 reasons[cls] = missing
         return reasons
 
 
 def cohort_importance(predictor: Predictor, cases: Sequence[Case], *, batch_size: int = 32,
-                      progress: bool = False) -> CohortImportance:
+                      progress: bool = False, survival: SurvivalTarget | None = None) -> CohortImportance:
     """Modality importance (every method) of each case and, from the same pass, the cross-modal attention
-    averaged by class: one encoder pass per case serves both cohort views."""
+    averaged by class: one encoder pass per case serves both cohort views. ``survival``: a survival model's
+    explained quantity (default survival at its horizon)."""
     rows = []
-    classes = predictor.model.classes
-    averager = ClassAttentionAverager(list(classes), len(MODALITIES))
+    model = predictor.model
+    names = modality_names(model)
+    survival_model = is_survival(model)
+    classes = [SURVIVAL_GROUP] if survival_model else model.classes
+    averager = ClassAttentionAverager(list(classes), len(names), names)
     has_attention = True
+    explained = "probability"
     batches = predictor.batches(cases, batch_size)
     total = (len(cases) + batch_size - 1) // batch_size
     for batch in tqdm(batches, total=total, desc="importance", disable=not progress, file=sys.stderr):
-        result = modality_importance(predictor.model, batch)
-        labels = batch.labels.cpu().numpy()
+        result = modality_importance(model, batch, survival=survival)
+        explained = result.explained
+        labels = np.zeros(len(result.case_ids), dtype=int) if survival_model else batch.labels.cpu().numpy()
         has_attention = result.cross_attention is not None
         if has_attention:
             averager.add(result.cross_attention, result.present, labels, result.target)
@@ -92,9 +113,9 @@ def cohort_importance(predictor: Predictor, cases: Sequence[Case], *, batch_size
             row = {"case_id": case_id, "label": classes[labels[i]] if labels[i] >= 0 else None,
                    "predicted": classes[int(result.target[i])]}
             for method, table in tables.items():
-                row.update({f"{method}_{m}": table.iloc[i][m] for m in MODALITIES})
+                row.update({f"{method}_{m}": table.iloc[i][m] for m in names})
             rows.append(row)
-    return CohortImportance(pd.DataFrame(rows), averager.result() if has_attention else None)
+    return CohortImportance(pd.DataFrame(rows), averager.result() if has_attention else None, names, explained)
 
 
 def clinician_agreement(importance: CohortImportance, rankings: pd.DataFrame, method: str = "shapley", *,
@@ -113,8 +134,7 @@ def ground_truth_agreement(importance: CohortImportance, ground_truth: pd.DataFr
     """For each method: mean Kendall tau of the per-case ranking against the ground-truth strength ranking,
     and the Spearman correlation of scores with strengths pooled over (case, present modality)."""
     rows = []
-    truth = ground_truth.set_index("case_id")[list(STRENGTH_COLUMNS)]
-    truth.columns = list(MODALITIES)
+    truth = ground_truth_strengths(ground_truth, list(importance.names))
     for method in importance.methods:
         scores = importance.method(method)
         taus = versus_ground_truth(importance_to_ranks(scores), ground_truth)["tau"].dropna()

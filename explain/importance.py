@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from explain.targets import SurvivalTarget, explained_values, is_survival
+from explain.targets import SurvivalTarget, explained_label, explained_values
 from neurofusion.data.dataset import Batch
 from neurofusion.data.modalities import MAX_MODALITIES
 from neurofusion.data.schema import MODALITIES
@@ -169,7 +169,7 @@ def modality_importance(model, batch: Batch, target: torch.Tensor | None = None,
         attention=attention,
         cross_attention=cross,
         names=names,
-        explained=_explained_label(model, survival),
+        explained=explained_label(model, survival),
     )
 
 
@@ -196,9 +196,3 @@ def _cases(encoded: Encoded, start: int, stop: int, total: int) -> Encoded:
     return Encoded({m: cut(v) for m, v in encoded.vectors.items()}, cut(encoded.present),
                    cut(encoded.spatial_attention), cut(encoded.temporal_attention),
                    {m: cut(v) for m, v in encoded.maps.items()})
-
-
-def _explained_label(model, survival: SurvivalTarget | None) -> str:
-    if not is_survival(model):
-        return "probability"
-    return (SurvivalTarget() if survival is None else survival).label

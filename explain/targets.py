@@ -13,12 +13,15 @@ work on it unchanged (as a one-column "class" 0).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from neurofusion.models.model import ModelOutput
-from neurofusion.survival import SurvivalBins
+
+if TYPE_CHECKING:  # neurofusion.survival loads scikit-survival, which explaining a classifier never needs
+    from neurofusion.survival import SurvivalBins
 
 SURVIVAL_QUANTITIES = ("survival", "risk")
 
@@ -26,34 +29,37 @@ SURVIVAL_QUANTITIES = ("survival", "risk")
 @dataclass(frozen=True)
 class SurvivalTarget:
     """The explained quantity of a survival model. quantity: "survival" = S(horizon), the probability of
-    surviving past ``horizon``; "risk" = 1 - S(horizon), the risk score. horizon in ``bins.unit`` (60 months
-    = 5 years by default). bins: the time grid of the model's survival head (its number of bins must match
-    the head's outputs)."""
+    surviving past ``horizon``; "risk" = 1 - S(horizon), the risk score. horizon in the model's time unit;
+    None = the model's own (``model.config.horizon``: 60 months = 5 years for cancer)."""
 
     quantity: str = "survival"
-    horizon: float = 60.0
-    bins: SurvivalBins = field(default_factory=SurvivalBins)
+    horizon: float | None = None
 
     def __post_init__(self) -> None:
         if self.quantity not in SURVIVAL_QUANTITIES:
             raise ValueError(f"survival quantity must be one of {SURVIVAL_QUANTITIES}, got {self.quantity!r}")
-        if not 0.0 <= float(self.horizon) <= self.bins.edges[-1]:
-            raise ValueError(f"horizon must lie in [0, {self.bins.edges[-1]}] {self.bins.unit} (the survival head's "
-                             f"last bin edge), got {self.horizon}")
+        if self.horizon is not None and not (isinstance(self.horizon, (int, float)) and self.horizon >= 0):
+            raise ValueError(f"survival horizon must be a time >= 0 in the model's unit, got {self.horizon!r}")
 
-    @property
-    def label(self) -> str:
+    def resolved(self, model) -> tuple[SurvivalBins, float]:
+        """The model's time grid and the horizon (checked against the grid)."""
+        bins: SurvivalBins = model.config.survival_bins
+        horizon = float(model.config.horizon if self.horizon is None else self.horizon)
+        if not 0.0 <= horizon <= bins.edges[-1]:
+            raise ValueError(f"survival horizon {horizon:g} {bins.unit} lies outside the model's time grid "
+                             f"[0, {bins.edges[-1]:g}] {bins.unit}; choose a horizon within it")
+        return bins, horizon
+
+    def label(self, model) -> str:
         """What is explained, for tables and titles, e.g. 'survival at 60 months'."""
+        bins, horizon = self.resolved(model)
         what = "survival" if self.quantity == "survival" else "risk (1 - survival)"
-        return f"{what} at {self.horizon:g} {self.bins.unit}"
+        return f"{what} at {horizon:g} {bins.unit}"
 
-    def value(self, hazard_logits: torch.Tensor) -> torch.Tensor:
-        """(n, K) hazard logits -> (n,) the explained quantity, differentiable."""
-        if hazard_logits.shape[-1] != self.bins.num_bins:
-            raise ValueError(f"the survival head has {hazard_logits.shape[-1]} time bins but the explained quantity's "
-                             f"grid has {self.bins.num_bins} ({list(self.bins.edges)}); pass the model's SurvivalBins")
-        curve = torch.cumprod(1 - torch.sigmoid(hazard_logits), dim=1)  # SurvivalHead.survival_curve
-        survival = self.bins.survival_at(curve, float(self.horizon))
+    def value(self, model, output: ModelOutput) -> torch.Tensor:
+        """(n,) the explained quantity from a survival output (differentiable)."""
+        bins, horizon = self.resolved(model)
+        survival = bins.survival_at(output.survival, horizon)
         return survival if self.quantity == "survival" else 1.0 - survival
 
 
@@ -63,20 +69,15 @@ def is_survival(model) -> bool:
     return getattr(config, "outcome", "classification") == "survival"
 
 
-def _survival_target(model, survival: SurvivalTarget | None) -> SurvivalTarget:
-    return SurvivalTarget() if survival is None else survival
-
-
 def explained_values(model, output: ModelOutput, survival: SurvivalTarget | None = None) -> torch.Tensor:
     """(n, C) values the importance methods read: class probabilities, or for a survival model one column,
-    the :class:`SurvivalTarget` quantity (default: survival at 60 months)."""
+    the :class:`SurvivalTarget` quantity (default: survival at the model's horizon)."""
     if not is_survival(model):
         if survival is not None:
             raise ValueError(f"a survival quantity was given but the model's primary head is "
                              f"{model.config.heads[0].kind}, not survival")
         return output.probabilities
-    head = model.config.heads[0].name
-    return _survival_target(model, survival).value(output.heads[head])[:, None]
+    return (SurvivalTarget() if survival is None else survival).value(model, output)[:, None]
 
 
 def explained_scores(model, output: ModelOutput, survival: SurvivalTarget | None = None) -> torch.Tensor:
@@ -84,3 +85,10 @@ def explained_scores(model, output: ModelOutput, survival: SurvivalTarget | None
     if not is_survival(model):
         return output.logits
     return explained_values(model, output, survival)
+
+
+def explained_label(model, survival: SurvivalTarget | None = None) -> str:
+    """'probability' for a classifier, else the survival quantity's label."""
+    if not is_survival(model):
+        return "probability"
+    return (SurvivalTarget() if survival is None else survival).label(model)
