@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="WFDB storage: 16-bit (1 uV) or packed 12-bit 212 (5 uV, 25%% smaller)")
     gen.add_argument("--colour-format", choices=("rgb", "palette"), default="rgb",
                      help="colour images (histopathology): lossless 8-bit RGB PNG, or 8-bit palette PNG "
-                          "(256 colours per image, each channel within a few levels; about 40%% of the size)")
+                          "(256 colours per image, each channel within a few levels; about 45%% of the size)")
     gen.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
     val = commands.add_parser("validate", help="read every file of a cohort folder and report all problems")

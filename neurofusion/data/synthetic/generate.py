@@ -34,8 +34,9 @@ from neurofusion.data.tasks import TASKS
 
 RANKED_SPLITS = ("test",)  # the simulated annotation study covers the held-out cases
 # How colour images (a modality declared colour, e.g. histopathology) are stored: lossless 8-bit RGB PNG,
-# or 8-bit palette PNG (256 colours per image, Pillow's maximum-coverage quantiser without dithering: each
-# channel within a few levels, about 40 % of the RGB size), as some scanners' and PACS exports store colour.
+# or 8-bit palette PNG (256 colours per image, Pillow's maximum-coverage quantiser without dithering), as some
+# scanners' and PACS exports store colour. On the bundled H&E tiles: each channel within 6 of 255 levels
+# (mean 1.9), 45 % of the RGB PNG's size (8.7 vs 20 MB for 200 cases).
 COLOUR_FORMATS: tuple[str, ...] = ("rgb", "palette")
 
 

@@ -64,3 +64,28 @@ def test_simulated_rankings_rank_present_modalities_and_track_the_truth():
         return float(np.mean(taus))
 
     assert mean_tau("good") > 0.75 and 0.05 < mean_tau("noisy") < mean_tau("good") - 0.3
+
+
+def test_declared_modalities_are_ranked_under_their_names():
+    """Rankings depend on the modalities' order, not their names: renaming cardio's four gives the same
+    ranks; any other number of modalities is ranked 1..k; a missing strength column is an error."""
+    rng = np.random.default_rng(4)
+    n = 60
+    cardio = ("image", "text", "signal", "tabular")
+    cancer = ("histopathology", "genomics", "treatment_notes", "clinical")
+    values = {m: rng.random(n) for m in cardio}
+    values["text"][:10] = np.nan
+    ids = [f"C{i}" for i in range(n)]
+    default = simulate_rankings(pd.DataFrame({"case_id": ids, **{f"strength_{m}": v for m, v in values.items()}}), 3)
+    renamed = simulate_rankings(
+        pd.DataFrame({"case_id": ids, **{f"strength_{c}": values[m] for m, c in zip(cardio, cancer)}}), 3,
+        modalities=cancer)
+    assert list(renamed.columns) == ["case_id", "rater", *cancer]
+    pd.testing.assert_frame_equal(renamed.set_axis(default.columns, axis=1), default)
+    assert renamed.loc[renamed["case_id"].isin(ids[:10]), "genomics"].isna().all()
+
+    three = simulate_rankings(pd.DataFrame({"case_id": ids, **{f"strength_{m}": rng.random(n) for m in "abc"}}), 0,
+                              modalities=("a", "b", "c"))
+    assert (np.sort(three[["a", "b", "c"]].to_numpy(dtype=float), axis=1) == [1, 2, 3]).all()
+    with pytest.raises(ValueError, match="strength_genomics"):
+        simulate_rankings(pd.DataFrame({"case_id": ids, "strength_histopathology": 1.0}), 0, modalities=cancer[:2])
