@@ -270,7 +270,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     batch_size: int = 32
     max_epochs: int = 50
-    patience: int = 8  # epochs without validation macro-F1 improvement before stopping
+    patience: int = 8  # epochs without a better validation macro-F1 (survival: C-index) before stopping
     max_minutes: float | None = None  # wall-clock budget; stops after the epoch that crosses it
     modality_dropout: float = 0.2  # chance each present modality is hidden during training
     augment: bool = True

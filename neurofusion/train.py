@@ -3,7 +3,10 @@
     python -m neurofusion.train --config configs/cardio_demo.yaml --data DIR --out DIR [--eval-data DIR]
 
 Adam with the config's learning rate and batch size; modality dropout so the missing embeddings are
-learned; per-modality augmentation; mixed precision (bfloat16) on a GPU. At the end, the per-modality
+learned; per-modality augmentation; mixed precision (bfloat16) on a GPU. A classifier keeps the epoch with
+the best validation macro-F1; a survival model (primary head ``survival``, a survival cohort) is trained on
+``(bin, event)`` targets from each case's time and event (``SurvivalBins.encode``; cases without an outcome
+add nothing) and keeps the epoch with the best validation C-index of its risk score 1 - S(horizon). At the end, the per-modality
 out-of-distribution reference (neurofusion.ood) is fitted on the train split with its threshold on the val
 split, and saved with the checkpoint.
 """
@@ -34,11 +37,13 @@ from neurofusion.data.dataset import Batch, Collate, prepare_case
 from neurofusion.data.errors import CohortError
 from neurofusion.data.modalities import modalities_to_dicts
 from neurofusion.data.tokenizer import load_tokenizer, make_tokenize, train_wordpiece
+from neurofusion.evaluate import censoring_reference, survival_report
 from neurofusion.inference import Predictor
 from neurofusion.metrics import classification_metrics
-from neurofusion.models.heads import multitask_loss
+from neurofusion.models.heads import SurvivalHead, multitask_loss
 from neurofusion.models.model import MultiModalModel, build_model, tabular_normalisers
 from neurofusion.ood import OODError, OODReference, fit_reference
+from neurofusion.survival import concordance_index
 
 
 @dataclasses.dataclass
@@ -55,7 +60,11 @@ class TrainResult:
 def configure_model(config: ModelConfig, cohort: CohortReader) -> ModelConfig:
     """The model config completed from the cohort: its declared modalities, classes and tabular features
     (and as many outputs of the classification head as it has classes). The caller's config is left
-    unchanged."""
+    unchanged; a config whose primary head does not fit the cohort's outcome is a ValueError."""
+    if config.outcome != cohort.outcome:
+        raise ValueError(f"the config's primary head {config.heads[0].name!r} is a {config.heads[0].kind} head but "
+                         f"the cohort {cohort.root} records {cohort.outcome} outcomes; use a config for this task "
+                         f"(e.g. configs/cancer_demo.yaml for survival, configs/cardio_demo.yaml for classes)")
     data = config.to_dict()
     data["modalities"] = modalities_to_dicts(cohort.modalities)
     data["classes"] = list(cohort.classes)
@@ -66,7 +75,8 @@ def configure_model(config: ModelConfig, cohort: CohortReader) -> ModelConfig:
 
 
 def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progress: bool = True) -> TrainResult:
-    """Train on the cohort's train split; keep the weights of the epoch with the best validation macro-F1."""
+    """Train on the cohort's train split; keep the weights of the epoch with the best validation macro-F1
+    (classification) or C-index (survival)."""
     torch.manual_seed(train.seed)
     rng = np.random.default_rng(train.seed)
     device = resolve_device(train.device)
@@ -75,14 +85,18 @@ def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progre
         raise CohortError("training needs cases in both the 'train' and 'val' splits", path=cohort.root / COHORT_CSV)
 
     config = configure_model(config, cohort)
+    if config.outcome == "survival":
+        _check_survival_splits(cohort, train_ids, val_ids)
     spec = config.input_spec()
     # Decode every file once: the prepared tensors are reused each epoch (augmentation works on them).
     prepared = {"train": [], "val": []}
     for split, ids in (("train", train_ids), ("val", val_ids)):
         for case_id in tqdm(ids, desc=f"loading {split}", disable=not progress, file=sys.stderr):
             prepared[split].append(prepare_case(cohort[case_id], spec))
-    tokenizer = _tokenizer([note for item in prepared["train"] for note in item["texts"].values()], config, cohort)
-    if not config.text.pretrained:
+    reads_text = any(m.kind == "text" for m in config.modality_specs)
+    tokenizer = (_tokenizer([note for item in prepared["train"] for note in item["texts"].values()], config, cohort)
+                 if reads_text else None)
+    if reads_text and not config.text.pretrained:
         config.text.vocab_size = len(tokenizer)
 
     model = build_model(config).to(device)
@@ -93,7 +107,7 @@ def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progre
             tensors = stacked.inputs[name]
             normaliser.fit(tensors["numeric"].to(device), tensors["numeric_mask"].to(device))
     optimiser = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-    tokenize = make_tokenize(tokenizer, config.text.max_length)
+    tokenize = make_tokenize(tokenizer, config.text.max_length) if tokenizer is not None else _no_text
     plain = Collate()
     augment = AugmentConfig() if train.augment else None
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
@@ -116,28 +130,24 @@ def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progre
             present = modality_dropout(batch.present, train.modality_dropout, rng)
             with autocast:
                 output = model(batch, present=present)
-            loss, _ = multitask_loss(output.heads, {config.heads[0].name: batch.labels}, config.heads)
+            loss, _ = multitask_loss(output.heads, {config.heads[0].name: primary_targets(config, batch)},
+                                     config.heads)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses):.3f}")
-        labels, probabilities = _validate(model, prepared["val"], tokenize, device)
-        predicted = probabilities.argmax(1)
-        record = {
-            "epoch": epoch,
-            "train_loss": float(np.mean(losses)),
-            "val_accuracy": float((predicted == labels).mean()),
-            "val_macro_f1": float(f1_score(labels, predicted, average="macro", labels=range(len(config.classes)),
-                                           zero_division=0)),
-            "minutes": (time.perf_counter() - start) / 60,
-        }
+        record = {"epoch": epoch, "train_loss": float(np.mean(losses)),
+                  **_validation_record(model, prepared["val"], tokenize, device),
+                  "minutes": (time.perf_counter() - start) / 60}
         history.append(record)
+        score = record[_SELECTED_BY[config.outcome]]
         if progress:
-            print(f"epoch {epoch}: loss {record['train_loss']:.3f}, val accuracy {record['val_accuracy']:.3f}, "
-                  f"macro-F1 {record['val_macro_f1']:.3f} ({record['minutes']:.1f} min)", file=sys.stderr)
-        if record["val_macro_f1"] > best[0]:
-            best = (record["val_macro_f1"], epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            shown = ", ".join(f"{k.removeprefix('val_')} {v:.3f}" for k, v in record.items() if k.startswith("val_"))
+            print(f"epoch {epoch}: loss {record['train_loss']:.3f}, val {shown} ({record['minutes']:.1f} min)",
+                  file=sys.stderr)
+        if score > best[0]:
+            best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
         if epoch - best[1] >= train.patience:
             break
         if train.max_minutes is not None and record["minutes"] >= train.max_minutes:
@@ -166,6 +176,44 @@ def _fit_ood(model: MultiModalModel, prepared: dict[str, list[dict]], collate: C
                       f"inputs will not be checked against the training data")
 
 
+# The validation number each outcome's early stopping follows (higher is better).
+_SELECTED_BY = {"classification": "val_macro_f1", "survival": "val_c_index"}
+
+
+def primary_targets(config: ModelConfig, batch: Batch) -> torch.Tensor:
+    """The primary head's training targets for a batch: (B,) class indices (-1 unlabelled), or for a survival
+    head (B, 2) ``(bin, event)`` from ``batch.outcomes`` by its bins' ``encode`` (bin -1, ignored: no
+    outcome, or censored in the first half of bin 0)."""
+    if config.outcome != "survival":
+        return batch.labels
+    outcomes = batch.outcomes.detach().cpu().double().numpy()
+    event = np.nan_to_num(outcomes[:, 1], nan=0.0)  # ignored where the time is unknown
+    return torch.from_numpy(config.survival_bins.encode(outcomes[:, 0], event)).to(batch.labels.device)
+
+
+def _check_survival_splits(cohort: CohortReader, train_ids: list[str], val_ids: list[str]) -> None:
+    """A survival model needs train events to learn from and a val split that defines the C-index."""
+    where = cohort.root / COHORT_CSV
+    table = cohort.table.set_index("case_id")
+    train_time, train_event = _known(table.loc[train_ids])
+    if not train_event.any():
+        raise CohortError(f"the train split has no event among its {len(train_time)} cases with an outcome: a "
+                          f"survival model has nothing to learn from", path=where)
+    val_time, val_event = _known(table.loc[val_ids])
+    c_index = concordance_index(val_time, val_event, np.zeros(len(val_time)), n_boot=1) if len(val_time) else None
+    if c_index is None or c_index.value is None:
+        why = "no case has an outcome" if c_index is None else c_index.reason
+        raise CohortError(f"the val split cannot define the C-index that early stopping follows ({why}); give "
+                          f"it cases with events and longer follow-up", path=where)
+
+
+def _known(rows) -> tuple[np.ndarray, np.ndarray]:
+    time = rows["time"].to_numpy(dtype=float)
+    event = rows["event"].to_numpy(dtype=float)
+    keep = ~np.isnan(time)
+    return time[keep], event[keep].astype(bool)
+
+
 def modality_dropout(present: torch.Tensor, p: float, rng: np.random.Generator) -> torch.Tensor:
     """Hide each present modality with probability p, always keeping at least one per case, so the model
     learns its missing embeddings on cases it has seen complete."""
@@ -185,7 +233,7 @@ def data_hash(cohort: CohortReader, ids: list[str]) -> str:
     """SHA-256 over cohort.csv and every file of the given cases: which data a checkpoint was trained on."""
     digest = hashlib.sha256((cohort.root / COHORT_CSV).read_bytes())
     table = cohort.table.set_index("case_id").loc[ids]
-    for column in ("image_file", "signal_file", "note_file"):
+    for column in [c for c in table.columns if c.endswith("_file")]:  # every file-backed modality's
         for rel in table[column]:
             if rel:
                 digest.update((cohort.root / rel).read_bytes())
@@ -231,32 +279,70 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     test = metrics.get("test")
-    summary = f"test accuracy {test['accuracy']['value']:.3f}" if test else "no test split evaluated"
+    key, name = ("c_index", "C-index") if result.model.config.outcome == "survival" else ("accuracy", "accuracy")
+    value = test[key]["value"] if test else None
+    summary = (f"test {name} {value:.3f}" if value is not None else f"test {name} not defined: {test[key]['reason']}"
+               ) if test else "no test split evaluated"
     print(f"saved {args.out} (best epoch {result.best_epoch}, {result.minutes:.1f} min, {summary})")
     return 0
 
 
 def _final_metrics(result: TrainResult, cohort: CohortReader, evaluation: CohortReader) -> dict:
+    """Metrics of the kept weights on the val split and the evaluation cohort's test split; survival metrics
+    weight censoring by the training cohort's train outcomes."""
     predictor = Predictor(result.model, result.tokenizer, next(result.model.parameters()).device)
     metrics = {}
     for name, reader in (("val", cohort), ("test", evaluation)):
         ids = reader.ids(name)
-        if ids:
-            labels, probabilities = predictor.predict([reader[i] for i in ids])
+        if not ids:
+            continue
+        cases = [reader[i] for i in ids]
+        if result.model.config.outcome == "survival":
+            reference = censoring_reference(cohort, cohort.ids("train"), "the training cohort's train split")
+            metrics[name] = survival_report(predictor.predict_survival(cases), reference)
+        else:
+            labels, probabilities = predictor.predict(cases)
             metrics[name] = classification_metrics(labels, probabilities, result.model.classes, split=name)
     return metrics
 
 
 @torch.no_grad()
-def _validate(model: MultiModalModel, items: list[dict], tokenize, device) -> tuple[np.ndarray, np.ndarray]:
+def _validation_record(model: MultiModalModel, items: list[dict], tokenize, device) -> dict[str, float]:
+    """The val split's numbers for one epoch: accuracy and macro-F1 of a classifier; C-index of the risk score
+    1 - S(horizon) and the mean negative log-likelihood of a survival model (cases with an outcome)."""
     model.eval()
     collate = Collate(tokenize)
-    labels, probabilities = [], []
+    config = model.config
+    rows: dict[str, list[np.ndarray]] = {"labels": [], "scores": [], "outcomes": [], "nll": []}
     for first in range(0, len(items), 64):
         batch: Batch = collate(items[first:first + 64]).to(device)
-        labels.append(batch.labels.cpu().numpy())
-        probabilities.append(model(batch).probabilities.float().cpu().numpy())
-    return np.concatenate(labels), np.concatenate(probabilities)
+        output = model(batch)
+        if config.outcome == "survival":
+            targets = primary_targets(config, batch)
+            known = int((targets[:, 0] >= 0).sum())
+            rows["nll"].append(np.array([float(SurvivalHead.loss(output.hazard_logits.float(), targets)) * known,
+                                         known]))
+            rows["scores"].append(output.survival.float().cpu().numpy())
+            rows["outcomes"].append(batch.outcomes.cpu().numpy())
+        else:
+            rows["labels"].append(batch.labels.cpu().numpy())
+            rows["scores"].append(output.probabilities.float().cpu().numpy())
+    scores = np.concatenate(rows["scores"])
+    if config.outcome == "survival":
+        outcomes = np.concatenate(rows["outcomes"]).astype(float)
+        keep = ~np.isnan(outcomes[:, 0])
+        risk = config.survival_bins.risk_score(scores.astype(float), config.horizon)
+        c_index = concordance_index(outcomes[keep, 0], outcomes[keep, 1], risk[keep], n_boot=1).value
+        nll = np.sum(rows["nll"], axis=0)
+        return {"val_c_index": float(c_index), "val_nll": float(nll[0] / max(nll[1], 1))}
+    labels, predicted = np.concatenate(rows["labels"]), scores.argmax(1)
+    return {"val_accuracy": float((predicted == labels).mean()),
+            "val_macro_f1": float(f1_score(labels, predicted, average="macro", labels=range(len(config.classes)),
+                                           zero_division=0))}
+
+
+def _no_text(notes: list[str]) -> dict[str, torch.Tensor]:
+    return {}
 
 
 def _tokenizer(notes: list[str | None], config: ModelConfig, cohort: CohortReader):

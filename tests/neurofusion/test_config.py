@@ -12,7 +12,7 @@ from neurofusion.config import ExperimentConfig, ModelConfig, load_experiment
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-@pytest.mark.parametrize("name", ["cardio_demo.yaml", "cardio_paper.yaml"])
+@pytest.mark.parametrize("name", ["cardio_demo.yaml", "cardio_paper.yaml", "cancer_demo.yaml"])
 def test_shipped_configs_load_and_round_trip(name):
     experiment = load_experiment(CONFIGS / name)
     data = json.loads(json.dumps(experiment.model.to_dict()))
@@ -36,6 +36,14 @@ def test_paper_config_has_the_published_widths():
         ("model:\n  heads:\n    - kind: regression\n", "the first head must be the"),
         ("- just a list\n", "expected a mapping"),
         ("model: [\n", "not valid YAML"),
+        ("model:\n  task: cancer\n  heads:\n    - {kind: survival, num_outputs: 3, bins: {edges: [0, 60, 120]}}\n",
+         r"num_outputs=3 but its bins \[0.0, 60.0, 120.0\] make 2 time bins"),
+        ("model:\n  task: cancer\n  heads:\n    - {kind: survival, num_outputs: 2, bins: {edges: [0, 24, 48]}}\n",
+         "its bins end at 48 months, before the horizon 60"),
+        ("model:\n  task: cancer\n  heads:\n    - {kind: survival, num_outputs: 1, bins: {edges: [0, 5], unit: years}}\n",
+         "counts time in years but task 'cancer' records it in months"),
+        ("model:\n  heads:\n    - {kind: classification, bins: {edges: [0, 12]}}\n", "bins are for survival heads only"),
+        ("model:\n  heads:\n    - {kind: survival, num_outputs: 2, bins: {edges: [0, 60, 50]}}\n", "strictly increasing"),
     ],
 )
 def test_bad_configs_name_what_is_wrong(tmp_path, text, message):
@@ -47,3 +55,22 @@ def test_bad_configs_name_what_is_wrong(tmp_path, text, message):
 def test_defaults_are_the_paper_training_settings():
     train = ExperimentConfig().train
     assert (train.lr, train.batch_size) == (1e-4, 32)
+
+
+def test_cancer_demo_declares_its_survival_grid():
+    model = load_experiment(CONFIGS / "cancer_demo.yaml").model
+    assert model.outcome == "survival" and model.horizon == 60.0
+    assert model.survival_bins.edges == tuple(float(m) for m in range(0, 121, 12))
+    assert 60.0 in model.survival_bins.edges  # the 5-year horizon is a bin edge, not interpolated
+    assert [m["name"] for m in model.modalities] == ["histopathology", "genomics", "treatment_notes", "clinical"]
+
+
+def test_a_survival_head_without_bins_gets_the_documented_default():
+    config = ModelConfig.from_dict({"task": "cancer", "heads": [{"name": "s", "kind": "survival", "num_outputs": 8}]})
+    assert config.heads[0].bins == {"edges": [15.0 * k for k in range(9)], "unit": "months"}
+    again = ModelConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config and again.survival_bins.num_bins == 8
+    old = ModelConfig.from_dict({"classes": ["a", "b"], "heads": [{"num_outputs": 2}]})  # a config.json of before
+    assert old.heads[0].bins is None and old.outcome == "classification"
+    with pytest.raises(ValueError, match="no survival time grid"):
+        old.survival_bins
