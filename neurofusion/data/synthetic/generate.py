@@ -59,9 +59,41 @@ def _render_cardio(draw: cardio.CaseDraw, seed: int) -> tuple[Case, dict, str]:
     return case, truth, site.image_format
 
 
+def _cardio_readme(info: dict, n_written: int) -> str:
+    gen = info["generator"]
+    raters = ", ".join(r.name for r in SYNTHETIC_RATERS)
+    return f"""# Synthetic {info['task']} cohort ({n_written} cases)
+
+**SYNTHETIC DATA. No real patient is represented; not for clinical use.**
+
+Regenerate it (into an empty folder) with:
+
+    {gen['command']}
+
+That gives the same cases, tables and notes exactly, and on the same machine the same bytes whatever the
+number of workers. On another CPU an image pixel or ECG sample may differ by one stored step (they are
+rounded from floats), and PNG/WFDB bytes depend on the zlib, Pillow and wfdb versions.
+
+It holds the {', '.join(gen['splits'])} part of an {gen['n']}-case cohort drawn with seed {gen['seed']};
+the other splits come from the same command with `--splits` naming them.
+
+- `cohort.csv`: one row per case (split, label, site, file paths, `has_<modality>` flags, labs).
+- `features.csv`: units and reference ranges of the lab/demographic columns.
+- `images/`: echo-like apical four-chamber images (8- and 16-bit PNG at two sites, 16-bit DICOM at the third).
+- `signals/`: 12-lead 10 s ECGs as WFDB records (500 Hz at two sites, 250 Hz at one).
+- `notes/`: cardiology consult notes, UTF-8.
+- `ground_truth.csv`: how strongly each modality expresses the case's label (0-1, blank = modality
+  missing), the distractor finding, the image region (`image_roi` = x0 y0 x1 y1), the ECG leads and
+  the note phrases that carry the evidence.
+- `{RANKINGS_CSV}`: modality rankings (1 = most important) by the simulated raters {raters}:
+  Mallows-model readings of the ground truth, standing in for a clinician annotation study.
+- `{COHORT_JSON}`: task, class names and this provenance.
+"""
+
+
 GENERATORS: dict[str, TaskGenerator] = {
     "cardio": TaskGenerator(cardio.draw_cohort, _render_cardio, CARDIO_FEATURES, simulate_rankings,
-                            lambda info, n: _readme(info, n)),
+                            _cardio_readme),
     "cancer": TaskGenerator(cancer.draw_cohort, render_cohort_case, CANCER_FEATURES,
                             cancer.simulate_cancer_rankings, cancer_readme),
 }
@@ -187,35 +219,3 @@ def _command(task: str, n: int, seed: int, splits: tuple[str, ...], signal_forma
     if colour_format != "rgb":
         command += f" --colour-format {colour_format}"
     return command + " --out <folder>"
-
-
-def _readme(info: dict, n_written: int) -> str:
-    gen = info["generator"]
-    raters = ", ".join(r.name for r in SYNTHETIC_RATERS)
-    return f"""# Synthetic {info['task']} cohort ({n_written} cases)
-
-**SYNTHETIC DATA. No real patient is represented; not for clinical use.**
-
-Regenerate it (into an empty folder) with:
-
-    {gen['command']}
-
-That gives the same cases, tables and notes exactly, and on the same machine the same bytes whatever the
-number of workers. On another CPU an image pixel or ECG sample may differ by one stored step (they are
-rounded from floats), and PNG/WFDB bytes depend on the zlib, Pillow and wfdb versions.
-
-It holds the {', '.join(gen['splits'])} part of an {gen['n']}-case cohort drawn with seed {gen['seed']};
-the other splits come from the same command with `--splits` naming them.
-
-- `cohort.csv`: one row per case (split, label, site, file paths, `has_<modality>` flags, labs).
-- `features.csv`: units and reference ranges of the lab/demographic columns.
-- `images/`: echo-like apical four-chamber images (8- and 16-bit PNG at two sites, 16-bit DICOM at the third).
-- `signals/`: 12-lead 10 s ECGs as WFDB records (500 Hz at two sites, 250 Hz at one).
-- `notes/`: cardiology consult notes, UTF-8.
-- `ground_truth.csv`: how strongly each modality expresses the case's label (0-1, blank = modality
-  missing), the distractor finding, the image region (`image_roi` = x0 y0 x1 y1), the ECG leads and
-  the note phrases that carry the evidence.
-- `{RANKINGS_CSV}`: modality rankings (1 = most important) by the simulated raters {raters}:
-  Mallows-model readings of the ground truth, standing in for a clinician annotation study.
-- `{COHORT_JSON}`: task, class names and this provenance.
-"""

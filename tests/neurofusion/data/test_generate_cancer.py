@@ -21,6 +21,7 @@ from neurofusion.data.cohort import check_cohort
 from neurofusion.data.synthetic.cancer import (
     CLINICAL_COLUMNS, GENE_PANEL, TRUTH_COLUMNS, draw_cohort, simulate_cancer_rankings, synthesize_case,
 )
+from neurofusion.data.synthetic.cancer.files import cancer_readme
 from neurofusion.data.synthetic.generate import generate_cohort
 
 N, SEED = 30, 4
@@ -203,6 +204,7 @@ def test_sample_matches_its_recorded_command_and_size():
                        "--out": "<folder>"}
     draws = [d for d in draw_cohort(gen["n"], gen["seed"]) if d.split in gen["splits"]]
     assert reader.case_ids == [d.case_id for d in draws] and len(draws) == 200
+    assert (SAMPLE / "README.md").read_text(encoding="utf-8") == cancer_readme(reader.info, len(draws))
     # a few cases, among them ones missing modalities: decoded values equal the recorded command's
     picks = draws[::40]
     truth = _raw(SAMPLE, "ground_truth.csv").set_index("case_id")

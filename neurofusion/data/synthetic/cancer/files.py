@@ -117,7 +117,8 @@ cells (never zeros); `has_<modality>` says which a case has.
   x0 y0 x1 y1), grade, planted driver genes, the response and the note spans that state it, the true linear
   predictor and 5-year survival.
 - `clinician_rankings.csv`: modality rankings (1 = most important) of the test cases by the simulated
-  raters {raters}: Mallows-model readings of the modalities ordered by |contribution|, standing in for a
-  clinician annotation study.
+  raters {raters}:
+  Mallows-model readings of the modalities ordered by |contribution|, standing in for a clinician
+  annotation study.
 - `cohort.json`: task, survival outcome, the declared modalities and this provenance.
 """
