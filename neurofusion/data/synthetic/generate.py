@@ -27,7 +27,6 @@ from neurofusion.data.features import FeatureSpec
 from neurofusion.data.modalities import CARDIO_MODALITIES, modalities_to_dicts
 from neurofusion.data.schema import SPLITS, Case
 from neurofusion.data.synthetic import cancer, cardio
-from neurofusion.data.synthetic.cancer.files import CANCER_FEATURES, cancer_readme, render_cohort_case
 from neurofusion.data.synthetic.labs import CARDIO_FEATURES
 from neurofusion.data.synthetic.raters import SYNTHETIC_RATERS, simulate_rankings
 from neurofusion.data.tasks import TASKS
@@ -94,8 +93,8 @@ the other splits come from the same command with `--splits` naming them.
 GENERATORS: dict[str, TaskGenerator] = {
     "cardio": TaskGenerator(cardio.draw_cohort, _render_cardio, CARDIO_FEATURES, simulate_rankings,
                             _cardio_readme),
-    "cancer": TaskGenerator(cancer.draw_cohort, render_cohort_case, CANCER_FEATURES,
-                            cancer.simulate_cancer_rankings, cancer_readme),
+    "cancer": TaskGenerator(cancer.draw_cohort, cancer.render_cohort_case, cancer.CANCER_FEATURES,
+                            cancer.simulate_cancer_rankings, cancer.cancer_readme),
 }
 
 
@@ -119,7 +118,9 @@ def generate_cohort(
     machine the files are the same bytes whatever ``workers`` is.
 
     colour_format: how colour images are stored, one of COLOUR_FORMATS ("palette" only for a task that
-    declares a colour image modality).
+    declares a colour image modality). A palette is chosen per image, so on another CPU a one-level change
+    of a rendered pixel can move palette colours: compare palette tiles with the rendered tile within the
+    quantiser's tolerance, not with each other's bytes.
     """
     if task not in GENERATORS:
         raise ValueError(f"unknown task {task!r}; available: {', '.join(GENERATORS)}")

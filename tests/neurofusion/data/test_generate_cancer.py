@@ -19,9 +19,9 @@ from neurofusion.data import CohortReader
 from neurofusion.data.__main__ import main as cli
 from neurofusion.data.cohort import check_cohort
 from neurofusion.data.synthetic.cancer import (
-    CLINICAL_COLUMNS, GENE_PANEL, TRUTH_COLUMNS, draw_cohort, simulate_cancer_rankings, synthesize_case,
+    CANCER_MODALITIES, CLINICAL_COLUMNS, GENE_PANEL, TRUTH_COLUMNS, cancer_readme, draw_cohort,
+    simulate_cancer_rankings, synthesize_case,
 )
-from neurofusion.data.synthetic.cancer.files import cancer_readme
 from neurofusion.data.synthetic.generate import generate_cohort
 
 N, SEED = 30, 4
@@ -106,7 +106,7 @@ def test_missing_modalities_are_absent_files_and_empty_cells(cohort, rendered):
 def test_survival_outcome_declared_modalities_and_tabular_assignment(cohort):
     reader = CohortReader(cohort)
     assert reader.outcome == "survival" and reader.classes == ()
-    assert reader.modality_names == NAMES
+    assert reader.modality_names == NAMES == CANCER_MODALITIES
     assert [(m.kind, m.colour) for m in reader.modalities] == [
         ("image", True), ("tabular", False), ("text", False), ("tabular", False)]
     assert reader.tabular_features == {"genomics": list(GENE_PANEL), "clinical": list(CLINICAL_COLUMNS)}
@@ -121,7 +121,8 @@ def test_survival_outcome_declared_modalities_and_tabular_assignment(cohort):
     assert head == ["case_id", "split", "time", "event", "site"]
     info = json.loads((cohort / "cohort.json").read_text())
     assert (info["task"], info["outcome"], info["horizon"], info["synthetic"]) == ("cancer", "survival", 60.0, True)
-    assert info["generator"]["command"] == f"python -m neurofusion.data generate --task cancer --n {N} --seed {SEED} --out <folder>"
+    command = f"python -m neurofusion.data generate --task cancer --n {N} --seed {SEED} --out <folder>"
+    assert info["generator"]["command"] == command
     readme = (cohort / "README.md").read_text()
     assert "SYNTHETIC DATA" in readme and info["generator"]["command"] in readme
 
@@ -172,8 +173,11 @@ def test_a_split_alone_regenerates_the_same_cases(cohort, tmp_path):
     assert files and all((part / f).read_bytes() == (cohort / f).read_bytes() for f in files)
 
 
-def test_palette_storage_is_colour_within_its_tolerance(tmp_path):
-    root = generate_cohort("cancer", 12, 9, tmp_path / "palette", colour_format="palette", workers=1, progress=False)
+def test_palette_storage_is_colour_within_its_tolerance(tmp_path, capsys):
+    root = tmp_path / "palette"
+    assert cli(["generate", "--task", "cancer", "--n", "12", "--seed", "9", "--colour-format", "palette",
+                "--workers", "1", "--out", str(root)]) == 0
+    assert "wrote 12 cases" in capsys.readouterr().out
     reader = CohortReader(root)
     assert "--colour-format palette" in reader.info["generator"]["command"]
     tiles = sorted((root / "histopathology").glob("*.png"))

@@ -13,14 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 from neurofusion.data.features import FeatureSpec
-from neurofusion.data.modalities import ModalitySpec
+from neurofusion.data.modalities import CANCER_MODALITIES as CANCER_SPECS
 from neurofusion.data.schema import Case
 from neurofusion.data.synthetic.cancer.clinical import CLINICAL_COLUMNS, STAGES
 from neurofusion.data.synthetic.cancer.cohort import CancerCase, CaseDraw, synthesize_case
 from neurofusion.data.synthetic.cancer.genomics import GENE_PANEL, PRIMARY_SITES
 from neurofusion.data.synthetic.cancer.outcome import HORIZON_MONTHS
 from neurofusion.data.synthetic.raters import SYNTHETIC_RATERS
-from neurofusion.data.tasks import TASKS
 
 _CLINICAL_FEATURES: dict[str, FeatureSpec] = {
     "age": FeatureSpec("age", unit="years", description="age at diagnosis", modality="clinical"),
@@ -43,11 +42,6 @@ CANCER_FEATURES: list[FeatureSpec] = [_CLINICAL_FEATURES[c] for c in CLINICAL_CO
 ]
 
 
-def cancer_modalities() -> tuple[ModalitySpec, ...]:
-    """The declared modalities of the cancer task (histopathology, genomics, treatment_notes, clinical)."""
-    return TASKS["cancer"].modalities
-
-
 def cohort_case(case: CancerCase) -> Case:
     """A synthesised case -> the Case a cohort folder holds: histopathology float32 (3, H, W) RGB in [0, 1]
     (uint8 / 255, so writing it as 8-bit PNG is exact), genomics {gene: 0/1}, treatment_notes str, clinical
@@ -59,7 +53,7 @@ def cohort_case(case: CancerCase) -> Case:
         "clinical": dict(case.clinical),
     }
     values = {m: v if case.present[m] else None for m, v in values.items()}
-    return Case.from_values(case.case_id, "", case.split, values, cancer_modalities(), site=case.site,
+    return Case.from_values(case.case_id, "", case.split, values, CANCER_SPECS, site=case.site,
                             outcome={"time": float(case.time), "event": int(case.event)})
 
 
