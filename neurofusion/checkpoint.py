@@ -301,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     summary = {
         "architecture": ckpt.config.architecture,
+        "outcome": ckpt.config.outcome,
         "classes": ckpt.config.classes,
+        **({"survival_bins": ckpt.config.heads[0].bins, "horizon": ckpt.config.horizon}
+           if ckpt.config.outcome == "survival" else {}),
         "parameters": parameter_counts(ckpt.model),
         "config_checked_against_weights": ckpt.config_checked,
         "out_of_distribution": None if ckpt.ood is None else ckpt.ood.summary(),

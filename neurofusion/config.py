@@ -121,7 +121,8 @@ class HeadConfig:
         from neurofusion.survival import SurvivalBins
 
         if self.num_outputs < 1:
-            raise ValueError(f"survival head {self.name!r} needs at least one time bin, got num_outputs={self.num_outputs}")
+            raise ValueError(f"survival head {self.name!r} needs at least one time bin, "
+                             f"got num_outputs={self.num_outputs}")
         if self.bins is None:
             grid = SurvivalBins.uniform(DEFAULT_SURVIVAL_SPAN, DEFAULT_SURVIVAL_SPAN / self.num_outputs)
         elif isinstance(self.bins, SurvivalBins):

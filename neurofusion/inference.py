@@ -102,8 +102,9 @@ class Predictor:
         arrays = self._run(cases, drop, batch_size, read)
         curves = arrays["curves"].astype(np.float64)
         at_horizon = np.asarray(bins.survival_at(curves, horizon))
+        outcomes = arrays["outcomes"].astype(np.float64)
         return SurvivalPrediction([c.case_id for c in cases], curves, at_horizon, 1.0 - at_horizon, horizon, bins,
-                                  arrays["outcomes"][:, 0].astype(np.float64), arrays["outcomes"][:, 1].astype(np.float64))
+                                  outcomes[:, 0], outcomes[:, 1])
 
     def _run(self, cases: Sequence[Case], drop: Sequence[str], batch_size: int,
              read: Callable[[Batch, ModelOutput], dict[str, torch.Tensor]]) -> dict[str, np.ndarray]:

@@ -6,9 +6,9 @@ Adam with the config's learning rate and batch size; modality dropout so the mis
 learned; per-modality augmentation; mixed precision (bfloat16) on a GPU. A classifier keeps the epoch with
 the best validation macro-F1; a survival model (primary head ``survival``, a survival cohort) is trained on
 ``(bin, event)`` targets from each case's time and event (``SurvivalBins.encode``; cases without an outcome
-add nothing) and keeps the epoch with the best validation C-index of its risk score 1 - S(horizon). At the end, the per-modality
-out-of-distribution reference (neurofusion.ood) is fitted on the train split with its threshold on the val
-split, and saved with the checkpoint.
+add nothing) and keeps the epoch with the best validation C-index of its risk score 1 - S(horizon). At the
+end, the per-modality out-of-distribution reference (neurofusion.ood) is fitted on the train split with its
+threshold on the val split, and saved with the checkpoint.
 """
 
 from __future__ import annotations
@@ -266,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             "data": str(Path(args.data)),
             "data_hash": data_hash(cohort, cohort.ids("train") + cohort.ids("val")),
             "train_config": dataclasses.asdict(experiment.train),
+            "selected_by": _SELECTED_BY[result.model.config.outcome],
             "best_epoch": result.best_epoch,
             "epochs": len(result.history),
             "minutes": round(result.minutes, 2),

@@ -37,7 +37,7 @@ from neurofusion.models.model import (
 __all__ = [
     "ARCHITECTURE_CLASSES", "ClassificationHead", "CrossModalFusion", "EarlyFusion", "Encoded", "EncoderOutput",
     "FeatureNormaliser", "FusionOutput", "ImageEncoder", "LateFusion", "MLPFusion", "MissingEmbeddings",
-    "ModelOutput", "MultiModalModel", "NeuroFusion", "NotAClassifierError", "RegressionHead", "SignalEncoder", "SingleModality",
-    "SurvivalHead", "TabularEncoder", "TextEncoder", "build_heads", "build_model", "multitask_loss",
+    "ModelOutput", "MultiModalModel", "NeuroFusion", "NotAClassifierError", "RegressionHead", "SignalEncoder",
+    "SingleModality", "SurvivalHead", "TabularEncoder", "TextEncoder", "build_heads", "build_model", "multitask_loss",
     "tabular_normaliser", "tabular_normalisers", "encoder_inputs", "ENCODERS",
 ]

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from neurofusion.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from neurofusion.config import (
@@ -27,11 +28,11 @@ from neurofusion.config import (
 from neurofusion.data import Case, CohortReader, FeatureSpec, write_case_files, write_cohort_tables
 from neurofusion.data.errors import CohortError
 from neurofusion.data.modalities import ModalitySpec, modalities_to_dicts
-from neurofusion.evaluate import evaluate, report_text
+from neurofusion.evaluate import evaluate, main as evaluate_main, report_text
 from neurofusion.inference import Predictor
 from neurofusion.models import NotAClassifierError, build_model
 from neurofusion.survival import SurvivalBins, concordance_index, kaplan_meier
-from neurofusion.train import fit, primary_targets
+from neurofusion.train import fit, main as train_main, primary_targets
 from tests.neurofusion.declared import write_toy_cohort
 
 HORIZON = 60.0
@@ -241,3 +242,23 @@ def test_an_untrained_survival_model_builds_on_declared_modalities():
                           features=[dataclasses.asdict(f) for f in PLANTED_FEATURES])
     model = build_model(config)
     assert model.config.outcome == "survival" and model.config.survival_bins == BINS
+
+
+def test_command_line_training_writes_survival_metrics_that_evaluate_reproduces(tmp_path, capsys):
+    root = write_planted_cohort(tmp_path / "cohort", {"train": 120, "val": 60, "test": 100}, seed=5)
+    train = dataclasses.asdict(TrainConfig(lr=0.01, batch_size=32, max_epochs=3, modality_dropout=0.2, augment=False))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"model": _tiny_config().to_dict(), "train": train}))
+    assert train_main(["--config", str(tmp_path / "c.yaml"), "--data", str(root), "--out", str(tmp_path / "ckpt"),
+                       "--quiet"]) == 0
+    assert "test C-index" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "ckpt" / "metrics.json").read_text())
+    training = json.loads((tmp_path / "ckpt" / "training.json").read_text())
+    assert training["selected_by"] == "val_c_index" and len(training["history"]) == 3
+    assert {"val_c_index", "val_nll"} <= set(training["history"][0])
+    assert set(metrics) == {"val", "test"} and metrics["test"]["n"] == 100
+    assert metrics["test"]["censoring_reference"]["n"] == 120
+    assert evaluate_main(["--checkpoint", str(tmp_path / "ckpt"), "--data", str(root), "--bootstrap", "10",
+                          "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    for key in ("c_index", "auc_at_horizon", "integrated_brier"):
+        assert evaluated[key]["value"] == pytest.approx(metrics["test"][key]["value"], abs=1e-9), key
