@@ -3,6 +3,10 @@ withheld-category differences and the modality Shapley / leave-one-out values ar
 explained output, so the difference of the explanations of A and of B (same case, same settings) is the
 explanation of logit_A - logit_B (probabilities p_A - p_B for modality importance). Grad-CAM (a ReLU on
 the map) and the encoder's spatial attention (the same for every class) have no such difference.
+
+Every declared modality's panel is contrasted by its kind (``CaseExplanation.panels``); the cardio fields
+follow their panels. An image map that cannot be subtracted is left out, its reason in ``unexplained``
+under the modality's name.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from explain.case import CaseExplanation
+from explain.case import LEGACY_FIELDS, CaseExplanation
 from explain.image import ImageSaliency
 from explain.importance import ModalityImportance
 from explain.signal import SignalExplanation, top_segments
@@ -26,26 +30,27 @@ def contrast_explanations(a: CaseExplanation, b: CaseExplanation) -> CaseExplana
     a's minus b's; attention-only parts (cross-modal attention, the ECG's temporal attention) are kept as
     they are, since they do not depend on the class. ``a`` and ``b`` must explain the same case with the
     same settings. An image map that cannot be subtracted is left out and the reason put in
-    ``unexplained["image"]``."""
+    ``unexplained[<image modality>]`` (``unexplained["image"]`` for cardio)."""
     _check_pair(a, b)
     unexplained = dict(a.unexplained)
-    image = None
-    if a.image is not None:
-        if a.image.method in LINEAR_IMAGE_METHODS:
-            image = _contrast_image(a.image, b.image)
+    panels = {}
+    for name, panel in a.panels.items():
+        other = b.panels[name]
+        if isinstance(panel, ImageSaliency):
+            if panel.method in LINEAR_IMAGE_METHODS:
+                panels[name] = _contrast_image(panel, other)
+            else:
+                unexplained[name] = (f"{panel.method.replace('_', ' ')} is not linear in the class, so it has no "
+                                     "difference of two classes; choose Integrated Gradients or occlusion")
+        elif isinstance(panel, NoteExplanation):
+            panels[name] = _contrast_note(panel, other)
+        elif isinstance(panel, SignalExplanation):
+            panels[name] = _contrast_signal(panel, other)
         else:
-            unexplained["image"] = (f"{a.image.method.replace('_', ' ')} is not linear in the class, so it has no "
-                                    "difference of two classes; choose Integrated Gradients or occlusion")
-    return dataclasses.replace(
-        a,
-        contrast=b.target,
-        importance=_contrast_importance(a.importance, b.importance),
-        image=image,
-        note=None if a.note is None else _contrast_note(a.note, b.note),
-        signal=None if a.signal is None else _contrast_signal(a.signal, b.signal),
-        tabular=None if a.tabular is None else _contrast_tabular(a.tabular, b.tabular),
-        unexplained=unexplained,
-    )
+            panels[name] = _contrast_tabular(panel, other)
+    legacy = {slot: panels.get(kind) if a.kinds.get(kind) == kind else None for kind, slot in LEGACY_FIELDS.items()}
+    return dataclasses.replace(a, contrast=b.target, importance=_contrast_importance(a.importance, b.importance),
+                               unexplained=unexplained, panels=panels, **legacy)
 
 
 def _check_pair(a: CaseExplanation, b: CaseExplanation) -> None:
@@ -56,15 +61,19 @@ def _check_pair(a: CaseExplanation, b: CaseExplanation) -> None:
                          f"{a.case_id!r} and {b.case_id!r}")
     if a.target == b.target:
         raise ValueError(f"a contrast needs two different classes, got {a.classes[a.target]!r} twice")
-    for name in ("image", "note", "signal", "tabular"):
-        if (getattr(a, name) is None) != (getattr(b, name) is None):
-            raise ValueError(f"the two explanations differ in whether they have a {name} part")
-    if a.image is not None and a.image.method != b.image.method:
-        raise ValueError(f"the two explanations use different image methods ({a.image.method}, {b.image.method})")
-    if a.signal is not None and a.signal.attributions.shape != b.signal.attributions.shape:
-        raise ValueError("the two ECG explanations have different shapes: explain both with the same settings")
-    if a.note is not None and a.note.tokens != b.note.tokens:
-        raise ValueError("the two note explanations read different tokens")
+    if set(a.panels) != set(b.panels):
+        differ = sorted(set(a.panels) ^ set(b.panels))[0]
+        raise ValueError(f"the two explanations differ in whether they have a {differ} part")
+    for name, panel in a.panels.items():
+        other = b.panels[name]
+        if type(panel) is not type(other):
+            raise ValueError(f"the two explanations of {name} are of different kinds")
+        if isinstance(panel, ImageSaliency) and panel.method != other.method:
+            raise ValueError(f"the two explanations use different image methods ({panel.method}, {other.method})")
+        if isinstance(panel, SignalExplanation) and panel.attributions.shape != other.attributions.shape:
+            raise ValueError("the two ECG explanations have different shapes: explain both with the same settings")
+        if isinstance(panel, NoteExplanation) and panel.tokens != other.tokens:
+            raise ValueError("the two note explanations read different tokens")
 
 
 def _contrast_importance(a: ModalityImportance, b: ModalityImportance) -> ModalityImportance:

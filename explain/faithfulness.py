@@ -5,6 +5,10 @@
 - Deletion curves: remove the most-attributed parts first (image pixels, ECG samples, note words) and
   watch the explained class's probability fall, against removing them in random order.
 - ERASER comprehensiveness / sufficiency for note phrases (DeYoung et al. 2020).
+
+Every declared image, signal and text modality is checked, keyed by its name (cardio: image, signal,
+text), kinds in that order and each kind's modalities in declaration order. A survival model's explained
+value is its chosen quantity (:class:`explain.targets.SurvivalTarget`) instead of p(target).
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from scipy.stats import spearmanr
 from explain._forward import ModalityForward
 from explain.image import image_saliency
 from explain.signal import explain_signal
+from explain.targets import SurvivalTarget, is_survival
 from explain.text import explain_note
+from neurofusion.data.modalities import CARDIO_MODALITIES
 from neurofusion.data.schema import Case
 from neurofusion.inference import Predictor, model_lock
 
@@ -43,24 +49,32 @@ class DeletionCurve:
         return float(np.trapezoid(self.random, self.fractions))
 
 
+def checked_modalities(model, kind: str) -> list[str]:
+    """The model's encoded modalities of ``kind``, in declaration order (cardio's for a model that
+    declares none)."""
+    specs = getattr(model, "specs", None) or CARDIO_MODALITIES
+    return [s.name for s in specs if s.kind == kind and s.name in model.encoders]
+
+
 def cascade_groups(model) -> list[tuple[str, list[torch.nn.Module]]]:
-    """Layer groups from the output back to the input, in the order they are re-initialised."""
+    """Layer groups from the output back to the input, in the order they are re-initialised: heads,
+    fusion, then each image, signal and text encoder (named by its modality) from its top layer down."""
     groups: list[tuple[str, list[torch.nn.Module]]] = [("heads", [model.heads])]
     if hasattr(model, "fusion"):
         groups.append(("fusion", [model.fusion, model.missing]))
     encoders = model.encoders
-    if "image" in encoders:
-        stages = list(encoders["image"].backbone.encoder.stages)
-        groups.append(("image attention pool", [encoders["image"].pool]))
-        groups += [(f"image stage {k + 1}", [stages[k]]) for k in reversed(range(len(stages)))]
-        groups.append(("image stem", [encoders["image"].backbone.embedder]))
-    if "signal" in encoders:
-        signal = encoders["signal"]
-        groups.append(("signal LSTM + attention", [signal.lstm, signal.pool, signal.project]))
-        groups.append(("signal convolutions", [signal.conv]))
-    if "text" in encoders:
-        layers = list(encoders["text"].bert.encoder.layer)
-        groups += [(f"text layer {k + 1}", [layers[k]]) for k in reversed(range(len(layers)))]
+    for name in checked_modalities(model, "image"):
+        stages = list(encoders[name].backbone.encoder.stages)
+        groups.append((f"{name} attention pool", [encoders[name].pool]))
+        groups += [(f"{name} stage {k + 1}", [stages[k]]) for k in reversed(range(len(stages)))]
+        groups.append((f"{name} stem", [encoders[name].backbone.embedder]))
+    for name in checked_modalities(model, "signal"):
+        signal = encoders[name]
+        groups.append((f"{name} LSTM + attention", [signal.lstm, signal.pool, signal.project]))
+        groups.append((f"{name} convolutions", [signal.conv]))
+    for name in checked_modalities(model, "text"):
+        layers = list(encoders[name].bert.encoder.layer)
+        groups += [(f"{name} layer {k + 1}", [layers[k]]) for k in reversed(range(len(layers)))]
     return groups
 
 
@@ -73,7 +87,8 @@ def randomisation_check(predictor: Predictor, cases: Sequence[Case], *, n_steps:
     Only inputs that differ from the Integrated Gradients baseline (non-black pixels, non-zero ECG
     samples) are compared: the others get zero attribution under any model at all, and counting them would
     keep the correlation high whatever the model learned."""
-    targets = [int(k) for k in predictor.predict(cases)[1].argmax(1)]  # the trained model's class throughout
+    # the trained model's class throughout (a survival model: its one explained quantity)
+    targets = [0] * len(cases) if is_survival(predictor.model) else [int(k) for k in predictor.predict(cases)[1].argmax(1)]
     original = _saliencies(predictor.model, predictor, cases, targets, n_steps)
     randomised = copy.deepcopy(predictor.model).eval()
     # the re-initialisation draws where the weights live: a CPU generator cannot fill CUDA parameters
@@ -89,19 +104,25 @@ def randomisation_check(predictor: Predictor, cases: Sequence[Case], *, n_steps:
 
 def _saliencies(model, predictor: Predictor, cases: Sequence[Case], targets: Sequence[int],
                 n_steps: int) -> dict[str, list]:
-    """{modality: [(attribution, input), ...]} in the model's input frame."""
+    """{modality: [(attribution, input), ...]} in the model's input frame, for every image and signal
+    modality (a colour image's input: its channel sum, where the summed map lives)."""
     runner = Predictor(model, predictor.tokenizer, predictor.device)
-    maps: dict[str, list] = {"image": [], "signal": []}
+    images, signals = checked_modalities(model, "image"), checked_modalities(model, "signal")
+    maps: dict[str, list] = {name: [] for name in images + signals}
     with model_lock(model):
         for case, target in zip(cases, targets):
             batch = runner.batch([case])
             forward = ModalityForward(model, batch)
-            if forward.has("image"):
-                saliency = image_saliency(forward, case.image.shape, target, "integrated_gradients", n_steps=n_steps)
-                maps["image"].append((saliency.model_map, batch.image[0, 0].cpu().numpy()))
-            if forward.has("signal"):
-                signal = explain_signal(forward, target, case.signal.duration_s, n_steps=n_steps)
-                maps["signal"].append((signal.attributions, batch.signal[0].cpu().numpy()))
+            for name in images:
+                if forward.has(name):
+                    saliency = image_saliency(forward, case.value(name).shape, target, "integrated_gradients",
+                                              n_steps=n_steps, modality=name)
+                    maps[name].append((saliency.model_map, batch.inputs[name]["image"][0].sum(0).cpu().numpy()))
+            for name in signals:
+                if forward.has(name):
+                    signal = explain_signal(forward, target, case.value(name).duration_s, n_steps=n_steps,
+                                            modality=name)
+                    maps[name].append((signal.attributions, batch.inputs[name]["signal"][0].cpu().numpy()))
     return maps
 
 
@@ -145,43 +166,54 @@ def deletion_curve(score: Callable[[np.ndarray], float], attribution: np.ndarray
 
 
 def modality_deletion_curves(predictor: Predictor, case: Case, target: int, *, n_steps: int = 32,
-                             seed: int = 0) -> dict[str, DeletionCurve]:
-    """Deletion curves for the image (pixels -> black), ECG (samples -> 0) and note (words -> [PAD])."""
+                             seed: int = 0, survival: SurvivalTarget | None = None) -> dict[str, DeletionCurve]:
+    """Deletion curves, by modality name, for every image (pixels -> black, all channels of a pixel
+    together), signal (samples -> 0) and text (words -> [PAD]) modality the case has. A survival model:
+    the curve of its explained quantity ``survival`` (target 0)."""
     model = predictor.model
+    survival_model = is_survival(model)
     with model_lock(model):
         batch = predictor.batch([case])
-        forward = ModalityForward(model, batch)
+        forward = ModalityForward(model, batch, survival=survival)
         curves = {}
 
-        def probability(logits: torch.Tensor) -> float:
-            return float(torch.softmax(logits, -1)[0, target])
+        def probability(scores: torch.Tensor) -> float:
+            return float(scores[0, target]) if survival_model else float(torch.softmax(scores, -1)[0, target])
 
         def kept(keep: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(keep).to(batch.present.device)  # the mask goes where the inputs are
 
-        if forward.has("image"):
-            saliency = image_saliency(forward, case.image.shape, target, "integrated_gradients", n_steps=n_steps)
-            image = batch.image
-            curves["image"] = deletion_curve(
-                lambda keep: probability(forward.image(image * kept(keep)[None, None].to(image.dtype))),
+        for name in [n for n in checked_modalities(model, "image") if forward.has(n)]:
+            saliency = image_saliency(forward, case.value(name).shape, target, "integrated_gradients",
+                                      n_steps=n_steps, modality=name)
+            image, function = batch.inputs[name]["image"], forward.function(name)
+            curves[name] = deletion_curve(
+                lambda keep, image=image, function=function: probability(
+                    function(image * kept(keep)[None, None].to(image.dtype))),
                 saliency.model_map, seed=seed)
-        if forward.has("signal"):
-            signal_result = explain_signal(forward, target, case.signal.duration_s, n_steps=n_steps)
-            signal = batch.signal
-            curves["signal"] = deletion_curve(
-                lambda keep: probability(forward.signal(signal * kept(keep)[None].to(signal.dtype))),
+        for name in [n for n in checked_modalities(model, "signal") if forward.has(n)]:
+            signal_result = explain_signal(forward, target, case.value(name).duration_s, n_steps=n_steps,
+                                           modality=name)
+            signal, function = batch.inputs[name]["signal"], forward.function(name)
+            curves[name] = deletion_curve(
+                lambda keep, signal=signal, function=function: probability(
+                    function(signal * kept(keep)[None].to(signal.dtype))),
                 signal_result.attributions, seed=seed)
-        if forward.has("text"):
-            note = explain_note(forward, case.note, predictor.tokenizer, target, n_steps=n_steps)
-            curves["text"] = deletion_curve(
-                lambda keep: probability(forward.text_ids(_mask_tokens(batch, predictor.tokenizer, keep))),
+        for name in [n for n in checked_modalities(model, "text") if forward.has(n)]:
+            note = explain_note(forward, case.value(name), predictor.tokenizer, target, n_steps=n_steps,
+                                modality=name)
+            function = forward.function(name)
+            curves[name] = deletion_curve(
+                lambda keep, name=name, function=function: probability(
+                    function(_mask_tokens(batch, predictor.tokenizer, keep, name))),
                 note.token_scores[1:-1], seed=seed)
     return curves
 
 
-def _mask_tokens(batch, tokenizer, keep: np.ndarray) -> torch.Tensor:
-    """Replace the word pieces (between [CLS] and [SEP]) not kept by [PAD]."""
-    ids = batch.tokens["input_ids"].clone()
+def _mask_tokens(batch, tokenizer, keep: np.ndarray, modality: str | None = None) -> torch.Tensor:
+    """Replace the word pieces (between [CLS] and [SEP]) of text modality ``modality`` (default the first)
+    not kept by [PAD]."""
+    ids = (batch.tokens if modality is None else batch.inputs[modality])["input_ids"].clone()
     inner = ids[0, 1:-1]
     inner[~torch.from_numpy(keep).to(ids.device)] = tokenizer.pad_token_id
     ids[0, 1:-1] = inner
@@ -189,24 +221,29 @@ def _mask_tokens(batch, tokenizer, keep: np.ndarray) -> torch.Tensor:
 
 
 def eraser_scores(predictor: Predictor, case: Case, target: int, *, top_share: float = 0.2,
-                  n_steps: int = 32) -> dict[str, float]:
-    """ERASER for the note: the rationale is the top ``top_share`` of word pieces by attribution.
-    comprehensiveness = p(full) - p(note without the rationale); sufficiency = p(full) - p(rationale only).
-    High comprehensiveness and low sufficiency mean the highlighted words really carry the prediction."""
+                  n_steps: int = 32, modality: str | None = None) -> dict[str, float]:
+    """ERASER for the note (text modality ``modality``, default the first): the rationale is the top
+    ``top_share`` of word pieces by attribution. comprehensiveness = p(full) - p(note without the
+    rationale); sufficiency = p(full) - p(rationale only). High comprehensiveness and low sufficiency mean
+    the highlighted words really carry the prediction. A classifier only (p is a class probability)."""
     model = predictor.model
+    if is_survival(model):
+        raise ValueError("ERASER scores compare class probabilities; this model predicts survival")
     with model_lock(model):
         batch = predictor.batch([case])
         forward = ModalityForward(model, batch)
-        if not forward.has("text"):
+        name = forward.first("text") if modality is None else modality
+        if name is None or not forward.has(name):
             raise ValueError("this case has no note")
-        note = explain_note(forward, case.note, predictor.tokenizer, target, n_steps=n_steps)
+        function = forward.function(name)
+        note = explain_note(forward, case.value(name), predictor.tokenizer, target, n_steps=n_steps, modality=name)
         scores = note.token_scores[1:-1]
         k = max(1, int(round(top_share * len(scores))))
         rationale = np.zeros(len(scores), dtype=bool)
         rationale[np.argsort(-scores)[:k]] = True
 
         def p(keep: np.ndarray) -> float:
-            return float(torch.softmax(forward.text_ids(_mask_tokens(batch, predictor.tokenizer, keep)), -1)[0, target])
+            return float(torch.softmax(function(_mask_tokens(batch, predictor.tokenizer, keep, name)), -1)[0, target])
 
         with torch.no_grad():
             full = p(np.ones(len(scores), dtype=bool))

@@ -26,6 +26,11 @@ What each edit means to the model:
   the window's edges. The recording keeps its length, so the rest stays where it was in time (cropping
   would shift every later beat and shorten the record, which the model then zero-pads). The model has no
   per-sample "not recorded" mask, so a flat baseline is the closest input to "nothing seen here".
+
+Each edit takes ``modality=``: the declared modality it edits (a tabular, text or signal one), default the
+first of its kind (cardio's labs, note and ECG). :func:`lab_limits` takes it too. A survival model's
+what-if compares its explained quantity (:class:`explain.targets.SurvivalTarget`) instead of class
+probabilities.
 """
 
 from __future__ import annotations
@@ -39,9 +44,11 @@ import numpy as np
 import torch
 
 from explain.importance import ModalityImportance, modality_importance
+from explain.targets import SurvivalTarget, explained_label, explained_values, is_survival
+from neurofusion.data.modalities import first_of_kind
 from neurofusion.data.schema import Case, Signal, TabularValue, lead_key
 from neurofusion.inference import Predictor, model_lock
-from neurofusion.models.model import tabular_normaliser
+from neurofusion.models.model import tabular_normalisers
 
 __all__ = ["Z_LIMIT", "NEGATIONS", "LabLimit", "WhatIfResult", "lab_limits", "with_lab", "strike_phrase",
            "negate_phrase", "drop_leads", "drop_window", "edits_of", "what_if"]
@@ -64,12 +71,15 @@ class LabLimit:
     categories: tuple[str, ...] = ()
 
 
-def lab_limits(predictor: Predictor) -> dict[str, LabLimit]:
-    """{feature: LabLimit} from the checkpoint's feature spec and, for numeric features, its stored
-    normalisation statistics (training mean and standard deviation, log scale for skewed features)."""
-    normaliser = tabular_normaliser(predictor.model)
+def lab_limits(predictor: Predictor, modality: str | None = None) -> dict[str, LabLimit]:
+    """{feature: LabLimit} of tabular modality ``modality`` (default the first declared) from the
+    checkpoint's feature spec and, for numeric features, its stored normalisation statistics (training
+    mean and standard deviation, log scale for skewed features)."""
+    name = _modality(predictor.spec.modalities, modality, "tabular")
+    normaliser = tabular_normalisers(predictor.model).get(name)
+    features = predictor.spec.features_of(name)
     limits: dict[str, LabLimit] = {}
-    for j, feature in enumerate(predictor.spec.numeric_features):
+    for j, feature in enumerate(f for f in features if f.kind == "numeric"):
         low = high = None
         if normaliser is not None and j < normaliser.mean.numel():
             mean, std = float(normaliser.mean[j]), float(normaliser.std[j])
@@ -80,9 +90,23 @@ def lab_limits(predictor: Predictor) -> dict[str, LabLimit]:
                 positive = mean - 3 * std > 0  # a positive quantity: a negative value is a typo
                 low, high = (max(0.0, lo) if positive else lo), hi
         limits[feature.name] = LabLimit(feature.name, "numeric", feature.unit, _round(low), _round(high))
-    for feature in predictor.spec.categorical_features:
+    for feature in (f for f in features if f.kind == "categorical"):
         limits[feature.name] = LabLimit(feature.name, "categorical", feature.unit, categories=feature.categories)
-    return {f.name: limits[f.name] for f in predictor.spec.features}  # in the checkpoint's feature order
+    return {f.name: limits[f.name] for f in features}  # in the checkpoint's feature order
+
+
+def _modality(specs, modality: str | None, kind: str) -> str:
+    """The declared modality an edit works on: ``modality`` (checked to be of ``kind``) or the first of it."""
+    if modality is None:
+        spec = first_of_kind(specs, kind)
+        if spec is None:
+            raise ValueError(f"no {kind} modality is declared ({', '.join(s.name for s in specs)})")
+        return spec.name
+    kinds = {s.name: s.kind for s in specs}
+    if kinds.get(modality) != kind:
+        raise ValueError(f"{modality!r} is not a declared {kind} modality (declared: "
+                         f"{', '.join(f'{n} ({k})' for n, k in kinds.items())})")
+    return modality
 
 
 def _round(value: float | None) -> float | None:
@@ -90,14 +114,19 @@ def _round(value: float | None) -> float | None:
     return None if value is None else float(f"{value:.3g}")
 
 
-def with_lab(case: Case, name: str, value: TabularValue, limits: dict[str, LabLimit]) -> Case:
-    """A copy of ``case`` whose tabular feature ``name`` is ``value`` (None = not measured).
+def with_lab(case: Case, name: str, value: TabularValue, limits: dict[str, LabLimit], *,
+             modality: str | None = None) -> Case:
+    """A copy of ``case`` whose feature ``name`` of tabular modality ``modality`` (default the first) is
+    ``value`` (None = not measured).
 
-    ``limits`` is :func:`lab_limits` of the checkpoint. Raises ValueError saying what is wrong: a case
-    without labs, a feature the model does not read, a value that is not a finite number, outside the
-    plausible range, or a category the model does not know."""
-    if case.tabular is None:
-        raise ValueError(f"case {case.case_id} has no labs or demographics to edit")
+    ``limits`` is :func:`lab_limits` of the checkpoint (for the same modality). Raises ValueError saying
+    what is wrong: a case without labs, a feature the model does not read, a value that is not a finite
+    number, outside the plausible range, or a category the model does not know."""
+    modality = _modality(case.modalities, modality, "tabular")
+    values = case.value(modality)
+    if values is None:
+        raise ValueError(f"case {case.case_id} has no labs or demographics to edit" if modality == "tabular"
+                         else f"case {case.case_id} has no {modality} values to edit")
     if name not in limits:
         raise ValueError(f"the model reads no tabular feature {name!r}; it reads {', '.join(limits)}")
     limit = limits[name]
@@ -119,10 +148,10 @@ def with_lab(case: Case, name: str, value: TabularValue, limits: dict[str, LabLi
                              f"({_range_text(limit)}{unit}: within {Z_LIMIT:g} standard deviations of its "
                              "training cases); check the value and its unit")
         shown = f"{new:g}{unit}"
-    before = case.tabular.get(name)
-    tabular = dict(case.tabular)
+    before = values.get(name)
+    tabular = dict(values)
     tabular[name] = new
-    return _edited(case, f"{name}: {_lab_text(before, unit)} → {shown}", tabular=tabular)
+    return _edited(case, f"{name}: {_lab_text(before, unit)} → {shown}", **{modality: tabular})
 
 
 def _range_text(limit: LabLimit) -> str:
@@ -137,17 +166,21 @@ def _lab_text(value: TabularValue, unit: str) -> str:
     return f"{value:g}{unit}" if isinstance(value, (int, float)) else str(value)
 
 
-def strike_phrase(case: Case, start: int, end: int) -> Case:
-    """A copy of ``case`` with ``note[start:end]`` deleted (character offsets into the note as written)."""
-    note = _checked_span(case, start, end)
-    return _edited(case, f"struck {note[start:end]!r} (characters {start}-{end})", note=note[:start] + note[end:])
+def strike_phrase(case: Case, start: int, end: int, *, modality: str | None = None) -> Case:
+    """A copy of ``case`` with ``note[start:end]`` deleted (character offsets into the note as written) in
+    text modality ``modality`` (default the first)."""
+    modality = _modality(case.modalities, modality, "text")
+    note = _checked_span(case, start, end, modality)
+    return _edited(case, f"struck {note[start:end]!r} (characters {start}-{end})",
+                   **{modality: note[:start] + note[end:]})
 
 
-def negate_phrase(case: Case, start: int, end: int, negation: str = "no") -> Case:
+def negate_phrase(case: Case, start: int, end: int, negation: str = "no", *, modality: str | None = None) -> Case:
     """A copy of ``case`` with ``negation + " "`` inserted before ``note[start:end]`` ("No " at the start of
-    a sentence); the phrase itself is unchanged. A phrase that already starts with a negation is refused:
-    strike it instead."""
-    note = _checked_span(case, start, end)
+    a sentence) in text modality ``modality`` (default the first); the phrase itself is unchanged. A
+    phrase that already starts with a negation is refused: strike it instead."""
+    modality = _modality(case.modalities, modality, "text")
+    note = _checked_span(case, start, end, modality)
     if negation not in NEGATIONS:
         raise ValueError(f"negation must be one of {', '.join(NEGATIONS)}, got {negation!r}")
     phrase = note[start:end]
@@ -157,24 +190,28 @@ def negate_phrase(case: Case, start: int, end: int, negation: str = "no") -> Cas
     before = note[:start].rstrip(" \t")
     word = negation.capitalize() if not before or before[-1] in _SENTENCE_ENDS else negation
     return _edited(case, f"negated {phrase!r}: {word} {phrase!r} (characters {start}-{end})",
-                   note=note[:start] + word + " " + note[start:])
+                   **{modality: note[:start] + word + " " + note[start:]})
 
 
-def _checked_span(case: Case, start: int, end: int) -> str:
-    if case.note is None:
-        raise ValueError(f"case {case.case_id} has no clinical note to edit")
+def _checked_span(case: Case, start: int, end: int, modality: str) -> str:
+    note = case.value(modality)
+    if note is None:
+        raise ValueError(f"case {case.case_id} has no clinical note to edit" if modality == "text"
+                         else f"case {case.case_id} has no {modality} text to edit")
     if not (isinstance(start, (int, np.integer)) and isinstance(end, (int, np.integer))):
         raise ValueError(f"phrase offsets must be whole numbers, got {start!r} and {end!r}")
-    if not 0 <= start < end <= len(case.note):
-        raise ValueError(f"phrase offsets must satisfy 0 <= start < end <= {len(case.note)} (the note's length), "
+    if not 0 <= start < end <= len(note):
+        raise ValueError(f"phrase offsets must satisfy 0 <= start < end <= {len(note)} (the note's length), "
                          f"got start {start}, end {end}")
-    return case.note
+    return note
 
 
-def drop_leads(case: Case, leads: Sequence[str]) -> Case:
+def drop_leads(case: Case, leads: Sequence[str], *, modality: str | None = None) -> Case:
     """A copy of ``case`` without the channels of ``leads`` (standard names or any spelling the readers
-    accept, 'MLII' for II): the model sees them as not recorded. Every lead dropped = no ECG."""
-    signal = _checked_signal(case)
+    accept, 'MLII' for II) in signal modality ``modality`` (default the first): the model sees them as not
+    recorded. Every lead dropped = no ECG."""
+    modality = _modality(case.modalities, modality, "signal")
+    signal = _checked_signal(case, modality)
     if not leads:
         raise ValueError("name at least one lead to drop")
     keys = {lead_key(lead): str(lead) for lead in leads}
@@ -185,14 +222,16 @@ def drop_leads(case: Case, leads: Sequence[str]) -> Case:
     keep = [row for row, channel in enumerate(signal.channels) if lead_key(channel) not in keys]
     what = f"dropped lead{'s' if len(keys) > 1 else ''} {', '.join(keys.values())}"
     if not keep:
-        return _edited(case, what + " (every lead: no ECG)", signal=None)
+        return _edited(case, what + " (every lead: no ECG)", **{modality: None})
     kept = Signal(signal.data[keep].copy(), signal.fs, tuple(signal.channels[r] for r in keep), signal.units)
-    return _edited(case, what, signal=kept)
+    return _edited(case, what, **{modality: kept})
 
 
-def drop_window(case: Case, start_s: float, end_s: float) -> Case:
-    """A copy of ``case`` whose ECG samples in [start_s, end_s) seconds are each lead's baseline (median)."""
-    signal = _checked_signal(case)
+def drop_window(case: Case, start_s: float, end_s: float, *, modality: str | None = None) -> Case:
+    """A copy of ``case`` whose ECG samples in [start_s, end_s) seconds are each lead's baseline (median),
+    in signal modality ``modality`` (default the first)."""
+    modality = _modality(case.modalities, modality, "signal")
+    signal = _checked_signal(case, modality)
     duration = signal.duration_s
     if not (math.isfinite(start_s) and math.isfinite(end_s) and 0 <= start_s < end_s <= duration + 1e-9):
         raise ValueError(f"the window must satisfy 0 <= start < end <= {duration:g} s (the recording), "
@@ -204,20 +243,23 @@ def drop_window(case: Case, start_s: float, end_s: float) -> Case:
     data = signal.data.copy()
     data[:, first:last] = np.median(signal.data, axis=1, keepdims=True)
     flat = Signal(data, signal.fs, signal.channels, signal.units)
-    return _edited(case, f"ECG {start_s:g}-{end_s:g} s flattened to each lead's baseline", signal=flat)
+    return _edited(case, f"ECG {start_s:g}-{end_s:g} s flattened to each lead's baseline", **{modality: flat})
 
 
-def _checked_signal(case: Case) -> Signal:
-    if case.signal is None:
-        raise ValueError(f"case {case.case_id} has no ECG to edit")
-    return case.signal
+def _checked_signal(case: Case, modality: str) -> Signal:
+    signal = case.value(modality)
+    if signal is None:
+        raise ValueError(f"case {case.case_id} has no ECG to edit" if modality == "signal"
+                         else f"case {case.case_id} has no {modality} signal to edit")
+    return signal
 
 
 def _edited(case: Case, description: str, **changes) -> Case:
-    """A copy with ``changes`` and the description appended to meta["what_if"] (new meta, new list)."""
-    meta = dict(case.meta)
-    meta["what_if"] = [*case.meta.get("what_if", ()), description]
-    return dataclasses.replace(case, meta=meta, issues=list(case.issues), **changes)
+    """A copy with the modality values ``changes`` (by declared name) and the description appended to
+    meta["what_if"] (new meta, new list)."""
+    edited = case.with_values(**changes)
+    edited.meta["what_if"] = [*case.meta.get("what_if", ()), description]
+    return edited
 
 
 def edits_of(case: Case) -> list[str]:
@@ -246,16 +288,26 @@ class WhatIfResult:
         return float(self.edited[self.target] - self.original[self.target])
 
 
-def what_if(predictor: Predictor, case: Case, edited: Case, target: int | None = None) -> WhatIfResult:
+def what_if(predictor: Predictor, case: Case, edited: Case, target: int | None = None, *,
+            survival: SurvivalTarget | None = None) -> WhatIfResult:
     """Predict and explain ``case`` and ``edited`` with the same model, for class ``target`` (default the
-    class the model predicts for the original case, so both importances answer the same question)."""
-    original = predictor.predict([case])[1][0]
-    changed = predictor.predict([edited])[1][0]
+    class the model predicts for the original case, so both importances answer the same question). A
+    survival model: its explained quantity ``survival`` (default survival at its horizon), one "class"."""
+    model = predictor.model.eval()
+    if is_survival(model):
+        with model_lock(model), torch.no_grad():
+            original, changed = (explained_values(model, model(predictor.batch([c])), survival)[0].double().cpu().numpy()
+                                 for c in (case, edited))
+        classes = [explained_label(model, survival)]
+    else:
+        original = predictor.predict([case])[1][0]
+        changed = predictor.predict([edited])[1][0]
+        classes = list(model.classes)
     target = int(original.argmax()) if target is None else int(target)
     if not 0 <= target < len(original):
         raise ValueError(f"target must be a class index in 0..{len(original) - 1}, got {target}")
-    model = predictor.model.eval()
     explained = torch.tensor([target], device=predictor.device)
     with model_lock(model):
-        importance = [modality_importance(model, predictor.batch([c]), explained) for c in (case, edited)]
-    return WhatIfResult(list(model.classes), target, original, changed, importance[0], importance[1], edits_of(edited))
+        importance = [modality_importance(model, predictor.batch([c]), explained, survival=survival)
+                      for c in (case, edited)]
+    return WhatIfResult(classes, target, original, changed, importance[0], importance[1], edits_of(edited))
