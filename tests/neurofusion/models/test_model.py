@@ -6,12 +6,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
 from neurofusion.config import ARCHITECTURES, HeadConfig
 from neurofusion.inference import Predictor
-from neurofusion.models import build_model
+from neurofusion.models import NotAClassifierError, build_model
+from neurofusion.survival import survival_curve
 from tests.conftest import tiny_config
 
 SUBSETS = [s for k in range(1, 5) for s in itertools.combinations(range(4), k)]
@@ -137,3 +139,24 @@ def test_extra_heads_come_out_by_name(tiny_cohort, tiny_tokenizer):
         torch.testing.assert_close(out.logits, model.heads["diagnosis"](out.fused))
     torch.testing.assert_close(out.probabilities, torch.softmax(out.heads["diagnosis"], -1))
     assert not torch.allclose(out.heads["risk"][0], out.heads["risk"][1])  # per case, not a constant
+
+
+@pytest.mark.parametrize("architecture", [a for a in ARCHITECTURES if a != "late_fusion"])
+def test_a_survival_primary_head_gives_curves_not_class_probabilities(tiny_cohort, tiny_tokenizer, architecture):
+    heads = [HeadConfig("survival", "survival", 6, bins={"edges": [0, 12, 24, 36, 60, 90, 120]})]
+    model = _model(tiny_cohort, tiny_tokenizer, architecture, heads=heads)
+    batch = Predictor(model, tiny_tokenizer).batch([tiny_cohort[i] for i in range(6)])
+    with torch.no_grad():
+        out = model(batch)
+    assert out.outcome == "survival" and out.survival.shape == (6, 6)
+    torch.testing.assert_close(out.hazard_logits, out.heads["survival"])
+    np.testing.assert_allclose(out.survival.numpy(), survival_curve(out.hazard_logits.numpy()), atol=1e-6)
+    assert ((out.survival > 0) & (out.survival < 1)).all() and (out.survival.diff(dim=1) <= 0).all()
+    with pytest.raises(NotAClassifierError, match="output.survival"):
+        out.probabilities
+    assert model.config.survival_bins.survival_at(out.survival, 60.0).shape == (6,)  # S(5 years) per case
+
+
+def test_late_fusion_refuses_a_survival_head(tiny_cohort, tiny_tokenizer):
+    with pytest.raises(ValueError, match="classification head only"):
+        _model(tiny_cohort, tiny_tokenizer, "late_fusion", heads=[HeadConfig("survival", "survival", 10)])
