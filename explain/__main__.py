@@ -2,6 +2,10 @@
 
     python -m explain case --checkpoint DIR --data DIR --case-id ID [--image-method M] [--n-steps N] [--json]
     python -m explain cohort --checkpoint DIR --data DIR [--split test] [--rankings CSV] [--method shapley] [--json]
+
+Modalities are the checkpoint's declared ones. A survival model is explained through one quantity:
+--quantity survival (S(horizon), the default) or risk (1 - S(horizon)), at --horizon (default the model's,
+5 years for cancer).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from explain.case import ExplainSettings, explain_case, jsonable
 from explain.cohort import clinician_agreement, cohort_importance, ground_truth_agreement
 from explain.image import IMAGE_METHODS
 from explain.importance import METHODS
+from explain.targets import SURVIVAL_QUANTITIES, SurvivalTarget, is_survival
 from neurofusion.checkpoint import CheckpointError, load_checkpoint
 from neurofusion.data.annotations import read_rankings
 from neurofusion.data.cohort import CohortReader
@@ -35,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--data", required=True)
         sub.add_argument("--device", default="auto")
         sub.add_argument("--json", action="store_true")
+        sub.add_argument("--quantity", default="survival", choices=SURVIVAL_QUANTITIES,
+                         help="survival models: explain S(horizon) or the risk 1 - S(horizon)")
+        sub.add_argument("--horizon", type=float, default=None,
+                         help="survival models: the horizon in the model's time unit (default the model's)")
         if name == "case":
             sub.add_argument("--case-id", required=True)
             sub.add_argument("--image-method", default="integrated_gradients", choices=IMAGE_METHODS)
@@ -63,10 +72,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _survival(args, predictor: Predictor) -> SurvivalTarget | None:
+    """The explained quantity of a survival model; None for a classifier (which has no such choice)."""
+    if not is_survival(predictor.model):
+        if args.horizon is not None or args.quantity != "survival":
+            raise ValueError("--quantity and --horizon apply to survival models; this model is a classifier")
+        return None
+    return SurvivalTarget(args.quantity, args.horizon)
+
+
 def _case(args, cohort: CohortReader, predictor: Predictor, ood: OODReference | None) -> dict:
     case = cohort[args.case_id]
     settings = ExplainSettings(args.image_method, args.n_steps, context=args.context)
-    return explain_case(predictor, case, settings, ood=ood).to_dict()
+    survival = _survival(args, predictor)
+    result = explain_case(predictor, case, settings, ood=ood, survival=survival).to_dict()
+    result["explained"] = "probability" if survival is None else survival.label(predictor.model)
+    return result
 
 
 def _cohort(args, cohort: CohortReader, predictor: Predictor) -> dict:
@@ -74,9 +95,10 @@ def _cohort(args, cohort: CohortReader, predictor: Predictor) -> dict:
     if not ids:
         raise CohortError(f"no cases in split '{args.split}'", path=cohort.root)
     cases = [cohort[i] for i in ids]
-    importance = cohort_importance(predictor, cases, progress=True)
-    classes = predictor.model.classes
-    result = {"cases": len(cases), "split": args.split, "method": args.method, "not_defined": {}}
+    importance = cohort_importance(predictor, cases, progress=True, survival=_survival(args, predictor))
+    classes = sorted(set(importance.table["label"].dropna())) if is_survival(predictor.model) else predictor.model.classes
+    result = {"cases": len(cases), "split": args.split, "method": args.method, "explained": importance.explained,
+              "modalities": list(importance.names), "not_defined": {}}
     for key, group in (("importance_by_true_class", "label"), ("importance_by_predicted_class", "predicted")):
         result[key] = importance.by_class(args.method, group, classes).to_dict(orient="index")
         for cls, cells in importance.not_defined(args.method, group, classes, f"{args.split} cases").items():
@@ -103,16 +125,20 @@ def _text(result: dict) -> str:
     if "case_id" in result:
         probabilities = ", ".join(f"{c} {p:.2f}" for c, p in result["probabilities"].items())
         shapley = result["modality_importance"]["shapley"]
-        lines = [f"case {result['case_id']}: label {result['label']}, predicted {result['predicted']}",
-                 f"  probabilities: {probabilities}",
-                 "  Shapley (probability of the predicted class): "
+        explained = result.get("explained", "probability")
+        what = "probability of the predicted class" if explained == "probability" else explained
+        lines = [f"case {result['case_id']}: label {result['label']}, "
+                 + (f"predicted {result['predicted']}" if explained == "probability" else
+                    f"{explained} {next(iter(result['probabilities'].values())):.3f}"),
+                 *([f"  probabilities: {probabilities}"] if explained == "probability" else []),
+                 f"  Shapley ({what}): "
                  + ", ".join(f"{m} {'missing' if v is None else f'{v:+.3f}'}" for m, v in shapley.items())]
-        if result["note"]:
-            top = result["note"]["phrases"][:3]
-            lines.append("  note phrases: " + "; ".join(f"\"{p['text']}\" {p['score']:+.3f}" for p in top))
-        if result["signal"]:
-            seg = result["signal"]["segments"][0]
-            lines.append(f"  ECG: strongest segment {seg['start_s']:.1f}-{seg['end_s']:.1f} s")
+        panels = result.get("panels")
+        if panels is None:  # cardio's declaration: its four fields
+            panels = {name: {"kind": kind, "explanation": result[field]}
+                      for name, kind, field in (("note", "text", "note"), ("ECG", "signal", "signal")) if result[field]}
+        for name, panel in panels.items():
+            lines += _panel_lines(name, panel["kind"], panel["explanation"])
         lines += _ood_lines(result["ood"])
         messages = (result["inputs"] or {}).get("messages", [])
         lines += [f"  input: {m}" for m in messages] or ["  inputs: the model can use everything the case holds"]
@@ -135,6 +161,20 @@ def _text(result: dict) -> str:
                          f"Spearman {_number(row['spearman_score_vs_strength'])}"
                          + (f" ({row['reason']})" if row.get("reason") else ""))
     return "\n".join(lines)
+
+
+def _panel_lines(name: str, kind: str, body) -> list[str]:
+    """One line summarising a modality's explanation (text: top phrases; signal: strongest segment;
+    tabular: the three features with the largest |score|)."""
+    if kind == "text":
+        return [f"  {name} phrases: " + "; ".join(f"\"{p['text']}\" {p['score']:+.3f}" for p in body["phrases"][:3])]
+    if kind == "signal":
+        seg = body["segments"][0]
+        return [f"  {name}: strongest segment {seg['start_s']:.1f}-{seg['end_s']:.1f} s"]
+    if kind == "tabular":
+        scored = sorted((r for r in body if r["score"] is not None), key=lambda r: -abs(r["score"]))[:3]
+        return [f"  {name}: " + ", ".join(f"{r['name']} {r['score']:+.3f}" for r in scored)] if scored else []
+    return []
 
 
 def _number(value, spec: str = ".3f") -> str:
