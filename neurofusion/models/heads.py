@@ -53,8 +53,9 @@ class SurvivalHead(nn.Module):
 
     @staticmethod
     def survival_curve(hazard_logits: torch.Tensor) -> torch.Tensor:
-        """(B, K) -> (B, K) probability of surviving past the end of each bin, non-increasing in k."""
-        return torch.cumprod(1 - torch.sigmoid(hazard_logits), dim=1)
+        """(B, K) -> (B, K) probability of surviving past the end of each bin, non-increasing in k. Computed in
+        float32 whatever the logits' precision: a bfloat16 product over K bins would drift by percents."""
+        return torch.cumprod(1 - torch.sigmoid(hazard_logits.float()), dim=1)
 
     @staticmethod
     def loss(hazard_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -66,7 +67,7 @@ class SurvivalHead(nn.Module):
         known = bins >= 0
         if not known.any():
             return hazard_logits.sum() * 0.0
-        logits, bins, event = hazard_logits[known], bins[known], event[known]
+        logits, bins, event = hazard_logits[known].float(), bins[known], event[known]  # float32 under autocast too
         k = torch.arange(logits.shape[1], device=logits.device)[None, :]
         log_survive = F.logsigmoid(-logits)  # log(1 - h)
         log_hazard = F.logsigmoid(logits)  # log(h)
