@@ -18,6 +18,7 @@ from neurofusion.data.synthetic.ecg import synthesize_ecg
 from neurofusion.data.synthetic.echo import render_echo
 from neurofusion.data.synthetic.labs import HYPERLIPIDEMIA_LDL, OBESITY_BMI, LabDraw, draw_labs
 from neurofusion.data.synthetic.notes import NOTE_LABS, Patient, write_note
+from neurofusion.data.synthetic.splits import stratified_splits
 from neurofusion.data.tasks import CARDIO_CLASSES, CARDIO_FINDINGS
 
 
@@ -49,7 +50,6 @@ CLASS_PRIOR = {
     "arrhythmia": 0.17,
     "valvular_disease": 0.15,
 }
-SPLIT_SHARE = {"train": 0.8, "val": 0.1, "test": 0.1}  # the paper's 80-10-10, stratified by class
 # Paper Table 1 (cardiovascular): 68 % complete, 24 % missing one modality, 8 % missing two or more.
 MISSING_COUNT_P = {0: 0.68, 1: 0.24, 2: 0.065, 3: 0.015}
 # How readily each class shows in each modality (image, text, signal, tabular): which modality tends to
@@ -89,14 +89,7 @@ def draw_cohort(n: int, seed: int) -> list[CaseDraw]:
         raise ValueError(f"cohort size must be at least 1, got {n}")
     rng = np.random.default_rng([seed, 0xC0])
     labels = rng.choice(CARDIO_CLASSES, size=n, p=[CLASS_PRIOR[c] for c in CARDIO_CLASSES])
-    splits = np.empty(n, dtype=object)
-    for cls in CARDIO_CLASSES:
-        members = rng.permutation(np.flatnonzero(labels == cls))
-        n_test = int(round(SPLIT_SHARE["test"] * len(members)))
-        n_val = int(round(SPLIT_SHARE["val"] * len(members)))
-        splits[members[:n_test]] = "test"
-        splits[members[n_test:n_test + n_val]] = "val"
-        splits[members[n_test + n_val:]] = "train"
+    splits = stratified_splits(rng, labels, CARDIO_CLASSES)
     return [CaseDraw(i, f"CV-{i + 1:05d}", str(labels[i]), str(splits[i])) for i in range(n)]
 
 

@@ -41,6 +41,7 @@ from neurofusion.data.synthetic.cancer.outcome import (
     GRADE_LOG_HR, HORIZON_MONTHS, RESPONSE_LOG_HR, Outcome, sample_outcome, survival_probability,
 )
 from neurofusion.data.synthetic.raters import SYNTHETIC_RATERS, RaterSpec, simulate_rankings
+from neurofusion.data.synthetic.splits import stratified_splits
 
 CANCER_MODALITIES: tuple[str, ...] = ("histopathology", "genomics", "treatment_notes", "clinical")
 
@@ -61,7 +62,6 @@ SITES: tuple[CancerSite, ...] = (
     CancerSite("site_b", 0.35, StainSpec((0.60, 0.72, 0.36), (0.18, 0.84, 0.50), 1.15, 1.25), "terse", 1.0),
     CancerSite("site_c", 0.25, StainSpec((0.64, 0.74, 0.21), (0.26, 0.78, 0.58), 0.9, 0.8), "narrative", 3.0),
 )
-SPLIT_SHARE = {"train": 0.8, "val": 0.1, "test": 0.1}  # the paper's 80-10-10, stratified by stage
 MISSING_COUNT_P = {0: 0.54, 1: 0.31, 2: 0.12, 3: 0.03}
 # Relative chance that each modality (CANCER_MODALITIES order) is a missing one, before the site factor.
 MISSING_WEIGHT = (0.8, 1.0, 0.9, 0.3)
@@ -97,14 +97,7 @@ def draw_cohort(n: int, seed: int) -> list[CaseDraw]:
         raise ValueError(f"cohort size must be at least 1, got {n}")
     rng = np.random.default_rng([seed, 0xCA])
     stages = rng.choice(STAGES, size=n, p=STAGE_PRIOR)
-    splits = np.empty(n, dtype=object)
-    for stage in STAGES:
-        members = rng.permutation(np.flatnonzero(stages == stage))
-        n_test = int(round(SPLIT_SHARE["test"] * len(members)))
-        n_val = int(round(SPLIT_SHARE["val"] * len(members)))
-        splits[members[:n_test]] = "test"
-        splits[members[n_test:n_test + n_val]] = "val"
-        splits[members[n_test + n_val:]] = "train"
+    splits = stratified_splits(rng, stages, STAGES)
     return [CaseDraw(i, f"CA-{i + 1:05d}", str(stages[i]), str(splits[i])) for i in range(n)]
 
 
