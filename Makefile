@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE := sample_data/cardio
 
-.PHONY: run test test-gpu setup chromium sample-data demo-checkpoint screenshot
+.PHONY: run test test-gpu setup chromium sample-data sample-data-cancer demo-checkpoint screenshot
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ screenshot: $(STAMP) chromium
 sample-data: $(STAMP)
 	rm -rf $(SAMPLE)
 	$(PY) -m neurofusion.data generate --task cardio --n 2000 --seed 2026 --splits test --signal-format 212 --out $(SAMPLE)
+
+# Rebuild the committed cancer sample cohort (the test split, 200 cases; H&E tiles stored as 8-bit palette PNG
+# to keep the folder under 15 MB; see sample_data/cancer/README.md).
+sample-data-cancer: $(STAMP)
+	rm -rf sample_data/cancer
+	$(PY) -m neurofusion.data generate --task cancer --n 2000 --seed 2026 --splits test --colour-format palette --out sample_data/cancer
 
 # Retrain the bundled demo checkpoint (about 15 minutes on 2 CPU cores): regenerate the training and
 # validation splits of the sample cohort's seed, train, and evaluate on the committed test split.
