@@ -96,7 +96,8 @@ def _cohort(args, cohort: CohortReader, predictor: Predictor) -> dict:
         raise CohortError(f"no cases in split '{args.split}'", path=cohort.root)
     cases = [cohort[i] for i in ids]
     importance = cohort_importance(predictor, cases, progress=True, survival=_survival(args, predictor))
-    classes = sorted(set(importance.table["label"].dropna())) if is_survival(predictor.model) else predictor.model.classes
+    survival_model = is_survival(predictor.model)
+    classes = sorted(set(importance.table["label"].dropna())) if survival_model else predictor.model.classes
     result = {"cases": len(cases), "split": args.split, "method": args.method, "explained": importance.explained,
               "modalities": list(importance.names), "not_defined": {}}
     for key, group in (("importance_by_true_class", "label"), ("importance_by_predicted_class", "predicted")):

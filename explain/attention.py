@@ -78,7 +78,8 @@ class ClassAttentionAverager:
     def __init__(self, classes: list[str], n_modalities: int, names: tuple[str, ...] | None = None) -> None:
         self.classes = classes
         if names is None and n_modalities != len(MODALITIES):
-            raise ValueError(f"name the {n_modalities} modalities (names=...); only cardio's {len(MODALITIES)} are implied")
+            raise ValueError(f"name the {n_modalities} modalities (names=...); only cardio's {len(MODALITIES)} "
+                             "are implied")
         self.names = MODALITIES if names is None else tuple(names)
         if len(self.names) != n_modalities:
             raise ValueError(f"{n_modalities} modalities but {len(self.names)} names: {', '.join(self.names)}")

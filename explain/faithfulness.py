@@ -88,7 +88,8 @@ def randomisation_check(predictor: Predictor, cases: Sequence[Case], *, n_steps:
     samples) are compared: the others get zero attribution under any model at all, and counting them would
     keep the correlation high whatever the model learned."""
     # the trained model's class throughout (a survival model: its one explained quantity)
-    targets = [0] * len(cases) if is_survival(predictor.model) else [int(k) for k in predictor.predict(cases)[1].argmax(1)]
+    survival = is_survival(predictor.model)
+    targets = [0] * len(cases) if survival else [int(k) for k in predictor.predict(cases)[1].argmax(1)]
     original = _saliencies(predictor.model, predictor, cases, targets, n_steps)
     randomised = copy.deepcopy(predictor.model).eval()
     # the re-initialisation draws where the weights live: a CPU generator cannot fill CUDA parameters

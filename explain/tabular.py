@@ -33,7 +33,8 @@ def explain_tabular(forward: ModalityForward, case: Case, target: int, *, n_step
     specs = model.config.input_spec().features_of(name)
     numeric_specs = [f for f in specs if f.kind == "numeric"]
     categorical_specs = [f for f in specs if f.kind == "categorical"]
-    numeric, numeric_mask, categorical = tensors["numeric"], tensors["numeric_mask"], tensors["categorical"]  # (1, Fn), (1, Fn), (1, Fc)
+    # (1, Fn) raw values, (1, Fn) measured, (1, Fc) category codes
+    numeric, numeric_mask, categorical = tensors["numeric"], tensors["numeric_mask"], tensors["categorical"]
     rows = []
     if numeric_specs:
         normaliser = tabular_normalisers(model)[name]

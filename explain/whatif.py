@@ -35,7 +35,6 @@ probabilities.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -296,8 +295,9 @@ def what_if(predictor: Predictor, case: Case, edited: Case, target: int | None =
     model = predictor.model.eval()
     if is_survival(model):
         with model_lock(model), torch.no_grad():
-            original, changed = (explained_values(model, model(predictor.batch([c])), survival)[0].double().cpu().numpy()
-                                 for c in (case, edited))
+            original, changed = (
+                explained_values(model, model(predictor.batch([c])), survival)[0].double().cpu().numpy()
+                for c in (case, edited))
         classes = [explained_label(model, survival)]
     else:
         original = predictor.predict([case])[1][0]

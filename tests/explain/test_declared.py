@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import explain.importance as importance_module
+from explain._forward import ModalityForward
 from explain.ablation import ablate_case, hidden_predictions, section_7_3, withheld_metrics
 from explain.case import ExplainSettings, explain_case
 from explain.cohort import clinician_agreement, cohort_importance, ground_truth_agreement
@@ -123,11 +124,10 @@ def test_case_explanation_has_one_panel_per_declared_modality_by_kind(toy5):
     assert slide.map.shape == case.value("slide").shape[1:] and slide.model_map.shape == (16, 16)
     # the colour map is the sum over channels, so it still adds up to the change in the logit (IG completeness)
     with torch.no_grad():
-        from explain._forward import ModalityForward
-
         forward = ModalityForward(toy5.model, toy5.predictor.batch([case]))
         image = forward.inputs("slide")["image"]
-        change = forward.image(image, "slide")[0, result.target] - forward.image(torch.zeros_like(image), "slide")[0, result.target]
+        target = result.target
+        change = forward.image(image, "slide")[0, target] - forward.image(torch.zeros_like(image), "slide")[0, target]
     assert slide.model_map.sum() - slide.convergence_delta == pytest.approx(float(change), abs=1e-4)
     assert list(result.panels["genes"]["name"]) == ["tp53", "brca1"]
     assert list(result.panels["clinical"]["name"]) == ["age", "stage"]
