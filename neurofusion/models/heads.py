@@ -54,8 +54,8 @@ class SurvivalHead(nn.Module):
     @staticmethod
     def survival_curve(hazard_logits: torch.Tensor) -> torch.Tensor:
         """(B, K) -> (B, K) probability of surviving past the end of each bin, non-increasing in k. Computed in
-        float32 whatever the logits' precision: a bfloat16 product over K bins would drift by percents."""
-        return torch.cumprod(1 - torch.sigmoid(hazard_logits.float()), dim=1)
+        float32 at least (float64 stays float64): a bfloat16 product over K bins would drift by percents."""
+        return torch.cumprod(1 - torch.sigmoid(_at_least_float32(hazard_logits)), dim=1)
 
     @staticmethod
     def loss(hazard_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -67,7 +67,7 @@ class SurvivalHead(nn.Module):
         known = bins >= 0
         if not known.any():
             return hazard_logits.sum() * 0.0
-        logits, bins, event = hazard_logits[known].float(), bins[known], event[known]  # float32 under autocast too
+        logits, bins, event = _at_least_float32(hazard_logits[known]), bins[known], event[known]
         k = torch.arange(logits.shape[1], device=logits.device)[None, :]
         log_survive = F.logsigmoid(-logits)  # log(1 - h)
         log_hazard = F.logsigmoid(logits)  # log(h)
@@ -75,6 +75,11 @@ class SurvivalHead(nn.Module):
         at = (k == bins[:, None]).float()
         ll = (before * log_survive).sum(1) + (at * (event[:, None] * log_hazard + (1 - event[:, None]) * log_survive)).sum(1)
         return -ll.mean()
+
+
+def _at_least_float32(values: torch.Tensor) -> torch.Tensor:
+    """bfloat16 / float16 (autocast) -> float32; float32 and float64 unchanged."""
+    return values.to(torch.promote_types(values.dtype, torch.float32))
 
 
 HEADS = {"classification": ClassificationHead, "regression": RegressionHead, "survival": SurvivalHead}
