@@ -1,12 +1,13 @@
 """Tiny models on declared modalities for the explain tests: the 5-modality toy cohort of
 tests/neurofusion/declared.py (RGB image, text, two tabular, signal; classification or survival) and any
-subset of it, an in-memory 8-modality declaration (colour image, signal, six tabular panels), and a planted
-presence model over any names whose exact Shapley values are known."""
+subset of it, an in-memory 8-modality declaration (colour image, signal, six tabular panels), and planted
+presence models (classification and survival) over any names whose exact Shapley values are known."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from neurofusion.data.tokenizer import train_wordpiece
 from neurofusion.inference import Predictor
 from neurofusion.models import build_model
 from neurofusion.models.model import Encoded, ModelOutput
+from neurofusion.survival import SurvivalBins
 from tests.neurofusion.declared import write_toy_cohort
 
 SURVIVAL_BINS = 10  # 12-month bins over 0-120 months (HeadConfig's default grid for 10 outputs)
@@ -139,3 +141,25 @@ def planted_batch(names: tuple[str, ...], present: list[list[bool]]) -> Batch:
     b = len(present)
     return Batch(case_ids=[f"p{i}" for i in range(b)], present=torch.tensor(present),
                  labels=torch.zeros(b, dtype=torch.long), modalities=specs)
+
+
+class PlantedSurvivalModel:
+    """A survival model over declared ``names`` whose hazard in every time bin is
+    ``base + sum_m weight[m] [m present]``: a modality with a positive weight raises risk, one with weight
+    0 is ignored. ``config`` carries what explain reads of a survival model (outcome, grid, horizon)."""
+
+    def __init__(self, names: tuple[str, ...], weights: list[float], base: float = -2.5) -> None:
+        self.names = names
+        self.weights = torch.tensor(weights, dtype=torch.float32)
+        self.base = base
+        self.config = SimpleNamespace(outcome="survival", survival_bins=SurvivalBins(), horizon=60.0)
+
+    def encode(self, batch: Batch) -> Encoded:
+        b = batch.present.shape[0]
+        return Encoded({m: torch.zeros(b, 1) for m in self.names}, batch.present)
+
+    def fuse(self, encoded: Encoded, present: torch.Tensor | None = None) -> ModelOutput:
+        mask = encoded.present if present is None else present & encoded.present
+        hazard = (self.base + (mask.float() * self.weights).sum(1))[:, None].expand(-1, SURVIVAL_BINS)
+        return ModelOutput(logits=None, probabilities=None, present=mask, hazard_logits=hazard,
+                           survival=torch.cumprod(1 - torch.sigmoid(hazard), dim=1))

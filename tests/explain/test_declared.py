@@ -24,7 +24,13 @@ from explain.importance import modality_importance, shapley_weights, subsets
 from explain.signal import SignalExplanation
 from explain.targets import SurvivalTarget
 from explain.text import NoteExplanation
-from tests.explain.declared import PlantedPresenceModel, eight_modality_model, planted_batch, toy_model
+from tests.explain.declared import (
+    PlantedPresenceModel,
+    PlantedSurvivalModel,
+    eight_modality_model,
+    planted_batch,
+    toy_model,
+)
 
 TWO, THREE = ("genes", "clinical"), ("slide", "report", "clinical")
 
@@ -215,3 +221,18 @@ def test_survival_case_explanation_and_ablation(survival_toy):
     assert none[0] == pytest.approx(result.importance.probability_none[0], abs=1e-5)
     assert ablate_case(predictor, case, {})[0] == pytest.approx(  # default: survival at 60 months
         float(bins.survival_at(result.survival_curve[None], 60.0)[0]), abs=1e-5)
+
+
+def test_shapley_recovers_the_modality_that_drives_a_planted_survival_risk():
+    names = ("histopathology", "genomics", "treatment_notes", "clinical")
+    model = PlantedSurvivalModel(names, [0.0, 1.5, -0.3, 0.4])
+    batch = planted_batch(names, [[True] * 4, [True, True, False, True], [True, False, True, True]])
+    risk = modality_importance(model, batch, survival=SurvivalTarget("risk"))
+    survival = modality_importance(model, batch)
+    assert risk.explained == "risk (1 - survival) at 60 months"
+    assert risk.shapley[:, 0].tolist() == [0.0, 0.0, 0.0]  # ignored by the model: exactly no credit
+    assert risk.shapley[0, 1] > risk.shapley[0, 3] > 0 > risk.shapley[0, 2]  # genomics drives risk
+    assert risk.table("shapley").iloc[:2].idxmax(axis=1).tolist() == ["genomics", "genomics"]
+    np.testing.assert_allclose(risk.shapley, -survival.shapley, atol=1e-6)
+    hazard = 1 / (1 + np.exp(-(-2.5 + 1.5 - 0.3 + 0.4)))  # case 0: every modality present
+    assert risk.probability_full[0] == pytest.approx(1 - (1 - hazard) ** 5, abs=1e-6)  # 60 months = 5 bins
