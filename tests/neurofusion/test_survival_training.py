@@ -26,6 +26,7 @@ from neurofusion.config import (
     TrainConfig,
 )
 from neurofusion.data import Case, CohortReader, FeatureSpec, write_case_files, write_cohort_tables
+from neurofusion.data.augment import AugmentConfig, augment_batch
 from neurofusion.data.errors import CohortError
 from neurofusion.data.modalities import ModalitySpec, modalities_to_dicts
 from neurofusion.evaluate import evaluate, main as evaluate_main, report_text
@@ -262,3 +263,13 @@ def test_command_line_training_writes_survival_metrics_that_evaluate_reproduces(
     evaluated = json.loads(capsys.readouterr().out)
     for key in ("c_index", "auc_at_horizon", "integrated_brier"):
         assert evaluated[key]["value"] == pytest.approx(metrics["test"][key]["value"], abs=1e-9), key
+
+
+def test_augmentation_keeps_the_outcomes_training_reads(planted):
+    cohort, result = planted
+    batch = Predictor(result.model, None).batch([cohort[i] for i in cohort.ids("train")[:16]])
+    augmented = augment_batch(batch, AugmentConfig(), np.random.default_rng(0))
+    torch.testing.assert_close(augmented.outcomes, batch.outcomes)
+    targets = primary_targets(result.model.config, augmented).numpy()
+    np.testing.assert_array_equal(targets, primary_targets(result.model.config, batch).numpy())
+    assert (targets[:, 0] >= 0).sum() >= 14 and targets[:, 1].sum() > 0  # real targets, events among them
