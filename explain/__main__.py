@@ -86,7 +86,8 @@ def _case(args, cohort: CohortReader, predictor: Predictor, ood: OODReference | 
     settings = ExplainSettings(args.image_method, args.n_steps, context=args.context)
     survival = _survival(args, predictor)
     result = explain_case(predictor, case, settings, ood=ood, survival=survival).to_dict()
-    result["explained"] = "probability" if survival is None else survival.label(predictor.model)
+    if survival is not None:  # a classifier's output stays as it was: its classes say what is explained
+        result["explained"] = survival.label(predictor.model)
     return result
 
 

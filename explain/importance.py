@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from explain.targets import SurvivalTarget, explained_label, explained_values
+from explain.targets import SurvivalTarget, explained_label, explained_values, is_survival
 from neurofusion.data.dataset import Batch
 from neurofusion.data.modalities import MAX_MODALITIES
 from neurofusion.data.schema import MODALITIES
@@ -147,7 +147,14 @@ def modality_importance(model, batch: Batch, target: torch.Tensor | None = None,
     full_index = _subset_index(batch.present)  # (B,)
     cases = torch.arange(b, device=full_index.device)
     full = probabilities[cases, full_index]  # (B, C)
-    target = full.argmax(-1) if target is None else target.to(full.device)
+    if target is None:
+        target = full.argmax(-1)
+    else:
+        target = target.to(full.device)
+        if target.shape != (b,) or bool(((target < 0) | (target >= full.shape[1])).any()):
+            what = "class index" if full.shape[1] > 1 or not is_survival(model) else "index 0 (the survival quantity)"
+            raise ValueError(f"target must be ({b},) with each a {what} in 0..{full.shape[1] - 1}, "
+                             f"got {target.tolist()}")
     value = probabilities[cases, :, target]  # (B, 2^M): v(S) for the explained class
     shapley = value @ _coefficients(n).to(value.device)  # (B, M)
     leave_one_out = torch.stack([value[cases, full_index] - value[cases, full_index & ~(1 << j)] for j in range(n)], 1)

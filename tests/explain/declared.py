@@ -58,6 +58,7 @@ class Toy:
 
     predictor: Predictor
     cases: list[Case]
+    root: Path | None = None  # the cohort folder, when the cases were written to one
 
     @property
     def model(self):
@@ -79,7 +80,7 @@ def toy_model(root: Path, names: tuple[str, ...] | None = None, *, survival: boo
     torch.manual_seed(seed)
     model = build_model(config).eval()
     cases = [c if names is None else _restrict(c, specs) for c in reader]
-    return Toy(Predictor(model, tokenizer), cases)
+    return Toy(Predictor(model, tokenizer), cases, path)
 
 
 def _restrict(case: Case, specs) -> Case:

@@ -200,6 +200,8 @@ def test_survival_model_is_explained_through_its_chosen_quantity(survival_toy):
     assert not np.allclose(at_24.probability_full, survival.probability_full)
     with pytest.raises(ValueError, match="outside the model's time grid"):
         modality_importance(model, batch, survival=SurvivalTarget(horizon=200.0))
+    with pytest.raises(ValueError, match=r"index 0 \(the survival quantity\)"):
+        modality_importance(model, batch, torch.ones(len(survival_toy.cases), dtype=torch.long))
 
 
 def test_survival_case_explanation_and_ablation(survival_toy):
