@@ -49,8 +49,10 @@ from app.state import (  # noqa: E402
 from explain.case import ExplainSettings  # noqa: E402
 from explain.image import IMAGE_METHODS  # noqa: E402
 from neurofusion.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from neurofusion.config import ModelConfig  # noqa: E402
 from neurofusion.data.cohort import CohortReader  # noqa: E402
 from neurofusion.data.errors import CohortError  # noqa: E402
+from neurofusion.data.schema import MODALITIES  # noqa: E402
 
 loading.empty()
 
@@ -91,6 +93,24 @@ def disclaimer(synthetic: bool) -> None:
     st.caption(DISCLAIMER.format(data=" on synthetic data" if synthetic else ""))
 
 
+def _check_supported(config: ModelConfig, reader: CohortReader, checkpoint: str, cohort: str) -> None:
+    """The pages draw cardio's four modalities and class probabilities; a survival model, another set of
+    modalities, or a cohort that does not match the model is said to be so, with what to use instead."""
+    names = [s.name for s in config.modality_specs]
+    if config.outcome != "classification" or names != list(MODALITIES):
+        raise CheckpointError(
+            f"{checkpoint} is a {config.outcome} model of the {config.task} task with the modalities "
+            f"{', '.join(names)}. The dashboard shows classification models on the cardio modalities "
+            f"({', '.join(MODALITIES)}) so far; explain this model with `python -m explain case --checkpoint "
+            f"{checkpoint} --data <cohort> --case-id <id>` and evaluate it with `python -m neurofusion.evaluate`.")
+    cohort_names = [s.name for s in reader.modalities]
+    if reader.outcome != config.outcome or cohort_names != names:
+        raise CohortError(
+            f"the cohort in {cohort} is a {reader.outcome} cohort with the modalities {', '.join(cohort_names)}; "
+            f"the checkpoint {checkpoint} is a {config.outcome} model of {', '.join(names)}. Choose a cohort "
+            "of the model's task (or the model trained on this cohort) under Advanced.")
+
+
 def _load(checkpoint: str, cohort: str, device: str, settings: ExplainSettings) -> Context:
     try:
         model_key = checkpoint_key(checkpoint)
@@ -104,6 +124,7 @@ def _load(checkpoint: str, cohort: str, device: str, settings: ExplainSettings) 
         raise CohortError(f"cannot read the cohort in {cohort}") from None
     loaded, predictor = load_model(checkpoint, device, model_key)
     reader = load_cohort(cohort, data_key)
+    _check_supported(loaded.config, reader, checkpoint, cohort)
     unknown = sorted(set(reader.classes) - set(loaded.config.classes))
     if unknown:
         raise CohortError(f"the cohort's labels {unknown} are not classes of this model ({loaded.config.classes})")

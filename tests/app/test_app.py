@@ -304,3 +304,29 @@ def test_bundled_raters_are_called_simulated_and_uploaded_raters_by_name():
     assert any(m.label == "Mean tau, model vs dr_jones and dr_smith" for m in at.metric)
     assert any(t.startswith("Agreement with dr_jones and dr_smith (") for t in _charts(at))
     assert not any("simulated" in c.value for c in at.caption)
+
+
+# ------------------------------------------------------- what the pages cannot draw yet is said (issue 11)
+def test_a_cohort_of_another_task_is_a_message_naming_both(tmp_path):
+    at = _app(**{"settings.cohort": str(Path(SAMPLE).parent / "cancer")}).run()
+    assert not at.exception
+    message = at.error[0].value
+    assert "survival cohort with the modalities histopathology, genomics, treatment_notes, clinical" in message
+    assert "classification model of image, text, signal, tabular" in message
+
+
+def test_a_survival_model_is_a_message_saying_what_to_use_instead(tmp_path):
+    import dataclasses
+
+    from neurofusion.checkpoint import save_checkpoint
+    from neurofusion.data.modalities import modalities_to_dicts
+    from neurofusion.models import build_model
+    from tests.neurofusion.test_survival_training import PLANTED_FEATURES, PLANTED_MODALITIES, _tiny_config
+
+    config = _tiny_config(modalities=modalities_to_dicts(PLANTED_MODALITIES),
+                          features=[dataclasses.asdict(f) for f in PLANTED_FEATURES])
+    save_checkpoint(tmp_path / "survival", build_model(config).eval(), None)
+    at = _app(**{"settings.checkpoint": str(tmp_path / "survival")}).run()
+    assert not at.exception
+    message = at.error[0].value
+    assert "is a survival model" in message and "python -m explain case" in message
