@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE := sample_data/cardio
 
-.PHONY: run test test-gpu setup chromium sample-data sample-data-cancer demo-checkpoint screenshot
+.PHONY: run test test-gpu setup chromium sample-data sample-data-cancer demo-checkpoint cancer-demo-checkpoint screenshot
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,3 +60,11 @@ demo-checkpoint: $(STAMP)
 	rm -rf build/cardio_trainval sample_data/checkpoints/cardio_demo
 	$(PY) -m neurofusion.data generate --task cardio --n 2000 --seed 2026 --splits train,val --out build/cardio_trainval
 	$(PY) -m neurofusion.train --config configs/cardio_demo.yaml --data build/cardio_trainval --eval-data $(SAMPLE) --out sample_data/checkpoints/cardio_demo
+
+# Retrain the bundled cancer demo checkpoint (at most 15 minutes on 2 CPU cores, training capped at 12):
+# regenerate the training and validation splits of the cancer sample's seed, train the survival model, and
+# evaluate on the committed test split.
+cancer-demo-checkpoint: $(STAMP)
+	rm -rf build/cancer_trainval sample_data/checkpoints/cancer_demo
+	$(PY) -m neurofusion.data generate --task cancer --n 2000 --seed 2026 --splits train,val --out build/cancer_trainval
+	$(PY) -m neurofusion.train --config configs/cancer_demo.yaml --data build/cancer_trainval --eval-data sample_data/cancer --out sample_data/checkpoints/cancer_demo

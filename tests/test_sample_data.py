@@ -228,3 +228,23 @@ def test_saliency_randomisation_check_falls_on_the_demo_model():
         # step 1 re-initialises only the heads; by the input layers much less of the trained saliency is left
         assert similarity[-1] < 0.6, table
         assert similarity[-1] < similarity[1] - 0.1, table
+
+
+CANCER = SAMPLE.parent / "cancer"
+CANCER_DEMO = SAMPLE.parent / "checkpoints" / "cancer_demo"
+
+
+def test_cancer_demo_checkpoint_loads_and_reproduces_its_test_c_index():
+    """The bundled survival model on the bundled cancer test split: the C-index and 5-year AUC it recorded
+    when trained (same cases, same weights; a tolerance for another CPU's float rounding), a survival curve
+    per case that never increases, and it is small enough to ship."""
+    from neurofusion.evaluate import evaluate
+
+    recorded = json.loads((CANCER_DEMO / "metrics.json").read_text())["test"]
+    result = evaluate(CANCER_DEMO, CANCER, device="cpu", n_bootstrap=20)
+    assert result["n"] == recorded["n"] == 200
+    for metric in ("c_index", "auc_at_horizon"):
+        assert abs(result[metric]["value"] - recorded[metric]["value"]) <= 0.01, metric
+    assert recorded["c_index"]["value"] > 0.65  # far from chance on the planted hazard (ceiling 0.85)
+    size_mb = sum(p.stat().st_size for p in CANCER_DEMO.rglob("*") if p.is_file()) / 1e6
+    assert size_mb < 25
