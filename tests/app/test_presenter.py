@@ -60,3 +60,10 @@ def test_the_disclaimer_opens_every_page(page):
 def test_the_theme_is_the_viewers_choice():
     config = tomllib.loads(CONFIG.read_text())
     assert "base" not in config.get("theme", {})
+
+
+def test_reruns_do_not_wait_for_a_full_garbage_collection():
+    """With torch and transformers loaded, Streamlit's post-run gc.collect() held every slider step ~0.33 s
+    (benchmarks/dashboard_latency.py measures the step in a browser); the project's config switches it off."""
+    config = tomllib.loads(CONFIG.read_text())
+    assert config["runner"]["postScriptGC"] is False
