@@ -647,6 +647,9 @@ def _contrast(a: str, b: str) -> float:
 def test_mark_colours_stay_visible_on_the_light_and_the_dark_theme():
     """Bars and lines need 3:1 against the background (WCAG for graphics) on Streamlit's light (#ffffff) and
     dark (#0e1117) themes; the old slate #334155 had 1.8:1 on dark and vanished."""
+    from app import survival_figures
+
     assert _contrast("#334155", "#0e1117") < 3  # the check can fail
-    for color in figures.THEMED_MARK_COLORS:
+    survival = (survival_figures.PREDICTED_COLOR, survival_figures.COHORT_COLOR, *survival_figures.GROUP_COLORS.values())
+    for color in (*figures.THEMED_MARK_COLORS, *survival):
         assert _contrast(color, "#ffffff") >= 3 and _contrast(color, "#0e1117") >= 3, color
