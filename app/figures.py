@@ -101,11 +101,21 @@ def _cell_text(matrix: np.ndarray, fmt: str = ".2f") -> list[list[str]]:
     return [["" if math.isnan(v) else format(v, fmt) for v in row] for row in matrix]
 
 
-def _check_attention(matrix: np.ndarray, name: str = "attention matrix") -> np.ndarray:
+def _check_attention(matrix: np.ndarray, name: str = "attention matrix", size: int = len(MODALITIES)) -> np.ndarray:
     matrix = np.asarray(matrix, dtype=float)
-    if matrix.shape != (len(MODALITIES), len(MODALITIES)):
-        raise ValueError(f"{name} must be (4, 4) (query x key modality), got {matrix.shape}")
+    if matrix.shape != (size, size):
+        raise ValueError(f"{name} must be ({size}, {size}) (query x key modality), got {matrix.shape}")
     return matrix
+
+
+def _modality_titles(modalities: Mapping[str, str] | None, compact: bool) -> tuple[list[str], list[str]]:
+    """(names, axis labels) of the modalities a figure draws: ``modalities`` {name: title} in declaration
+    order (a declared set, e.g. the cancer task's), or cardio's four (one-word labels when ``compact``)."""
+    if modalities is None:
+        return list(MODALITIES), [(MODALITY_SHORT if compact else MODALITY_LABELS)[m] for m in MODALITIES]
+    if not modalities:
+        raise ValueError("modalities must name at least one modality")
+    return list(modalities), [str(title) or name for name, title in modalities.items()]
 
 
 def _attention_trace(matrix: np.ndarray, labels: list[str], **kwargs: Any) -> go.Heatmap:
@@ -216,22 +226,23 @@ def _probability_trace(p: np.ndarray, names: list[str], name: str, color: str) -
 
 
 def attention_heatmap(matrix: np.ndarray, present: Sequence[bool] | None = None, title: str = "",
-                      compact: bool = False) -> go.Figure:
-    """Cross-modal attention (4, 4): rows = query ('attends from'), columns = key ('attends to'), colour
+                      compact: bool = False, modalities: Mapping[str, str] | None = None) -> go.Figure:
+    """Cross-modal attention (M, M): rows = query ('attends from'), columns = key ('attends to'), colour
     range fixed to 0..1. Modalities the case lacks are labelled ' (missing)'. ``compact``: for a narrow
     column, one-word modality names (a missing one marked '*'), short axis titles and the colour bar under
-    the matrix."""
-    matrix = _check_attention(matrix)
-    present = [True] * len(MODALITIES) if present is None else list(present)
-    if len(present) != len(MODALITIES):
-        raise ValueError(f"present must have one flag per modality ({len(MODALITIES)}), got {len(present)}")
+    the matrix. ``modalities``: {name: title} of a declared set (default cardio's four)."""
+    names, titles = _modality_titles(modalities, compact)
+    matrix = _check_attention(matrix, size=len(names))
+    present = [True] * len(names) if present is None else list(present)
+    if len(present) != len(names):
+        raise ValueError(f"present must have one flag per modality ({len(names)}), got {len(present)}")
     if compact:
-        labels = [MODALITY_SHORT[m] + ("" if ok else "*") for m, ok in zip(MODALITIES, present)]
+        labels = [t + ("" if ok else "*") for t, ok in zip(titles, present)]
         colorbar = {**_ATTENTION_COLORBAR, "title": dict(text="weight (0–1)", side="right"), "orientation": "h",
                     "y": -0.3, "yanchor": "top", "len": 1, "thickness": 8,
                     "tickvals": [0, 0.5, 1], "ticktext": ["0", "0.5", "1"]}
     else:
-        labels = [MODALITY_LABELS[m] + ("" if ok else " (missing)") for m, ok in zip(MODALITIES, present)]
+        labels = [t + ("" if ok else " (missing)") for t, ok in zip(titles, present)]
         colorbar = _ATTENTION_COLORBAR
     fig = go.Figure(_attention_trace(matrix, labels, colorbar=colorbar))
     fig.update_xaxes(title="to (key)" if compact else "attends to (key)", automargin=True)
@@ -241,21 +252,22 @@ def attention_heatmap(matrix: np.ndarray, present: Sequence[bool] | None = None,
 
 
 def importance_bars(scores: Mapping[str, Mapping[str, float | None]], explained: str,
-                    compact: bool = False) -> go.Figure:
+                    compact: bool = False, modalities: Mapping[str, str] | None = None) -> go.Figure:
     """Modality importance for the class ``explained`` names, method -> modality -> score (None or NaN: the
     case lacks the modality): bars grouped by modality, one colour per method; a modality no method scores
     is annotated 'missing'. Shapley and leave-one-out (changes in probability, signed) and attention (weights
     0..1, the same for every class) are different quantities: each kind gets its own panel and y axis with
-    its units, never one shared axis."""
+    its units, never one shared axis. ``modalities``: {name: title} of a declared set (default cardio's)."""
     _check_explained(explained)
     if not scores:
         raise ValueError("scores must hold at least one method")
+    order, x = _modality_titles(modalities, compact)
     table = {}
     for method, values in scores.items():
-        for modality in values:
-            _check_modality(modality)
-        table[method] = [_as_float(values.get(m)) for m in MODALITIES]
-    x = [(MODALITY_SHORT if compact else MODALITY_LABELS)[m] for m in MODALITIES]
+        unknown = [m for m in values if m not in order]
+        if unknown:
+            raise ValueError(f"unknown modality {unknown[0]!r}; expected one of {tuple(order)}")
+        table[method] = [_as_float(values.get(m)) for m in order]
     names = {**METHOD_LABELS, "attention": "Attention (any class)"}
     panels = [kind for kind in ("probability", "attention")
               if any((method == "attention") == (kind == "attention") for method in table)]

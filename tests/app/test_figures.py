@@ -653,3 +653,22 @@ def test_mark_colours_stay_visible_on_the_light_and_the_dark_theme():
     survival = (survival_figures.PREDICTED_COLOR, survival_figures.COHORT_COLOR, *survival_figures.GROUP_COLORS.values())
     for color in (*figures.THEMED_MARK_COLORS, *survival):
         assert _contrast(color, "#ffffff") >= 3 and _contrast(color, "#0e1117") >= 3, color
+
+
+CANCER = {"histopathology": "Histopathology", "genomics": "Genomics", "treatment_notes": "Treatment notes",
+          "clinical": "Clinical"}
+
+
+def test_attention_and_importance_draw_a_declared_set_of_modalities():
+    """The cancer task's four named modalities (or any M) in declaration order, titled by their titles."""
+    matrix = np.full((4, 4), 0.25)
+    fig = figures.attention_heatmap(matrix, [True, False, True, True], modalities=CANCER)
+    assert list(fig.data[0].x) == ["Histopathology", "Genomics (missing)", "Treatment notes", "Clinical"]
+    with pytest.raises(ValueError, match=r"\(3, 3\)"):
+        figures.attention_heatmap(matrix, modalities=dict(list(CANCER.items())[:3]))
+    scores = {"shapley": {"histopathology": 0.1, "genomics": None, "treatment_notes": -0.02, "clinical": 0.05}}
+    bars = figures.importance_bars(scores, "5-year survival", modalities=CANCER)
+    assert list(bars.data[0].x) == list(CANCER.values())
+    assert bars.data[0].y[1] is None and bars.data[0].y[2] == pytest.approx(-0.02)
+    with pytest.raises(ValueError, match="unknown modality 'image'"):
+        figures.importance_bars({"shapley": {"image": 0.1}}, "5-year survival", modalities=CANCER)
