@@ -12,15 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from neurofusion.config import (
-    FusionConfig,
-    HeadConfig,
-    ImageEncoderConfig,
-    ModelConfig,
-    SignalEncoderConfig,
-    TabularEncoderConfig,
-    TextEncoderConfig,
-)
+from neurofusion.config import HeadConfig, ModelConfig
 from neurofusion.data import STANDARD_LEADS, Case, CohortReader, FeatureSpec, Signal
 from neurofusion.data.dataset import Batch
 from neurofusion.data.modalities import ModalitySpec, modalities_to_dicts
@@ -29,7 +21,7 @@ from neurofusion.inference import Predictor
 from neurofusion.models import build_model
 from neurofusion.models.model import Encoded, ModelOutput
 from neurofusion.survival import SurvivalBins
-from tests.neurofusion.declared import write_toy_cohort
+from tests.neurofusion.declared import tiny_encoders, write_toy_cohort
 
 SURVIVAL_BINS = 10  # 12-month bins over 0-120 months (HeadConfig's default grid for 10 outputs)
 
@@ -42,12 +34,7 @@ def small_config(specs, features, classes, vocab_size: int = 0, survival: bool =
         task="toy", architecture="neurofusion", classes=[] if survival else list(classes),
         features=[dataclasses.asdict(f) for f in features],
         modalities=modalities_to_dicts(specs),
-        image=ImageEncoderConfig(image_size=16, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic"),
-        text=TextEncoderConfig(vocab_size=max(vocab_size, 8), hidden_size=16, num_layers=1, num_heads=2,
-                               intermediate_size=32, max_length=64, attention_dropout=0.0),
-        signal=SignalEncoderConfig(fs=50.0, seconds=2.0, conv_channels=[8], kernel_size=5, lstm_hidden=8, out_dim=16),
-        tabular=TabularEncoderConfig(hidden_sizes=[16], category_dim=2, out_dim=8),
-        fusion=FusionConfig(token_dim=16, num_heads=2, fused_dim=24, dropout=0.0),
+        **tiny_encoders(max(vocab_size, 8)),
         heads=[head],
     )
 

@@ -7,6 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from neurofusion.config import (
+    FusionConfig,
+    ImageEncoderConfig,
+    SignalEncoderConfig,
+    TabularEncoderConfig,
+    TextEncoderConfig,
+)
 from neurofusion.data import STANDARD_LEADS, Case, FeatureSpec, Signal, write_case_files, write_cohort_tables
 from neurofusion.data.modalities import ModalitySpec, modalities_to_dicts
 
@@ -24,6 +31,19 @@ TOY_FEATURES = [
     FeatureSpec("stage", kind="categorical", categories=("I", "II", "III", "IV"), modality="clinical"),
 ]
 TOY_CLASSES = ["low", "high"]
+
+
+def tiny_encoders(vocab_size: int, tabular_dropout: float = 0.1) -> dict:
+    """The encoder and fusion sizes of every tiny declared-modality model in the tests (16 px images, 2 s
+    signals at 50 Hz, one-layer text), as ModelConfig keyword arguments."""
+    return dict(
+        image=ImageEncoderConfig(image_size=16, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic"),
+        text=TextEncoderConfig(vocab_size=vocab_size, hidden_size=16, num_layers=1, num_heads=2,
+                               intermediate_size=32, max_length=64, attention_dropout=0.0),
+        signal=SignalEncoderConfig(fs=50.0, seconds=2.0, conv_channels=[8], kernel_size=5, lstm_hidden=8, out_dim=16),
+        tabular=TabularEncoderConfig(hidden_sizes=[16], category_dim=2, out_dim=8, dropout=tabular_dropout),
+        fusion=FusionConfig(token_dim=16, num_heads=2, fused_dim=24, dropout=0.0),
+    )
 SPLITS = ["train", "train", "val", "test", "test", "test", "train", "val"]
 # which modalities each case lacks
 MISSING = [(), ("slide",), ("report", "ecg"), ("genes",), ("clinical",), (), ("slide", "genes"), ()]

@@ -16,13 +16,8 @@ import yaml
 
 from neurofusion.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from neurofusion.config import (
-    FusionConfig,
     HeadConfig,
-    ImageEncoderConfig,
     ModelConfig,
-    SignalEncoderConfig,
-    TabularEncoderConfig,
-    TextEncoderConfig,
     TrainConfig,
 )
 from neurofusion.data import Case, CohortReader, FeatureSpec, write_case_files, write_cohort_tables
@@ -34,7 +29,7 @@ from neurofusion.inference import Predictor
 from neurofusion.models import NotAClassifierError, build_model
 from neurofusion.survival import SurvivalBins, concordance_index, kaplan_meier
 from neurofusion.train import fit, main as train_main, primary_targets
-from tests.neurofusion.declared import write_toy_cohort
+from tests.neurofusion.declared import tiny_encoders, write_toy_cohort
 
 HORIZON = 60.0
 BINS = SurvivalBins()  # 12-month bins over 10 years
@@ -76,13 +71,7 @@ def write_planted_cohort(root: Path, splits: dict[str, int], seed: int = 7) -> P
 def _tiny_config(head: HeadConfig | None = None, **sizes) -> ModelConfig:
     return ModelConfig(
         task="toy", heads=[head or HeadConfig("survival", "survival", BINS.num_bins, bins=BINS.to_dict())],
-        image=ImageEncoderConfig(image_size=16, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
-                                 layer_type="basic"),
-        text=TextEncoderConfig(vocab_size=200, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
-                               max_length=64, attention_dropout=0.0),
-        signal=SignalEncoderConfig(fs=50.0, seconds=2.0, conv_channels=[8], kernel_size=5, lstm_hidden=8, out_dim=16),
-        tabular=TabularEncoderConfig(hidden_sizes=[16], category_dim=2, out_dim=8, dropout=0.0),
-        fusion=FusionConfig(token_dim=16, num_heads=2, fused_dim=24, dropout=0.0), **sizes)
+        **tiny_encoders(200, tabular_dropout=0.0), **sizes)
 
 
 @pytest.fixture(scope="module")

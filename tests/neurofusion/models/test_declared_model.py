@@ -14,22 +14,14 @@ import pytest
 import torch
 
 from neurofusion.checkpoint import load_checkpoint, save_checkpoint
-from neurofusion.config import (
-    FusionConfig,
-    HeadConfig,
-    ImageEncoderConfig,
-    ModelConfig,
-    SignalEncoderConfig,
-    TabularEncoderConfig,
-    TextEncoderConfig,
-)
+from neurofusion.config import HeadConfig, ModelConfig
 from neurofusion.data import CohortReader
 from neurofusion.data.modalities import CARDIO_MODALITIES, modalities_to_dicts
 from neurofusion.data.tokenizer import train_wordpiece
 from neurofusion.inference import Predictor, drop_mask
 from neurofusion.models import build_model
 from neurofusion.models.model import tabular_normalisers
-from tests.neurofusion.declared import TOY_MODALITIES, write_toy_cohort
+from tests.neurofusion.declared import TOY_MODALITIES, tiny_encoders, write_toy_cohort
 
 REPO = Path(__file__).resolve().parents[3]
 THREE = ("slide", "report", "clinical")
@@ -50,12 +42,7 @@ def _config(reader: CohortReader, tokenizer, names=None, architecture="neurofusi
         task="toy", architecture=architecture, classes=list(reader.classes),
         features=[dataclasses.asdict(f) for f in reader.features.values() if f.modality in kept],
         modalities=modalities_to_dicts(specs),
-        image=ImageEncoderConfig(image_size=16, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic"),
-        text=TextEncoderConfig(vocab_size=len(tokenizer), hidden_size=16, num_layers=1, num_heads=2,
-                               intermediate_size=32, max_length=64, attention_dropout=0.0),
-        signal=SignalEncoderConfig(fs=50.0, seconds=2.0, conv_channels=[8], kernel_size=5, lstm_hidden=8, out_dim=16),
-        tabular=TabularEncoderConfig(hidden_sizes=[16], category_dim=2, out_dim=8),
-        fusion=FusionConfig(token_dim=16, num_heads=2, fused_dim=24, dropout=0.0),
+        **tiny_encoders(len(tokenizer)),
         heads=[HeadConfig(num_outputs=len(reader.classes))],
     )
 
