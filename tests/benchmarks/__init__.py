@@ -1,0 +1,1 @@
+"""Tests of the benchmark scripts' pure parts (no training, no data)."""
