@@ -39,6 +39,7 @@ from app.figures import saliency_method_label  # noqa: E402  (after the first st
 from app.state import (  # noqa: E402
     DEFAULT_CHECKPOINT,
     DEFAULT_COHORT,
+    DEMOS,
     Context,
     checkpoint_key,
     cohort_key,
@@ -52,7 +53,6 @@ from neurofusion.checkpoint import CheckpointError, load_checkpoint  # noqa: E40
 from neurofusion.config import ModelConfig  # noqa: E402
 from neurofusion.data.cohort import CohortReader  # noqa: E402
 from neurofusion.data.errors import CohortError  # noqa: E402
-from neurofusion.data.schema import MODALITIES  # noqa: E402
 
 loading.empty()
 
@@ -63,13 +63,15 @@ def _sidebar() -> tuple[str, str, str, ExplainSettings]:
                 "settings.n_steps": 32, "settings.context": "case"}
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
+    _demo_switch()
     # Developer settings fold away so a presenter's sidebar is the page list; the keys stay the same.
     with st.sidebar.expander("Advanced: model, cohort, explanations", icon=":material/tune:"):
         st.markdown("**Model and cohort**")
         checkpoint = st.text_input("Checkpoint folder", key="settings.checkpoint",
                                    help="A folder written by `python -m neurofusion.train`.")
         cohort = st.text_input("Cohort folder", key="settings.cohort",
-                               help="A folder with cohort.csv, images/, signals/, notes/ (see the README).")
+                               help="A folder with cohort.csv, cohort.json and one folder per file-backed "
+                                    "modality (see the README).")
         device = st.radio("Device", device_options(), key="settings.device", horizontal=True,
                           help="auto = the GPU when there is one, else the CPU.")
         st.markdown("**Explanations**")
@@ -93,22 +95,17 @@ def disclaimer(synthetic: bool) -> None:
     st.caption(DISCLAIMER.format(data=" on synthetic data" if synthetic else ""))
 
 
-def _check_supported(config: ModelConfig, reader: CohortReader, checkpoint: str, cohort: str) -> None:
-    """The pages draw cardio's four modalities and class probabilities; a survival model, another set of
-    modalities, or a cohort that does not match the model is said to be so, with what to use instead."""
-    names = [s.name for s in config.modality_specs]
-    if config.outcome != "classification" or names != list(MODALITIES):
-        raise CheckpointError(
-            f"{checkpoint} is a {config.outcome} model of the {config.task} task with the modalities "
-            f"{', '.join(names)}. The dashboard shows classification models on the cardio modalities "
-            f"({', '.join(MODALITIES)}) so far; explain this model with `python -m explain case --checkpoint "
-            f"{checkpoint} --data <cohort> --case-id <id>` and evaluate it with `python -m neurofusion.evaluate`.")
-    cohort_names = [s.name for s in reader.modalities]
+def _check_matches(config: ModelConfig, reader: CohortReader, checkpoint: str, cohort: str) -> None:
+    """The cohort must be of the model's task: the same outcome and the same declared modalities (in order);
+    otherwise the message says what each is and what to choose instead."""
+    names = list(config.modality_names)
+    cohort_names = list(reader.modality_names)
     if reader.outcome != config.outcome or cohort_names != names:
         raise CohortError(
             f"the cohort in {cohort} is a {reader.outcome} cohort with the modalities {', '.join(cohort_names)}; "
-            f"the checkpoint {checkpoint} is a {config.outcome} model of {', '.join(names)}. Choose a cohort "
-            "of the model's task (or the model trained on this cohort) under Advanced.")
+            f"the checkpoint {checkpoint} is a {config.outcome} model of the {config.task} task with the "
+            f"modalities {', '.join(names)}. Choose a cohort of the model's task (or the model trained on this "
+            "cohort) under Advanced, or switch the bundled demo above it.")
 
 
 def _load(checkpoint: str, cohort: str, device: str, settings: ExplainSettings) -> Context:
@@ -124,11 +121,40 @@ def _load(checkpoint: str, cohort: str, device: str, settings: ExplainSettings) 
         raise CohortError(f"cannot read the cohort in {cohort}") from None
     loaded, predictor = load_model(checkpoint, device, model_key)
     reader = load_cohort(cohort, data_key)
-    _check_supported(loaded.config, reader, checkpoint, cohort)
+    _check_matches(loaded.config, reader, checkpoint, cohort)
     unknown = sorted(set(reader.classes) - set(loaded.config.classes))
     if unknown:
         raise CohortError(f"the cohort's labels {unknown} are not classes of this model ({loaded.config.classes})")
     return Context(loaded, predictor, reader, model_key, data_key, settings)
+
+
+def _demo_switch() -> None:
+    """The bundled demos one click apart (a presenter switches task without typing folders); "custom" when
+    the folders under Advanced are the user's own."""
+    current = (st.session_state["settings.checkpoint"], st.session_state["settings.cohort"])
+    if st.session_state.get("settings.demo") != "custom":  # "custom" stays while the user types folders
+        st.session_state["settings.demo"] = next((name for name, demo in DEMOS.items()
+                                                  if (str(demo.checkpoint), str(demo.cohort)) == current), "custom")
+
+    def chosen() -> None:
+        demo = DEMOS.get(st.session_state["settings.demo"])
+        if demo is not None:
+            st.session_state["settings.checkpoint"] = str(demo.checkpoint)
+            st.session_state["settings.cohort"] = str(demo.cohort)
+
+    st.sidebar.selectbox("Demo", [*DEMOS, "custom"], key="settings.demo", on_change=chosen,
+                         format_func=lambda name: DEMOS[name].title if name in DEMOS else "Your own (set under Advanced)",
+                         help="The bundled synthetic cohorts and their demo models.")
+
+
+def _fresh_state_for(context: Context) -> None:
+    """Page controls are about one model and cohort (their classes, modalities, cases): another model or
+    cohort starts them afresh. The sidebar settings stay."""
+    loaded = (context.model_key, context.data_key)
+    if st.session_state.get("app.loaded") not in (None, loaded):
+        for key in [k for k in st.session_state if not str(k).startswith(("settings.", "app."))]:
+            del st.session_state[key]
+    st.session_state["app.loaded"] = loaded
 
 
 checkpoint, cohort, device, settings = _sidebar()
@@ -142,6 +168,7 @@ except (CheckpointError, CohortError) as err:
             f"`{DEFAULT_CHECKPOINT.relative_to(DEFAULT_CHECKPOINT.parents[2])}` and "
             f"`{DEFAULT_COHORT.relative_to(DEFAULT_COHORT.parents[1])}`.")
     st.stop()
+_fresh_state_for(context)
 st.session_state["app.context"] = context
 with st.sidebar:
     device_note = f"{context.checkpoint.device.type.upper()}"

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +25,30 @@ from neurofusion.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_checkpoint
 from neurofusion.data.cohort import COHORT_CSV, CohortReader
 from neurofusion.data.errors import CohortError
 from neurofusion.data.formats import wfdb_data_files
-from neurofusion.data.schema import MODALITIES, SPLITS, Case
+from neurofusion.data.modalities import ModalitySpec
+from neurofusion.data.schema import SPLITS, Case
 from neurofusion.inference import Predictor
 from neurofusion.ood import OOD_FILE, OODReference
+from neurofusion.survival import risk_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = ROOT / "sample_data" / "checkpoints" / "cardio_demo"
 DEFAULT_COHORT = ROOT / "sample_data" / "cardio"
-FILE_COLUMNS = ("image_file", "note_file", "signal_file")
+
+
+@dataclass(frozen=True)
+class Demo:
+    title: str
+    checkpoint: Path
+    cohort: Path
+
+
+# The bundled demos, offered in the sidebar (the first is the default).
+DEMOS = {
+    "cardio": Demo("Cardiology: diagnosis (5 classes)", DEFAULT_CHECKPOINT, DEFAULT_COHORT),
+    "cancer": Demo("Oncology: 5-year survival", ROOT / "sample_data" / "checkpoints" / "cancer_demo",
+                   ROOT / "sample_data" / "cancer"),
+}
 # Errors that mean "this case's input is bad", shown as a message on the case. CohortError (a ValueError)
 # names the file, line and field; a plain ValueError comes from turning a readable case into model input
 # (e.g. a category value the checkpoint does not know).
@@ -62,11 +79,17 @@ def cohort_key(path: str) -> str:
     return fingerprint(Path(path) / COHORT_CSV)
 
 
+def file_columns(cohort: CohortReader) -> list[str]:
+    """The cohort.csv columns that name a case's files: one per declared image, text or signal modality."""
+    return [m.file_column for m in cohort.modalities if m.kind != "tabular"]
+
+
 def case_files(cohort: CohortReader, case_id: str) -> list[str]:
-    """The files one case is read from: its image, note and signal (for WFDB, the header; ``case_key``
-    adds the data files it names). The case's row of cohort.csv is covered by the cohort's own key."""
+    """The files one case is read from: one per declared file-backed modality it has (for WFDB, the
+    header; ``case_key`` adds the data files it names). The case's row of cohort.csv is covered by the
+    cohort's own key."""
     row = cohort.table.iloc[cohort.position(case_id)]
-    return [os.path.join(cohort.root, row[c]) for c in FILE_COLUMNS if row[c]]
+    return [os.path.join(cohort.root, row[c]) for c in file_columns(cohort) if row[c]]
 
 
 def case_key(cohort: CohortReader, case_id: str) -> str:
@@ -78,7 +101,7 @@ def case_key(cohort: CohortReader, case_id: str) -> str:
 def cases_key(cohort: CohortReader, data_key: str) -> str:
     """The cohort table's key plus the size and modification time of every case's files, for results
     computed from every case: one stat per file, once per rerun (7 ms for the 200-case sample cohort)."""
-    files = [os.path.join(cohort.root, f) for c in FILE_COLUMNS for f in cohort.table[c] if f]
+    files = [os.path.join(cohort.root, f) for c in file_columns(cohort) for f in cohort.table[c] if f]
     return hashlib.sha256(f"{data_key}:{_stat_key(files)}".encode()).hexdigest()[:16]
 
 
@@ -127,9 +150,11 @@ def load_cohort(path: str, key: str) -> CohortReader:
 def cohort_predictions(_predictor: Predictor, _cohort: CohortReader, model_key: str, cases_key: str) -> pd.DataFrame:
     """One row per case: case_id, split, site, label, predicted, confidence, correct, has_<modality>,
     p_<class>, and error: why the case could not be predicted ("" when it was; then predicted is "" and
-    the probabilities are NaN)."""
+    the probabilities are NaN). A survival model's table is :func:`survival_table`'s."""
     cohort = _cohort
     ids = cohort.case_ids
+    if _predictor.model.config.outcome == "survival":
+        return survival_table(_predictor, cohort, ids)
     classes = _predictor.model.classes
     probabilities, errors = predict_readable(_predictor, cohort, ids, len(classes))
     table = cohort.table.set_index("case_id").loc[ids]
@@ -142,7 +167,7 @@ def cohort_predictions(_predictor: Predictor, _cohort: CohortReader, model_key: 
         "confidence": probabilities.max(1),
     })
     frame["correct"] = frame["label"] == frame["predicted"]
-    for m in MODALITIES:
+    for m in cohort.modality_names:
         frame[f"has_{m}"] = table[f"has_{m}"].to_numpy()
     for k, c in enumerate(classes):
         frame[f"p_{c}"] = probabilities[:, k]
@@ -150,9 +175,53 @@ def cohort_predictions(_predictor: Predictor, _cohort: CohortReader, model_key: 
     return frame
 
 
+def survival_table(predictor: Predictor, cohort: CohortReader, ids: Sequence[str]) -> pd.DataFrame:
+    """A survival model's cohort table, one row per case: case_id, split, site, label (""), time, event
+    (the recorded outcome), survival (predicted S at the model's horizon), risk (1 - survival), risk_group
+    ("low" / "medium" / "high": tertiles of risk over the readable cases of ``ids``), has_<modality>,
+    curve_<k> (S at the end of time bin k, k = 1..K), and error (as for a classifier; NaN predictions and
+    risk_group "" for a case that failed)."""
+    bins = predictor.model.config.survival_bins
+    curves, errors = predict_readable(predictor, cohort, ids, bins.num_bins, read=_survival_curves)
+    table = cohort.table.set_index("case_id").loc[ids]
+    failed = np.isnan(curves).any(axis=1)
+    survival = np.full(len(ids), np.nan)
+    survival[~failed] = bins.survival_at(curves[~failed], predictor.model.config.horizon)
+    groups = np.full(len(ids), "", dtype=object)
+    if (~failed).any():
+        groups[~failed] = risk_groups(1.0 - survival[~failed])
+    frame = pd.DataFrame({
+        "case_id": ids, "split": table["split"].to_numpy(), "site": table["site"].to_numpy(),
+        "label": table["label"].to_numpy(), "time": table["time"].to_numpy(dtype=float),
+        "event": table["event"].to_numpy(dtype=float), "survival": survival, "risk": 1.0 - survival,
+        "risk_group": groups,
+    })
+    for m in cohort.modality_names:
+        frame[f"has_{m}"] = table[f"has_{m}"].to_numpy()
+    for k in range(bins.num_bins):
+        frame[f"curve_{k + 1}"] = curves[:, k]
+    frame["error"] = [errors.get(i, "") for i in ids]
+    return frame
+
+
+def survival_curves(frame: pd.DataFrame) -> np.ndarray:
+    """(N, K) predicted survival curves from a :func:`survival_table` frame (its curve_<k> columns)."""
+    columns = [c for c in frame.columns if c.startswith("curve_")]
+    return frame[sorted(columns, key=lambda c: int(c.split("_")[1]))].to_numpy(dtype=float)
+
+
+def _class_probabilities(predictor: Predictor, cases: Sequence[Case]) -> np.ndarray:
+    return predictor.predict(cases)[1]
+
+
+def _survival_curves(predictor: Predictor, cases: Sequence[Case]) -> np.ndarray:
+    return predictor.predict_survival(cases).curves
+
+
 def predict_readable(predictor: Predictor, cohort: CohortReader, ids: Sequence[str], n_classes: int,
-                     chunk: int = 64) -> tuple[np.ndarray, dict[str, str]]:
-    """Probabilities (N, C) for the cases of ``ids`` (NaN rows for the cases that failed) and
+                     chunk: int = 64, read=_class_probabilities) -> tuple[np.ndarray, dict[str, str]]:
+    """``read(predictor, cases)`` -> (n, n_classes) values (class probabilities by default, survival curves
+    with :func:`_survival_curves`) for the cases of ``ids`` (NaN rows for the cases that failed), and
     {case_id: reason} for those that could not be read or turned into model input. The common path
     predicts in batches; only a batch that fails is retried case by case to find the bad one."""
     probabilities = np.full((len(ids), n_classes), np.nan)
@@ -167,11 +236,11 @@ def predict_readable(predictor: Predictor, cohort: CohortReader, ids: Sequence[s
         if not cases:
             continue
         try:
-            probabilities[rows] = predictor.predict(cases)[1]
+            probabilities[rows] = read(predictor, cases)
         except CASE_ERRORS:
             for k, case in zip(rows, cases):
                 try:
-                    probabilities[k] = predictor.predict([case])[1][0]
+                    probabilities[k] = read(predictor, [case])[0]
                 except CASE_ERRORS as err:
                     errors[case.case_id] = str(err)
     return probabilities, errors
@@ -201,6 +270,12 @@ def cohort_explanation(_predictor: Predictor, _cohort: CohortReader, model_key: 
     return cohort_importance(_predictor, [_cohort[i] for i in case_ids])
 
 
+def modality_titles(specs: Sequence[ModalitySpec]) -> dict[str, str]:
+    """{name: display title} of declared modalities, in declaration order (a spec without a title is shown
+    by its name: 'treatment_notes' -> 'Treatment notes')."""
+    return {s.name: s.title or s.name.replace("_", " ").capitalize() for s in specs}
+
+
 def device_options() -> list[str]:
     return ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -220,6 +295,25 @@ class Context:
     @property
     def classes(self) -> list[str]:
         return list(self.checkpoint.config.classes)
+
+    @property
+    def survival(self) -> bool:
+        """True for a survival model (cancer): no classes; a predicted curve, S(horizon) and a risk score."""
+        return self.checkpoint.config.outcome == "survival"
+
+    @property
+    def names(self) -> list[str]:
+        """The model's declared modalities, in declaration order (cardio: image, text, signal, tabular)."""
+        return list(self.checkpoint.config.modality_names)
+
+    @property
+    def titles(self) -> dict[str, str]:
+        """{modality name: display title} in declaration order (cardio: Echo image, Clinical note, ECG, Labs)."""
+        return modality_titles(self.checkpoint.config.modality_specs)
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        return {s.name: s.kind for s in self.checkpoint.config.modality_specs}
 
     @functools.cached_property
     def cases_key(self) -> str:

@@ -306,27 +306,40 @@ def test_bundled_raters_are_called_simulated_and_uploaded_raters_by_name():
     assert not any("simulated" in c.value for c in at.caption)
 
 
-# ------------------------------------------------------- what the pages cannot draw yet is said (issue 11)
+# ------------------------------------------------------- the model and the cohort must be of one task (issue 11)
 def test_a_cohort_of_another_task_is_a_message_naming_both(tmp_path):
     at = _app(**{"settings.cohort": str(Path(SAMPLE).parent / "cancer")}).run()
     assert not at.exception
     message = at.error[0].value
     assert "survival cohort with the modalities histopathology, genomics, treatment_notes, clinical" in message
-    assert "classification model of image, text, signal, tabular" in message
+    assert "classification model of the cardio task with the modalities image, text, signal, tabular" in message
 
 
-def test_a_survival_model_is_a_message_saying_what_to_use_instead(tmp_path):
-    import dataclasses
-
-    from neurofusion.checkpoint import save_checkpoint
-    from neurofusion.data.modalities import modalities_to_dicts
-    from neurofusion.models import build_model
-    from tests.neurofusion.test_survival_training import PLANTED_FEATURES, PLANTED_MODALITIES, _tiny_config
-
-    config = _tiny_config(modalities=modalities_to_dicts(PLANTED_MODALITIES),
-                          features=[dataclasses.asdict(f) for f in PLANTED_FEATURES])
-    save_checkpoint(tmp_path / "survival", build_model(config).eval(), None)
-    at = _app(**{"settings.checkpoint": str(tmp_path / "survival")}).run()
+def test_a_survival_model_on_a_classification_cohort_is_a_message(tmp_path):
+    at = _app(**{"settings.checkpoint": str(Path(SAMPLE).parent / "checkpoints" / "cancer_demo")}).run()
     assert not at.exception
     message = at.error[0].value
-    assert "is a survival model" in message and "python -m explain case" in message
+    assert "is a survival model of the cancer task" in message and "a classification cohort" in message
+
+
+def test_the_demo_switch_loads_the_other_bundled_task_and_starts_page_controls_afresh():
+    at = _app().run()
+    _no_errors(at)
+    assert at.selectbox(key="settings.demo").value == "cardio"
+    at.multiselect(key="case.filter_true").set_value(["normal"]).run()  # a filter of cardio's classes
+    at.selectbox(key="settings.demo").set_value("cancer").run()
+    _no_errors(at)
+    assert at.session_state["settings.checkpoint"].endswith("cancer_demo")
+    assert at.session_state["settings.cohort"].endswith("cancer")
+    assert not at.session_state["case.filter_true"] if "case.filter_true" in at.session_state else True
+    assert at.selectbox(key="case.id").value.startswith("CA-")
+    at.selectbox(key="settings.demo").set_value("cardio").run()
+    _no_errors(at)
+    assert at.selectbox(key="case.id").value.startswith("CV-")
+
+
+def test_typing_own_folders_shows_the_demo_as_custom(tmp_path):
+    shutil.copytree(SAMPLE, tmp_path / "cohort")
+    at = _app(**{"settings.cohort": str(tmp_path / "cohort")}).run()
+    _no_errors(at)
+    assert at.selectbox(key="settings.demo").value == "custom"
