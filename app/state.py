@@ -21,6 +21,7 @@ import torch
 
 from explain.case import CaseExplanation, ExplainSettings, explain_case
 from explain.cohort import CohortImportance, cohort_importance
+from explain.targets import SurvivalTarget
 from neurofusion.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_checkpoint
 from neurofusion.data.cohort import COHORT_CSV, CohortReader
 from neurofusion.data.errors import CohortError
@@ -256,18 +257,21 @@ def _read(cohort: CohortReader, case_id: str, errors: dict[str, str]) -> Case | 
 
 @st.cache_data(show_spinner="Explaining this case...", max_entries=256)
 def case_explanation(_predictor: Predictor, _cohort: CohortReader, _ood: OODReference | None, model_key: str,
-                     data_key: str, case_id: str, case_key: str, settings: ExplainSettings) -> CaseExplanation:
+                     data_key: str, case_id: str, case_key: str, settings: ExplainSettings,
+                     survival: SurvivalTarget | None = None) -> CaseExplanation:
     """``case_key`` (the case's files) makes an edited image, note or signal a new entry, not a stale hit;
-    ``model_key`` covers the checkpoint's out-of-distribution reference ``_ood``."""
-    return explain_case(_predictor, _cohort[case_id], settings, ood=_ood)
+    ``model_key`` covers the checkpoint's out-of-distribution reference ``_ood``. ``survival``: the explained
+    quantity of a survival model (None: its default, survival at the model's horizon)."""
+    return explain_case(_predictor, _cohort[case_id], settings, ood=_ood, survival=survival)
 
 
 @st.cache_data(show_spinner="Explaining every selected case (attention and modality importance)...", max_entries=16)
 def cohort_explanation(_predictor: Predictor, _cohort: CohortReader, model_key: str, cases_key: str,
-                       case_ids: tuple[str, ...]) -> CohortImportance:
+                       case_ids: tuple[str, ...], survival: SurvivalTarget | None = None) -> CohortImportance:
     """Modality importance of each case and the class-averaged attention, from one pass: the cohort
-    attention and agreement pages share it, so the second of them opens from the cache."""
-    return cohort_importance(_predictor, [_cohort[i] for i in case_ids])
+    attention and agreement pages share it, so the second of them opens from the cache. ``survival``: a
+    survival model's explained quantity (None: survival at its horizon)."""
+    return cohort_importance(_predictor, [_cohort[i] for i in case_ids], survival=survival)
 
 
 def modality_titles(specs: Sequence[ModalitySpec]) -> dict[str, str]:
@@ -344,12 +348,15 @@ class Context:
                        f"{'are' if len(left_out) > 1 else 'is'} left out:\n{shown}{more}")
         return [i for i in ids if i not in bad]
 
-    def cohort_explanation(self, case_ids: Sequence[str]) -> CohortImportance:
-        return cohort_explanation(self.predictor, self.cohort, self.model_key, self.cases_key, tuple(case_ids))
+    def cohort_explanation(self, case_ids: Sequence[str], survival: SurvivalTarget | None = None) -> CohortImportance:
+        return cohort_explanation(self.predictor, self.cohort, self.model_key, self.cases_key, tuple(case_ids),
+                                  survival)
 
-    def explain(self, case_id: str, settings: ExplainSettings | None = None) -> CaseExplanation:
+    def explain(self, case_id: str, settings: ExplainSettings | None = None,
+                survival: SurvivalTarget | None = None) -> CaseExplanation:
+        """The case's explanation (cached); ``survival`` chooses a survival model's explained quantity."""
         return case_explanation(self.predictor, self.cohort, self.checkpoint.ood, self.model_key, self.data_key,
-                                case_id, case_key(self.cohort, case_id), settings or self.settings)
+                                case_id, case_key(self.cohort, case_id), settings or self.settings, survival)
 
 
 def split_picker(ctx: Context, key: str) -> str:
