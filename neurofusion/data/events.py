@@ -1,0 +1,284 @@
+"""Time-stamped clinical data as clinical systems store it (the ICU task): long tables of
+(case_id, time, variable, value, unit) for vital signs and laboratory values and (case_id, time, text) for
+notes, in the shape of MIMIC-IV's ``chartevents`` / ``labevents`` / note tables; read and validated with the
+file, line and field of each problem; and the view of one stay *as of hour t*: only what was recorded up to
+t, which is all the model may see when it predicts at t.
+
+Times are hours since the stay's admission (floats). A cohort's ``variables.csv`` declares each variable
+once: its table (vitals or labs), its unit (every row must use it: values are never converted silently),
+its plausible range (values outside it are kept, as monitors record them, and counted as artefacts) and
+the MIMIC-IV item ids it stands for (documentation for users converting their own extract).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neurofusion.data.errors import CohortError
+
+EVENT_COLUMNS = ("case_id", "time", "variable", "value", "unit")
+NOTE_COLUMNS = ("case_id", "time", "text")
+VARIABLE_COLUMNS = ("variable", "table", "unit", "low", "high", "description", "mimic_itemids")
+TABLES = ("vitals", "labs")
+
+
+@dataclass(frozen=True)
+class EventVariable:
+    """One declared time-stamped variable: ``table`` vitals or labs, the ``unit`` its rows must carry, the
+    plausible range [low, high] (None = open), and the MIMIC-IV item ids it maps from."""
+
+    name: str
+    table: str
+    unit: str
+    low: float | None = None
+    high: float | None = None
+    description: str = ""
+    mimic_itemids: tuple[int, ...] = ()
+
+    def plausible(self, values: np.ndarray) -> np.ndarray:
+        """(N,) bool: values inside the plausible range."""
+        ok = np.ones(len(values), dtype=bool)
+        if self.low is not None:
+            ok &= values >= self.low
+        if self.high is not None:
+            ok &= values <= self.high
+        return ok
+
+
+def read_variables(path: str | Path) -> dict[str, EventVariable]:
+    """``variables.csv`` -> {name: EventVariable}, in file order."""
+    frame = _read(path, VARIABLE_COLUMNS[:3])
+    variables: dict[str, EventVariable] = {}
+    for i, row in frame.iterrows():
+        line = int(i) + 2
+        name = row["variable"].strip()
+        if not name:
+            raise CohortError("variable name is empty", path=path, line=line, field="variable")
+        if name in variables:
+            raise CohortError(f"variable {name!r} is declared twice", path=path, line=line, field="variable")
+        if row["table"] not in TABLES:
+            raise CohortError(f"table must be one of {', '.join(TABLES)}, got {row['table']!r}", path=path,
+                              line=line, field="table")
+        if not row["unit"].strip():
+            raise CohortError(f"variable {name!r} has no unit (write the unit its values are in, e.g. 'mmHg')",
+                              path=path, line=line, field="unit")
+        low, high = (_optional_float(row.get(f, ""), path, line, f) for f in ("low", "high"))
+        if low is not None and high is not None and low > high:
+            raise CohortError(f"the plausible range is empty: low {low:g} > high {high:g}", path=path, line=line,
+                              field="low")
+        variables[name] = EventVariable(name, row["table"], row["unit"].strip(), low, high,
+                                        row.get("description", "").strip(),
+                                        _itemids(row.get("mimic_itemids", ""), path, line))
+    return variables
+
+
+@dataclass
+class EventTable:
+    """A validated long table: ``rows`` (case_id, time, variable, value) sorted by case, variable and time;
+    ``artefacts``: how many values of each variable lie outside its plausible range (kept, not dropped)."""
+
+    rows: pd.DataFrame
+    variables: dict[str, EventVariable]
+    artefacts: dict[str, int]
+
+    def __post_init__(self) -> None:
+        self._by_case = {case_id: part for case_id, part in self.rows.groupby("case_id", sort=False)}
+
+    def of(self, case_id: str) -> pd.DataFrame:
+        """The case's rows (time, variable, value); empty when it has none."""
+        part = self._by_case.get(case_id)
+        return self.rows.iloc[:0] if part is None else part
+
+
+def read_events(path: str | Path, variables: Mapping[str, EventVariable], stays: Mapping[str, float],
+                table: str) -> EventTable:
+    """Read and validate one long table (``table``: vitals or labs). ``stays``: {case_id: stay length in
+    hours}; every row must belong to a known stay, lie within it (0 <= time <= length), name a variable of
+    this table, carry its declared unit and a finite value, and each (case, variable) stream's times must not
+    go backwards in file order (a stream out of order is usually a merge or time-zone error)."""
+    frame = _read(path, EVENT_COLUMNS)
+    times = _floats(frame["time"], path, "time", "a time in hours since admission")
+    values = _floats(frame["value"], path, "value", "a number")
+    for k, (case_id, variable, unit) in enumerate(zip(frame["case_id"], frame["variable"], frame["unit"])):
+        line = k + 2
+        if case_id not in stays:
+            raise CohortError("case_id is not a stay of this cohort (cohort.csv)", path=path, line=line,
+                              case_id=case_id, field="case_id")
+        declared = variables.get(variable)
+        if declared is None or declared.table != table:
+            known = ", ".join(n for n, v in variables.items() if v.table == table)
+            raise CohortError(f"variable {variable!r} is not a declared {table} variable (variables.csv: {known})",
+                              path=path, line=line, case_id=case_id, field="variable")
+        if unit.strip() != declared.unit:
+            raise CohortError(f"{variable} is recorded in {unit!r}, but variables.csv declares {declared.unit!r}; "
+                              "convert the values (they are never converted silently)", path=path, line=line,
+                              case_id=case_id, field="unit")
+        if not 0.0 <= times[k] <= stays[case_id]:
+            raise CohortError(f"time {times[k]:g} h lies outside the stay (0 to {stays[case_id]:g} h after "
+                              "admission)", path=path, line=line, case_id=case_id, field="time")
+    rows = pd.DataFrame({"case_id": frame["case_id"], "time": times, "variable": frame["variable"], "value": values,
+                         "line": np.arange(2, len(frame) + 2)})
+    _check_monotonic(rows, path)
+    rows = rows.sort_values(["case_id", "variable", "time"], kind="stable").drop(columns="line")
+    artefacts = {name: int((~v.plausible(rows.loc[rows["variable"] == name, "value"].to_numpy())).sum())
+                 for name, v in variables.items() if v.table == table}
+    return EventTable(rows.reset_index(drop=True), dict(variables), artefacts)
+
+
+def read_notes(path: str | Path, stays: Mapping[str, float]) -> pd.DataFrame:
+    """Time-stamped notes (case_id, time, text), validated like events (known stay, time within it, non-empty
+    text, times of a stay not going backwards), sorted by case and time."""
+    frame = _read(path, NOTE_COLUMNS)
+    times = _floats(frame["time"], path, "time", "a time in hours since admission")
+    for k, (case_id, text) in enumerate(zip(frame["case_id"], frame["text"])):
+        line = k + 2
+        if case_id not in stays:
+            raise CohortError("case_id is not a stay of this cohort (cohort.csv)", path=path, line=line,
+                              case_id=case_id, field="case_id")
+        if not 0.0 <= times[k] <= stays[case_id]:
+            raise CohortError(f"time {times[k]:g} h lies outside the stay (0 to {stays[case_id]:g} h after "
+                              "admission)", path=path, line=line, case_id=case_id, field="time")
+        if not text.strip():
+            raise CohortError("the note is empty", path=path, line=line, case_id=case_id, field="text")
+    rows = pd.DataFrame({"case_id": frame["case_id"], "time": times, "text": frame["text"],
+                         "variable": "note", "line": np.arange(2, len(frame) + 2)})
+    _check_monotonic(rows, path)
+    return (rows.sort_values(["case_id", "time"], kind="stable").drop(columns=["line", "variable"])
+            .reset_index(drop=True))
+
+
+# ------------------------------------------------------------------------------ one stay as of hour t
+
+
+def as_of(rows: pd.DataFrame, t: float) -> pd.DataFrame:
+    """The rows recorded at or before hour ``t`` (a measurement at exactly t is known at t)."""
+    return rows[rows["time"].to_numpy() <= t]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Vital signs on a regular grid ending at hour ``end``: ``values`` (V, T) float32 (the last measurement
+    in each step; an unmeasured step carries the last value before it, 0 before the first), ``measured``
+    (V, T) bool (the step holds a measurement of its own), ``times`` (T,) the end of each step in hours."""
+
+    values: np.ndarray
+    measured: np.ndarray
+    times: np.ndarray
+    variables: tuple[str, ...]
+    end: float
+
+
+def regular_grid(rows: pd.DataFrame, variables: Sequence[str], t: float, *, window_h: float = 48.0,
+                 step_h: float = 5 / 60) -> Grid:
+    """One stay's rows (time, variable, value) as of hour ``t`` on a grid of ``window_h`` hours ending at t,
+    in steps of ``step_h`` (5 minutes by default). Step k covers (start + k step, start + (k+1) step]; rows
+    after t are dropped first, so nothing recorded later can reach the grid. Values before the window
+    still seed the carried-forward value (a patient whose last blood pressure was 2 h before the window has
+    that pressure, unmeasured, not 0)."""
+    if not (window_h > 0 and step_h > 0 and window_h >= step_h):
+        raise ValueError(f"window_h and step_h must be > 0 with window_h >= step_h, got {window_h}, {step_h}")
+    steps = int(round(window_h / step_h))
+    if not math.isclose(steps * step_h, window_h, rel_tol=1e-9):
+        raise ValueError(f"window_h {window_h} must be a whole number of steps of {step_h} h")
+    start = t - window_h
+    seen = as_of(rows, t)
+    values = np.zeros((len(variables), steps), dtype=np.float32)
+    measured = np.zeros((len(variables), steps), dtype=bool)
+    for v, name in enumerate(variables):
+        stream = seen[seen["variable"] == name]
+        time, value = stream["time"].to_numpy(dtype=float), stream["value"].to_numpy(dtype=float)
+        # the step holding each time: ceil((time - start) / step) - 1, so a time on a step's end belongs to it
+        index = np.ceil((time - start) / step_h - 1e-9).astype(int) - 1
+        inside = index >= 0
+        before = value[~inside]
+        carried = before[-1] if len(before) else 0.0
+        row = np.full(steps, np.nan)
+        row[index[inside]] = value[inside]  # times ascending: the last measurement of a step wins
+        measured[v] = ~np.isnan(row)
+        values[v] = _carry_forward(row, carried)
+    times = start + step_h * np.arange(1, steps + 1)
+    return Grid(values, measured, times, tuple(variables), float(t))
+
+
+def last_observation(rows: pd.DataFrame, variables: Sequence[str], t: float) -> tuple[dict[str, float], dict[str, float]]:
+    """For each variable, its last value recorded at or before hour ``t`` and that value's age in hours
+    (t - time); NaN and NaN when it was never recorded by t. This is how labs are aligned to the prediction
+    time (last observation with its age) rather than by nearest neighbour, which could reach after t."""
+    seen = as_of(rows, t)
+    last = seen.groupby("variable", sort=False).tail(1).set_index("variable")
+    values = {v: float(last.loc[v, "value"]) if v in last.index else math.nan for v in variables}
+    ages = {v: float(t - last.loc[v, "time"]) if v in last.index else math.nan for v in variables}
+    return values, ages
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def _carry_forward(row: np.ndarray, initial: float) -> np.ndarray:
+    """(T,) with NaN gaps -> each gap filled with the last value before it (``initial`` before the first)."""
+    filled = np.where(np.isnan(row), np.nan, row)
+    last = np.where(~np.isnan(filled), np.arange(len(filled)), -1)
+    np.maximum.accumulate(last, out=last)
+    return np.where(last >= 0, filled[np.clip(last, 0, None)], initial).astype(np.float32)
+
+
+def _check_monotonic(rows: pd.DataFrame, path: str | Path) -> None:
+    """Each (case, variable) stream's times must not go backwards in file order."""
+    previous = rows.groupby(["case_id", "variable"], sort=False)["time"].shift()
+    backwards = (rows["time"] < previous).to_numpy()
+    if backwards.any():
+        k = int(np.flatnonzero(backwards)[0])
+        row = rows.iloc[k]
+        raise CohortError(f"time {row['time']:g} h comes after a later time ({previous.iloc[k]:g} h) of the same "
+                          f"{row['variable']} stream; sort each stream by time", path=path, line=int(row["line"]),
+                          case_id=row["case_id"], field="time")
+
+
+def _read(path: str | Path, required: Sequence[str]) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise CohortError("file not found", path=path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise CohortError(f"not a readable CSV file: {err}", path=path) from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise CohortError(f"missing column(s) {', '.join(missing)}; expected {', '.join(required)}", path=path,
+                          line=1)
+    return frame
+
+
+def _floats(column: pd.Series, path: str | Path, field: str, expected: str) -> np.ndarray:
+    values = pd.to_numeric(column.str.strip(), errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise CohortError(f"{column.iloc[k]!r} is not {expected}", path=path, line=k + 2, field=field)
+    return values
+
+
+def _optional_float(text: str, path: str | Path, line: int, field: str) -> float | None:
+    if not str(text).strip():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise CohortError(f"{text!r} is not a number (or leave it empty)", path=path, line=line, field=field) from None
+    if not math.isfinite(value):
+        raise CohortError(f"{text!r} is not a finite number", path=path, line=line, field=field)
+    return value
+
+
+def _itemids(text: str, path: str | Path, line: int) -> tuple[int, ...]:
+    parts = str(text).split()
+    if not all(p.isdigit() for p in parts):
+        raise CohortError(f"mimic_itemids must be item ids separated by spaces, got {text!r}", path=path, line=line,
+                          field="mimic_itemids")
+    return tuple(int(p) for p in parts)
