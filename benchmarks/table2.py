@@ -102,10 +102,11 @@ def _cancer_intro(settings: dict) -> list[str]:
         "",
         f"Same encoders and training budget for every model (config `{settings.get('config')}`: a discrete-time "
         f"survival head over 12-month bins; at most {settings.get('max_epochs')} epochs or "
-        f"{settings.get('max_minutes')} minutes, early stopping on validation C-index with the config's patience), "
-        f"trained on the {settings.get('train_cases')} train cases and selected on the {settings.get('val_cases')} "
-        f"val cases of seed 2026 (build/cancer_trainval), tested on the {settings.get('test_cases')} bundled test "
-        "cases (sample_data/cancer). Harrell's C-index and the cumulative/dynamic AUC at 5 years of the risk "
+        f"{settings.get('max_minutes')} minutes, early stopping on validation C-index after "
+        f"{settings.get('patience')} epochs without a better one), trained on the {settings.get('train_cases')} "
+        f"train cases and selected on the {settings.get('val_cases')} val cases of {settings.get('data')} (the "
+        f"cancer sample's seed, 2026), tested on the {settings.get('test_cases')} bundled test cases of "
+        f"{settings.get('test_data')}. Harrell's C-index and the cumulative/dynamic AUC at 5 years of the risk "
         "score 1 - S(60 months), and the integrated Brier score (lower is better; the paper gives none); AUC and "
         f"Brier weight censoring by the Kaplan-Meier of {settings.get('censoring_reference')}. Mean ± sd over "
         "the seeds each row has. Produced by `python benchmarks/table2.py --task cancer`. Synthetic data: the "
@@ -164,6 +165,12 @@ def read_metrics(task: Task, result: dict) -> dict[str, float]:
     return values
 
 
+def _shown(path: str) -> str:
+    """``path`` relative to the repository when it is inside it (results name no machine's folders)."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
+
+
 def measure(task: Task, checkpoint: Path, test_data: str, train_data: str) -> dict:
     """Evaluate ``checkpoint`` on the test split -> the evaluation result (200 bootstrap resamples). A survival
     model's AUC and Brier score weight censoring by the train split outcomes of ``train_data`` (the bundled
@@ -172,7 +179,7 @@ def measure(task: Task, checkpoint: Path, test_data: str, train_data: str) -> di
         return evaluate(checkpoint, test_data, n_bootstrap=200)
     ckpt = load_checkpoint(checkpoint, device="cpu")
     cohort, training = CohortReader(test_data), CohortReader(train_data)
-    reference = censoring_reference(training, training.ids("train"), f"the train split of {train_data}")
+    reference = censoring_reference(training, training.ids("train"), f"the train split of {_shown(train_data)}")
     if reference is None:
         raise ValueError(f"{train_data} has no train cases with an outcome to weight censoring by")
     cases = [cohort[i] for i in cohort.ids("test")]
@@ -228,7 +235,9 @@ def main() -> None:
             if task.name != "cardio":
                 training_cohort = CohortReader(data)
                 results["settings"].update(train_cases=len(training_cohort.ids("train")),
-                                           val_cases=len(training_cohort.ids("val")),
+                                           val_cases=len(training_cohort.ids("val")), data=_shown(data),
+                                           test_data=_shown(test_data),
+                                           patience=training["train_config"]["patience"],
                                            censoring_reference=result["censoring_source"])
             RESULTS.mkdir(exist_ok=True)
             task.store.write_text(json.dumps(results, indent=2) + "\n")

@@ -66,7 +66,8 @@ def test_cancer_markdown_gives_mean_and_sd_over_seeds_beside_the_paper():
              "integrated_brier": 0.15} for s, c in enumerate(c_indices)]
     runs += [{"architecture": "clinical_only", "seed": 0, "c_index": 0.6512, "auc_5y": 0.7, "integrated_brier": 0.2}]
     settings = {"config": "cancer_demo.yaml", "max_epochs": 40, "max_minutes": 4.0, "test_cases": 200,
-                "train_cases": 1600, "val_cases": 200, "censoring_reference": "the train split"}
+                "train_cases": 1600, "val_cases": 200, "censoring_reference": "the train split", "patience": 8,
+                "data": "build/cancer_trainval", "test_data": "sample_data/cancer"}
     text = markdown(CANCER, {"runs": runs, "settings": settings})
     table = _table_lines(text)
     assert table["model"] == ["seeds", "C-index", "5-yr AUC", "integrated Brier", "paper row", "paper C-index",
@@ -78,7 +79,9 @@ def test_cancer_markdown_gives_mean_and_sd_over_seeds_beside_the_paper():
     assert table["clinical_only"] == ["1", "0.651 ± 0.000", "0.700 ± 0.000", "0.200 ± 0.000", "Structured Only",
                                       "0.812", "0.789"]
     assert "genomics_only" not in table  # no runs, no row
-    assert "1600 train cases" in text and "200 val cases" in text and "Synthetic data" in text
+    for stated in ("1600 train cases", "200 val cases of build/cancer_trainval", "200 bundled test cases of "
+                   "sample_data/cancer", "after 8 epochs without", "at most 40 epochs", "Synthetic data"):
+        assert stated in text
 
 
 def test_cardio_markdown_keeps_its_columns_and_percent_scale():
