@@ -1,7 +1,8 @@
 """What the case page says about a case's inputs beside the explanation: which modalities the model could
 use, what it could not use as given (the input report), and which inputs are unlike the training data.
 
-Pure functions from the explanation's plain data to sentences, so the page only renders them.
+Pure functions from the explanation's plain data to sentences, so the page only renders them. Modalities are
+the model's declared ones (cardio's four by default): titles and nouns come from the declaration.
 """
 
 from __future__ import annotations
@@ -14,6 +15,15 @@ from neurofusion.data.schema import MODALITIES
 
 # How a modality is named inside a sentence ("the echo image is unlike ...").
 MODALITY_NOUNS = {"image": "echo image", "text": "clinical note", "signal": "ECG", "tabular": "labs"}
+
+
+def modality_noun(name: str, titles: Mapping[str, str] | None = None) -> str:
+    """How modality ``name`` is named inside a sentence: cardio's nouns, else its declared title in lower
+    case ('Treatment notes' -> 'treatment notes'), else its name with spaces."""
+    if name in MODALITY_NOUNS and (titles is None or titles.get(name) == MODALITY_LABELS.get(name)):
+        return MODALITY_NOUNS[name]
+    title = (titles or {}).get(name) or name.replace("_", " ")
+    return title if title.isupper() else title.lower()
 
 
 @dataclass
@@ -42,32 +52,37 @@ def input_notes(inputs: Mapping | None, issues: Sequence[str] = ()) -> InputNote
 
 
 def modality_status(present: Mapping[str, bool], unusable: Mapping[str, str]) -> dict[str, str]:
-    """modality -> "used", "unusable" (the case has it, the model cannot read it) or "missing"."""
-    return {m: "unusable" if m in unusable else "used" if present.get(m) else "missing" for m in MODALITIES}
+    """modality -> "used", "unusable" (the case has it, the model cannot read it) or "missing", for every
+    modality of ``present`` (the explanation's: the declared ones, in order)."""
+    names = list(present) or list(MODALITIES)
+    return {m: "unusable" if m in unusable else "used" if present.get(m) else "missing" for m in names}
 
 
-def modality_line(status: Mapping[str, str]) -> str:
+def modality_line(status: Mapping[str, str], titles: Mapping[str, str] | None = None) -> str:
+    """'Echo image ✓ · ECG — missing · ...' in the order of ``status``; ``titles``: {name: title} of the
+    declared modalities (default cardio's labels)."""
     marks = {"used": "✓", "unusable": "⚠ unusable", "missing": "— missing"}
-    return " · ".join(f"{MODALITY_LABELS[m]} {marks[status[m]]}" for m in MODALITIES)
+    names = titles or MODALITY_LABELS
+    return " · ".join(f"{names.get(m, m)} {marks[state]}" for m, state in status.items())
 
 
-def ood_warnings(ood: Mapping[str, Mapping] | None) -> list[str]:
+def ood_warnings(ood: Mapping[str, Mapping] | None, titles: Mapping[str, str] | None = None) -> list[str]:
     """One sentence per modality flagged as unlike the training data (``CaseExplanation.ood``)."""
     out = []
     for modality, check in (ood or {}).items():
         if check.get("flagged"):
             out.append(
-                f"The {MODALITY_NOUNS.get(modality, modality)} is unlike the training data: distance "
+                f"The {modality_noun(modality, titles)} is unlike the training data: distance "
                 f"{check['distance']:.3g} > threshold {check['threshold']:.3g}, which "
                 f"{100 * check['false_alarm_rate']:.1f} % of held-out training cases exceed. Its explanation "
                 "describes the model outside what it learned from.")
     return out
 
 
-def ood_caption(ood: Mapping[str, Mapping] | None) -> str:
+def ood_caption(ood: Mapping[str, Mapping] | None, titles: Mapping[str, str] | None = None) -> str:
     """What the page says when nothing is flagged: which modalities were checked, or that none could be."""
     if ood is None:
         return ("This checkpoint has no out-of-distribution reference, so inputs unlike the training data "
                 "cannot be flagged (`python -m neurofusion.ood fit` adds one).")
-    checked = [MODALITY_NOUNS.get(m, m) for m, c in ood.items() if not c.get("flagged")]
+    checked = [modality_noun(m, titles) for m, c in ood.items() if not c.get("flagged")]
     return f"Within the training data's range: {', '.join(checked)}." if checked else ""

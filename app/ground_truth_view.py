@@ -1,10 +1,14 @@
 """What a synthetic cohort planted in a case (its ``ground_truth.csv`` row), for the case page to draw over
-the explanation: the echo region, the ECG leads, the note phrases and the per-modality evidence strengths
-beside the model's importance and the raters' ranks. Overlays are added to the figures app/figures.py
-returns (plotly shapes and annotations), so the figures themselves stay the same with or without it."""
+the explanation: the image region, the ECG leads, the driver genes, the note phrases and the per-modality
+evidence strengths beside the model's importance and the raters' ranks, over the declared modalities
+(cardio's image_roi / signal_leads columns, or <image modality>_roi and driver_genes of the cancer cohort).
+Overlays are added to the figures app/figures.py returns (plotly shapes and annotations), so the figures
+themselves stay the same with or without it."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,9 +24,10 @@ PLANTED_COLOR = "#15803d"  # green: not the red/blue of attributions nor the pur
 
 @dataclass
 class Planted:
-    """One case's planted evidence. strengths: modality -> [0, 1] (None = the case lacks it). roi: (x0, y0,
-    x1, y1) pixel box on the echo or None. leads: ECG leads carrying the finding. phrases: note phrases
-    expressing it. distractor: a weaker competing finding, '' if none."""
+    """One case's planted evidence. strengths: declared modality -> [0, 1] (None = the case lacks it), in
+    declaration order. roi: (x0, y0, x1, y1) pixel box on the image or None. leads: ECG leads carrying the
+    finding. phrases: note phrases expressing it. distractor: a weaker competing finding, '' if none.
+    genes: planted driver genes of a mutation panel."""
 
     case_id: str
     strengths: dict[str, float | None]
@@ -30,25 +35,43 @@ class Planted:
     leads: list[str] = field(default_factory=list)
     phrases: list[str] = field(default_factory=list)
     distractor: str = ""
+    genes: list[str] = field(default_factory=list)
 
 
-def planted(truth: pd.DataFrame | None, case_id: str) -> Planted | None:
-    """The case's row of ``CohortReader.ground_truth()`` (None when the cohort has none or omits the case).
-    Raises ValueError for an image_roi that is not four whole numbers x0 y0 x1 y1."""
+def planted(truth: pd.DataFrame | None, case_id: str, names: Sequence[str] = MODALITIES,
+            image: str | None = None) -> Planted | None:
+    """The case's row of ``CohortReader.ground_truth()`` (None when the cohort has none or omits the case),
+    for the declared modalities ``names`` (a strength_<name> column each; a modality without one counts as
+    not planted). ``image``: the declared image modality whose ``<image>_roi`` column holds the region
+    (default: the image_roi column). Raises ValueError for a region that is not four whole numbers
+    x0 y0 x1 y1, or a strength that is not a number."""
     if truth is None or case_id not in set(truth["case_id"]):
         return None
     row = truth.loc[truth["case_id"] == case_id].iloc[0]
-    strengths = {m: (None if pd.isna(row[f"strength_{m}"]) else float(row[f"strength_{m}"])) for m in MODALITIES}
-    roi_text = str(row.get("image_roi", "") or "").strip()
+    strengths = {m: _strength(row, m, case_id) for m in names}
+    column = f"{image}_roi" if image is not None and f"{image}_roi" in row.index else "image_roi"
+    roi_text = str(row.get(column, "") or "").strip()
     roi = None
     if roi_text:
         parts = roi_text.split()
         if len(parts) != 4 or not all(p.lstrip("-").isdigit() for p in parts):
-            raise ValueError(f"ground_truth.csv: image_roi of {case_id} must be 'x0 y0 x1 y1' in pixels, got {roi_text!r}")
+            raise ValueError(f"ground_truth.csv: {column} of {case_id} must be 'x0 y0 x1 y1' in pixels, got {roi_text!r}")
         roi = tuple(int(p) for p in parts)
     leads = str(row.get("signal_leads", "") or "").split()
     phrases = [p.strip() for p in str(row.get("text_evidence", "") or "").split("|") if p.strip()]
-    return Planted(case_id, strengths, roi, leads, phrases, str(row.get("distractor", "") or ""))
+    genes = [g for g in re.split(r"[\s|,;]+", str(row.get("driver_genes", "") or "")) if g]
+    return Planted(case_id, strengths, roi, leads, phrases, str(row.get("distractor", "") or ""), genes)
+
+
+def _strength(row: pd.Series, modality: str, case_id: str) -> float | None:
+    value = row.get(f"strength_{modality}")
+    if value is None or pd.isna(value) or str(value).strip() == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"ground_truth.csv: strength_{modality} of {case_id} must be a number in [0, 1], "
+                         f"got {value!r}") from None
 
 
 def mark_roi(fig: go.Figure, roi: tuple[int, int, int, int]) -> go.Figure:
@@ -105,19 +128,43 @@ def phrase_table(note: str, phrases: list[str], words: list[Span]) -> pd.DataFra
     return pd.DataFrame(rows, columns=["planted phrase", "characters", "attribution"])
 
 
-def strength_table(truth: Planted, shapley: dict[str, float], rater_ranks: pd.DataFrame | None) -> pd.DataFrame:
-    """Per modality: the planted strength (evidence for the case's label) and its rank, the model's
-    Shapley value and rank, and each rater's rank. ``shapley``: modality -> value (NaN = missing)."""
-    strengths = pd.Series({m: np.nan if truth.strengths[m] is None else truth.strengths[m] for m in MODALITIES})
-    model = pd.Series({m: float(shapley.get(m, np.nan)) for m in MODALITIES})
+def strength_table(truth: Planted, shapley: dict[str, float], rater_ranks: pd.DataFrame | None,
+                   titles: Mapping[str, str] | None = None, magnitude: bool = False) -> pd.DataFrame:
+    """Per declared modality (``truth.strengths``' order): the planted strength and its rank, the model's
+    Shapley value and rank, and each rater's rank. ``shapley``: modality -> value (NaN = missing).
+    ``titles``: {name: title} (default cardio's labels). ``magnitude``: rank the model by |Shapley| (a
+    survival model's evidence can lower the explained quantity and still be what matters)."""
+    names = list(truth.strengths)
+    labels = titles or MODALITY_LABELS
+    strengths = pd.Series({m: np.nan if truth.strengths[m] is None else truth.strengths[m] for m in names})
+    model = pd.Series({m: float(shapley.get(m, np.nan)) for m in names})
+    ranked = model.abs() if magnitude else model
     table = pd.DataFrame({
-        "modality": [MODALITY_LABELS[m] for m in MODALITIES],
+        "modality": [labels.get(m, m) for m in names],
         "planted strength": strengths.round(3).to_numpy(),
         "planted rank": strengths.rank(ascending=False, method="min").to_numpy(),
         "model Shapley": model.round(4).to_numpy(),
-        "model rank": model.rank(ascending=False, method="min").to_numpy(),
+        "model rank": ranked.rank(ascending=False, method="min").to_numpy(),
     })
     if rater_ranks is not None:
         for _, row in rater_ranks.iterrows():
-            table[f"{row['rater']} rank"] = [np.nan if pd.isna(row[m]) else float(row[m]) for m in MODALITIES]
+            table[f"{row['rater']} rank"] = [np.nan if m not in row.index or pd.isna(row[m]) or row[m] == ""
+                                             else float(row[m]) for m in names]
     return table
+
+
+def mark_genes(fig: go.Figure, genes: Sequence[str]) -> list[str]:
+    """'planted' beside each planted driver gene's bar in a gene attribution figure (bars labelled by gene,
+    optionally with a '★ ' prefix or a ' (not mutated)' suffix). Returns the genes found."""
+    wanted = set(genes)
+    found = []
+    for trace in fig.data:
+        if trace.type != "bar" or trace.y is None:
+            continue
+        for label in trace.y:
+            gene = str(label).removeprefix("★ ").split(" (")[0]
+            if gene in wanted:
+                fig.add_annotation(x=1, xref="paper", y=label, yref="y", text="planted driver", showarrow=False,
+                                   xanchor="right", font=dict(color=PLANTED_COLOR, size=11))
+                found.append(gene)
+    return found

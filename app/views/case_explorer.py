@@ -1,6 +1,8 @@
 """Case explorer: one patient's prediction, why (attention, modality importance, each modality's
 attribution), how it changes when modalities are withheld, and how the model's ranking compares with
-the raters'. Any class can be explained, or one class against another."""
+the raters'. Any class can be explained, or one class against another. The page follows the model's
+declared modalities (tabs titled by their titles, panels chosen by kind); for a survival model the
+prediction is a survival curve and the explained quantity is chosen (app/case_survival.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import case_notes, figures, ground_truth_view, whatif_view
+from app import case_figures, case_notes, case_survival, figures, ground_truth_view, whatif_view
 from app.figures import pretty
 from app.report import attributions_csv, case_report_html
 from app.state import CASE_ERRORS, case_key, context
@@ -19,11 +21,14 @@ from explain.ablation import partial_case
 from explain.agreement import importance_to_ranks, model_vs_raters
 from explain.case import CaseExplanation
 from explain.contrast import contrast_explanations
+from explain.targets import SurvivalTarget
 from neurofusion.data.errors import CohortError
-from neurofusion.data.schema import MODALITIES, Case
+from neurofusion.data.schema import Case
 
 ctx = context()
+NAMES, TITLES, KINDS, SURVIVAL = ctx.names, ctx.titles, ctx.kinds, ctx.survival
 FILTERS = ("case.filter_true", "case.filter_pred", "case.filter_outcome", "case.filter_missing", "case.filter_site")
+GENES_SHOWN_ABOVE = 0.01  # an unmutated gene is listed when |attribution| reaches this
 # Controls that are about one case (which class to explain, how much of each modality to observe): another
 # case starts them afresh rather than inheriting settings that were about a different patient.
 MODALITY_TAB = "case.modality_tab"
@@ -32,8 +37,8 @@ MODALITY_TAB = "case.modality_tab"
 TAB_CONTROLS = ("case.opacity", "case.leads")
 ECG_3X4, ECG_STACKED, ECG_FEW = "3 × 4 + rhythm strip", "12 leads stacked", "II, V1, V5"
 ECG_VIEWS = (ECG_3X4, ECG_STACKED, ECG_FEW)
-CASE_CONTROLS = (("case.explain_class", "case.contrast_class") + tuple(f"case.ablate_{m}" for m in MODALITIES)
-                 + whatif_view.control_keys(ctx.predictor.spec))
+CASE_CONTROLS = (("case.explain_class", "case.contrast_class", case_survival.QUANTITY, case_survival.HORIZON)
+                 + tuple(f"case.ablate_{m}" for m in NAMES) + whatif_view.control_keys(ctx.predictor.spec))
 
 st.title("Case explorer")
 # The filters and the case list are drawn here but filled in at the end of the page: their labels need
@@ -44,6 +49,8 @@ chooser = st.container()
 
 def _filtered(cases: pd.DataFrame, predictions: pd.DataFrame | None) -> pd.DataFrame:
     """The cohort table (or the predictions table) narrowed by the filters' current values."""
+    if SURVIVAL:
+        return case_survival.filtered(ctx, cases, predictions)
     state = st.session_state
     shown = cases
     if state.get("case.filter_true"):
@@ -67,12 +74,10 @@ def _draw_chooser(predictions: pd.DataFrame, ids: list[str]) -> None:
     with chooser:
         pick, filters = st.columns([5, 1], vertical_alignment="bottom")
         with filters.popover("Filter cases", width="stretch"):
-            c1, c2, c3, c4, c5 = st.columns(5)
-            c1.multiselect("True class", ctx.classes, key=FILTERS[0], format_func=pretty)
-            c2.multiselect("Predicted class", ctx.classes, key=FILTERS[1], format_func=pretty)
-            c3.radio("Prediction", ("all", "correct", "wrong"), key=FILTERS[2], horizontal=True)
-            c4.multiselect("Missing modality", list(MODALITIES), key=FILTERS[3], format_func=figures.MODALITY_LABELS.get)
-            c5.multiselect("Site", sorted(predictions["site"].unique()), key=FILTERS[4])
+            if SURVIVAL:
+                case_survival.draw_filters(ctx, predictions)
+            else:
+                _class_filters(predictions)
         if not ids:
             pick.warning("No case matches these filters.")
             return
@@ -85,16 +90,31 @@ def _draw_chooser(predictions: pd.DataFrame, ids: list[str]) -> None:
                        "(marked \"unreadable\"); open one to see why.")
 
 
+def _class_filters(predictions: pd.DataFrame) -> None:
+    c1, c2, c3, c4, c5 = st.columns(5)
+    c1.multiselect("True class", ctx.classes, key=FILTERS[0], format_func=pretty)
+    c2.multiselect("Predicted class", ctx.classes, key=FILTERS[1], format_func=pretty)
+    c3.radio("Prediction", ("all", "correct", "wrong"), key=FILTERS[2], horizontal=True)
+    c4.multiselect("Missing modality", NAMES, key=FILTERS[3], format_func=TITLES.get)
+    c5.multiselect("Site", sorted(predictions["site"].unique()), key=FILTERS[4])
+
+
 def _case_label(case_id: str, row: pd.Series) -> str:
+    if SURVIVAL:
+        return case_survival.case_label(ctx, case_id, row)
     if row["error"]:
         return f"{case_id} · true {pretty(row['label'])} · unreadable"
     return (f"{case_id} · true {pretty(row['label'])} · predicted {pretty(row['predicted'])}"
             f"{'' if row['correct'] else ' ✗'}")
 
 
-cases = ctx.cohort.table[["case_id", "label", "site"] + [f"has_{m}" for m in MODALITIES]]
-needs_predictions = bool(st.session_state.get("case.filter_pred")) or st.session_state.get("case.filter_outcome",
-                                                                                            "all") != "all"
+cases = ctx.cohort.table[["case_id", "label", "site"] + (["time", "event"] if SURVIVAL else [])
+                         + [f"has_{m}" for m in NAMES]]
+if SURVIVAL:
+    needs_predictions = case_survival.needs_predictions()
+else:
+    needs_predictions = bool(st.session_state.get("case.filter_pred")) or st.session_state.get("case.filter_outcome",
+                                                                                                "all") != "all"
 ids = _filtered(cases, ctx.predictions() if needs_predictions else None)["case_id"].tolist()
 if not ids:
     _draw_chooser(ctx.predictions(), ids)
@@ -123,7 +143,7 @@ def _prediction_card(case: Case, explanation: CaseExplanation, status: dict[str,
     st.metric("Predicted", pretty(explanation.predicted))
     st.markdown(f"**Probability:** {explanation.probabilities.max():.1%} · **True label:** {pretty(case.label)} "
                 f"({verdict}) · **Site:** {case.site or '-'}")
-    st.markdown("**Modalities:** " + case_notes.modality_line(status))
+    st.markdown("**Modalities:** " + case_notes.modality_line(status, TITLES))
     st.html(figures.probability_html(explanation.classes, explanation.probabilities, case.label))
 
 
@@ -172,7 +192,7 @@ def _for_class(case_id: str, target: int) -> CaseExplanation:
 def _input_checks(explanation: CaseExplanation, notes: case_notes.InputNotes) -> None:
     """Inputs unlike the training data and input the model could not use as given: above the explanation,
     which is only as good as what the model was given."""
-    for sentence in case_notes.ood_warnings(explanation.ood):
+    for sentence in case_notes.ood_warnings(explanation.ood, TITLES):
         st.warning(sentence, icon=":material/warning:")
     if notes.messages:
         body = "\n".join(f"- {m}" for m in notes.messages)
@@ -181,124 +201,186 @@ def _input_checks(explanation: CaseExplanation, notes: case_notes.InputNotes) ->
         else:
             with st.expander(f"Input check: {len(notes.messages)} note{'s' if len(notes.messages) > 1 else ''}"):
                 st.markdown(body)
-    caption = case_notes.ood_caption(explanation.ood)
+    caption = case_notes.ood_caption(explanation.ood, TITLES)
     if caption:
         st.caption(caption)
+
+
+def _explained_name(explanation: CaseExplanation) -> str:
+    """What the attributions explain, as titles name it: a class (or a contrast), or the survival quantity."""
+    if SURVIVAL:
+        return case_figures.quantity_name(explanation.classes[0])
+    return figures.explained_label(explanation.classes, explanation.target, explanation.contrast)
+
+
+def _chart_key(kind_key: str, modality: str, kind: str) -> str:
+    """cardio's chart keys for the modality named after its kind (case.image, ...), else per modality."""
+    return kind_key if modality == kind else f"{kind_key}.{modality}"
 
 
 def _absent(modality: str, status: dict[str, str], notes: case_notes.InputNotes, missing: str) -> None:
     """The panel of a modality the model did not see: unusable (and why) or missing."""
     if status[modality] == "unusable":
-        st.warning(f"This case's {case_notes.MODALITY_NOUNS[modality]} cannot be used: {notes.unusable[modality]}. "
-                   "The model used its learned 'missing' embedding instead.")
+        st.warning(f"This case's {case_notes.modality_noun(modality, TITLES)} cannot be used: "
+                   f"{notes.unusable[modality]}. The model used its learned 'missing' embedding instead.")
     else:
         st.info(missing)
 
 
 def _modality_panels(case: Case, explanation: CaseExplanation, status: dict[str, str],
                      notes: case_notes.InputNotes, truth: ground_truth_view.Planted | None) -> None:
-    name = figures.explained_label(explanation.classes, explanation.target, explanation.contrast)
+    name = _explained_name(explanation)
     st.subheader("What each modality shows")
     suffix = {"used": "", "missing": " (missing)", "unusable": " (unusable)"}
-    labels = [figures.MODALITY_LABELS[m] + suffix[status[m]] for m in MODALITIES]
+    labels = [TITLES[m] + suffix[status[m]] for m in NAMES]
     # Lazy tabs: only the open tab is computed and sent (drawing all four made a case switch ~1 s slower in
     # the browser); opening another tab reruns the page from the explanation cache.
-    for modality, tab in zip(MODALITIES, st.tabs(labels, key=MODALITY_TAB, on_change="rerun")):
+    for modality, tab in zip(NAMES, st.tabs(labels, key=MODALITY_TAB, on_change="rerun")):
         if tab.open:
             with tab:
-                _PANELS[modality](case, explanation, status, notes, truth, name)
+                _PANELS[KINDS[modality]](case, modality, explanation, status, notes, truth, name)
 
 
-def _image_panel(case: Case, explanation: CaseExplanation, status: dict[str, str], notes: case_notes.InputNotes,
-                 truth: ground_truth_view.Planted | None, name: str) -> None:
-    if explanation.image is None and "image" in explanation.unexplained:
-        st.info(f"No echo map for {name}: {explanation.unexplained['image']}.")
-    elif explanation.image is None:
-        _absent("image", status, notes,
-                "This case has no echo image: the model used its learned 'missing image' embedding.")
+def _image_panel(case: Case, modality: str, explanation: CaseExplanation, status: dict[str, str],
+                 notes: case_notes.InputNotes, truth: ground_truth_view.Planted | None, name: str) -> None:
+    saliency = explanation.panels.get(modality)
+    noun = case_notes.modality_noun(modality, TITLES)
+    if saliency is None and modality in explanation.unexplained:
+        st.info(f"No {noun} map for {name}: {explanation.unexplained[modality]}.")
+        return
+    if saliency is None:
+        _absent(modality, status, notes,
+                f"This case has no {noun}: the model used its learned 'missing image' embedding.")
+        return
+    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="case.opacity")
+    image = case.value(modality)
+    if image.ndim == 3 and image.shape[0] == 3:  # a colour image: drawn in its own colours
+        figure = case_figures.colour_overlay(image, saliency.map, opacity, explained=name, method=saliency.method,
+                                             smooth=1.0)
     else:
-        opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="case.opacity")
-        image = case.image if case.image.ndim == 2 else case.image[case.image.shape[0] // 2]
-        figure = figures.image_overlay(image, explanation.image.map, opacity, explained=name,
-                                       method=explanation.image.method, smooth=1.0)
-        if truth is not None and truth.roi is not None:
-            ground_truth_view.mark_roi(figure, truth.roi)
-            st.caption("Dashed green box: the region where the finding was planted (ground truth).")
-        elif truth is not None:
-            st.caption("Ground truth: no region of this echo carries the case's finding (it is not planted "
-                       "here, or a distractor finding is stronger).")
-        st.plotly_chart(figure, key="case.image")
-        st.caption(f"Red: pixels that raise {name}; blue: pixels that lower it (Grad-CAM and "
-                   "attention show magnitude only). Change the method under Advanced in the sidebar.")
+        grey = image if image.ndim == 2 else image[image.shape[0] // 2]
+        figure = figures.image_overlay(grey, saliency.map, opacity, explained=name, method=saliency.method,
+                                       smooth=1.0)
+    if truth is not None and truth.roi is not None:
+        ground_truth_view.mark_roi(figure, truth.roi)
+        st.caption("Dashed green box: the region where the finding was planted (ground truth).")
+    elif truth is not None:
+        st.caption(f"Ground truth: no region of this {noun} carries the case's finding (it is not planted "
+                   "here, or a distractor finding is stronger).")
+    st.plotly_chart(figure, key=_chart_key("case.image", modality, "image"))
+    st.caption(f"Red: pixels that raise {name}; blue: pixels that lower it (Grad-CAM and "
+               "attention show magnitude only). Change the method under Advanced in the sidebar.")
 
 
-def _note_panel(case: Case, explanation: CaseExplanation, status: dict[str, str], notes: case_notes.InputNotes,
-                truth: ground_truth_view.Planted | None, name: str) -> None:
-    if explanation.note is None:
-        _absent("text", status, notes, "This case has no clinical note.")
+def _note_panel(case: Case, modality: str, explanation: CaseExplanation, status: dict[str, str],
+                notes: case_notes.InputNotes, truth: ground_truth_view.Planted | None, name: str) -> None:
+    note = explanation.panels.get(modality)
+    text = case.value(modality)
+    if note is None:
+        _absent(modality, status, notes, f"This case has no {case_notes.modality_noun(modality, TITLES)}.")
+        return
+    scale = max((abs(w.score) for w in note.words), default=0.0)
+    st.html(figures.note_legend_html(scale, name) + figures.note_html(text, note.words, scale))
+    if note.truncated:
+        st.warning(f"The note is longer than the model reads: only the first {note.covered_chars} "
+                   "characters were used (and highlighted).")
+    top = pd.DataFrame([{"phrase": p.text, "score": round(p.score, 4)} for p in note.phrases[:8]])
+    if not top.empty:
+        st.markdown(f"**Phrases that moved {name} most**")
+        st.dataframe(top, hide_index=True, key=_chart_key("case.phrases", modality, "text"))
+    if truth is not None:
+        evidence = "the case's prognosis" if SURVIVAL else pretty(case.label)
+        st.markdown(f"**Planted phrases** (ground truth, evidence for {evidence}; attribution "
+                    f"to {name} summed over their words)")
+        if truth.phrases:
+            st.dataframe(ground_truth_view.phrase_table(text, truth.phrases, note.words),
+                         hide_index=True, key=_chart_key("case.truth_phrases", modality, "text"))
+        else:
+            st.caption("No phrase of this note was planted as evidence for its label.")
+
+
+def _ecg_panel(case: Case, modality: str, explanation: CaseExplanation, status: dict[str, str],
+               notes: case_notes.InputNotes, truth: ground_truth_view.Planted | None, name: str) -> None:
+    attribution = explanation.panels.get(modality)
+    signal = case.value(modality)
+    if attribution is None:
+        _absent(modality, status, notes, f"This case has no {case_notes.modality_noun(modality, TITLES)}.")
+        return
+    channels, duration = signal.channels, signal.duration_s
+    views = [v for v in ECG_VIEWS if (v != ECG_3X4 or figures.ecg_layout(channels, duration) == "3x4")
+             and (v != ECG_FEW or {"II", "V1", "V5"} <= set(channels))]
+    if st.session_state.get("case.leads") not in views:  # a layout this recording cannot be drawn in
+        st.session_state.pop("case.leads", None)
+    choice = st.radio("Layout", views, key="case.leads", horizontal=True)
+    leads = ["II", "V1", "V5"] if choice == ECG_FEW else None
+    layout = "3x4" if choice == ECG_3X4 else "stacked"
+    step = max(1, int(signal.fs // 250))  # draw at <= 250 Hz: the page stays light, the waves unchanged
+    ecg = figures.ecg_figure(signal.data[:, ::step], signal.fs / step, channels, attribution, leads,
+                             explained=name, layout=layout)
+    planted_leads = []
+    if truth is not None:
+        planted_leads = truth.leads
+        ground_truth_view.mark_leads(ecg, planted_leads)
+        where = ", ".join(planted_leads) if planted_leads else "none (no lead carries the case's finding)"
+        st.caption(f"Green boxes: the leads where the finding was planted: {where}. The synthetic finding "
+                   "runs through the whole recording, so the ground truth names leads, not segments.")
+    st.plotly_chart(ecg, key=_chart_key("case.ecg", modality, "signal"))
+    st.caption(f"Bar row: the encoder's temporal attention ({attribution.attention_step_s * 1000:.0f} "
+               "ms steps; the dashed line is uniform attention). Boxes: the segments with the largest "
+               "attribution.")
+    bars = figures.lead_importance_bars(attribution.leads, attribution.lead_importance, attribution.recorded, name)
+    st.plotly_chart(ground_truth_view.mark_lead_bars(bars, planted_leads),
+                    key=_chart_key("case.lead_importance", modality, "signal"))
+
+
+def _tabular_panel(case: Case, modality: str, explanation: CaseExplanation, status: dict[str, str],
+                   notes: case_notes.InputNotes, truth: ground_truth_view.Planted | None, name: str) -> None:
+    table = explanation.panels.get(modality)
+    if table is None:
+        noun = "labs or demographics" if modality == "tabular" else case_notes.modality_noun(modality, TITLES)
+        _absent(modality, status, notes, f"This case has no {noun}.")
+        return
+    values = case.value(modality)
+    if case_figures.is_binary_panel(values):
+        _gene_panel(modality, table, truth, name)
+        return
+    figure = figures.lab_bars(table, name)
+    if modality != "tabular" or SURVIVAL:  # lab_bars names cardio's labs and logit units
+        unit = "points of the quantity" if SURVIVAL else "logit units"
+        figure.update_layout(title_text=f"{TITLES[modality]}: attribution to {name}")
+        figure.update_xaxes(title=f"Attribution ({unit}; + = raises {name})")
+    st.plotly_chart(figure, key=_chart_key("case.labs", modality, "tabular"))
+
+
+def _gene_panel(modality: str, table: pd.DataFrame, truth: ground_truth_view.Planted | None, name: str) -> None:
+    """A mutation panel: the mutated genes with their attributions (and unmutated ones that matter)."""
+    drivers = truth.genes if truth is not None else ()
+    genes = case_figures.gene_table(table, drivers, min_abs=GENES_SHOWN_ABOVE)
+    mutated = genes[genes["mutated"]]
+    st.markdown(f"**{len(mutated)} of {len(table)} genes mutated**"
+                + (": " + ", ".join(mutated["gene"]) if len(mutated) else " (no mutation in the panel)"),
+                help="Mutated genes first, by |attribution|; then unmutated genes whose absence moved the "
+                     f"quantity by at least {GENES_SHOWN_ABOVE} (their attribution is 0 for a linear model).")
+    st.caption(f"<span id='mutated-genes'>{' '.join(mutated['gene'])}</span>", unsafe_allow_html=True)
+    if genes.empty:
+        st.info(f"No gene is mutated and no unmutated gene moved {name} by {GENES_SHOWN_ABOVE} or more.")
     else:
-        note = explanation.note
-        scale = max((abs(w.score) for w in note.words), default=0.0)
-        st.html(figures.note_legend_html(scale, name) + figures.note_html(case.note, note.words, scale))
-        if note.truncated:
-            st.warning(f"The note is longer than the model reads: only the first {note.covered_chars} "
-                       "characters were used (and highlighted).")
-        top = pd.DataFrame([{"phrase": p.text, "score": round(p.score, 4)} for p in note.phrases[:8]])
-        if not top.empty:
-            st.markdown(f"**Phrases that moved {name} most**")
-            st.dataframe(top, hide_index=True, key="case.phrases")
+        figure = case_figures.gene_bars(genes, name, title=TITLES[modality])
         if truth is not None:
-            st.markdown(f"**Planted phrases** (ground truth, evidence for {pretty(case.label)}; attribution "
-                        f"to {name} summed over their words)")
-            if truth.phrases:
-                st.dataframe(ground_truth_view.phrase_table(case.note, truth.phrases, note.words),
-                             hide_index=True, key="case.truth_phrases")
-            else:
-                st.caption("No phrase of this note was planted as evidence for its label.")
+            found = ground_truth_view.mark_genes(figure, truth.genes)
+            missing = [g for g in truth.genes if g not in found]
+            st.caption("Ground truth: planted driver genes "
+                       + (", ".join(truth.genes) if truth.genes else "none")
+                       + (f" ({', '.join(missing)} not shown: not mutated and without attribution)" if missing else ""))
+        st.plotly_chart(figure, key=_chart_key("case.genes", modality, "genes"))
 
 
-def _ecg_panel(case: Case, explanation: CaseExplanation, status: dict[str, str], notes: case_notes.InputNotes,
-               truth: ground_truth_view.Planted | None, name: str) -> None:
-    if explanation.signal is None:
-        _absent("signal", status, notes, "This case has no ECG.")
-    else:
-        channels, duration = case.signal.channels, case.signal.duration_s
-        views = [v for v in ECG_VIEWS if (v != ECG_3X4 or figures.ecg_layout(channels, duration) == "3x4")
-                 and (v != ECG_FEW or {"II", "V1", "V5"} <= set(channels))]
-        if st.session_state.get("case.leads") not in views:  # a layout this recording cannot be drawn in
-            st.session_state.pop("case.leads", None)
-        choice = st.radio("Layout", views, key="case.leads", horizontal=True)
-        leads = ["II", "V1", "V5"] if choice == ECG_FEW else None
-        layout = "3x4" if choice == ECG_3X4 else "stacked"
-        step = max(1, int(case.signal.fs // 250))  # draw at <= 250 Hz: the page stays light, the waves unchanged
-        ecg = figures.ecg_figure(case.signal.data[:, ::step], case.signal.fs / step, channels,
-                                 explanation.signal, leads, explained=name, layout=layout)
-        planted_leads = []
-        if truth is not None:
-            planted_leads = truth.leads
-            ground_truth_view.mark_leads(ecg, planted_leads)
-            where = ", ".join(planted_leads) if planted_leads else "none (no lead carries the case's finding)"
-            st.caption(f"Green boxes: the leads where the finding was planted: {where}. The synthetic finding "
-                       "runs through the whole recording, so the ground truth names leads, not segments.")
-        st.plotly_chart(ecg, key="case.ecg")
-        st.caption(f"Bar row: the encoder's temporal attention ({explanation.signal.attention_step_s * 1000:.0f} "
-                   "ms steps; the dashed line is uniform attention). Boxes: the segments with the largest "
-                   "attribution.")
-        bars = figures.lead_importance_bars(explanation.signal.leads, explanation.signal.lead_importance,
-                                            explanation.signal.recorded, name)
-        st.plotly_chart(ground_truth_view.mark_lead_bars(bars, planted_leads), key="case.lead_importance")
+_PANELS = {"image": _image_panel, "text": _note_panel, "signal": _ecg_panel, "tabular": _tabular_panel}
 
 
-def _labs_panel(case: Case, explanation: CaseExplanation, status: dict[str, str], notes: case_notes.InputNotes,
-                truth: ground_truth_view.Planted | None, name: str) -> None:
-    if explanation.tabular is None:
-        _absent("tabular", status, notes, "This case has no labs or demographics.")
-    else:
-        st.plotly_chart(figures.lab_bars(explanation.tabular, name), key="case.labs")
-
-
-
-_PANELS = {"image": _image_panel, "text": _note_panel, "signal": _ecg_panel, "tabular": _labs_panel}
+def _declared() -> dict[str, str] | None:
+    """{name: title} for the figures, None for cardio's four (their compact one-word labels)."""
+    return None if NAMES == list(figures.MODALITY_LABELS) else TITLES
 
 
 def _combination(explanation: CaseExplanation, attention_column, importance_column) -> None:
@@ -311,16 +393,22 @@ def _combination(explanation: CaseExplanation, attention_column, importance_colu
             head = st.session_state.get("case.head", "mean")
             matrix = (explanation.cross_attention.mean(0) if head == "mean"
                       else explanation.cross_attention[int(head[5:]) - 1])
-            st.plotly_chart(figures.attention_heatmap(matrix, [explanation.present[m] for m in MODALITIES],
-                                                      title="Cross-modal attention", compact=True),
+            st.plotly_chart(figures.attention_heatmap(matrix, [explanation.present[m] for m in NAMES],
+                                                      title="Cross-modal attention", compact=True,
+                                                      modalities=_declared()),
                             key="case.attention")
-            st.caption("How the modalities were combined: row attends to column, the same for every class; "
+            what = "the same for every quantity" if SURVIVAL else "the same for every class"
+            st.caption(f"How the modalities were combined: row attends to column, {what}; "
                        "* = missing (its learned placeholder).")
             st.selectbox("Attention head", ["mean"] + [f"head {k + 1}" for k in range(heads)], key="case.head")
     with importance_column:
         scores = explanation.to_dict()["modality_importance"]
-        name = figures.explained_label(explanation.classes, explanation.target, explanation.contrast)
-        st.plotly_chart(figures.importance_bars(scores, name, compact=True), key="case.importance")
+        name = _explained_name(explanation)
+        st.plotly_chart(figures.importance_bars(scores, name, compact=True, modalities=_declared()),
+                        key="case.importance")
+        if SURVIVAL:
+            st.caption(case_survival.importance_caption(explanation))
+            return
         value = f"p({name})" if explanation.contrast is None else "p(" + name.replace(" − ", ") − p(") + ")"
         st.caption(f"Shapley values for {name} add up to {value} with every modality present minus with all "
                    f"missing = {explanation.importance.probability_full[0]:.2f} − "
@@ -330,27 +418,30 @@ def _combination(explanation: CaseExplanation, attention_column, importance_colu
 @st.fragment
 def _ablation(case: Case, explanation: CaseExplanation, status: dict[str, str]) -> None:
     """A fragment: moving a slider reruns only this section (a prediction on the partial case), not the page."""
+    if SURVIVAL:
+        case_survival.ablation(ctx, case, explanation, status)
+        return
     st.subheader("What if a modality were missing?")
     st.caption("Observe part of each modality: the first part of the ECG, the first sentences of the note, the "
                "first labs in clinical order. 0 % = missing (the model's learned missing embedding).")
-    sliders = st.columns(4)
+    sliders = st.columns(len(NAMES))
     fractions = {}
-    for column, modality in zip(sliders, MODALITIES):
-        label = figures.MODALITY_LABELS[modality]
+    for column, modality in zip(sliders, NAMES):
+        label = TITLES[modality]
         if not explanation.present[modality]:  # nothing to withhold: say so rather than show a percentage
-            noun = case_notes.MODALITY_NOUNS[modality]
+            noun = case_notes.modality_noun(modality, TITLES)
             why = (f"the model cannot use this case's {noun}" if status[modality] == "unusable"
                    else f"this case has no {noun}")
             column.markdown(f"**{label}:** {status[modality]}")
             column.caption(f"Nothing to withhold: {why}.")
             continue
-        if modality == "image":
+        if KINDS[modality] == "image":
             fractions[modality] = 1.0 if column.toggle(f"{label} observed", value=True,
                                                        key=f"case.ablate_{modality}") else 0.0
         else:
             fractions[modality] = column.slider(f"{label} observed (%)", 0, 100, 100, 10,
                                                 key=f"case.ablate_{modality}") / 100
-    changed = any(fractions[m] < 1.0 for m in MODALITIES if explanation.present[m])
+    changed = any(f < 1.0 for f in fractions.values())
     ablated = ctx.predictor.predict([partial_case(case, fractions)])[1][0] if changed else explanation.probabilities
     k = int(explanation.probabilities.argmax())
     shift = (ablated[k] - explanation.probabilities[k]) * 100
@@ -362,28 +453,32 @@ def _ablation(case: Case, explanation: CaseExplanation, status: dict[str, str]) 
 
 
 @st.fragment
-def _what_if(case: Case, base: CaseExplanation, status: dict[str, str], files_key: str) -> None:
+def _what_if(case: Case, base: CaseExplanation, status: dict[str, str], files_key: str,
+             survival: SurvivalTarget | None) -> None:
     """A fragment, like the ablation: an edit reruns only the what-if section."""
-    whatif_view.what_if_section(ctx.predictor, ctx.model_key, files_key, case, base, status)
+    whatif_view.what_if_section(ctx.predictor, ctx.model_key, files_key, case, base, status, TITLES, survival)
 
 
 def _ground_truth(case_id: str) -> ground_truth_view.Planted | None:
     """The case's planted ground truth when the cohort has one and the toggle is on (off by default)."""
+    image = next((m for m in NAMES if KINDS[m] == "image"), None)
     try:
-        truth = ground_truth_view.planted(ctx.cohort.ground_truth(), case_id)
+        truth = ground_truth_view.planted(ctx.cohort.ground_truth(), case_id, NAMES, image)
     except (CohortError, ValueError) as err:  # a bad ground-truth file costs the overlay, not the case
         st.error(f"The cohort's ground_truth.csv was not used: {err}")
         return None
     if truth is None:
         return None
+    what = ("the image region, the driver genes and the note phrases that carry its prognosis" if SURVIVAL
+            else "the echo region, the ECG leads and the note phrases that carry its finding")
     shown = st.toggle("Show the planted ground truth (synthetic cohort)", key="case.ground_truth",
-                      help="What the generator planted in this case: the echo region, the ECG leads and the "
-                           "note phrases that carry its finding, and how strongly each modality shows it.")
+                      help=f"What the generator planted in this case: {what}, and how strongly each modality "
+                           "shows it.")
     return truth if shown else None
 
 
 def _planted_strengths(case_id: str, truth: ground_truth_view.Planted, explanation: CaseExplanation) -> None:
-    name = figures.explained_label(explanation.classes, explanation.target, explanation.contrast)
+    name = _explained_name(explanation)
     try:
         rankings = ctx.cohort.rankings()
     except CohortError:  # reported by the rankings section below
@@ -394,12 +489,29 @@ def _planted_strengths(case_id: str, truth: ground_truth_view.Planted, explanati
     st.subheader(f"Planted ground truth vs the model{who}")
     shapley = explanation.to_dict()["modality_importance"]["shapley"]
     st.dataframe(ground_truth_view.strength_table(truth, {m: np.nan if v is None else v for m, v in shapley.items()},
-                                                  None if raters is None or raters.empty else raters),
+                                                  None if raters is None or raters.empty else raters, TITLES,
+                                                  magnitude=SURVIVAL),
                  hide_index=True, key="case.truth_strengths")
+    if SURVIVAL:
+        dominant = _dominant(case_id)
+        st.caption(f"Planted strength: how strongly each modality was generated to carry the case's prognosis, "
+                   f"0-1, blank = missing; rank 1 = strongest{dominant}. Model: Shapley value for {name}, ranked "
+                   "by size (a modality that lowers the quantity can matter most). Raters: their ranks "
+                   "(1 = most important).")
+        return
     distractor = f" A weaker distractor finding was planted too: {pretty(truth.distractor)}." if truth.distractor else ""
     st.caption(f"Planted strength: how strongly each modality was generated to show the case's label "
                f"({pretty(ctx.cohort[case_id].label)}), 0-1, blank = missing; rank 1 = strongest. Model: Shapley "
                f"value for {name} (probability). Raters: their ranks (1 = most important).{distractor}")
+
+
+def _dominant(case_id: str) -> str:
+    """'; the generator's dominant modality: Genomics' when the ground truth names one."""
+    truth = ctx.cohort.ground_truth()
+    if truth is None or "dominant_modality" not in truth.columns:
+        return ""
+    value = str(truth.loc[truth["case_id"] == case_id, "dominant_modality"].iloc[0] or "")
+    return f"; the generator's dominant modality: {TITLES.get(value, value)}" if value else ""
 
 
 def _clinicians(case_id: str, explanation: CaseExplanation) -> None:
@@ -418,23 +530,31 @@ def _clinicians(case_id: str, explanation: CaseExplanation) -> None:
     if method == "attention" and explanation.importance.attention is None:
         st.info("This model has no attention; choose Shapley or leave-one-out.")
         return
-    ranks = importance_to_ranks(explanation.importance.table(method))  # for the predicted class
+    scores = explanation.importance.table(method)
+    ranks = importance_to_ranks(scores.abs() if SURVIVAL else scores)  # for the predicted class
     pairs = model_vs_raters(ranks, rankings[rankings["case_id"] == case_id])
     table = rankings[rankings["case_id"] == case_id].merge(pairs[["rater", "tau"]], on="rater")
-    model_row = {"rater": "model", **{m: ranks.iloc[0][m] for m in MODALITIES}, "tau": np.nan}
-    st.dataframe(pd.concat([pd.DataFrame([model_row]), table.drop(columns="case_id")], ignore_index=True),
-                 hide_index=True, key="case.rankings")
-    st.caption(f"Ranks: 1 = most important; the model's for its predicted class ({pretty(explanation.predicted)}). "
-               "Kendall tau-b over the modalities both ranked.")
+    model_row = {"rater": "model", **{m: ranks.iloc[0][m] for m in NAMES}, "tau": np.nan}
+    table = pd.concat([pd.DataFrame([model_row]), table.drop(columns="case_id")], ignore_index=True)
+    st.dataframe(table.rename(columns=TITLES) if SURVIVAL else table, hide_index=True, key="case.rankings")
+    whose = (f"by the size of its effect on {_explained_name(explanation)}" if SURVIVAL
+             else f"for its predicted class ({pretty(explanation.predicted)})")
+    st.caption(f"Ranks: 1 = most important; the model's {whose}. Kendall tau-b over the modalities both ranked.")
 
 
 def _export(case: Case, explanation: CaseExplanation) -> None:
     st.subheader("Export")
     d1, d2 = st.columns(2)
     architecture = ctx.checkpoint.config.architecture
+    survival = None
+    if SURVIVAL:
+        config = ctx.checkpoint.config
+        survival = (config.survival_bins, float(config.horizon),
+                    case_survival.cohort_kaplan_meier(ctx, ctx.data_key))
     # built when clicked, not on every rerun (the self-contained report embeds plotly.js, ~8 MB); a download
     # does not rerun the page
-    d1.download_button("Case report (HTML)", lambda: case_report_html(case, explanation, architecture),
+    d1.download_button("Case report (HTML)",
+                       lambda: case_report_html(case, explanation, architecture, TITLES, survival),
                        file_name=f"{case.case_id}_report.html", mime="text/html", key="case.download_report",
                        on_click="ignore")
     d2.download_button("Attributions (CSV)", lambda: attributions_csv(explanation),
@@ -458,21 +578,34 @@ def _show_case(case_id: str) -> None:
         return
     notes = case_notes.input_notes(base.inputs, case.issues)
     status = case_notes.modality_status(base.present, notes.unusable)
-    # the first screen: the prediction, the attention and the importance side by side; the class choice
-    # below them decides what the importance explains, so the two right-hand columns are filled after it
-    card, attention_column, importance_column = st.columns([1.1, 1, 1.15], gap="medium")
-    with card:
-        _prediction_card(case, base, status)
-    _input_checks(base, notes)
-    explanation = _class_choice(case, base)
+    target = None
+    if SURVIVAL:
+        # the first screen: the prediction and its curve beside the cohort's; the quantity choice, then the
+        # attention and the importance of the chosen quantity
+        card, curve = st.columns([1, 1.5], gap="medium")
+        with card:
+            case_survival.prediction_card(ctx, case, base, status)
+        with curve:
+            case_survival.curve_chart(ctx, base)
+        _input_checks(base, notes)
+        explanation, target = case_survival.quantity_choice(ctx, case_id, base)
+        attention_column, importance_column = st.columns(2, gap="medium")
+    else:
+        # the first screen: the prediction, the attention and the importance side by side; the class choice
+        # below them decides what the importance explains, so the two right-hand columns are filled after it
+        card, attention_column, importance_column = st.columns([1.1, 1, 1.15], gap="medium")
+        with card:
+            _prediction_card(case, base, status)
+        _input_checks(base, notes)
+        explanation = _class_choice(case, base)
     _combination(explanation, attention_column, importance_column)
     truth = _ground_truth(case_id)
     _modality_panels(case, explanation, status, notes, truth)
     if truth is not None:
         _planted_strengths(case_id, truth, explanation)
     _ablation(case, base, status)
-    _what_if(case, base, status, case_key(ctx.cohort, case_id))
-    _clinicians(case_id, base)
+    _what_if(case, base, status, case_key(ctx.cohort, case_id), target)
+    _clinicians(case_id, explanation if SURVIVAL else base)
     _export(case, explanation)
 
 
