@@ -751,22 +751,25 @@ def _direction(value: Any, reference: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- cohort
 def cohort_attention_grid(by_class: Mapping[str, np.ndarray], counts: Mapping[str, int], title: str = "",
-                          classes: Sequence[str] | None = None) -> go.Figure:
-    """One 4x4 mean attention heatmap per class (explain.attention.CohortAttention), up to three per row,
-    subtitled with the number of cases; one colour range 0..1 for all, NaN cells (no case) left blank.
-    ``classes`` (the checkpoint's order) orders the panels; classes it lacks follow in their given order."""
+                          classes: Sequence[str] | None = None,
+                          modalities: Mapping[str, str] | None = None) -> go.Figure:
+    """One (M, M) mean attention heatmap per group (explain.attention.CohortAttention: a class, or a survival
+    model's risk group such as 'low risk'), up to three per row, subtitled with the number of cases; one colour
+    range 0..1 for all, NaN cells (no case) left blank. ``classes`` (the checkpoint's order, or the risk groups
+    low to high) orders the panels; groups it lacks follow in their given order. ``modalities``: {name: title}
+    of a declared set (default cardio's four)."""
     if not by_class:
         raise ValueError("by_class must hold at least one class")
     absent = [c for c in by_class if c not in counts]
     if absent:
         raise ValueError(f"counts lacks classes {absent}")
     order = _class_order(list(by_class), classes)
-    matrices = {c: _check_attention(by_class[c], f"attention of class {c!r}") for c in order}
+    names, labels = _modality_titles(modalities, compact=False)
+    matrices = {c: _check_attention(by_class[c], f"attention of group {c!r}", size=len(names)) for c in order}
     cols = min(len(matrices), 3)  # wide enough for the modality names under each matrix
     rows = math.ceil(len(matrices) / cols)
     fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.08, vertical_spacing=0.42 / rows,
                         subplot_titles=[f"{_wrap(pretty(c))} (n={counts[c]})" for c in matrices])
-    labels = [MODALITY_LABELS[m] for m in MODALITIES]
     for k, matrix in enumerate(matrices.values()):
         fig.add_trace(_attention_trace(matrix, labels, showscale=k == 0, colorbar=_ATTENTION_COLORBAR),
                       row=k // cols + 1, col=k % cols + 1)
@@ -803,33 +806,42 @@ def _wrap(text: str, width: int = 18) -> str:
     return "<br>".join(lines + [line])
 
 
-def importance_by_class(table: pd.DataFrame, method: str | None = None) -> go.Figure:
-    """Mean modality importance per class (rows = classes, columns = modalities, as CohortImportance.by_class
-    returns), as an annotated heatmap, NaN cells blank. Shapley and leave-one-out (``method``, or None) are
-    signed probability changes on a diverging scale symmetric around 0; attention weights (0..1) are on the
-    attention scale from 0. The colour bar and title say which and in what units."""
+def importance_by_class(table: pd.DataFrame, method: str | None = None, *,
+                        modalities: Mapping[str, str] | None = None, explained: str | None = None,
+                        groups: str = "class") -> go.Figure:
+    """Mean modality importance per group (rows = classes or risk groups, columns = modalities, as
+    CohortImportance.by_class returns), as an annotated heatmap, NaN cells blank. Shapley and leave-one-out
+    (``method``, or None) are signed changes on a diverging scale symmetric around 0: of the predicted class's
+    probability, or of ``explained`` (a survival model's quantity, e.g. 'survival at 60 months'); attention
+    weights (0..1) are on the attention scale from 0. The colour bar and title say which and in what units.
+    ``modalities``: {name: title} of a declared set (default cardio's four); ``groups`` names the rows in
+    the title ('class', 'risk group')."""
     if table.empty:
         raise ValueError("importance table has no rows")
+    names, titles = _modality_titles(modalities, compact=False)
     for column in table.columns:
-        _check_modality(column)
-    modalities = [m for m in MODALITIES if m in table.columns]
-    z = table[modalities].to_numpy(dtype=float)
-    classes = [_wrap(pretty(str(c)), 24) for c in table.index]
+        if column not in names:
+            raise ValueError(f"unknown modality {column!r}; expected one of {tuple(names)}")
+    shown = [(m, t) for m, t in zip(names, titles) if m in table.columns]
+    z = table[[m for m, _ in shown]].to_numpy(dtype=float)
+    rows = [_wrap(pretty(str(c)), 24) for c in table.index]
     if method == "attention":
         scale = dict(colorscale=ATTENTION_SCALE, zmin=0, zmax=1, colorbar=_ATTENTION_COLORBAR)
         what = "attention weight (0–1)"
     else:
         limit = _symmetric_limit(z)
+        unit = "probability" if explained is None else html.escape(explained)
         scale = dict(colorscale=DIVERGING, zmin=-limit, zmax=limit,
-                     colorbar=dict(title=dict(text="Mean change in<br>probability", side="top"), thickness=10,
+                     colorbar=dict(title=dict(text=f"Mean change in<br>{unit}", side="top"), thickness=10,
                                    **_signed_ticks(limit, z)))
-        what = "change in the predicted class's probability"
-    fig = go.Figure(go.Heatmap(z=z, x=[MODALITY_LABELS[m] for m in modalities], y=classes,
+        what = ("change in the predicted class's probability" if explained is None
+                else f"change in {html.escape(explained)}")
+    fig = go.Figure(go.Heatmap(z=z, x=[t for _, t in shown], y=rows,
                                text=_cell_text(z, ".3f"), texttemplate="%{text}", xgap=1, ygap=1,
                                hovertemplate="%{y}, %{x}: %{z:.3f}<extra></extra>", **scale))
     fig.update_yaxes(autorange="reversed", automargin=True)
     name = f"{METHOD_LABELS.get(method, pretty(method))}: " if method else ""
-    return _finish(fig, f"Mean modality importance by class ({name}{what})", height=110 + 44 * len(table))
+    return _finish(fig, f"Mean modality importance by {groups} ({name}{what})", height=110 + 44 * len(table))
 
 
 def rater_group(raters: Sequence[str], simulated: bool) -> str:
@@ -850,11 +862,12 @@ _GROUP_COLORS = (_PREDICTION_COLOR, _COMPARE_COLOR, "#0e7490", _ALERT)
 THEMED_MARK_COLORS = (_PREDICTION_COLOR, _COMPARE_COLOR, _NEUTRAL, *_GROUP_COLORS, *METHOD_COLORS.values())
 
 
-def metric_bars(rows: Sequence[Mapping[str, Any]], yaxis_title: str = "Value (error bars: 95 % CI)") -> go.Figure:
+def metric_bars(rows: Sequence[Mapping[str, Any]], yaxis_title: str = "Value (error bars: 95 % CI)",
+                percent: bool = True) -> go.Figure:
     """Metrics with 95 % CIs, each row {"name", "value", "ci_low", "ci_high"} (fractions) and an optional
     "group" (e.g. 'as recorded' / 'with modalities hidden'): one bar colour per group, side by side, with
-    asymmetric error bars; values as percentages with one decimal, written at the foot of each bar so they
-    never sit on the error bar."""
+    asymmetric error bars; values as percentages with one decimal (or, without ``percent``, as numbers with
+    3 decimals: a C-index), written at the foot of each bar so they never sit on the error bar."""
     if not rows:
         raise ValueError("rows must hold at least one metric")
     for row in rows:
@@ -868,26 +881,28 @@ def metric_bars(rows: Sequence[Mapping[str, Any]], yaxis_title: str = "Value (er
     fig = go.Figure()
     for k, group in enumerate(groups):
         fig.add_trace(_metric_trace([r for r, key in zip(rows, keys) if key[0] == group], group,
-                                    _GROUP_COLORS[k % len(_GROUP_COLORS)]))
-    fig.update_yaxes(tickformat=".0%", rangemode="tozero", title_text=yaxis_title)
+                                    _GROUP_COLORS[k % len(_GROUP_COLORS)], percent))
+    fig.update_yaxes(tickformat=".0%" if percent else ".2f", rangemode="tozero", title_text=yaxis_title)
     return _finish(fig, height=340, barmode="group", showlegend=len(groups) > 1,
                    legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
 
 
-def _metric_trace(rows: Sequence[Mapping[str, Any]], group: str, color: str) -> go.Bar:
+def _metric_trace(rows: Sequence[Mapping[str, Any]], group: str, color: str, percent: bool = True) -> go.Bar:
     value, low, high = (np.array([_as_float(r[k]) for r in rows]) for k in ("value", "ci_low", "ci_high"))
     if ((low > high)).any():
         raise ValueError(f"every metric needs ci_low <= ci_high, got {list(rows)}")
     # A percentile bootstrap interval can miss its point estimate (ECE, small samples): clip the whisker at
     # the bar rather than drawing it backwards.
+    fmt = ".1%" if percent else ".3f"
     return go.Bar(x=[str(r["name"]) for r in rows], y=value, name=group or "value", marker_color=color,
-                  text=["n/a" if math.isnan(v) else f"{v:.1%}" for v in value], textposition="inside",
+                  text=["n/a" if math.isnan(v) else f"{v:.1%}" if percent else f"{v:.3f}" for v in value],
+                  textposition="inside",
                   insidetextanchor="start", textfont=dict(color="white"),
                   error_y=dict(type="data", symmetric=False, array=np.clip(high - value, 0, None),
                                arrayminus=np.clip(value - low, 0, None), color="#94a3b8"),
                   customdata=np.stack([low, high], axis=1),
-                  hovertemplate="%{x}: %{y:.1%} (95% CI %{customdata[0]:.1%}–%{customdata[1]:.1%})"
-                                "<extra>" + (group or "") + "</extra>")
+                  hovertemplate=(f"%{{x}}: %{{y:{fmt}}} (95% CI %{{customdata[0]:{fmt}}}–%{{customdata[1]:{fmt}}})"
+                                 "<extra>" + (group or "") + "</extra>"))
 
 
 # --------------------------------------------------------------------------------- missing-modality study
@@ -903,28 +918,34 @@ def table_height(rows: int) -> int:
     return 35 * (rows + 1) + 3
 
 
-def withheld_name(key: str) -> str:
+def withheld_name(key: str, modalities: Mapping[str, str] | None = None) -> str:
     """A withheld_study key in the modality display names: 'none' -> 'Nothing (all recorded)',
-    'image,text' -> 'Echo image + Clinical note'."""
+    'image,text' -> 'Echo image + Clinical note'. ``modalities``: {name: title} of a declared set (default
+    cardio's four)."""
     if key == "none":
         return "Nothing (all recorded)"
-    names = key.split(",")
-    for name in names:
-        _check_modality(name)
-    return " + ".join(MODALITY_LABELS[m] for m in names)
+    names, titles = _modality_titles(modalities, compact=False)
+    shown = []
+    for name in key.split(","):
+        if name not in names:
+            raise ValueError(f"unknown modality {name!r}; expected one of {tuple(names)}")
+        shown.append(titles[names.index(name)])
+    return " + ".join(shown)
 
 
-def withheld_table(study: Mapping[str, Mapping[str, Any]], paper: bool = False) -> pd.DataFrame:
-    """explain.ablation.withheld_study as the page's table: what was withheld (display names), accuracy and
-    its CI in %, the change from nothing withheld in points, macro F1 and, with ``paper``, the paper's
-    cardiovascular numbers in their own column (as text: 'mean of any one' where it gives only a mean)."""
+def withheld_table(study: Mapping[str, Mapping[str, Any]], paper: bool = False,
+                   modalities: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """explain.ablation.withheld_study as the page's table: what was withheld (display names of
+    ``modalities``, default cardio's), accuracy and its CI in %, the change from nothing withheld in points,
+    macro F1 and, with ``paper``, the paper's cardiovascular numbers in their own column (as text: 'mean of
+    any one' where it gives only a mean)."""
     if "none" not in study:
         raise ValueError("the study needs the 'none' row (nothing withheld) to measure changes against")
     reference = study["none"]["accuracy"]["value"]
     rows = []
     for key, m in study.items():
         accuracy = m["accuracy"]
-        row = {"Withheld": withheld_name(key), "Accuracy (%)": 100 * accuracy["value"],
+        row = {"Withheld": withheld_name(key, modalities), "Accuracy (%)": 100 * accuracy["value"],
                "95 % CI (%)": f"{100 * accuracy['ci_low']:.1f}–{100 * accuracy['ci_high']:.1f}",
                "Change (points)": 100 * (accuracy["value"] - reference), "Macro F1": m["macro_f1"]["value"]}
         if paper:

@@ -188,6 +188,62 @@ def test_importance_by_class_heatmap_nan_safe():
         figures.importance_by_class(table.rename(columns={"text": "note"}))
 
 
+# --------------------------------------------------------- cohort figures over declared modalities (issue 11)
+CANCER_TITLES = {"histopathology": "Histopathology", "genomics": "Genomics", "treatment_notes": "Treatment notes",
+                 "clinical": "Clinical"}
+RISK_ORDER = ["low risk", "medium risk", "high risk"]
+
+
+def test_cohort_grid_draws_declared_modalities_and_risk_groups_in_order():
+    matrices = {g: np.full((4, 4), k / 4) for k, g in enumerate(reversed(RISK_ORDER))}
+    fig = figures.cohort_attention_grid(matrices, {g: 10 + k for k, g in enumerate(RISK_ORDER)}, "by risk group",
+                                        classes=RISK_ORDER, modalities=CANCER_TITLES)
+    heatmaps = [t for t in fig.data if t.type == "heatmap"]
+    assert [a.text for a in fig.layout.annotations][:3] == ["Low risk (n=10)", "Medium risk (n=11)",
+                                                            "High risk (n=12)"]
+    assert list(heatmaps[0].x) == list(CANCER_TITLES.values()) == list(heatmaps[0].y)
+    assert heatmaps[0].z[0][0] == pytest.approx(0.5)  # "low risk" was given last: its own matrix, not the first
+    with pytest.raises(ValueError, match=r"must be \(3, 3\)"):
+        figures.cohort_attention_grid({"low risk": np.zeros((4, 4))}, {"low risk": 1},
+                                      modalities=dict(list(CANCER_TITLES.items())[:3]))
+    # the default stays cardio's four
+    cardio = figures.cohort_attention_grid({"normal": np.zeros((4, 4))}, {"normal": 1})
+    assert list(cardio.data[0].x) == ["Echo image", "Clinical note", "ECG", "Labs"]
+
+
+def test_importance_by_risk_group_names_the_explained_quantity_and_the_declared_titles():
+    table = pd.DataFrame({"histopathology": [-0.02, 0.01], "genomics": [-0.1, 0.05], "treatment_notes": [0.0, 0.01],
+                          "clinical": [np.nan, -0.03]}, index=pd.Index(["low risk", "high risk"], name="label"))
+    fig = figures.importance_by_class(table, "shapley", modalities=CANCER_TITLES, explained="survival at 60 months",
+                                      groups="risk group")
+    (heat,) = fig.data
+    assert list(heat.x) == list(CANCER_TITLES.values()) and list(heat.y) == ["Low risk", "High risk"]
+    title = fig.layout.title.text
+    assert title == "Mean modality importance by risk group (Shapley: change in survival at 60 months)"
+    assert "survival at 60 months" in heat.colorbar.title.text and "probability" not in title
+    np.testing.assert_allclose(np.asarray(heat.z, dtype=float), table.to_numpy(), equal_nan=True)
+    assert heat.zmin == -heat.zmax == pytest.approx(-0.1)
+    with pytest.raises(ValueError, match="unknown modality 'image'"):
+        figures.importance_by_class(table.rename(columns={"genomics": "image"}), modalities=CANCER_TITLES)
+
+
+def test_withheld_names_follow_declared_titles():
+    assert figures.withheld_name("genomics,clinical", CANCER_TITLES) == "Genomics + Clinical"
+    assert figures.withheld_name("none", CANCER_TITLES) == "Nothing (all recorded)"
+    assert figures.withheld_name("image,text") == "Echo image + Clinical note"
+    with pytest.raises(ValueError, match="unknown modality 'image'"):
+        figures.withheld_name("image", CANCER_TITLES)
+
+
+def test_metric_bars_without_percent_write_three_decimals():
+    rows = [{"name": "C-index", "value": 0.7214, "ci_low": 0.665, "ci_high": 0.770}]
+    fig = figures.metric_bars(rows, "C-index (95 % CI)", percent=False)
+    (bar,) = fig.data
+    assert list(bar.text) == ["0.721"] and fig.layout.yaxis.tickformat == ".2f"
+    assert "%{y:.3f}" in bar.hovertemplate
+    assert list(figures.metric_bars(rows).data[0].text) == ["72.1%"]
+
+
 # ------------------------------------------------------------------------------------------------- image
 def test_image_overlay_signed_and_unsigned():
     image = np.linspace(0, 1, 12).reshape(3, 4)
