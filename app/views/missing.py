@@ -1,5 +1,6 @@
-"""Missing-modality study: hide modalities at chosen rates across the cohort and watch accuracy, and the
-paper's section 7.3 table (each modality and each pair withheld from every case)."""
+"""Missing-modality study: hide modalities at chosen rates across the cohort and watch accuracy (a survival
+model: the C-index and the AUC at its horizon), and the paper's section 7.3 table (each modality and each pair
+withheld from every case)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ import streamlit as st
 
 from app import figures
 from app.state import Context, context, split_picker
+from app.survival_figures import withheld_survival_table
 from explain.ablation import HiddenPredictions, hidden_predictions, missing_rate_metrics, withheld_metrics
+from explain.survival_ablation import HiddenSurvival, hidden_survival, missing_rate_survival, withheld_survival
 from neurofusion.data.schema import MODALITIES
+from neurofusion.evaluate import censoring_reference
 
 PAPER_7_3 = ("The paper (real data) gives 94.2 % with every modality, 89.7 % on average with one missing and "
              "84.3 % with two; missing ECG cost the most (−4.8 points), the note the least (−2.1). It reports no "
              "other single modality, so those rows show the mean.")
+PAPER_7_3_CANCER = ("The paper (real data) gives one cancer figure: withholding genomics costs 6.3 C-index points. "
+                    "It reports no other modality.")
+SURVIVAL_BOOTSTRAP = 200  # resamples of the C-index and AUC intervals, as the checkpoint's recorded metrics
 
 
 @st.cache_data(show_spinner="Predicting the cohort with each set of modalities hidden (once)...", max_entries=8)
@@ -37,12 +44,90 @@ def _cases(ctx: Context, ids: tuple[str, ...]):
     return [ctx.cohort[i] for i in ids]
 
 
+@st.cache_data(show_spinner="Predicting survival with each set of modalities hidden (once)...", max_entries=8)
+def _hidden_survival(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...]) -> HiddenSurvival:
+    return hidden_survival(_ctx.predictor, _cases(_ctx, ids))
+
+
+def _reference(ctx: Context) -> dict | None:
+    """Whose outcomes weight censoring in the AUC: the cohort's train split when it has outcomes, else (None)
+    the evaluated cases' own, as neurofusion.evaluate does."""
+    return censoring_reference(ctx.cohort, ctx.cohort.ids("train"), "the cohort's train split")
+
+
+@st.cache_data(show_spinner="Computing the C-index and AUC (bootstrap)...", max_entries=256)
+def _survival_rates(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...],
+                    rates: tuple[tuple[str, float], ...], seed: int) -> dict:
+    """A slider step is a lookup in the cached curves plus the bootstrap: no model pass."""
+    return missing_rate_survival(_hidden_survival(_ctx, model_key, cases_key, ids), dict(rates),
+                                 reference=_reference(_ctx), n_bootstrap=SURVIVAL_BOOTSTRAP, seed=seed)
+
+
+@st.cache_data(show_spinner="Computing the section 7.3 table (bootstrap)...", max_entries=8)
+def _survival_withheld(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...]) -> dict:
+    return withheld_survival(_hidden_survival(_ctx, model_key, cases_key, ids), reference=_reference(_ctx),
+                             n_bootstrap=SURVIVAL_BOOTSTRAP)
+
+
+def _survival_page(ctx: Context, ids: tuple[str, ...]) -> None:
+    config = ctx.checkpoint.config
+    titles, unit = ctx.titles, config.survival_bins.unit
+    auc_name = f"AUC at {config.horizon:g} {unit}"
+    st.subheader("Hide modalities at random")
+    st.caption("Each modality is hidden, independently for each case, with the chosen probability (on top of what "
+               "the cohort already lacks); the model then uses its learned missing embeddings.")
+    columns = st.columns(len(titles))
+    rates = tuple((m, column.slider(f"{title} missing (%)", 0, 100, 0, 10, key=f"missing.rate_{m}") / 100)
+                  for column, (m, title) in zip(columns, titles.items()))
+    seed = st.number_input("Random seed", 0, 10_000, 0, key="missing.seed")
+    keys = (ctx, ctx.model_key, ctx.cases_key, ids)
+    baseline = _survival_rates(*keys, tuple((m, 0.0) for m in titles), 0)
+    result = _survival_rates(*keys, rates, int(seed))
+    if baseline["c_index"]["value"] is None:
+        st.info(f"The C-index is {baseline['c_index']['reason']} on these cases.")
+        st.stop()
+    metric_names = {"c_index": "C-index", "auc_at_horizon": auc_name}
+    rows = [{"name": label, "group": group, **_nan_for_none(scores[key])}
+            for group, scores in (("as recorded", baseline), ("with the rates above", result))
+            for key, label in metric_names.items()]
+    st.plotly_chart(figures.metric_bars(rows, "Score on the selected cases (95 % CI)", percent=False),
+                    key="missing.metrics")
+    observed = ", ".join(f"{titles[m]} {v:.0%}" for m, v in result["observed_share"].items())
+    undefined = [f"{label}: {s[key]['reason']}" for key, label in metric_names.items()
+                 for s in (baseline, result) if s[key]["value"] is None]
+    st.caption(f"Share of cases in which each modality was seen: {observed}. {result['n']} cases with an outcome "
+               f"({result['n_events']} events); risk score 1 − S({config.horizon:g} {unit}). Error bars: bootstrap "
+               f"95 % CI ({SURVIVAL_BOOTSTRAP} resamples). AUC censoring weights from "
+               f"{result['censoring_reference']}." + (f" Not shown: {'; '.join(undefined)}." if undefined else ""))
+
+    st.subheader("Section 7.3: withholding modalities from every case")
+    st.caption("As in the paper's section 7.3: each modality, and each pair of modalities, is withheld from every "
+               "case in turn, and the model predicts with its learned missing embeddings in their place.")
+    paper = config.task == "cancer"  # the paper's one survival figure is for its cancer task
+    table = withheld_survival_table(_survival_withheld(*keys), titles, paper=paper).rename(
+        columns={"AUC at horizon": auc_name, "AUC 95 % CI": f"{auc_name}: 95 % CI"})
+    st.dataframe(table, hide_index=True, key="missing.table", height=figures.table_height(len(table)),
+                 column_config={"C-index": st.column_config.NumberColumn(format="%.3f"),
+                                "Change (points)": st.column_config.NumberColumn(format="%+.1f"),
+                                auc_name: st.column_config.NumberColumn(format="%.3f")})
+    if paper:
+        st.caption(PAPER_7_3_CANCER)
+
+
+def _nan_for_none(estimate: dict) -> dict:
+    """An estimate the data could not define as NaN (the bar reads n/a) instead of None."""
+    return {k: float("nan") if estimate.get(k) is None else estimate[k] for k in ("value", "ci_low", "ci_high")}
+
+
 ctx = context()
 st.title("Missing modalities")
 split = split_picker(ctx, "missing.split")
 ids = tuple(ctx.readable_ids(ctx.split_ids(split)))
 if not ids:
     st.info("No case of this selection can be read.")
+    st.stop()
+if ctx.survival:
+    _survival_page(ctx, ids)
     st.stop()
 
 st.subheader("Hide modalities at random")
