@@ -1017,25 +1017,36 @@ def _format_mean_sd(mean: float, sd: float | None) -> str:
     return f"{mean:.3f}" + ("" if sd is None else f" ± {sd:.3f}")
 
 
-def training_curves(history: Sequence[Mapping[str, Any]], best_epoch: int | None = None) -> go.Figure:
-    """Training loss and validation macro F1 per epoch (training.json's history), each on its own labelled
-    axis (loss is unbounded cross-entropy, F1 lies in 0..1), with the kept (best) epoch marked."""
+# what training.json's history records on the validation split each epoch, by the checkpoint's outcome
+VALIDATION_CURVES: dict[str, tuple[str, str]] = {"val_macro_f1": ("Validation macro F1", "macro F1"),
+                                                 "val_c_index": ("Validation C-index", "C-index")}
+
+
+def training_curves(history: Sequence[Mapping[str, Any]], best_epoch: int | None = None,
+                    validation: str = "val_macro_f1", loss: str = "cross-entropy") -> go.Figure:
+    """Training loss and a validation score per epoch (training.json's history: ``validation`` is the key of
+    the score, macro F1 for a classifier, C-index for a survival model; ``loss`` names the training loss),
+    each on its own labelled axis (the loss is unbounded, the score lies in 0..1), with the kept (best) epoch
+    marked."""
     if not history:
         raise ValueError("history must hold at least one epoch")
-    missing = [k for k in ("epoch", "train_loss", "val_macro_f1") if any(k not in h for h in history)]
+    if validation not in VALIDATION_CURVES:
+        raise ValueError(f"validation must be one of {tuple(VALIDATION_CURVES)}, got {validation!r}")
+    missing = [k for k in ("epoch", "train_loss", validation) if any(k not in h for h in history)]
     if missing:
         raise ValueError(f"every epoch of the history needs {missing}")
+    label, short = VALIDATION_CURVES[validation]
     epochs = [int(h["epoch"]) for h in history]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1)
     fig.add_trace(go.Scatter(x=epochs, y=[float(h["train_loss"]) for h in history], mode="lines+markers",
                              name="Training loss", line=dict(color=_PREDICTION_COLOR),
                              hovertemplate="epoch %{x}: loss %{y:.3f}<extra></extra>"), row=1, col=1)
-    fig.add_trace(go.Scatter(x=epochs, y=[float(h["val_macro_f1"]) for h in history], mode="lines+markers",
-                             name="Validation macro F1", line=dict(color=_COMPARE_COLOR),
-                             hovertemplate="epoch %{x}: macro F1 %{y:.3f}<extra></extra>"), row=2, col=1)
-    fig.update_yaxes(title_text="Training loss<br>(cross-entropy)", tickformat=".2f", rangemode="tozero",
+    fig.add_trace(go.Scatter(x=epochs, y=[float(h[validation]) for h in history], mode="lines+markers",
+                             name=label, line=dict(color=_COMPARE_COLOR),
+                             hovertemplate="epoch %{x}: " + short + " %{y:.3f}<extra></extra>"), row=2, col=1)
+    fig.update_yaxes(title_text=f"Training loss<br>({loss})", tickformat=".2f", rangemode="tozero",
                      row=1, col=1)
-    fig.update_yaxes(title_text="Validation<br>macro F1", tickformat=".2f", range=[0, 1], row=2, col=1)
+    fig.update_yaxes(title_text=label.replace(" ", "<br>", 1), tickformat=".2f", range=[0, 1], row=2, col=1)
     fig.update_xaxes(title_text="Epoch", dtick=max(1, len(epochs) // 12), row=2, col=1)
     if best_epoch is not None:
         for row in (1, 2):

@@ -122,6 +122,8 @@ def _interval(estimate: Mapping, decimals: int = 3) -> str:
     low, high = estimate.get("ci_low"), estimate.get("ci_high")
     if low is None or high is None:
         return estimate.get("reason") or "not defined"
+    if low < 0:  # '−0.296 to 0.028' reads as a range; '-0.296–0.028' does not
+        return f"{low:.{decimals}f} to {high:.{decimals}f}".replace("-", "−")
     return f"{low:.{decimals}f}–{high:.{decimals}f}"
 
 

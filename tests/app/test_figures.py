@@ -594,6 +594,19 @@ def test_training_curves_loss_and_f1_on_separate_labelled_axes():
         figures.training_curves([{"epoch": 1}])
 
 
+def test_training_curves_of_a_survival_model_show_the_validation_c_index():
+    history = [{"epoch": k, "train_loss": 1.5 / k, "val_c_index": 0.55 + 0.02 * k, "val_nll": 1.4} for k in range(1, 6)]
+    fig = figures.training_curves(history, best_epoch=4, validation="val_c_index", loss="negative log-likelihood")
+    loss, c_index = fig.data
+    assert list(c_index.y) == pytest.approx([h["val_c_index"] for h in history])
+    assert fig.layout.yaxis2.title.text == "Validation<br>C-index"
+    assert "negative log-likelihood" in fig.layout.yaxis.title.text
+    with pytest.raises(ValueError, match=r"needs \['val_macro_f1'\]"):
+        figures.training_curves(history)  # a survival history has no macro F1
+    with pytest.raises(ValueError, match="validation must be one of"):
+        figures.training_curves(history, validation="val_auc")
+
+
 # ------------------------------------------------------------------------------------- ECG 3x4 printout
 def _twelve_lead(fs: float = 100.0, seconds: float = 10.0) -> tuple[np.ndarray, list[str]]:
     """Each lead's samples hold its row number plus its time, so a drawn window shows where it came from."""

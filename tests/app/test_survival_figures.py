@@ -159,5 +159,6 @@ def test_survival_metric_table_reads_the_recorded_report_and_says_why_a_metric_i
     assert table.loc["AUC at 60 months", "value"] == "not defined: no case followed beyond 60"
     assert table.loc["Integrated Brier score (12–108 months)", "value"] == "0.185"
     assert table.loc["Calibration slope (1 = calibrated)", "95 % CI"] == "interval not defined: 3 of 200"
+    assert table.loc["Calibration intercept (0 = calibrated)", "95 % CI"] == "−0.296 to 0.028"
     with pytest.raises(ValueError, match="none of c_index"):
         survival_metric_table({"horizon": 60.0})
