@@ -114,8 +114,9 @@ def quantity_choice(ctx: Context, case_id: str, base: CaseExplanation) -> tuple[
         target = SurvivalTarget("risk")
     elif choice == "horizon":
         edges = config.survival_bins.edges
-        at = right.slider(f"Time ({unit})", float(edges[1]), float(edges[-1]), horizon, float(edges[1]) / 4,
-                          key=HORIZON, help="Within the model's time grid.")
+        step = float(edges[1]) / 4  # a quarter of the first time bin (3 months for yearly bins)
+        at = right.slider(f"Time ({unit})", step, float(edges[-1]), horizon, step, key=HORIZON,
+                          help=f"Within the model's time grid (0 to {edges[-1]:g} {unit}).")
         target = SurvivalTarget("survival", float(at))
     explanation = base if target == SurvivalTarget() else ctx.explain(case_id, survival=target)
     name = case_figures.quantity_name(explanation.classes[0])

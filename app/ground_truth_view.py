@@ -55,7 +55,8 @@ def planted(truth: pd.DataFrame | None, case_id: str, names: Sequence[str] = MOD
     if roi_text:
         parts = roi_text.split()
         if len(parts) != 4 or not all(p.lstrip("-").isdigit() for p in parts):
-            raise ValueError(f"ground_truth.csv: {column} of {case_id} must be 'x0 y0 x1 y1' in pixels, got {roi_text!r}")
+            raise ValueError(f"ground_truth.csv: {column} of {case_id} must be 'x0 y0 x1 y1' in pixels, "
+                             f"got {roi_text!r}")
         roi = tuple(int(p) for p in parts)
     leads = str(row.get("signal_leads", "") or "").split()
     phrases = [p.strip() for p in str(row.get("text_evidence", "") or "").split("|") if p.strip()]

@@ -67,7 +67,7 @@ def case_report_html(case: Case, explanation: CaseExplanation, architecture: str
         elif kind == "signal":
             parts.append(figures.ecg_figure(value.data, value.fs, value.channels, panel, explained=explained))
         elif kind == "tabular":
-            if case_figures.is_binary_panel(value):
+            if case_figures.is_binary_panel(value, {r.name: r for r in panel.itertuples()}):
                 parts.append(case_figures.gene_bars(case_figures.gene_table(panel, min_abs=0.01), explained,
                                                     title=title))
             else:

@@ -340,8 +340,7 @@ def _tabular_panel(case: Case, modality: str, explanation: CaseExplanation, stat
         noun = "labs or demographics" if modality == "tabular" else case_notes.modality_noun(modality, TITLES)
         _absent(modality, status, notes, f"This case has no {noun}.")
         return
-    values = case.value(modality)
-    if case_figures.is_binary_panel(values):
+    if case_figures.is_binary_panel(case.value(modality), {r.name: r for r in table.itertuples()}):
         _gene_panel(modality, table, truth, name)
         return
     figure = figures.lab_bars(table, name)

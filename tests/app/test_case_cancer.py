@@ -7,6 +7,8 @@ with the case, a corrupt tile is a message naming the file, and the report draws
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import shutil
@@ -17,11 +19,12 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.case_figures import decode_png_uri, rgb_uint8
+from app.case_figures import decode_png_uri, gene_bars, rgb_uint8
+from app.ground_truth_view import mark_genes, planted, strength_table
 from app.report import attributions_csv, case_report_html
-from explain.case import ExplainSettings, explain_case
-from explain.whatif import what_if
 from app.whatif_view import toggle_genes
+from explain.case import ExplainSettings, explain_case
+from explain.whatif import edits_of, lab_limits, what_if, with_lab
 from neurofusion.checkpoint import load_checkpoint
 from neurofusion.data import CohortReader
 from neurofusion.inference import Predictor
@@ -64,7 +67,6 @@ def _values(trace: dict, axis: str = "y") -> np.ndarray:
     """A trace's values, whether plotly sent a list or a typed array."""
     value = trace[axis]
     if isinstance(value, dict):  # {"dtype": ..., "bdata": base64}
-        import base64
         return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"])).astype(float)
     return np.asarray(value, dtype=float)
 
@@ -95,7 +97,8 @@ def page() -> AppTest:
 def test_first_screen_shows_the_predicted_curve_beside_the_cohorts_kaplan_meier(page, predictor, reader):
     assert page.title[0].value == "Case explorer"
     label = page.selectbox(key="case.id").format_func(COMPLETE)
-    assert re.fullmatch(r"CA-00022 · (low|medium|high) risk · 5-y survival \d+ % · alive at 67 mo \(censored\)", label)
+    assert re.fullmatch(r"CA-00022 · (low|medium|high) risk · 5-y survival \d+ % · alive at 67 mo \(censored\)",
+                        label)
     figure = _figure(page, "case.survival_curve")
     expected = predictor.predict_survival([reader[COMPLETE]]).curves[0]
     assert _values(_trace(figure, "this case (predicted)")) == pytest.approx(np.r_[1.0, expected], abs=1e-6)
@@ -200,6 +203,13 @@ def test_a_gene_toggle_moves_the_curve_and_the_quantity(page, predictor, reader)
     assert float(re.search(r"id='whatif-result'>([\d.]+)%", text).group(1)) / 100 == pytest.approx(
         result.edited[0], abs=5e-6)
     assert any("not offered" in c.value and "Histopathology" in c.value for c in page.caption)
+    page.selectbox(key="case.whatif_lab.clinical.stage").set_value("I").run()  # and a clinical value with it
+    _no_errors(page)
+    both = with_lab(edited, "stage", "I", lab_limits(predictor, "clinical"), modality="clinical")
+    text = next(m.value for m in page.markdown if m.value.startswith("**Edits:**"))
+    assert text == "**Edits:** TP53: mutated → not mutated; stage: IV → I"
+    shown = _trace(_figure(page, "case.whatif_curve"), "edited case")
+    assert _values(shown) == pytest.approx(np.r_[1.0, predictor.predict_survival([both]).curves[0]], abs=1e-6)
 
 
 def test_controls_reset_when_the_case_changes(page):
@@ -266,9 +276,44 @@ def test_the_report_draws_the_curve_and_the_csv_names_each_modality(predictor, r
     assert "Recorded:</b> alive at 67 mo (censored)" in report and "<h2>Treatment notes</h2>" in report
     with pytest.raises(ValueError, match="time bins"):
         case_report_html(case, explanation, config.architecture)
-    rows = pd.read_csv(__import__("io").BytesIO(attributions_csv(explanation)))
+    rows = pd.read_csv(io.BytesIO(attributions_csv(explanation)))
     assert set(rows["part"]) == {"modality_importance", "genomics_value", "clinical_value", "treatment_notes_word"}
     genes = rows[rows["part"] == "genomics_value"]
     assert len(genes) == 50 and (rows["explained_class"] == "survival at 60 months").all()
     panel = explanation.panels["genomics"].set_index("name")["score"]
     assert genes.set_index("item")["value"].to_numpy() == pytest.approx(panel.loc[genes["item"]].to_numpy())
+
+
+def test_planted_truth_of_a_cancer_case_follows_the_declared_modalities(reader):
+    names = list(reader.modality_names)
+    truth = planted(reader.ground_truth(), COMPLETE, names, "histopathology")
+    assert list(truth.strengths) == names and truth.roi == (109, 65, 249, 224) and truth.genes == ["TP53"]
+    assert truth.phrases == ["a partial response with a 45% decrease in target lesions", "continue the current regimen"]
+    shapley = {"histopathology": 0.07, "genomics": -0.12, "treatment_notes": 0.01, "clinical": -0.26}
+    table = strength_table(truth, shapley, None, {m: m.upper() for m in names}, magnitude=True)
+    assert table["modality"].tolist() == [m.upper() for m in names]
+    assert table["model rank"].tolist() == [3, 2, 4, 1]  # by size: clinical's -0.26 matters most
+    assert strength_table(truth, shapley, None)["model rank"].tolist() == [1, 3, 2, 4]  # signed, as for a class
+    bad = reader.ground_truth().copy()
+    bad["strength_genomics"] = bad["strength_genomics"].astype(object)
+    bad.loc[bad["case_id"] == COMPLETE, "strength_genomics"] = "strong"
+    with pytest.raises(ValueError, match="strength_genomics of CA-00022 must be a number"):
+        planted(bad, COMPLETE, names)
+    figure = gene_bars(pd.DataFrame({"gene": ["KRAS", "TP53"], "mutated": [True, False], "attribution": [0.1, 0.2],
+                                     "driver": [False, True]}), "Risk")
+    assert mark_genes(figure, ["TP53", "BRCA1"]) == ["TP53"]
+
+
+def test_a_gene_toggle_flips_only_the_named_genes_and_says_what_it_did(reader):
+    case = reader[COMPLETE]
+    edited = toggle_genes(case, "genomics", ["TP53", "KRAS"])
+    before, after = case.value("genomics"), edited.value("genomics")
+    assert (after["TP53"], after["KRAS"]) == (0.0, 1.0)
+    assert {g: v for g, v in after.items() if g not in ("TP53", "KRAS")} == \
+        {g: v for g, v in before.items() if g not in ("TP53", "KRAS")}
+    assert edits_of(edited) == ["TP53: mutated → not mutated", "KRAS: not mutated → mutated"]
+    assert before["TP53"] == 1.0  # the original is untouched
+    with pytest.raises(ValueError, match="has no gene XYZ1"):
+        toggle_genes(case, "genomics", ["XYZ1"])
+    with pytest.raises(ValueError, match="no genomics values"):
+        toggle_genes(reader[NO_GENOMICS], "genomics", ["TP53"])

@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from app.case_notes import input_notes, modality_line, modality_status, ood_caption, ood_warnings
+from app.case_notes import input_notes, modality_line, modality_noun, modality_status, ood_caption, ood_warnings
 from neurofusion.checkpoint import load_checkpoint
 from neurofusion.data import CohortReader
 from neurofusion.inputs import case_input_report
@@ -73,3 +73,25 @@ def test_flagged_modality_is_a_warning_with_its_numbers():
 def test_checkpoint_without_an_ood_reference_says_so():
     assert ood_warnings(None) == []
     assert "no out-of-distribution reference" in ood_caption(None)
+
+
+CANCER_TITLES = {"histopathology": "Histopathology", "genomics": "Genomics", "treatment_notes": "Treatment notes",
+                 "clinical": "Clinical"}
+
+
+def test_declared_modalities_are_named_by_their_titles_in_declaration_order():
+    present = {"histopathology": True, "genomics": False, "treatment_notes": True, "clinical": True}
+    status = modality_status(present, {"treatment_notes": "the file is empty"})
+    assert list(status) == list(CANCER_TITLES)
+    assert status == {"histopathology": "used", "genomics": "missing", "treatment_notes": "unusable",
+                      "clinical": "used"}
+    assert modality_line(status, CANCER_TITLES) == ("Histopathology ✓ · Genomics — missing · "
+                                                    "Treatment notes ⚠ unusable · Clinical ✓")
+    assert modality_noun("treatment_notes", CANCER_TITLES) == "treatment notes"
+    assert modality_noun("image") == "echo image" and modality_noun("signal", {"signal": "ECG"}) == "ECG"
+    assert modality_noun("image", {"image": "Histopathology"}) == "histopathology"  # a declared title wins
+    check = {"distance": 20.0, "threshold": 10.0, "flagged": True, "false_alarm_rate": 0.01}
+    (sentence,) = ood_warnings({"genomics": check, "clinical": {**check, "flagged": False}}, CANCER_TITLES)
+    assert sentence.startswith("The genomics is unlike the training data: distance 20 > threshold 10")
+    assert ood_caption({"clinical": {**check, "flagged": False}}, CANCER_TITLES) == \
+        "Within the training data's range: clinical."
