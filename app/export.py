@@ -4,6 +4,9 @@ rankings, the settings, and SHA-256 hashes of the checkpoint's and the cohort's 
 
 Files in the zip (CSV for spreadsheets, JSON for programs; the same numbers in both):
 ``agreement_summary.csv``, ``per_case.csv``, ``settings.csv``, ``agreement.json``, ``settings.json``.
+The per-case columns follow the model's declared modalities (``per_case_columns``); a survival model's
+"class" is the case's predicted risk group when the page grouped by risk group, and its scores are in units
+of the explained quantity, which the settings name.
 """
 
 from __future__ import annotations
@@ -27,9 +30,16 @@ from neurofusion.data.schema import MODALITIES
 
 EXPORT_FILES = ("agreement_summary.csv", "per_case.csv", "settings.csv", "agreement.json", "settings.json")
 SUMMARY_COLUMNS = ("group", "class", "mean_tau", "ci_low", "ci_high", "n_cases", "reason")
-PER_CASE_COLUMNS = ("case_id", "rater", "label", "predicted", "tau", "n_compared",
-                    *(f"model_rank_{m}" for m in MODALITIES), *(f"rater_rank_{m}" for m in MODALITIES),
-                    *(f"model_score_{m}" for m in MODALITIES))
+
+
+def per_case_columns(names: tuple[str, ...] | list[str] = MODALITIES) -> tuple[str, ...]:
+    """per_case.csv's columns for the declared modalities ``names`` (default cardio's four)."""
+    return ("case_id", "rater", "label", "predicted", "tau", "n_compared",
+            *(f"model_rank_{m}" for m in names), *(f"rater_rank_{m}" for m in names),
+            *(f"model_score_{m}" for m in names))
+
+
+PER_CASE_COLUMNS = per_case_columns()  # cardio's
 
 
 def sha256_file(path: Path) -> str:
@@ -62,6 +72,8 @@ def research_export(result: dict, importance: CohortImportance, rankings: pd.Dat
     config = {
         "created_utc": created.isoformat(timespec="seconds"),
         "importance_method": method,
+        "importance_units": importance.explained,
+        "modalities": list(importance.names),
         "explanation": {k: v for k, v in dataclasses.asdict(settings).items() if k != "target"},
         "raters": raters, "raters_simulated": simulated,
         "rankings": {"name": rankings_name, "sha256": hashlib.sha256(rankings_bytes).hexdigest(),
@@ -76,6 +88,7 @@ def research_export(result: dict, importance: CohortImportance, rankings: pd.Dat
                  "cases_with_two_or_more_raters": result["inter_rater"]["cases_with_two_or_more_raters"],
                  "per_case": per_case.to_dict("records")}
     flat = [("created_utc", config["created_utc"]), ("importance_method", method),
+            ("importance_units", importance.explained), ("modalities", ",".join(importance.names)),
             *((f"explanation.{k}", v) for k, v in config["explanation"].items()),
             ("raters", raters), ("raters_simulated", simulated),
             ("rankings.name", rankings_name), ("rankings.sha256", config["rankings"]["sha256"]),
@@ -107,6 +120,7 @@ def _per_case(per_pair: pd.DataFrame, importance: CohortImportance, rankings: pd
     scores = importance.method(method)
     model_ranks = importance_to_ranks(scores)
     table = importance.table.set_index("case_id")
+    names = list(importance.names)
     rows = []
     for _, pair in per_pair.iterrows():
         case_id, rater = pair["case_id"], pair["rater"]
@@ -114,11 +128,11 @@ def _per_case(per_pair: pd.DataFrame, importance: CohortImportance, rankings: pd
         rows.append({
             "case_id": case_id, "rater": rater, "label": pair["label"], "predicted": table.loc[case_id, "predicted"],
             "tau": pair["tau"], "n_compared": pair["n_compared"],
-            **{f"model_rank_{m}": model_ranks.loc[case_id, m] for m in MODALITIES},
-            **{f"rater_rank_{m}": ranked[m] for m in MODALITIES},
-            **{f"model_score_{m}": scores.loc[case_id, m] for m in MODALITIES},
+            **{f"model_rank_{m}": model_ranks.loc[case_id, m] for m in names},
+            **{f"rater_rank_{m}": ranked[m] for m in names},
+            **{f"model_score_{m}": scores.loc[case_id, m] for m in names},
         })
-    return pd.DataFrame(rows, columns=list(PER_CASE_COLUMNS))
+    return pd.DataFrame(rows, columns=list(per_case_columns(names)))
 
 
 def _jsonable(value):

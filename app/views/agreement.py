@@ -1,6 +1,7 @@
 """Rater agreement: Kendall tau-b between the model's modality ranking and raters' rankings, per case, per
-class and overall, against the inter-rater ceiling and the synthetic ground truth. The raters are named for
-what they are: "simulated raters" for a synthetic cohort's bundled rankings, the raters' names for others."""
+class (a survival model: per predicted risk group) and overall, against the inter-rater ceiling and the
+synthetic ground truth, over the model's declared modalities. The raters are named for what they are:
+"simulated raters" for a synthetic cohort's bundled rankings, the raters' names for others."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import streamlit as st
 
 from app import agreement_figures, figures
 from app.export import research_export
-from app.state import context
+from app.state import Context, context
+from app.survival_figures import RISK_GROUPS, by_risk_group
 from explain.agreement import MIN_CASES_FOR_CI
-from explain.cohort import clinician_agreement, ground_truth_agreement
+from explain.cohort import CohortImportance, clinician_agreement, ground_truth_agreement
 from neurofusion.data.annotations import display_name, read_rankings
 from neurofusion.data.cohort import RANKINGS_CSV
 from neurofusion.data.errors import CohortError
+from neurofusion.survival import risk_groups
 
 MAX_UPLOAD_MB = 5  # a rankings file is a few hundred bytes per case and rater: 5 MB is ~50,000 rankings
 METHOD_LABELS = {"shapley": "Shapley", "leave_one_out": "Leave-one-out", "attention": "Attention"}
@@ -44,10 +47,12 @@ def _ci(row: pd.Series) -> str:
     return f"{row['ci_low']:.3f} to {row['ci_high']:.3f}"
 
 
-def _summary_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """explain.agreement.summarize's table in words: class names, one "95 % CI" column, "—" for nothing."""
+def _summary_table(summary: pd.DataFrame, group: str = "Class") -> pd.DataFrame:
+    """explain.agreement.summarize's table in words: group (class or risk group) names, one "95 % CI" column,
+    "—" for nothing."""
+    every = "All classes" if group == "Class" else "All cases"
     return pd.DataFrame({
-        "Class": ["All classes" if g == "all" else figures.pretty(str(g)) for g in summary.index],
+        group: [every if g == "all" else figures.pretty(str(g)) for g in summary.index],
         "Mean tau": [_number(v) for v in summary["mean"]],
         "95 % CI": [_ci(row) for _, row in summary.iterrows()],
         "Cases": summary["n_cases"].astype(int).to_numpy(),
@@ -56,16 +61,27 @@ def _summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def _pair_table(per_pair: pd.DataFrame) -> pd.DataFrame:
+def _pair_table(per_pair: pd.DataFrame, group: str = "True class") -> pd.DataFrame:
     """One row per case and rater, sorted by tau (undefined last), every cell in words."""
     ordered = per_pair.sort_values("tau", na_position="last")
     return pd.DataFrame({
         "Case": ordered["case_id"].to_numpy(), "Rater": ordered["rater"].to_numpy(),
-        "True class": ["not labelled" if pd.isna(v) else figures.pretty(str(v)) for v in ordered["label"]],
+        group: ["not labelled" if pd.isna(v) else figures.pretty(str(v)) for v in ordered["label"]],
         "Kendall tau-b": ["— (fewer than two modalities ranked by both)" if pd.isna(t) else f"{t:+.3f}"
                           for t in ordered["tau"]],
         "Modalities compared": ordered["n_compared"].astype(int).to_numpy(),
     })
+
+
+def _by_risk_group(ctx: Context, case_ids: tuple[str, ...]) -> CohortImportance:
+    """A survival model's explanations of ``case_ids`` grouped by predicted risk group (tertiles of the risk
+    1 - S(horizon) over these cases), each group explained as one cached call (the cohort page makes the same
+    calls for the same cases)."""
+    risk = ctx.predictions().set_index("case_id").loc[list(case_ids), "risk"].to_numpy(dtype=float)
+    groups = risk_groups(risk)
+    ids = pd.Series(case_ids)
+    return by_risk_group({f"{g} risk": ctx.cohort_explanation(tuple(sorted(ids[groups == g])))
+                          for g in RISK_GROUPS if (groups == g).any()})
 
 
 ctx = context()
@@ -77,7 +93,7 @@ st.caption("Does the model rank the modalities the way the raters do? Kendall ta
 source = st.radio("Rankings", ("bundled with the cohort", "upload a CSV"), key="agreement.source", horizontal=True)
 rankings, rankings_name, rankings_bytes = None, "", b""
 if source == "upload a CSV":
-    upload = st.file_uploader("clinician_rankings.csv: case_id, rater, image, text, signal, tabular (1 = most "
+    upload = st.file_uploader(f"clinician_rankings.csv: case_id, rater, {', '.join(ctx.names)} (1 = most "
                               "important; blank if the case lacks the modality)", type="csv", key="agreement.upload",
                               max_upload_size=MAX_UPLOAD_MB)
     if upload is not None:
@@ -114,7 +130,11 @@ if not case_ids:
     st.info("None of the ranked cases can be read.")
     st.stop()
 rankings = rankings[rankings["case_id"].isin(case_ids)]
-importance = ctx.cohort_explanation(case_ids)
+importance = _by_risk_group(ctx, case_ids) if ctx.survival else ctx.cohort_explanation(case_ids)
+group_name = "Risk group" if ctx.survival else "Class"
+if ctx.survival:
+    st.caption(f"The model ranks the modalities by their importance for the predicted {importance.explained}; "
+               "cases are grouped by predicted risk group (tertiles of the predicted risk over the ranked cases).")
 if method not in importance.methods:
     st.info("This model has no attention; choose Shapley or leave-one-out.")
     st.stop()
@@ -146,7 +166,7 @@ if few:
 
 st.plotly_chart(agreement_figures.tau_histogram(result["per_pair"], raters, pairwise if defined else None),
                 key="agreement.hist")
-st.dataframe(_summary_table(summary), hide_index=True, key="agreement.summary")
+st.dataframe(_summary_table(summary, group_name), hide_index=True, key="agreement.summary")
 
 try:
     truth = ctx.cohort.ground_truth()
@@ -154,7 +174,8 @@ except CohortError as err:
     truth = None
     st.error(f"The cohort's ground_truth.csv was not used: {err}")
 if truth is not None:
-    st.markdown("**Against the synthetic ground truth** (how strongly each modality expresses the label)")
+    st.markdown("**Against the synthetic ground truth** (how strongly each modality expresses the "
+                + ("outcome)" if ctx.survival else "label)"))
     vs_truth = ground_truth_agreement(importance, truth).reset_index()
     st.dataframe(pd.DataFrame({
         "Model ranking from": vs_truth["method"].map(METHOD_LABELS).to_numpy(),
@@ -166,7 +187,7 @@ if truth is not None:
                        for c in ("Mean tau vs ground truth", "Spearman (score vs strength)")})
 
 st.markdown("**Per case and rater** (select a row to open the case)")
-per_pair = _pair_table(result["per_pair"])
+per_pair = _pair_table(result["per_pair"], "Risk group (predicted)" if ctx.survival else "True class")
 selection = st.dataframe(per_pair, hide_index=True, on_select="rerun", selection_mode="single-row",
                          key="agreement.table")
 rows = selection.selection.rows if selection is not None else []
