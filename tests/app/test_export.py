@@ -94,3 +94,32 @@ def test_the_case_csv_names_its_case_and_explained_class(demo):
     table = pd.read_csv(io.StringIO("\n".join(rows)), keep_default_na=False)
     assert set(table["case_id"]) == {case.case_id}
     assert set(table["explained_class"]) == {checkpoint.config.classes[1]} and set(table["contrast_class"]) == {""}
+
+
+def test_the_export_of_a_survival_model_has_columns_per_declared_modality():
+    from app.export import per_case_columns
+    from tests.test_sample_data import CANCER, CANCER_DEMO
+
+    checkpoint = load_checkpoint(CANCER_DEMO, device="cpu")
+    predictor = Predictor(checkpoint.model, checkpoint.tokenizer, checkpoint.device)
+    cohort = CohortReader(CANCER)
+    rankings = cohort.rankings()
+    ids = sorted(set(rankings["case_id"]))[:5]
+    rankings = rankings[rankings["case_id"].isin(ids)].reset_index(drop=True)
+    importance = cohort_importance(predictor, [cohort[i] for i in ids])
+    result = clinician_agreement(importance, rankings, "shapley", n_bootstrap=20)
+    data = research_export(result, importance, rankings, raters="simulated raters", simulated=True,
+                           settings=ExplainSettings(), checkpoint_dir=CANCER_DEMO, cohort_dir=CANCER,
+                           rankings_name="clinician_rankings.csv", rankings_bytes=b"x")
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    per_case = pd.read_csv(archive.open("per_case.csv"))
+    names = ("histopathology", "genomics", "treatment_notes", "clinical")
+    assert tuple(per_case.columns) == per_case_columns(names) and len(per_case) == len(rankings)
+    assert not any(c.endswith(("_image", "_signal")) for c in per_case.columns)
+    merged = per_case.merge(rankings, on=["case_id", "rater"])
+    for m in names:
+        assert merged[f"rater_rank_{m}"].fillna(-1).tolist() == merged[m].astype(float).fillna(-1).tolist()
+    scores = importance.method("shapley").loc[per_case["case_id"]]
+    assert per_case["model_score_genomics"].tolist() == pytest.approx(scores["genomics"].tolist(), nan_ok=True)
+    config = json.loads(archive.read("settings.json"))
+    assert config["importance_units"] == "survival at 60 months" and config["modalities"] == list(names)
