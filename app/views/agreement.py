@@ -166,7 +166,10 @@ if few:
 
 st.plotly_chart(agreement_figures.tau_histogram(result["per_pair"], raters, pairwise if defined else None),
                 key="agreement.hist")
-st.dataframe(_summary_table(summary, group_name), hide_index=True, key="agreement.summary")
+shown = summary
+if ctx.survival:  # lowest risk first, as on the cohort page (summarize sorts the groups by name)
+    shown = summary.reindex(["all"] + [g for g in (f"{r} risk" for r in RISK_GROUPS) if g in summary.index])
+st.dataframe(_summary_table(shown, group_name), hide_index=True, key="agreement.summary")
 
 try:
     truth = ctx.cohort.ground_truth()
