@@ -61,10 +61,11 @@ def decode_png_uri(uri: str) -> np.ndarray:
 
 def colour_overlay(image: np.ndarray, saliency: np.ndarray | None = None, opacity: float = 0.45, *,
                    explained: str | None = None, method: str | None = None, smooth: float = 0.0,
-                   title: str = "") -> go.Figure:
+                   title: str = "", units: str = "logit units") -> go.Figure:
     """A colour image (3, H, W) / (H, W, 3) in its own colours, with a saliency map (H, W) on top (signed maps
     diverging around 0, Grad-CAM and attention from 0, as :func:`app.figures.image_overlay` draws them on a
-    grey image). Pixel (column x, row y) sits at integer x, y, row 0 at the top."""
+    grey image). Pixel (column x, row y) sits at integer x, y, row 0 at the top. ``units``: what the map is in,
+    as its colour bar says (a survival model's attributions are in units of the explained quantity)."""
     rgb = rgb_uint8(image)
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must be between 0 and 1, got {opacity}")
@@ -82,7 +83,9 @@ def colour_overlay(image: np.ndarray, saliency: np.ndarray | None = None, opacit
         if smooth > 0:
             saliency = gaussian_filter(np.nan_to_num(saliency), sigma=smooth)
         signed = method is None or method in SIGNED_SALIENCY
-        fig.add_trace(_saliency_trace(saliency, opacity, signed, explained))
+        trace = _saliency_trace(saliency, opacity, signed, explained)
+        trace.colorbar.title.text = trace.colorbar.title.text.replace("(logit units)", f"({units})")
+        fig.add_trace(trace)
         if not title and method is not None:
             title = f"{saliency_method_label(method)} for {explained}"
     fig.update_xaxes(visible=False, range=[-0.5, width - 0.5], constrain="domain")
@@ -200,3 +203,22 @@ def horizon_words(horizon: float, unit: str = "months") -> str:
 def quantity_name(label: str) -> str:
     """The explained quantity as titles name it (the SurvivalTarget label, capitalised)."""
     return pretty(label)
+
+
+def short_titles(titles: Mapping[str, str], width: int = 9) -> dict[str, str]:
+    """One short word per declared modality for the narrow first-screen figures (as cardio's 'Echo', 'Note'):
+    a title of up to ``width`` characters stays; a longer one keeps its last word when it has several
+    ('Treatment notes' -> 'Notes'), else its first ``width - 3`` letters and a full stop ('Histopathology'
+    -> 'Histop.'). Distinct titles stay distinct (a clash keeps the full titles)."""
+    if width < 4:
+        raise ValueError(f"width must be at least 4 characters, got {width}")
+    short = {}
+    for name, title in titles.items():
+        words = str(title).split()
+        if len(title) <= width:
+            short[name] = title
+        elif len(words) > 1 and len(words[-1]) <= width:
+            short[name] = words[-1].capitalize()
+        else:
+            short[name] = title[:width - 3] + "."
+    return short if len(set(short.values())) == len(short) else dict(titles)

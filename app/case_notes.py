@@ -17,13 +17,21 @@ from neurofusion.data.schema import MODALITIES
 MODALITY_NOUNS = {"image": "echo image", "text": "clinical note", "signal": "ECG", "tabular": "labs"}
 
 
-def modality_noun(name: str, titles: Mapping[str, str] | None = None) -> str:
+def modality_noun(name: str, titles: Mapping[str, str] | None = None, kinds: Mapping[str, str] | None = None) -> str:
     """How modality ``name`` is named inside a sentence: cardio's nouns, else its declared title in lower
-    case ('Treatment notes' -> 'treatment notes'), else its name with spaces."""
+    case ('Treatment notes' -> 'treatment notes'), with what it is when ``kinds`` says and the title does
+    not ('Genomics' (tabular) -> 'genomics data', 'Histopathology' (image) -> 'histopathology image')."""
     if name in MODALITY_NOUNS and (titles is None or titles.get(name) == MODALITY_LABELS.get(name)):
         return MODALITY_NOUNS[name]
     title = (titles or {}).get(name) or name.replace("_", " ")
-    return title if title.isupper() else title.lower()
+    noun = title if title.isupper() else title.lower()
+    suffix = _KIND_NOUNS.get((kinds or {}).get(name, ""))
+    if suffix and not any(word in noun.split() for word in (suffix, "data", "values", "labs", "scan", "slide")):
+        noun = f"{noun} {suffix}"
+    return noun
+
+
+_KIND_NOUNS = {"tabular": "data", "image": "image"}
 
 
 @dataclass
@@ -66,23 +74,25 @@ def modality_line(status: Mapping[str, str], titles: Mapping[str, str] | None = 
     return " · ".join(f"{names.get(m, m)} {marks[state]}" for m, state in status.items())
 
 
-def ood_warnings(ood: Mapping[str, Mapping] | None, titles: Mapping[str, str] | None = None) -> list[str]:
+def ood_warnings(ood: Mapping[str, Mapping] | None, titles: Mapping[str, str] | None = None,
+                 kinds: Mapping[str, str] | None = None) -> list[str]:
     """One sentence per modality flagged as unlike the training data (``CaseExplanation.ood``)."""
     out = []
     for modality, check in (ood or {}).items():
         if check.get("flagged"):
             out.append(
-                f"The {modality_noun(modality, titles)} is unlike the training data: distance "
+                f"The {modality_noun(modality, titles, kinds)} is unlike the training data: distance "
                 f"{check['distance']:.3g} > threshold {check['threshold']:.3g}, which "
                 f"{100 * check['false_alarm_rate']:.1f} % of held-out training cases exceed. Its explanation "
                 "describes the model outside what it learned from.")
     return out
 
 
-def ood_caption(ood: Mapping[str, Mapping] | None, titles: Mapping[str, str] | None = None) -> str:
+def ood_caption(ood: Mapping[str, Mapping] | None, titles: Mapping[str, str] | None = None,
+                kinds: Mapping[str, str] | None = None) -> str:
     """What the page says when nothing is flagged: which modalities were checked, or that none could be."""
     if ood is None:
         return ("This checkpoint has no out-of-distribution reference, so inputs unlike the training data "
                 "cannot be flagged (`python -m neurofusion.ood fit` adds one).")
-    checked = [modality_noun(m, titles) for m, c in ood.items() if not c.get("flagged")]
+    checked = [modality_noun(m, titles, kinds) for m, c in ood.items() if not c.get("flagged")]
     return f"Within the training data's range: {', '.join(checked)}." if checked else ""

@@ -81,13 +81,13 @@ def prediction_card(ctx: Context, case: Case, base: CaseExplanation, status: dic
     row = ctx.predictions().set_index("case_id").loc[case.case_id]
     survival = float(config.survival_bins.survival_at(base.survival_curve[None], config.horizon)[0])
     st.metric(f"Survival at {case_figures.horizon_words(config.horizon, config.survival_bins.unit)}",
-              f"{survival:.0%}")
+              f"{survival:.0%}", help="Risk group: the tertile of the predicted risk (1 − survival at the "
+                                      "horizon) among this cohort's cases.")
     group = row["risk_group"] or "-"
     st.markdown(f"**Risk group:** {group} (risk {1 - survival:.2f}) · **Recorded:** "
                 f"{case_figures.outcome_text(float(row['time']), float(row['event']), config.survival_bins.unit)}"
                 f" · **Site:** {case.site or '-'}")
     st.markdown("**Modalities:** " + case_notes.modality_line(status, ctx.titles))
-    st.caption("Risk group: tertile of the predicted risk (1 − survival at the horizon) over this cohort.")
 
 
 def curve_chart(ctx: Context, base: CaseExplanation) -> None:
@@ -142,7 +142,7 @@ def ablation(ctx: Context, case: Case, base: CaseExplanation, status: Mapping[st
     for column, modality in zip(st.columns(len(ctx.names)), ctx.names):
         label = ctx.titles[modality]
         if not base.present[modality]:
-            noun = case_notes.modality_noun(modality, ctx.titles)
+            noun = case_notes.modality_noun(modality, ctx.titles, ctx.kinds)
             why = (f"the model cannot use this case's {noun}" if status[modality] == "unusable"
                    else f"this case has no {noun}")
             column.markdown(f"**{label}:** {status[modality]}")

@@ -172,8 +172,8 @@ def _reset(keys: Sequence[str]) -> None:
         st.session_state.pop(key, None)
 
 
-def _missing(modality: str, state: str, titles: Mapping[str, str]) -> None:
-    noun = modality_noun(modality, titles)
+def _missing(modality: str, state: str, titles: Mapping[str, str], kind: str) -> None:
+    noun = modality_noun(modality, titles, {modality: kind})
     why = f"the model cannot use this case's {noun}" if state == "unusable" else f"this case has no {noun}"
     st.info(f"{titles.get(modality, modality)}: {state}. Nothing to edit: {why}.")
 
@@ -181,7 +181,7 @@ def _missing(modality: str, state: str, titles: Mapping[str, str]) -> None:
 def _lab_controls(case: Case, modality: str, state: str, limits: dict[str, LabLimit], titles: Mapping[str, str],
                   problems: list[str]) -> Case:
     if state != "used":
-        _missing(modality, state, titles)
+        _missing(modality, state, titles, "tabular")
         return case
     st.caption("Prefilled with the case's values; empty = not measured. Values outside the range the model "
                "was trained on are refused.")
@@ -248,7 +248,7 @@ def _note_controls(case: Case, base: CaseExplanation, modality: str, state: str,
                    problems: list[str]) -> Case:
     note = base.panels.get(modality) if base.panels else base.note
     if state != "used" or note is None:
-        _missing(modality, state if state != "used" else "missing", titles)
+        _missing(modality, state if state != "used" else "missing", titles, "text")
         return case
     phrases = {f"{p.start}:{p.end}": p for p in note.phrases[:PHRASES_OFFERED]}
     if not phrases:
@@ -287,7 +287,7 @@ def _note_controls(case: Case, base: CaseExplanation, modality: str, state: str,
 
 def _ecg_controls(case: Case, modality: str, state: str, titles: Mapping[str, str], problems: list[str]) -> Case:
     if state != "used":
-        _missing(modality, state, titles)
+        _missing(modality, state, titles, "signal")
         return case
     signal = case.value(modality)
     leads = st.multiselect("Drop leads (the model sees them as not recorded)", list(signal.channels),

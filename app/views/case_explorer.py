@@ -192,7 +192,7 @@ def _for_class(case_id: str, target: int) -> CaseExplanation:
 def _input_checks(explanation: CaseExplanation, notes: case_notes.InputNotes) -> None:
     """Inputs unlike the training data and input the model could not use as given: above the explanation,
     which is only as good as what the model was given."""
-    for sentence in case_notes.ood_warnings(explanation.ood, TITLES):
+    for sentence in case_notes.ood_warnings(explanation.ood, TITLES, KINDS):
         st.warning(sentence, icon=":material/warning:")
     if notes.messages:
         body = "\n".join(f"- {m}" for m in notes.messages)
@@ -201,7 +201,7 @@ def _input_checks(explanation: CaseExplanation, notes: case_notes.InputNotes) ->
         else:
             with st.expander(f"Input check: {len(notes.messages)} note{'s' if len(notes.messages) > 1 else ''}"):
                 st.markdown(body)
-    caption = case_notes.ood_caption(explanation.ood, TITLES)
+    caption = case_notes.ood_caption(explanation.ood, TITLES, KINDS)
     if caption:
         st.caption(caption)
 
@@ -221,7 +221,7 @@ def _chart_key(kind_key: str, modality: str, kind: str) -> str:
 def _absent(modality: str, status: dict[str, str], notes: case_notes.InputNotes, missing: str) -> None:
     """The panel of a modality the model did not see: unusable (and why) or missing."""
     if status[modality] == "unusable":
-        st.warning(f"This case's {case_notes.modality_noun(modality, TITLES)} cannot be used: "
+        st.warning(f"This case's {case_notes.modality_noun(modality, TITLES, KINDS)} cannot be used: "
                    f"{notes.unusable[modality]}. The model used its learned 'missing' embedding instead.")
     else:
         st.info(missing)
@@ -244,7 +244,7 @@ def _modality_panels(case: Case, explanation: CaseExplanation, status: dict[str,
 def _image_panel(case: Case, modality: str, explanation: CaseExplanation, status: dict[str, str],
                  notes: case_notes.InputNotes, truth: ground_truth_view.Planted | None, name: str) -> None:
     saliency = explanation.panels.get(modality)
-    noun = case_notes.modality_noun(modality, TITLES)
+    noun = case_notes.modality_noun(modality, TITLES, KINDS)
     if saliency is None and modality in explanation.unexplained:
         st.info(f"No {noun} map for {name}: {explanation.unexplained[modality]}.")
         return
@@ -256,7 +256,7 @@ def _image_panel(case: Case, modality: str, explanation: CaseExplanation, status
     image = case.value(modality)
     if image.ndim == 3 and image.shape[0] == 3:  # a colour image: drawn in its own colours
         figure = case_figures.colour_overlay(image, saliency.map, opacity, explained=name, method=saliency.method,
-                                             smooth=1.0)
+                                             smooth=1.0, units="probability units" if SURVIVAL else "logit units")
     else:
         grey = image if image.ndim == 2 else image[image.shape[0] // 2]
         figure = figures.image_overlay(grey, saliency.map, opacity, explained=name, method=saliency.method,
@@ -277,7 +277,7 @@ def _note_panel(case: Case, modality: str, explanation: CaseExplanation, status:
     note = explanation.panels.get(modality)
     text = case.value(modality)
     if note is None:
-        _absent(modality, status, notes, f"This case has no {case_notes.modality_noun(modality, TITLES)}.")
+        _absent(modality, status, notes, f"This case has no {case_notes.modality_noun(modality, TITLES, KINDS)}.")
         return
     scale = max((abs(w.score) for w in note.words), default=0.0)
     st.html(figures.note_legend_html(scale, name) + figures.note_html(text, note.words, scale))
@@ -304,7 +304,7 @@ def _ecg_panel(case: Case, modality: str, explanation: CaseExplanation, status: 
     attribution = explanation.panels.get(modality)
     signal = case.value(modality)
     if attribution is None:
-        _absent(modality, status, notes, f"This case has no {case_notes.modality_noun(modality, TITLES)}.")
+        _absent(modality, status, notes, f"This case has no {case_notes.modality_noun(modality, TITLES, KINDS)}.")
         return
     channels, duration = signal.channels, signal.duration_s
     views = [v for v in ECG_VIEWS if (v != ECG_3X4 or figures.ecg_layout(channels, duration) == "3x4")
@@ -337,7 +337,7 @@ def _tabular_panel(case: Case, modality: str, explanation: CaseExplanation, stat
                    notes: case_notes.InputNotes, truth: ground_truth_view.Planted | None, name: str) -> None:
     table = explanation.panels.get(modality)
     if table is None:
-        noun = "labs or demographics" if modality == "tabular" else case_notes.modality_noun(modality, TITLES)
+        noun = "labs or demographics" if modality == "tabular" else case_notes.modality_noun(modality, TITLES, KINDS)
         _absent(modality, status, notes, f"This case has no {noun}.")
         return
     if case_figures.is_binary_panel(case.value(modality), {r.name: r for r in table.itertuples()}):
@@ -378,8 +378,9 @@ _PANELS = {"image": _image_panel, "text": _note_panel, "signal": _ecg_panel, "ta
 
 
 def _declared() -> dict[str, str] | None:
-    """{name: title} for the figures, None for cardio's four (their compact one-word labels)."""
-    return None if NAMES == list(figures.MODALITY_LABELS) else TITLES
+    """{name: short title} for the narrow first-screen figures, None for cardio's four (figures' own
+    one-word labels)."""
+    return None if NAMES == list(figures.MODALITY_LABELS) else case_figures.short_titles(TITLES)
 
 
 def _combination(explanation: CaseExplanation, attention_column, importance_column) -> None:
@@ -428,7 +429,7 @@ def _ablation(case: Case, explanation: CaseExplanation, status: dict[str, str]) 
     for column, modality in zip(sliders, NAMES):
         label = TITLES[modality]
         if not explanation.present[modality]:  # nothing to withhold: say so rather than show a percentage
-            noun = case_notes.modality_noun(modality, TITLES)
+            noun = case_notes.modality_noun(modality, TITLES, KINDS)
             why = (f"the model cannot use this case's {noun}" if status[modality] == "unusable"
                    else f"this case has no {noun}")
             column.markdown(f"**{label}:** {status[modality]}")
@@ -579,16 +580,15 @@ def _show_case(case_id: str) -> None:
     status = case_notes.modality_status(base.present, notes.unusable)
     target = None
     if SURVIVAL:
-        # the first screen: the prediction and its curve beside the cohort's; the quantity choice, then the
-        # attention and the importance of the chosen quantity
-        card, curve = st.columns([1, 1.5], gap="medium")
-        with card:
+        # the first screen: the prediction card (the attention under it), the predicted curve beside the
+        # cohort's, and the importance; the quantity choice below them decides what the importance explains
+        attention_column, curve, importance_column = st.columns([1, 1.25, 1.1], gap="medium")
+        with attention_column:
             case_survival.prediction_card(ctx, case, base, status)
         with curve:
             case_survival.curve_chart(ctx, base)
         _input_checks(base, notes)
         explanation, target = case_survival.quantity_choice(ctx, case_id, base)
-        attention_column, importance_column = st.columns(2, gap="medium")
     else:
         # the first screen: the prediction, the attention and the importance side by side; the class choice
         # below them decides what the importance explains, so the two right-hand columns are filled after it

@@ -133,6 +133,8 @@ def test_every_modality_tab_opens_and_the_histopathology_tile_is_in_colour(page,
     pixels = decode_png_uri(image["source"])
     assert np.array_equal(pixels, rgb_uint8(case.value("histopathology")))
     assert np.abs(pixels[..., 0].astype(int) - pixels[..., 2].astype(int)).mean() > 5  # H&E colours, not grey
+    colorbar = _figure(page, "case.image.histopathology")["data"][1]["colorbar"]["title"]["text"]
+    assert "Survival at 60 months" in colorbar and "(probability units)" in colorbar
 
 
 def test_genomics_slider_at_zero_draws_the_curve_with_genomics_dropped(page, predictor, reader):
@@ -236,7 +238,8 @@ def test_a_case_without_genomics_renders_and_says_so(reader):
         _no_errors(at)
     at.session_state["case.modality_tab"] = "Genomics (missing)"
     at.run()
-    assert any(i.value == "This case has no genomics." for i in at.info)
+    assert any(i.value == "This case has no genomics data." for i in at.info)
+    assert any(c.value == "Nothing to withhold: this case has no genomics data." for c in at.caption)
 
 
 def test_a_corrupt_tile_is_an_error_naming_the_file(tmp_path, reader):

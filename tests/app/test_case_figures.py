@@ -19,6 +19,7 @@ from app.case_figures import (
     outcome_text,
     png_data_uri,
     rgb_uint8,
+    short_titles,
     survival_case_label,
 )
 from neurofusion.survival import SurvivalBins, kaplan_meier
@@ -62,6 +63,9 @@ def test_colour_overlay_draws_the_tile_in_colour_with_the_saliency_on_top():
     assert np.asarray(overlay.z).shape == (12, 12) and overlay.opacity == 0.5
     assert overlay.zmin == -overlay.zmax  # signed method: symmetric around 0
     assert fig.layout.title.text.endswith("for Survival at 60 months")
+    assert "(logit units)" in overlay.colorbar.title.text
+    other = colour_overlay(tile, saliency, explained="Risk", units="probability units").data[1]
+    assert "(probability units)" in other.colorbar.title.text and "logit" not in other.colorbar.title.text
     assert tuple(fig.layout.yaxis.range) == (11.5, -0.5)  # row 0 at the top, like the tile
     assert len(colour_overlay(tile).data) == 1
     with pytest.raises(ValueError, match="shape"):
@@ -134,3 +138,14 @@ def test_chooser_labels_say_risk_survival_and_the_recorded_outcome():
     assert survival_case_label("CA-1", {**row, "error": "bad PNG"}, 60.0) == "CA-1 · unreadable"
     assert survival_case_label("CA-2", row, 30.0).startswith("CA-2 · high risk · 30-months survival 27 %")
     assert horizon_words(60.0) == "5 years" and horizon_words(12.0) == "1 year" and horizon_words(30.0) == "30 months"
+
+
+def test_short_titles_fit_the_narrow_figures_and_stay_distinct():
+    titles = {"histopathology": "Histopathology", "genomics": "Genomics", "treatment_notes": "Treatment notes",
+              "clinical": "Clinical"}
+    assert short_titles(titles) == {"histopathology": "Histop.", "genomics": "Genomics",
+                                    "treatment_notes": "Notes", "clinical": "Clinical"}
+    clash = {"a": "Pathology slides", "b": "Radiology slides"}
+    assert short_titles(clash) == clash  # 'Slides' twice would not tell them apart
+    with pytest.raises(ValueError, match="width"):
+        short_titles(titles, width=2)

@@ -91,7 +91,11 @@ def test_declared_modalities_are_named_by_their_titles_in_declaration_order():
     assert modality_noun("image") == "echo image" and modality_noun("signal", {"signal": "ECG"}) == "ECG"
     assert modality_noun("image", {"image": "Histopathology"}) == "histopathology"  # a declared title wins
     check = {"distance": 20.0, "threshold": 10.0, "flagged": True, "false_alarm_rate": 0.01}
-    (sentence,) = ood_warnings({"genomics": check, "clinical": {**check, "flagged": False}}, CANCER_TITLES)
-    assert sentence.startswith("The genomics is unlike the training data: distance 20 > threshold 10")
-    assert ood_caption({"clinical": {**check, "flagged": False}}, CANCER_TITLES) == \
-        "Within the training data's range: clinical."
+    kinds = {"histopathology": "image", "genomics": "tabular", "treatment_notes": "text", "clinical": "tabular"}
+    assert [modality_noun(m, CANCER_TITLES, kinds) for m in kinds] == ["histopathology image", "genomics data",
+                                                                      "treatment notes", "clinical data"]
+    assert modality_noun("labs", {"labs": "Labs"}, {"labs": "tabular"}) == "labs"  # says what it is already
+    (sentence,) = ood_warnings({"genomics": check, "clinical": {**check, "flagged": False}}, CANCER_TITLES, kinds)
+    assert sentence.startswith("The genomics data is unlike the training data: distance 20 > threshold 10")
+    assert ood_caption({"clinical": {**check, "flagged": False}}, CANCER_TITLES, kinds) == \
+        "Within the training data's range: clinical data."
