@@ -3,12 +3,16 @@ metric reader on evaluation-shaped results, and the markdown writer on fake runs
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 
 import pytest
 
-from benchmarks.table2 import TASKS, markdown, read_metrics
-from neurofusion.config import ModelConfig
+from benchmarks.table2 import ROOT, TASKS, markdown, read_metrics
+from neurofusion.config import HeadConfig, ModelConfig
+from neurofusion.data import CohortReader
+from neurofusion.models import build_model
+from tests.neurofusion.declared import tiny_encoders
 
 CANCER, CARDIO = TASKS["cancer"], TASKS["cardio"]
 
@@ -37,6 +41,23 @@ def test_cancer_rows_map_to_the_papers_rows():
     assert mapping["neurofusion"] == ("NeuroFusion", (0.897, 0.878))
     with pytest.raises(ValueError, match="signal_only"):  # the paper's Signal Only row has no cancer model
         ModelConfig(task="cancer", architecture="signal_only")
+
+
+def test_the_rows_not_run_are_exactly_those_whose_survival_model_cannot_be_built():
+    """Tiny encoders, the cancer cohort's declared features and a survival head: a row flagged not_run must
+    fail to build (and say why), every other row must build, so the flag goes when the model learns to."""
+    cohort = CohortReader(ROOT / "sample_data" / "cancer")
+    features = [dataclasses.asdict(f) for f in cohort.features.values()]
+    failing = {}
+    for row in CANCER.rows:
+        config = ModelConfig(task="cancer", architecture=row.architecture, features=features,
+                             heads=[HeadConfig("survival", "survival", 10)], **tiny_encoders(200))
+        try:
+            build_model(config)
+        except ValueError as error:
+            failing[row.architecture] = str(error)
+    assert set(failing) == {row.architecture for row in CANCER.rows if row.not_run} == {"late_fusion"}
+    assert "classification head only" in failing["late_fusion"]
 
 
 def test_read_metrics_takes_the_point_estimates():
@@ -79,6 +100,8 @@ def test_cancer_markdown_gives_mean_and_sd_over_seeds_beside_the_paper():
     assert table["clinical_only"] == ["1", "0.651 ± 0.000", "0.700 ± 0.000", "0.200 ± 0.000", "Structured Only",
                                       "0.812", "0.789"]
     assert "genomics_only" not in table  # no runs, no row
+    assert table["late_fusion"] == ["0", "not run", "not run", "not run", "Late Fusion", "0.851", "0.829"]
+    assert "late_fusion is not run: LateFusion (neurofusion/models/model.py) supports a classification" in text
     for stated in ("1600 train cases", "200 val cases of build/cancer_trainval", "200 bundled test cases of "
                    "sample_data/cancer", "after 8 epochs without", "at most 40 epochs", "Synthetic data"):
         assert stated in text
