@@ -137,7 +137,7 @@ def gene_table(attributions: pd.DataFrame, drivers: Sequence[str] = (), min_abs:
 
 def gene_bars(genes: pd.DataFrame, explained: str, title: str = "Mutated genes") -> go.Figure:
     """Horizontal attribution bars of a :func:`gene_table` (red raises ``explained``, blue lowers it);
-    unmutated genes are labelled '(not mutated)', planted drivers '★'."""
+    unmutated genes are paler and labelled '(not mutated)', planted drivers '★'."""
     if not explained:
         raise ValueError("explained must name what the attributions are for")
     missing = [c for c in GENE_COLUMNS if c not in genes.columns]
@@ -147,7 +147,9 @@ def gene_bars(genes: pd.DataFrame, explained: str, title: str = "Mutated genes")
               for g, m, d in zip(genes["gene"], genes["mutated"], genes["driver"])]
     scores = genes["attribution"].astype(float).to_numpy()
     colors = ["rgb(178,24,43)" if s >= 0 else "rgb(33,102,172)" for s in scores]
-    fig = go.Figure(go.Bar(x=scores, y=labels, orientation="h", marker_color=colors, name="attribution",
+    opacity = [1.0 if m else 0.45 for m in genes["mutated"]]  # unmutated genes paler
+    fig = go.Figure(go.Bar(x=scores, y=labels, orientation="h", marker=dict(color=colors, opacity=opacity),
+                           name="attribution",
                            hovertemplate="%{y}: %{x:.3g}<extra></extra>"))
     fig.update_xaxes(title=f"Attribution (+ = raises {explained})", zeroline=True, zerolinecolor="#94a3b8")
     fig.update_yaxes(autorange="reversed", automargin=True)

@@ -356,11 +356,11 @@ def _gene_panel(modality: str, table: pd.DataFrame, truth: ground_truth_view.Pla
     drivers = truth.genes if truth is not None else ()
     genes = case_figures.gene_table(table, drivers, min_abs=GENES_SHOWN_ABOVE)
     mutated = genes[genes["mutated"]]
-    st.markdown(f"**{len(mutated)} of {len(table)} genes mutated**"
-                + (": " + ", ".join(mutated["gene"]) if len(mutated) else " (no mutation in the panel)"),
-                help="Mutated genes first, by |attribution|; then unmutated genes whose absence moved the "
-                     f"quantity by at least {GENES_SHOWN_ABOVE} (their attribution is 0 for a linear model).")
-    st.caption(f"<span id='mutated-genes'>{' '.join(mutated['gene'])}</span>", unsafe_allow_html=True)
+    listed = ", ".join(mutated["gene"]) if len(mutated) else "none"
+    st.markdown(f"**{len(mutated)} of {len(table)} genes mutated**: <span id='mutated-genes'>{listed}</span>",
+                unsafe_allow_html=True,
+                help="The bars: mutated genes first, by |attribution|; then, paler, unmutated genes whose "
+                     f"attribution reaches {GENES_SHOWN_ABOVE} (the model reads their absence too).")
     if genes.empty:
         st.info(f"No gene is mutated and no unmutated gene moved {name} by {GENES_SHOWN_ABOVE} or more.")
     else:

@@ -111,6 +111,7 @@ def test_gene_bars_label_drivers_and_unmutated_genes():
     (bars,) = fig.data
     assert list(bars.y) == ["KRAS", "★ TP53", "BRCA1 (not mutated)"]
     assert list(bars.x) == pytest.approx([0.2, -0.05, 0.3])
+    assert list(bars.marker.opacity) == [1.0, 1.0, 0.45]
     assert fig.layout.title.text == "Mutated genes: attribution to Risk"
 
 
