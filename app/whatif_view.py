@@ -133,12 +133,14 @@ def what_if_section(predictor: Predictor, model_key: str, case_key: str, case: C
         with tab:
             edited = _controls(predictor, model_key, edited, base, modality, kinds[modality], status, titles,
                                problems)
-    for image in (m for m in kinds if kinds[m] == "image"):
+    cardio = list(kinds) == list(MODALITIES)
+    for image in (m for m in kinds if kinds[m] == "image" and not cardio):
         st.caption(f"{titles.get(image, image)}: not offered, {IMAGE_NOT_EDITABLE}.")
     for problem in problems:
         st.warning(problem)
     if not edits_of(edited):
-        st.caption("No edit yet: change a value or pick a phrase, gene, lead or window above.")
+        st.caption("No edit yet: change a lab, pick a note phrase or an ECG lead or window above." if cardio
+                   else "No edit yet: change a value or pick a phrase, gene, lead or window above.")
         return
     edits = tuple(edits_of(edited))
     target = int(base.probabilities.argmax())
@@ -207,8 +209,8 @@ def _lab_controls(case: Case, modality: str, state: str, limits: dict[str, LabLi
             try:
                 edited = with_lab(edited, name, value, limits, modality=modality)
             except ValueError as err:
-                problems.append(f"{'Lab' if modality == 'tabular' else titles.get(modality, modality)} value not "
-                                f"applied: {err}.")
+                what = "Lab" if modality == "tabular" else f"{titles.get(modality, modality)} value"
+                problems.append(f"{what} not applied: {err}.")
     return edited
 
 

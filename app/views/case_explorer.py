@@ -246,7 +246,7 @@ def _image_panel(case: Case, modality: str, explanation: CaseExplanation, status
     saliency = explanation.panels.get(modality)
     noun = case_notes.modality_noun(modality, TITLES, KINDS)
     if saliency is None and modality in explanation.unexplained:
-        st.info(f"No {noun} map for {name}: {explanation.unexplained[modality]}.")
+        st.info(f"No {noun.removesuffix(' image')} map for {name}: {explanation.unexplained[modality]}.")
         return
     if saliency is None:
         _absent(modality, status, notes,
@@ -265,8 +265,8 @@ def _image_panel(case: Case, modality: str, explanation: CaseExplanation, status
         ground_truth_view.mark_roi(figure, truth.roi)
         st.caption("Dashed green box: the region where the finding was planted (ground truth).")
     elif truth is not None:
-        st.caption(f"Ground truth: no region of this {noun} carries the case's finding (it is not planted "
-                   "here, or a distractor finding is stronger).")
+        st.caption(f"Ground truth: no region of this {noun.removesuffix(' image')} carries the case's finding (it "
+                   "is not planted here, or a distractor finding is stronger).")
     st.plotly_chart(figure, key=_chart_key("case.image", modality, "image"))
     st.caption(f"Red: pixels that raise {name}; blue: pixels that lower it (Grad-CAM and "
                "attention show magnitude only). Change the method under Advanced in the sidebar.")
