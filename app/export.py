@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from explain.agreement import importance_to_ranks
 from explain.case import ExplainSettings
 from explain.cohort import CohortImportance
 from neurofusion.data.schema import MODALITIES
@@ -118,7 +117,7 @@ def _summary(result: dict) -> pd.DataFrame:
 def _per_case(per_pair: pd.DataFrame, importance: CohortImportance, rankings: pd.DataFrame,
               method: str) -> pd.DataFrame:
     scores = importance.method(method)
-    model_ranks = importance_to_ranks(scores)
+    model_ranks = importance.ranks(method)
     table = importance.table.set_index("case_id")
     names = list(importance.names)
     rows = []

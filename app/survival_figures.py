@@ -63,7 +63,8 @@ def by_risk_group(parts: Mapping[str, CohortImportance]) -> CohortImportance:
         by = {g: p.attention.by_true[only[g]] for g, p in parts.items()}
         counts = {g: p.attention.counts_true[only[g]] for g, p in parts.items()}
         attention = CohortAttention(list(parts), by, dict(by), counts, dict(counts), first.attention.names)
-    return CohortImportance(pd.concat(tables, ignore_index=True), attention, first.names, first.explained)
+    return CohortImportance(pd.concat(tables, ignore_index=True), attention, first.names, first.explained,
+                            first.survival)
 
 
 def withheld_survival_table(study: Mapping[str, Mapping], modalities: Mapping[str, str],

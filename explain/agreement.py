@@ -56,6 +56,15 @@ def importance_to_ranks(importance: pd.DataFrame, names: list[str] | None = None
     return pd.DataFrame(ranks, index=importance.index, columns=names)
 
 
+def ranking_scores(scores: pd.DataFrame, survival: bool = False) -> pd.DataFrame:
+    """The scores a model's modality ranking is read from. A classifier's: the signed scores for the
+    explained class (evidence for it ranks first, evidence against it last). A survival model has no class
+    to be evidence for: its modalities are ranked by magnitude, the modality that moves the explained
+    quantity most in either direction first, as a clinician names what matters most for a patient's
+    prognosis (and as the synthetic cancer raters rank, by |contribution to the log hazard|)."""
+    return scores.abs() if survival else scores
+
+
 def tau_b(ranks_a: np.ndarray, ranks_b: np.ndarray) -> tuple[float, int]:
     """Kendall tau-b over the positions both rank (non-NaN) -> (tau, number compared); NaN when fewer
     than two positions are shared or one side ranks all of them equal."""
@@ -105,6 +114,8 @@ def summarize(per_pair: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0)
     """Mean tau with 95 % CI overall and per class (rows), from :func:`model_vs_raters` output."""
     rows = [{"group": "all", **mean_with_ci(per_pair, n_bootstrap=n_bootstrap, seed=seed).to_dict()}]
     for label, group in per_pair.groupby("label", sort=True):
+        if label == "all":  # a survival model's one group of every case: the overall row already
+            continue
         rows.append({"group": label, **mean_with_ci(group, n_bootstrap=n_bootstrap, seed=seed).to_dict()})
     return pd.DataFrame(rows).set_index("group")
 

@@ -2,8 +2,9 @@
 its agreement with clinicians' rankings and with the synthetic ground truth.
 
 Columns follow the model's declared modalities (``CohortImportance.names``, declaration order). A survival
-model has no classes: its cases are grouped as one group "all" (label and predicted both "all"), and the
-scores are in units of its explained quantity (:class:`explain.targets.SurvivalTarget`)."""
+model has no classes: its cases are grouped as one group "all" (label and predicted both "all"), the
+scores are in units of its explained quantity (:class:`explain.targets.SurvivalTarget`), and its modality
+rankings are by magnitude (:func:`explain.agreement.ranking_scores`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from explain.agreement import (
     importance_to_ranks,
     inter_rater,
     model_vs_raters,
+    ranking_scores,
     summarize,
     versus_ground_truth,
 )
@@ -43,6 +45,12 @@ class CohortImportance:
     attention: CohortAttention | None = None
     names: tuple[str, ...] = MODALITIES  # the declared modalities, column order
     explained: str = "probability"  # what the scores are in: a class probability, or a survival quantity
+    survival: bool = False  # scores of a survival model: ranked by magnitude (explain.agreement.ranking_scores)
+
+    def ranks(self, method: str) -> pd.DataFrame:
+        """(cases x modalities) the model's ranking by one method, 1 = most important (see
+        :func:`explain.agreement.ranking_scores`)."""
+        return importance_to_ranks(ranking_scores(self.method(method), self.survival))
 
     def method(self, method: str) -> pd.DataFrame:
         """(cases x modalities) scores of one method, indexed by case_id."""
@@ -115,14 +123,15 @@ def cohort_importance(predictor: Predictor, cases: Sequence[Case], *, batch_size
             for method, table in tables.items():
                 row.update({f"{method}_{m}": table.iloc[i][m] for m in names})
             rows.append(row)
-    return CohortImportance(pd.DataFrame(rows), averager.result() if has_attention else None, names, explained)
+    return CohortImportance(pd.DataFrame(rows), averager.result() if has_attention else None, names, explained,
+                            survival_model)
 
 
 def clinician_agreement(importance: CohortImportance, rankings: pd.DataFrame, method: str = "shapley", *,
                         n_bootstrap: int = 1000, seed: int = 0) -> dict:
     """Kendall tau-b of the model's ranking (by ``method``) against each rater: per case and rater, mean
     per class and overall with 95 % CIs, and the inter-rater ceiling."""
-    ranks = importance_to_ranks(importance.method(method))
+    ranks = importance.ranks(method)
     labels = importance.table.set_index("case_id")["label"]
     per_pair = model_vs_raters(ranks, rankings, labels)
     return {"method": method, "per_pair": per_pair,
@@ -136,8 +145,8 @@ def ground_truth_agreement(importance: CohortImportance, ground_truth: pd.DataFr
     rows = []
     truth = ground_truth_strengths(ground_truth, list(importance.names))
     for method in importance.methods:
-        scores = importance.method(method)
-        taus = versus_ground_truth(importance_to_ranks(scores), ground_truth)["tau"].dropna()
+        scores = ranking_scores(importance.method(method), importance.survival)
+        taus = versus_ground_truth(importance.ranks(method), ground_truth)["tau"].dropna()
         common = scores.index.intersection(truth.index)
         pairs = pd.DataFrame({"score": scores.loc[common].to_numpy().ravel(),
                               "strength": truth.loc[common].to_numpy(dtype=float).ravel()}).dropna()

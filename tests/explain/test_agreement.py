@@ -13,6 +13,7 @@ from explain.agreement import (
     kendalls_w,
     mean_with_ci,
     model_vs_raters,
+    ranking_scores,
     summarize,
     tau_b,
     versus_ground_truth,
@@ -138,3 +139,24 @@ def test_inter_rater_ceiling_ci_is_a_case_bootstrap_of_the_pairwise_taus():
     assert ceiling["mean"] == pytest.approx(np.mean([t for c in cases for t in taus[c]]))
     assert (ceiling["ci_low"], ceiling["ci_high"]) == pytest.approx(tuple(np.quantile(means, [0.025, 0.975])))
     assert ceiling["ci_low"] < ceiling["mean"] < ceiling["ci_high"] and ceiling["n_cases"] == 12
+
+
+def test_a_survival_model_is_ranked_by_magnitude_and_a_classifier_by_signed_evidence():
+    from explain.cohort import CohortImportance
+
+    table = pd.DataFrame({"case_id": ["c1"], "label": ["all"], "predicted": ["all"],
+                          "shapley_image": [0.02], "shapley_text": [-0.30], "shapley_signal": [0.10],
+                          "shapley_tabular": [np.nan]})
+    survival = CohortImportance(table, survival=True).ranks("shapley").iloc[0]
+    assert survival[["text", "signal", "image"]].tolist() == [1.0, 2.0, 3.0] and np.isnan(survival["tabular"])
+    # a classifier: evidence against the explained class ranks last
+    classifier = CohortImportance(table).ranks("shapley").iloc[0]
+    assert classifier[["signal", "image", "text"]].tolist() == [1.0, 2.0, 3.0]
+    assert ranking_scores(table[["shapley_text"]], survival=True).iloc[0, 0] == 0.30
+
+
+def test_one_group_named_all_is_the_overall_row_once():
+    per_pair = pd.DataFrame({"case_id": ["a", "b", "c"], "rater": ["r"] * 3, "label": ["all"] * 3,
+                             "tau": [0.2, 0.4, 0.6], "n_compared": [3, 3, 3]})
+    summary = summarize(per_pair, n_bootstrap=50)
+    assert summary.index.tolist() == ["all"] and summary.loc["all", "mean"] == pytest.approx(0.4)
