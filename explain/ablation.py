@@ -192,7 +192,7 @@ def missing_rate_metrics(hidden: HiddenPredictions, rates: Mapping[str, float], 
     """``missing_rate_study`` from precomputed ``hidden_predictions``: the same seeded mask (one uniform draw
     per case and modality, in case order), each case's probabilities looked up for the subset it hides."""
     names = hidden.names
-    _check_rates(rates, names)
+    check_rates(rates, names)
     n = len(hidden.labels)
     rng = np.random.default_rng(seed)
     hide = rng.random((n, len(names))) < np.array([rates.get(m, 0.0) for m in names])
@@ -221,7 +221,7 @@ def withheld_metrics(hidden: HiddenPredictions, drops: Sequence[tuple[str, ...]]
     return results
 
 
-def _check_rates(rates: Mapping[str, float], names: Sequence[str] = MODALITIES) -> None:
+def check_rates(rates: Mapping[str, float], names: Sequence[str] = MODALITIES) -> None:
     for name, rate in rates.items():
         if name not in names or not 0.0 <= rate <= 1.0:
             raise ValueError(f"missing rate must be a modality name ({', '.join(names)}) -> value in [0, 1], "
@@ -243,7 +243,7 @@ def missing_rate_study(predictor: Predictor, cases: Sequence[Case], rates: Mappi
     model = predictor.model.eval()
     _classifier_only(model, "the missing-rate study")
     names = modality_names(model)
-    _check_rates(rates, names)
+    check_rates(rates, names)
     rng = np.random.default_rng(seed)
     labels, probabilities, shown = [], [], []
     for batch in predictor.batches(cases, 100):

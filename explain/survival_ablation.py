@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from explain.ablation import _check_rates, section_7_3
+from explain.ablation import check_rates, section_7_3
 from explain.importance import modality_names, subsets
 from explain.targets import is_survival
 from neurofusion.data.schema import Case
@@ -121,7 +121,7 @@ def missing_rate_survival(hidden: HiddenSurvival, rates: Mapping[str, float], *,
     number per case and modality, in case order), and ``observed_share``: per modality, the share of cases
     in which it was seen."""
     names = hidden.names
-    _check_rates(rates, names)
+    check_rates(rates, names)
     n = len(hidden.time)
     rng = np.random.default_rng(seed)
     hide = rng.random((n, len(names))) < np.array([rates.get(m, 0.0) for m in names])
