@@ -117,7 +117,7 @@ def quantity_choice(ctx: Context, case_id: str, base: CaseExplanation) -> tuple[
         step = float(edges[1]) / 4  # a quarter of the first time bin (3 months for yearly bins)
         at = right.slider(f"Time ({unit})", step, float(edges[-1]), horizon, step, key=HORIZON,
                           help=f"Within the model's time grid (0 to {edges[-1]:g} {unit}).")
-        target = SurvivalTarget("survival", float(at))
+        target = SurvivalTarget() if at == horizon else SurvivalTarget("survival", float(at))  # one cache entry
     explanation = base if target == SurvivalTarget() else ctx.explain(case_id, survival=target)
     name = case_figures.quantity_name(explanation.classes[0])
     st.markdown(f"Explaining **<span id='explained-class'>{name}</span>**", unsafe_allow_html=True)
