@@ -70,6 +70,7 @@ class Task:
     paper_headers: tuple[str, ...]
     rows: tuple[Row, ...]
     intro: Callable[[dict], list[str]]  # settings -> the markdown's title and paragraphs
+    cap_notes: bool = False  # name the runs a budget cap stopped (cardio's table predates this)
 
     @property
     def store(self) -> Path:
@@ -148,7 +149,7 @@ TASKS = {
                   not_run="LateFusion (neurofusion/models/model.py) supports a classification head only; it "
                           "has no way yet to combine per-modality survival curves"),
               Row("mlp_fusion", (0.871, 0.854), "MLP Fusion"), Row("neurofusion", (0.897, 0.878), "NeuroFusion")),
-        intro=_cancer_intro),
+        intro=_cancer_intro, cap_notes=True),
 }
 
 
@@ -276,7 +277,25 @@ def markdown(task: Task, results: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
         if row.not_run:
             notes.append(f"{row.architecture} is not run: {row.not_run}.")
+    notes += _budget_notes(results) if task.cap_notes else []
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+
+
+def _budget_notes(results: dict) -> list[str]:
+    """One line per budget cap that stopped runs before early stopping did, naming the runs (architecture,
+    seed: epochs run, best epoch); none when every run stopped early."""
+    settings = results.get("settings", {})
+    capped: dict[str, list[str]] = {}
+    for run in results["runs"]:
+        if "max_epochs" in settings and run["epochs"] >= settings["max_epochs"]:
+            cap = f"the {settings['max_epochs']}-epoch cap"
+        elif "max_minutes" in settings and run["train_minutes"] >= settings["max_minutes"]:
+            cap = f"the {settings['max_minutes']}-minute cap"
+        else:
+            continue
+        capped.setdefault(cap, []).append(f"{run['architecture']} seed {run['seed']} ({run['epochs']} epochs, best "
+                                          f"{run['best_epoch']})")
+    return [f"Stopped by {cap}, not by early stopping: {', '.join(runs)}." for cap, runs in capped.items()]
 
 
 if __name__ == "__main__":

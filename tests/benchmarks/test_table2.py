@@ -114,3 +114,18 @@ def test_cardio_markdown_keeps_its_columns_and_percent_scale():
     assert table["model"] == ["seeds", "accuracy (%)", "macro F1", "paper accuracy (%)", "paper F1"]
     assert table["late_fusion"] == ["2", f"90.0 ± {statistics.stdev([89.0, 91.0]):.1f}", "0.900 ± 0.000", "89.3",
                                     "0.881"]
+
+
+def test_cancer_markdown_names_the_runs_a_budget_cap_stopped():
+    settings = {"max_epochs": 40, "max_minutes": 4.0}
+    runs = [{"architecture": "mlp_fusion", "seed": 0, "epochs": 7, "best_epoch": 5, "train_minutes": 4.84},
+            {"architecture": "neurofusion", "seed": 1, "epochs": 40, "best_epoch": 39, "train_minutes": 3.0},
+            {"architecture": "genomics_only", "seed": 0, "epochs": 13, "best_epoch": 5, "train_minutes": 0.2}]
+    for run in runs:
+        run.update(c_index=0.7, auc_5y=0.7, integrated_brier=0.2)
+    text = markdown(CANCER, {"runs": runs, "settings": settings})
+    assert "Stopped by the 4.0-minute cap, not by early stopping: mlp_fusion seed 0 (7 epochs, best 5)." in text
+    assert "Stopped by the 40-epoch cap, not by early stopping: neurofusion seed 1 (40 epochs, best 39)." in text
+    assert "genomics_only seed" not in text
+    cardio_runs = [{**run, "accuracy": 0.9, "macro_f1": 0.9} for run in runs]
+    assert "Stopped by" not in markdown(CARDIO, {"runs": cardio_runs, "settings": settings})
