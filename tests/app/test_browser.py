@@ -3,7 +3,9 @@ by Playwright) opens the case explorer, waits for the attention heatmap, the ECG
 moves an ablation slider and sees the probability change, with no console error and no request leaving
 the machine; two sessions at once keep their own case. What only a browser shows: the ECG's lead labels are
 drawn as horizontal text, the saliency overlay has visible contrast (its colour range is the clipped 99th
-percentile, and the drawn pixels are coloured), and at 1280x720 the prediction is above the fold.
+percentile, and the drawn pixels are coloured), and at 1280x720 the prediction is above the fold. The
+sidebar's demo switch opens the cancer task: a survival curve, the H&E tile painted in colour, and an
+observe slider moving the 5-year survival to the model's own value.
 ``DASHBOARD_SCREENSHOT=path.png`` saves the README's screenshot and, beside it in ``screens/``, every page at
 1440x900 and 1280x720 (``make screenshot``).
 """
@@ -268,6 +270,73 @@ def test_two_sessions_keep_their_own_case(server, browser):
     assert not outside and not errors, (outside, errors)
     for context in contexts:
         context.close()
+
+
+def _largest_withheld_shift(case_id: str) -> tuple[str, str]:
+    """The cancer modality whose withholding moves this case's shown 5-year survival most, and that value as
+    the page shows it (the model's own output on the case without it)."""
+    from neurofusion.checkpoint import load_checkpoint
+    from neurofusion.inference import Predictor
+
+    checkpoint = load_checkpoint(ROOT / "sample_data" / "checkpoints" / "cancer_demo", device="cpu")
+    predictor = Predictor(checkpoint.model, checkpoint.tokenizer)
+    case = CohortReader(ROOT / "sample_data" / "cancer")[case_id]
+    full = float(predictor.predict_survival([case]).survival[0])
+    shown = {}
+    for spec in checkpoint.config.modality_specs:
+        if case.value(spec.name) is not None and spec.kind != "image":  # an image is a toggle, not a slider
+            shown[spec.title] = float(predictor.predict_survival([case], drop=[spec.name]).survival[0])
+    title = max(shown, key=lambda t: abs(shown[t] - full))
+    assert abs(shown[title] - full) >= 0.002, f"no modality of {case_id} moves its survival by a shown 0.1 %"
+    return title, f"{shown[title]:.1%}"
+
+
+def _check_tile_in_colour(page) -> None:
+    """The histopathology tab's figure, as the browser paints it, is an H&E-coloured tile: many pixels far
+    from grey (a grey tile under a saliency overlay would be mostly neutral)."""
+    from PIL import Image
+
+    figure = page.locator(".js-plotly-plot").filter(has_text="Integrated Gradients for").first  # the default method
+    figure.wait_for(state="visible", timeout=60_000)
+    pixels = np.asarray(Image.open(io.BytesIO(figure.screenshot())).convert("RGB"), dtype=int)
+    painted = pixels.min(axis=2) < 235  # not the white page: the tile, the colour bar, the text
+    share = float((pixels.max(axis=2) - pixels.min(axis=2) > 40)[painted].mean())
+    assert share > 0.6, f"only {share:.0%} of the painted pixels are coloured (a grey tile?)"
+
+
+def test_a_cancer_case_in_a_real_browser(server, browser):
+    """The sidebar's demo switch opens the cancer task: a case's survival curve beside the cohort's
+    Kaplan-Meier curve, the histopathology tile in colour, the mutated genes, and an observe slider moving
+    the 5-year survival to the model's own value without that modality."""
+    outside, errors = [], []
+    context = browser.new_context(viewport={"width": 1400, "height": 1800})
+    _watch(context, outside, errors)
+    page = context.new_page()
+    page.goto(server)
+    page.get_by_text("How the modalities were combined").wait_for(timeout=180_000)
+    page.get_by_test_id("stSidebar").get_by_role("combobox", name=re.compile("^Demo")).click()
+    page.get_by_role("option", name=re.compile("^Oncology")).click()
+    page.locator(".js-plotly-plot").filter(has_text="Predicted survival of this case").first.wait_for(
+        state="visible", timeout=180_000)
+    case_id = _selected_case(page).split(" ")[0]
+    assert case_id.startswith("CA-"), case_id
+    page.locator(".js-plotly-plot").filter(has_text="cohort (Kaplan-Meier)").first.wait_for(timeout=60_000)
+    _check_tile_in_colour(page)
+    page.get_by_role("tab", name=re.compile("^Genomics")).click()
+    page.get_by_text(re.compile(r"mutated")).first.wait_for(timeout=60_000)
+
+    title, expected = _largest_withheld_shift(case_id)
+    before = _ablation_text(page)
+    slider = page.get_by_role("slider", name=re.compile(f"{title} observed"))
+    slider.focus()
+    slider.press("Home")  # 0 %: withheld
+    page.wait_for_function(
+        "before => { const e = document.querySelector('#ablation-result'); return e && e.innerText !== before; }",
+        arg=before, timeout=120_000)
+    assert _ablation_text(page) == expected
+    assert not outside, outside
+    assert not errors, errors
+    context.close()
 
 
 def _open(page, url: str, heading: str) -> None:
