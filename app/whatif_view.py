@@ -3,7 +3,7 @@ mutation in a mutation panel, strike or negate a highlighted note phrase, drop E
 and see the model's exact answer on the edited case (explain.whatif) beside the original. Edits follow the
 model's declared modalities (one tab per editable one); a survival model shows its explained quantity and
 the edited case's survival curve over the original's. Widgets only; the edits and the re-prediction are
-explain.whatif's (the mutation toggle is a plain value change, :func:`toggle_genes`)."""
+explain.whatif's."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from explain.whatif import (
     lab_limits,
     negate_phrase,
     strike_phrase,
+    toggle_mutations,
     what_if,
     with_lab,
 )
@@ -88,29 +89,6 @@ def _edited_curve(_predictor: Predictor, _edited: Case, model_key: str, case_id:
                   edits: tuple[str, ...]) -> np.ndarray:
     """(K,) the edited case's predicted survival curve."""
     return _predictor.predict_survival([_edited]).curves[0]
-
-
-def toggle_genes(case: Case, modality: str, genes: Sequence[str]) -> Case:
-    """A copy of ``case`` with each of ``genes`` flipped in binary panel ``modality`` (1 -> 0, 0 -> 1; an
-    unmeasured gene becomes 1), described in ``meta["what_if"]`` like explain.whatif's edits. A mutation
-    panel's training statistics would call a rare gene's 1 implausible (explain.whatif.with_lab), yet a
-    mutation is the panel's one other value."""
-    values = case.value(modality)
-    if values is None:
-        raise ValueError(f"case {case.case_id} has no {modality} values to edit")
-    unknown = [g for g in genes if g not in values]
-    if unknown:
-        raise ValueError(f"{modality} has no gene {', '.join(unknown)}; it has {', '.join(values)}")
-    changed = dict(values)
-    words = []
-    for gene in genes:
-        before = changed[gene]
-        was = before is not None and not (isinstance(before, float) and math.isnan(before)) and float(before) == 1.0
-        changed[gene] = 0.0 if was else 1.0
-        words.append(f"{gene}: {'mutated → not mutated' if was else 'not mutated → mutated'}")
-    edited = case.with_values(**{modality: changed})
-    edited.meta["what_if"] = [*case.meta.get("what_if", ()), *words]
-    return edited
 
 
 def what_if_section(predictor: Predictor, model_key: str, case_key: str, case: Case, base: CaseExplanation,
@@ -230,7 +208,7 @@ def _gene_controls(case: Case, modality: str, base: CaseExplanation, titles: Map
     if not genes:
         return case
     try:
-        return toggle_genes(case, modality, genes)
+        return toggle_mutations(case, genes, modality=modality)
     except ValueError as err:
         problems.append(f"{titles.get(modality, modality)} edit not applied: {err}.")
         return case

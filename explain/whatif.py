@@ -21,6 +21,8 @@ What each edit means to the model:
 - **Drop leads** (:func:`drop_leads`): the channels of those leads are removed from the recording, so the
   model's lead mask marks them as not recorded (as for a recording that lacks them); dropping every lead
   leaves no ECG, which the model replaces by its learned missing embedding.
+- **Toggle mutations** (:func:`toggle_mutations`): genes of a 0/1 mutation panel flip between mutated and
+  not mutated (an unmeasured gene becomes mutated).
 - **Drop a time window** (:func:`drop_window`): the samples of ``[start_s, end_s)`` are replaced, in every
   lead, by that lead's baseline (its median over the recording): a flat isoelectric line with no step at
   the window's edges. The recording keeps its length, so the rest stays where it was in time (cropping
@@ -253,11 +255,33 @@ def _checked_signal(case: Case, modality: str) -> Signal:
     return signal
 
 
-def _edited(case: Case, description: str, **changes) -> Case:
-    """A copy with the modality values ``changes`` (by declared name) and the description appended to
-    meta["what_if"] (new meta, new list)."""
+def toggle_mutations(case: Case, genes: Sequence[str], *, modality: str | None = None) -> Case:
+    """Flip each of ``genes`` in a mutation panel (a tabular modality of 0/1 values; default the first
+    tabular one): mutated (1) -> not mutated (0), not mutated or unmeasured -> mutated. Not a :func:`with_lab`
+    edit: a panel's training statistics would call a rare gene's 1 implausible, yet a mutation is the
+    panel's one other value."""
+    modality = _modality(case.modalities, modality, "tabular")
+    values = case.value(modality)
+    if values is None:
+        raise ValueError(f"case {case.case_id} has no {modality} values to edit")
+    unknown = [g for g in genes if g not in values]
+    if unknown:
+        raise ValueError(f"{modality} has no gene {', '.join(unknown)}; it has {', '.join(values)}")
+    changed, words = dict(values), []
+    for gene in genes:
+        before = changed[gene]
+        mutated = before is not None and not (isinstance(before, float) and math.isnan(before)) and float(before) == 1.0
+        changed[gene] = 0.0 if mutated else 1.0
+        words.append(f"{gene}: {'mutated → not mutated' if mutated else 'not mutated → mutated'}")
+    return _edited(case, words, **{modality: changed})
+
+
+def _edited(case: Case, description: str | list[str], **changes) -> Case:
+    """A copy with the modality values ``changes`` (by declared name) and the description (or one per
+    change) appended to meta["what_if"] (new meta, new list)."""
     edited = case.with_values(**changes)
-    edited.meta["what_if"] = [*case.meta.get("what_if", ()), description]
+    added = [description] if isinstance(description, str) else list(description)
+    edited.meta["what_if"] = [*case.meta.get("what_if", ()), *added]
     return edited
 
 

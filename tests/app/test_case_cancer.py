@@ -22,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 from app.case_figures import decode_png_uri, gene_bars, rgb_uint8
 from app.ground_truth_view import mark_genes, planted, strength_table
 from app.report import attributions_csv, case_report_html
-from app.whatif_view import toggle_genes
+from explain.whatif import toggle_mutations
 from explain.case import ExplainSettings, explain_case
 from explain.whatif import edits_of, lab_limits, what_if, with_lab
 from neurofusion.checkpoint import load_checkpoint
@@ -195,7 +195,7 @@ def test_a_gene_toggle_moves_the_curve_and_the_quantity(page, predictor, reader)
     page.multiselect(key="case.whatif_toggle.genomics").set_value(["TP53"]).run()
     _no_errors(page)
     case = reader[COMPLETE]
-    edited = toggle_genes(case, "genomics", ["TP53"])
+    edited = toggle_mutations(case, ["TP53"], modality="genomics")
     assert edited.value("genomics")["TP53"] == 0.0 and case.value("genomics")["TP53"] == 1.0
     curve = predictor.predict_survival([edited]).curves[0]
     shown = _trace(_figure(page, "case.whatif_curve"), "edited case")
@@ -309,7 +309,7 @@ def test_planted_truth_of_a_cancer_case_follows_the_declared_modalities(reader):
 
 def test_a_gene_toggle_flips_only_the_named_genes_and_says_what_it_did(reader):
     case = reader[COMPLETE]
-    edited = toggle_genes(case, "genomics", ["TP53", "KRAS"])
+    edited = toggle_mutations(case, ["TP53", "KRAS"], modality="genomics")
     before, after = case.value("genomics"), edited.value("genomics")
     assert (after["TP53"], after["KRAS"]) == (0.0, 1.0)
     assert {g: v for g, v in after.items() if g not in ("TP53", "KRAS")} == \
@@ -317,6 +317,6 @@ def test_a_gene_toggle_flips_only_the_named_genes_and_says_what_it_did(reader):
     assert edits_of(edited) == ["TP53: mutated → not mutated", "KRAS: not mutated → mutated"]
     assert before["TP53"] == 1.0  # the original is untouched
     with pytest.raises(ValueError, match="has no gene XYZ1"):
-        toggle_genes(case, "genomics", ["XYZ1"])
+        toggle_mutations(case, ["XYZ1"], modality="genomics")
     with pytest.raises(ValueError, match="no genomics values"):
-        toggle_genes(reader[NO_GENOMICS], "genomics", ["TP53"])
+        toggle_mutations(reader[NO_GENOMICS], ["TP53"], modality="genomics")
