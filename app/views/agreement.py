@@ -133,8 +133,9 @@ rankings = rankings[rankings["case_id"].isin(case_ids)]
 importance = _by_risk_group(ctx, case_ids) if ctx.survival else ctx.cohort_explanation(case_ids)
 group_name = "Risk group" if ctx.survival else "Class"
 if ctx.survival:
-    st.caption(f"The model ranks the modalities by their importance for the predicted {importance.explained}; "
-               "cases are grouped by predicted risk group (tertiles of the predicted risk over the ranked cases).")
+    st.caption(f"The model ranks the modalities by the size of their effect on the predicted {importance.explained}, "
+               "whichever way it goes (a survival model has no class to be evidence for); cases are grouped by "
+               "predicted risk group (tertiles of the predicted risk over the ranked cases).")
 if method not in importance.methods:
     st.info("This model has no attention; choose Shapley or leave-one-out.")
     st.stop()
