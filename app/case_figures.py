@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from app.figures import SIGNED_SALIENCY, _finish, _saliency_trace, pretty, saliency_method_label
+from app.figures import SIGNED_SALIENCY, finish, saliency_trace, pretty, saliency_method_label
 from app.survival_figures import HORIZON_COLOR, survival_curve_figure
 from neurofusion.survival import KaplanMeier, SurvivalBins
 
@@ -83,14 +83,13 @@ def colour_overlay(image: np.ndarray, saliency: np.ndarray | None = None, opacit
         if smooth > 0:
             saliency = gaussian_filter(np.nan_to_num(saliency), sigma=smooth)
         signed = method is None or method in SIGNED_SALIENCY
-        trace = _saliency_trace(saliency, opacity, signed, explained)
-        trace.colorbar.title.text = trace.colorbar.title.text.replace("(logit units)", f"({units})")
+        trace = saliency_trace(saliency, opacity, signed, explained, units)
         fig.add_trace(trace)
         if not title and method is not None:
             title = f"{saliency_method_label(method)} for {explained}"
     fig.update_xaxes(visible=False, range=[-0.5, width - 0.5], constrain="domain")
     fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x", scaleratio=1, constrain="domain")
-    return _finish(fig, title, height=440)
+    return finish(fig, title, height=440)
 
 
 def is_binary_panel(values: Mapping[str, object] | None, limits: Mapping[str, object] | None = None) -> bool:
@@ -153,7 +152,7 @@ def gene_bars(genes: pd.DataFrame, explained: str, title: str = "Mutated genes")
                            hovertemplate="%{y}: %{x:.3g}<extra></extra>"))
     fig.update_xaxes(title=f"Attribution (+ = raises {explained})", zeroline=True, zerolinecolor="#94a3b8")
     fig.update_yaxes(autorange="reversed", automargin=True)
-    return _finish(fig, f"{title}: attribution to {explained}", height=110 + 24 * max(1, len(labels)))
+    return finish(fig, f"{title}: attribution to {explained}", height=110 + 24 * max(1, len(labels)))
 
 
 def curve_with_compared(bins: SurvivalBins, curve: np.ndarray, horizon: float, compared: np.ndarray | None = None,

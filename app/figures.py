@@ -66,7 +66,7 @@ def _check_explained(explained: str | None) -> str:
     return explained
 
 
-def _finish(fig: go.Figure, title: str = "", height: int | None = None, **layout: Any) -> go.Figure:
+def finish(fig: go.Figure, title: str = "", height: int | None = None, **layout: Any) -> go.Figure:
     """The look every figure shares: white template, small margins, a left-aligned title sitting just above
     the plot, under the band where plotly draws its toolbar (so the toolbar never covers the title)."""
     margin = dict(l=10, r=10, t=_TITLE_TOP if title else 28, b=10)
@@ -76,11 +76,6 @@ def _finish(fig: go.Figure, title: str = "", height: int | None = None, **layout
         fig.update_layout(title=dict(text=title, x=0, xanchor="left", y=1, yref="paper", yanchor="bottom",
                                      pad=dict(b=14), font=dict(size=14)))
     return fig
-
-
-def _check_modality(modality: str) -> None:
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
 
 
 def _as_float(value: Any) -> float:
@@ -183,7 +178,7 @@ def probability_bars(classes: Sequence[str], probabilities: np.ndarray, label: s
     fig.update_xaxes(range=[0, 1.15], tickformat=".0%", title="Probability")
     fig.update_yaxes(autorange="reversed", automargin=True)
     rows = len(classes) * (2 if compare is not None else 1)
-    return _finish(fig, height=70 + 26 * rows, barmode="group", showlegend=compare is not None,
+    return finish(fig, height=70 + 26 * rows, barmode="group", showlegend=compare is not None,
                    legend=dict(orientation="h", y=-0.25))
 
 
@@ -248,7 +243,7 @@ def attention_heatmap(matrix: np.ndarray, present: Sequence[bool] | None = None,
     fig.update_xaxes(title="to (key)" if compact else "attends to (key)", automargin=True)
     fig.update_yaxes(title="from (query)" if compact else "attends from (query)", autorange="reversed",
                      automargin=True)
-    return _finish(fig, title, height=340 if compact else 380, **({"margin": dict(b=70)} if compact else {}))
+    return finish(fig, title, height=340 if compact else 380, **({"margin": dict(b=70)} if compact else {}))
 
 
 def importance_bars(scores: Mapping[str, Mapping[str, float | None]], explained: str,
@@ -294,7 +289,7 @@ def importance_bars(scores: Mapping[str, Mapping[str, float | None]], explained:
                          range=[0, 1], dtick=0.5 if compact else 0.25,
                          automargin=True, row=panels.index("attention") + 1, col=1)
     fig.update_xaxes(automargin=True)
-    return _finish(fig, f"Modality importance for {explained}", height=(130 + 130 * len(panels)) if compact
+    return finish(fig, f"Modality importance for {explained}", height=(130 + 130 * len(panels)) if compact
                    else 200 + 170 * len(panels), barmode="group",
                    legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
                    margin=dict(b=50))
@@ -339,22 +334,25 @@ def image_overlay(image: np.ndarray, saliency: np.ndarray | None = None, opacity
         explained = _check_explained(explained)
         if smooth > 0:
             saliency = gaussian_filter(np.nan_to_num(saliency), sigma=smooth)
-        fig.add_trace(_saliency_trace(saliency, opacity, signed, explained))
+        fig.add_trace(saliency_trace(saliency, opacity, signed, explained))
         if not title and method is not None:
             title = f"{saliency_method_label(method)} for {explained}"
     fig.update_xaxes(visible=False, constrain="domain")
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", scaleratio=1, constrain="domain")
-    return _finish(fig, title, height=440)
+    return finish(fig, title, height=440)
 
 
-def _saliency_trace(saliency: np.ndarray, opacity: float, signed: bool, explained: str) -> go.Heatmap:
+def saliency_trace(saliency: np.ndarray, opacity: float, signed: bool, explained: str,
+                   units: str = "logit units") -> go.Heatmap:
+    """The (H, W) saliency as a translucent heatmap over an image: signed on a diverging scale clipped at the
+    99th percentile of |saliency| (units in the colour bar), or an unsigned weight from 0."""
     limit = _robust_limit(saliency)
     if signed:
         zmin, zmax, scale = -limit, limit, _SIGNED_OVERLAY
         ticks = _signed_ticks(limit, saliency)
         ticks["ticktext"][0] += " lowers"
         ticks["ticktext"][-1] += " raises"
-        colorbar = dict(title=dict(text=f"Red raises,<br>blue lowers<br>{explained}<br>(logit units)", side="top"),
+        colorbar = dict(title=dict(text=f"Red raises,<br>blue lowers<br>{explained}<br>({units})", side="top"),
                         **ticks)
     else:
         zmin, zmax, scale = 0.0, limit, _UNSIGNED_OVERLAY
@@ -476,7 +474,7 @@ def ecg_figure(data: np.ndarray, fs: float, channels: Sequence[str], explanation
                        yanchor="bottom", font=dict(size=10, color=_NEUTRAL))
     title = f"ECG: attribution to {explained}" if explanation is not None else "ECG"
     # ECG paper is white on every theme: the black trace and red grid are read on it, as on a printout
-    fig = _finish(fig, title, height=int(sum(heights)) + 130, showlegend=explanation is not None,
+    fig = finish(fig, title, height=int(sum(heights)) + 130, showlegend=explanation is not None,
                   legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
                   margin=dict(l=44, r=10, t=70, b=90), paper_bgcolor=ECG_PAPER, plot_bgcolor=ECG_PAPER,
                   font=dict(color=_ECG_INK))
@@ -622,7 +620,7 @@ def lead_importance_bars(leads: Sequence[str], importance: np.ndarray, recorded:
             fig.add_annotation(x=lead, y=0, yanchor="bottom", text="not recorded", textangle=-90, showarrow=False,
                                font=dict(size=10, color=_NEUTRAL))
     fig.update_yaxes(title="Share of attribution", tickformat=".0%", rangemode="tozero")
-    return _finish(fig, f"Lead importance for {explained}", height=280)
+    return finish(fig, f"Lead importance for {explained}", height=280)
 
 
 # ------------------------------------------------------------------------------------------------ note
@@ -686,10 +684,12 @@ def note_legend_html(max_abs: float, explained: str) -> str:
 _LAB_COLUMNS = ("name", "kind", "value", "unit", "reference_range", "outside_range", "measured", "score", "method")
 
 
-def lab_bars(table: pd.DataFrame, explained: str) -> go.Figure:
+def lab_bars(table: pd.DataFrame, explained: str, title: str = "Labs and demographics",
+             units: str = "logit units") -> go.Figure:
     """Attribution to ``explained`` per lab / demographic feature (rows of explain.tabular.explain_tabular),
     in the table's order; out-of-range values in bold with an arrow, unmeasured features listed as 'not
-    measured', no bar."""
+    measured', no bar. ``title`` names the modality, ``units`` the attribution's (a survival quantity's
+    attributions are in its own units)."""
     _check_explained(explained)
     missing = [c for c in _LAB_COLUMNS if c not in table.columns]
     if missing:
@@ -701,9 +701,9 @@ def lab_bars(table: pd.DataFrame, explained: str) -> go.Figure:
     colors = [_NEUTRAL if math.isnan(s) else _rgb(_RED if s >= 0 else _BLUE) for s in scores]
     fig = go.Figure(go.Bar(x=_none_for_nan(scores), y=labels, orientation="h", marker_color=colors,
                            customdata=table["method"], hovertemplate="%{y}: %{x:.3g}<extra>%{customdata}</extra>"))
-    fig.update_xaxes(title=f"Attribution (logit units; + = for {explained})", zeroline=True, zerolinecolor="#94a3b8")
+    fig.update_xaxes(title=f"Attribution ({units}; + = for {explained})", zeroline=True, zerolinecolor="#94a3b8")
     fig.update_yaxes(autorange="reversed", automargin=True)
-    return _finish(fig, f"Labs and demographics: attribution to {explained}", height=80 + 24 * len(labels))
+    return finish(fig, f"{title}: attribution to {explained}", height=80 + 24 * len(labels))
 
 
 def _rgb(color: tuple[int, int, int]) -> str:
@@ -781,7 +781,7 @@ def cohort_attention_grid(by_class: Mapping[str, np.ndarray], counts: Mapping[st
         if k + cols >= len(matrices):
             fig.update_xaxes(title_text="attends to (key)", row=k // cols + 1, col=k % cols + 1)
     fig.update_annotations(font=dict(size=12))
-    fig = _finish(fig, title, height=120 + 360 * rows, margin=dict(t=_TITLE_TOP + 36 if title else 64))
+    fig = finish(fig, title, height=120 + 360 * rows, margin=dict(t=_TITLE_TOP + 36 if title else 64))
     if title:  # above the panels' own (two-line) titles
         fig.update_layout(title_pad_b=50)
     return fig
@@ -841,7 +841,7 @@ def importance_by_class(table: pd.DataFrame, method: str | None = None, *,
                                hovertemplate="%{y}, %{x}: %{z:.3f}<extra></extra>", **scale))
     fig.update_yaxes(autorange="reversed", automargin=True)
     name = f"{METHOD_LABELS.get(method, pretty(method))}: " if method else ""
-    return _finish(fig, f"Mean modality importance by {groups} ({name}{what})", height=110 + 44 * len(table))
+    return finish(fig, f"Mean modality importance by {groups} ({name}{what})", height=110 + 44 * len(table))
 
 
 def rater_group(raters: Sequence[str], simulated: bool) -> str:
@@ -883,7 +883,7 @@ def metric_bars(rows: Sequence[Mapping[str, Any]], yaxis_title: str = "Value (er
         fig.add_trace(_metric_trace([r for r, key in zip(rows, keys) if key[0] == group], group,
                                     _GROUP_COLORS[k % len(_GROUP_COLORS)], percent))
     fig.update_yaxes(tickformat=".0%" if percent else ".2f", rangemode="tozero", title_text=yaxis_title)
-    return _finish(fig, height=340, barmode="group", showlegend=len(groups) > 1,
+    return finish(fig, height=340, barmode="group", showlegend=len(groups) > 1,
                    legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
 
 
@@ -1053,4 +1053,4 @@ def training_curves(history: Sequence[Mapping[str, Any]], best_epoch: int | None
             fig.add_vline(x=best_epoch, line=dict(color=_NEUTRAL, dash="dash", width=1), row=row, col=1)
         fig.add_annotation(x=best_epoch, y=1, yref="paper", text=f"kept: epoch {best_epoch}", showarrow=False,
                            xanchor="left", yanchor="bottom", font=dict(size=11, color=_NEUTRAL))
-    return _finish(fig, "Training history", height=420, showlegend=False)
+    return finish(fig, "Training history", height=420, showlegend=False)

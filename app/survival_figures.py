@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from app.figures import THEMED_MARK_COLORS, _finish, withheld_name
+from app.figures import THEMED_MARK_COLORS, finish, withheld_name
 from explain.attention import CohortAttention
 from explain.cohort import CohortImportance
 from neurofusion.survival import Calibration, KaplanMeier, LogRank, SurvivalBins, kaplan_meier, logrank, risk_groups
@@ -155,7 +155,7 @@ def survival_curve_figure(bins: SurvivalBins, curve: np.ndarray, horizon: float,
                   annotation_text=f"S({horizon:g} {bins.unit}) = {at_horizon:.0%}", annotation_position="top right")
     fig.update_xaxes(title=f"Time ({bins.unit})", range=[0, edges[-1]])
     fig.update_yaxes(title="Probability of survival", range=[0, 1.05], tickformat=".0%")
-    return _finish(fig, title, height=360, legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
+    return finish(fig, title, height=360, legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
                    margin=dict(b=70))
 
 
@@ -181,7 +181,7 @@ def risk_group_figure(groups: Mapping[str, KaplanMeier], test: LogRank, unit: st
         result = f"log-rank χ² = {test.chi2:.1f}, df = {test.df}, {_p(test.p_value)}"
     fig.update_xaxes(title=f"Time ({unit})")
     fig.update_yaxes(title="Probability of survival", range=[0, 1.05], tickformat=".0%")
-    return _finish(fig, f"Survival by predicted risk group ({result})", height=380,
+    return finish(fig, f"Survival by predicted risk group ({result})", height=380,
                    legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"), margin=dict(b=70))
 
 
@@ -211,7 +211,7 @@ def calibration_figure(calibration: Calibration, unit: str = "months") -> go.Fig
              + (f"; {left_out} group(s) without follow-up to the horizon left out" if left_out else ""))
     fig.update_xaxes(title=f"Predicted survival at {calibration.horizon:g} {unit}", range=[0, 1], tickformat=".0%")
     fig.update_yaxes(title="Observed (Kaplan-Meier)", range=[0, 1], tickformat=".0%")
-    return _finish(fig, title, height=380, legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
+    return finish(fig, title, height=380, legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
                    margin=dict(b=70))
 
 

@@ -343,11 +343,8 @@ def _tabular_panel(case: Case, modality: str, explanation: CaseExplanation, stat
     if case_figures.is_binary_panel(case.value(modality), {r.name: r for r in table.itertuples()}):
         _gene_panel(modality, table, truth, name)
         return
-    figure = figures.lab_bars(table, name)
-    if modality != "tabular" or SURVIVAL:  # lab_bars names cardio's labs and logit units
-        unit = "points of the quantity" if SURVIVAL else "logit units"
-        figure.update_layout(title_text=f"{TITLES[modality]}: attribution to {name}")
-        figure.update_xaxes(title=f"Attribution ({unit}; + = raises {name})")
+    title = "Labs and demographics" if modality == "tabular" else TITLES[modality]
+    figure = figures.lab_bars(table, name, title, "points of the quantity" if SURVIVAL else "logit units")
     st.plotly_chart(figure, key=_chart_key("case.labs", modality, "tabular"))
 
 
