@@ -233,8 +233,12 @@ def attention_heatmap(matrix: np.ndarray, present: Sequence[bool] | None = None,
         raise ValueError(f"present must have one flag per modality ({len(names)}), got {len(present)}")
     if compact:
         labels = [t + ("" if ok else "*") for t, ok in zip(titles, present)]
-        colorbar = {**_ATTENTION_COLORBAR, "title": dict(text="weight (0–1)", side="right"), "orientation": "h",
-                    "y": -0.3, "yanchor": "top", "len": 1, "thickness": 8,
+        # longer names are drawn turned, pushing the key axis title down: the colour bar goes as much lower
+        extra = max(0, max(len(t) for t in labels) - 5)
+        # (and, the matrix then being narrower, its title above the bar rather than beside it)
+        colorbar = {**_ATTENTION_COLORBAR, "title": dict(text="weight (0–1)", side="top" if extra else "right"),
+                    "orientation": "h",
+                    "y": -0.3 - 0.05 * extra, "yanchor": "top", "len": 1, "thickness": 8,
                     "tickvals": [0, 0.5, 1], "ticktext": ["0", "0.5", "1"]}
     else:
         labels = [t + ("" if ok else " (missing)") for t, ok in zip(titles, present)]
@@ -243,7 +247,9 @@ def attention_heatmap(matrix: np.ndarray, present: Sequence[bool] | None = None,
     fig.update_xaxes(title="to (key)" if compact else "attends to (key)", automargin=True)
     fig.update_yaxes(title="from (query)" if compact else "attends from (query)", autorange="reversed",
                      automargin=True)
-    return finish(fig, title, height=340 if compact else 380, **({"margin": dict(b=70)} if compact else {}))
+    if not compact:
+        return finish(fig, title, height=380)
+    return finish(fig, title, height=340 + 18 * extra, margin=dict(b=70 + 18 * extra))
 
 
 def importance_bars(scores: Mapping[str, Mapping[str, float | None]], explained: str,
