@@ -286,31 +286,43 @@ class SingleModality(MultiModalModel):
 
 
 class LateFusion(MultiModalModel):
-    """Baseline: one classifier per modality; the prediction averages the log-probabilities of the
-    modalities present (uniform when none is)."""
+    """Baseline: one predictor per modality, combined over the modalities present. Classification: the
+    mean of their log-probabilities (uniform when none is present). Survival: the mean of their hazard
+    logits per time bin (a hazard of one half per bin when none is present), the same averaging in the
+    survival head's own scale."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        if len(config.heads) != 1 or config.heads[0].kind != "classification":
-            raise ValueError("late fusion supports the classification head only")
-        n_classes = config.heads[0].num_outputs
+        if len(config.heads) != 1 or config.heads[0].kind not in ("classification", "survival"):
+            raise ValueError("late fusion supports one classification or survival head only, got "
+                             f"{[h.kind for h in config.heads]}")
+        outputs = config.heads[0].num_outputs
         self.classifiers = nn.ModuleDict({
             m: nn.Sequential(BottleneckMLP(d, config.fusion.fused_dim, config.fusion.dropout),
-                             nn.Linear(config.fusion.fused_dim, n_classes))
+                             nn.Linear(config.fusion.fused_dim, outputs))
             for m, d in self.dims.items()
         })
 
     def fuse(self, encoded: Encoded, present: torch.Tensor | None = None) -> ModelOutput:
         mask = self._mask(encoded, present)
-        log_probs = torch.stack(
-            [F.log_softmax(self.classifiers[m](encoded.vectors[m]), dim=-1) for m in self.names], dim=1
-        )  # (B, M, C)
+        survival = self.config.outcome == "survival"
+        per_modality = torch.stack(
+            [self._scores(self.classifiers[m](encoded.vectors[m]), survival) for m in self.names], dim=1
+        )  # (B, M, C) log-probabilities, or (B, M, K) hazard logits
         weights = mask.float()
-        mean = (log_probs * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp_min(1)
-        per_modality = {f"{m}_logits": log_probs[:, j] for j, m in enumerate(self.names)}
+        mean = (per_modality * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp_min(1)
+        name = self.config.heads[0].name
+        if survival:
+            heads = {name: mean, **{f"{m}_hazard_logits": per_modality[:, j] for j, m in enumerate(self.names)}}
+            return ModelOutput(logits=None, probabilities=None, present=mask, heads=heads, hazard_logits=mean,
+                               survival=SurvivalHead.survival_curve(mean))
         logits = torch.log_softmax(mean, dim=-1)
-        return ModelOutput(logits=logits, probabilities=logits.exp(), present=mask,
-                           heads={self.config.heads[0].name: logits, **per_modality})
+        heads = {name: logits, **{f"{m}_logits": per_modality[:, j] for j, m in enumerate(self.names)}}
+        return ModelOutput(logits=logits, probabilities=logits.exp(), present=mask, heads=heads)
+
+    @staticmethod
+    def _scores(raw: torch.Tensor, survival: bool) -> torch.Tensor:
+        return raw if survival else F.log_softmax(raw, dim=-1)
 
 
 class EarlyFusion(MultiModalModel):

@@ -141,7 +141,7 @@ def test_extra_heads_come_out_by_name(tiny_cohort, tiny_tokenizer):
     assert not torch.allclose(out.heads["risk"][0], out.heads["risk"][1])  # per case, not a constant
 
 
-@pytest.mark.parametrize("architecture", [a for a in ARCHITECTURES if a != "late_fusion"])
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_a_survival_primary_head_gives_curves_not_class_probabilities(tiny_cohort, tiny_tokenizer, architecture):
     heads = [HeadConfig("survival", "survival", 6, bins={"edges": [0, 12, 24, 36, 60, 90, 120]})]
     model = _model(tiny_cohort, tiny_tokenizer, architecture, heads=heads)
@@ -157,6 +157,21 @@ def test_a_survival_primary_head_gives_curves_not_class_probabilities(tiny_cohor
     assert model.config.survival_bins.survival_at(out.survival, 60.0).shape == (6,)  # S(5 years) per case
 
 
-def test_late_fusion_refuses_a_survival_head(tiny_cohort, tiny_tokenizer):
-    with pytest.raises(ValueError, match="classification head only"):
-        _model(tiny_cohort, tiny_tokenizer, "late_fusion", heads=[HeadConfig("survival", "survival", 10)])
+def test_late_fusion_survival_averages_the_hazard_logits_of_the_modalities_present(tiny_cohort, tiny_tokenizer):
+    heads = [HeadConfig("survival", "survival", 6, bins={"edges": [0, 12, 24, 36, 60, 90, 120]})]
+    model = _model(tiny_cohort, tiny_tokenizer, "late_fusion", heads=heads)
+    batch = Predictor(model, tiny_tokenizer).batch([tiny_cohort[i] for i in range(4)])
+    with torch.no_grad():
+        out = model(batch)
+        only_text = model(batch, present=torch.tensor([[m == "text" for m in model.names]] * 4) & batch.present)
+    per = torch.stack([out.heads[f"{m}_hazard_logits"] for m in model.names], dim=1)  # (B, M, K)
+    weights = out.present.float()[..., None]
+    torch.testing.assert_close(out.hazard_logits, (per * weights).sum(1) / weights.sum(1).clamp_min(1))
+    has_text = batch.present[:, model.names.index("text")]
+    torch.testing.assert_close(only_text.hazard_logits[has_text], out.heads["text_hazard_logits"][has_text])
+
+
+def test_late_fusion_refuses_auxiliary_heads(tiny_cohort, tiny_tokenizer):
+    with pytest.raises(ValueError, match="one classification or survival head only"):
+        _model(tiny_cohort, tiny_tokenizer, "late_fusion", heads=[HeadConfig(num_outputs=5),
+                                                                  HeadConfig("size", "regression", 1)])
