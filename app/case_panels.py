@@ -195,3 +195,26 @@ def _gene_panel(view: Declared, modality: str, table: pd.DataFrame, truth: groun
 
 
 _PANELS = {"image": _image_panel, "text": _note_panel, "signal": _ecg_panel, "tabular": _tabular_panel}
+
+
+def observe_controls(view: Declared, present: dict[str, bool], status: dict[str, str]) -> dict[str, float]:
+    """One control per declared modality, side by side: how much of it the model observes (an image all or
+    nothing, the rest 0-100 % in steps of 10); a modality the case lacks says why there is nothing to
+    withhold. -> {modality: observed fraction} for the modalities the case has."""
+    fractions = {}
+    for column, modality in zip(st.columns(len(view.names)), view.names):
+        label = view.titles[modality]
+        if not present[modality]:  # nothing to withhold: say so rather than show a percentage
+            noun = case_notes.modality_noun(modality, view.titles, view.kinds)
+            why = (f"the model cannot use this case's {noun}" if status[modality] == "unusable"
+                   else f"this case has no {noun}")
+            column.markdown(f"**{label}:** {status[modality]}")
+            column.caption(f"Nothing to withhold: {why}.")
+            continue
+        if view.kinds[modality] == "image":
+            fractions[modality] = 1.0 if column.toggle(f"{label} observed", value=True,
+                                                       key=f"case.ablate_{modality}") else 0.0
+        else:
+            fractions[modality] = column.slider(f"{label} observed (%)", 0, 100, 100, 10,
+                                                key=f"case.ablate_{modality}") / 100
+    return fractions

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import case_figures, case_notes
+from app import case_figures, case_notes, case_panels
 from app.state import Context
 from explain.ablation import partial_case
 from explain.case import CaseExplanation
@@ -138,22 +138,8 @@ def ablation(ctx: Context, case: Case, base: CaseExplanation, status: Mapping[st
     st.caption("Observe part of each modality: the first sentences of a note, the first values of a tabular "
                "modality in its order; an image is all or nothing. 0 % = missing (the model's learned missing "
                "embedding). The curve moves as you slide.")
-    fractions = {}
-    for column, modality in zip(st.columns(len(ctx.names)), ctx.names):
-        label = ctx.titles[modality]
-        if not base.present[modality]:
-            noun = case_notes.modality_noun(modality, ctx.titles, ctx.kinds)
-            why = (f"the model cannot use this case's {noun}" if status[modality] == "unusable"
-                   else f"this case has no {noun}")
-            column.markdown(f"**{label}:** {status[modality]}")
-            column.caption(f"Nothing to withhold: {why}.")
-            continue
-        if ctx.kinds[modality] == "image":
-            fractions[modality] = 1.0 if column.toggle(f"{label} observed", value=True,
-                                                       key=f"case.ablate_{modality}") else 0.0
-        else:
-            fractions[modality] = column.slider(f"{label} observed (%)", 0, 100, 100, 10,
-                                                key=f"case.ablate_{modality}") / 100
+    declared = case_panels.Declared(ctx.names, ctx.titles, ctx.kinds, survival=True)
+    fractions = case_panels.observe_controls(declared, base.present, dict(status))
     changed = any(f < 1.0 for f in fractions.values())
     curve = (ctx.predictor.predict_survival([partial_case(case, fractions)]).curves[0] if changed
              else base.survival_curve)

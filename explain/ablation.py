@@ -187,21 +187,27 @@ def hidden_predictions(predictor: Predictor, cases: Sequence[Case], *,
                              explained or tuple(model.classes), names)
 
 
+def random_hiding(n: int, names: Sequence[str], rates: Mapping[str, float], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which modalities to hide in each of ``n`` cases, each independently with its rate: one seeded uniform
+    draw per case and modality, in case order -> (hide (n, M) bool, subset (n,) the hidden set as a bit mask,
+    bit j = modality j of ``names``)."""
+    check_rates(rates, names)
+    rng = np.random.default_rng(seed)
+    hide = rng.random((n, len(names))) < np.array([rates.get(m, 0.0) for m in names])
+    return hide, (hide * (1 << np.arange(len(names)))).sum(1)
+
+
 def missing_rate_metrics(hidden: HiddenPredictions, rates: Mapping[str, float], *, n_bootstrap: int = 1000,
                          seed: int = 0) -> dict:
     """``missing_rate_study`` from precomputed ``hidden_predictions``: the same seeded mask (one uniform draw
     per case and modality, in case order), each case's probabilities looked up for the subset it hides."""
-    names = hidden.names
-    check_rates(rates, names)
     n = len(hidden.labels)
-    rng = np.random.default_rng(seed)
-    hide = rng.random((n, len(names))) < np.array([rates.get(m, 0.0) for m in names])
-    subset = (hide * (1 << np.arange(len(names)))).sum(1)
+    hide, subset = random_hiding(n, hidden.names, rates, seed)
     probabilities = hidden.probabilities[subset, np.arange(n)]
     metrics = classification_metrics(hidden.labels, probabilities, list(hidden.classes), n_bootstrap=n_bootstrap,
                                      seed=seed)
     observed = (hidden.present & ~hide).mean(0)
-    return {**metrics, "observed_share": dict(zip(names, observed.round(4).tolist()))}
+    return {**metrics, "observed_share": dict(zip(hidden.names, observed.round(4).tolist()))}
 
 
 def withheld_metrics(hidden: HiddenPredictions, drops: Sequence[tuple[str, ...]] | None = None, *,

@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from explain.ablation import check_rates, section_7_3
+from explain.ablation import random_hiding, section_7_3
 from explain.importance import modality_names, subsets
 from explain.targets import is_survival
 from neurofusion.data.schema import Case
@@ -121,11 +121,7 @@ def missing_rate_survival(hidden: HiddenSurvival, rates: Mapping[str, float], *,
     number per case and modality, in case order), and ``observed_share``: per modality, the share of cases
     in which it was seen."""
     names = hidden.names
-    check_rates(rates, names)
-    n = len(hidden.time)
-    rng = np.random.default_rng(seed)
-    hide = rng.random((n, len(names))) < np.array([rates.get(m, 0.0) for m in names])
-    subset = (hide * (1 << np.arange(len(names)))).sum(1)
+    hide, subset = random_hiding(len(hidden.time), names, rates, seed)
     scores = survival_scores(hidden, hidden.risk(subset), reference=reference, n_bootstrap=n_bootstrap, seed=seed)
     observed = (hidden.present & ~hide).mean(0)
     return {**scores, "observed_share": dict(zip(names, observed.round(4).tolist()))}

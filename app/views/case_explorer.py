@@ -254,23 +254,7 @@ def _ablation(case: Case, explanation: CaseExplanation, status: dict[str, str]) 
     st.subheader("What if a modality were missing?")
     st.caption("Observe part of each modality: the first part of the ECG, the first sentences of the note, the "
                "first labs in clinical order. 0 % = missing (the model's learned missing embedding).")
-    sliders = st.columns(len(NAMES))
-    fractions = {}
-    for column, modality in zip(sliders, NAMES):
-        label = TITLES[modality]
-        if not explanation.present[modality]:  # nothing to withhold: say so rather than show a percentage
-            noun = case_notes.modality_noun(modality, TITLES, KINDS)
-            why = (f"the model cannot use this case's {noun}" if status[modality] == "unusable"
-                   else f"this case has no {noun}")
-            column.markdown(f"**{label}:** {status[modality]}")
-            column.caption(f"Nothing to withhold: {why}.")
-            continue
-        if KINDS[modality] == "image":
-            fractions[modality] = 1.0 if column.toggle(f"{label} observed", value=True,
-                                                       key=f"case.ablate_{modality}") else 0.0
-        else:
-            fractions[modality] = column.slider(f"{label} observed (%)", 0, 100, 100, 10,
-                                                key=f"case.ablate_{modality}") / 100
+    fractions = case_panels.observe_controls(DECLARED, explanation.present, status)
     changed = any(f < 1.0 for f in fractions.values())
     ablated = ctx.predictor.predict([partial_case(case, fractions)])[1][0] if changed else explanation.probabilities
     k = int(explanation.probabilities.argmax())

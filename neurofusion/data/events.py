@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neurofusion.data._tables import read_csv_table
 from neurofusion.data.errors import CohortError
 
 EVENT_COLUMNS = ("case_id", "time", "variable", "value", "unit")
@@ -241,18 +242,7 @@ def _check_monotonic(rows: pd.DataFrame, path: str | Path) -> None:
 
 
 def _read(path: str | Path, required: Sequence[str]) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise CohortError("file not found", path=path)
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise CohortError(f"not a readable CSV file: {err}", path=path) from None
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise CohortError(f"missing column(s) {', '.join(missing)}; expected {', '.join(required)}", path=path,
-                          line=1)
-    return frame
+    return read_csv_table(Path(path), tuple(required))
 
 
 def _floats(column: pd.Series, path: str | Path, field: str, expected: str) -> np.ndarray:

@@ -318,8 +318,11 @@ def test_a_cancer_case_in_a_real_browser(server, browser):
     page.get_by_role("option", name=re.compile("^Oncology")).click()
     page.locator(".js-plotly-plot").filter(has_text="Predicted survival of this case").first.wait_for(
         state="visible", timeout=180_000)
+    # the case list is filled in at the end of the page run: wait until it lists the cancer cohort's cases
+    page.wait_for_function("""() => [...document.querySelectorAll('input[role="combobox"]')]
+        .some(e => (e.getAttribute('aria-label') || '').startsWith('Case (') && e.value.startsWith('CA-'))""",
+                           timeout=120_000)
     case_id = _selected_case(page).split(" ")[0]
-    assert case_id.startswith("CA-"), case_id
     page.locator(".js-plotly-plot").filter(has_text="cohort (Kaplan-Meier)").first.wait_for(timeout=60_000)
     _check_tile_in_colour(page)
     page.get_by_role("tab", name=re.compile("^Genomics")).click()
@@ -390,8 +393,9 @@ SIZES = ((1440, 900), (1280, 720))
 @pytest.mark.skipif(not os.environ.get("DASHBOARD_SCREENSHOT"),
                     reason="screenshots of every page only on `make screenshot` (DASHBOARD_SCREENSHOT set)")
 def test_every_page_screenshot_in_a_real_browser(server, browser):
-    """app/assets/screens/<page>_<w>x<h>.png: what each page shows on the first screen at both sizes, and
-    case_explorer_ecg.png: the case's ECG figure (3x4 + rhythm strip) as the page draws it."""
+    """app/assets/screens/<page>_<w>x<h>.png: what each page shows on the first screen at both sizes,
+    case_explorer_ecg.png: the case's ECG figure (3x4 + rhythm strip) as the page draws it, and
+    cancer_<page>_<w>x<h>.png: the same pages on the cancer demo."""
     folder = Path(os.environ.get("DASHBOARD_SCREENS", Path(os.environ["DASHBOARD_SCREENSHOT"]).parent / "screens"))
     folder.mkdir(parents=True, exist_ok=True)
     case = _complete_cases(1)[0]
@@ -419,5 +423,24 @@ def test_every_page_screenshot_in_a_real_browser(server, browser):
                 ecg.screenshot(path=str(folder / "case_explorer_ecg.png"))
                 assert (folder / "case_explorer_ecg.png").stat().st_size > 20_000
                 page.set_viewport_size({"width": width, "height": height})
+        _cancer_screens(page, folder, width, height)
         context.close()
     assert not outside and not errors, (outside, errors)
+
+
+def _cancer_screens(page, folder: Path, width: int, height: int) -> None:
+    """cancer_<page>_<w>x<h>.png: every page on the cancer demo, opened through the sidebar's demo switch."""
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=PAGES["case_explorer"][0]).click()
+    _settle(page, PAGES["case_explorer"][1])
+    page.get_by_test_id("stSidebar").get_by_role("combobox", name=re.compile("^Demo")).click()
+    page.get_by_role("option", name=re.compile("^Oncology")).click()
+    page.locator(".js-plotly-plot").filter(has_text="Predicted survival of this case").first.wait_for(
+        state="visible", timeout=180_000)
+    for name, (link, heading) in PAGES.items():
+        if name != "case_explorer":
+            page.get_by_test_id("stSidebarNav").get_by_role("link", name=link).click()
+        _settle(page, heading)
+        page.mouse.move(width - 2, height - 2)
+        target = folder / f"cancer_{name}_{width}x{height}.png"
+        page.screenshot(path=str(target))
+        assert target.stat().st_size > 20_000, target

@@ -91,7 +91,7 @@ def test_a_bad_event_row_names_file_line_and_field(tmp_path, variables, row, fie
 
 def test_a_missing_column_is_named(tmp_path, variables):
     path = _write(tmp_path, "labs.csv", "case_id,time,variable,value\nS1,1,lactate,2\n")
-    with pytest.raises(CohortError, match="missing column.*unit"):
+    with pytest.raises(CohortError, match=r"required column\(s\) unit missing"):
         read_events(path, variables, STAYS, "labs")
 
 
