@@ -10,6 +10,11 @@ Missingness (paper Table 1, ICU): 72 % of stays complete, 22 % missing one modal
 two, 1 % three). It is informative: notes are the most often missing, three times as often at site_c (its
 nursing documentation is not exported); labs twice as often for elective admissions (fewer tests ordered).
 A missing modality has no rows (vitals, labs, notes) or blank demographic columns in cohort.csv.
+
+Measured on 400 stays (seed 9): of the deteriorating stays, vitals show the course in 90 % (median 5.6 h
+after onset), labs in 75 % (12.3 h), notes in 70 % (7.5 h); of the recovering stays 93 % (9.5 h), 83 %
+(17.1 h), 61 % (10.9 h); the rest end or lose the modality first. 62 % of stays have an arterial line;
+8.3 artefact values per stay (0.22 % of vital rows).
 """
 
 from __future__ import annotations
@@ -101,7 +106,7 @@ def synthesize_stay(draw: StayDraw, seed: int) -> IcuStay:
     base = [seed, draw.index + 1]
     vitals = render_vitals(np.random.default_rng(base + [1]), plan)
     labs = render_labs(np.random.default_rng(base + [2]), plan)
-    notes = write_notes(np.random.default_rng(base + [3]), plan, plan.trend_hour)
+    notes = write_notes(np.random.default_rng(base + [3]), plan)
     demographics: dict[str, object] = {"age": plan.age, "sex": plan.sex, "admission_type": plan.admission_type,
                                        "diagnosis": plan.diagnosis}
     if not plan.present["demographics"]:

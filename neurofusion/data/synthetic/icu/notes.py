@@ -49,21 +49,22 @@ class Note:
     describes: str
 
 
-def note_times(rng: np.random.Generator, plan: StayPlan, trend_hour: float | None) -> np.ndarray:
+def note_times(rng: np.random.Generator, plan: StayPlan) -> np.ndarray:
     """(K,) sorted note times inside the stay (see the module docstring)."""
     times = [rng.uniform(0.3, 1.0)]
+    days = int(plan.stay_hours // 24) + 2
     for clock in SHIFT_CLOCK:
         first = (clock - plan.admit_clock) % 24.0
-        times += list(first + 24.0 * np.arange(int(plan.stay_hours // 24) + 2) + rng.uniform(-0.3, 0.3))
-    if trend_hour is not None:
-        times.append(trend_hour + rng.uniform(1.0, 4.0))
+        times += list(first + 24.0 * np.arange(days) + rng.uniform(-0.3, 0.3, size=days))
+    if plan.trend_hour is not None:
+        times.append(plan.trend_hour + rng.uniform(1.0, 4.0))
     times_arr = np.sort(np.asarray(times))
     return times_arr[(times_arr > 0.0) & (times_arr < plan.stay_hours)]
 
 
-def write_notes(rng: np.random.Generator, plan: StayPlan, trend_hour: float | None) -> list[Note]:
+def write_notes(rng: np.random.Generator, plan: StayPlan) -> list[Note]:
     """The stay's notes in time order."""
-    times = note_times(rng, plan, trend_hour)
+    times = note_times(rng, plan)
     return [_note(rng, plan, float(t), float(times[k - 1]) if k else 0.0) for k, t in enumerate(times)]
 
 
