@@ -103,26 +103,35 @@ def read_events(path: str | Path, variables: Mapping[str, EventVariable], stays:
     hours}; every row must belong to a known stay, lie within it (0 <= time <= length), name a variable of
     this table, carry its declared unit and a finite value, and each (case, variable) stream's times must not
     go backwards in file order (a stream out of order is usually a merge or time-zone error)."""
-    frame = _read(path, EVENT_COLUMNS)
-    times = _floats(frame["time"], path, "time", "a time in hours since admission")
-    values = _floats(frame["value"], path, "value", "a number")
-    for k, (case_id, variable, unit) in enumerate(zip(frame["case_id"], frame["variable"], frame["unit"])):
-        line = k + 2
-        if case_id not in stays:
-            raise CohortError("case_id is not a stay of this cohort (cohort.csv)", path=path, line=line,
-                              case_id=case_id, field="case_id")
-        declared = variables.get(variable)
-        if declared is None or declared.table != table:
+    frame, times, values = _read_long(path)
+    # every check on whole columns (a cohort's vitals run to millions of rows); the first failing row, in file
+    # order and check order, is the one reported
+    stay_hours = frame["case_id"].map(stays)
+    declared_table = frame["variable"].map({n: v.table for n, v in variables.items()})
+    declared_unit = frame["variable"].map({n: v.unit for n, v in variables.items()})
+    checks = [
+        ("case_id", stay_hours.isna().to_numpy()),
+        ("variable", (declared_table != table).to_numpy()),
+        ("unit", (frame["unit"].str.strip() != declared_unit).to_numpy()),
+        ("time", ~((times >= 0.0) & (times <= stay_hours.to_numpy(dtype=float, na_value=np.inf)))),
+    ]
+    failing = _first_failure(checks)
+    if failing is not None:
+        k, field = failing
+        case_id, variable, unit = frame["case_id"].iloc[k], frame["variable"].iloc[k], frame["unit"].iloc[k]
+        where = {"path": path, "line": k + 2, "case_id": case_id, "field": field}
+        if field == "case_id":
+            raise CohortError("case_id is not a stay of this cohort (cohort.csv)", **where)
+        if field == "variable":
             known = ", ".join(n for n, v in variables.items() if v.table == table)
             raise CohortError(f"variable {variable!r} is not a declared {table} variable (variables.csv: {known})",
-                              path=path, line=line, case_id=case_id, field="variable")
-        if unit.strip() != declared.unit:
-            raise CohortError(f"{variable} is recorded in {unit!r}, but variables.csv declares {declared.unit!r}; "
-                              "convert the values (they are never converted silently)", path=path, line=line,
-                              case_id=case_id, field="unit")
-        if not 0.0 <= times[k] <= stays[case_id]:
-            raise CohortError(f"time {times[k]:g} h lies outside the stay (0 to {stays[case_id]:g} h after "
-                              "admission)", path=path, line=line, case_id=case_id, field="time")
+                              **where)
+        if field == "unit":
+            raise CohortError(f"{variable} is recorded in {unit!r}, but variables.csv declares "
+                              f"{variables[variable].unit!r}; convert the values (they are never converted "
+                              "silently)", **where)
+        raise CohortError(f"time {times[k]:g} h lies outside the stay (0 to {stays[case_id]:g} h after admission)",
+                          **where)
     rows = pd.DataFrame({"case_id": frame["case_id"], "time": times, "variable": frame["variable"], "value": values,
                          "line": np.arange(2, len(frame) + 2)})
     _check_monotonic(rows, path)
@@ -137,16 +146,22 @@ def read_notes(path: str | Path, stays: Mapping[str, float]) -> pd.DataFrame:
     text, times of a stay not going backwards), sorted by case and time."""
     frame = _read(path, NOTE_COLUMNS)
     times = _floats(frame["time"], path, "time", "a time in hours since admission")
-    for k, (case_id, text) in enumerate(zip(frame["case_id"], frame["text"])):
-        line = k + 2
-        if case_id not in stays:
-            raise CohortError("case_id is not a stay of this cohort (cohort.csv)", path=path, line=line,
-                              case_id=case_id, field="case_id")
-        if not 0.0 <= times[k] <= stays[case_id]:
+    stay_hours = frame["case_id"].map(stays)
+    failing = _first_failure([
+        ("case_id", stay_hours.isna().to_numpy()),
+        ("time", ~((times >= 0.0) & (times <= stay_hours.to_numpy(dtype=float, na_value=np.inf)))),
+        ("text", (frame["text"].str.strip() == "").to_numpy()),
+    ])
+    if failing is not None:
+        k, field = failing
+        case_id = frame["case_id"].iloc[k]
+        where = {"path": path, "line": k + 2, "case_id": case_id, "field": field}
+        if field == "case_id":
+            raise CohortError("case_id is not a stay of this cohort (cohort.csv)", **where)
+        if field == "time":
             raise CohortError(f"time {times[k]:g} h lies outside the stay (0 to {stays[case_id]:g} h after "
-                              "admission)", path=path, line=line, case_id=case_id, field="time")
-        if not text.strip():
-            raise CohortError("the note is empty", path=path, line=line, case_id=case_id, field="text")
+                              "admission)", **where)
+        raise CohortError("the note is empty", **where)
     rows = pd.DataFrame({"case_id": frame["case_id"], "time": times, "text": frame["text"],
                          "variable": "note", "line": np.arange(2, len(frame) + 2)})
     _check_monotonic(rows, path)
@@ -229,6 +244,18 @@ def _carry_forward(row: np.ndarray, initial: float) -> np.ndarray:
     return np.where(last >= 0, filled[np.clip(last, 0, None)], initial).astype(np.float32)
 
 
+def _first_failure(checks: Sequence[tuple[str, np.ndarray]]) -> tuple[int, str] | None:
+    """(row, field) of the first row failing any check, the earliest check for that row; None if none fails.
+    ``checks``: (field, (N,) bool failing) in the order they apply to a row."""
+    failing = np.zeros(len(checks[0][1]), dtype=bool)
+    for _, mask in checks:
+        failing |= mask
+    if not failing.any():
+        return None
+    k = int(np.flatnonzero(failing)[0])
+    return k, next(field for field, mask in checks if mask[k])
+
+
 def _check_monotonic(rows: pd.DataFrame, path: str | Path) -> None:
     """Each (case, variable) stream's times must not go backwards in file order."""
     previous = rows.groupby(["case_id", "variable"], sort=False)["time"].shift()
@@ -239,6 +266,27 @@ def _check_monotonic(rows: pd.DataFrame, path: str | Path) -> None:
         raise CohortError(f"time {row['time']:g} h comes after a later time ({previous.iloc[k]:g} h) of the same "
                           f"{row['variable']} stream; sort each stream by time", path=path, line=int(row["line"]),
                           case_id=row["case_id"], field="time")
+
+
+def _read_long(path: str | Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """A vitals or labs table -> (its string columns, times (N,), values (N,)). Long tables run to millions of
+    rows: pandas parses them directly, numbers as floats; only a file that does not parse that way cleanly
+    is read again by the careful cohort reader, which names the line and field of the first problem."""
+    try:
+        frame = pd.read_csv(path, dtype={"case_id": str, "variable": str, "unit": str, "time": "float64",
+                                         "value": "float64"}, keep_default_na=False, skipinitialspace=True,
+                            index_col=False)
+        fast = (set(EVENT_COLUMNS) <= set(frame.columns) and len(frame) > 0
+                and np.isfinite(frame["time"].to_numpy()).all() and np.isfinite(frame["value"].to_numpy()).all())
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError):  # reported by the careful read
+        fast = False
+    if not fast:
+        frame = _read(path, EVENT_COLUMNS)
+        return (frame, _floats(frame["time"], path, "time", "a time in hours since admission"),
+                _floats(frame["value"], path, "value", "a number"))
+    for column in ("case_id", "variable"):
+        frame[column] = frame[column].str.strip()
+    return frame, frame["time"].to_numpy(dtype=float), frame["value"].to_numpy(dtype=float)
 
 
 def _read(path: str | Path, required: Sequence[str]) -> pd.DataFrame:
