@@ -16,6 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from app.figures import MODALITY_LABELS
+from explain.agreement import ranking_scores
 from explain.text import Span
 from neurofusion.data.schema import MODALITIES, lead_key
 
@@ -133,13 +134,13 @@ def strength_table(truth: Planted, shapley: dict[str, float], rater_ranks: pd.Da
                    titles: Mapping[str, str] | None = None, magnitude: bool = False) -> pd.DataFrame:
     """Per declared modality (``truth.strengths``' order): the planted strength and its rank, the model's
     Shapley value and rank, and each rater's rank. ``shapley``: modality -> value (NaN = missing).
-    ``titles``: {name: title} (default cardio's labels). ``magnitude``: rank the model by |Shapley| (a
-    survival model's evidence can lower the explained quantity and still be what matters)."""
+    ``titles``: {name: title} (default cardio's labels). ``magnitude``: rank the model by |Shapley|, as a survival
+    model is ranked everywhere (explain.agreement.ranking_scores)."""
     names = list(truth.strengths)
     labels = titles or MODALITY_LABELS
     strengths = pd.Series({m: np.nan if truth.strengths[m] is None else truth.strengths[m] for m in names})
     model = pd.Series({m: float(shapley.get(m, np.nan)) for m in names})
-    ranked = model.abs() if magnitude else model
+    ranked = ranking_scores(model, magnitude)
     table = pd.DataFrame({
         "modality": [labels.get(m, m) for m in names],
         "planted strength": strengths.round(3).to_numpy(),

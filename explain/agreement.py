@@ -56,7 +56,7 @@ def importance_to_ranks(importance: pd.DataFrame, names: list[str] | None = None
     return pd.DataFrame(ranks, index=importance.index, columns=names)
 
 
-def ranking_scores(scores: pd.DataFrame, survival: bool = False) -> pd.DataFrame:
+def ranking_scores(scores: pd.DataFrame | pd.Series, survival: bool = False) -> pd.DataFrame | pd.Series:
     """The scores a model's modality ranking is read from. A classifier's: the signed scores for the
     explained class (evidence for it ranks first, evidence against it last). A survival model has no class
     to be evidence for: its modalities are ranked by magnitude, the modality that moves the explained

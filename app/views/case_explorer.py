@@ -18,7 +18,7 @@ from app.figures import pretty
 from app.report import attributions_csv, case_report_html
 from app.state import CASE_ERRORS, case_key, context
 from explain.ablation import partial_case
-from explain.agreement import importance_to_ranks, model_vs_raters
+from explain.agreement import importance_to_ranks, model_vs_raters, ranking_scores
 from explain.case import CaseExplanation
 from explain.contrast import contrast_explanations
 from explain.targets import SurvivalTarget
@@ -345,7 +345,7 @@ def _clinicians(case_id: str, explanation: CaseExplanation) -> None:
         st.info("This model has no attention; choose Shapley or leave-one-out.")
         return
     scores = explanation.importance.table(method)
-    ranks = importance_to_ranks(scores.abs() if SURVIVAL else scores)  # for the predicted class
+    ranks = importance_to_ranks(ranking_scores(scores, SURVIVAL))  # for the predicted class
     pairs = model_vs_raters(ranks, rankings[rankings["case_id"] == case_id])
     table = rankings[rankings["case_id"] == case_id].merge(pairs[["rater", "tau"]], on="rater")
     model_row = {"rater": "model", **{m: ranks.iloc[0][m] for m in NAMES}, "tau": np.nan}

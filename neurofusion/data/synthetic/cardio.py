@@ -18,7 +18,7 @@ from neurofusion.data.synthetic.ecg import synthesize_ecg
 from neurofusion.data.synthetic.echo import render_echo
 from neurofusion.data.synthetic.labs import HYPERLIPIDEMIA_LDL, OBESITY_BMI, LabDraw, draw_labs
 from neurofusion.data.synthetic.notes import NOTE_LABS, Patient, write_note
-from neurofusion.data.synthetic.splits import stratified_splits
+from neurofusion.data.synthetic.splits import draw_strata
 from neurofusion.data.tasks import CARDIO_CLASSES, CARDIO_FINDINGS
 
 
@@ -85,11 +85,7 @@ class CaseDraw:
 
 def draw_cohort(n: int, seed: int) -> list[CaseDraw]:
     """Labels from CLASS_PRIOR and a split stratified by class (80/10/10) for ``n`` cases."""
-    if n < 1:
-        raise ValueError(f"cohort size must be at least 1, got {n}")
-    rng = np.random.default_rng([seed, 0xC0])
-    labels = rng.choice(CARDIO_CLASSES, size=n, p=[CLASS_PRIOR[c] for c in CARDIO_CLASSES])
-    splits = stratified_splits(rng, labels, CARDIO_CLASSES)
+    labels, splits = draw_strata(n, seed, 0xC0, CARDIO_CLASSES, [CLASS_PRIOR[c] for c in CARDIO_CLASSES])
     return [CaseDraw(i, f"CV-{i + 1:05d}", str(labels[i]), str(splits[i])) for i in range(n)]
 
 

@@ -41,7 +41,7 @@ from neurofusion.data.synthetic.cancer.outcome import (
     GRADE_LOG_HR, HORIZON_MONTHS, RESPONSE_LOG_HR, Outcome, sample_outcome, survival_probability,
 )
 from neurofusion.data.synthetic.raters import SYNTHETIC_RATERS, RaterSpec, simulate_rankings
-from neurofusion.data.synthetic.splits import stratified_splits
+from neurofusion.data.synthetic.splits import draw_strata
 
 CANCER_MODALITIES: tuple[str, ...] = ("histopathology", "genomics", "treatment_notes", "clinical")
 
@@ -93,11 +93,7 @@ class CaseDraw:
 
 def draw_cohort(n: int, seed: int) -> list[CaseDraw]:
     """Stages from STAGE_PRIOR and a split stratified by stage (80/10/10) for ``n`` cases."""
-    if n < 1:
-        raise ValueError(f"cohort size must be at least 1, got {n}")
-    rng = np.random.default_rng([seed, 0xCA])
-    stages = rng.choice(STAGES, size=n, p=STAGE_PRIOR)
-    splits = stratified_splits(rng, stages, STAGES)
+    stages, splits = draw_strata(n, seed, 0xCA, STAGES, STAGE_PRIOR)
     return [CaseDraw(i, f"CA-{i + 1:05d}", str(stages[i]), str(splits[i])) for i in range(n)]
 
 

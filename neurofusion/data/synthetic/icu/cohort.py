@@ -31,7 +31,7 @@ from neurofusion.data.synthetic.icu.trajectory import (
     draw_severity, planned_discharge, prior_severity, trend_hour,
 )
 from neurofusion.data.synthetic.icu.vitals import render_vitals
-from neurofusion.data.synthetic.splits import stratified_splits
+from neurofusion.data.synthetic.splits import draw_strata
 
 ICU_MODALITIES: tuple[str, ...] = ("vitals", "labs", "notes", "demographics")
 SITES: dict[str, float] = {"site_a": 0.40, "site_b": 0.35, "site_c": 0.25}
@@ -56,11 +56,7 @@ class StayDraw:
 
 def draw_cohort(n: int, seed: int) -> list[StayDraw]:
     """Admission diagnoses from DIAGNOSIS_PRIOR and a split stratified by diagnosis (80/10/10) for ``n`` stays."""
-    if n < 1:
-        raise ValueError(f"cohort size must be at least 1, got {n}")
-    rng = np.random.default_rng([seed, 0x1C])
-    diagnoses = rng.choice(DIAGNOSES, size=n, p=DIAGNOSIS_PRIOR)
-    splits = stratified_splits(rng, diagnoses, DIAGNOSES)
+    diagnoses, splits = draw_strata(n, seed, 0x1C, DIAGNOSES, DIAGNOSIS_PRIOR)
     return [StayDraw(i, f"ICU-{i + 1:05d}", str(diagnoses[i]), str(splits[i])) for i in range(n)]
 
 
