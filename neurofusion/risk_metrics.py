@@ -38,7 +38,8 @@ def risk_metrics(
     ``brier_score_loss``) on all samples; each interval is the ``ci`` percentile interval over
     ``n_bootstrap`` resamples that draw as many stays as there are, with replacement (seeded), each with all
     its samples. ECE is ``sum_b n_b / N * |observed_b - mean_predicted_b|`` over ``n_bins`` equal-width bins
-    of ``p``, bins ``(lo, hi]`` with 0 in the first, as in scikit-learn's ``calibration_curve``.
+    of ``p``, bins ``(lo, hi]`` with 0 in the first, as in scikit-learn's ``calibration_curve``; it sums
+    absolute gaps, so resampling noise only adds to it and on few samples its interval sits above the value.
 
     With ``hours``, ``by_hour`` holds the same metrics for the samples of each hour, keyed ``f"{hour:g}"``;
     each subset is resampled over its own stays with a generator seeded by ``seed``, so a subset's result
@@ -60,7 +61,7 @@ def risk_metrics(
         for hour in np.unique(hour_arr):
             key = f"{hour:g}"
             if key in by_hour:
-                raise ValueError(f"hours {hour!r} and another hour both print as {key!r}; round the hours so "
+                raise ValueError(f"hours {hour.item()!r} and another hour both print as {key!r}; round the hours so "
                                  "that distinct prediction hours have distinct keys")
             at = hour_arr == hour
             by_hour[key] = _summary(y_arr[at], p_arr[at], stay[at], what=f"samples at hour {key}", **settings)
@@ -116,20 +117,17 @@ def _check_inputs(y, p, groups, hours) -> tuple[np.ndarray, np.ndarray, np.ndarr
     bad = ~np.isin(y_float, (0.0, 1.0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"y must hold only 0 and 1, got {y_arr[i]!r} at position {i}")
+        raise ValueError(f"y must hold only 0 and 1, got {y_arr[i].item()!r} at position {i}")
     if p_arr.dtype == bool or not np.issubdtype(p_arr.dtype, np.number):
         raise ValueError(f"p must hold probabilities as floats, got dtype {p_arr.dtype}")
     p_float = p_arr.astype(float)
     bad = ~np.isfinite(p_float) | (p_float < 0) | (p_float > 1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"p must hold finite probabilities in [0, 1], got {p_arr[i]!r} at position {i}")
+        raise ValueError(f"p must hold finite probabilities in [0, 1], got {p_arr[i].item()!r} at position {i}")
     group_arr = np.asarray(groups, dtype=object)
-    try:
-        # Sorted codes order the stays the same way in any subset, so a subset resamples as it would alone.
-        stay, _ = pd.factorize(pd.Series(group_arr), sort=True)
-    except TypeError as error:
-        raise ValueError(f"groups must be stay ids of one kind (all strings or all integers): {error}") from error
+    # Sorted codes order the stays the same way in any subset, so a subset resamples as it would alone.
+    stay, _ = pd.factorize(pd.Series(group_arr), sort=True)
     if (stay < 0).any():
         i = int(np.flatnonzero(stay < 0)[0])
         raise ValueError(f"groups must name the stay of every sample, position {i} is missing ({group_arr[i]!r})")
@@ -142,7 +140,7 @@ def _check_inputs(y, p, groups, hours) -> tuple[np.ndarray, np.ndarray, np.ndarr
         bad = ~np.isfinite(hour_arr)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"hours must be finite, got {hour_arr[i]!r} at position {i}")
+            raise ValueError(f"hours must be finite, got {hour_arr[i].item()!r} at position {i}")
     return y_float, p_float, stay, hour_arr
 
 
