@@ -6,7 +6,9 @@ by the annotations reader (also against a stand-in cohort of samples)."""
 
 from __future__ import annotations
 
+import gzip
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -88,6 +90,8 @@ def test_samples_are_only_hours_inside_each_stay(cohort):
     no_demographics = {f"{s}@0h" for s, m in zip(truth["case_id"], truth["missing_modalities"].fillna(""))
                        if "demographics" in m.split()}
     assert rater_a == expected - no_demographics
+    skipped = 1 - (written["rater"] == SYNTHETIC_RATERS[2].name).sum() / len(rater_a)  # draws differ per sample
+    assert 0.02 < skipped < 0.12 and SYNTHETIC_RATERS[2].skip_rate == 0.06
     assert simulate_icu_rankings(truth.iloc[:3], [6.5], 1)["case_id"].str.endswith("@6.5h").all()
 
 
@@ -160,6 +164,9 @@ def test_rankings_are_deterministic_and_each_sample_regenerates_alone(cohort):
     from_memory = pd.DataFrame([s.truth for s in cohort["stays"]])  # None rather than NaN for the blanks
     pd.testing.assert_frame_equal(simulate_icu_rankings(from_memory, HOURS, RATER_SEED,
                                                         recorded_from=cohort["recorded"]), written)
+    as_strings = pd.read_csv(cohort["folder"] / "ground_truth.csv", dtype=str, keep_default_na=False)  # "" blanks
+    pd.testing.assert_frame_equal(simulate_icu_rankings(as_strings, HOURS, RATER_SEED,
+                                                        recorded_from=cohort["recorded"]), written)
     subset = simulate_icu_rankings(truth.iloc[[41, 7, 19]], (36, 12), RATER_SEED, recorded_from=cohort["recorded"])
     keys = ["case_id", "rater"]
     whole = written.set_index(keys).loc[pd.MultiIndex.from_frame(subset[keys])].reset_index()
@@ -211,3 +218,17 @@ def test_bad_input_is_refused(cohort):
         simulate_icu_rankings(truth, HOURS, 1, recorded_from=cohort["recorded"].iloc[1:])
     with pytest.raises(ValueError, match="twice"):
         evidence_table(pd.concat([truth.iloc[:2], truth.iloc[:1]]), HOURS)
+
+
+def test_first_recorded_reads_compressed_tables_and_needs_them(cohort, tmp_path):
+    for name in ("cohort.csv", "labs.csv", "notes.csv"):
+        shutil.copy(cohort["folder"] / name, tmp_path / name)
+    (tmp_path / "vitals.csv.gz").write_bytes(gzip.compress((cohort["folder"] / "vitals.csv").read_bytes()))
+    recorded = first_recorded(tmp_path)
+    pd.testing.assert_frame_equal(recorded, cohort["recorded"])
+    assert recorded.index.tolist() == cohort["truth"]["case_id"].tolist()
+    vitals, labs = recorded["vitals"].dropna(), recorded["labs"].dropna()
+    assert len(vitals) > 50 and (vitals > 0).all() and (labs >= 0.2).all()  # the first lab draw is in [0.2, 1) h
+    (tmp_path / "notes.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="notes.csv not found"):
+        first_recorded(tmp_path)

@@ -127,18 +127,20 @@ def simulate_icu_rankings(truth: pd.DataFrame, hours: Sequence[float], seed: int
 def first_recorded(folder: str | Path) -> pd.DataFrame:
     """The first hour each time-stamped modality was recorded for each stay of the cohort folder -> frame
     indexed by stay id (cohort.csv order) with columns vitals, labs, notes (NaN = never recorded), from the
-    case_id and time columns of vitals.csv, labs.csv and notes.csv (read, not validated: the events reader
-    validates these tables)."""
+    case_id and time columns of vitals.csv, labs.csv and notes.csv (each may be gzip-compressed, ``.csv.gz``;
+    read, not validated: the events reader validates these tables)."""
     folder = Path(folder)
     stays = _columns(folder / "cohort.csv", ["case_id"])["case_id"]
     first = pd.DataFrame(index=pd.Index(stays, name="case_id"))
     for m in EVENT_MODALITIES:
-        rows = _columns(folder / f"{m}.csv", ["case_id", "time"])
+        path = folder / f"{m}.csv"
+        path = path if path.is_file() or not path.with_name(f"{m}.csv.gz").is_file() else path.with_name(f"{m}.csv.gz")
+        rows = _columns(path, ["case_id", "time"])
         times = pd.to_numeric(rows["time"], errors="coerce")
         if times.isna().any():
             line = int(np.flatnonzero(times.isna().to_numpy())[0]) + 2
-            raise ValueError(f"{folder / f'{m}.csv'} line {line}: time {rows['time'].iloc[line - 2]!r} is not a "
-                             "number (hours since admission expected)")
+            raise ValueError(f"{path} line {line}: time {rows['time'].iloc[line - 2]!r} is not a number (hours "
+                             "since admission expected)")
         first[m] = times.groupby(rows["case_id"]).min().reindex(first.index)
     return first
 
@@ -202,6 +204,9 @@ def _check_hours(hours: Sequence[float]) -> list[float]:
 
 
 def _columns(path: Path, needed: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the ICU cohort folder's tables are needed to know what was "
+                                "recorded by each hour")
     header = pd.read_csv(path, nrows=0).columns
     absent = [c for c in needed if c not in header]
     if absent:
