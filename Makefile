@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE := sample_data/cardio
 
-.PHONY: run test test-gpu setup chromium sample-data sample-data-cancer demo-checkpoint cancer-demo-checkpoint screenshot
+.PHONY: run test test-gpu setup chromium sample-data sample-data-cancer sample-data-icu demo-checkpoint cancer-demo-checkpoint icu-demo-checkpoint screenshot
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ sample-data-cancer: $(STAMP)
 	rm -rf sample_data/cancer
 	$(PY) -m neurofusion.data generate --task cancer --n 2000 --seed 2026 --splits test --colour-format palette --out sample_data/cancer
 
+# Rebuild the committed ICU sample cohort (the test split, 200 stays; vitals stored as vitals.csv.gz; see
+# sample_data/icu/README.md).
+sample-data-icu: $(STAMP)
+	rm -rf sample_data/icu
+	$(PY) -m neurofusion.data generate --task icu --n 2000 --seed 2026 --splits test --out sample_data/icu
+
 # Retrain the bundled demo checkpoint (about 15 minutes on 2 CPU cores): regenerate the training and
 # validation splits of the sample cohort's seed, train, and evaluate on the committed test split.
 demo-checkpoint: $(STAMP)
@@ -68,3 +74,11 @@ cancer-demo-checkpoint: $(STAMP)
 	rm -rf build/cancer_trainval sample_data/checkpoints/cancer_demo
 	$(PY) -m neurofusion.data generate --task cancer --n 2000 --seed 2026 --splits train,val --out build/cancer_trainval
 	$(PY) -m neurofusion.train --config configs/cancer_demo.yaml --data build/cancer_trainval --eval-data sample_data/cancer --out sample_data/checkpoints/cancer_demo
+
+# Retrain the bundled ICU demo checkpoint (at most 15 minutes on 2 CPU cores, training capped at 12): regenerate
+# the training and validation stays of the ICU sample's seed, train the 48-hour mortality model on every stay at
+# each prediction hour, and evaluate on the committed test stays.
+icu-demo-checkpoint: $(STAMP)
+	rm -rf build/icu_trainval sample_data/checkpoints/icu_demo
+	$(PY) -m neurofusion.data generate --task icu --n 2000 --seed 2026 --splits train,val --out build/icu_trainval
+	$(PY) -m neurofusion.train --config configs/icu_demo.yaml --data build/icu_trainval --eval-data sample_data/icu --out sample_data/checkpoints/icu_demo

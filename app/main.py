@@ -52,6 +52,7 @@ from explain.image import IMAGE_METHODS  # noqa: E402
 from neurofusion.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from neurofusion.config import ModelConfig  # noqa: E402
 from neurofusion.data.cohort import CohortReader  # noqa: E402
+from neurofusion.data.timed import open_cohort  # noqa: E402
 from neurofusion.data.errors import CohortError  # noqa: E402
 
 loading.empty()
@@ -117,7 +118,7 @@ def _load(checkpoint: str, cohort: str, device: str, settings: ExplainSettings) 
     try:
         data_key = cohort_key(cohort)
     except OSError:
-        CohortReader(cohort)  # raises the specific reason
+        open_cohort(cohort)  # raises the specific reason
         raise CohortError(f"cannot read the cohort in {cohort}") from None
     loaded, predictor = load_model(checkpoint, device, model_key)
     reader = load_cohort(cohort, data_key)

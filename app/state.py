@@ -28,6 +28,7 @@ from neurofusion.data.errors import CohortError
 from neurofusion.data.formats import wfdb_data_files
 from neurofusion.data.modalities import ModalitySpec
 from neurofusion.data.schema import SPLITS, Case
+from neurofusion.data.timed import TimedCohortReader, open_cohort
 from neurofusion.inference import Predictor
 from neurofusion.ood import OOD_FILE, OODReference
 from neurofusion.survival import risk_groups
@@ -49,6 +50,8 @@ DEMOS = {
     "cardio": Demo("Cardiology: diagnosis (5 classes)", DEFAULT_CHECKPOINT, DEFAULT_COHORT),
     "cancer": Demo("Oncology: 5-year survival", ROOT / "sample_data" / "checkpoints" / "cancer_demo",
                    ROOT / "sample_data" / "cancer"),
+    "icu": Demo("ICU: death within 48 h, at any hour", ROOT / "sample_data" / "checkpoints" / "icu_demo",
+                ROOT / "sample_data" / "icu"),
 }
 # Errors that mean "this case's input is bad", shown as a message on the case. CohortError (a ValueError)
 # names the file, line and field; a plain ValueError comes from turning a readable case into model input
@@ -81,14 +84,17 @@ def cohort_key(path: str) -> str:
 
 
 def file_columns(cohort: CohortReader) -> list[str]:
-    """The cohort.csv columns that name a case's files: one per declared image, text or signal modality."""
-    return [m.file_column for m in cohort.modalities if m.kind != "tabular"]
+    """The cohort.csv columns that name a case's files: one per declared file-backed modality (none in a
+    time-stamped cohort, whose cases are read from its long tables)."""
+    return [m.file_column for m in cohort.modalities if m.file_backed]
 
 
 def case_files(cohort: CohortReader, case_id: str) -> list[str]:
     """The files one case is read from: one per declared file-backed modality it has (for WFDB, the
-    header; ``case_key`` adds the data files it names). The case's row of cohort.csv is covered by the
-    cohort's own key."""
+    header; ``case_key`` adds the data files it names), or a time-stamped cohort's long tables. The case's
+    row of cohort.csv is covered by the cohort's own key."""
+    if getattr(cohort, "timed", False):
+        return [str(path) for path in cohort.table_files]
     row = cohort.table.iloc[cohort.position(case_id)]
     return [os.path.join(cohort.root, row[c]) for c in file_columns(cohort) if row[c]]
 
@@ -103,6 +109,8 @@ def cases_key(cohort: CohortReader, data_key: str) -> str:
     """The cohort table's key plus the size and modification time of every case's files, for results
     computed from every case: one stat per file, once per rerun (7 ms for the 200-case sample cohort)."""
     files = [os.path.join(cohort.root, f) for c in file_columns(cohort) for f in cohort.table[c] if f]
+    if getattr(cohort, "timed", False):
+        files = [str(path) for path in cohort.table_files]
     return hashlib.sha256(f"{data_key}:{_stat_key(files)}".encode()).hexdigest()[:16]
 
 
@@ -143,8 +151,9 @@ def load_model(path: str, device: str, key: str) -> tuple[Checkpoint, Predictor]
 
 
 @st.cache_resource(show_spinner="Opening the cohort...", max_entries=4)
-def load_cohort(path: str, key: str) -> CohortReader:
-    return CohortReader(path)
+def load_cohort(path: str, key: str) -> CohortReader | TimedCohortReader:
+    """The cohort with the reader its cohort.json calls for (a time-stamped ICU cohort: TimedCohortReader)."""
+    return open_cohort(path)
 
 
 @st.cache_data(show_spinner="Predicting every case of the cohort...", max_entries=8)
@@ -299,6 +308,11 @@ class Context:
     @property
     def classes(self) -> list[str]:
         return list(self.checkpoint.config.classes)
+
+    @property
+    def timed(self) -> bool:
+        """True for a time-stamped cohort (ICU): cases are stays, predicted as of an hour of the stay."""
+        return bool(getattr(self.cohort, "timed", False))
 
     @property
     def survival(self) -> bool:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
-from sklearn.metrics import f1_score
+from sklearn.metrics import f1_score, roc_auc_score
 from tqdm import tqdm
 
 from neurofusion.checkpoint import resolve_device, save_checkpoint
@@ -36,6 +36,7 @@ from neurofusion.data.cohort import COHORT_CSV, CohortReader
 from neurofusion.data.dataset import Batch, Collate, prepare_case
 from neurofusion.data.errors import CohortError
 from neurofusion.data.modalities import modalities_to_dicts
+from neurofusion.data.timed import open_cohort
 from neurofusion.data.tokenizer import load_tokenizer, make_tokenize, train_wordpiece
 from neurofusion.evaluate import censoring_reference, survival_report
 from neurofusion.inference import Predictor
@@ -71,6 +72,9 @@ def configure_model(config: ModelConfig, cohort: CohortReader) -> ModelConfig:
     data["features"] = [dataclasses.asdict(f) for f in cohort.features.values()]
     if data["heads"][0]["kind"] == "classification":
         data["heads"][0]["num_outputs"] = len(cohort.classes)
+    layout = getattr(cohort, "signal_layout", None)  # a time-stamped cohort's vitals grid (channels, rate, length)
+    if layout is not None:
+        data["signal"].update(layout)
     return ModelConfig.from_dict(data)  # validates
 
 
@@ -141,7 +145,7 @@ def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progre
                   **_validation_record(model, prepared["val"], tokenize, device),
                   "minutes": (time.perf_counter() - start) / 60}
         history.append(record)
-        score = record[_SELECTED_BY[config.outcome]]
+        score = record[selected_by(config)]
         if progress:
             shown = ", ".join(f"{k.removeprefix('val_')} {v:.3f}" for k, v in record.items() if k.startswith("val_"))
             print(f"epoch {epoch}: loss {record['train_loss']:.3f}, val {shown} ({record['minutes']:.1f} min)",
@@ -178,6 +182,15 @@ def _fit_ood(model: MultiModalModel, prepared: dict[str, list[dict]], collate: C
 
 # The validation number each outcome's early stopping follows (higher is better).
 _SELECTED_BY = {"classification": "val_macro_f1", "survival": "val_c_index"}
+
+
+def selected_by(config: ModelConfig) -> str:
+    """The validation number that picks the kept epoch: macro-F1 of a classifier, AUROC of a two-class risk
+    model (the ICU task's 48-hour mortality, where 1 in 8 samples is positive and F1 at argmax mostly measures
+    the threshold), C-index of a survival model."""
+    if config.outcome == "classification" and len(config.classes) == 2:
+        return "val_auroc"
+    return _SELECTED_BY[config.outcome]
 
 
 def primary_targets(config: ModelConfig, batch: Batch) -> torch.Tensor:
@@ -230,7 +243,10 @@ def modality_dropout(present: torch.Tensor, p: float, rng: np.random.Generator) 
 
 
 def data_hash(cohort: CohortReader, ids: list[str]) -> str:
-    """SHA-256 over cohort.csv and every file of the given cases: which data a checkpoint was trained on."""
+    """SHA-256 over cohort.csv and every file of the given cases: which data a checkpoint was trained on (a
+    time-stamped cohort: cohort.csv and its long tables)."""
+    if getattr(cohort, "timed", False):
+        return cohort.data_hash()
     digest = hashlib.sha256((cohort.root / COHORT_CSV).read_bytes())
     table = cohort.table.set_index("case_id").loc[ids]
     for column in [c for c in table.columns if c.endswith("_file")]:  # every file-backed modality's
@@ -257,16 +273,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         experiment = load_experiment(args.config)
         experiment = _override(experiment, args)
-        cohort = CohortReader(args.data)
+        cohort = open_cohort(args.data)
         result = fit(cohort, experiment.model, experiment.train, progress=not args.quiet)
-        evaluation = CohortReader(args.eval_data) if args.eval_data else cohort
+        evaluation = open_cohort(args.eval_data) if args.eval_data else cohort
         metrics = _final_metrics(result, cohort, evaluation)
         training = {
             "command": "python -m neurofusion.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
             "data": str(Path(args.data)),
             "data_hash": data_hash(cohort, cohort.ids("train") + cohort.ids("val")),
             "train_config": dataclasses.asdict(experiment.train),
-            "selected_by": _SELECTED_BY[result.model.config.outcome],
+            "selected_by": selected_by(result.model.config),
             "best_epoch": result.best_epoch,
             "epochs": len(result.history),
             "minutes": round(result.minutes, 2),
@@ -337,9 +353,12 @@ def _validation_record(model: MultiModalModel, items: list[dict], tokenize, devi
         nll = np.sum(rows["nll"], axis=0)
         return {"val_c_index": float(c_index), "val_nll": float(nll[0] / max(nll[1], 1))}
     labels, predicted = np.concatenate(rows["labels"]), scores.argmax(1)
-    return {"val_accuracy": float((predicted == labels).mean()),
-            "val_macro_f1": float(f1_score(labels, predicted, average="macro", labels=range(len(config.classes)),
-                                           zero_division=0))}
+    record = {"val_accuracy": float((predicted == labels).mean()),
+              "val_macro_f1": float(f1_score(labels, predicted, average="macro", labels=range(len(config.classes)),
+                                             zero_division=0))}
+    if len(config.classes) == 2:  # 0.5 when the split has one class only (no ranking to judge)
+        record["val_auroc"] = float(roc_auc_score(labels, scores[:, 1])) if len(set(labels)) == 2 else 0.5
+    return record
 
 
 def _no_text(notes: list[str]) -> dict[str, torch.Tensor]:

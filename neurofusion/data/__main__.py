@@ -10,6 +10,7 @@ from neurofusion.data.cohort import CohortReader, check_cohort, cohort_summary
 from neurofusion.data.errors import CohortError
 from neurofusion.data.schema import SPLITS
 from neurofusion.data.tasks import TASKS
+from neurofusion.data.timed import open_cohort
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             out = generate_cohort(args.task, args.n, args.seed, args.out, splits=splits,
                                   workers=args.workers, signal_format=args.signal_format,
                                   colour_format=args.colour_format)
-            print(f"wrote {len(CohortReader(out))} cases to {out}")
+            reader = open_cohort(out)
+            what = f"{len(reader.stays)} stays ({len(reader)} samples)" if getattr(reader, "timed", False) else (
+                f"{len(reader)} cases")
+            print(f"wrote {what} to {out}")
         elif args.command == "validate":
             return _validate(args.folder, args.checkpoint, args.max_warnings)
         elif args.command == "preview":

@@ -12,6 +12,7 @@ the MIMIC-IV item ids it stands for (documentation for users converting their ow
 
 from __future__ import annotations
 
+import gzip
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -197,18 +198,29 @@ def regular_grid(rows: pd.DataFrame, variables: Sequence[str], t: float, *, wind
     after t are dropped first, so nothing recorded later can reach the grid. Values before the window
     still seed the carried-forward value (a patient whose last blood pressure was 2 h before the window has
     that pressure, unmeasured, not 0)."""
+    seen = as_of(rows, t)
+    streams = {name: (part["time"].to_numpy(dtype=float), part["value"].to_numpy(dtype=float))
+               for name, part in seen.groupby("variable", sort=False)}
+    return grid_of_streams(streams, variables, t, window_h=window_h, step_h=step_h)
+
+
+def grid_of_streams(streams: Mapping[str, tuple[np.ndarray, np.ndarray]], variables: Sequence[str], t: float, *,
+                    window_h: float = 48.0, step_h: float = 5 / 60) -> Grid:
+    """:func:`regular_grid` from one stay's streams already split by variable: {name: (times (N,) ascending,
+    values (N,))}. Times after ``t`` are cut here too, so a caller may pass a whole stay's streams."""
     if not (window_h > 0 and step_h > 0 and window_h >= step_h):
         raise ValueError(f"window_h and step_h must be > 0 with window_h >= step_h, got {window_h}, {step_h}")
     steps = int(round(window_h / step_h))
     if not math.isclose(steps * step_h, window_h, rel_tol=1e-9):
         raise ValueError(f"window_h {window_h} must be a whole number of steps of {step_h} h")
     start = t - window_h
-    seen = as_of(rows, t)
     values = np.zeros((len(variables), steps), dtype=np.float32)
     measured = np.zeros((len(variables), steps), dtype=bool)
+    empty = (np.zeros(0), np.zeros(0))
     for v, name in enumerate(variables):
-        stream = seen[seen["variable"] == name]
-        time, value = stream["time"].to_numpy(dtype=float), stream["value"].to_numpy(dtype=float)
+        time, value = streams.get(name, empty)
+        known = np.searchsorted(time, t, side="right")  # times ascending: rows after t never reach the grid
+        time, value = time[:known], value[:known]
         # the step holding each time: ceil((time - start) / step) - 1, so a time on a step's end belongs to it
         index = np.ceil((time - start) / step_h - 1e-9).astype(int) - 1
         inside = index >= 0
@@ -290,7 +302,15 @@ def _read_long(path: str | Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
 
 
 def _read(path: str | Path, required: Sequence[str]) -> pd.DataFrame:
-    return read_csv_table(Path(path), tuple(required))
+    """The careful reader (stripped strings, file/line/field messages); a ``.gz`` file is decompressed first."""
+    path = Path(path)
+    data = None
+    if path.suffix == ".gz" and path.is_file():
+        try:
+            data = gzip.decompress(path.read_bytes())
+        except (OSError, EOFError) as err:
+            raise CohortError(f"not a readable gzip file ({err})", path=path) from None
+    return read_csv_table(path, tuple(required), data=data)
 
 
 def _floats(column: pd.Series, path: str | Path, field: str, expected: str) -> np.ndarray:

@@ -25,7 +25,7 @@ RESERVED_NAMES = frozenset({
     "case_id", "split", "label", "site", "note", "meta", "issues", "values", "outcome", "modalities", "time",
     "event", "others",
 })
-_FIELDS = ("name", "kind", "title", "colour", "folder", "file_column")
+_FIELDS = ("name", "kind", "title", "colour", "folder", "file_column", "table")
 
 
 class ModalityError(ValueError):
@@ -40,7 +40,9 @@ class ModalitySpec:
     reads it, one of :data:`KINDS`. title: for display ("Histopathology"); defaults to the name.
     colour: images only: read as (3, H, W) RGB instead of (H, W) grey. folder / file_column: where a
     file-backed modality's per-case files live in a cohort folder (default folder = name, file column =
-    ``<name>_file``); tabular modalities have neither (their values are cohort.csv columns).
+    ``<name>_file``); tabular modalities have neither (their values are cohort.csv columns). table: a
+    time-stamped modality (the ICU task's vitals, labs, notes) read from a long table in the cohort folder
+    (``vitals.csv``: stay, time, variable, value) instead of per-case files; it has no folder or file column.
     """
 
     name: str
@@ -49,6 +51,7 @@ class ModalitySpec:
     colour: bool = False
     folder: str | None = None
     file_column: str | None = None
+    table: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -69,20 +72,23 @@ class ModalitySpec:
         if self.kind == "tabular" and (self.folder or self.file_column):
             raise ModalityError(f"modality {self.name!r}: a tabular modality has no folder or file column "
                                 "(its values are cohort.csv columns)")
-        for key in ("folder", "file_column"):
+        if self.table is not None and (self.folder or self.file_column):
+            raise ModalityError(f"modality {self.name!r}: a modality read from a long table ({self.table}) has no "
+                                "folder or file column")
+        for key in ("folder", "file_column", "table"):
             value = getattr(self, key)
             if value is not None and not (isinstance(value, str) and value and ".." not in value
                                           and not value.startswith(("/", "\\"))):
                 raise ModalityError(f"modality {self.name!r}: {key} must be a relative name inside the cohort "
                                     f"folder, got {value!r}")
-        if self.kind != "tabular":
+        if self.kind != "tabular" and self.table is None:
             object.__setattr__(self, "folder", self.folder or self.name)
             object.__setattr__(self, "file_column", self.file_column or f"{self.name}_file")
         object.__setattr__(self, "title", self.title or self.name.replace("_", " ").capitalize())
 
     @property
     def file_backed(self) -> bool:
-        return self.kind in FILE_KINDS
+        return self.kind in FILE_KINDS and self.table is None
 
     @property
     def presence_column(self) -> str:
@@ -90,7 +96,10 @@ class ModalitySpec:
         return f"has_{self.name}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["table"] is None:  # only time-stamped modalities name a table (earlier cohort.json files unchanged)
+            del data["table"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "modality") -> "ModalitySpec":
@@ -157,4 +166,12 @@ CANCER_MODALITIES: tuple[ModalitySpec, ...] = (
     ModalitySpec("genomics", "tabular", title="Genomics"),
     ModalitySpec("treatment_notes", "text", title="Treatment notes", folder="treatment_notes"),
     ModalitySpec("clinical", "tabular", title="Clinical"),
+)
+
+# The ICU task: time-stamped vitals, labs and nursing notes in long tables, demographics in cohort.csv.
+ICU_MODALITIES: tuple[ModalitySpec, ...] = (
+    ModalitySpec("vitals", "signal", title="Vital signs", table="vitals.csv"),
+    ModalitySpec("labs", "tabular", title="Labs", table="labs.csv"),
+    ModalitySpec("notes", "text", title="Nursing notes", table="notes.csv"),
+    ModalitySpec("demographics", "tabular", title="Demographics"),
 )

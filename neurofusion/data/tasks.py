@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from neurofusion.data.modalities import CANCER_MODALITIES, CARDIO_MODALITIES, ModalitySpec
+from neurofusion.data.modalities import CANCER_MODALITIES, CARDIO_MODALITIES, ICU_MODALITIES, ModalitySpec
 
 OUTCOMES: tuple[str, ...] = ("classification", "survival")
 
@@ -58,6 +58,15 @@ TASKS: dict[str, TaskSpec] = {
         outcome="survival",
         horizon=60.0,
         time_unit="months",
+    ),
+    "icu": TaskSpec(
+        name="icu",
+        classes=("survives_48h", "dies_within_48h"),
+        description="death within the next 48 hours, predicted at any hour of an ICU stay from the vital signs, "
+                    "labs and nursing notes recorded up to that hour and the admission demographics",
+        modalities=ICU_MODALITIES,
+        horizon=48.0,
+        time_unit="hours",
     ),
 }
 

@@ -122,8 +122,8 @@ def generate_cohort(
     of a rendered pixel can move palette colours: compare palette tiles with the rendered tile within the
     quantiser's tolerance, not with each other's bytes.
     """
-    if task not in GENERATORS:
-        raise ValueError(f"unknown task {task!r}; available: {', '.join(GENERATORS)}")
+    if task not in GENERATORS and task != "icu":
+        raise ValueError(f"unknown task {task!r}; available: {', '.join(GENERATORS)}, icu")
     unknown = set(splits) - set(SPLITS)
     if unknown or not splits:
         raise ValueError(f"splits must be some of {SPLITS}, got {splits}")
@@ -135,6 +135,8 @@ def generate_cohort(
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder (nothing was written)")
+    if task == "icu":  # time-stamped long tables, not one file per case
+        return _generate_icu(n, seed, out, splits, signal_format, colour_format)
     generator = GENERATORS[task]
     draws = [d for d in generator.draw(n, seed) if d.split in splits]
     out.mkdir(parents=True, exist_ok=True)
@@ -165,6 +167,20 @@ def generate_cohort(
         names = tuple(m.name for m in spec.modalities)
         write_rankings(out / RANKINGS_CSV, generator.rankings(ranked, seed), modalities=names)
     (out / "README.md").write_text(generator.readme(info, len(rows)), encoding="utf-8")
+    return out
+
+
+def _generate_icu(n: int, seed: int, out: Path, splits: tuple[str, ...], signal_format: str,
+                  colour_format: str) -> Path:
+    """The ICU cohort (neurofusion.data.synthetic.icu.write): vitals.csv.gz, labs, notes, demographics."""
+    from neurofusion.data.synthetic.icu.write import write_icu_cohort
+
+    if signal_format != "16":
+        raise ValueError("--signal-format applies to WFDB ECG files; the ICU task's vitals are a long table")
+    info = _cohort_info("icu", n, seed, splits, signal_format, colour_format)
+    provenance = {k: info[k] for k in ("synthetic", "description", "generator")}
+    provenance["generator"].pop("signal_format")
+    write_icu_cohort(out, n, seed, splits=splits, compress_vitals=True, info=provenance)
     return out
 
 
