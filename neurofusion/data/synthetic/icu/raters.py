@@ -27,6 +27,7 @@ import pandas as pd
 from neurofusion.data.annotations import write_rankings
 from neurofusion.data.synthetic.icu.cohort import ICU_MODALITIES
 from neurofusion.data.synthetic.raters import SYNTHETIC_RATERS, RaterSpec, simulate_rankings
+from neurofusion.data.timed import sample_id
 
 RANKINGS_FILE = "clinician_rankings.csv"
 EVENT_MODALITIES: tuple[str, ...] = ("vitals", "labs", "notes")  # recorded in time-stamped tables
@@ -92,7 +93,7 @@ def evidence_table(truth: pd.DataFrame, hours: Sequence[float],
             if t >= length:
                 continue
             strengths = icu_evidence(stay, t)
-            row: dict[str, object] = {"case_id": _sample_id(stay_id, t), "stay_id": stay_id, "hour": t}
+            row: dict[str, object] = {"case_id": sample_id(stay_id, t), "stay_id": stay_id, "hour": t}
             for m in ICU_MODALITIES:
                 present = m not in _missing(stay) and (
                     first is None or m not in EVENT_MODALITIES or (pd.notna(first[m]) and first[m] <= t))
@@ -158,10 +159,6 @@ def write_icu_rankings(folder: str | Path, truth: pd.DataFrame, hours: Sequence[
     return rankings
 
 
-def _sample_id(stay_id: str, t: float) -> str:
-    return f"{stay_id}@{t:g}h"
-
-
 def _sample_seed(seed: int, sample_id: str) -> int:
     """A 64-bit seed from the cohort seed and the sample id (hashlib: the same on every machine and run)."""
     return int.from_bytes(hashlib.blake2b(f"{seed}|{sample_id}".encode(), digest_size=8).digest(), "little")
@@ -198,7 +195,7 @@ def _check_truth(truth: pd.DataFrame) -> None:
 def _check_hours(hours: Sequence[float]) -> list[float]:
     values = [float(t) for t in hours]
     bad = [t for t in values if not math.isfinite(t) or t < 0]
-    if bad or len({_sample_id("", t) for t in values}) != len(values):
+    if bad or len({sample_id("", t) for t in values}) != len(values):
         raise ValueError(f"prediction hours must be distinct, finite and >= 0; got {list(hours)}")
     return values
 

@@ -18,6 +18,7 @@ from neurofusion.data.features import FeatureSpec, write_features
 from neurofusion.data.modalities import modalities_to_dicts
 from neurofusion.data.schema import SPLITS
 from neurofusion.data.synthetic.icu.cohort import TRUTH_COLUMNS, IcuStay, draw_cohort, synthesize_stay
+from neurofusion.data.synthetic.icu.raters import write_icu_rankings
 from neurofusion.data.synthetic.icu.trajectory import ADMISSION_TYPES, DIAGNOSES
 from neurofusion.data.synthetic.icu.variables import ICU_VARIABLES, write_variables
 from neurofusion.data.tasks import TASKS
@@ -34,6 +35,7 @@ DEMOGRAPHIC_FEATURES: tuple[FeatureSpec, ...] = (
 
 COHORT_COLUMNS: tuple[str, ...] = ("case_id", "split", "site", "stay_hours", "died", "age", "sex",
                                    "admission_type", "diagnosis")
+RANKED_SPLITS = ("test",)  # as the cardio and cancer generators
 _FLOAT = "%.10g"  # times to 4 decimals up to 168 h and lab values print exactly
 
 
@@ -73,6 +75,9 @@ def write_icu_cohort(folder: str | Path, n: int, seed: int, *, splits: Sequence[
     (folder / "cohort.json").write_text(json.dumps(cohort_info, indent=2) + "\n", encoding="utf-8")
     truth = pd.DataFrame([s.truth for s in stays], columns=list(TRUTH_COLUMNS))
     truth.to_csv(folder / "ground_truth.csv", index=False, float_format=_FLOAT)
+    ranked = truth[truth["case_id"].isin([s.plan.case_id for s in stays if s.plan.split in RANKED_SPLITS])]
+    if len(ranked):  # the simulated annotation study covers the held-out stays, at each prediction hour
+        write_icu_rankings(folder, ranked, DEFAULT_HOURS, seed)
     return stays
 
 
