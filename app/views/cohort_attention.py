@@ -1,15 +1,28 @@
 """Cohort attention: the model's average cross-modal attention and modality importance, by true and by
 predicted class (the paper's figure 2A). For a survival model: Kaplan-Meier curves by predicted risk group
 with the log-rank test, calibration at the model's horizon, the C-index, and attention and importance by
-risk group."""
+risk group. For a time-stamped (ICU) cohort: figure 2C (mean attention received and |Shapley| share per
+modality and prediction hour, by outcome, beside the paper's numbers), AUROC / AUPRC per prediction hour
+with stay-bootstrap intervals and the calibration of the risk."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from app import figures
+from app.icu_cohort_figures import (
+    VALUES,
+    figure_2c,
+    hour_metrics_figure,
+    hour_table,
+    paper_comparison,
+    risk_calibration_figure,
+)
 from app.state import Context, context, split_picker
+from explain.timeline import PAPER_FIGURE_2C, cohort_over_time
+from neurofusion.data.schema import SPLITS
 from app.survival_figures import (
     RISK_GROUPS,
     by_risk_group,
@@ -17,7 +30,10 @@ from app.survival_figures import (
     risk_group_figure,
     risk_group_survival,
 )
+from neurofusion.risk_metrics import risk_metrics, risk_metrics_table
 from neurofusion.survival import Calibration, calibration_at, concordance_index
+
+RISK_BOOTSTRAP = 1000  # stay resamples of the AUROC / AUPRC intervals, as risk_metrics' default
 
 
 @st.cache_data(show_spinner="Computing the C-index and the calibration (bootstrap)...", max_entries=16)
@@ -81,6 +97,75 @@ def _survival_page(ctx: Context, ids: tuple[str, ...], split: str) -> None:
                "negative value lowers predicted survival); attention is a weight between 0 and 1.")
 
 
+def risk_inputs(ctx: Context, ids: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(N,) label (1 = dies within 48 h), predicted risk, stay and prediction hour of the samples ``ids`` of a
+    time-stamped cohort, from the cohort predictions."""
+    event = ctx.classes[1]
+    frame = ctx.predictions().set_index("case_id").loc[list(ids)]
+    samples = ctx.cohort.table.set_index("case_id").loc[list(ids)]
+    return ((frame["label"] == event).to_numpy(dtype=int), frame[f"p_{event}"].to_numpy(dtype=float),
+            samples["stay_id"].to_numpy(), samples["hour"].to_numpy(dtype=float))
+
+
+@st.cache_data(show_spinner="Computing AUROC, AUPRC and calibration by hour (bootstrap over stays)...",
+               max_entries=16)
+def _risk_metrics(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...]) -> dict:
+    return risk_metrics(*risk_inputs(_ctx, ids), n_bootstrap=RISK_BOOTSTRAP, seed=0)
+
+
+@st.cache_data(show_spinner="Figure 2C: attention and modality importance of every sample...", max_entries=8)
+def _over_time(_ctx: Context, model_key: str, cases_key: str, split: str) -> pd.DataFrame:
+    """cohort_over_time of one split, or of every split ("all": each split's means weighted by its samples)."""
+    if split != "all":
+        return cohort_over_time(_ctx.predictor, _ctx.cohort, split=split)
+    parts = pd.concat([cohort_over_time(_ctx.predictor, _ctx.cohort, split=s) for s in SPLITS if _ctx.cohort.ids(s)])
+    keys = ["hour", "outcome", "modality", "title"]
+    for value in ("attention", "share"):
+        parts[f"{value}_sum"] = parts[value].fillna(0.0) * parts["n"] * parts[value].notna()
+        parts[f"{value}_n"] = parts["n"] * parts[value].notna()
+    merged = parts.groupby(keys, sort=False)[["n", "n_present", "attention_sum", "attention_n", "share_sum",
+                                              "share_n"]].sum().reset_index()
+    for value in ("attention", "share"):
+        merged[value] = merged[f"{value}_sum"] / merged[f"{value}_n"].where(merged[f"{value}_n"] > 0)
+    return merged[keys + ["attention", "share", "n", "n_present"]]
+
+
+def _icu_page(ctx: Context, ids: tuple[str, ...], split: str) -> None:
+    where = "every stay" if split == "all" else f"the {split} split"
+    st.caption(f"Each sample is a stay of {where} as of one prediction hour ({', '.join(f'{h:g}' for h in ctx.cohort.hours)} h): "
+               "the model reads only what was recorded by then and predicts death within the next 48 hours. "
+               "Stays that had ended by an hour are not scored at it.")
+    st.subheader("How the model's attention moves over the stay (figure 2C)")
+    over_time = _over_time(ctx, ctx.model_key, ctx.cases_key, split)
+    value = st.radio("Show", tuple(VALUES), key="cohort.icu_value", horizontal=True, format_func=VALUES.get)
+    st.plotly_chart(figure_2c(over_time, ctx.titles, value, PAPER_FIGURE_2C), key="cohort.figure_2c")
+    st.caption("Outcome is how the stay ended (died in the ICU or discharged alive), whatever the hour. Attention "
+               "received is the mean over the query modalities of the cross-modal attention each modality "
+               "receives; the |Shapley| share is each modality's share of the exact Shapley values of the predicted "
+               "risk. Diamonds: the paper's attention weights (real data, every stay; it reports demographics at "
+               "0 h, vital signs at 12, 24 and 36 h and nursing notes near 0.25 throughout).")
+    comparison = paper_comparison(over_time, ctx.titles, PAPER_FIGURE_2C)
+    if not comparison.empty:
+        st.dataframe(comparison, hide_index=True, key="cohort.paper_2c",
+                     column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
+                                    ("Paper (real data)", "Died in the ICU", "Survived", "Both groups")})
+
+    st.subheader("Performance by prediction hour")
+    metrics = _risk_metrics(ctx, ctx.model_key, ctx.cases_key, ids)
+    c1, c2, c3 = st.columns(3)
+    for column, name, label in ((c1, "auroc", "AUROC"), (c2, "auprc", "AUPRC"), (c3, "brier", "Brier score")):
+        estimate = metrics[name]
+        column.metric(f"{label}, all hours", "n/a" if estimate["value"] is None else f"{estimate['value']:.3f}")
+        column.caption(f"95 % CI {estimate['ci_low']:.3f} to {estimate['ci_high']:.3f}" if estimate["ci_low"] is not None
+                       else estimate.get("reason") or "not defined")
+    st.caption(f"{metrics['n_samples']} samples of {metrics['n_stays']} stays, {metrics['n_events']} followed by death "
+               f"within 48 h; intervals: {RISK_BOOTSTRAP} bootstrap resamples of stays (every sample of a drawn stay). "
+               "Paper (real data): AUROC 0.913, AUPRC 0.849.")
+    st.plotly_chart(hour_metrics_figure(metrics), key="cohort.by_hour")
+    st.dataframe(hour_table(risk_metrics_table(metrics)), hide_index=True, key="cohort.hour_table")
+    st.plotly_chart(risk_calibration_figure(metrics), key="cohort.calibration")
+
+
 ctx = context()
 st.title("Cohort attention")
 split = split_picker(ctx, "cohort.split")
@@ -90,6 +175,9 @@ if not ids:
     st.stop()
 if ctx.survival:
     _survival_page(ctx, ids, split)
+    st.stop()
+if ctx.timed:
+    _icu_page(ctx, ids, split)
     st.stop()
 importance = ctx.cohort_explanation(ids)
 attention = importance.attention

@@ -1,18 +1,29 @@
 """Missing-modality study: hide modalities at chosen rates across the cohort and watch accuracy (a survival
-model: the C-index and the AUC at its horizon), and the paper's section 7.3 table (each modality and each pair
+model: the C-index and the AUC at its horizon; a time-stamped ICU cohort's risk of death within 48 h: AUROC
+and AUPRC with intervals that resample stays), and the paper's section 7.3 table (each modality and each pair
 withheld from every case)."""
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from app import figures
+from app.icu_cohort_figures import PAPER_ICU, metric_rows, withheld_risk_table
 from app.state import Context, context, split_picker
 from app.survival_figures import withheld_survival_table
-from explain.ablation import HiddenPredictions, hidden_predictions, missing_rate_metrics, withheld_metrics
+from explain.ablation import (
+    HiddenPredictions,
+    hidden_predictions,
+    missing_rate_metrics,
+    random_hiding,
+    section_7_3,
+    withheld_metrics,
+)
 from explain.survival_ablation import HiddenSurvival, hidden_survival, missing_rate_survival, withheld_survival
 from neurofusion.data.schema import MODALITIES
 from neurofusion.evaluate import censoring_reference
+from neurofusion.risk_metrics import risk_metrics
 
 PAPER_7_3 = ("The paper (real data) gives 94.2 % with every modality, 89.7 % on average with one missing and "
              "84.3 % with two; missing ECG cost the most (−4.8 points), the note the least (−2.1). It reports no "
@@ -20,6 +31,11 @@ PAPER_7_3 = ("The paper (real data) gives 94.2 % with every modality, 89.7 % on 
 PAPER_7_3_CANCER = ("The paper (real data) gives one cancer figure: withholding genomics costs 6.3 C-index points. "
                     "It reports no other modality.")
 SURVIVAL_BOOTSTRAP = 200  # resamples of the C-index and AUC intervals, as the checkpoint's recorded metrics
+RISK_BOOTSTRAP = 500  # stay resamples of the ICU AUROC and AUPRC intervals (as the classifier's 500 above)
+PAPER_7_3_ICU = ("The paper (real data) reports no ICU figure with modalities withheld; its vital-signs-only model "
+                 f"(a separately trained model, Table 2) reaches AUROC {PAPER_ICU['vitals_only_auroc']:.3f} and AUPRC "
+                 f"{PAPER_ICU['vitals_only_auprc']:.3f} against NeuroFusion's {PAPER_ICU['auroc']:.3f} and "
+                 f"{PAPER_ICU['auprc']:.3f}: the last row withholds everything but the vital signs from this one model.")
 
 
 @st.cache_data(show_spinner="Predicting the cohort with each set of modalities hidden (once)...", max_entries=8)
@@ -114,6 +130,92 @@ def _survival_page(ctx: Context, ids: tuple[str, ...]) -> None:
         st.caption(PAPER_7_3_CANCER)
 
 
+def _stays_hours(ctx: Context, ids: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) stay and prediction hour of each sample of a time-stamped cohort."""
+    samples = ctx.cohort.table.set_index("case_id").loc[list(ids)]
+    return samples["stay_id"].to_numpy(), samples["hour"].to_numpy(dtype=float)
+
+
+def _risk_of(hidden: HiddenPredictions, subset: np.ndarray | int) -> np.ndarray:
+    """(N,) predicted risk (probability of class 1, death within 48 h) of each sample with the modalities of
+    ``subset`` hidden (a bit mask per sample, or one for all)."""
+    return hidden.probabilities[subset, np.arange(len(hidden.labels)), 1]
+
+
+@st.cache_data(show_spinner="Computing AUROC and AUPRC (bootstrap over stays)...", max_entries=256)
+def _icu_rates(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...],
+               rates: tuple[tuple[str, float], ...], seed: int) -> dict:
+    """A slider step is a lookup in the cached predictions plus the stay bootstrap: no model pass."""
+    hidden = _hidden(_ctx, model_key, cases_key, ids)
+    hide, subset = random_hiding(len(hidden.labels), hidden.names, dict(rates), seed)
+    stays, hours = _stays_hours(_ctx, ids)
+    result = risk_metrics(hidden.labels == 1, _risk_of(hidden, subset), stays, hours, n_bootstrap=RISK_BOOTSTRAP,
+                          seed=seed)
+    observed = (hidden.present & ~hide).mean(0)
+    return {**result, "observed_share": dict(zip(hidden.names, observed.round(4).tolist()))}
+
+
+def icu_drops(names: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Section 7.3's rows (nothing, each modality, each pair withheld) and, when the model has vital signs,
+    everything but them withheld (the paper's vitals-only comparison)."""
+    drops = section_7_3(names)
+    if "vitals" in names and len(names) > 3:
+        drops.append(tuple(m for m in names if m != "vitals"))
+    return drops
+
+
+@st.cache_data(show_spinner="Computing the section 7.3 table (bootstrap over stays)...", max_entries=8)
+def _icu_withheld(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...]) -> dict:
+    hidden = _hidden(_ctx, model_key, cases_key, ids)
+    stays, _ = _stays_hours(_ctx, ids)
+    study = {}
+    for drop in icu_drops(hidden.names):
+        subset = sum(1 << hidden.names.index(m) for m in drop)
+        study[",".join(drop) or "none"] = risk_metrics(hidden.labels == 1, _risk_of(hidden, subset), stays,
+                                                       n_bootstrap=RISK_BOOTSTRAP, seed=0)
+    return study
+
+
+def _icu_page(ctx: Context, ids: tuple[str, ...]) -> None:
+    titles = ctx.titles
+    st.subheader("Hide modalities at random")
+    st.caption("Each modality is hidden, independently for each sample (a stay as of a prediction hour), with the "
+               "chosen probability (on top of what was not yet recorded by then); the model then uses its learned "
+               "missing embeddings. Scores are of the predicted risk of death within 48 h.")
+    columns = st.columns(len(titles))
+    rates = tuple((m, column.slider(f"{title} missing (%)", 0, 100, 0, 10, key=f"missing.rate_{m}") / 100)
+                  for column, (m, title) in zip(columns, titles.items()))
+    seed = st.number_input("Random seed", 0, 10_000, 0, key="missing.seed")
+    keys = (ctx, ctx.model_key, ctx.cases_key, ids)
+    baseline = _icu_rates(*keys, tuple((m, 0.0) for m in titles), 0)
+    result = _icu_rates(*keys, rates, int(seed))
+    rows = metric_rows(baseline, "as recorded") + metric_rows(result, "with the rates above")
+    st.plotly_chart(figures.metric_bars(rows, "Score on the selected samples (95 % CI)", percent=False),
+                    key="missing.metrics")
+    observed = ", ".join(f"{titles[m]} {v:.0%}" for m, v in result["observed_share"].items())
+    undefined = [f"{name.upper()}: {s[name]['reason']}" for name in ("auroc", "auprc") for s in (baseline, result)
+                 if s[name]["value"] is None]
+    st.caption(f"Share of samples in which each modality was seen: {observed}. {result['n_samples']} samples of "
+               f"{result['n_stays']} stays, {result['n_events']} followed by death within 48 h. Error bars: 95 % CI "
+               f"from {RISK_BOOTSTRAP} bootstrap resamples of stays (every sample of a drawn stay)."
+               + (f" Not shown: {'; '.join(undefined)}." if undefined else ""))
+
+    st.subheader("Section 7.3: withholding modalities from every sample")
+    st.caption("As in the paper's section 7.3: each modality, and each pair of modalities, is withheld from every "
+               "sample in turn, and the model predicts with its learned missing embeddings in their place.")
+    study = _icu_withheld(*keys)
+    vitals_only = ",".join(m for m in titles if m != "vitals")
+    paper = {"none": f"AUROC {PAPER_ICU['auroc']:.3f}, AUPRC {PAPER_ICU['auprc']:.3f}",
+             vitals_only: f"AUROC {PAPER_ICU['vitals_only_auroc']:.3f}, AUPRC {PAPER_ICU['vitals_only_auprc']:.3f} "
+                          "(vitals-only model)"}
+    table = withheld_risk_table(study, titles, paper=paper)
+    st.dataframe(table, hide_index=True, key="missing.table", height=figures.table_height(len(table)),
+                 column_config={"AUROC": st.column_config.NumberColumn(format="%.3f"),
+                                "AUPRC": st.column_config.NumberColumn(format="%.3f"),
+                                "Change (points)": st.column_config.NumberColumn(format="%+.1f")})
+    st.caption(PAPER_7_3_ICU)
+
+
 def _nan_for_none(estimate: dict) -> dict:
     """An estimate the data could not define as NaN (the bar reads n/a) instead of None."""
     return {k: float("nan") if estimate.get(k) is None else estimate[k] for k in ("value", "ci_low", "ci_high")}
@@ -128,6 +230,9 @@ if not ids:
     st.stop()
 if ctx.survival:
     _survival_page(ctx, ids)
+    st.stop()
+if ctx.timed:
+    _icu_page(ctx, ids)
     st.stop()
 
 st.subheader("Hide modalities at random")

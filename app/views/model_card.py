@@ -1,28 +1,94 @@
 """Model card: what the loaded model is, how it was trained and on what, how it compares with the
 baselines (committed benchmark results), its size and speed, intended use and limits. A survival model
 shows its survival metrics (C-index, AUC at the horizon, integrated Brier score, calibration), its time
-grid and its declared modalities."""
+grid and its declared modalities. A risk model on a time-stamped (ICU) cohort states its task (the label at
+hour t, what the model reads at t) and shows AUROC, AUPRC, Brier score and calibration with stay-bootstrap
+intervals, overall and per prediction hour, beside the paper's ICU numbers."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from app import figures
-from app.state import ROOT, context
+from app.icu_cohort_figures import PAPER_ICU, hour_table, risk_calibration_figure, risk_metric_table
+from app.state import ROOT, Context, context
 from app.survival_figures import survival_metric_table
 from neurofusion.checkpoint import parameter_counts
 from neurofusion.data.schema import MODALITIES
+from neurofusion.data.timed import STEP_H, WINDOW_H
+from neurofusion.risk_metrics import risk_metrics, risk_metrics_table
 
 RESULTS = ROOT / "benchmarks" / "results"
+RISK_BOOTSTRAP = 1000  # stay resamples when the checkpoint recorded no risk metrics (risk_metrics' default)
+
+
+@st.cache_data(show_spinner="Computing the test metrics of the risk (bootstrap over stays)...", max_entries=8)
+def _risk_metrics(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...]) -> dict:
+    """AUROC, AUPRC, Brier score and calibration of the loaded cohort's samples ``ids`` (neurofusion.evaluate's
+    risk report, computed here when the checkpoint's metrics.json has none)."""
+    event = _ctx.classes[1]
+    frame = _ctx.predictions().set_index("case_id").loc[list(ids)]
+    samples = _ctx.cohort.table.set_index("case_id").loc[list(ids)]
+    return risk_metrics((frame["label"] == event).to_numpy(dtype=int), frame[f"p_{event}"].to_numpy(dtype=float),
+                        samples["stay_id"].to_numpy(), samples["hour"].to_numpy(dtype=float),
+                        n_bootstrap=RISK_BOOTSTRAP, seed=0)
+
+
+def _task_definition(ctx: Context) -> str:
+    """The ICU task as neurofusion/data/timed.py defines it, with this cohort's hours and horizon."""
+    hours = ", ".join(f"{h:g}" for h in ctx.cohort.hours)
+    horizon = f"{ctx.cohort.horizon_h:g}"
+    return (
+        f"- **Label at hour t** of a stay: `{ctx.classes[1]}` when the patient died in the ICU within {horizon} h "
+        f"after t (died, and stay end − t ≤ {horizon} h), else `{ctx.classes[0]}`. The risk is the predicted "
+        f"probability of `{ctx.classes[1]}`.\n"
+        f"- **Samples:** each stay as of each prediction hour ({hours} h) it reaches; a stay that had ended "
+        "before t is not scored at t. A stay's samples share a patient, so every interval below resamples stays.\n"
+        "- **What the model reads at t** (only what was recorded at or before t): vital signs of the last "
+        f"{WINDOW_H:g} h on a {STEP_H * 60:g}-minute grid (each variable scaled by its plausible range and carried "
+        "forward between measurements, plus a measured-mask channel per variable); each lab's last value and its "
+        "age in hours (last observation carried forward, not the paper's nearest-neighbour matching, which could "
+        "reach past t); the nursing notes written by t, newest first, each headed by how long before t it was "
+        "written; the demographics known at admission. A modality is present at t only when something of it was "
+        "recorded by t.")
+
+
+def _icu_metrics(ctx: Context, test: dict | None) -> None:
+    """The checkpoint's recorded risk metrics, or the bundled cohort's test samples' when it has none."""
+    risk = (test or {}).get("risk")
+    if risk is not None:
+        source = (f"{risk['n_samples']} test samples of {risk['n_stays']} stays of the cohort the checkpoint was "
+                  "evaluated on when it was trained (metrics.json)")
+    else:
+        ids = tuple(ctx.readable_ids(ctx.cohort.ids("test")))
+        if not ids:
+            st.info("This checkpoint has no recorded risk metrics and the loaded cohort has no readable test samples.")
+            return
+        risk = _risk_metrics(ctx, ctx.model_key, ctx.cases_key, ids)
+        source = (f"{risk['n_samples']} test samples of {risk['n_stays']} stays of the loaded cohort "
+                  f"({ctx.cohort.root.name}), computed here: the checkpoint's metrics.json records none")
+    st.dataframe(risk_metric_table(risk), hide_index=True, key="model.metrics")
+    st.caption(f"{source}; {risk['n_events']} samples were followed by death within 48 h. 95 % CIs from "
+               f"{risk.get('n_bootstrap', RISK_BOOTSTRAP)} bootstrap resamples of stays. The paper's numbers are its "
+               f"real-data results (MIMIC-IV): NeuroFusion AUROC {PAPER_ICU['auroc']:.3f}, AUPRC "
+               f"{PAPER_ICU['auprc']:.3f}; vital signs only AUROC {PAPER_ICU['vitals_only_auroc']:.3f}.")
+    if risk.get("by_hour"):
+        st.markdown("**By prediction hour**")
+        st.dataframe(hour_table(risk_metrics_table(risk)), hide_index=True, key="model.hour_metrics")
+    st.plotly_chart(risk_calibration_figure(risk), key="model.calibration")
 
 ctx = context()
 config, checkpoint = ctx.checkpoint.config, ctx.checkpoint
 st.title("Model card")
-if ctx.survival:
+if ctx.timed:
+    st.markdown(f"**{config.architecture}** for the **{config.task}** task · predicts the risk of death within the "
+                f"next {ctx.cohort.horizon_h:g} hours at any hour of an ICU stay · loaded from `{checkpoint.path}`")
+elif ctx.survival:
     bins = config.survival_bins
     st.markdown(f"**{config.architecture}** for the **{config.task}** task · predicts survival over "
                 f"{bins.edges[-1]:g} {bins.unit} (risk score 1 − S({config.horizon:g} {bins.unit})) · loaded from "
@@ -34,12 +100,16 @@ else:
 inputs = ("echo image, clinical note, 12-lead ECG, labs" if tuple(ctx.names) == MODALITIES
           else ", ".join(t.lower() if t[1:].islower() else t for t in ctx.titles.values()))
 
+if ctx.timed:
+    st.subheader("Task")
+    st.markdown(_task_definition(ctx))
+
 st.subheader("Intended use and limits")
 st.markdown(
     f"- A research and teaching tool for inspecting how a multi-modal model ({inputs}) reaches its "
     "predictions. **Not a medical device; not for clinical decisions.**\n"
     "- The bundled model was trained on **synthetic** cases whose per-modality evidence is planted; its "
-    f"{'C-index' if ctx.survival else 'accuracy'} says nothing about real patients. Retrain and validate on your own data before drawing any "
+    f"{'C-index' if ctx.survival else 'AUROC' if ctx.timed else 'accuracy'} says nothing about real patients. Retrain and validate on your own data before drawing any "
     "conclusion.\n"
     "- Explanations describe this model, including its mistakes. Attention is not importance; the Shapley "
     "values are exact for the model's missing-modality behaviour, which is itself learned.")
@@ -54,7 +124,9 @@ def _metric_row(name: str, metric: dict) -> dict:
 
 st.subheader("Test metrics of this checkpoint")
 test = checkpoint.metrics.get("test")
-if test and ctx.survival:
+if ctx.timed:
+    _icu_metrics(ctx, test)
+elif test and ctx.survival:
     st.dataframe(survival_metric_table(test), hide_index=True, key="model.metrics")
     reference = test.get("censoring_reference") or {}
     st.caption(f"{test['n']} test cases ({test.get('n_events', '?')} events) of the cohort the checkpoint was "
@@ -69,7 +141,15 @@ else:
     st.info("This checkpoint has no recorded test metrics (metrics.json).")
 
 
-if ctx.survival:
+if ctx.timed:
+    st.subheader("Modalities")
+    st.dataframe(pd.DataFrame({"Modality": list(ctx.titles.values()), "Name": ctx.names,
+                               "Kind": [ctx.kinds[m] for m in ctx.names],
+                               "Present in the test samples": [f"{ctx.cohort.table.loc[ctx.cohort.table['split'] == 'test', f'has_{m}'].mean():.0%}"
+                                                               if (ctx.cohort.table["split"] == "test").any() else "—"
+                                                               for m in ctx.names]}),
+                 hide_index=True, key="model.modalities")
+elif ctx.survival:
     st.subheader("Time grid and modalities")
     edges = ", ".join(f"{e:g}" for e in bins.edges)
     st.markdown(f"{bins.num_bins} time bins with edges {edges} {bins.unit}: the model gives the probability of "
@@ -86,8 +166,19 @@ def _benchmark(name: str) -> str | None:
 
 
 st.subheader("Against the baselines (Table 2, synthetic cohort)")
-table2 = _benchmark("table2_cancer.md" if config.task == "cancer" else "table2.md")
-if table2 and ctx.survival:
+TABLE2 = {"cancer": "table2_cancer.md", "icu": "table2_icu.md"}
+table2 = _benchmark(TABLE2.get(config.task, "table2.md"))
+if ctx.timed:
+    if table2:  # the ICU columns (AUROC, AUPRC) as the benchmark wrote them
+        st.markdown("\n".join(line for line in table2.splitlines() if line.startswith("|")))
+        st.caption("Produced by `python benchmarks/table2.py --task icu` on the synthetic ICU cohort; the paper's "
+                   "columns are its real-data results, for reference.")
+    else:
+        st.markdown("No committed ICU results (`benchmarks/results/table2_icu.md`; run `python benchmarks/table2.py "
+                    f"--task icu`). The paper's ICU columns (real data): NeuroFusion AUROC {PAPER_ICU['auroc']:.3f}, "
+                    f"AUPRC {PAPER_ICU['auprc']:.3f}; vital signs only AUROC {PAPER_ICU['vitals_only_auroc']:.3f}, "
+                    f"AUPRC {PAPER_ICU['vitals_only_auprc']:.3f}.")
+elif table2 and ctx.survival:
     # the survival columns (C-index, AUC, Brier) as the benchmark wrote them
     st.markdown("\n".join(line for line in table2.splitlines() if line.startswith("|")))
     st.caption("Produced by `python benchmarks/table2.py --task cancer` on the bundled synthetic cohort; the "
@@ -117,7 +208,13 @@ counts = parameter_counts(ctx.checkpoint.model)
 st.dataframe(pd.DataFrame([{"part": k, "parameters": v} for k, v in counts.items()]), hide_index=True,
              key="model.params")
 latency = _benchmark("latency.md")
-if latency and ctx.survival:
+if ctx.timed:
+    icu_latency = _benchmark("icu_latency.md")
+    st.caption("benchmarks/results/icu_latency.md measures this task's risk trajectory and per-hour explanations:"
+               if icu_latency else "No committed ICU latency benchmark (run `python benchmarks/icu_latency.py`).")
+    if icu_latency:
+        st.markdown(icu_latency.split("\n", 2)[2])
+elif latency and ctx.survival:
     st.caption("The committed latency benchmarks (benchmarks/results/latency.md) measure the cardio demo model; "
                "benchmarks/results/task_explain_latency.md compares one case's explanation across the two tasks.")
 elif latency:
@@ -130,9 +227,16 @@ if training:
                 f"`{training.get('data_hash', '?')}`  \nEpochs: {training.get('epochs')} (best "
                 f"{training.get('best_epoch')}), {float(training.get('minutes') or 0):.1f} minutes")
     history = training.get("history", [])
-    if history:
+    selected = training.get("selected_by")
+    if history and ctx.timed and selected not in figures.VALIDATION_CURVES:
+        # the figure knows macro F1 and the C-index; a risk model keeps the epoch of best validation AUROC
+        shown = [c for c in ("epoch", "train_loss", selected or "val_auroc", "val_macro_f1") if c in history[0]]
+        st.dataframe(pd.DataFrame(history)[shown], hide_index=True, key="model.history_table")
+        st.caption(f"Training history; the kept epoch ({training.get('best_epoch')}) is the one with the best "
+                   f"{selected or 'validation score'}.")
+    elif history:
         validation, loss = (("val_c_index", "negative log-likelihood") if ctx.survival
-                            else ("val_macro_f1", "cross-entropy"))
+                            else (selected, "cross-entropy") if ctx.timed else ("val_macro_f1", "cross-entropy"))
         st.plotly_chart(figures.training_curves(history, training.get("best_epoch"), validation, loss),
                         key="model.history")
     with st.expander("Full configuration"):
