@@ -1,14 +1,19 @@
 """The paper's Table 2 on the synthetic cohorts: every architecture trained on the same train/val split with the
 same budget, several seeds, evaluated on the bundled test split. ``--task cardio`` (the default) gives the
 cardiovascular columns (accuracy, macro F1); ``--task cancer`` the cancer columns (Harrell's C-index and the
-5-year time-dependent AUC, plus the integrated Brier score).
+5-year time-dependent AUC, plus the integrated Brier score); ``--task icu`` the ICU columns (AUROC and AUPRC of
+death within 48 h over every test sample, a stay as of an hour, plus the Brier score and the AUROC at hours 0,
+24 and 48, with 95 % intervals that resample stays: neurofusion.risk_metrics).
 
-    python benchmarks/table2.py [--task cardio|cancer] [--seeds 0 1 2] [--max-minutes M] [--max-epochs E]
+    python benchmarks/table2.py [--task cardio|cancer|icu] [--seeds 0 1 2] [--max-minutes M] [--max-epochs E]
 
 Needs the training data of the sample cohort's seed (``make demo-checkpoint`` generates build/cardio_trainval,
-``make cancer-demo-checkpoint`` build/cancer_trainval). Runs are resumable: finished (architecture, seed) pairs
-are read back from benchmarks/results/table2.json (cancer: table2_cancer.json). Checkpoints go to build/table2/
-(cancer: build/table2_cancer/), where benchmarks/missing_modalities.py reads cardio's.
+``make cancer-demo-checkpoint`` build/cancer_trainval). The ICU table trains on a cohort of another seed than
+the bundled test stays, since stay ids repeat across seeds:
+``python -m neurofusion.data generate --task icu --n 800 --seed 2027 --splits train,val --out build/icu_table2``.
+Runs are resumable: finished (architecture, seed) pairs are read back from benchmarks/results/table2.json
+(others: table2_<task>.json). Checkpoints go to build/table2/ (others: build/table2_<task>/), where
+benchmarks/missing_modalities.py reads cardio's.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 from neurofusion.checkpoint import load_checkpoint  # noqa: E402
 from neurofusion.data import CohortReader  # noqa: E402
+from neurofusion.data.timed import TimedCohortReader  # noqa: E402
 from neurofusion.evaluate import censoring_reference, evaluate, survival_report  # noqa: E402
 from neurofusion.inference import Predictor  # noqa: E402
+from neurofusion.risk_metrics import risk_metrics  # noqa: E402
 from neurofusion.train import main as train_main  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -44,6 +51,8 @@ class Metric:
     path: tuple[str, ...]
     scale: float = 1.0  # shown as value * scale
     digits: int = 3
+    optional: bool = False  # may be undefined on the test split (one class at an hour): None, not an error
+    column: bool = True  # a column of the mean ± sd table (False: kept in the run records only)
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,8 @@ class Task:
     rows: tuple[Row, ...]
     intro: Callable[[dict], list[str]]  # settings -> the markdown's title and paragraphs
     cap_notes: bool = False  # name the runs a budget cap stopped (cardio's table predates this)
+    details: Callable[[dict], list[str]] | None = None  # results -> lines after the table (e.g. per-run intervals)
+    evaluates_in_training: bool = True  # training also evaluates --eval-data (ICU: measured here, once)
 
     @property
     def store(self) -> Path:
@@ -120,6 +131,62 @@ def _cancer_intro(settings: dict) -> list[str]:
     ]
 
 
+def _icu_intro(settings: dict) -> list[str]:
+    return [
+        "# Table 2 on the synthetic ICU cohort",
+        "",
+        f"Same encoders and training budget for every model (config `{settings.get('config')}`: a two-class risk "
+        f"head for death within 48 h, keeping the epoch with the best validation AUROC, early stopping after "
+        f"{settings.get('patience')} epochs without a better one). The budget is counted in epochs so that the "
+        f"load on the machine cannot change a result: at most {settings.get('max_epochs')} epochs; the "
+        f"{settings.get('max_minutes')}-minute cap sits far above every run and bound none (longest: "
+        f"{settings.get('longest_train_minutes')} minutes of training). Trained on the "
+        f"{settings.get('train_stays')} train stays ({settings.get('train_samples')} samples, "
+        f"{_percent(settings.get('train_prevalence'))} dying within 48 h) and selected on the "
+        f"{settings.get('val_stays')} val stays ({settings.get('val_samples')} samples) of {settings.get('data')} "
+        f"(seed {settings.get('data_seed')}); tested on the {settings.get('test_samples')} samples of the "
+        f"{settings.get('test_stays')} bundled test stays of {settings.get('test_data')} (seed "
+        f"{settings.get('test_seed')}; stay ids repeat across seeds, so no test stay is trained on), "
+        f"{_percent(settings.get('test_prevalence'))} of them dying within 48 h.",
+        "",
+        "A sample is a stay as of a prediction hour (0, 6, 12, 24, 36, 48 h, those inside the stay); the model sees "
+        "only what was recorded by then, and at hour 0 nothing but demographics has been recorded. AUROC, AUPRC "
+        "(average precision) and the Brier score are over all test samples; AUROC at 0 / 24 / 48 h over the "
+        "samples of that hour. Mean ± sd over the training seeds each row has (same data). Each run's 95 % "
+        f"intervals ({settings.get('n_bootstrap')} bootstrap resamples of stays, each with all its samples: "
+        f"neurofusion.risk_metrics) follow the table. Produced by `{settings.get('command')}`.",
+        "",
+        "The ICU cohort declares vitals (signal), labs (tabular), notes (text) and demographics (tabular); each "
+        "`<modality>_only` model is its encoder alone. The paper's Signal Only row is compared with vitals_only, "
+        "Text Only with notes_only and Structured Only with both tabular baselines (labs_only and "
+        "demographics_only); its Image Only row (0.782 / 0.691) has no counterpart: the ICU cohort has no image. "
+        "Synthetic data: the numbers say how the architectures compare on this cohort, not how they would do on "
+        "patients (the paper's are on MIMIC-IV).",
+    ]
+
+
+def _percent(value: float | None) -> str:
+    return "?" if value is None else f"{100 * value:.1f} %"
+
+
+def _icu_details(results: dict) -> list[str]:
+    """Each run's AUROC and AUPRC with its stay-bootstrap 95 % interval, its Brier score and its epochs."""
+    headers = ["model", "seed", "AUROC [95 % CI]", "AUPRC [95 % CI]", "Brier", "epochs (best)", "train minutes"]
+    lines = ["Each run, with its stay-bootstrap 95 % intervals:", "", "| " + " | ".join(headers) + " |",
+             "| " + " | ".join("---" for _ in headers) + " |"]
+    order = {row.architecture: i for i, row in enumerate(TASKS["icu"].rows)}
+    for run in sorted(results["runs"], key=lambda r: (order.get(r["architecture"], len(order)), r["seed"])):
+        lines.append(f"| {run['architecture']} | {run['seed']} | {_interval(run, 'auroc')} | "
+                     f"{_interval(run, 'auprc')} | {run['brier']:.3f} | {run['epochs']} ({run['best_epoch']}) | "
+                     f"{run['train_minutes']} |")
+    return lines
+
+
+def _interval(run: dict, key: str) -> str:
+    low, high = run.get(f"{key}_ci_low"), run.get(f"{key}_ci_high")
+    return f"{run[key]:.3f} " + (f"[{low:.3f}, {high:.3f}]" if low is not None and high is not None else "[not defined]")
+
+
 TASKS = {
     "cardio": Task(
         name="cardio", config="configs/cardio_demo.yaml", data="build/cardio_trainval",
@@ -147,23 +214,44 @@ TASKS = {
               Row("late_fusion", (0.851, 0.829), "Late Fusion"),
               Row("mlp_fusion", (0.871, 0.854), "MLP Fusion"), Row("neurofusion", (0.897, 0.878), "NeuroFusion")),
         intro=_cancer_intro, cap_notes=True),
+    "icu": Task(
+        name="icu", config="configs/icu_demo.yaml", data="build/icu_table2",
+        test_data="sample_data/icu", max_minutes=120.0, max_epochs=8,
+        metrics=(Metric("auroc", "AUROC", ("auroc", "value")),
+                 Metric("auprc", "AUPRC", ("auprc", "value")),
+                 Metric("brier", "Brier", ("brier", "value")),
+                 *(Metric(f"auroc_{h}h", f"AUROC at {h} h", ("by_hour", h, "auroc", "value"), optional=True)
+                   for h in ("0", "24", "48")),
+                 *(Metric(f"{key}_{end}", f"{key} {end}", (key, end), optional=True, column=False)
+                   for key in ("auroc", "auprc") for end in ("ci_low", "ci_high"))),
+        paper_headers=("paper AUROC", "paper AUPRC"),
+        rows=(Row("vitals_only", (0.856, 0.774), "Signal Only"),
+              Row("notes_only", (0.823, 0.742), "Text Only"),
+              Row("labs_only", (0.834, 0.751), "Structured Only"),
+              Row("demographics_only", (0.834, 0.751), "Structured Only"),
+              Row("early_fusion", (0.887, 0.812), "Early Fusion"),
+              Row("late_fusion", (0.879, 0.798), "Late Fusion"),
+              Row("mlp_fusion", (0.894, 0.823), "MLP Fusion"), Row("neurofusion", (0.913, 0.849), "NeuroFusion")),
+        intro=_icu_intro, cap_notes=True, details=_icu_details, evaluates_in_training=False),
 }
 
 
-def read_metrics(task: Task, result: dict) -> dict[str, float]:
-    """The task's metric values out of an evaluation result (``evaluate`` / ``survival_report`` JSON)."""
+def read_metrics(task: Task, result: dict) -> dict[str, float | None]:
+    """The task's metric values out of an evaluation result (``evaluate`` / ``survival_report`` /
+    ``risk_metrics`` JSON). A metric the result leaves undefined (null) is a ValueError giving the reason the
+    result states beside it, unless the metric is optional: then its value is None."""
     values = {}
     for metric in task.metrics:
-        node = result
+        node = parent = result
         for step, key in enumerate(metric.path):
             if not isinstance(node, dict) or key not in node:
                 raise KeyError(f"{task.name} result has no {'.'.join(metric.path[:step + 1])} (for {metric.key}); "
                                f"expected an evaluation result with {'.'.join(metric.path)}")
-            node = node[key]
-        if node is None:
-            reason = result[metric.path[0]].get("reason", "no reason given")
+            parent, node = node, node[key]
+        if node is None and not metric.optional:
+            reason = parent.get("reason") or "no reason given"
             raise ValueError(f"{task.name} metric {'.'.join(metric.path)} is not defined on the test split: {reason}")
-        values[metric.key] = float(node)
+        values[metric.key] = None if node is None else float(node)
     return values
 
 
@@ -173,13 +261,61 @@ def _shown(path: str) -> str:
     return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
 
 
-def measure(task: Task, checkpoint: Path, test_data: str, train_data: str) -> dict:
-    """Evaluate ``checkpoint`` on the test split -> the evaluation result (200 bootstrap resamples). A survival
-    model's AUC and Brier score weight censoring by the train split outcomes of ``train_data`` (the bundled
-    test cohort has no train split), as benchmarks/missing_modalities_cancer.py does."""
+@dataclass(frozen=True)
+class RiskSamples:
+    """The test samples of a time-stamped cohort, read once for every run: the cases (a stay as of an hour),
+    the stay (N,) and hour (N,) of each, and the sizes and prevalences of the test and training cohorts."""
+
+    cases: list
+    stays: np.ndarray
+    hours: np.ndarray
+    settings: dict
+
+
+def risk_samples(test_data: str, train_data: str) -> RiskSamples:
+    """The test split of ``test_data`` as samples, with both cohorts' stays, samples and prevalence."""
+    test, training = TimedCohortReader(test_data), TimedCohortReader(train_data)
+    table = test.table[test.table["split"] == "test"]
+    if table.empty:
+        raise ValueError(f"{test_data} has no test samples to evaluate on")
+    event = test.classes[1]
+    settings = {"data": _shown(train_data), "test_data": _shown(test_data), "data_seed": training.info.get("seed"),
+                "test_seed": test.info.get("seed")}
+    for name, rows in (("train", training.table[training.table["split"] == "train"]),
+                       ("val", training.table[training.table["split"] == "val"]), ("test", table)):
+        settings.update({f"{name}_stays": int(rows["stay_id"].nunique()), f"{name}_samples": len(rows),
+                         f"{name}_prevalence": round(float((rows["label"] == event).mean()), 4) if len(rows) else None})
+    cases = [test[i] for i in table["case_id"]]
+    return RiskSamples(cases, table["stay_id"].to_numpy(), table["hour"].to_numpy(float), settings)
+
+
+def risk_result(labels: np.ndarray, probabilities: np.ndarray, classes: tuple[str, ...], samples: RiskSamples,
+                *, n_bootstrap: int = 1000) -> dict:
+    """``risk_metrics`` (overall and by hour) of the event's probability: ``labels`` (N,) class indices and
+    ``probabilities`` (N, 2) over ``classes``, the second of which is the event ("dies_within_48h")."""
+    if len(classes) != 2 or np.shape(probabilities) != (len(samples.cases), 2):
+        raise ValueError(f"the risk table needs a two-class model's probabilities (N, 2) = ({len(samples.cases)}, 2); "
+                         f"got classes {tuple(classes)} and probabilities of shape {np.shape(probabilities)}")
+    if (np.asarray(labels) < 0).any():
+        raise ValueError(f"{int((np.asarray(labels) < 0).sum())} test samples have no label; every sample of a "
+                         "time-stamped cohort has one (check the test cohort)")
+    return {**risk_metrics(labels, probabilities[:, 1], samples.stays, samples.hours, n_bootstrap=n_bootstrap),
+            "n": len(labels), "event": classes[1]}
+
+
+def measure(task: Task, checkpoint: Path, test_data: str, train_data: str,
+            samples: RiskSamples | None = None) -> dict:
+    """Evaluate ``checkpoint`` on the test split -> the evaluation result (200 bootstrap resamples; the ICU
+    risk metrics 1000, cheap as stay resampling is vectorised). A survival model's AUC and Brier score weight
+    censoring by the train split outcomes of ``train_data`` (the bundled test cohort has no train split), as
+    benchmarks/missing_modalities_cancer.py does. The ICU table reads its test ``samples`` once for all runs."""
     if task.name == "cardio":
         return evaluate(checkpoint, test_data, n_bootstrap=200)
     ckpt = load_checkpoint(checkpoint, device="cpu")
+    if task.name == "icu":
+        samples = samples or risk_samples(test_data, train_data)
+        labels, probabilities = Predictor(ckpt.model, ckpt.tokenizer, ckpt.device).predict(samples.cases)
+        return risk_result(labels, probabilities, tuple(ckpt.model.classes), samples)
     cohort, training = CohortReader(test_data), CohortReader(train_data)
     reference = censoring_reference(training, training.ids("train"), f"the train split of {_shown(train_data)}")
     if reference is None:
@@ -196,8 +332,8 @@ def main() -> None:
     parser.add_argument("--test-data", help="test cohort (default: sample_data/<task>)")
     parser.add_argument("--config", help="experiment YAML (default: configs/<task>_demo.yaml)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--max-minutes", type=float, help="default: cardio 6, cancer 4")
-    parser.add_argument("--max-epochs", type=int, help="default: cardio 20, cancer 40")
+    parser.add_argument("--max-minutes", type=float, help="default: cardio 6, cancer 4, icu 120 (not binding)")
+    parser.add_argument("--max-epochs", type=int, help="default: cardio 20, cancer 40, icu 8")
     parser.add_argument("--architectures", nargs="+", help="default: the task's table rows")
     args = parser.parse_args()
     task = TASKS[args.task]
@@ -213,18 +349,19 @@ def main() -> None:
 
     results = json.loads(task.store.read_text()) if task.store.is_file() else {"runs": []}
     done = {(r["architecture"], r["seed"]) for r in results["runs"]}
+    samples = risk_samples(test_data, data) if task.name == "icu" else None
     for seed in args.seeds:
         for architecture in args.architectures or order:
             if (architecture, seed) in done:
                 continue
             out = task.checkpoints / f"{architecture}_s{seed}"
             start = time.perf_counter()
-            code = train_main(["--config", config, "--data", data, "--eval-data", test_data,
-                               "--out", str(out), "--architecture", architecture, "--seed", str(seed),
+            evaluation = ["--eval-data", test_data] if task.evaluates_in_training else []
+            code = train_main(["--config", config, "--data", data, *evaluation, "--out", str(out), "--architecture", architecture, "--seed", str(seed),
                                "--max-minutes", str(max_minutes), "--max-epochs", str(max_epochs), "--quiet"])
             if code != 0:
                 raise SystemExit(f"training {architecture} seed {seed} failed")
-            result = measure(task, out, test_data, data)
+            result = measure(task, out, test_data, data, samples)
             values = read_metrics(task, result)
             training = json.loads((out / "training.json").read_text())
             results["runs"].append({
@@ -234,7 +371,13 @@ def main() -> None:
             })
             results["settings"] = {"max_minutes": max_minutes, "max_epochs": max_epochs,
                                    "config": Path(config).name, "test_cases": result["n"]}
-            if task.name != "cardio":
+            if task.name == "icu":
+                results["settings"].update(
+                    samples.settings, patience=training["train_config"]["patience"], n_bootstrap=result["n_bootstrap"],
+                    longest_train_minutes=max(r["train_minutes"] for r in results["runs"]),
+                    command=(f"python benchmarks/table2.py --task icu --max-epochs {max_epochs} "
+                             f"--max-minutes {max_minutes:g}"))
+            elif task.name != "cardio":
                 training_cohort = CohortReader(data)
                 results["settings"].update(train_cases=len(training_cohort.ids("train")),
                                            val_cases=len(training_cohort.ids("val")), data=_shown(data),
@@ -243,7 +386,7 @@ def main() -> None:
                                            censoring_reference=result["censoring_source"])
             RESULTS.mkdir(exist_ok=True)
             task.store.write_text(json.dumps(results, indent=2) + "\n")
-            shown = ", ".join(f"{key} {value:.3f}" for key, value in values.items())
+            shown = ", ".join(f"{key} {value:.3f}" for key, value in values.items() if value is not None)
             print(f"{architecture} seed {seed}: {shown}", flush=True)
     text = markdown(task, results)
     task.markdown.write_text(text)
@@ -254,7 +397,8 @@ def markdown(task: Task, results: dict) -> str:
     """The table as markdown: the task's intro, then one line per row with runs (mean ± sd over seeds, sd 0
     for a single seed) beside the paper's numbers."""
     paper_row = any(row.paper_row for row in task.rows)
-    headers = ["model", "seeds", *(m.header for m in task.metrics), *(["paper row"] if paper_row else []),
+    columns = [m for m in task.metrics if m.column]
+    headers = ["model", "seeds", *(m.header for m in columns), *(["paper row"] if paper_row else []),
                *task.paper_headers]
     lines = [*task.intro(results.get("settings", {})), "",
              "| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
@@ -263,15 +407,26 @@ def markdown(task: Task, results: dict) -> str:
         if not runs:
             continue
         cells = [row.architecture, str(len(runs))]
-        for metric in task.metrics:
-            values = np.array([r[metric.key] for r in runs], dtype=float) * metric.scale
-            sd = values.std(ddof=1) if len(runs) > 1 else 0
-            cells.append(f"{values.mean():.{metric.digits}f} ± {sd:.{metric.digits}f}")
+        for metric in columns:
+            cells.append(_mean_sd([r.get(metric.key) for r in runs], metric))
         cells += [row.paper_row] if paper_row else []
         cells += [str(value) for value in row.paper]
         lines.append("| " + " | ".join(cells) + " |")
     notes = _budget_notes(results) if task.cap_notes else []
-    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+    details = task.details(results) if task.details and results["runs"] else []
+    return "\n".join(lines + ([""] + notes if notes else []) + ([""] + details if details else [])) + "\n"
+
+
+def _mean_sd(values: list[float | None], metric: Metric) -> str:
+    """``mean ± sd`` (sd 0 for one value) of the runs that define the metric, the count of those that do not
+    named beside it ("not defined" when none does)."""
+    defined = np.array([v for v in values if v is not None], dtype=float) * metric.scale
+    if not len(defined):
+        return "not defined"
+    sd = defined.std(ddof=1) if len(defined) > 1 else 0
+    shown = f"{defined.mean():.{metric.digits}f} ± {sd:.{metric.digits}f}"
+    undefined = len(values) - len(defined)
+    return shown + (f" ({undefined} run{'s' if undefined > 1 else ''} not defined)" if undefined else "")
 
 
 def _budget_notes(results: dict) -> list[str]:
