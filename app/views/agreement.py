@@ -1,10 +1,14 @@
 """Rater agreement: Kendall tau-b between the model's modality ranking and raters' rankings, per case, per
 class (a survival model: per predicted risk group) and overall, against the inter-rater ceiling and the
 synthetic ground truth, over the model's declared modalities. The raters are named for what they are:
-"simulated raters" for a synthetic cohort's bundled rankings, the raters' names for others."""
+"simulated raters" for a synthetic cohort's bundled rankings, the raters' names for others. On a
+time-stamped (ICU) cohort the ranked cases are samples (a stay as of an hour, "ICU-00012@24h"), grouped by
+prediction hour, the model ranks the modalities by the size of their effect on the predicted risk, and the
+synthetic ground truth is each modality's planted evidence as of the hour."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -20,6 +24,7 @@ from explain.cohort import CohortImportance, clinician_agreement, ground_truth_a
 from neurofusion.data.annotations import display_name, read_rankings
 from neurofusion.data.cohort import RANKINGS_CSV
 from neurofusion.data.errors import CohortError
+from neurofusion.data.synthetic.icu.raters import evidence_table
 from neurofusion.survival import risk_groups
 
 MAX_UPLOAD_MB = 5  # a rankings file is a few hundred bytes per case and rater: 5 MB is ~50,000 rankings
@@ -37,6 +42,11 @@ def _show_error(prefix: str, err: CohortError) -> None:
     st.error(f"{prefix}: {len(errors)} errors\n\n{shown}{more}")
 
 
+def _reason(reason: str | float | None) -> str:
+    """A summary row's reason, "" when it has none (None, or NaN once a column mixes reasons and None)."""
+    return "" if reason is None or (isinstance(reason, float) and math.isnan(reason)) else str(reason)
+
+
 def _number(value: float) -> str:
     return "—" if pd.isna(value) else f"{value:.3f}"
 
@@ -48,15 +58,15 @@ def _ci(row: pd.Series) -> str:
 
 
 def _summary_table(summary: pd.DataFrame, group: str = "Class") -> pd.DataFrame:
-    """explain.agreement.summarize's table in words: group (class or risk group) names, one "95 % CI" column,
-    "—" for nothing."""
-    every = "All classes" if group == "Class" else "All cases"
+    """explain.agreement.summarize's table in words: group (class, risk group or prediction hour) names, one
+    "95 % CI" column, "—" for nothing."""
+    every = {"Class": "All classes", "Prediction hour": "All hours"}.get(group, "All cases")
     return pd.DataFrame({
         group: [every if g == "all" else figures.pretty(str(g)) for g in summary.index],
         "Mean tau": [_number(v) for v in summary["mean"]],
         "95 % CI": [_ci(row) for _, row in summary.iterrows()],
         "Cases": summary["n_cases"].astype(int).to_numpy(),
-        "Note": [reason or (f"few cases (< {MIN_CASES_FOR_CI}): a rough CI" if n < MIN_CASES_FOR_CI else "—")
+        "Note": [_reason(reason) or (f"few cases (< {MIN_CASES_FOR_CI}): a rough CI" if n < MIN_CASES_FOR_CI else "—")
                  for reason, n in zip(summary["reason"], summary["n_cases"])],
     })
 
@@ -84,6 +94,31 @@ def _by_risk_group(ctx: Context, case_ids: tuple[str, ...]) -> CohortImportance:
                           for g in RISK_GROUPS if (groups == g).any()})
 
 
+def hour_group(hour: float) -> str:
+    return f"{float(hour):g} h"
+
+
+def _by_hour(ctx: Context, importance: CohortImportance) -> CohortImportance:
+    """A time-stamped cohort's sample explanations grouped by prediction hour ("24 h"), ranked by magnitude:
+    a risk model has no class each modality is evidence for, and the simulated ICU raters rank by how much
+    each modality shows of the patient's course (the explanations are of the predicted class, whose effects in a
+    two-class model are those on the risk with the sign flipped, so the magnitudes are the risk's)."""
+    table = importance.table.copy()
+    hours = ctx.cohort.table.set_index("case_id").loc[table["case_id"], "hour"].to_numpy(dtype=float)
+    table["label"] = table["predicted"] = [hour_group(h) for h in hours]
+    return dataclasses.replace(importance, table=table, attention=None, survival=True)
+
+
+def _sample_truth(ctx: Context, truth: pd.DataFrame) -> pd.DataFrame:
+    """The per-stay ICU ground truth as per-sample evidence strengths (strength_<modality> as of each prediction
+    hour, neurofusion.data.synthetic.icu.raters.icu_evidence), blank where the sample lacks the modality."""
+    strengths = evidence_table(truth.reset_index(), ctx.cohort.hours).set_index("case_id")
+    present = ctx.cohort.table.set_index("case_id").reindex(strengths.index)
+    for m in ctx.names:
+        strengths.loc[~present[f"has_{m}"].fillna(False).astype(bool), f"strength_{m}"] = float("nan")
+    return strengths.reset_index()
+
+
 ctx = context()
 title = st.empty()  # names the raters once it is known whose rankings these are
 title.title("Rater agreement")
@@ -109,7 +144,11 @@ else:
             rankings_name, rankings_bytes = RANKINGS_CSV, (ctx.cohort.root / RANKINGS_CSV).read_bytes()
     except CohortError as err:
         _show_error("The cohort's rankings file is invalid", err)
-    if rankings is None:
+    if rankings is None and ctx.timed:
+        st.info(f"The bundled cohort folder ({ctx.cohort.root.name}) has no clinician_rankings.csv (one ranking per "
+                "sample, a stay as of an hour such as ICU-00012@24h, and rater). Choose “upload a CSV” above to "
+                "compare the model with your own raters.")
+    elif rankings is None:
         st.info("This cohort has no usable clinician_rankings.csv; upload one to compare.")
 if rankings is None:
     st.stop()
@@ -130,8 +169,17 @@ if not case_ids:
     st.info("None of the ranked cases can be read.")
     st.stop()
 rankings = rankings[rankings["case_id"].isin(case_ids)]
-importance = _by_risk_group(ctx, case_ids) if ctx.survival else ctx.cohort_explanation(case_ids)
-group_name = "Risk group" if ctx.survival else "Class"
+if ctx.survival:
+    importance = _by_risk_group(ctx, case_ids)
+elif ctx.timed:
+    importance = _by_hour(ctx, ctx.cohort_explanation(case_ids))
+else:
+    importance = ctx.cohort_explanation(case_ids)
+group_name = "Risk group" if ctx.survival else "Prediction hour" if ctx.timed else "Class"
+if ctx.timed:
+    st.caption("Each ranked case is a sample: a stay as of a prediction hour. The model ranks the modalities by the "
+               "size of their effect on the predicted risk of death within 48 h, whichever way it goes (a risk has "
+               "no class to be evidence for); samples are grouped by prediction hour.")
 if ctx.survival:
     st.caption(f"The model ranks the modalities by the size of their effect on the predicted {importance.explained}, "
                "whichever way it goes (a survival model has no class to be evidence for); cases are grouped by "
@@ -145,7 +193,7 @@ summary, ceiling = result["summary"], result["inter_rater"]
 overall, pairwise = summary.loc["all"], ceiling["mean_pairwise_tau"]
 c1, c2, c3 = st.columns(3)
 c1.metric(f"Mean tau, model vs {raters}", "n/a" if math.isnan(overall["mean"]) else f"{overall['mean']:.3f}")
-c1.caption(overall["reason"] or f"95 % CI {overall['ci_low']:.3f} to {overall['ci_high']:.3f} (bootstrap over "
+c1.caption(_reason(overall["reason"]) or f"95 % CI {overall['ci_low']:.3f} to {overall['ci_high']:.3f} (bootstrap over "
            f"{overall['n_cases']} cases)")
 defined = not math.isnan(pairwise["mean"])  # NaN: no case has two raters
 c2.metric("Inter-rater ceiling (mean pairwise tau)", f"{pairwise['mean']:.3f}" if defined else "n/a")
@@ -170,6 +218,8 @@ st.plotly_chart(agreement_figures.tau_histogram(result["per_pair"], raters, pair
 shown = summary
 if ctx.survival:  # lowest risk first, as on the cohort page (summarize sorts the groups by name)
     shown = summary.reindex(["all"] + [g for g in (f"{r} risk" for r in RISK_GROUPS) if g in summary.index])
+elif ctx.timed:  # hours in time order, not as text ("12 h" before "6 h")
+    shown = summary.reindex(["all"] + [g for g in map(hour_group, ctx.cohort.hours) if g in summary.index])
 st.dataframe(_summary_table(shown, group_name), hide_index=True, key="agreement.summary")
 
 try:
@@ -177,9 +227,11 @@ try:
 except CohortError as err:
     truth = None
     st.error(f"The cohort's ground_truth.csv was not used: {err}")
+if truth is not None and ctx.timed:
+    truth = _sample_truth(ctx, truth)
 if truth is not None:
     st.markdown("**Against the synthetic ground truth** (how strongly each modality expresses the "
-                + ("outcome)" if ctx.survival else "label)"))
+                + ("patient's course as of the hour)" if ctx.timed else "outcome)" if ctx.survival else "label)"))
     vs_truth = ground_truth_agreement(importance, truth).reset_index()
     st.dataframe(pd.DataFrame({
         "Model ranking from": vs_truth["method"].map(METHOD_LABELS).to_numpy(),
@@ -191,7 +243,8 @@ if truth is not None:
                        for c in ("Mean tau vs ground truth", "Spearman (score vs strength)")})
 
 st.markdown("**Per case and rater** (select a row to open the case)")
-per_pair = _pair_table(result["per_pair"], "Risk group (predicted)" if ctx.survival else "True class")
+per_pair = _pair_table(result["per_pair"], "Risk group (predicted)" if ctx.survival
+                       else "Prediction hour" if ctx.timed else "True class")
 selection = st.dataframe(per_pair, hide_index=True, on_select="rerun", selection_mode="single-row",
                          key="agreement.table")
 rows = selection.selection.rows if selection is not None else []
