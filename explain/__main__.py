@@ -1,7 +1,14 @@
 """Command line: explain one case, or a cohort.
 
     python -m explain case --checkpoint DIR --data DIR --case-id ID [--image-method M] [--n-steps N] [--json]
+    python -m explain case --checkpoint DIR --data ICU_DIR --case-id ICU-00012 --hours 0,6,12,24,36,48 [--json]
     python -m explain cohort --checkpoint DIR --data DIR [--split test] [--rankings CSV] [--method shapley] [--json]
+
+A time-stamped (ICU) cohort is explained as of hours of a stay: --case-id is a stay with --hours, or one
+sample id ("ICU-00012@24h") without. Each hour gives the risk of death within 48 h, the cross-modal
+attention, the exact Shapley importance of the risk and the strongest attributions of each modality; an hour
+at or after the stay's end is reported as not scored. `cohort` on such a cohort adds figure 2C: mean
+attention and Shapley share per prediction hour, by outcome, beside the paper's numbers.
 
 Modalities are the checkpoint's declared ones. A survival model is explained through one quantity:
 --quantity survival (S(horizon), the default) or risk (1 - S(horizon)), at --horizon (default the model's,
@@ -21,11 +28,14 @@ from explain.cohort import clinician_agreement, cohort_importance, ground_truth_
 from explain.image import IMAGE_METHODS
 from explain.importance import METHODS
 from explain.targets import SURVIVAL_QUANTITIES, SurvivalTarget, is_survival
+from explain.timeline import (OUTCOME_GROUPS, PAPER_FIGURE_2C, cohort_over_time, explain_hours, hour_summary,
+                              split_hours)
 from neurofusion.checkpoint import CheckpointError, load_checkpoint
 from neurofusion.data.annotations import read_rankings
 from neurofusion.data.cohort import CohortReader
 from neurofusion.data.errors import CohortError
 from neurofusion.data.schema import SPLITS
+from neurofusion.data.timed import open_cohort, parse_sample_id
 from neurofusion.inference import Predictor
 from neurofusion.ood import OODReference
 
@@ -47,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         if name == "case":
             sub.add_argument("--case-id", required=True)
             sub.add_argument("--image-method", default="integrated_gradients", choices=IMAGE_METHODS)
-            sub.add_argument("--n-steps", type=int, default=50)
+            sub.add_argument("--n-steps", type=int, default=None,
+                             help="Integrated Gradients steps (default 50; 16 per hour of a time-stamped stay)")
+            sub.add_argument("--hours", help="time-stamped cohorts: comma-separated hours of the stay --case-id, "
+                                             "e.g. 0,6,12,24,36,48")
             sub.add_argument("--context", default="case", choices=("case", "alone"),
                              help="attribute with the other modalities present (case) or hidden (alone)")
         else:
@@ -59,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = load_checkpoint(args.checkpoint, device=args.device)
         for warning in ckpt.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        cohort = CohortReader(args.data)
+        cohort = open_cohort(args.data)
         predictor = Predictor(ckpt.model, ckpt.tokenizer, ckpt.device)
         if args.command == "case":
             result = _case(args, cohort, predictor, ckpt.ood)
@@ -82,13 +95,64 @@ def _survival(args, predictor: Predictor) -> SurvivalTarget | None:
 
 
 def _case(args, cohort: CohortReader, predictor: Predictor, ood: OODReference | None) -> dict:
+    if getattr(cohort, "timed", False):
+        return _stay_hours(args, cohort, predictor, ood)
+    if args.hours is not None:
+        raise ValueError(f"--hours applies to a time-stamped (ICU) cohort; {cohort.root} is not one")
     case = cohort[args.case_id]
-    settings = ExplainSettings(args.image_method, args.n_steps, context=args.context)
+    settings = ExplainSettings(args.image_method, 50 if args.n_steps is None else args.n_steps, context=args.context)
     survival = _survival(args, predictor)
     result = explain_case(predictor, case, settings, ood=ood, survival=survival).to_dict()
     if survival is not None:  # a classifier's output stays as it was: its classes say what is explained
         result["explained"] = survival.label(predictor.model)
     return result
+
+
+def _stay_hours(args, cohort, predictor: Predictor, ood: OODReference | None) -> dict:
+    """A stay explained at each of --hours (or a sample id at its hour): hour_summary per scored hour, and
+    "not scored" with the reason for an hour at or after the stay's end."""
+    if "@" in args.case_id:
+        if args.hours is not None:
+            raise ValueError(f"--case-id {args.case_id} is a sample id (a stay at one hour); give the stay id "
+                             f"({args.case_id.rpartition('@')[0]}) with --hours, or leave --hours out")
+        stay_id, hour = parse_sample_id(args.case_id)
+        hours = [hour]
+    elif args.hours is None:
+        raise ValueError(f"{cohort.root} is a time-stamped cohort: give --hours (e.g. 0,6,12,24,36,48) with the stay "
+                         f"{args.case_id}, or a sample id such as {args.case_id}@24h")
+    else:
+        stay_id, hours = args.case_id, _hours(args.hours)
+    if args.quantity != "survival" or args.horizon is not None:
+        raise ValueError("--quantity and --horizon apply to survival models; an ICU stay is explained through its "
+                         "risk of death within 48 h")
+    settings = ExplainSettings(args.image_method, 16 if args.n_steps is None else args.n_steps,
+                               context=args.context, target=1)
+    inside, outside = split_hours(cohort, stay_id, hours)
+    explained = {item.hour: item for item in explain_hours(predictor, cohort, stay_id, inside, settings, ood=ood)}
+    stay = cohort.stays.loc[stay_id]
+    entries = []
+    for hour in hours:
+        if hour in outside:
+            entries.append({"hour": hour, "scored": False, "message": outside[hour]})
+            continue
+        item = explained[hour]
+        entries.append({"scored": True, **hour_summary(item), "ood": item.explanation.ood,
+                        "input_messages": (item.explanation.inputs or {}).get("messages", [])})
+    return {"stay_id": stay_id, "stay_hours": float(stay["stay_hours"]), "died": bool(stay["died"]),
+            "explained": f"risk: probability of {predictor.model.classes[1]} (death within "
+                         f"{cohort.horizon_h:g} h) from what was recorded by each hour",
+            "titles": {m.name: m.title for m in cohort.modalities}, "hours": entries}
+
+
+def _hours(text: str) -> list[float]:
+    try:
+        hours = [float(h) for h in text.split(",") if h.strip()]
+    except ValueError:
+        raise ValueError(f"--hours must be comma-separated hours since admission, e.g. 0,6,12,24, got {text!r}"
+                         ) from None
+    if not hours:
+        raise ValueError("--hours is empty: give comma-separated hours since admission, e.g. 0,6,12,24")
+    return hours
 
 
 def _cohort(args, cohort: CohortReader, predictor: Predictor) -> dict:
@@ -118,12 +182,18 @@ def _cohort(args, cohort: CohortReader, predictor: Predictor) -> dict:
         result["clinician_agreement"] = agreement["summary"].to_dict(orient="index")
         result["inter_rater"] = agreement["inter_rater"]
     truth = cohort.ground_truth()
-    if truth is not None:
+    if truth is not None and not getattr(cohort, "timed", False):  # a timed cohort's truth is per stay, not per sample
         result["ground_truth_agreement"] = ground_truth_agreement(importance, truth).to_dict(orient="index")
+    if getattr(cohort, "timed", False):
+        figure = cohort_over_time(predictor, cohort, args.split)
+        result["figure_2c"] = figure.to_dict(orient="records")
+        result["paper_figure_2c"] = {f"{h:g}": v for h, v in PAPER_FIGURE_2C.items()}
     return result
 
 
 def _text(result: dict) -> str:
+    if "stay_id" in result:
+        return _stay_text(result)
     if "case_id" in result:
         probabilities = ", ".join(f"{c} {p:.2f}" for c, p in result["probabilities"].items())
         shapley = result["modality_importance"]["shapley"]
@@ -162,7 +232,95 @@ def _text(result: dict) -> str:
             lines.append(f"  vs ground truth, {method}: tau {_number(row['mean_tau'])}, "
                          f"Spearman {_number(row['spearman_score_vs_strength'])}"
                          + (f" ({row['reason']})" if row.get("reason") else ""))
+    if "figure_2c" in result:
+        lines += _figure_2c_lines(result["figure_2c"])
     return "\n".join(lines)
+
+
+def _stay_text(result: dict) -> str:
+    """Per hour: the risk, what was recorded, Shapley importance and attention, and the strongest evidence."""
+    titles = result["titles"]
+    ending = "death" if result["died"] else "discharge"
+    lines = [f"stay {result['stay_id']}: ended by {ending} at {result['stay_hours']:.1f} h; {result['explained']}"]
+    for entry in result["hours"]:
+        if not entry["scored"]:
+            lines.append(f"hour {entry['hour']:g}: {entry['message']}")
+            continue
+        recorded = [titles[m] for m, ok in entry["present"].items() if ok]
+        missing = [titles[m] for m, ok in entry["present"].items() if not ok]
+        lines.append(f"hour {entry['hour']:g}: risk {entry['risk']:.3f} (label {entry['label']}; "
+                     f"{entry['risk_nothing_recorded']:.3f} with nothing recorded)")
+        lines.append(f"  recorded: {', '.join(recorded) or 'nothing'}"
+                     + (f"; nothing yet of {', '.join(missing)}" if missing else ""))
+        lines.append("  importance (exact Shapley, share): " + ", ".join(
+            f"{titles[m]} {v:+.3f} ({_percent(entry['share'][m])})" for m, v in entry["shapley"].items()
+            if entry["present"][m]))
+        if entry["attention_received"] is not None:
+            lines.append("  attention received: " + ", ".join(
+                f"{titles[m]} {v:.2f}" for m, v in entry["attention_received"].items() if entry["present"][m]))
+        for name, body in entry["attributions"].items():
+            lines.append(f"  {titles.get(name, name)}: {_attribution_text(body)}")
+        lines += [f"  {line.strip()}" for line in _ood_lines(entry["ood"]) if "OUT OF" in line]
+        lines += [f"  input: {m}" for m in entry["input_messages"]]
+    return "\n".join(lines)
+
+
+def _attribution_text(body: dict) -> str:
+    """One line of a modality's strongest attributions (risk logit units; + raises the risk)."""
+    if "top_variables" in body:
+        period = body["top_period"]
+        return (", ".join(f"{v['variable'].replace('_', ' ')} {_score(v['attribution'])}"
+                          for v in body["top_variables"][:3])
+                + f"; most attribution {period['start_h']:.1f}-{period['end_h']:.1f} h")
+    if "phrases" in body:
+        return "; ".join(f"\"{p['text']}\"" + (f" (written at {p['written_h']:.1f} h)" if p["written_h"] is not None
+                                                else "") + f" {_score(p['score'])}" for p in body["phrases"][:3])
+    return ", ".join(f"{r['name'].replace('_', ' ')} {_value(r['value'])}{' ' + r['unit'] if r['unit'] else ''}"
+                     + (f" ({r['age_h']:.1f} h old)" if r["age_h"] is not None else "")
+                     + (" [out of range]" if r["outside_range"] else "") + f" {_score(r['score'])}"
+                     for r in body["top"][:3])
+
+
+def _figure_2c_lines(records: list[dict]) -> list[str]:
+    """Mean attention received (|Shapley| share) per hour and modality, by outcome and over all samples,
+    with the paper's attention beside it."""
+    lines = ["  figure 2C: mean attention received (|Shapley| share) per hour, by outcome; paper = section 7.2",
+             f"  {'hour':>5} {'modality':<14} " + "".join(f"{g + ' (n)':<24}" for g in OUTCOME_GROUPS)
+             + f"{'all':<16} paper"]
+    cells: dict[tuple[float, str], dict[str, dict]] = {}
+    for row in records:
+        cells.setdefault((row["hour"], row["modality"]), {})[row["outcome"]] = row
+    for (hour, modality), groups in cells.items():
+        pooled = {key: _pooled(groups.values(), key) for key in ("attention", "share")}
+        paper = PAPER_FIGURE_2C.get(hour, {}).get(modality)
+        lines.append(f"  {hour:>5g} {modality:<14} "
+                     + "".join(f"{_pair(groups[g]) + ' (' + str(groups[g]['n']) + ')':<24}" for g in OUTCOME_GROUPS)
+                     + f"{_pair(pooled):<16} {'' if paper is None else f'{paper:.2f}'}")
+    return lines
+
+
+def _pooled(groups, key: str) -> float | None:
+    """The groups' means pooled, weighted by their sample counts; None when no group has a defined mean."""
+    defined = [g for g in groups if g["n"] and g[key] is not None and not math.isnan(g[key])]
+    n = sum(g["n"] for g in defined)
+    return sum(g[key] * g["n"] for g in defined) / n if n else None
+
+
+def _pair(row: dict) -> str:
+    return f"{_number(row['attention'], '.2f')} ({_number(row['share'], '.2f')})"
+
+
+def _score(value: float) -> str:
+    """An attribution in logit units, 3 significant digits (small ones are not rounded away to +0.000)."""
+    return f"{value:+.3g}"
+
+
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f} %"
+
+
+def _value(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _panel_lines(name: str, kind: str, body) -> list[str]:
