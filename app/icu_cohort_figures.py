@@ -81,9 +81,13 @@ def figure_2c(over_time: pd.DataFrame, titles: Mapping[str, str], value: str = "
         if paper:
             _paper_markers(fig, paper, titles, col, first=col == 1)
     fig.update_yaxes(title_text=VALUES[value], rangemode="tozero", row=1, col=1)
+    fig.update_annotations(font=dict(size=12))
     what = "attention received" if value == "attention" else "|Shapley| share of the risk"
-    return finish(fig, f"Figure 2C of this cohort: mean {what} per modality by hour and outcome", height=420,
-                  legend=dict(orientation="h", x=0, y=0, yanchor="top", yref="container"), margin=dict(b=110))
+    fig = finish(fig, f"Figure 2C of this cohort: mean {what} per modality by hour and outcome", height=480,
+                 legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
+                 margin=dict(t=100, b=130))
+    fig.update_layout(title_pad_b=30)  # above the panels' own titles
+    return fig
 
 
 def _panel_title(frame: pd.DataFrame, outcome: str) -> str:
@@ -177,8 +181,8 @@ def hour_metrics_figure(metrics: Mapping) -> go.Figure:
         title += f"; not defined at {', '.join(k + ' h' for k in undefined)} (one class only)"
     fig.update_xaxes(tickvals=list(range(len(keys))), ticktext=ticks, title_text="Prediction hour")
     fig.update_yaxes(range=[0, 1.02], tickformat=".2f", title_text="Score")
-    return finish(fig, title, height=400, legend=dict(orientation="h", x=0, y=0, yanchor="top", yref="container"),
-                  margin=dict(b=100))
+    return finish(fig, title, height=420, legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
+                  margin=dict(b=110))
 
 
 def risk_calibration_figure(metrics: Mapping, title: str = "Calibration of the predicted risk") -> go.Figure:
@@ -206,8 +210,8 @@ def risk_calibration_figure(metrics: Mapping, title: str = "Calibration of the p
         title += f" (ECE {ece['value']:.3f}" + (f", 95 % CI {low:.3f}–{high:.3f})" if not math.isnan(low) else ")")
     fig.update_xaxes(title_text="Predicted risk of death within 48 h", range=[0, 1], tickformat=".0%")
     fig.update_yaxes(title_text="Observed: died within 48 h", range=[0, 1], tickformat=".0%")
-    return finish(fig, title, height=380, legend=dict(orientation="h", x=0, y=0, yanchor="top", yref="container"),
-                  margin=dict(b=70))
+    return finish(fig, title, height=400, legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
+                  margin=dict(b=90))
 
 
 def interval(estimate: Mapping, decimals: int = 3) -> str:
