@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -140,7 +141,8 @@ def _icu_intro(settings: dict) -> list[str]:
         f"{settings.get('patience')} epochs without a better one). The budget is counted in epochs so that the "
         f"load on the machine cannot change a result: at most {settings.get('max_epochs')} epochs; the "
         f"{settings.get('max_minutes')}-minute cap sits far above every run and bound none (longest: "
-        f"{settings.get('longest_train_minutes')} minutes of training). Trained on the "
+        f"{settings.get('longest_train_minutes')} minutes of training, {settings.get('torch_threads')} torch "
+        "thread(s) on 2 CPU cores shared with other work). Trained on the "
         f"{settings.get('train_stays')} train stays ({settings.get('train_samples')} samples, "
         f"{_percent(settings.get('train_prevalence'))} dying within 48 h) and selected on the "
         f"{settings.get('val_stays')} val stays ({settings.get('val_samples')} samples) of {settings.get('data')} "
@@ -184,7 +186,8 @@ def _icu_details(results: dict) -> list[str]:
 
 def _interval(run: dict, key: str) -> str:
     low, high = run.get(f"{key}_ci_low"), run.get(f"{key}_ci_high")
-    return f"{run[key]:.3f} " + (f"[{low:.3f}, {high:.3f}]" if low is not None and high is not None else "[not defined]")
+    defined = low is not None and high is not None
+    return f"{run[key]:.3f} " + (f"[{low:.3f}, {high:.3f}]" if defined else "[not defined]")
 
 
 TASKS = {
@@ -216,7 +219,7 @@ TASKS = {
         intro=_cancer_intro, cap_notes=True),
     "icu": Task(
         name="icu", config="configs/icu_demo.yaml", data="build/icu_table2",
-        test_data="sample_data/icu", max_minutes=120.0, max_epochs=8,
+        test_data="sample_data/icu", max_minutes=120.0, max_epochs=4,
         metrics=(Metric("auroc", "AUROC", ("auroc", "value")),
                  Metric("auprc", "AUPRC", ("auprc", "value")),
                  Metric("brier", "Brier", ("brier", "value")),
@@ -333,9 +336,15 @@ def main() -> None:
     parser.add_argument("--config", help="experiment YAML (default: configs/<task>_demo.yaml)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-minutes", type=float, help="default: cardio 6, cancer 4, icu 120 (not binding)")
-    parser.add_argument("--max-epochs", type=int, help="default: cardio 20, cancer 40, icu 8")
+    parser.add_argument("--max-epochs", type=int, help="default: cardio 20, cancer 40, icu 4")
     parser.add_argument("--architectures", nargs="+", help="default: the task's table rows")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); 1 on shared, busy cores, "
+                        "where threads waiting for each other cost far more than they gain")
     args = parser.parse_args()
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     task = TASKS[args.task]
     data = args.data or str(ROOT / task.data)
     test_data = args.test_data or str(ROOT / task.test_data)
@@ -357,7 +366,8 @@ def main() -> None:
             out = task.checkpoints / f"{architecture}_s{seed}"
             start = time.perf_counter()
             evaluation = ["--eval-data", test_data] if task.evaluates_in_training else []
-            code = train_main(["--config", config, "--data", data, *evaluation, "--out", str(out), "--architecture", architecture, "--seed", str(seed),
+            code = train_main(["--config", config, "--data", data, *evaluation, "--out", str(out),
+                               "--architecture", architecture, "--seed", str(seed),
                                "--max-minutes", str(max_minutes), "--max-epochs", str(max_epochs), "--quiet"])
             if code != 0:
                 raise SystemExit(f"training {architecture} seed {seed} failed")
@@ -375,8 +385,9 @@ def main() -> None:
                 results["settings"].update(
                     samples.settings, patience=training["train_config"]["patience"], n_bootstrap=result["n_bootstrap"],
                     longest_train_minutes=max(r["train_minutes"] for r in results["runs"]),
+                    torch_threads=torch.get_num_threads(),
                     command=(f"python benchmarks/table2.py --task icu --max-epochs {max_epochs} "
-                             f"--max-minutes {max_minutes:g}"))
+                             f"--max-minutes {max_minutes:g} --threads {torch.get_num_threads()}"))
             elif task.name != "cardio":
                 training_cohort = CohortReader(data)
                 results["settings"].update(train_cases=len(training_cohort.ids("train")),
@@ -386,6 +397,7 @@ def main() -> None:
                                            censoring_reference=result["censoring_source"])
             RESULTS.mkdir(exist_ok=True)
             task.store.write_text(json.dumps(results, indent=2) + "\n")
+            task.markdown.write_text(markdown(task, results))  # a stopped run leaves a table of what is done
             shown = ", ".join(f"{key} {value:.3f}" for key, value in values.items() if value is not None)
             print(f"{architecture} seed {seed}: {shown}", flush=True)
     text = markdown(task, results)
