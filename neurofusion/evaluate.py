@@ -12,6 +12,10 @@ integrated Brier score and calibration at the horizon (neurofusion.survival, sci
 intervals, on the split's cases that have an outcome. The AUC and Brier score weight censoring by the
 Kaplan-Meier of the cohort's train split outcomes when it has any, else by the evaluated cases' own; the
 result names which (``censoring_reference``). ``--drop`` withholds modalities for either kind (section 7.3).
+
+A time-stamped cohort (ICU: one sample per stay and prediction hour) adds ``risk``: AUROC, AUPRC, Brier score,
+calibration error and calibration bins of the probability of death within 48 h, overall and per prediction
+hour, with bootstrap intervals that resample stays (a stay's samples are correlated; neurofusion.risk_metrics).
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from neurofusion.data.cohort import COHORT_CSV, CohortReader
 from neurofusion.data.errors import CohortError
 from neurofusion.data.schema import SPLITS
 from neurofusion.inference import Predictor, SurvivalPrediction, parse_modalities
+from neurofusion.data.timed import open_cohort
 from neurofusion.metrics import classification_metrics
+from neurofusion.risk_metrics import risk_metrics
 from neurofusion.survival import survival_metrics
 
 
@@ -36,7 +42,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
              device: str = "auto", n_bootstrap: int = 1000, seed: int = 0) -> dict:
     ckpt = load_checkpoint(checkpoint, device=device)
     drop = parse_modalities(drop, ckpt.config.modality_names)
-    cohort = CohortReader(data)
+    cohort = open_cohort(data)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     ids = cohort.ids(split)
@@ -64,7 +70,18 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
     labels, probabilities = predictor.predict(cases, drop=drop)
     metrics = classification_metrics(labels, probabilities, ckpt.config.classes, n_bootstrap=n_bootstrap, seed=seed,
                                      split=split)
+    if getattr(cohort, "timed", False):
+        metrics["risk"] = timed_risk_report(cohort, ids, labels, probabilities, n_bootstrap=n_bootstrap, seed=seed)
     return {**header, **metrics}
+
+
+def timed_risk_report(cohort, ids: list[str], labels: np.ndarray, probabilities: np.ndarray, *,
+                      n_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """The binary risk metrics of a time-stamped cohort's samples ``ids``: the probability of the second class
+    (death within the horizon) against the labels, bootstrapped by stay, overall and per prediction hour."""
+    rows = cohort.table.set_index("case_id").loc[ids]
+    return risk_metrics(np.asarray(labels) == 1, np.asarray(probabilities)[:, 1], rows["stay_id"].to_numpy(),
+                        rows["hour"].to_numpy(dtype=float), n_bootstrap=n_bootstrap, seed=seed)
 
 
 def censoring_reference(cohort: CohortReader, ids: list[str], source: str) -> dict | None:

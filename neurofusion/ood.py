@@ -220,7 +220,7 @@ def read_ood(path: str | Path) -> OODReference:
 def main(argv: list[str] | None = None) -> int:
     # imported here: neurofusion.checkpoint reads references with this module, so it cannot be imported at its top
     from neurofusion.checkpoint import CheckpointError, load_checkpoint
-    from neurofusion.data.cohort import CohortReader
+    from neurofusion.data.timed import open_cohort
     from neurofusion.data.errors import CohortError
     from neurofusion.data.schema import SPLITS
     from neurofusion.inference import Predictor
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.reference_split == args.heldout_split:
             raise OODError("the held-out split must differ from the reference split")
         ckpt = load_checkpoint(args.checkpoint, device=args.device)
-        cohort = CohortReader(args.data)
+        cohort = open_cohort(args.data)
         predictor = Predictor(ckpt.model, ckpt.tokenizer, ckpt.device)
         cases = {}
         for split in (args.reference_split, args.heldout_split):

@@ -38,7 +38,7 @@ from neurofusion.data.errors import CohortError
 from neurofusion.data.modalities import modalities_to_dicts
 from neurofusion.data.timed import open_cohort
 from neurofusion.data.tokenizer import load_tokenizer, make_tokenize, train_wordpiece
-from neurofusion.evaluate import censoring_reference, survival_report
+from neurofusion.evaluate import censoring_reference, survival_report, timed_risk_report
 from neurofusion.inference import Predictor
 from neurofusion.metrics import classification_metrics
 from neurofusion.models.heads import SurvivalHead, multitask_loss
@@ -320,6 +320,8 @@ def _final_metrics(result: TrainResult, cohort: CohortReader, evaluation: Cohort
         else:
             labels, probabilities = predictor.predict(cases)
             metrics[name] = classification_metrics(labels, probabilities, result.model.classes, split=name)
+            if getattr(reader, "timed", False):
+                metrics[name]["risk"] = timed_risk_report(reader, ids, labels, probabilities)
     return metrics
 
 

@@ -248,3 +248,48 @@ def test_cancer_demo_checkpoint_loads_and_reproduces_its_test_c_index():
     assert recorded["c_index"]["value"] > 0.65  # far from chance on the planted hazard (ceiling 0.85)
     size_mb = sum(p.stat().st_size for p in CANCER_DEMO.rglob("*") if p.is_file()) / 1e6
     assert size_mb < 25
+
+
+ICU = SAMPLE.parent / "icu"
+ICU_DEMO = SAMPLE.parent / "checkpoints" / "icu_demo"
+
+
+def test_icu_sample_is_what_its_recorded_command_generates():
+    """The committed ICU stays against the generator's stays of the recorded command (decoded values, not
+    bytes: times and values within 1e-6), and the summary the README quotes."""
+    from neurofusion.data.synthetic.icu.write import synthesize_cohort
+    from neurofusion.data.timed import TimedCohortReader, timed_summary
+
+    info = json.loads((ICU / "cohort.json").read_text())
+    generator = info["generator"]
+    stays = synthesize_cohort(generator["n"], generator["seed"], tuple(generator["splits"]))
+    reader = TimedCohortReader(ICU)
+    assert reader.stay_ids() == [s.plan.case_id for s in stays]
+    for stay in stays[:: 25]:
+        for table, rows in (("vitals", stay.vitals), ("labs", stay.labs)):
+            stored = reader.events_of(stay.plan.case_id, table).sort_values(["variable", "time"], kind="stable")
+            expected = rows.sort_values(["variable", "time"], kind="stable")
+            assert stored["variable"].tolist() == expected["variable"].tolist()
+            np.testing.assert_allclose(stored["time"].to_numpy(), expected["time"].to_numpy().round(4), atol=1e-6)
+            np.testing.assert_allclose(stored["value"].to_numpy(), expected["value"].to_numpy(), atol=1e-6)
+        assert reader.notes_of(stay.plan.case_id)["text"].tolist() == [n.text for n in stay.notes]
+    summary = timed_summary(reader)
+    assert (summary["stays"], summary["samples"], summary["died"]) == (200, len(reader), 31)
+    assert f"{summary['died']} of the 200 stays end in death" in (ICU / "README.md").read_text()
+    size_mb = sum(p.stat().st_size for p in ICU.rglob("*") if p.is_file()) / 1e6
+    assert size_mb < 25
+
+
+def test_icu_demo_checkpoint_reproduces_its_test_auroc():
+    """The bundled ICU model on the bundled test stays: the AUROC and AUPRC it recorded when trained (a
+    tolerance for another CPU's float rounding) and the per-hour table of the same metrics."""
+    from neurofusion.evaluate import evaluate
+
+    recorded = json.loads((ICU_DEMO / "metrics.json").read_text())["test"]["risk"]
+    result = evaluate(ICU_DEMO, ICU, device="cpu", n_bootstrap=20)["risk"]
+    assert result["n_samples"] == recorded["n_samples"] == 1083 and result["n_stays"] == 200
+    for metric in ("auroc", "auprc"):
+        assert abs(result[metric]["value"] - recorded[metric]["value"]) <= 0.01, metric
+    assert set(result["by_hour"]) == {"0", "6", "12", "24", "36", "48"}
+    size_mb = sum(p.stat().st_size for p in ICU_DEMO.rglob("*") if p.is_file()) / 1e6
+    assert size_mb < 25

@@ -10,7 +10,7 @@ from neurofusion.data.cohort import CohortReader, check_cohort, cohort_summary
 from neurofusion.data.errors import CohortError
 from neurofusion.data.schema import SPLITS
 from neurofusion.data.tasks import TASKS
-from neurofusion.data.timed import open_cohort
+from neurofusion.data.timed import is_timed, open_cohort, timed_summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{len(reader)} cases")
             print(f"wrote {what} to {out}")
         elif args.command == "validate":
+            if _is_timed_folder(args.folder):
+                return _validate_timed(args.folder)
             return _validate(args.folder, args.checkpoint, args.max_warnings)
         elif args.command == "preview":
             from neurofusion.data.preview import render_case_preview
@@ -70,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.case_id not in reader.case_ids:
                 raise CohortError(f"case {args.case_id!r} is not in the cohort", path=reader.root)
             print(f"wrote {render_case_preview(reader, args.case_id, args.out, overwrite=args.force)}")
+        elif _is_timed_folder(args.folder):
+            summary = timed_summary(open_cohort(args.folder))
+            print(json.dumps(summary, indent=2) if args.json else _format_timed_summary(summary))
         else:
             summary = cohort_summary(CohortReader(args.folder))
             print(json.dumps(summary, indent=2) if args.json else _format_summary(summary))
@@ -109,6 +114,39 @@ def _validate(folder: str, checkpoint: str | None, max_warnings: int) -> int:
     warned = f", {len(check.warnings)} warning(s)" if check.warnings else ""
     print(f"{folder}: valid ({len(check.reader)} cases, every file read{warned})")
     return 0
+
+
+def _is_timed_folder(folder: str) -> bool:
+    from pathlib import Path
+
+    from neurofusion.data._cohort_table import _read_info
+
+    return Path(folder).is_dir() and is_timed(_read_info(Path(folder) / "cohort.json"))
+
+
+def _validate_timed(folder: str) -> int:
+    """A time-stamped cohort: opening it checks every row of its tables (stay, time within the stay, unit,
+    monotonic streams); then every sample is built as of its hour."""
+    reader = open_cohort(folder)
+    for case_id in reader.case_ids:
+        reader[case_id]
+    artefacts = sum(reader.vitals.artefacts.values()) + sum(reader.labs.artefacts.values())
+    print(f"{folder}: valid ({len(reader.stays)} stays, {len(reader)} samples at hours "
+          f"{', '.join(f'{h:g}' for h in reader.hours)}; {len(reader.vitals.rows)} vital-sign and "
+          f"{len(reader.labs.rows)} lab rows, {artefacts} outside their plausible range (kept, as recorded), "
+          f"{len(reader.notes)} notes)")
+    return 0
+
+
+def _format_timed_summary(s: dict) -> str:
+    kind = "SYNTHETIC cohort" if s["synthetic"] else "cohort"
+    lines = [f"{kind} {s['root']} (time-stamped, task {s['task']}): {s['stays']} stays, {s['samples']} samples",
+             "  splits    " + ", ".join(f"{k} {v}" for k, v in s["splits"].items()),
+             f"  outcome   {s['died']} died in the ICU ({s['mortality_pct']}%), median stay {s['median_stay_h']} h",
+             "  samples   " + ", ".join(f"{h} h: {n} ({p}% die within 48 h)" for h, n, p in s["by_hour"]),
+             "  modality  per stay " + ", ".join(f"{k} {v}%" for k, v in s["stay_modality_pct"].items()),
+             "  missing   per stay " + ", ".join(f"{k} {v}%" for k, v in s["stays_missing_pct"].items())]
+    return "\n".join(lines)
 
 
 def _checkpoint_spec(path: str):

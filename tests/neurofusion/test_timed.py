@@ -212,3 +212,17 @@ def test_nothing_recorded_after_t_changes_the_prediction_at_t_to_the_bit(generat
 
 def test_the_grid_step_is_five_minutes():
     assert STEP_H * 60 == pytest.approx(5.0)
+
+
+def test_summary_and_validate_commands_on_a_timed_cohort(generated, capsys):
+    from neurofusion.data.__main__ import main
+
+    assert main(["summary", str(generated), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    reader = TimedCohortReader(generated)
+    assert summary["stays"] == len(reader.stays) == 16 and summary["samples"] == len(reader)
+    assert summary["died"] == int(reader.stays["died"].sum())
+    assert sum(n for _, n, _ in summary["by_hour"]) == len(reader)
+    assert sum(summary["stays_missing_pct"].values()) == pytest.approx(100, abs=0.2)
+    assert main(["validate", str(generated)]) == 0
+    assert "valid (16 stays" in capsys.readouterr().out

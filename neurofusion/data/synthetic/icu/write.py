@@ -75,6 +75,7 @@ def write_icu_cohort(folder: str | Path, n: int, seed: int, *, splits: Sequence[
     (folder / "cohort.json").write_text(json.dumps(cohort_info, indent=2) + "\n", encoding="utf-8")
     truth = pd.DataFrame([s.truth for s in stays], columns=list(TRUTH_COLUMNS))
     truth.to_csv(folder / "ground_truth.csv", index=False, float_format=_FLOAT)
+    (folder / "README.md").write_text(icu_readme(cohort_info, stays), encoding="utf-8")
     ranked = truth[truth["case_id"].isin([s.plan.case_id for s in stays if s.plan.split in RANKED_SPLITS])]
     if len(ranked):  # the simulated annotation study covers the held-out stays, at each prediction hour
         write_icu_rankings(folder, ranked, DEFAULT_HOURS, seed)
@@ -88,3 +89,56 @@ def _events(stays: list[IcuStay], table: str) -> pd.DataFrame:
     rows["time"] = rows["time"].round(4)
     rows["unit"] = rows["variable"].map({name: v.unit for name, v in ICU_VARIABLES.items()})
     return rows[["case_id", "time", "variable", "value", "unit"]]
+
+
+def icu_readme(info: dict, stays: list[IcuStay]) -> str:
+    """The cohort folder's README: what it is, how to regenerate it, the task, and every file."""
+    generator = info.get("generator", {})
+    command = generator.get("command", "python -m neurofusion.data generate --task icu ...")
+    died = sum(s.plan.died for s in stays)
+    part = (f"It holds the {', '.join(generator['splits'])} part of a {generator['n']}-stay cohort drawn with seed "
+            f"{generator['seed']}; the other splits come from the same command with `--splits` naming them."
+            if generator else "")
+    hours = ", ".join(f"{h:g}" for h in info["prediction_hours"])
+    return f"""# Synthetic ICU cohort ({len(stays)} stays)
+
+**SYNTHETIC DATA. No real patient is represented; not for clinical use.**
+
+Regenerate it (into an empty folder) with:
+
+    {command}
+
+That gives the same stays, rows and notes exactly. {part}
+{died} of the {len(stays)} stays end in death in the ICU.
+
+Task: death within the next {info['horizon_hours']:g} hours, predicted at any hour t of the stay from what was
+recorded up to t (paper section 6.1). The label at t is `dies_within_48h` when the patient died and the stay
+ended at most 48 h after t; a stay that has ended by t is not scored at t. The cohort's samples are the stays at
+hours {hours} (`ICU-00012@24h`); neurofusion/data/timed.py says what the model reads at t.
+
+The stays come from a latent hourly severity (course deteriorating, stable or recovering; admission
+diagnosis sepsis, cardiogenic shock or respiratory failure; demographics as a prior) and a death hazard on it
+(neurofusion/data/synthetic/icu/trajectory.py states the model). Missing modalities follow the paper's
+Table 1 (72 % complete, 22 % missing one, 6 % two or more), informatively: nursing notes are not exported at
+site_c three times as often, labs are missing twice as often for elective admissions. A missing modality has
+no rows (or blank demographic cells).
+
+- `cohort.csv`: one row per stay: split, site, stay_hours (admission to death or discharge), died (1 = death
+  in the ICU), and the demographics (age, sex, admission_type, diagnosis).
+- `vitals.csv.gz` (gzip-compressed CSV) and `labs.csv`: long tables (case_id, time in hours since admission,
+  variable, value, unit) in the shape of MIMIC-IV `chartevents` / `labevents`: monitor values every 5
+  minutes, cuff pressures every 15-30 min, temperature every 4 h, labs every 6-24 h; gaps, sensor drop-outs
+  and artefacts kept as monitors record them (an SpO2 probe coming off reads near 0 %, an arterial-line flush
+  about 300 mmHg).
+- `notes.csv`: time-stamped nursing notes (case_id, time, text) that follow the course ("increasing pressor
+  requirement", "weaned to 2 L nasal cannula") with negations.
+- `variables.csv`: each variable's table, unit, plausible range and the MIMIC-IV item ids it stands for.
+- `features.csv`: the demographic columns' kinds and categories.
+- `ground_truth.csv`: per stay the diagnosis, course, onset and trend hours, the hourly severity, and from
+  which hour each modality carries the course (`<modality>_signal_from_h`).
+- `clinician_rankings.csv`: modality rankings (1 = most important) of the test stays at each prediction hour
+  by the simulated raters synthetic_rater_A, synthetic_rater_B, synthetic_rater_C: Mallows-model readings of
+  the ground-truth evidence at that hour (neurofusion/data/synthetic/icu/raters.py), standing in for a
+  clinician annotation study.
+- `cohort.json`: task, classes, horizon, prediction hours, the declared modalities and this provenance.
+"""
