@@ -98,6 +98,15 @@ def split_hours(reader, stay_id: str, hours: Sequence[float]) -> tuple[list[floa
     return inside, outside
 
 
+def _scored(reader, stay_id: str, hours: Sequence[float]) -> list[float]:
+    """The hours, all inside the stay; a ValueError naming those that are not and why."""
+    inside, outside = split_hours(reader, stay_id, hours)
+    if outside:
+        raise ValueError(f"stay {stay_id}: hours {', '.join(f'{h:g}' for h in outside)} are "
+                         f"{next(iter(outside.values()))}")
+    return inside
+
+
 def _check_risk_model(predictor: Predictor) -> None:
     model = predictor.model
     if model.config.outcome != "classification" or len(model.classes) != 2:
@@ -115,11 +124,7 @@ def risk_trajectory(predictor: Predictor, reader, stay_id: str, hours: Sequence[
     if hours is None:
         times = trajectory_hours(reader, stay_id, step_h)
     else:
-        inside, outside = split_hours(reader, stay_id, hours)
-        if outside:
-            raise ValueError(f"stay {stay_id}: hours {', '.join(f'{h:g}' for h in outside)} are "
-                             f"{next(iter(outside.values()))}")
-        times = np.array(sorted(set(inside)), dtype=float)
+        times = np.array(sorted(set(_scored(reader, stay_id, hours))), dtype=float)
     cases = [reader.at(stay_id, float(t)) for t in times]
     names = modality_names(predictor.model)
     risk = predictor.predict(cases, batch_size=batch_size)[1][:, RISK_CLASS] if cases else np.zeros(0)
@@ -148,11 +153,7 @@ def explain_hours(predictor: Predictor, reader, stay_id: str, hours: Sequence[fl
     n_steps=16). Every hour is checked before the first is explained: one outside the stay is a ValueError."""
     _check_risk_model(predictor)
     settings = _risk_settings(settings)
-    inside, outside = split_hours(reader, stay_id, hours)
-    if outside:
-        raise ValueError(f"stay {stay_id}: hours {', '.join(f'{h:g}' for h in outside)} are "
-                         f"{next(iter(outside.values()))}")
-    return _explained(predictor, reader, stay_id, inside, settings, ood)
+    return _explained(predictor, reader, stay_id, _scored(reader, stay_id, hours), settings, ood)
 
 
 def _explained(predictor, reader, stay_id, hours, settings, ood) -> Iterator[HourExplanation]:
