@@ -284,9 +284,9 @@ def _attribution_text(body: dict) -> str:
 def _figure_2c_lines(records: list[dict]) -> list[str]:
     """Mean attention received (|Shapley| share) per hour and modality, by outcome and over all samples,
     with the paper's attention beside it."""
-    lines = ["  figure 2C: mean attention received (|Shapley| share) per hour, by outcome; paper = section 7.2",
-             f"  {'hour':>5} {'modality':<14} " + "".join(f"{g + ' (n)':<24}" for g in OUTCOME_GROUPS)
-             + f"{'all':<16} paper"]
+    lines = ["  figure 2C: mean attention received / mean |Shapley| share of the risk, per hour and outcome "
+             "(n samples); paper: attention, section 7.2",
+             f"  {'hour':>5} {'modality':<14} " + "".join(f"{g:<22}" for g in OUTCOME_GROUPS) + f"{'all':<14} paper"]
     cells: dict[tuple[float, str], dict[str, dict]] = {}
     for row in records:
         cells.setdefault((row["hour"], row["modality"]), {})[row["outcome"]] = row
@@ -294,20 +294,20 @@ def _figure_2c_lines(records: list[dict]) -> list[str]:
         pooled = {key: _pooled(groups.values(), key) for key in ("attention", "share")}
         paper = PAPER_FIGURE_2C.get(hour, {}).get(modality)
         lines.append(f"  {hour:>5g} {modality:<14} "
-                     + "".join(f"{_pair(groups[g]) + ' (' + str(groups[g]['n']) + ')':<24}" for g in OUTCOME_GROUPS)
-                     + f"{_pair(pooled):<16} {'' if paper is None else f'{paper:.2f}'}")
+                     + "".join(f"{_pair(groups[g]) + ' (' + str(groups[g]['n']) + ')':<22}" for g in OUTCOME_GROUPS)
+                     + f"{_pair(pooled):<14} {'' if paper is None else f'{paper:.2f}'}")
     return lines
 
 
 def _pooled(groups, key: str) -> float | None:
-    """The groups' means pooled, weighted by their sample counts; None when no group has a defined mean."""
-    defined = [g for g in groups if g["n"] and g[key] is not None and not math.isnan(g[key])]
-    n = sum(g["n"] for g in defined)
-    return sum(g[key] * g["n"] for g in defined) / n if n else None
+    """The groups' means pooled, weighted by the samples each mean is over; None when no group has one."""
+    defined = [g for g in groups if g["n_explained"] and g[key] is not None and not math.isnan(g[key])]
+    n = sum(g["n_explained"] for g in defined)
+    return sum(g[key] * g["n_explained"] for g in defined) / n if n else None
 
 
 def _pair(row: dict) -> str:
-    return f"{_number(row['attention'], '.2f')} ({_number(row['share'], '.2f')})"
+    return f"{_number(row['attention'], '.2f')} / {_number(row['share'], '.2f')}"
 
 
 def _score(value: float) -> str:

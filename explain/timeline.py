@@ -225,8 +225,10 @@ def cohort_over_time(predictor: Predictor, reader, split: str = "test", hours: S
     """Figure 2C: one row per (hour, outcome group, modality) with hour, outcome ("died in ICU" /
     "survived": how the stay ended), modality, title, attention (mean attention received; a modality a
     sample lacks counts 0, so the modalities' means sum to 1 at an hour), share (mean |Shapley| share of
-    the risk, likewise), n (samples) and n_present (samples with the modality). Exact Shapley values over
-    modality subsets only (no Integrated Gradients). Hours default to the cohort's prediction hours."""
+    the risk, likewise), n (samples), n_present (samples with the modality) and n_explained (samples with
+    anything recorded, over which the means are taken: one with nothing has no attention to share out).
+    Exact Shapley values over modality subsets only (no Integrated Gradients). Hours default to the
+    cohort's prediction hours."""
     _check_risk_model(predictor)
     if not getattr(reader, "timed", False):
         raise ValueError(f"figure 2C needs a time-stamped cohort; {getattr(reader, 'root', reader)} is not one")
@@ -246,6 +248,8 @@ def cohort_over_time(predictor: Predictor, reader, split: str = "test", hours: S
         present.append(result.present)
         attention.append(np.full(result.shapley.shape, np.nan) if result.attention is None else result.attention)
     attention, shapley, present = np.concatenate(attention), np.concatenate(shapley), np.concatenate(present)
+    explained = present.any(1)
+    attention[~explained] = np.nan
     total = np.abs(shapley).sum(1, keepdims=True)
     share = np.divide(np.abs(shapley), total, out=np.full(shapley.shape, np.nan), where=total > 0)
     died = reader.stays.loc[table["stay_id"], "died"].to_numpy().astype(bool)
@@ -258,8 +262,10 @@ def cohort_over_time(predictor: Predictor, reader, split: str = "test", hours: S
             for j, name in enumerate(names):
                 rows.append({"hour": hour, "outcome": group, "modality": name, "title": titles.get(name, name),
                              "attention": _mean(attention[chosen, j]), "share": _mean(share[chosen, j]),
-                             "n": int(chosen.sum()), "n_present": int(present[chosen, j].sum())})
-    return pd.DataFrame(rows, columns=["hour", "outcome", "modality", "title", "attention", "share", "n", "n_present"])
+                             "n": int(chosen.sum()), "n_present": int(present[chosen, j].sum()),
+                             "n_explained": int((chosen & explained).sum())})
+    return pd.DataFrame(rows, columns=["hour", "outcome", "modality", "title", "attention", "share", "n", "n_present",
+                                       "n_explained"])
 
 
 def _mean(values: np.ndarray) -> float:

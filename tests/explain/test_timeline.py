@@ -299,20 +299,23 @@ def test_figure_2c_is_the_direct_computation(predictor, reader):
             if not len(chosen):
                 assert rows["attention"].isna().all()
                 continue
-            attention, share = np.zeros((len(chosen), 4)), np.zeros((len(chosen), 4))
-            for k, (stay, t) in enumerate(zip(chosen["stay_id"], chosen["hour"])):
+            attention, share = [], []
+            for stay, t in zip(chosen["stay_id"], chosen["hour"]):
                 case = reader.at(stay, t)
                 batch = predictor.batch([case])
+                present = batch.present[0].numpy()
+                if not present.any():  # nothing recorded: no attention to share out, left out of the means
+                    continue
                 with torch.no_grad():
                     output = predictor.model(batch)
-                present = batch.present[0].numpy()
                 mean = output.cross_attention[0].mean(0).numpy()  # (M, M) rows = query
                 received = mean[present].mean(0) * present
-                attention[k] = received / received.sum()
+                attention.append(received / received.sum())
                 shapley = _permutation_shapley(predictor, case)
-                share[k] = np.abs(shapley) / np.abs(shapley).sum()
-            np.testing.assert_allclose(rows.loc[names, "attention"], attention.mean(0), atol=1e-6)
-            np.testing.assert_allclose(rows.loc[names, "share"], share.mean(0), atol=1e-6)
+                share.append(np.abs(shapley) / np.abs(shapley).sum())
+            assert (rows["n_explained"] == len(attention)).all()
+            np.testing.assert_allclose(rows.loc[names, "attention"], np.mean(attention, 0), atol=1e-6)
+            np.testing.assert_allclose(rows.loc[names, "share"], np.mean(share, 0), atol=1e-6)
             assert rows.loc["vitals", "n_present"] == int(chosen["has_vitals"].sum())
     totals = figure.dropna().groupby(["hour", "outcome"])["attention"].sum()
     np.testing.assert_allclose(totals, 1.0, atol=1e-6)
