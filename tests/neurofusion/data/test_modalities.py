@@ -60,6 +60,8 @@ def test_spec_defaults_and_cardio_declaration():
     ({"name": "labs", "kind": "tabular", "folder": "labs"}, "no folder"),
     ({"name": "slide", "kind": "image", "folder": "../elsewhere"}, "relative name inside"),
     ({"name": "slide", "kind": "image", "colour": "yes"}, "true or false"),
+    ({"name": "vitals", "kind": "signal", "table": "vitals.csv", "folder": "v"}, "long table .* no folder"),
+    ({"name": "vitals", "kind": "signal", "table": "../vitals.csv"}, "table must be a relative name"),
 ])
 def test_spec_validation_names_what_is_wrong(kwargs, message):
     with pytest.raises(ModalityError, match=message):
@@ -85,6 +87,12 @@ def test_declaration_round_trips_through_json():
     text = json.dumps({"modalities": modalities_to_dicts(TOY_MODALITIES)})
     assert modalities_from_dicts(json.loads(text)["modalities"]) == TOY_MODALITIES
     assert modalities_from_dicts(modalities_to_dicts(CARDIO_MODALITIES)) == CARDIO_MODALITIES
+    # a time-stamped modality keeps its table and has no per-case files; the others write no "table" key
+    icu = TASKS["icu"].modalities
+    assert modalities_from_dicts(json.loads(json.dumps(modalities_to_dicts(icu)))) == icu
+    vitals = icu[0]
+    assert (vitals.table, vitals.folder, vitals.file_column, vitals.file_backed) == ("vitals.csv", None, None, False)
+    assert "table" not in modalities_to_dicts(CARDIO_MODALITIES)[0]
 
 
 # ------------------------------------------------------------------------------------------------- Case
