@@ -152,7 +152,8 @@ def _icu_intro(settings: dict) -> list[str]:
         f"{_percent(settings.get('test_prevalence'))} of them dying within 48 h.",
         "",
         "A sample is a stay as of a prediction hour (0, 6, 12, 24, 36, 48 h, those inside the stay); the model sees "
-        "only what was recorded by then, and at hour 0 nothing but demographics has been recorded. AUROC, AUPRC "
+        "only what was recorded by then, and at hour 0 nothing but demographics has been recorded (so a "
+        "vitals-, labs- or notes-only model gives every hour-0 sample the same risk: AUROC 0.5). AUROC, AUPRC "
         "(average precision) and the Brier score are over all test samples; AUROC at 0 / 24 / 48 h over the "
         "samples of that hour. Mean ± sd over the training seeds each row has (same data). Each run's 95 % "
         f"intervals ({settings.get('n_bootstrap')} bootstrap resamples of stays, each with all its samples: "
@@ -219,7 +220,7 @@ TASKS = {
         intro=_cancer_intro, cap_notes=True),
     "icu": Task(
         name="icu", config="configs/icu_demo.yaml", data="build/icu_table2",
-        test_data="sample_data/icu", max_minutes=120.0, max_epochs=4,
+        test_data="sample_data/icu", max_minutes=120.0, max_epochs=8,
         metrics=(Metric("auroc", "AUROC", ("auroc", "value")),
                  Metric("auprc", "AUPRC", ("auprc", "value")),
                  Metric("brier", "Brier", ("brier", "value")),
@@ -282,8 +283,13 @@ def risk_samples(test_data: str, train_data: str) -> RiskSamples:
     if table.empty:
         raise ValueError(f"{test_data} has no test samples to evaluate on")
     event = test.classes[1]
-    settings = {"data": _shown(train_data), "test_data": _shown(test_data), "data_seed": training.info.get("seed"),
-                "test_seed": test.info.get("seed")}
+    data_seed, test_seed = (reader.info.get("generator", {}).get("seed") for reader in (training, test))
+    if data_seed is not None and data_seed == test_seed:
+        raise ValueError(f"{train_data} and {test_data} were generated with the same seed ({data_seed}): stay ids "
+                         "repeat across seeds, so the training stays would include the test stays; generate the "
+                         "training cohort with another seed")
+    settings = {"data": _shown(train_data), "test_data": _shown(test_data), "data_seed": data_seed,
+                "test_seed": test_seed}
     for name, rows in (("train", training.table[training.table["split"] == "train"]),
                        ("val", training.table[training.table["split"] == "val"]), ("test", table)):
         settings.update({f"{name}_stays": int(rows["stay_id"].nunique()), f"{name}_samples": len(rows),
@@ -336,7 +342,7 @@ def main() -> None:
     parser.add_argument("--config", help="experiment YAML (default: configs/<task>_demo.yaml)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-minutes", type=float, help="default: cardio 6, cancer 4, icu 120 (not binding)")
-    parser.add_argument("--max-epochs", type=int, help="default: cardio 20, cancer 40, icu 4")
+    parser.add_argument("--max-epochs", type=int, help="default: cardio 20, cancer 40, icu 8")
     parser.add_argument("--architectures", nargs="+", help="default: the task's table rows")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); 1 on shared, busy cores, "
                         "where threads waiting for each other cost far more than they gain")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from benchmarks.table2 import TASKS, RiskSamples, markdown, read_metrics, risk_result
+from benchmarks.table2 import ROOT, TASKS, RiskSamples, markdown, read_metrics, risk_result, risk_samples
 from neurofusion.config import ModelConfig
 
 ICU = TASKS["icu"]
@@ -106,3 +106,10 @@ def test_icu_markdown_gives_mean_sd_undefined_runs_and_per_run_intervals():
     for stated in ("640 train stays (3500 samples, 6.1 % dying within 48 h)", "seed 2027", "900 samples of the "
                    "200 bundled test stays", "7.0 % of them", "at most 3 epochs", "Synthetic data", "Image Only"):
         assert stated in text
+
+
+def test_a_training_cohort_of_the_test_seed_is_refused():
+    """Stay ids repeat across seeds: training on the bundled sample's seed would train on its test stays."""
+    sample = ROOT / "sample_data" / "icu"
+    with pytest.raises(ValueError, match=r"same seed \(2026\).*another seed"):
+        risk_samples(str(sample), str(sample))
