@@ -157,7 +157,7 @@ def hour_metrics_figure(metrics: Mapping) -> go.Figure:
     hour's tick gives its samples and events. An hour holding one class only has no point (the title says)."""
     by_hour = _check_risk(metrics)
     keys = sorted(by_hour, key=float)
-    ticks = [f"{k} h<br>n={by_hour[k]['n_samples']}, {by_hour[k]['n_events']} died" for k in keys]
+    ticks = [f"{k} h<br>n={by_hour[k]['n_samples']}<br>{by_hour[k]['n_events']} died ≤ 48 h" for k in keys]
     fig = go.Figure()
     for offset, (name, label, color) in zip((-0.25, 0.25), (("auroc", "AUROC", _AUROC_COLOR),
                                                              ("auprc", "AUPRC", _AUPRC_COLOR))):
@@ -181,8 +181,8 @@ def hour_metrics_figure(metrics: Mapping) -> go.Figure:
         title += f"; not defined at {', '.join(k + ' h' for k in undefined)} (one class only)"
     fig.update_xaxes(tickvals=list(range(len(keys))), ticktext=ticks, title_text="Prediction hour")
     fig.update_yaxes(range=[0, 1.02], tickformat=".2f", title_text="Score")
-    return finish(fig, title, height=420, legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
-                  margin=dict(b=110))
+    return finish(fig, title, height=440, legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"),
+                  margin=dict(b=130))
 
 
 def risk_calibration_figure(metrics: Mapping, title: str = "Calibration of the predicted risk") -> go.Figure:
