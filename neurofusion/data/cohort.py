@@ -64,7 +64,7 @@ from neurofusion.data.schema import SPLITS, Case, lead_issues
 
 __all__ = [
     "COHORT_CSV", "COHORT_JSON", "FEATURES_CSV", "GROUND_TRUTH_CSV", "KIND_SUFFIXES", "RANKINGS_CSV",
-    "REQUIRED_COLUMNS", "RESERVED_COLUMNS", "SURVIVAL_COLUMNS", "CohortCheck", "CohortReader", "assign_features",
+    "REQUIRED_COLUMNS", "RESERVED_COLUMNS", "SURVIVAL_COLUMNS", "CaseSequence", "CohortCheck", "CohortReader", "assign_features",
     "atomic_write_csv", "check_cohort", "cohort_outcome", "cohort_summary", "declared_modalities",
     "extra_columns_message", "reserved_columns", "validate_cohort", "write_case_files", "write_cohort_tables",
 ]
@@ -75,7 +75,65 @@ _WRITTEN_SUFFIX = {"signal": ".hea", "text": ".txt"}
 _FILE_COLUMN_ORDER = ("image", "signal", "text")
 
 
-class CohortReader(Sequence[Case]):
+class CaseSequence(Sequence[Case]):
+    """The sequence API every cohort reader shares (``reader[i]``, ``reader["CV-00012"]``, ``ids(split)``, ...),
+    over ``self.table`` (one row per case: case_id, split, has_<modality>, ...), ``self._position`` ({case_id:
+    row}) and ``self.load(i or case_id)``, which a reader defines."""
+
+    table: pd.DataFrame
+    modalities: tuple[ModalitySpec, ...]
+    features: dict[str, FeatureSpec]
+    root: Path
+    _position: dict[str, int]
+    _missing = "case {case_id!r} is not in cohort {root}"  # the KeyError of position(); a reader may say more
+
+    def load(self, key: int | str) -> Case:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, key):  # int | str | slice
+        if isinstance(key, slice):
+            return [self.load(i) for i in range(*key.indices(len(self)))]
+        return self.load(key)
+
+    def __iter__(self) -> Iterator[Case]:
+        return (self.load(i) for i in range(len(self)))
+
+    @property
+    def case_ids(self) -> list[str]:
+        return self.table["case_id"].tolist()
+
+    @property
+    def tabular_columns(self) -> list[str]:
+        return list(self.features)
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.modalities)
+
+    def ids(self, split: str | None = None) -> list[str]:
+        """Case ids, optionally of one split."""
+        if split is None:
+            return self.case_ids
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return self.table.loc[self.table["split"] == split, "case_id"].tolist()
+
+    def position(self, case_id: str) -> int:
+        try:
+            return self._position[case_id]
+        except KeyError:
+            raise KeyError(self._missing.format(case_id=case_id, root=self.root)) from None
+
+    def availability(self) -> pd.DataFrame:
+        """(n_cases, M) booleans: which declared modalities each case has, indexed by case_id."""
+        frame = self.table.set_index("case_id")[[m.presence_column for m in self.modalities]]
+        return frame.rename(columns=lambda c: c.removeprefix("has_"))
+
+
+class CohortReader(CaseSequence):
     """A cohort folder opened for reading. ``reader[i]`` or ``reader["CV-00012"]`` loads one case.
 
     Attributes: ``modalities`` (the declared ModalitySpecs), ``outcome`` ("classification" or
@@ -101,40 +159,6 @@ class CohortReader(Sequence[Case]):
             raw, self.root, self.classes, declared, self.modalities, self.outcome)
         self._extra_values = raw[self.extra_columns].reset_index(drop=True)
         self._position = {case_id: i for i, case_id in enumerate(self.table["case_id"])}
-
-    # ----------------------------------------------------------------------------------- sequence API
-    def __len__(self) -> int:
-        return len(self.table)
-
-    def __getitem__(self, key):  # int | str | slice
-        if isinstance(key, slice):
-            return [self.load(i) for i in range(*key.indices(len(self)))]
-        return self.load(key)
-
-    def __iter__(self) -> Iterator[Case]:
-        return (self.load(i) for i in range(len(self)))
-
-    @property
-    def case_ids(self) -> list[str]:
-        return self.table["case_id"].tolist()
-
-    @property
-    def tabular_columns(self) -> list[str]:
-        return list(self.features)
-
-    def ids(self, split: str | None = None) -> list[str]:
-        """Case ids, optionally of one split."""
-        if split is None:
-            return self.case_ids
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        return self.table.loc[self.table["split"] == split, "case_id"].tolist()
-
-    def position(self, case_id: str) -> int:
-        try:
-            return self._position[case_id]
-        except KeyError:
-            raise KeyError(f"case {case_id!r} is not in cohort {self.root}") from None
 
     def load(self, key: int | str) -> Case:
         """Read one case's files. Raises CohortError naming the file if one is unreadable.
@@ -186,14 +210,6 @@ class CohortReader(Sequence[Case]):
         path = self.root / GROUND_TRUTH_CSV
         return read_ground_truth(path, cohort=self) if path.is_file() else None
 
-    @property
-    def modality_names(self) -> tuple[str, ...]:
-        return tuple(m.name for m in self.modalities)
-
-    def availability(self) -> pd.DataFrame:
-        """(n_cases, M) booleans: which declared modalities each case has, indexed by case_id."""
-        frame = self.table.set_index("case_id")[[m.presence_column for m in self.modalities]]
-        return frame.rename(columns=lambda c: c.removeprefix("has_"))
 
 
 @dataclass

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ import pandas as pd
 from neurofusion.data._cohort_table import COHORT_CSV, COHORT_JSON, FEATURES_CSV, GROUND_TRUTH_CSV, RANKINGS_CSV
 from neurofusion.data._cohort_table import _read_info, declared_modalities
 from neurofusion.data._tables import MISSING_TOKENS, read_csv_table
+from neurofusion.data.cohort import CaseSequence
 from neurofusion.data.errors import CohortError
 from neurofusion.data.events import EventVariable, grid_of_streams, read_events, read_notes, read_variables
 from neurofusion.data.features import FeatureSpec, read_features
@@ -87,7 +88,7 @@ def vital_channels(variables: Sequence[str]) -> tuple[str, ...]:
     return tuple(variables) + tuple(f"{v}{_MEASURED_SUFFIX}" for v in variables)
 
 
-class TimedCohortReader(Sequence[Case]):
+class TimedCohortReader(CaseSequence):
     """A time-stamped cohort folder opened for reading (module docstring), with the sequence API of
     :class:`neurofusion.data.cohort.CohortReader` over its samples, so training, evaluation, explanations and
     the dashboard read it like any cohort.
@@ -101,6 +102,8 @@ class TimedCohortReader(Sequence[Case]):
     """
 
     timed = True
+    _missing = ("sample {case_id!r} is not in cohort {root} (its samples are each stay at the prediction hours it "
+                "reaches; a stay at any other hour: reader.at(stay, t))")
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -146,53 +149,14 @@ class TimedCohortReader(Sequence[Case]):
         self.table = self._samples()
         self._position = {case_id: i for i, case_id in enumerate(self.table["case_id"])}
 
-    # ----------------------------------------------------------------------------------- sequence API
-    def __len__(self) -> int:
-        return len(self.table)
-
-    def __getitem__(self, key):  # int | str | slice
-        if isinstance(key, slice):
-            return [self.load(i) for i in range(*key.indices(len(self)))]
-        return self.load(key)
-
-    def __iter__(self) -> Iterator[Case]:
-        return (self.load(i) for i in range(len(self)))
-
-    @property
-    def case_ids(self) -> list[str]:
-        return self.table["case_id"].tolist()
-
-    @property
-    def tabular_columns(self) -> list[str]:
-        return list(self.features)
-
-    @property
-    def modality_names(self) -> tuple[str, ...]:
-        return tuple(m.name for m in self.modalities)
-
     @property
     def signal_layout(self) -> dict:
         """What the vitals signal looks like to a model: its channels, rate (Hz) and length (s)."""
         return {"leads": list(vital_channels(self.vital_variables)), "fs": VITALS_FS, "seconds": WINDOW_H * 3600}
 
-    def ids(self, split: str | None = None) -> list[str]:
-        """Sample ids, optionally of one split (a stay's samples share its split)."""
-        if split is None:
-            return self.case_ids
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        return self.table.loc[self.table["split"] == split, "case_id"].tolist()
-
     def stay_ids(self, split: str | None = None) -> list[str]:
         stays = self.stays if split is None else self.stays[self.stays["split"] == split]
         return stays.index.tolist()
-
-    def position(self, case_id: str) -> int:
-        try:
-            return self._position[case_id]
-        except KeyError:
-            raise KeyError(f"sample {case_id!r} is not in cohort {self.root} (its samples are each stay at the "
-                           f"prediction hours {', '.join(f'{h:g}' for h in self.hours)} it reaches)") from None
 
     def load(self, key: int | str) -> Case:
         """A sample by position or id (``ICU-00012@24h``; any hour inside the stay is accepted)."""
@@ -291,10 +255,6 @@ class TimedCohortReader(Sequence[Case]):
         if not path.is_file():
             return None
         return pd.read_csv(path, dtype={"case_id": str}, keep_default_na=False).set_index("case_id")
-
-    def availability(self) -> pd.DataFrame:
-        frame = self.table.set_index("case_id")[[m.presence_column for m in self.modalities]]
-        return frame.rename(columns=lambda c: c.removeprefix("has_"))
 
     def data_hash(self) -> str:
         """SHA-256 over cohort.csv and the long tables: which data a checkpoint was trained on."""
