@@ -168,13 +168,15 @@ def hour_metrics_figure(metrics: Mapping) -> go.Figure:
             error_y=dict(type="data", symmetric=False, array=np.clip(np.nan_to_num(high - values), 0, None),
                          arrayminus=np.clip(np.nan_to_num(values - low), 0, None), color=color),
             customdata=np.stack([low, high], axis=1),
-            hovertemplate=f"{label} %{{y:.3f}} (95 % CI %{{customdata[0]:.3f}}–%{{customdata[1]:.3f}})<extra></extra>"))
+            hovertemplate=(f"{label} %{{y:.3f}} (95 % CI %{{customdata[0]:.3f}}–%{{customdata[1]:.3f}})"
+                           "<extra></extra>")))
         overall = _value(metrics[name])
         if not math.isnan(overall):
             fig.add_hline(y=overall, line=dict(color=color, dash="dot", width=1),
                           annotation_text=f"{label} all hours {overall:.3f}", annotation_position="bottom left")
-        fig.add_hline(y=PAPER_ICU[name], line=dict(color=color, dash="dash", width=1),
-                      annotation_text=f"paper {label} {PAPER_ICU[name]:.3f}", annotation_position="top right")
+        fig.add_hline(y=PAPER_ICU[name], line=dict(color=color, dash="dash", width=1),  # AUPRC's under its line
+                      annotation_text=f"paper {label} {PAPER_ICU[name]:.3f}",
+                      annotation_position="top right" if name == "auroc" else "bottom right")
     undefined = [k for k in keys if by_hour[k]["auroc"]["value"] is None]
     title = "AUROC and AUPRC by prediction hour (95 % CI, bootstrap over stays)"
     if undefined:

@@ -132,7 +132,8 @@ def _over_time(_ctx: Context, model_key: str, cases_key: str, split: str) -> pd.
 
 def _icu_page(ctx: Context, ids: tuple[str, ...], split: str) -> None:
     where = "every stay" if split == "all" else f"the {split} split"
-    st.caption(f"Each sample is a stay of {where} as of one prediction hour ({', '.join(f'{h:g}' for h in ctx.cohort.hours)} h): "
+    hours = ", ".join(f"{h:g}" for h in ctx.cohort.hours)
+    st.caption(f"Each sample is a stay of {where} as of one prediction hour ({hours} h): "
                "the model reads only what was recorded by then and predicts death within the next 48 hours. "
                "Stays that had ended by an hour are not scored at it.")
     st.subheader("How the model's attention moves over the stay (figure 2C)")
@@ -156,8 +157,8 @@ def _icu_page(ctx: Context, ids: tuple[str, ...], split: str) -> None:
     for column, name, label in ((c1, "auroc", "AUROC"), (c2, "auprc", "AUPRC"), (c3, "brier", "Brier score")):
         estimate = metrics[name]
         column.metric(f"{label}, all hours", "n/a" if estimate["value"] is None else f"{estimate['value']:.3f}")
-        column.caption(f"95 % CI {estimate['ci_low']:.3f} to {estimate['ci_high']:.3f}" if estimate["ci_low"] is not None
-                       else estimate.get("reason") or "not defined")
+        column.caption(f"95 % CI {estimate['ci_low']:.3f} to {estimate['ci_high']:.3f}"
+                       if estimate["ci_low"] is not None else estimate.get("reason") or "not defined")
     st.caption(f"{metrics['n_samples']} samples of {metrics['n_stays']} stays, {metrics['n_events']} followed by death "
                f"within 48 h; intervals: {RISK_BOOTSTRAP} bootstrap resamples of stays (every sample of a drawn stay). "
                "Paper (real data): AUROC 0.913, AUPRC 0.849.")

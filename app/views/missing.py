@@ -35,7 +35,8 @@ RISK_BOOTSTRAP = 500  # stay resamples of the ICU AUROC and AUPRC intervals (as 
 PAPER_7_3_ICU = ("The paper (real data) reports no ICU figure with modalities withheld; its vital-signs-only model "
                  f"(a separately trained model, Table 2) reaches AUROC {PAPER_ICU['vitals_only_auroc']:.3f} and AUPRC "
                  f"{PAPER_ICU['vitals_only_auprc']:.3f} against NeuroFusion's {PAPER_ICU['auroc']:.3f} and "
-                 f"{PAPER_ICU['auprc']:.3f}: the last row withholds everything but the vital signs from this one model.")
+                 f"{PAPER_ICU['auprc']:.3f}: the last row withholds everything but the vital signs from this one "
+                 "model.")
 
 
 @st.cache_data(show_spinner="Predicting the cohort with each set of modalities hidden (once)...", max_entries=8)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -143,12 +142,14 @@ else:
 
 if ctx.timed:
     st.subheader("Modalities")
+    test_samples = ctx.cohort.table[ctx.cohort.table["split"] == "test"]
     st.dataframe(pd.DataFrame({"Modality": list(ctx.titles.values()), "Name": ctx.names,
                                "Kind": [ctx.kinds[m] for m in ctx.names],
-                               "Present in the test samples": [f"{ctx.cohort.table.loc[ctx.cohort.table['split'] == 'test', f'has_{m}'].mean():.0%}"
-                                                               if (ctx.cohort.table["split"] == "test").any() else "—"
-                                                               for m in ctx.names]}),
+                               "Present in the test samples": [f"{test_samples[f'has_{m}'].mean():.0%}"
+                                                               if len(test_samples) else "—" for m in ctx.names]}),
                  hide_index=True, key="model.modalities")
+    st.caption("Present: recorded at or before the sample's hour (at hour 0 a stay has little more than its "
+               "demographics).")
 elif ctx.survival:
     st.subheader("Time grid and modalities")
     edges = ", ".join(f"{e:g}" for e in bins.edges)
