@@ -115,19 +115,22 @@ def _risk_metrics(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str,
 
 @st.cache_data(show_spinner="Figure 2C: attention and modality importance of every sample...", max_entries=8)
 def _over_time(_ctx: Context, model_key: str, cases_key: str, split: str) -> pd.DataFrame:
-    """cohort_over_time of one split, or of every split ("all": each split's means weighted by its samples)."""
+    """cohort_over_time of one split, or of every split ("all": each split's means weighted by the samples they
+    average, n_explained where the frame has it, else n)."""
     if split != "all":
         return cohort_over_time(_ctx.predictor, _ctx.cohort, split=split)
     parts = pd.concat([cohort_over_time(_ctx.predictor, _ctx.cohort, split=s) for s in SPLITS if _ctx.cohort.ids(s)])
     keys = ["hour", "outcome", "modality", "title"]
+    counts = [c for c in ("n", "n_present", "n_explained") if c in parts.columns]
+    weight = parts["n_explained"] if "n_explained" in parts.columns else parts["n"]
     for value in ("attention", "share"):
-        parts[f"{value}_sum"] = parts[value].fillna(0.0) * parts["n"] * parts[value].notna()
-        parts[f"{value}_n"] = parts["n"] * parts[value].notna()
-    merged = parts.groupby(keys, sort=False)[["n", "n_present", "attention_sum", "attention_n", "share_sum",
-                                              "share_n"]].sum().reset_index()
+        parts[f"{value}_sum"] = parts[value].fillna(0.0) * weight * parts[value].notna()
+        parts[f"{value}_weight"] = weight * parts[value].notna()
+    sums = [f"{v}_{k}" for v in ("attention", "share") for k in ("sum", "weight")]
+    merged = parts.groupby(keys, sort=False)[counts + sums].sum().reset_index()
     for value in ("attention", "share"):
-        merged[value] = merged[f"{value}_sum"] / merged[f"{value}_n"].where(merged[f"{value}_n"] > 0)
-    return merged[keys + ["attention", "share", "n", "n_present"]]
+        merged[value] = merged[f"{value}_sum"] / merged[f"{value}_weight"].where(merged[f"{value}_weight"] > 0)
+    return merged[keys + ["attention", "share"] + counts]
 
 
 def _icu_page(ctx: Context, ids: tuple[str, ...], split: str) -> None:
