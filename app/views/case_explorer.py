@@ -26,6 +26,11 @@ from neurofusion.data.errors import CohortError
 from neurofusion.data.schema import Case
 
 ctx = context()
+if ctx.timed:  # the ICU task: a case is a stay seen as of an hour, drawn by app/case_icu.py
+    from app import case_icu
+
+    case_icu.page(ctx)
+    st.stop()
 NAMES, TITLES, KINDS, SURVIVAL = ctx.names, ctx.titles, ctx.kinds, ctx.survival
 FILTERS = ("case.filter_true", "case.filter_pred", "case.filter_outcome", "case.filter_missing", "case.filter_site")
 DECLARED = case_panels.Declared(NAMES, TITLES, KINDS, SURVIVAL)

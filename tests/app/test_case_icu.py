@@ -1,0 +1,202 @@
+"""The case page on the ICU cohort (a stay seen as of an hour), headless: the risk trajectory it draws is
+timeline.risk_trajectory's and the model's on reader.at at each hour; the shown risk follows the "As of
+hour" slider to the model's value at the new hour; the slider starts afresh when the stay changes; each
+what-if control changes the risk to the value computed directly from explain.icu_whatif; stays missing whole
+modalities render without a traceback; the ground-truth panel says the stay is synthetic; and the figure
+builders draw what they are given."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app import icu_figures
+from app.case_icu import default_hour
+from explain import timeline
+from explain.icu_whatif import drop_lab, hide_recent_vitals, notes_at, remove_note, risk
+from neurofusion.data.timed import TimedCohortReader
+
+ROOT = Path(__file__).resolve().parents[2]
+MAIN = str(ROOT / "app" / "main.py")
+ICU = ROOT / "sample_data" / "icu"
+CHECKPOINT = ROOT / "sample_data" / "checkpoints" / "icu_demo"
+STAY = "ICU-00603"  # died at 19.3 h; every modality recorded by 12 h; three prediction hours (0, 6, 12)
+OTHER = "ICU-00004"  # discharged at 18.5 h
+NO_VITALS_OR_LABS = "ICU-00253"  # never has vitals or labs
+NO_LABS_NOTES_DEMOGRAPHICS = "ICU-00282"
+
+
+def _app(stay_id: str) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=600)
+    at.session_state["settings.n_steps"] = 8
+    at.session_state["settings.checkpoint"] = str(CHECKPOINT)
+    at.session_state["settings.cohort"] = str(ICU)
+    at.query_params["case"] = stay_id
+    return at.run()
+
+
+def _no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _figure(at: AppTest, key: str) -> dict:
+    chart = next(c for c in at.get("plotly_chart") if c.key == key)
+    return json.loads(chart.proto.spec)
+
+
+def _values(trace: dict, axis: str = "y") -> np.ndarray:
+    import base64
+
+    value = trace[axis]
+    if isinstance(value, dict):  # {"dtype": ..., "bdata": base64}
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"])).astype(float)
+    return np.asarray(value, dtype=float)
+
+
+def _span(at: AppTest, span_id: str) -> str:
+    pattern = re.compile(f"<span id='{span_id}'>([^<]*)</span>")
+    return next(m.group(1) for e in at.markdown if (m := pattern.search(e.value)))
+
+
+@pytest.fixture(scope="module")
+def reader() -> TimedCohortReader:
+    return TimedCohortReader(ICU)
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    from neurofusion.checkpoint import load_checkpoint
+    from neurofusion.inference import Predictor
+
+    checkpoint = load_checkpoint(CHECKPOINT, device="cpu")
+    return Predictor(checkpoint.model, checkpoint.tokenizer)
+
+
+@pytest.fixture(scope="module")
+def page() -> AppTest:
+    at = _app(STAY)
+    _no_errors(at)
+    return at
+
+
+def test_the_trajectory_is_the_models_risk_at_every_hour_of_the_stay(page, predictor, reader):
+    assert page.title[0].value == "Case explorer"
+    figure = _figure(page, "case.icu_trajectory")
+    line = next(t for t in figure["data"] if t.get("name") == "risk")
+    expected = timeline.risk_trajectory(predictor, reader, STAY)
+    hours = _values(line, "x")
+    np.testing.assert_array_equal(hours, np.arange(20.0))  # every whole hour before the end at 19.3 h
+    np.testing.assert_allclose(_values(line), expected.risk, atol=1e-6)
+    one_by_one = [risk(predictor, [reader.at(STAY, h)])[0] for h in (0.0, 7.0, 19.0)]
+    np.testing.assert_allclose(_values(line)[[0, 7, 19]], one_by_one, atol=1e-5)
+    # every hour of this stay is within 48 h of its death: each marker says so
+    dies = next(t for t in figure["data"] if t.get("name") == "label: dies within 48 h")
+    assert len(_values(dies, "x")) == 20
+    assert "died at 19 h" in json.dumps(figure["layout"]["annotations"])
+    label = page.selectbox(key="case.id").format_func(STAY)
+    assert re.fullmatch(r"ICU-00603 · Cardiogenic shock · died at 19 h · peak risk \d+%", label)
+
+
+def test_moving_the_slider_shows_the_models_risk_at_the_new_hour(page, predictor, reader):
+    assert page.slider(key="case.icu_hour").value == 12  # the last prediction hour up to 24 h
+    shown = {}
+    for hour in (12, 3, 17):
+        page.slider(key="case.icu_hour").set_value(hour).run()
+        _no_errors(page)
+        expected = risk(predictor, [reader.at(STAY, float(hour))])[0]
+        assert _span(page, "icu-risk") == f"{expected:.1%}"
+        metric = next(m for m in page.metric if m.label.startswith("Risk of death"))
+        assert metric.value == f"{expected:.1%}" and f"as of {hour} h" in metric.label
+        shown[hour] = expected
+    assert len({f"{v:.1%}" for v in shown.values()}) > 1, "the risk did not move with the hour"
+    page.slider(key="case.icu_hour").set_value(12).run()
+
+
+def test_the_hour_starts_afresh_when_the_stay_changes(page, reader):
+    page.slider(key="case.icu_hour").set_value(5).run()
+    page.selectbox(key="case.id").set_value(OTHER).run()
+    _no_errors(page)
+    assert page.slider(key="case.icu_hour").value == default_hour(reader, reader.stays.loc[OTHER, "stay_hours"])
+    assert page.slider(key="case.icu_hour").max == 18
+    page.selectbox(key="case.id").set_value(STAY).run()
+    assert page.slider(key="case.icu_hour").value == 12
+
+
+def test_each_what_if_control_changes_the_risk_to_the_value_computed_directly(page, predictor, reader):
+    hour = 12.0
+    page.toggle(key="case.icu_hide").set_value(True).run()
+    _no_errors(page)
+    hidden = risk(predictor, [hide_recent_vitals(reader, STAY, hour, 6.0)])[0]
+    assert _span(page, "icu-whatif-result") == f"{hidden:.1%}"
+    page.number_input(key="case.icu_hide_hours").set_value(2).run()
+    hidden = risk(predictor, [hide_recent_vitals(reader, STAY, hour, 2.0)])[0]
+    assert _span(page, "icu-whatif-result") == f"{hidden:.1%}"
+    page.toggle(key="case.icu_hide").set_value(False).run()
+    assert not any("icu-whatif-result" in m.value for m in page.markdown)  # undone: no edit, the risk as shown
+    note = notes_at(reader, STAY, hour)[-1]
+    page.selectbox(key="case.icu_note").set_value(note).run()
+    assert _span(page, "icu-whatif-result") == f"{risk(predictor, [remove_note(reader, STAY, hour, note)])[0]:.1%}"
+    page.selectbox(key="case.icu_note").set_value(None).run()
+    lab = page.selectbox(key="case.icu_lab").options[1].split(" ")[0]
+    page.selectbox(key="case.icu_lab").set_value(lab).run()
+    assert _span(page, "icu-whatif-result") == f"{risk(predictor, [drop_lab(reader, STAY, hour, lab)])[0]:.1%}"
+    page.selectbox(key="case.icu_lab").set_value(None).run()
+    _no_errors(page)
+
+
+def test_the_ground_truth_is_labelled_synthetic_and_the_importance_over_time_has_every_hour(page, reader):
+    assert any(h.value == "Ground truth of this SYNTHETIC stay" for h in page.subheader)
+    truth = next(d.value for d in page.dataframe if "carries the outcome signal from" in d.value.columns)
+    assert list(truth["modality"]) == ["Vital signs", "Labs", "Nursing notes", "Demographics"]
+    over = next(json.loads(c.proto.spec) for c in page.get("plotly_chart")
+                if "figure 2C" in json.dumps(json.loads(c.proto.spec)["layout"].get("title", {})))
+    bars = [t for t in over["data"] if t["type"] == "bar"]
+    shares = np.array([[np.nan if v is None else v for v in t["y"]] for t in bars if t["yaxis"] == "y"])
+    assert shares.shape == (4, 3)  # four modalities at 0, 6 and 12 h
+    np.testing.assert_allclose(np.nansum(shares, axis=0), 1.0, atol=1e-6)
+    assert "computing" not in json.dumps(over["layout"].get("annotations", []))
+
+
+@pytest.mark.parametrize("stay_id", [NO_VITALS_OR_LABS, NO_LABS_NOTES_DEMOGRAPHICS])
+def test_a_stay_missing_whole_modalities_renders_and_says_so(stay_id, reader):
+    at = _app(stay_id)
+    _no_errors(at)
+    missing = reader.table[reader.table["stay_id"] == stay_id][[f"has_{m}" for m in reader.modality_names]]
+    assert not missing.all(axis=None)
+    titles = [t.label for t in at.tabs]
+    assert any(t.endswith("(not recorded)") for t in titles), titles
+
+
+def test_the_labs_table_lists_every_draw_newest_first_with_the_attribution_on_the_last(reader):
+    stay_id, hour = "ICU-00008", 24.0
+    rows = reader.events_of(stay_id, "labs", hour)
+    attributions = pd.DataFrame({"name": ["lactate", "lactate_age_h"], "score": [0.5, -0.25]})
+    table = icu_figures.labs_table(rows, reader.variables, hour, attributions)
+    assert len(table) == len(rows)
+    assert (np.diff(table["time (h)"].to_numpy()) <= 0).all()
+    lactate = table[table["lab"] == "lactate"]
+    assert lactate["attribution (value)"].iloc[0] == 0.5 and lactate["attribution (age)"].iloc[0] == -0.25
+    assert lactate["attribution (value)"].iloc[1:].isna().all()
+    assert lactate["hours before"].iloc[0] == pytest.approx(hour - rows[rows["variable"] == "lactate"]["time"].max(),
+                                                            abs=0.01)
+
+
+def test_vitals_trends_break_the_line_at_gaps_and_mark_artefacts(reader):
+    from neurofusion.data.events import EventVariable
+
+    rows = pd.DataFrame({"time": [1.0, 1.1, 1.2, 3.0, 3.1], "variable": "spo2",
+                         "value": [97.0, 96.0, 20.0, 95.0, 94.0]})
+    variables = {"spo2": EventVariable("spo2", "vitals", "%", 50.0, 100.0)}
+    figure = icu_figures.vitals_trends(rows, variables, 4.0)
+    line, crosses = figure.data
+    assert list(line.x) == [1.0, 1.1, 1.2, None, 3.0, 3.1]  # 1.8 h without a measurement: a gap
+    assert list(crosses.y) == [20.0]  # outside 50-100 %: an artefact, kept and marked
+    with pytest.raises(ValueError, match="no vital sign was recorded"):
+        icu_figures.vitals_trends(rows, variables, 60.0)
