@@ -75,10 +75,11 @@ cancer-demo-checkpoint: $(STAMP)
 	$(PY) -m neurofusion.data generate --task cancer --n 2000 --seed 2026 --splits train,val --out build/cancer_trainval
 	$(PY) -m neurofusion.train --config configs/cancer_demo.yaml --data build/cancer_trainval --eval-data sample_data/cancer --out sample_data/checkpoints/cancer_demo
 
-# Retrain the bundled ICU demo checkpoint (at most 15 minutes on 2 CPU cores, training capped at 12): regenerate
+# Retrain the bundled ICU demo checkpoint (at most 15 minutes on 2 CPU cores, training capped at 12; one torch
+# thread: on busy cores two threads made a batch of the vitals encoder up to 100x slower): regenerate
 # the training and validation stays of the ICU sample's seed, train the 48-hour mortality model on every stay at
 # each prediction hour, and evaluate on the committed test stays.
 icu-demo-checkpoint: $(STAMP)
 	rm -rf build/icu_trainval sample_data/checkpoints/icu_demo
 	$(PY) -m neurofusion.data generate --task icu --n 2000 --seed 2026 --splits train,val --out build/icu_trainval
-	$(PY) -m neurofusion.train --config configs/icu_demo.yaml --data build/icu_trainval --eval-data sample_data/icu --out sample_data/checkpoints/icu_demo
+	OMP_NUM_THREADS=1 $(PY) -m neurofusion.train --config configs/icu_demo.yaml --data build/icu_trainval --eval-data sample_data/icu --out sample_data/checkpoints/icu_demo
