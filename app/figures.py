@@ -1025,7 +1025,8 @@ def _format_mean_sd(mean: float, sd: float | None) -> str:
 
 # what training.json's history records on the validation split each epoch, by the checkpoint's outcome
 VALIDATION_CURVES: dict[str, tuple[str, str]] = {"val_macro_f1": ("Validation macro F1", "macro F1"),
-                                                 "val_c_index": ("Validation C-index", "C-index")}
+                                                 "val_c_index": ("Validation C-index", "C-index"),
+                                                 "val_auroc": ("Validation AUROC", "AUROC")}
 
 
 def training_curves(history: Sequence[Mapping[str, Any]], best_epoch: int | None = None,
