@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,7 @@ from neurofusion.models.model import Encoded, ModelOutput, NeuroFusion, build_mo
 from neurofusion.train import configure_model
 
 SETTINGS = ExplainSettings(target=1, n_steps=4)
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "icu_demo.yaml"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -73,7 +75,7 @@ def predictor(reader) -> Predictor:
     """A NeuroFusion of the demo config's sizes with random weights, its tokenizer fitted to the cohort's
     notes and its lab / demographic normalisation to the train split."""
     torch.manual_seed(0)
-    config = configure_model(load_experiment("configs/icu_demo.yaml").model, reader)
+    config = configure_model(load_experiment(DEMO_CONFIG).model, reader)
     tokenizer = train_wordpiece(reader.notes["text"].tolist(), config.text.vocab_size)
     config.text.vocab_size = len(tokenizer)
     model = build_model(config)
