@@ -168,14 +168,12 @@ def _show_stay(ctx: Context, reader: TimedCohortReader, stay_id: str) -> None:
         st.error(f"Stay {stay_id} cannot be shown: {err}")
         return
     k = int(np.flatnonzero(trajectory.hours == hour)[0])
-    label = trajectory.labels[k]
+    chart, card = st.columns([2.4, 1], gap="medium")
     explained_hours = [h for h in reader.hours if h < trajectory.stay_hours]
-    st.plotly_chart(icu_figures.risk_trajectory_figure(trajectory, hour, reader.horizon_h, explained_hours),
-                    key="case.icu_trajectory")
-    st.markdown(f"**Risk at {hour} h:** <span id='icu-risk'>{trajectory.risk[k]:.1%}</span> · **label:** "
-                f"{icu_figures.label_text(label)} "
-                f"(the stay {icu_figures.outcome_text(trajectory.stay_hours, trajectory.died)})",
-                unsafe_allow_html=True)
+    chart.plotly_chart(icu_figures.risk_trajectory_figure(trajectory, hour, reader.horizon_h, explained_hours),
+                       key="case.icu_trajectory")
+    with card:
+        _risk_card(ctx, trajectory, k)
     settings = dataclasses.replace(ctx.settings, target=timeline.RISK_CLASS)
     try:
         with st.spinner(f"Explaining the risk at {hour} h..."):
@@ -185,25 +183,31 @@ def _show_stay(ctx: Context, reader: TimedCohortReader, stay_id: str) -> None:
         st.error(f"Stay {stay_id} at {hour} h cannot be explained: {err}")
         return
     case, explanation = explained.case, explained.explanation
-    status = case_notes.modality_status(explanation.present, case_notes.input_notes(explanation.inputs).unusable)
-    previous = float(trajectory.risk[k - 1]) if k > 0 else None
-    _first_screen(ctx, hour, explanation, status, previous)
+    _combination(ctx, explanation)
     _panels(ctx, reader, stay_id, hour, case, explanation)
     _what_if(ctx, stay_id, float(hour), float(trajectory.risk[k]))
     _ground_truth(ctx, reader, stay_id, hour, float(stay["stay_hours"]))
 
 
-def _first_screen(ctx: Context, hour: int, explanation, status: dict[str, str], previous: float | None) -> None:
-    """The risk card (with the change since the hour before), the attention and the Shapley importance."""
-    short = case_figures.short_titles(ctx.titles)
-    card, attention_column, importance_column = st.columns([1, 1, 1.15], gap="medium")
-    with card:
-        value = float(explanation.probabilities[timeline.RISK_CLASS])
-        delta = None if previous is None else f"{100 * (value - previous):+.1f} points since {hour - 1} h"
-        st.metric(f"Risk of death within 48 h, as of {hour} h", f"{value:.1%}", delta, delta_color="inverse")
-        st.markdown("**Recorded by this hour:** " + case_notes.modality_line(status, ctx.titles))
-        for sentence in case_notes.ood_warnings(explanation.ood, ctx.titles, ctx.kinds):
-            st.warning(sentence, icon=":material/warning:")
+def _risk_card(ctx: Context, trajectory: timeline.RiskTrajectory, k: int) -> None:
+    """The risk at the hour (the trajectory's value: the model on what was recorded by then), its change
+    since the hour before, the label at the hour and what had been recorded."""
+    hour, value = int(trajectory.hours[k]), float(trajectory.risk[k])
+    delta = None if k == 0 else f"{100 * (value - float(trajectory.risk[k - 1])):+.1f} points since {hour - 1} h"
+    st.metric(f"Risk of death within 48 h, as of {hour} h", f"{value:.1%}", delta, delta_color="inverse")
+    st.markdown(f"**Label at {hour} h:** {icu_figures.label_text(trajectory.labels[k])} (the stay "
+                f"{icu_figures.outcome_text(trajectory.stay_hours, trajectory.died)}).")
+    status = {m: "used" if ok else "missing" for m, ok in zip(trajectory.names, trajectory.present[k])}
+    st.markdown("**Recorded by this hour:** " + case_notes.modality_line(status, ctx.titles))
+
+
+def _combination(ctx: Context, explanation) -> None:
+    """The cross-modal attention and the exact Shapley importance of the risk at the hour."""
+    for sentence in case_notes.ood_warnings(explanation.ood, ctx.titles, ctx.kinds):
+        st.warning(sentence, icon=":material/warning:")
+    # 'Vital signs' would shorten to 'Signs'; clinicians say 'vitals'
+    short = {**case_figures.short_titles(ctx.titles), **({"vitals": "Vitals"} if "vitals" in ctx.titles else {})}
+    attention_column, importance_column = st.columns(2, gap="medium")
     with attention_column:
         if explanation.cross_attention is None:
             st.info(f"A {ctx.checkpoint.config.architecture} model has no cross-modal attention.")

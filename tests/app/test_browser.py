@@ -5,7 +5,8 @@ the machine; two sessions at once keep their own case. What only a browser shows
 drawn as horizontal text, the saliency overlay has visible contrast (its colour range is the clipped 99th
 percentile, and the drawn pixels are coloured), and at 1280x720 the prediction is above the fold. The
 sidebar's demo switch opens the cancer task: a survival curve, the H&E tile painted in colour, and an
-observe slider moving the 5-year survival to the model's own value.
+observe slider moving the 5-year survival to the model's own value. The ICU demo: a stay's risk trajectory,
+and the "As of hour" slider moved with the arrow keys showing the model's risk at the new hour.
 ``DASHBOARD_SCREENSHOT=path.png`` saves the README's screenshot and, beside it in ``screens/``, every page at
 1440x900 and 1280x720 (``make screenshot``).
 """
@@ -337,6 +338,75 @@ def test_a_cancer_case_in_a_real_browser(server, browser):
         "before => { const e = document.querySelector('#ablation-result'); return e && e.innerText !== before; }",
         arg=before, timeout=120_000)
     assert _ablation_text(page) == expected
+    assert not outside, outside
+    assert not errors, errors
+    context.close()
+
+
+# the value of the ICU page's risk card ("Risk of death within 48 h, as of <hour> h")
+_ICU_RISK_JS = """() => {
+  const card = [...document.querySelectorAll('[data-testid="stMetric"]')]
+    .find(e => e.innerText.includes('Risk of death within 48 h'));
+  return card ? card.querySelector('[data-testid="stMetricValue"]').innerText : null;
+}"""
+
+
+def _icu_risks(stay_id: str) -> dict[int, str]:
+    """{hour: the risk as the ICU case page shows it} at every whole hour of the stay: the model's own value
+    on what was recorded by that hour."""
+    from explain.timeline import risk_trajectory
+    from neurofusion.checkpoint import load_checkpoint
+    from neurofusion.data.timed import TimedCohortReader
+    from neurofusion.inference import Predictor
+
+    checkpoint = load_checkpoint(ROOT / "sample_data" / "checkpoints" / "icu_demo", device="cpu")
+    trajectory = risk_trajectory(Predictor(checkpoint.model, checkpoint.tokenizer),
+                                 TimedCohortReader(ROOT / "sample_data" / "icu"), stay_id)
+    return {int(h): f"{r:.1%}" for h, r in zip(trajectory.hours, trajectory.risk)}
+
+
+def test_an_icu_stay_in_a_real_browser(server, browser):
+    """The sidebar's demo switch opens the ICU task: a stay's risk trajectory; moving the "As of hour"
+    slider with the keyboard shows the model's risk at the new hour. ``DASHBOARD_SCREENS=folder`` also saves
+    icu_case_1440x900.png there."""
+    from playwright.sync_api import expect
+
+    outside, errors = [], []
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    _watch(context, outside, errors)
+    page = context.new_page()
+    page.goto(server)
+    page.get_by_text("How the modalities were combined").wait_for(timeout=180_000)
+    page.get_by_test_id("stSidebar").get_by_role("combobox", name=re.compile("^Demo")).click()
+    page.get_by_role("option", name=re.compile("^ICU")).click()
+    page.locator(".js-plotly-plot").filter(has_text="Risk of death within 48 h over stay").first.wait_for(
+        state="visible", timeout=180_000)
+    # the stay list is filled in after the stay is drawn: wait until it lists the ICU cohort's stays
+    page.wait_for_function("""() => [...document.querySelectorAll('input[role="combobox"]')]
+        .some(e => (e.getAttribute('aria-label') || '').startsWith('Stay (') && e.value.startsWith('ICU-'))""",
+                           timeout=180_000)
+    stay_id = page.get_by_role("combobox", name=re.compile(r"^Stay \(")).input_value().split(" ")[0]
+    slider = page.get_by_role("slider", name=re.compile("As of hour"))
+    hour = int(slider.input_value())  # an <input type="range">
+    risks = _icu_risks(stay_id)
+    shown = page.evaluate(_ICU_RISK_JS)
+    assert shown == risks[hour]
+    # the next hours until the shown risk differs (adjacent hours can round to the same 0.1 %)
+    steps = next(k for k in range(1, len(risks)) if risks.get(hour + k, shown) != shown)
+    slider.focus()
+    for _ in range(steps):
+        slider.press("ArrowRight")
+    expect(slider).to_have_value(str(hour + steps), timeout=60_000)
+    page.wait_for_function(f"want => ({_ICU_RISK_JS})() === want", arg=risks[hour + steps], timeout=120_000)
+    if os.environ.get("DASHBOARD_SCREENS"):
+        folder = Path(os.environ["DASHBOARD_SCREENS"])
+        folder.mkdir(parents=True, exist_ok=True)
+        # the stay's figure 2C is streamed last: its caption replaces the progress line once every hour is in
+        page.get_by_text(re.compile("^At the cohort's prediction hours")).wait_for(timeout=300_000)
+        _settle(page, "^Case explorer")
+        page.mouse.move(1438, 898)
+        page.screenshot(path=str(folder / "icu_case_1440x900.png"))
+        assert (folder / "icu_case_1440x900.png").stat().st_size > 20_000
     assert not outside, outside
     assert not errors, errors
     context.close()
