@@ -82,6 +82,7 @@ class Task:
     cap_notes: bool = False  # name the runs a budget cap stopped (cardio's table predates this)
     details: Callable[[dict], list[str]] | None = None  # results -> lines after the table (e.g. per-run intervals)
     evaluates_in_training: bool = True  # training also evaluates --eval-data (ICU: measured here, once)
+    fixed_budget: bool = False  # every run has the same epoch budget: resuming under another one is refused
 
     @property
     def store(self) -> Path:
@@ -236,7 +237,7 @@ TASKS = {
               Row("early_fusion", (0.887, 0.812), "Early Fusion"),
               Row("late_fusion", (0.879, 0.798), "Late Fusion"),
               Row("mlp_fusion", (0.894, 0.823), "MLP Fusion"), Row("neurofusion", (0.913, 0.849), "NeuroFusion")),
-        intro=_icu_intro, cap_notes=True, details=_icu_details, evaluates_in_training=False),
+        intro=_icu_intro, cap_notes=True, details=_icu_details, evaluates_in_training=False, fixed_budget=True),
 }
 
 
@@ -364,6 +365,10 @@ def main() -> None:
 
     results = json.loads(task.store.read_text()) if task.store.is_file() else {"runs": []}
     done = {(r["architecture"], r["seed"]) for r in results["runs"]}
+    stored = results.get("settings", {}).get("max_epochs")
+    if task.fixed_budget and results["runs"] and stored != max_epochs:
+        parser.error(f"{_shown(str(task.store))} holds runs of at most {stored} epochs; resuming with --max-epochs "
+                     f"{max_epochs} would mix budgets in one table (move that file away to start over)")
     samples = risk_samples(test_data, data) if task.name == "icu" else None
     for seed in args.seeds:
         for architecture in args.architectures or order:
