@@ -135,7 +135,8 @@ def _markdown(result: dict, n: int) -> list[str]:
         "# An ICU stay explained over time: latency",
         "",
         f"Produced by `python benchmarks/icu_latency.py` on {result['machine']['cpus']} shared CPU cores, "
-        f"{result['machine']['torch_threads']} torch threads (load average at the end: "
+        f"{result['machine']['torch_threads']} torch thread{'s' if result['machine']['torch_threads'] != 1 else ''} "
+        f"(load average at the end: "
         f"{', '.join(f'{v:.2f}' for v in result['machine']['load_average'])}), with the demo checkpoint "
         f"({result['checkpoint']['path']}, weights {result['checkpoint']['weights_sha256']}) on {n} test stays of "
         f"the bundled ICU cohort lasting past 48 h ({min(hours)} to {max(hours)} hourly samples each), after one "
@@ -145,7 +146,8 @@ def _markdown(result: dict, n: int) -> list[str]:
         "| --- | --- | --- |",
         row("risk trajectory, every hour of the stay (one batched prediction)", "trajectory_s"),
         row("the same, CPU time of the process (all threads)", "trajectory_cpu_s"),
-        row(f"the same on {result['other_threads']} torch thread(s)", "trajectory_other_threads_s"),
+        row(f"the same on {result['other_threads']} torch thread{'s' if result['other_threads'] != 1 else ''}",
+            "trajectory_other_threads_s"),
         row("building each hour's case alone (reader.at)", "building_cases_s"),
         row("baseline: the same hours with Predictor.predict one at a time", "baseline_one_hour_at_a_time_s"),
         row("one hour's full explanation (IG 16 steps, exact Shapley, attention)", "explanation_per_hour_s"),

@@ -241,7 +241,9 @@ def _stay_text(result: dict) -> str:
     """Per hour: the risk, what was recorded, Shapley importance and attention, and the strongest evidence."""
     titles = result["titles"]
     ending = "death" if result["died"] else "discharge"
-    lines = [f"stay {result['stay_id']}: ended by {ending} at {result['stay_hours']:.1f} h; {result['explained']}"]
+    lines = [f"stay {result['stay_id']}: ended by {ending} at {result['stay_hours']:.1f} h; {result['explained']}",
+             "(Shapley values in risk units; attributions of vital signs, labs, notes and demographics in logit "
+             "units of the risk: + raises it)"]
     for entry in result["hours"]:
         if not entry["scored"]:
             lines.append(f"hour {entry['hour']:g}: {entry['message']}")
