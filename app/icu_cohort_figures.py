@@ -112,7 +112,8 @@ def _paper_markers(fig: go.Figure, paper: Mapping[float, Mapping[str, float]], t
 def paper_comparison(over_time: pd.DataFrame, titles: Mapping[str, str],
                      paper: Mapping[float, Mapping[str, float]]) -> pd.DataFrame:
     """One row per (hour, modality) the paper gives a number for: the paper's attention, this cohort's mean
-    attention received in each outcome group and over both (weighted by n), and the samples averaged."""
+    attention received in each outcome group and over both (weighted by the samples each mean is over:
+    n_explained, those with anything recorded, when the frame has it), and the samples averaged."""
     _check_over_time(over_time)
     rows = []
     for hour, values in sorted(paper.items()):
@@ -126,9 +127,11 @@ def paper_comparison(over_time: pd.DataFrame, titles: Mapping[str, str],
                 cell = part[part["outcome"] == outcome]
                 row[OUTCOME_TITLES[outcome]] = float(cell["attention"].iloc[0]) if len(cell) else math.nan
             n = part["n"].to_numpy(dtype=float)
+            weights = part["n_explained"].to_numpy(dtype=float) if "n_explained" in part else n
             attention = part["attention"].to_numpy(dtype=float)
-            usable = (n > 0) & np.isfinite(attention)
-            row["Both groups"] = float(np.average(attention[usable], weights=n[usable])) if usable.any() else math.nan
+            usable = (weights > 0) & np.isfinite(attention)
+            row["Both groups"] = (float(np.average(attention[usable], weights=weights[usable])) if usable.any()
+                                  else math.nan)
             row["Samples"] = int(n.sum())
             rows.append(row)
     return pd.DataFrame(rows)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ from explain.importance import modality_importance, modality_names
 from explain.signal import SignalExplanation, top_segments
 from explain.text import NoteExplanation
 from neurofusion.data.schema import Case
-from neurofusion.data.timed import vital_channels
+from neurofusion.data.timed import AGE_SUFFIX, NOTE_HEADER, vital_channels
 from neurofusion.inference import Predictor
 from neurofusion.ood import OODReference
 
@@ -340,16 +339,13 @@ def _vitals_summary(panel: SignalExplanation, hour: float, top: int, period_h: f
                            "share": float(period.score / curve.sum()) if curve.sum() > 0 else None}}
 
 
-_NOTE_HEADER = re.compile(r"\[(\d+(?:\.\d+)?) h before\]")
-
-
 def _note_summary(panel: NoteExplanation, text: str, hour: float, top: int) -> dict:
     """The top phrases by |score|, each with the hour its note was written (from the note's header); a
     phrase inside a header ("[3.0 h before]") is the note's age, not its content, and is left out."""
     starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]  # offset of each note (one per line)
     written, headers = [], []
     for start in starts:
-        header = _NOTE_HEADER.match(text, start)
+        header = NOTE_HEADER.match(text, start)
         written.append(None if header is None else float(hour) - float(header.group(1)))
         headers.append((start, start) if header is None else header.span())
     content = [p for p in panel.phrases if not any(a <= p.start and p.end <= b for a, b in headers)]
@@ -366,9 +362,9 @@ def _tabular_summary(panel: pd.DataFrame, top: int) -> dict:
     rows = {r["name"]: r for r in panel.to_dict(orient="records")}
     items = []
     for name, row in rows.items():
-        if name.endswith("_age_h") and name.removesuffix("_age_h") in rows or not row["measured"]:
+        if name.endswith(AGE_SUFFIX) and name.removesuffix(AGE_SUFFIX) in rows or not row["measured"]:
             continue
-        age = rows.get(f"{name}_age_h")
+        age = rows.get(f"{name}{AGE_SUFFIX}")
         score = float(row["score"]) + (float(age["score"]) if age is not None and age["measured"] else 0.0)
         items.append({"name": name, "value": row["value"], "unit": row["unit"] or None,
                       "age_h": float(age["value"]) if age is not None and age["measured"] else None,

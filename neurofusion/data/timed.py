@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,7 +57,8 @@ VITALS_FS = 1 / (STEP_H * 3600)  # the grid as a sampling rate in Hz (one sample
 ROLES = ("vitals", "labs", "notes", "demographics")  # the modality names a timed cohort declares
 STAY_COLUMNS = ("case_id", "split", "site", "stay_hours", "died")
 VARIABLES_CSV = "variables.csv"
-_AGE_SUFFIX = "_age_h"
+AGE_SUFFIX = "_age_h"  # a lab's age feature: "<lab>_age_h", hours since its last value
+NOTE_HEADER = re.compile(r"\[(\d+(?:\.\d+)?) h before\]")  # heads each note in the text the model reads
 _MEASURED_SUFFIX = "_measured"
 
 
@@ -81,6 +83,12 @@ def parse_sample_id(case_id: str) -> tuple[str, float]:
         raise ValueError(f"{case_id!r} is not a sample id of a time-stamped cohort (expected '<stay>@<hour>h', "
                          "e.g. 'ICU-00012@24h')")
     return stay, t
+
+
+def note_header(age_h: float) -> str:
+    """The header of a note written ``age_h`` hours before the prediction hour ("[3.5 h before]"); NOTE_HEADER
+    reads it back."""
+    return f"[{age_h:.1f} h before]"
 
 
 def vital_channels(variables: Sequence[str]) -> tuple[str, ...]:
@@ -220,7 +228,7 @@ class TimedCohortReader(CaseSequence):
             times, vals = streams.get(lab, (np.zeros(0), np.zeros(0)))
             k = int(np.searchsorted(times, t, side="right"))
             values[lab] = float(vals[k - 1]) if k else math.nan
-            values[f"{lab}{_AGE_SUFFIX}"] = float(t - times[k - 1]) if k else math.nan
+            values[f"{lab}{AGE_SUFFIX}"] = float(t - times[k - 1]) if k else math.nan
         return values
 
     def notes_of(self, stay_id: str) -> pd.DataFrame:
@@ -234,7 +242,7 @@ class TimedCohortReader(CaseSequence):
         notes = notes[notes["time"].to_numpy() <= t]
         if notes.empty:
             return None
-        return "\n".join(f"[{t - time:.1f} h before] {text}" for time, text in
+        return "\n".join(f"{note_header(t - time)} {text}" for time, text in
                          zip(notes["time"].to_numpy()[::-1], notes["text"].to_numpy()[::-1]))
 
     def events_of(self, stay_id: str, table: str, t: float | None = None) -> pd.DataFrame:
@@ -307,7 +315,7 @@ class TimedCohortReader(CaseSequence):
         for lab in self.lab_variables:
             v = self.variables[lab]
             features[lab] = FeatureSpec(lab, "numeric", v.unit, description=v.description or lab, modality="labs")
-            features[f"{lab}{_AGE_SUFFIX}"] = FeatureSpec(f"{lab}{_AGE_SUFFIX}", "numeric", "h",
+            features[f"{lab}{AGE_SUFFIX}"] = FeatureSpec(f"{lab}{AGE_SUFFIX}", "numeric", "h",
                                                           description=f"hours since the last {lab}",
                                                           modality="labs")
         return features
