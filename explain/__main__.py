@@ -141,7 +141,8 @@ def _stay_hours(args, cohort, predictor: Predictor, ood: OODReference | None) ->
     return {"stay_id": stay_id, "stay_hours": float(stay["stay_hours"]), "died": bool(stay["died"]),
             "explained": f"risk: probability of {predictor.model.classes[1]} (death within "
                          f"{cohort.horizon_h:g} h) from what was recorded by each hour",
-            "titles": {m.name: m.title for m in cohort.modalities}, "hours": entries}
+            "titles": {m.name: m.title for m in cohort.modalities}, "hours": entries,
+            "recorded_in_stay": cohort.recorded_in_stay(stay_id)}
 
 
 def _hours(text: str) -> list[float]:
@@ -249,11 +250,13 @@ def _stay_text(result: dict) -> str:
             lines.append(f"hour {entry['hour']:g}: {entry['message']}")
             continue
         recorded = [titles[m] for m, ok in entry["present"].items() if ok]
-        missing = [titles[m] for m, ok in entry["present"].items() if not ok]
+        later = [titles[m] for m, ok in entry["present"].items() if not ok and result["recorded_in_stay"][m]]
+        never = [titles[m] for m, ok in entry["present"].items() if not ok and not result["recorded_in_stay"][m]]
         lines.append(f"hour {entry['hour']:g}: risk {entry['risk']:.3f} (label {entry['label']}; "
                      f"{entry['risk_nothing_recorded']:.3f} with nothing recorded)")
         lines.append(f"  recorded: {', '.join(recorded) or 'nothing'}"
-                     + (f"; nothing yet of {', '.join(missing)}" if missing else ""))
+                     + (f"; nothing yet of {', '.join(later)}" if later else "")
+                     + (f"; never in this stay: {', '.join(never)}" if never else ""))
         lines.append("  importance (exact Shapley, share): " + ", ".join(
             f"{titles[m]} {v:+.3f} ({_percent(entry['share'][m])})" for m, v in entry["shapley"].items()
             if entry["present"][m]))

@@ -245,6 +245,14 @@ class TimedCohortReader(CaseSequence):
         return "\n".join(f"{note_header(t - time)} {text}" for time, text in
                          zip(notes["time"].to_numpy()[::-1], notes["text"].to_numpy()[::-1]))
 
+    def recorded_in_stay(self, stay_id: str) -> dict[str, bool]:
+        """{modality: whether the stay records it at all} (a modality never recorded is missing at every hour;
+        one not recorded *yet* appears later)."""
+        stay = self._stay(stay_id)
+        return {"vitals": bool(self._streams("vitals", stay_id)), "labs": bool(self._streams("labs", stay_id)),
+                "notes": not self.notes_of(stay_id).empty,
+                "demographics": any(_cell(stay[c]) is not None for c in self.demographic_columns)}
+
     def events_of(self, stay_id: str, table: str, t: float | None = None) -> pd.DataFrame:
         """The stay's vitals or labs rows (time, variable, value), up to hour t when given: for display."""
         rows = (self.vitals if table == "vitals" else self.labs).of(stay_id)

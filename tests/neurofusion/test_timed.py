@@ -226,3 +226,10 @@ def test_summary_and_validate_commands_on_a_timed_cohort(generated, capsys):
     assert sum(summary["stays_missing_pct"].values()) == pytest.approx(100, abs=0.2)
     assert main(["validate", str(generated)]) == 0
     assert "valid (16 stays" in capsys.readouterr().out
+
+
+def test_a_modality_never_recorded_is_told_from_one_not_recorded_yet(tmp_path):
+    reader = TimedCohortReader(_folder(tmp_path))
+    assert reader.recorded_in_stay("A") == dict.fromkeys(("vitals", "labs", "notes", "demographics"), True)
+    assert reader.recorded_in_stay("B") == {"vitals": True, "labs": False, "notes": True, "demographics": True}
+    assert reader.recorded_in_stay("C") == dict.fromkeys(("vitals", "labs", "notes", "demographics"), False)
