@@ -100,9 +100,12 @@ def page(ctx: Context) -> None:
     st.session_state["case.last_query"] = stay_id
     try:
         _show_stay(ctx, reader, stay_id)
+        _stream_over_time(ctx, reader, stay_id)
     finally:
+        # the stay list last, once its labels' peak risks (every sample of the cohort predicted, cached for the
+        # process) do not hold up the stay's own results; drawn even when the stay failed, so another can be
+        # opened
         _draw_chooser(ctx, chooser, stays, shown)
-    _stream_over_time(ctx, reader, stay_id)
 
 
 def _filtered(stays: pd.DataFrame) -> pd.DataFrame:
