@@ -59,11 +59,9 @@ def stay_table(_reader: TimedCohortReader, data_key: str) -> pd.DataFrame:
     stays = _reader.stays
     frame = pd.DataFrame({"stay_id": stays.index, "diagnosis": stays.get("diagnosis", pd.Series("", stays.index)),
                           "site": stays["site"], "stay_hours": stays["stay_hours"], "died": stays["died"].astype(bool)})
-    frame["has_vitals"] = [not _reader.events_of(s, "vitals").empty for s in stays.index]
-    frame["has_labs"] = [not _reader.events_of(s, "labs").empty for s in stays.index]
-    frame["has_notes"] = [not _reader.notes_of(s).empty for s in stays.index]
-    frame["has_demographics"] = _reader.table.groupby("stay_id")["has_demographics"].any().reindex(stays.index,
-                                                                                                   fill_value=False)
+    recorded = pd.DataFrame([_reader.recorded_in_stay(s) for s in stays.index], index=stays.index)
+    for modality in recorded.columns:
+        frame[f"has_{modality}"] = recorded[modality]
     return frame.reset_index(drop=True)
 
 
@@ -237,11 +235,15 @@ def pretty_explained() -> str:
 
 def _panels(ctx: Context, reader: TimedCohortReader, stay_id: str, hour: int, case, explanation) -> None:
     st.subheader(f"What the model saw by {hour} h")
-    tabs = st.tabs([ctx.titles[m] + ("" if explanation.present[m] else " (not recorded)") for m in ctx.names])
+    recorded = reader.recorded_in_stay(stay_id)
+    absent = {m: "" if explanation.present[m] else " (never in this stay)" if not recorded.get(m, True)
+              else " (not recorded yet)" for m in ctx.names}
+    tabs = st.tabs([ctx.titles[m] + absent[m] for m in ctx.names])
     panels = dict(zip(ctx.names, tabs))
     with panels["vitals"]:
         if not explanation.present["vitals"]:
-            st.info(f"No vital sign was recorded by {hour} h: the model used its learned 'missing' embedding.")
+            when = "in this stay" if not recorded["vitals"] else f"by {hour} h"
+            st.info(f"No vital sign was recorded {when}: the model used its learned 'missing' embedding.")
         else:
             over = timeline.vitals_over_time(explanation, reader, stay_id, float(hour))
             variables = {v: reader.variables[v] for v in reader.vital_variables}
@@ -256,7 +258,8 @@ def _panels(ctx: Context, reader: TimedCohortReader, stay_id: str, hour: int, ca
                        f"{explanation.panels['vitals'].attention_step_s / 60:.0f} minutes.")
     with panels["labs"]:
         if not explanation.present["labs"]:
-            st.info(f"No lab was drawn by {hour} h: the model used its learned 'missing' embedding.")
+            when = "in this stay" if not recorded["labs"] else f"by {hour} h"
+            st.info(f"No lab was drawn {when}: the model used its learned 'missing' embedding.")
         else:
             labs = {v: reader.variables[v] for v in reader.lab_variables}
             table = icu_figures.labs_table(reader.events_of(stay_id, "labs", hour), labs, hour,
@@ -270,7 +273,8 @@ def _panels(ctx: Context, reader: TimedCohortReader, stay_id: str, hour: int, ca
     with panels["notes"]:
         note = explanation.panels.get("notes")
         if note is None:
-            st.info(f"No nursing note was written by {hour} h.")
+            when = "in this stay" if not recorded["notes"] else f"by {hour} h"
+            st.info(f"No nursing note was written {when}: the model used its learned 'missing' embedding.")
         else:
             text = case.value("notes")
             scale = max((abs(w.score) for w in note.words), default=0.0)
@@ -286,7 +290,7 @@ def _panels(ctx: Context, reader: TimedCohortReader, stay_id: str, hour: int, ca
     with panels["demographics"]:
         table = explanation.panels.get("demographics")
         if table is None:
-            st.info("This stay has no demographics.")
+            st.info("This stay has no demographics: the model used its learned 'missing' embedding.")
         else:
             st.plotly_chart(figures.lab_bars(table, pretty_explained(), ctx.titles["demographics"]),
                             key="case.icu_demographics")
@@ -338,7 +342,8 @@ def _ground_truth(ctx: Context, reader: TimedCohortReader, stay_id: str, hour: i
     if truth is None or stay_id not in truth.index:
         return
     row = truth.loc[stay_id]
-    st.subheader("Ground truth of this SYNTHETIC stay")
+    synthetic = bool(ctx.cohort.info.get("synthetic"))
+    st.subheader("Ground truth of this SYNTHETIC stay" if synthetic else "Ground truth of this stay (ground_truth.csv)")
     onset, trend = _hours(row.get("onset_hour")), _hours(row.get("trend_hour"))
     diagnosis = figures.pretty(str(row.get("diagnosis") or "-"))
     st.markdown(f"**Course:** {row.get('course') or '-'} · **diagnosis:** {diagnosis}"

@@ -163,6 +163,23 @@ def test_the_ground_truth_is_labelled_synthetic_and_the_importance_over_time_has
     assert "computing" not in json.dumps(over["layout"].get("annotations", []))
 
 
+def test_the_filters_list_the_stays_that_never_record_a_modality_or_ended_one_way(page, reader):
+    never_labs = [s for s in reader.stays.index if not reader.recorded_in_stay(s)["labs"]]
+    page.multiselect(key="case.icu_filter_missing").set_value(["labs"]).run()
+    _no_errors(page)
+    stays = page.selectbox(key="case.id")
+    assert stays.label == f"Stay ({len(never_labs)} of {len(reader.stays)})"
+    assert [option.split(" ")[0] for option in stays.options] == never_labs
+    page.radio(key="case.icu_filter_outcome").set_value("died").run()
+    died = [s for s in never_labs if reader.stays.loc[s, "died"] == 1]
+    assert [o.split(" ")[0] for o in page.selectbox(key="case.id").options] == died
+    assert all("· died at" in o for o in page.selectbox(key="case.id").options)
+    page.multiselect(key="case.icu_filter_missing").set_value([])
+    page.radio(key="case.icu_filter_outcome").set_value("all").run()
+    page.selectbox(key="case.id").set_value(STAY).run()
+    _no_errors(page)
+
+
 @pytest.mark.parametrize("stay_id", [NO_VITALS_OR_LABS, NO_LABS_NOTES_DEMOGRAPHICS])
 def test_a_stay_missing_whole_modalities_renders_and_says_so(stay_id, reader):
     at = _app(stay_id)
@@ -170,7 +187,10 @@ def test_a_stay_missing_whole_modalities_renders_and_says_so(stay_id, reader):
     missing = reader.table[reader.table["stay_id"] == stay_id][[f"has_{m}" for m in reader.modality_names]]
     assert not missing.all(axis=None)
     titles = [t.label for t in at.tabs]
-    assert any(t.endswith("(not recorded)") for t in titles), titles
+    never = [m for m, ok in reader.recorded_in_stay(stay_id).items() if not ok]
+    assert never
+    for modality in never:
+        assert f"{reader.modalities[reader.modality_names.index(modality)].title} (never in this stay)" in titles
 
 
 def test_the_labs_table_lists_every_draw_newest_first_with_the_attribution_on_the_last(reader):
