@@ -454,11 +454,14 @@ def _mean_sd(values: list[float | None], metric: Metric) -> str:
 
 def _budget_notes(results: dict) -> list[str]:
     """One line per budget cap that stopped runs before early stopping did, naming the runs (architecture,
-    seed: epochs run, best epoch); none when every run stopped early."""
+    seed: epochs run, best epoch); none when every run stopped early. A run that reached the epoch cap just as
+    its patience ran out (``patience`` epochs without a better one) was stopped by early stopping."""
     settings = results.get("settings", {})
+    patience = settings.get("patience")
     capped: dict[str, list[str]] = {}
     for run in results["runs"]:
-        if "max_epochs" in settings and run["epochs"] >= settings["max_epochs"]:
+        patient = patience is None or run["epochs"] - run["best_epoch"] < patience
+        if "max_epochs" in settings and run["epochs"] >= settings["max_epochs"] and patient:
             cap = f"the {settings['max_epochs']}-epoch cap"
         elif "max_minutes" in settings and run["train_minutes"] >= settings["max_minutes"]:
             cap = f"the {settings['max_minutes']}-minute cap"

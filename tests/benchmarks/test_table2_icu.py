@@ -113,3 +113,13 @@ def test_a_training_cohort_of_the_test_seed_is_refused():
     sample = ROOT / "sample_data" / "icu"
     with pytest.raises(ValueError, match=r"same seed \(2026\).*another seed"):
         risk_samples(str(sample), str(sample))
+
+
+def test_a_run_whose_patience_ran_out_at_the_epoch_cap_is_not_named_as_capped():
+    settings = {"max_epochs": 8, "max_minutes": 120.0, "patience": 6}
+    runs = [{"architecture": a, "seed": 0, "epochs": 8, "best_epoch": best, "train_minutes": 1.0, "auroc": 0.6,
+             "auprc": 0.2, "brier": 0.1} for a, best in (("neurofusion", 7), ("mlp_fusion", 2), ("late_fusion", 3))]
+    text = markdown(ICU, {"runs": runs, "settings": settings})
+    assert "Stopped by the 8-epoch cap, not by early stopping: neurofusion seed 0 (8 epochs, best 7), late_fusion " \
+           "seed 0 (8 epochs, best 3)." in text
+    assert "mlp_fusion seed 0 (8" not in text  # 6 epochs without a better one at epoch 8: early stopping
