@@ -19,7 +19,7 @@ from app import case_figures, case_notes, figures, icu_figures
 from app.state import CASE_ERRORS, Context
 from explain import timeline
 from explain.case import ExplainSettings
-from explain.icu_whatif import DEFAULT_HIDDEN_H, StayEdit, edited_case, notes_at, risk
+from explain.icu_whatif import DEFAULT_HIDDEN_H, StayEdit, edited_case, note_parts, notes_at, risk
 from neurofusion.data.timed import TimedCohortReader
 
 STAY, HOUR, HOUR_FOR = "case.id", "case.icu_hour", "case.icu_hour_for"
@@ -277,10 +277,13 @@ def _panels(ctx: Context, reader: TimedCohortReader, stay_id: str, hour: int, ca
             st.info(f"No nursing note was written {when}: the model used its learned 'missing' embedding.")
         else:
             text = case.value("notes")
+            times = reader.notes_of(stay_id)["time"].to_numpy(dtype=float)
+            parts = [(times[k], start, end) for k, start, end in note_parts(reader, stay_id, hour, text)]
             scale = max((abs(w.score) for w in note.words), default=0.0)
-            st.html(figures.note_legend_html(scale, pretty_explained()) + figures.note_html(text, note.words, scale))
-            st.caption("Newest first, as the model reads them; each note is headed by how long before this hour it "
-                       "was written.")
+            st.html(figures.note_legend_html(scale, pretty_explained())
+                    + icu_figures.notes_html(text, parts, note.words, scale, note.covered_chars))
+            st.caption("Newest first, as the model reads them: each note headed by how long before this hour it "
+                       "was written, its words coloured by their attribution to the risk.")
             if note.truncated:
                 st.warning(f"The notes are longer than the model reads: only the first {note.covered_chars} "
                            "characters (the newest notes) were used and highlighted.")

@@ -4,6 +4,8 @@ without a browser. The risk is P(death within 48 h) as of each hour; times are h
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -13,9 +15,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from app import figures
 from app.figures import finish, pretty
 
 if TYPE_CHECKING:
+    from explain.text import Span
     from explain.timeline import RiskTrajectory
     from neurofusion.data.events import EventVariable
 
@@ -215,6 +219,26 @@ def _range(variable: EventVariable) -> str:
     return f"{low}–{high}" if low or high else "-"
 
 
+def notes_html(text: str, parts: Sequence[tuple[float, int, int]], words: Sequence[Span], scale: float,
+               covered_chars: int | None = None) -> str:
+    """The notes the model reads (``text``), one block per note in the text's order (newest first), each headed
+    by when it was written and with its words highlighted (figures.note_html; ``words`` are spans of
+    ``text``). ``parts``: (written at, start, end) of each note in ``text``. A note starting at or after
+    ``covered_chars`` is marked as not read (the model's text length ran out)."""
+    blocks = []
+    for written, start, end in parts:
+        if not 0 <= start <= end <= len(text):
+            raise ValueError(f"note part {start}:{end} is outside the notes text ({len(text)} characters)")
+        mine = [dataclasses.replace(w, start=w.start - start, end=w.end - start) for w in words
+                if start <= w.start and w.end <= end]
+        unread = covered_chars is not None and start >= covered_chars
+        head = f"written at {written:.1f} h" + (" · not read: beyond the model's text length" if unread else "")
+        style = "margin: 0.6em 0 0.1em; font-size: 0.85em; color: #475569"
+        blocks.append(f'<div style="{style}"><b>{html.escape(head)}</b></div>'
+                      + figures.note_html(text[start:end], mine, scale))
+    return '<div class="icu-notes">' + "".join(blocks) + "</div>"
+
+
 def importance_over_time_figure(frame: pd.DataFrame, hours: Sequence[float], titles: Mapping[str, str],
                                 explained: str = "the risk") -> go.Figure:
     """The case's own figure 2C: at each explained hour, stacked bars of each modality's share of the risk's
@@ -257,7 +281,7 @@ def severity_figure(severity: Sequence[float], signal_from: Mapping[str, float],
             color = modality_color(name, k)
             fig.add_vline(x=start, line=dict(color=color, dash="dot", width=2))
             fig.add_annotation(x=start, y=0.97 - 0.12 * k, yref="paper", xanchor="left", showarrow=False,
-                               text=f" {titles.get(name, name)} from {start:g} h", font=dict(size=10, color=color))
+                               text=f" {titles.get(name, name)} from {round(start, 1):g} h", font=dict(size=10, color=color))
     fig.add_vline(x=hour, line=dict(color=HOUR_COLOR, width=2))
     fig.update_xaxes(title="hours since admission", range=[0, stay_hours])
     fig.update_yaxes(title="severity (0-1)", range=[0, 1])

@@ -32,7 +32,8 @@ from neurofusion.data.schema import Case, Signal
 from neurofusion.data.timed import STEP_H, TimedCohortReader
 from neurofusion.inference import Predictor
 
-__all__ = ["StayEdit", "hide_recent_vitals", "remove_note", "drop_lab", "edited_case", "risk", "notes_at"]
+__all__ = ["StayEdit", "hide_recent_vitals", "remove_note", "drop_lab", "edited_case", "risk", "notes_at",
+           "note_parts"]
 
 DEFAULT_HIDDEN_H = 6.0  # the issue's "hide the last 6 h of vitals"
 
@@ -142,10 +143,33 @@ def _vitals_hiding(reader: TimedCohortReader, stay_id: str, t: float, hours: flo
     return Signal(np.concatenate([kept, tail], axis=1), signal.fs, signal.channels, units=signal.units)
 
 
+def note_parts(reader: TimedCohortReader, stay_id: str, t: float, text: str) -> list[tuple[int, int, int]]:
+    """Where each note written by hour t lies in ``text``, the notes text the model reads at t
+    (``reader.notes_text``: one part per note, newest first, joined by newlines; each part ends with its
+    note): [(position in ``reader.notes_of(stay)``, start, end)] newest first, ``text[start:end]`` the part.
+    ValueError when the text is not laid out that way."""
+    notes = reader.notes_of(stay_id)["text"].to_numpy()
+    written = notes_at(reader, stay_id, t)
+    parts: list[tuple[int, int, int]] = []
+    start = 0
+    for k in reversed(written):  # newest first
+        end = text.find("\n", start)
+        for _ in range(notes[k].count("\n")):  # a note of several lines spans as many
+            end = text.find("\n", end + 1)
+        end = len(text) if end < 0 else end
+        if not text[start:end].endswith(notes[k]):
+            raise ValueError(f"the notes text of stay {stay_id} at {t:g} h is not one part per note, newest first "
+                             f"(note {k} should end its part): TimedCohortReader.notes_text changed its layout")
+        parts.append((k, start, end))
+        start = end + 1
+    if start < len(text):
+        raise ValueError(f"the notes text of stay {stay_id} at {t:g} h holds more than its {len(written)} notes")
+    return parts
+
+
 def _notes_without(reader: TimedCohortReader, stay_id: str, t: float, text: str | None,
                    removed: Sequence[int]) -> str | None:
-    """The notes text at t (``reader.notes_text``: newest first, joined by newlines) without the notes at
-    positions ``removed``."""
+    """The notes text at t without the notes at positions ``removed`` (the others keep their parts)."""
     written = notes_at(reader, stay_id, t)
     unknown = [k for k in removed if k not in written]
     if unknown:
@@ -153,23 +177,8 @@ def _notes_without(reader: TimedCohortReader, stay_id: str, t: float, text: str 
                          f"at positions {written or 'none'} of reader.notes_of)")
     if text is None:
         raise ValueError(f"stay {stay_id} has no notes at hour {t:g}")
-    notes = reader.notes_of(stay_id)["text"].to_numpy()
-    lines = text.split("\n")
-    parts: list[str] = []
-    keep = set(written) - set(removed)
-    end = len(lines)
-    for k in written:  # the text is newest first: the oldest note is its last part
-        size = notes[k].count("\n") + 1
-        part = "\n".join(lines[end - size:end])
-        if not part.endswith(notes[k]):
-            raise ValueError(f"the notes text of stay {stay_id} at {t:g} h is not one part per note, newest first "
-                             f"(note {k} should end its part): TimedCohortReader.notes_text changed its layout")
-        if k in keep:
-            parts.append(part)
-        end -= size
-    if end != 0:
-        raise ValueError(f"the notes text of stay {stay_id} at {t:g} h has more lines than its notes")
-    return "\n".join(reversed(parts)) or None
+    kept = [text[start:end] for k, start, end in note_parts(reader, stay_id, t, text) if k not in removed]
+    return "\n".join(kept) or None
 
 
 def _labs_without(reader: TimedCohortReader, stay_id: str, t: float, labs: dict[str, float] | None,

@@ -207,6 +207,24 @@ def test_the_labs_table_lists_every_draw_newest_first_with_the_attribution_on_th
                                                             abs=0.01)
 
 
+def test_the_notes_are_one_block_per_note_newest_first_with_the_words_highlighted_in_place(reader):
+    from explain.icu_whatif import note_parts
+    from explain.text import Span
+
+    hour = 12.0
+    text = reader.at(STAY, hour).value("notes")
+    times = reader.notes_of(STAY)["time"].to_numpy(dtype=float)
+    parts = [(times[k], a, b) for k, a, b in note_parts(reader, STAY, hour, text)]
+    last = parts[-1]  # the oldest note: its first word after the age header, highlighted
+    first = text.index("] ", last[1]) + 2
+    word = Span(first, text.index(" ", first), text[first:text.index(" ", first)], 0.5)
+    page = icu_figures.notes_html(text, parts, [word], 0.5, covered_chars=last[1])
+    heads = re.findall(r"written at ([\d.]+) h", page)
+    assert heads == [f"{t:.1f}" for t, _, _ in parts] and float(heads[0]) >= float(heads[-1])
+    assert page.count("not read") == 1  # the oldest starts at the model's text length
+    assert re.search(f'data-score="0.5"[^>]*>{re.escape(word.text)}</span>', page)  # the word, in its note
+
+
 def test_vitals_trends_break_the_line_at_gaps_and_mark_artefacts(reader):
     from neurofusion.data.events import EventVariable
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from explain.icu_whatif import StayEdit, drop_lab, edited_case, hide_recent_vitals, notes_at, remove_note, risk
+from explain.icu_whatif import (StayEdit, drop_lab, edited_case, hide_recent_vitals, note_parts, notes_at, remove_note,
+                                risk)
 from neurofusion.data.events import grid_of_streams
 from neurofusion.data.schema import Signal
 from neurofusion.data.timed import STEP_H, WINDOW_H, TimedCohortReader
@@ -106,6 +107,22 @@ def test_removing_a_note_removes_exactly_its_part_of_the_notes_text(reader):
         assert sum(text in x for x in edited) == sum(text in x for x in full) - 1
     # every note removed: no notes at all
     assert edited_case(reader, stay_id, t, StayEdit(removed_notes=tuple(written))).value("notes") is None
+
+
+def test_note_parts_cut_the_notes_text_into_one_part_per_note_newest_first(reader):
+    stay_id, t = next((s, t) for s, t in _samples(reader, "has_notes", 60) if len(notes_at(reader, s, t)) >= 3)
+    text = reader.at(stay_id, t).value("notes")
+    parts = note_parts(reader, stay_id, t, text)
+    notes = reader.notes_of(stay_id)
+    assert [k for k, _, _ in parts] == notes_at(reader, stay_id, t)[::-1]
+    assert "\n".join(text[a:b] for _, a, b in parts) == text
+    for k, a, b in parts:
+        assert text[a:b].endswith(notes["text"].iloc[k])
+        assert text[a:b].startswith(f"[{t - notes['time'].iloc[k]:.1f} h before]")
+    with pytest.raises(ValueError, match="more than its"):
+        note_parts(reader, stay_id, t, text + "\n[0.0 h before] an extra note")
+    with pytest.raises(ValueError, match="not one part per note"):
+        note_parts(reader, stay_id, t, "\n".join(reversed(text.split("\n"))))
 
 
 def test_dropping_a_lab_makes_it_and_its_age_missing(reader):
