@@ -106,3 +106,22 @@ def tiny_batch(tiny_cohort, tiny_tokenizer):
     model = build_model(config).eval()
     predictor = Predictor(model, tiny_tokenizer)
     return model, predictor.batch([tiny_cohort[i] for i in range(12)])
+
+
+@pytest.fixture(scope="session")
+def icu_reader():
+    """The bundled ICU test stays (sample_data/icu), opened once for the session."""
+    from neurofusion.data.timed import TimedCohortReader
+
+    return TimedCohortReader(Path(__file__).resolve().parents[1] / "sample_data" / "icu")
+
+
+@pytest.fixture(scope="session")
+def icu_predictor():
+    """The bundled ICU demo model on the CPU."""
+    from neurofusion.checkpoint import load_checkpoint
+    from neurofusion.inference import Predictor
+
+    checkpoint = load_checkpoint(Path(__file__).resolve().parents[1] / "sample_data" / "checkpoints" / "icu_demo",
+                                 device="cpu")
+    return Predictor(checkpoint.model, checkpoint.tokenizer)

@@ -66,17 +66,13 @@ def _span(at: AppTest, span_id: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def reader() -> TimedCohortReader:
-    return TimedCohortReader(ICU)
+def reader(icu_reader) -> TimedCohortReader:
+    return icu_reader
 
 
 @pytest.fixture(scope="module")
-def predictor():
-    from neurofusion.checkpoint import load_checkpoint
-    from neurofusion.inference import Predictor
-
-    checkpoint = load_checkpoint(CHECKPOINT, device="cpu")
-    return Predictor(checkpoint.model, checkpoint.tokenizer)
+def predictor(icu_predictor):
+    return icu_predictor
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ changed); bad edits are errors that say what was wrong."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,23 +18,15 @@ from neurofusion.data.events import grid_of_streams
 from neurofusion.data.schema import Signal
 from neurofusion.data.timed import STEP_H, WINDOW_H, TimedCohortReader
 
-ROOT = Path(__file__).resolve().parents[2]
-ICU = ROOT / "sample_data" / "icu"
-CHECKPOINT = ROOT / "sample_data" / "checkpoints" / "icu_demo"
+
+@pytest.fixture(scope="module")
+def reader(icu_reader) -> TimedCohortReader:
+    return icu_reader
 
 
 @pytest.fixture(scope="module")
-def reader() -> TimedCohortReader:
-    return TimedCohortReader(ICU)
-
-
-@pytest.fixture(scope="module")
-def predictor():
-    from neurofusion.checkpoint import load_checkpoint
-    from neurofusion.inference import Predictor
-
-    checkpoint = load_checkpoint(CHECKPOINT, device="cpu")
-    return Predictor(checkpoint.model, checkpoint.tokenizer)
+def predictor(icu_predictor):
+    return icu_predictor
 
 
 def _samples(reader: TimedCohortReader, column: str, n: int) -> list[tuple[str, float]]:
