@@ -174,8 +174,9 @@ st.session_state["app.context"] = context
 with st.sidebar:
     device_note = f"{context.checkpoint.device.type.upper()}"
     synthetic = " · SYNTHETIC data" if context.cohort.info.get("synthetic") else ""
-    st.caption(f"Running on {device_note} · {len(context.cohort)} cases{synthetic} · "
-               f"{context.checkpoint.config.architecture}")
+    size = (f"{len(context.cohort.stays)} stays ({len(context.cohort)} samples)" if context.timed
+            else f"{len(context.cohort)} cases")
+    st.caption(f"Running on {device_note} · {size}{synthetic} · {context.checkpoint.config.architecture}")
     for warning in context.checkpoint.warnings:
         st.warning(warning)
 

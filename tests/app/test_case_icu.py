@@ -233,3 +233,8 @@ def test_vitals_trends_break_the_line_at_gaps_and_mark_artefacts(reader):
     assert list(crosses.y) == [20.0]  # outside 50-100 %: an artefact, kept and marked
     with pytest.raises(ValueError, match="no vital sign was recorded"):
         icu_figures.vitals_trends(rows, variables, 60.0)
+
+
+def test_the_sidebar_counts_stays_and_samples(page):
+    assert any(c.value.startswith("Running on CPU · 200 stays (1083 samples) · SYNTHETIC data")
+               for c in page.sidebar.caption)
