@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 
 from app import figures
 from app.figures import finish, pretty
+from neurofusion.data.timed import AGE_SUFFIX
 
 if TYPE_CHECKING:
     from explain.text import Span
@@ -206,7 +207,7 @@ def labs_table(rows: pd.DataFrame, variables: Mapping[str, EventVariable], hour:
             "lab": row["variable"], "value": value, "unit": variable.unit,
             "plausible range": _range(variable), "outside": not bool(variable.plausible(np.array([value]))[0]),
             "attribution (value)": scores.get(row["variable"], math.nan) if is_last else math.nan,
-            "attribution (age)": scores.get(f"{row['variable']}_age_h", math.nan) if is_last else math.nan,
+            "attribution (age)": scores.get(f"{row['variable']}{AGE_SUFFIX}", math.nan) if is_last else math.nan,
         })
     columns = ["time (h)", "hours before", "lab", "value", "unit", "plausible range", "outside",
                "attribution (value)", "attribution (age)"]

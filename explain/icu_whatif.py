@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neurofusion.data.schema import Case, Signal
-from neurofusion.data.timed import STEP_H, TimedCohortReader
+from neurofusion.data.timed import AGE_SUFFIX, STEP_H, TimedCohortReader
 from neurofusion.inference import Predictor
 
 __all__ = ["StayEdit", "hide_recent_vitals", "remove_note", "drop_lab", "edited_case", "risk", "notes_at",
@@ -128,42 +128,19 @@ def _vitals_hiding(reader: TimedCohortReader, stay_id: str, t: float, hours: flo
     if not math.isclose(shift * STEP_H, hours, rel_tol=1e-9, abs_tol=1e-9):
         raise ValueError(f"hours of vitals to hide must be a whole number of 5-minute grid steps, got {hours:g}")
     cut = t - hours
-    rows = reader.events_of(stay_id, "vitals", cut)
-    if cut < 0 or rows.empty:
+    if cut < 0 or reader.events_of(stay_id, "vitals", cut).empty:
         return None  # nothing recorded by t - hours: no vitals at t
-    signal = reader.vitals_signal(stay_id, cut)
-    data = signal.data  # (2V, T): V scaled values, then V measured masks
-    variables = len(reader.vital_variables)
-    steps = data.shape[1]
-    shift = min(shift, steps)
-    kept = data[:, shift:]
-    tail = np.empty((data.shape[0], shift), dtype=np.float32)
-    tail[:variables] = data[:variables, -1:]  # the last value carried forward, unmeasured
-    tail[variables:] = 0.0
-    return Signal(np.concatenate([kept, tail], axis=1), signal.fs, signal.channels, units=signal.units)
+    return reader.vitals_signal(stay_id, t, recorded_until=cut)
 
 
 def note_parts(reader: TimedCohortReader, stay_id: str, t: float, text: str) -> list[tuple[int, int, int]]:
-    """Where each note written by hour t lies in ``text``, the notes text the model reads at t
-    (``reader.notes_text``: one part per note, newest first, joined by newlines; each part ends with its
-    note): [(position in ``reader.notes_of(stay)``, start, end)] newest first, ``text[start:end]`` the part.
-    ValueError when the text is not laid out that way."""
-    notes = reader.notes_of(stay_id)["text"].to_numpy()
-    written = notes_at(reader, stay_id, t)
-    parts: list[tuple[int, int, int]] = []
-    start = 0
-    for k in reversed(written):  # newest first
-        end = text.find("\n", start)
-        for _ in range(notes[k].count("\n")):  # a note of several lines spans as many
-            end = text.find("\n", end + 1)
-        end = len(text) if end < 0 else end
-        if not text[start:end].endswith(notes[k]):
-            raise ValueError(f"the notes text of stay {stay_id} at {t:g} h is not one part per note, newest first "
-                             f"(note {k} should end its part): TimedCohortReader.notes_text changed its layout")
-        parts.append((k, start, end))
-        start = end + 1
-    if start < len(text):
-        raise ValueError(f"the notes text of stay {stay_id} at {t:g} h holds more than its {len(written)} notes")
+    """Where each note written by hour t lies in ``text``, the notes text the model reads at t:
+    [(position in ``reader.notes_of(stay)``, start, end)] newest first, ``text[start:end]`` the part
+    (``TimedCohortReader.note_parts``). ValueError when ``text`` is not the reader's notes text at t."""
+    expected, parts = reader.note_parts(stay_id, t)
+    if text != expected:
+        raise ValueError(f"the text given is not the notes text of stay {stay_id} at {t:g} h (one part per note "
+                         f"written by then, newest first)")
     return parts
 
 
@@ -177,8 +154,7 @@ def _notes_without(reader: TimedCohortReader, stay_id: str, t: float, text: str 
                          f"at positions {written or 'none'} of reader.notes_of)")
     if text is None:
         raise ValueError(f"stay {stay_id} has no notes at hour {t:g}")
-    kept = [text[start:end] for k, start, end in note_parts(reader, stay_id, t, text) if k not in removed]
-    return "\n".join(kept) or None
+    return reader.note_parts(stay_id, t, without=tuple(removed))[0]
 
 
 def _labs_without(reader: TimedCohortReader, stay_id: str, t: float, labs: dict[str, float] | None,
@@ -194,6 +170,6 @@ def _labs_without(reader: TimedCohortReader, stay_id: str, t: float, labs: dict[
         if math.isnan(edited[lab]):
             raise ValueError(f"{lab} was not measured in stay {stay_id} by hour {t:g}: there is nothing to drop")
         edited[lab] = math.nan
-        edited[f"{lab}_age_h"] = math.nan
+        edited[f"{lab}{AGE_SUFFIX}"] = math.nan
     left = any(not math.isnan(edited[lab]) for lab in reader.lab_variables)
     return edited if left else None

@@ -207,12 +207,18 @@ class TimedCohortReader(CaseSequence):
         return Case.from_values(sample_id(stay_id, t), label, stay["split"], values, self.modalities,
                                 site=stay["site"], meta=meta)
 
-    def vitals_signal(self, stay_id: str, t: float) -> Signal:
-        """The (2V, 576) vitals signal at hour t (module docstring)."""
-        grid = grid_of_streams(self._streams("vitals", stay_id), self.vital_variables, t, window_h=WINDOW_H,
-                               step_h=STEP_H)
-        centre, half = self._scales
+    def vitals_signal(self, stay_id: str, t: float, *, recorded_until: float | None = None) -> Signal:
+        """The (2V, 576) vitals signal at hour t (module docstring). recorded_until: only rows recorded by that
+        hour (<= t) are used and the window still ends at t: what the model would read at t had nothing been
+        recorded after it (the what-if "hide the last hours of vitals")."""
         streams = self._streams("vitals", stay_id)
+        if recorded_until is not None:
+            if recorded_until > t:
+                raise ValueError(f"recorded_until ({recorded_until:g} h) must not be after the hour t ({t:g} h)")
+            streams = {v: (times[:k], values[:k]) for v, (times, values) in streams.items()
+                       for k in [int(np.searchsorted(times, recorded_until, side="right"))]}
+        grid = grid_of_streams(streams, self.vital_variables, t, window_h=WINDOW_H, step_h=STEP_H)
+        centre, half = self._scales
         seen_before = np.array([bool(np.searchsorted(streams.get(v, (np.zeros(0),))[0], grid.times[0] - STEP_H,
                                                      side="right")) for v in self.vital_variables])
         known = np.logical_or.accumulate(grid.measured, axis=1) | seen_before[:, None]
@@ -238,12 +244,24 @@ class TimedCohortReader(CaseSequence):
 
     def notes_text(self, stay_id: str, t: float) -> str | None:
         """The notes written at or before t, newest first, each headed by its age: the text the model reads."""
+        return self.note_parts(stay_id, t)[0]
+
+    def note_parts(self, stay_id: str, t: float, *, without: Sequence[int] = ()
+                   ) -> tuple[str | None, list[tuple[int, int, int]]]:
+        """The notes text at hour t (None when no note was written by t) and where each note lies in it:
+        [(position in ``notes_of(stay)``, start, end)] newest first, ``text[start:end]`` its header and text.
+        without: positions of notes left out (the what-if "remove a note")."""
         notes = self.notes_of(stay_id)
-        notes = notes[notes["time"].to_numpy() <= t]
-        if notes.empty:
-            return None
-        return "\n".join(f"{note_header(t - time)} {text}" for time, text in
-                         zip(notes["time"].to_numpy()[::-1], notes["text"].to_numpy()[::-1]))
+        times, texts = notes["time"].to_numpy(dtype=float), notes["text"].to_numpy()
+        parts, pieces, start = [], [], 0
+        for k in reversed(np.flatnonzero(times <= t).tolist()):  # newest first
+            if k in without:
+                continue
+            piece = f"{note_header(t - times[k])} {texts[k]}"
+            parts.append((int(k), start, start + len(piece)))
+            pieces.append(piece)
+            start += len(piece) + 1  # the newline between notes
+        return ("\n".join(pieces) if pieces else None), parts
 
     def recorded_in_stay(self, stay_id: str) -> dict[str, bool]:
         """{modality: whether the stay records it at all} (a modality never recorded is missing at every hour;

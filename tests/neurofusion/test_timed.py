@@ -233,3 +233,18 @@ def test_a_modality_never_recorded_is_told_from_one_not_recorded_yet(tmp_path):
     assert reader.recorded_in_stay("A") == dict.fromkeys(("vitals", "labs", "notes", "demographics"), True)
     assert reader.recorded_in_stay("B") == {"vitals": True, "labs": False, "notes": True, "demographics": True}
     assert reader.recorded_in_stay("C") == dict.fromkeys(("vitals", "labs", "notes", "demographics"), False)
+
+
+def test_note_parts_and_vitals_recorded_until_give_the_what_if_views(tmp_path):
+    reader = TimedCohortReader(_folder(tmp_path))
+    text, parts = reader.note_parts("A", 6.0)
+    assert text == reader.notes_text("A", 6.0) == "[1.0 h before] second note\n[5.0 h before] first note"
+    assert parts == [(1, 0, 26), (0, 27, 52)] and [text[a:b] for _, a, b in parts] == text.split("\n")
+    assert reader.note_parts("A", 6.0, without=(1,))[0] == "[5.0 h before] first note"
+    assert reader.note_parts("A", 6.0, without=(0, 1)) == (None, [])
+    # the 20-bpm reading at 7 h is seen at 8 h, but not when only rows recorded by 6.9 h are used
+    assert reader.vitals_signal("A", 8.0).data[0, -1] == pytest.approx(-1.0)
+    cut = reader.vitals_signal("A", 8.0, recorded_until=6.9).data
+    assert cut[0, -1] == pytest.approx(1.0) and not cut[2, -12:].any()  # carried forward, not measured
+    with pytest.raises(ValueError, match="must not be after"):
+        reader.vitals_signal("A", 8.0, recorded_until=9.0)
