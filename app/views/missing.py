@@ -90,16 +90,12 @@ def _survival_page(ctx: Context, ids: tuple[str, ...]) -> None:
     config = ctx.checkpoint.config
     titles, unit = ctx.titles, config.survival_bins.unit
     auc_name = f"AUC at {config.horizon:g} {unit}"
-    st.subheader("Hide modalities at random")
-    st.caption("Each modality is hidden, independently for each case, with the chosen probability (on top of what "
-               "the cohort already lacks); the model then uses its learned missing embeddings.")
-    columns = st.columns(len(titles))
-    rates = tuple((m, column.slider(f"{title} missing (%)", 0, 100, 0, 10, key=f"missing.rate_{m}") / 100)
-                  for column, (m, title) in zip(columns, titles.items()))
-    seed = st.number_input("Random seed", 0, 10_000, 0, key="missing.seed")
+    rates, seed = _rate_controls(titles, "Each modality is hidden, independently for each case, with the chosen "
+                                 "probability (on top of what the cohort already lacks); the model then uses its "
+                                 "learned missing embeddings.")
     keys = (ctx, ctx.model_key, ctx.cases_key, ids)
     baseline = _survival_rates(*keys, tuple((m, 0.0) for m in titles), 0)
-    result = _survival_rates(*keys, rates, int(seed))
+    result = _survival_rates(*keys, rates, seed)
     if baseline["c_index"]["value"] is None:
         st.info(f"The C-index is {baseline['c_index']['reason']} on these cases.")
         st.stop()
@@ -177,19 +173,25 @@ def _icu_withheld(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str,
     return study
 
 
-def _icu_page(ctx: Context, ids: tuple[str, ...]) -> None:
-    titles = ctx.titles
+def _rate_controls(titles: dict[str, str], caption: str) -> tuple[tuple[tuple[str, float], ...], int]:
+    """The random-hiding controls: one missing-rate slider per modality and the seed -> ((name, rate), ...), seed."""
     st.subheader("Hide modalities at random")
-    st.caption("Each modality is hidden, independently for each sample (a stay as of a prediction hour), with the "
-               "chosen probability (on top of what was not yet recorded by then); the model then uses its learned "
-               "missing embeddings. Scores are of the predicted risk of death within 48 h.")
+    st.caption(caption)
     columns = st.columns(len(titles))
     rates = tuple((m, column.slider(f"{title} missing (%)", 0, 100, 0, 10, key=f"missing.rate_{m}") / 100)
                   for column, (m, title) in zip(columns, titles.items()))
-    seed = st.number_input("Random seed", 0, 10_000, 0, key="missing.seed")
+    return rates, int(st.number_input("Random seed", 0, 10_000, 0, key="missing.seed"))
+
+
+def _icu_page(ctx: Context, ids: tuple[str, ...]) -> None:
+    titles = ctx.titles
+    rates, seed = _rate_controls(titles, "Each modality is hidden, independently for each sample (a stay as of a "
+                                 "prediction hour), with the chosen probability (on top of what was not yet recorded "
+                                 "by then); the model then uses its learned missing embeddings. Scores are of the "
+                                 "predicted risk of death within 48 h.")
     keys = (ctx, ctx.model_key, ctx.cases_key, ids)
     baseline = _icu_rates(*keys, tuple((m, 0.0) for m in titles), 0)
-    result = _icu_rates(*keys, rates, int(seed))
+    result = _icu_rates(*keys, rates, seed)
     rows = metric_rows(baseline, "as recorded") + metric_rows(result, "with the rates above")
     st.plotly_chart(figures.metric_bars(rows, "Score on the selected samples (95 % CI)", percent=False),
                     key="missing.metrics")
@@ -236,15 +238,12 @@ if ctx.timed:
     _icu_page(ctx, ids)
     st.stop()
 
-st.subheader("Hide modalities at random")
-st.caption("Each modality is hidden, independently for each case, with the chosen probability (on top of what "
-           "the cohort already lacks); the model then uses its learned missing embeddings.")
-columns = st.columns(4)
-rates = tuple((m, column.slider(f"{figures.MODALITY_LABELS[m]} missing (%)", 0, 100, 0, 10, key=f"missing.rate_{m}") / 100)
-              for column, m in zip(columns, MODALITIES))
-seed = st.number_input("Random seed", 0, 10_000, 0, key="missing.seed")
+rates, seed = _rate_controls({m: figures.MODALITY_LABELS[m] for m in MODALITIES},
+                             "Each modality is hidden, independently for each case, with the chosen probability (on "
+                             "top of what the cohort already lacks); the model then uses its learned missing "
+                             "embeddings.")
 baseline = _rates(ctx, ctx.model_key, ctx.cases_key, ids, tuple((m, 0.0) for m in MODALITIES), 0)
-result = _rates(ctx, ctx.model_key, ctx.cases_key, ids, rates, int(seed))
+result = _rates(ctx, ctx.model_key, ctx.cases_key, ids, rates, seed)
 metric_names = {"accuracy": "Accuracy", "macro_f1": "Macro F1"}
 rows = [{"name": label, "group": "as recorded", **baseline[key]} for key, label in metric_names.items()]
 rows += [{"name": label, "group": "with the rates above", **result[key]} for key, label in metric_names.items()]
