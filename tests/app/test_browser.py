@@ -465,7 +465,7 @@ SIZES = ((1440, 900), (1280, 720))
 def test_every_page_screenshot_in_a_real_browser(server, browser):
     """app/assets/screens/<page>_<w>x<h>.png: what each page shows on the first screen at both sizes,
     case_explorer_ecg.png: the case's ECG figure (3x4 + rhythm strip) as the page draws it, and
-    cancer_<page>_<w>x<h>.png: the same pages on the cancer demo."""
+    cancer_<page>_<w>x<h>.png / icu_<page>_<w>x<h>.png: the same pages on the cancer and ICU demos."""
     folder = Path(os.environ.get("DASHBOARD_SCREENS", Path(os.environ["DASHBOARD_SCREENSHOT"]).parent / "screens"))
     folder.mkdir(parents=True, exist_ok=True)
     case = _complete_cases(1)[0]
@@ -493,24 +493,25 @@ def test_every_page_screenshot_in_a_real_browser(server, browser):
                 ecg.screenshot(path=str(folder / "case_explorer_ecg.png"))
                 assert (folder / "case_explorer_ecg.png").stat().st_size > 20_000
                 page.set_viewport_size({"width": width, "height": height})
-        _cancer_screens(page, folder, width, height)
+        _demo_screens(page, folder, width, height, "Oncology", "cancer", "Predicted survival of this case")
+        _demo_screens(page, folder, width, height, "ICU", "icu", "Risk of death within 48 h over stay")
         context.close()
     assert not outside and not errors, (outside, errors)
 
 
-def _cancer_screens(page, folder: Path, width: int, height: int) -> None:
-    """cancer_<page>_<w>x<h>.png: every page on the cancer demo, opened through the sidebar's demo switch."""
+def _demo_screens(page, folder: Path, width: int, height: int, demo: str, prefix: str, first_view: str) -> None:
+    """<prefix>_<page>_<w>x<h>.png: every page on another bundled demo, opened through the sidebar's demo switch
+    (``demo``: the start of its name there; ``first_view``: text of the case page's first chart)."""
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=PAGES["case_explorer"][0]).click()
     _settle(page, PAGES["case_explorer"][1])
     page.get_by_test_id("stSidebar").get_by_role("combobox", name=re.compile("^Demo")).click()
-    page.get_by_role("option", name=re.compile("^Oncology")).click()
-    page.locator(".js-plotly-plot").filter(has_text="Predicted survival of this case").first.wait_for(
-        state="visible", timeout=180_000)
+    page.get_by_role("option", name=re.compile(f"^{demo}")).click()
+    page.locator(".js-plotly-plot").filter(has_text=first_view).first.wait_for(state="visible", timeout=180_000)
     for name, (link, heading) in PAGES.items():
         if name != "case_explorer":
             page.get_by_test_id("stSidebarNav").get_by_role("link", name=link).click()
         _settle(page, heading)
         page.mouse.move(width - 2, height - 2)
-        target = folder / f"cancer_{name}_{width}x{height}.png"
+        target = folder / f"{prefix}_{name}_{width}x{height}.png"
         page.screenshot(path=str(target))
         assert target.stat().st_size > 20_000, target
