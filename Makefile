@@ -39,7 +39,7 @@ run: $(STAMP)
 	  --server.address 127.0.0.1 --server.port 8501
 
 # Refresh the README's screenshots from the real-browser test: app/assets/dashboard.png and every page at
-# 1440x900 and 1280x720 in app/assets/screens/<page>_<w>x<h>.png (cardio) and cancer_<page>_<w>x<h>.png, and the
+# 1440x900 and 1280x720 in app/assets/screens/<page>_<w>x<h>.png (cardio), cancer_<page>_<w>x<h>.png and
 # icu_<page>_<w>x<h>.png, and the ICU case page after moving its hour slider in icu_case_1440x900.png.
 screenshot: $(STAMP) chromium
 	DASHBOARD_SCREENSHOT=app/assets/dashboard.png DASHBOARD_SCREENS=app/assets/screens $(PY) -m pytest tests/app/test_browser.py -k real_browser
