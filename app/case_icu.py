@@ -59,7 +59,7 @@ def stay_table(_reader: TimedCohortReader, data_key: str) -> pd.DataFrame:
     stays = _reader.stays
     frame = pd.DataFrame({"stay_id": stays.index, "diagnosis": stays.get("diagnosis", pd.Series("", stays.index)),
                           "site": stays["site"], "stay_hours": stays["stay_hours"], "died": stays["died"].astype(bool)})
-    recorded = pd.DataFrame([_reader.recorded_in_stay(s) for s in stays.index], index=stays.index)
+    recorded = _reader.first_recorded.notna()
     for modality in recorded.columns:
         frame[f"has_{modality}"] = recorded[modality]
     return frame.reset_index(drop=True)

@@ -105,8 +105,9 @@ class TimedCohortReader(CaseSequence):
     ``classes``, ``features``, ``tabular_features``, ``extra_columns``, ``table``: one row per sample with
     case_id, stay_id, hour, split, label, site and has_<modality>), plus ``stays`` (cohort.csv, one row per
     stay, indexed by case_id), ``hours`` (the prediction hours), ``horizon_h``, ``variables``
-    ({name: EventVariable}), ``vital_variables`` / ``lab_variables`` (names in variables.csv order) and the
-    validated tables ``vitals``, ``labs`` (EventTable) and ``notes`` (DataFrame).
+    ({name: EventVariable}), ``vital_variables`` / ``lab_variables`` (names in variables.csv order), the
+    validated tables ``vitals``, ``labs`` (EventTable) and ``notes`` (DataFrame), and ``first_recorded``
+    (stays x modalities: the first hour each was recorded, NaN if never; what "present at t" is read from).
     """
 
     timed = True
@@ -142,12 +143,17 @@ class TimedCohortReader(CaseSequence):
         self.variables = read_variables(self.root / VARIABLES_CSV)
         self.vital_variables = tuple(n for n, v in self.variables.items() if v.table == "vitals")
         self.lab_variables = tuple(n for n, v in self.variables.items() if v.table == "labs")
-        self.table_files = tuple(_table_file(self.root, spec.table) for spec in self.modalities if spec.table)
-        self.vitals = read_events(_table_file(self.root, "vitals.csv"), self.variables, lengths, "vitals")
-        self.labs = read_events(_table_file(self.root, "labs.csv"), self.variables, lengths, "labs")
-        self.notes = read_notes(_table_file(self.root, "notes.csv"), lengths)
+        self.table_files = tuple(table_file(self.root, spec.table) for spec in self.modalities if spec.table)
+        self.vitals = read_events(table_file(self.root, "vitals.csv"), self.variables, lengths, "vitals")
+        self.labs = read_events(table_file(self.root, "labs.csv"), self.variables, lengths, "labs")
+        self.notes = read_notes(table_file(self.root, "notes.csv"), lengths)
         self._notes_by_stay = {stay: part for stay, part in self.notes.groupby("case_id", sort=False)}
+        self._stream_cache: dict[tuple[str, str], dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+        ranges = [self.variables[v] for v in self.vital_variables]
+        self._centre = np.array([_centre(v) for v in ranges], dtype=np.float32)  # the vitals' scaling, (V,)
+        self._half = np.array([_half_range(v) for v in ranges], dtype=np.float32)
         self.demographic_columns = [c for c in self.stays.columns if c not in STAY_COLUMNS]
+        self.first_recorded = self._first_recorded()
         self.features = {**self._lab_features(), **self._demographic_features()}
         self.tabular_features = {
             "labs": [f.name for f in self.features.values() if f.modality == "labs"],
@@ -218,7 +224,7 @@ class TimedCohortReader(CaseSequence):
             streams = {v: (times[:k], values[:k]) for v, (times, values) in streams.items()
                        for k in [int(np.searchsorted(times, recorded_until, side="right"))]}
         grid = grid_of_streams(streams, self.vital_variables, t, window_h=WINDOW_H, step_h=STEP_H)
-        centre, half = self._scales
+        centre, half = self._centre, self._half
         seen_before = np.array([bool(np.searchsorted(streams.get(v, (np.zeros(0),))[0], grid.times[0] - STEP_H,
                                                      side="right")) for v in self.vital_variables])
         known = np.logical_or.accumulate(grid.measured, axis=1) | seen_before[:, None]
@@ -266,10 +272,8 @@ class TimedCohortReader(CaseSequence):
     def recorded_in_stay(self, stay_id: str) -> dict[str, bool]:
         """{modality: whether the stay records it at all} (a modality never recorded is missing at every hour;
         one not recorded *yet* appears later)."""
-        stay = self._stay(stay_id)
-        return {"vitals": bool(self._streams("vitals", stay_id)), "labs": bool(self._streams("labs", stay_id)),
-                "notes": not self.notes_of(stay_id).empty,
-                "demographics": any(_cell(stay[c]) is not None for c in self.demographic_columns)}
+        self._stay(stay_id)  # a KeyError naming the cohort for an unknown stay
+        return {m: bool(np.isfinite(self.first_recorded.loc[stay_id, m])) for m in ROLES}
 
     def events_of(self, stay_id: str, table: str, t: float | None = None) -> pd.DataFrame:
         """The stay's vitals or labs rows (time, variable, value), up to hour t when given: for display."""
@@ -304,24 +308,29 @@ class TimedCohortReader(CaseSequence):
         except KeyError:
             raise KeyError(f"stay {stay_id!r} is not in cohort {self.root}") from None
 
-    @property
-    def _scales(self) -> tuple[np.ndarray, np.ndarray]:
-        ranges = [self.variables[v] for v in self.vital_variables]
-        centre = np.array([_centre(v) for v in ranges], dtype=np.float32)
-        half = np.array([_half_range(v) for v in ranges], dtype=np.float32)
-        return centre, half
-
     def _streams(self, table: str, stay_id: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        return _stay_streams(self, table, stay_id)
+        """{variable: (times ascending, values)} of one stay's vitals or labs, cached."""
+        key = (table, stay_id)
+        if key not in self._stream_cache:
+            rows = (self.vitals if table == "vitals" else self.labs).of(stay_id)
+            self._stream_cache[key] = {name: (part["time"].to_numpy(dtype=float), part["value"].to_numpy(dtype=float))
+                                       for name, part in rows.groupby("variable", sort=False)}
+        return self._stream_cache[key]
+
+    def _first_recorded(self) -> pd.DataFrame:
+        """(stays x modalities) the first hour anything of each modality was recorded, NaN if never
+        (demographics: 0 when the stay has them, known from admission)."""
+        first = pd.DataFrame(index=self.stays.index)
+        for name, rows in (("vitals", self.vitals.rows), ("labs", self.labs.rows), ("notes", self.notes)):
+            first[name] = rows.groupby("case_id")["time"].min().reindex(self.stays.index)
+        known = (self.stays[self.demographic_columns].map(lambda v: _cell(v) is not None).any(axis=1)
+                 if self.demographic_columns else pd.Series(False, index=self.stays.index))
+        first["demographics"] = np.where(known, 0.0, np.nan)
+        return first[list(ROLES)]
 
     def _samples(self) -> pd.DataFrame:
         """One row per (stay, prediction hour inside the stay), with its label and what is present."""
-        first = {name: table.rows.groupby("case_id")["time"].min() for name, table in
-                 (("vitals", self.vitals), ("labs", self.labs))}
-        first["notes"] = self.notes.groupby("case_id")["time"].min()
-        demographics = self.stays[self.demographic_columns].apply(
-            lambda column: column.map(lambda v: _cell(v) is not None)).any(axis=1) if self.demographic_columns else (
-            pd.Series(False, index=self.stays.index))
+        first = self.first_recorded.to_dict("index")
         rows = []
         for stay_id, stay in self.stays.iterrows():
             for t in self.hours:
@@ -329,9 +338,8 @@ class TimedCohortReader(CaseSequence):
                     continue
                 row = {"case_id": sample_id(stay_id, t), "stay_id": stay_id, "hour": t, "split": stay["split"],
                        "label": self.label_at(stay_id, t), "site": stay["site"]}
-                for name in ("vitals", "labs", "notes"):
-                    row[f"has_{name}"] = bool(first[name].get(stay_id, math.inf) <= t)
-                row["has_demographics"] = bool(demographics[stay_id])
+                for name in ROLES:
+                    row[f"has_{name}"] = bool(first[stay_id][name] <= t)  # NaN (never recorded) is not <= t
                 rows.append(row)
         columns = ["case_id", "stay_id", "hour", "split", "label", "site", *(f"has_{m}" for m in ROLES)]
         return pd.DataFrame(rows, columns=columns)
@@ -365,17 +373,6 @@ class TimedCohortReader(CaseSequence):
         return features
 
 
-def _stay_streams(reader: TimedCohortReader, table: str, stay_id: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{variable: (times ascending, values)} of one stay's vitals or labs, cached on the reader."""
-    cache = reader.__dict__.setdefault("_stream_cache", {})
-    key = (table, stay_id)
-    if key not in cache:
-        rows = (reader.vitals if table == "vitals" else reader.labs).of(stay_id)
-        cache[key] = {name: (part["time"].to_numpy(dtype=float), part["value"].to_numpy(dtype=float))
-                      for name, part in rows.groupby("variable", sort=False)}
-    return cache[key]
-
-
 def open_cohort(root: str | Path):
     """A cohort folder opened with the reader its cohort.json calls for: TimedCohortReader for a
     time-stamped (ICU) cohort, CohortReader otherwise."""
@@ -390,13 +387,7 @@ def timed_summary(reader: TimedCohortReader) -> dict:
     per stay (a modality a stay never records) against the paper's Table 1 (72 % complete, 22 % missing one,
     6 % two or more)."""
     stays = reader.stays
-    recorded = pd.DataFrame({
-        "vitals": stays.index.isin(reader.vitals.rows["case_id"]),
-        "labs": stays.index.isin(reader.labs.rows["case_id"]),
-        "notes": stays.index.isin(reader.notes["case_id"]),
-        "demographics": reader.table.groupby("stay_id")["has_demographics"].any().reindex(stays.index, fill_value=False)
-        .to_numpy(),
-    }, index=stays.index)
+    recorded = reader.first_recorded.notna()
     missing = (~recorded).sum(axis=1)
     by_hour = []
     for hour, part in reader.table.groupby("hour"):
@@ -436,7 +427,7 @@ def _read_stays(path: Path) -> pd.DataFrame:
     return table.set_index("case_id", drop=True)
 
 
-def _table_file(root: Path, name: str) -> Path:
+def table_file(root: Path, name: str) -> Path:
     """``name`` in the folder, or its gzip-compressed ``name.gz``; the plain name (reported) when neither exists."""
     plain = root / name
     packed = root / f"{name}.gz"

@@ -27,7 +27,7 @@ import pandas as pd
 from neurofusion.data.annotations import write_rankings
 from neurofusion.data.synthetic.icu.cohort import ICU_MODALITIES
 from neurofusion.data.synthetic.raters import SYNTHETIC_RATERS, RaterSpec, simulate_rankings
-from neurofusion.data.timed import sample_id
+from neurofusion.data.timed import sample_id, table_file
 
 RANKINGS_FILE = "clinician_rankings.csv"
 EVENT_MODALITIES: tuple[str, ...] = ("vitals", "labs", "notes")  # recorded in time-stamped tables
@@ -134,8 +134,7 @@ def first_recorded(folder: str | Path) -> pd.DataFrame:
     stays = _columns(folder / "cohort.csv", ["case_id"])["case_id"]
     first = pd.DataFrame(index=pd.Index(stays, name="case_id"))
     for m in EVENT_MODALITIES:
-        path = folder / f"{m}.csv"
-        path = path if path.is_file() or not path.with_name(f"{m}.csv.gz").is_file() else path.with_name(f"{m}.csv.gz")
+        path = table_file(folder, f"{m}.csv")
         rows = _columns(path, ["case_id", "time"])
         times = pd.to_numeric(rows["time"], errors="coerce")
         if times.isna().any():
