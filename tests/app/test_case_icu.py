@@ -1,5 +1,5 @@
 """The case page on the ICU cohort (a stay seen as of an hour), headless: the risk trajectory it draws is
-timeline.risk_trajectory's and the model's on reader.at at each hour; the shown risk follows the "As of
+timeline.risk_trajectory's and the model's on icu_reader.at at each hour; the shown risk follows the "As of
 hour" slider to the model's value at the new hour; the slider starts afresh when the stay changes; each
 what-if control changes the risk to the value computed directly from explain.icu_whatif; stays missing whole
 modalities render without a traceback; the ground-truth panel says the stay is synthetic; and the figure
@@ -20,7 +20,6 @@ from app import icu_figures
 from app.case_icu import default_hour
 from explain import timeline
 from explain.icu_whatif import drop_lab, hide_recent_vitals, notes_at, remove_note, risk
-from neurofusion.data.timed import TimedCohortReader
 
 ROOT = Path(__file__).resolve().parents[2]
 MAIN = str(ROOT / "app" / "main.py")
@@ -66,31 +65,21 @@ def _span(at: AppTest, span_id: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def reader(icu_reader) -> TimedCohortReader:
-    return icu_reader
-
-
-@pytest.fixture(scope="module")
-def predictor(icu_predictor):
-    return icu_predictor
-
-
-@pytest.fixture(scope="module")
 def page() -> AppTest:
     at = _app(STAY)
     _no_errors(at)
     return at
 
 
-def test_the_trajectory_is_the_models_risk_at_every_hour_of_the_stay(page, predictor, reader):
+def test_the_trajectory_is_the_models_risk_at_every_hour_of_the_stay(page, icu_predictor, icu_reader):
     assert page.title[0].value == "Case explorer"
     figure = _figure(page, "case.icu_trajectory")
     line = next(t for t in figure["data"] if t.get("name") == "risk")
-    expected = timeline.risk_trajectory(predictor, reader, STAY)
+    expected = timeline.risk_trajectory(icu_predictor, icu_reader, STAY)
     hours = _values(line, "x")
     np.testing.assert_array_equal(hours, np.arange(20.0))  # every whole hour before the end at 19.3 h
     np.testing.assert_allclose(_values(line), expected.risk, atol=1e-6)
-    one_by_one = [risk(predictor, [reader.at(STAY, h)])[0] for h in (0.0, 7.0, 19.0)]
+    one_by_one = [risk(icu_predictor, [icu_reader.at(STAY, h)])[0] for h in (0.0, 7.0, 19.0)]
     np.testing.assert_allclose(_values(line)[[0, 7, 19]], one_by_one, atol=1e-5)
     # every hour of this stay is within 48 h of its death: each marker says so
     dies = next(t for t in figure["data"] if t.get("name") == "label: dies within 48 h")
@@ -100,13 +89,13 @@ def test_the_trajectory_is_the_models_risk_at_every_hour_of_the_stay(page, predi
     assert re.fullmatch(r"ICU-00603 · Cardiogenic shock · died at 19 h · peak risk \d+%", label)
 
 
-def test_moving_the_slider_shows_the_models_risk_at_the_new_hour(page, predictor, reader):
+def test_moving_the_slider_shows_the_models_risk_at_the_new_hour(page, icu_predictor, icu_reader):
     assert page.slider(key="case.icu_hour").value == 12  # the last prediction hour up to 24 h
     shown = {}
     for hour in (12, 3, 17):
         page.slider(key="case.icu_hour").set_value(hour).run()
         _no_errors(page)
-        expected = risk(predictor, [reader.at(STAY, float(hour))])[0]
+        expected = risk(icu_predictor, [icu_reader.at(STAY, float(hour))])[0]
         metric = next(m for m in page.metric if m.label.startswith("Risk of death"))
         assert metric.value == f"{expected:.1%}" and f"as of {hour} h" in metric.label
         shown[hour] = expected
@@ -114,39 +103,40 @@ def test_moving_the_slider_shows_the_models_risk_at_the_new_hour(page, predictor
     page.slider(key="case.icu_hour").set_value(12).run()
 
 
-def test_the_hour_starts_afresh_when_the_stay_changes(page, reader):
+def test_the_hour_starts_afresh_when_the_stay_changes(page, icu_reader):
     page.slider(key="case.icu_hour").set_value(5).run()
     page.selectbox(key="case.id").set_value(OTHER).run()
     _no_errors(page)
-    assert page.slider(key="case.icu_hour").value == default_hour(reader, reader.stays.loc[OTHER, "stay_hours"])
+    assert page.slider(key="case.icu_hour").value == default_hour(icu_reader, icu_reader.stays.loc[OTHER, "stay_hours"])
     assert page.slider(key="case.icu_hour").max == 18
     page.selectbox(key="case.id").set_value(STAY).run()
     assert page.slider(key="case.icu_hour").value == 12
 
 
-def test_each_what_if_control_changes_the_risk_to_the_value_computed_directly(page, predictor, reader):
+def test_each_what_if_control_changes_the_risk_to_the_value_computed_directly(page, icu_predictor, icu_reader):
     hour = 12.0
     page.toggle(key="case.icu_hide").set_value(True).run()
     _no_errors(page)
-    hidden = risk(predictor, [hide_recent_vitals(reader, STAY, hour, 6.0)])[0]
+    hidden = risk(icu_predictor, [hide_recent_vitals(icu_reader, STAY, hour, 6.0)])[0]
     assert _span(page, "icu-whatif-result") == f"{hidden:.1%}"
     page.number_input(key="case.icu_hide_hours").set_value(2).run()
-    hidden = risk(predictor, [hide_recent_vitals(reader, STAY, hour, 2.0)])[0]
+    hidden = risk(icu_predictor, [hide_recent_vitals(icu_reader, STAY, hour, 2.0)])[0]
     assert _span(page, "icu-whatif-result") == f"{hidden:.1%}"
     page.toggle(key="case.icu_hide").set_value(False).run()
     assert not any("icu-whatif-result" in m.value for m in page.markdown)  # undone: no edit, the risk as shown
-    note = notes_at(reader, STAY, hour)[-1]
+    note = notes_at(icu_reader, STAY, hour)[-1]
     page.selectbox(key="case.icu_note").set_value(note).run()
-    assert _span(page, "icu-whatif-result") == f"{risk(predictor, [remove_note(reader, STAY, hour, note)])[0]:.1%}"
+    edited = remove_note(icu_reader, STAY, hour, note)
+    assert _span(page, "icu-whatif-result") == f"{risk(icu_predictor, [edited])[0]:.1%}"
     page.selectbox(key="case.icu_note").set_value(None).run()
     lab = page.selectbox(key="case.icu_lab").options[1].split(" ")[0]
     page.selectbox(key="case.icu_lab").set_value(lab).run()
-    assert _span(page, "icu-whatif-result") == f"{risk(predictor, [drop_lab(reader, STAY, hour, lab)])[0]:.1%}"
+    assert _span(page, "icu-whatif-result") == f"{risk(icu_predictor, [drop_lab(icu_reader, STAY, hour, lab)])[0]:.1%}"
     page.selectbox(key="case.icu_lab").set_value(None).run()
     _no_errors(page)
 
 
-def test_the_ground_truth_is_labelled_synthetic_and_the_importance_over_time_has_every_hour(page, reader):
+def test_the_ground_truth_is_labelled_synthetic_and_the_importance_over_time_has_every_hour(page, icu_reader):
     assert any(h.value == "Ground truth of this SYNTHETIC stay" for h in page.subheader)
     truth = next(d.value for d in page.dataframe if "carries the outcome signal from" in d.value.columns)
     assert list(truth["modality"]) == ["Vital signs", "Labs", "Nursing notes", "Demographics"]
@@ -159,15 +149,15 @@ def test_the_ground_truth_is_labelled_synthetic_and_the_importance_over_time_has
     assert "computing" not in json.dumps(over["layout"].get("annotations", []))
 
 
-def test_the_filters_list_the_stays_that_never_record_a_modality_or_ended_one_way(page, reader):
-    never_labs = [s for s in reader.stays.index if not reader.recorded_in_stay(s)["labs"]]
+def test_the_filters_list_the_stays_that_never_record_a_modality_or_ended_one_way(page, icu_reader):
+    never_labs = [s for s in icu_reader.stays.index if not icu_reader.recorded_in_stay(s)["labs"]]
     page.multiselect(key="case.icu_filter_missing").set_value(["labs"]).run()
     _no_errors(page)
     stays = page.selectbox(key="case.id")
-    assert stays.label == f"Stay ({len(never_labs)} of {len(reader.stays)})"
+    assert stays.label == f"Stay ({len(never_labs)} of {len(icu_reader.stays)})"
     assert [option.split(" ")[0] for option in stays.options] == never_labs
     page.radio(key="case.icu_filter_outcome").set_value("died").run()
-    died = [s for s in never_labs if reader.stays.loc[s, "died"] == 1]
+    died = [s for s in never_labs if icu_reader.stays.loc[s, "died"] == 1]
     assert [o.split(" ")[0] for o in page.selectbox(key="case.id").options] == died
     assert all("· died at" in o for o in page.selectbox(key="case.id").options)
     page.multiselect(key="case.icu_filter_missing").set_value([])
@@ -177,23 +167,24 @@ def test_the_filters_list_the_stays_that_never_record_a_modality_or_ended_one_wa
 
 
 @pytest.mark.parametrize("stay_id", [NO_VITALS_OR_LABS, NO_LABS_NOTES_DEMOGRAPHICS])
-def test_a_stay_missing_whole_modalities_renders_and_says_so(stay_id, reader):
+def test_a_stay_missing_whole_modalities_renders_and_says_so(stay_id, icu_reader):
     at = _app(stay_id)
     _no_errors(at)
-    missing = reader.table[reader.table["stay_id"] == stay_id][[f"has_{m}" for m in reader.modality_names]]
+    missing = icu_reader.table[icu_reader.table["stay_id"] == stay_id][[f"has_{m}" for m in icu_reader.modality_names]]
     assert not missing.all(axis=None)
     titles = [t.label for t in at.tabs]
-    never = [m for m, ok in reader.recorded_in_stay(stay_id).items() if not ok]
+    never = [m for m, ok in icu_reader.recorded_in_stay(stay_id).items() if not ok]
     assert never
     for modality in never:
-        assert f"{reader.modalities[reader.modality_names.index(modality)].title} (never in this stay)" in titles
+        title = icu_reader.modalities[icu_reader.modality_names.index(modality)].title
+        assert f"{title} (never in this stay)" in titles
 
 
-def test_the_labs_table_lists_every_draw_newest_first_with_the_attribution_on_the_last(reader):
+def test_the_labs_table_lists_every_draw_newest_first_with_the_attribution_on_the_last(icu_reader):
     stay_id, hour = "ICU-00008", 24.0
-    rows = reader.events_of(stay_id, "labs", hour)
+    rows = icu_reader.events_of(stay_id, "labs", hour)
     attributions = pd.DataFrame({"name": ["lactate", "lactate_age_h"], "score": [0.5, -0.25]})
-    table = icu_figures.labs_table(rows, reader.variables, hour, attributions)
+    table = icu_figures.labs_table(rows, icu_reader.variables, hour, attributions)
     assert len(table) == len(rows)
     assert (np.diff(table["time (h)"].to_numpy()) <= 0).all()
     lactate = table[table["lab"] == "lactate"]
@@ -203,14 +194,14 @@ def test_the_labs_table_lists_every_draw_newest_first_with_the_attribution_on_th
                                                             abs=0.01)
 
 
-def test_the_notes_are_one_block_per_note_newest_first_with_the_words_highlighted_in_place(reader):
+def test_the_notes_are_one_block_per_note_newest_first_with_the_words_highlighted_in_place(icu_reader):
     from explain.icu_whatif import note_parts
     from explain.text import Span
 
     hour = 12.0
-    text = reader.at(STAY, hour).value("notes")
-    times = reader.notes_of(STAY)["time"].to_numpy(dtype=float)
-    parts = [(times[k], a, b) for k, a, b in note_parts(reader, STAY, hour, text)]
+    text = icu_reader.at(STAY, hour).value("notes")
+    times = icu_reader.notes_of(STAY)["time"].to_numpy(dtype=float)
+    parts = [(times[k], a, b) for k, a, b in note_parts(icu_reader, STAY, hour, text)]
     last = parts[-1]  # the oldest note: its first word after the age header, highlighted
     first = text.index("] ", last[1]) + 2
     word = Span(first, text.index(" ", first), text[first:text.index(" ", first)], 0.5)
@@ -221,7 +212,7 @@ def test_the_notes_are_one_block_per_note_newest_first_with_the_words_highlighte
     assert re.search(f'data-score="0.5"[^>]*>{re.escape(word.text)}</span>', page)  # the word, in its note
 
 
-def test_vitals_trends_break_the_line_at_gaps_and_mark_artefacts(reader):
+def test_vitals_trends_break_the_line_at_gaps_and_mark_artefacts(icu_reader):
     from neurofusion.data.events import EventVariable
 
     rows = pd.DataFrame({"time": [1.0, 1.1, 1.2, 3.0, 3.1], "variable": "spo2",
