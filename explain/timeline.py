@@ -66,10 +66,7 @@ def _stay(reader, stay_id: str) -> pd.Series:
     if not getattr(reader, "timed", False):
         raise ValueError(f"explanations over time need a time-stamped cohort (cohort.json \"task\": \"icu\"); "
                          f"{getattr(reader, 'root', reader)} is not one")
-    try:
-        return reader.stays.loc[stay_id]
-    except KeyError:
-        raise KeyError(f"stay {stay_id!r} is not in cohort {reader.root}") from None
+    return reader.stay(stay_id)
 
 
 def trajectory_hours(reader, stay_id: str, step_h: float = 1.0) -> np.ndarray:

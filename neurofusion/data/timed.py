@@ -183,7 +183,7 @@ class TimedCohortReader(CaseSequence):
     # ---------------------------------------------------------------------------------- one stay at t
     def label_at(self, stay_id: str, t: float) -> str:
         """The label at hour t (module docstring); ValueError when the stay has ended by t."""
-        stay = self._stay(stay_id)
+        stay = self.stay(stay_id)
         if not 0 <= t < stay["stay_hours"]:
             raise ValueError(f"stay {stay_id} lasted {stay['stay_hours']:g} h: hour {t:g} is not inside it, so it "
                              f"is not scored (hours 0 to < {stay['stay_hours']:g})")
@@ -193,7 +193,7 @@ class TimedCohortReader(CaseSequence):
     def at(self, stay_id: str, t: float) -> Case:
         """The stay as the model sees it at hour ``t`` (module docstring): only rows recorded at or before t."""
         label = self.label_at(stay_id, t)
-        stay = self._stay(stay_id)
+        stay = self.stay(stay_id)
         values: dict[str, object] = {}
         vitals = self._streams("vitals", stay_id)
         if any(np.searchsorted(times, t, side="right") for times, _ in vitals.values()):
@@ -272,7 +272,7 @@ class TimedCohortReader(CaseSequence):
     def recorded_in_stay(self, stay_id: str) -> dict[str, bool]:
         """{modality: whether the stay records it at all} (a modality never recorded is missing at every hour;
         one not recorded *yet* appears later)."""
-        self._stay(stay_id)  # a KeyError naming the cohort for an unknown stay
+        self.stay(stay_id)  # a KeyError naming the cohort for an unknown stay
         return {m: bool(np.isfinite(self.first_recorded.loc[stay_id, m])) for m in ROLES}
 
     def events_of(self, stay_id: str, table: str, t: float | None = None) -> pd.DataFrame:
@@ -302,7 +302,8 @@ class TimedCohortReader(CaseSequence):
         return digest.hexdigest()
 
     # ---------------------------------------------------------------------------------------- helpers
-    def _stay(self, stay_id: str) -> pd.Series:
+    def stay(self, stay_id: str) -> pd.Series:
+        """The stay's row of cohort.csv (split, site, stay_hours, died, demographics); KeyError naming the cohort."""
         try:
             return self.stays.loc[stay_id]
         except KeyError:
