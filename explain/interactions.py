@@ -11,6 +11,9 @@ It is the average, over the contexts S the pair can join, of how much more (I > 
 modalities do together than the sum of what each does alone: 0 for every pair of a model that is additive
 over modalities. A modality the case lacks interacts with nothing (its subsets are the same as without it),
 so its row and column are 0. The diagonal is 0 here (the Shapley value itself is the main effect).
+
+:func:`interaction_aware_scores` ranks modalities by what each does alone and in combination,
+|phi_m| + 1/2 sum_j |I_mj|, for comparison with rankings (clinicians') that credit evidence read jointly.
 """
 
 from __future__ import annotations
@@ -89,3 +92,26 @@ def mean_interactions(importance: ModalityImportance, groups: Sequence[str] | No
                              "mean": float(values.mean()) if both.any() else math.nan,
                              "mean_abs": float(np.abs(values).mean()) if both.any() else math.nan})
     return pd.DataFrame(rows, columns=["group", "a", "b", "n", "mean", "mean_abs"])
+
+
+def interaction_aware_scores(importance: ModalityImportance) -> np.ndarray:
+    """(B, M) modality scores that credit what a modality does in combination with others:
+
+        score_m = |phi_m| + 1/2 * sum over j != m of |I_mj|
+
+    with phi the exact Shapley value and I the pairwise Shapley interaction index, NaN for modalities the
+    case lacks. Why this form: the Shapley value splits a pair term b of v between its two modalities
+    (phi gets b / 2 each), so a finding that exists only when two modalities are read together ranks each of
+    them below a modality carrying b / 2 + epsilon alone; adding half of |I| (= |b| / 2) gives each member of
+    the pair the whole |b|, what the combination is worth, and a rater who needs both to see the finding
+    credits both. Absolute values because redundant evidence (I < 0: either modality alone suffices) is
+    also evidence the modality carries: two redundant copies of b score |b| each, as either alone would.
+    An additive game (every I = 0) scores exactly |phi|.
+    """
+    shapley = np.asarray(importance.shapley, dtype=float)  # (B, M)
+    interactions = shapley_interactions(importance)  # (B, M, M), 0 on the diagonal and for absent modalities
+    if shapley.shape != interactions.shape[:2]:
+        raise ValueError(f"Shapley values must be (cases, modalities) = {interactions.shape[:2]}, "
+                         f"got {shapley.shape}")
+    scores = np.abs(shapley) + 0.5 * np.abs(interactions).sum(axis=2)
+    return np.where(np.asarray(importance.present, dtype=bool), scores, np.nan)

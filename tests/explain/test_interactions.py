@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from explain.importance import ModalityImportance, modality_importance
-from explain.interactions import interaction_weights, mean_interactions, shapley_interactions
+from explain.importance import ModalityImportance, modality_importance, shapley_weights
+from explain.interactions import (interaction_aware_scores, interaction_weights, mean_interactions,
+                                 shapley_interactions)
 from neurofusion.models.model import Encoded, ModelOutput
 from tests.explain.declared import planted_batch
 
@@ -125,3 +126,43 @@ def test_weights_and_bad_input():
     ok = _importance(np.zeros((2, 16)), np.ones((2, 4), bool), ("a", "b", "c", "d"))
     with pytest.raises(ValueError, match="one group per case"):
         mean_interactions(ok, groups=["x"])
+
+
+def _scored(games: list[np.ndarray], present: np.ndarray, names: tuple[str, ...]) -> ModalityImportance:
+    """An importance whose Shapley values are the exact ones of the given games (v(S) over subsets)."""
+    values = np.stack(games)
+    importance = _importance(values, present, names)
+    importance.shapley = np.where(present, values @ shapley_weights(len(names)), 0.0)
+    return importance
+
+
+def test_interaction_aware_scores_put_a_planted_pair_first_even_without_main_effects():
+    n, names = 4, ("image", "text", "signal", "tabular")
+    # text and signal matter only together (0.3); image and tabular carry 0.2 alone, more than the pair's
+    # Shapley share (0.15 each), so Shapley ranks the pair last and the interaction-aware score first
+    game = _game(n, 0.1, [0.2, 0.0, 0.0, -0.2], {(1, 2): 0.3})
+    importance = _scored([game], np.ones((1, n), bool), names)
+    np.testing.assert_allclose(importance.shapley[0], [0.2, 0.15, 0.15, -0.2], atol=1e-12)
+    scores = interaction_aware_scores(importance)[0]
+    np.testing.assert_allclose(scores, [0.2, 0.3, 0.3, 0.2], atol=1e-12)
+    assert set(np.argsort(-scores)[:2]) == {1, 2}
+    assert set(np.argsort(-np.abs(importance.shapley[0]))[:2]) == {0, 3}
+    # redundant evidence (either of the pair alone gives 0.3): each member still scores the whole 0.3
+    redundant = _game(n, 0.1, [0.0, 0.3, 0.3, 0.0], {(1, 2): -0.3})
+    np.testing.assert_allclose(interaction_aware_scores(_scored([redundant], np.ones((1, n), bool), names))[0],
+                               [0.0, 0.3, 0.3, 0.0], atol=1e-12)
+
+
+def test_interaction_aware_scores_equal_abs_shapley_on_additive_games_and_nan_when_absent():
+    rng = np.random.default_rng(7)
+    n, names = 5, tuple(f"m{j}" for j in range(5))
+    games = [_game(n, float(rng.normal()), list(rng.normal(size=n)), {}) for _ in range(3)]
+    present = np.ones((3, n), bool)
+    present[1, 2] = present[2, 0] = False
+    importance = _scored(games, present, names)
+    scores = interaction_aware_scores(importance)
+    assert np.isnan(scores[1, 2]) and np.isnan(scores[2, 0]) and np.isnan(scores).sum() == 2
+    np.testing.assert_allclose(scores[present], np.abs(importance.shapley)[present], atol=1e-12)
+    # a non-additive random game scores at least |phi| everywhere, more where it interacts
+    noisy = _scored([rng.random(2**n)], np.ones((1, n), bool), names)
+    assert (interaction_aware_scores(noisy)[0] >= np.abs(noisy.shapley[0]) - 1e-12).all()
