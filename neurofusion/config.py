@@ -141,9 +141,11 @@ class HeadConfig:
         self.bins = grid.to_dict()
 
 
+# Architectures over every declared modality. neurofusion_gated: NeuroFusion plus multiplicative context
+# gating of each modality's fused vector by the other present modalities (neurofusion.models.fusion).
+FUSION_ARCHITECTURES = ("neurofusion", "mlp_fusion", "early_fusion", "late_fusion", "neurofusion_gated")
 ARCHITECTURES = (
-    "neurofusion", "mlp_fusion", "early_fusion", "late_fusion",
-    "image_only", "text_only", "signal_only", "tabular_only",
+    *FUSION_ARCHITECTURES, "image_only", "text_only", "signal_only", "tabular_only",
 )  # and "<name>_only" for any declared modality name
 PRIMARY_HEADS = ("classification", "survival")
 
@@ -175,8 +177,8 @@ class ModelConfig:
         self.modalities = modalities_to_dicts(specs)
         names = [m.name for m in specs]
         single = self.architecture.removesuffix("_only") if self.architecture.endswith("_only") else None
-        if self.architecture not in ARCHITECTURES[:4] and single not in names:
-            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES[:4])} or <modality>_only for "
+        if self.architecture not in FUSION_ARCHITECTURES and single not in names:
+            raise ValueError(f"architecture must be one of {', '.join(FUSION_ARCHITECTURES)} or <modality>_only for "
                              f"a declared modality ({', '.join(n + '_only' for n in names)}), got {self.architecture!r}")
         if not self.heads:
             raise ValueError("a model needs at least one head")

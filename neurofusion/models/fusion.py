@@ -5,6 +5,9 @@ modality's h_m is its learned "missing" embedding, never zeros. Token t_m = Laye
 attention lets each token attend to all M; u_m = h_m + U_m(z_m) adds the attended context back in the encoder's own space; the concatenation of
 the u_m (sum of d_m; 2048+768+512+256 = 3584 in the paper) goes through a bottleneck MLP with a residual
 projection, dropout and layer norm to the fused vector (1024 in the paper).
+
+:class:`GatedCrossModalFusion` (architecture ``neurofusion_gated``) adds multiplicative context gating after the
+attention block: u_m <- g_m * u_m before the concatenation (see its docstring for why there).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class FusionOutput:
     attention: torch.Tensor  # (B, heads, M, M): rows = query modality, columns = key modality
     tokens: torch.Tensor  # (B, M, token_dim) after attention
     inputs: torch.Tensor  # (B, sum d_m): the concatenated per-modality vectors fed to the bottleneck
+    gates: dict[str, torch.Tensor] | None = None  # {m: (B, d_m)} in (0, 2), gated fusion only
 
 
 class MissingEmbeddings(nn.Module):
@@ -70,12 +74,68 @@ class CrossModalFusion(nn.Module):
         self.from_token = nn.ModuleDict({m: nn.Linear(d, dim) for m, dim in dims.items()})
         self.bottleneck = BottleneckMLP(sum(dims.values()), config.fused_dim, config.dropout)
 
-    def forward(self, embeddings: dict[str, torch.Tensor]) -> FusionOutput:
-        """embeddings: {modality: (B, d_m)}, missing rows already replaced by the missing embedding."""
+    def forward(self, embeddings: dict[str, torch.Tensor], present: torch.Tensor | None = None) -> FusionOutput:
+        """embeddings: {modality: (B, d_m)}, missing rows already replaced by the missing embedding; present:
+        (B, M) bool in declaration order. This fusion sees absence only through the missing embeddings (it
+        ignores ``present``); the gated one also keeps absent modalities out of every gate's context."""
         tokens = torch.stack([self.to_token[m](embeddings[m]) for m in self.names], dim=1)  # (B, M, d)
         tokens = tokens + self.modality_embedding
         attended, weights = self.attention(tokens, tokens, tokens, need_weights=True, average_attn_weights=False)
-        tokens = self.attention_norm(tokens + attended)  # (B, M, d)
-        enriched = [embeddings[m] + self.from_token[m](tokens[:, j]) for j, m in enumerate(self.names)]
+        mixed = self.attention_norm(tokens + attended)  # (B, M, d)
+        enriched = [embeddings[m] + self.from_token[m](mixed[:, j]) for j, m in enumerate(self.names)]
+        enriched, gates = self._gate(enriched, tokens, present)
         inputs = torch.cat(enriched, dim=1)  # (B, sum d_m)
-        return FusionOutput(self.bottleneck(inputs), weights, tokens, inputs)
+        return FusionOutput(self.bottleneck(inputs), weights, mixed, inputs, gates)
+
+    def _gate(self, enriched: list[torch.Tensor], tokens: torch.Tensor,
+              present: torch.Tensor | None) -> tuple[list[torch.Tensor], dict[str, torch.Tensor] | None]:
+        """The per-modality vectors as they enter the bottleneck: unchanged here (no gates)."""
+        return enriched, None
+
+
+class GatedCrossModalFusion(CrossModalFusion):
+    """Cross-modal attention fusion plus multiplicative context gating (``neurofusion_gated``).
+
+    Each modality's enriched vector u_m (B, d_m) is multiplied, per dimension, by a gate computed from its own
+    token and the other *present* modalities' tokens (before attention, t = LayerNorm(W h) + modality
+    embedding):
+
+        c_m = mean of t_k over k != m with k present       (0 when no other modality is present)
+        g_m = 2 sigmoid(G_m [t_m ; c_m])                    (B, d_m), in (0, 2)
+        u_m <- g_m * u_m
+
+    Why: attention mixes tokens with convex weights, and the bottleneck then adds the modalities' vectors up in
+    its first layer, so the only place where one modality can switch another's evidence on or off is the
+    bottleneck's ReLU. An AND-type finding (a troponin rise counts only with ischaemic ECG changes) is a product
+    of two modalities' evidence; the gate makes that product explicit: g_m near 0 removes modality m's evidence,
+    and the gate reads the other modalities. Why after attention: the attention block, its weights (the
+    ``cross_attention`` the explainers show) and the tokens are computed exactly as in NeuroFusion, and the gate
+    acts on what the bottleneck reads, residual path included, so a closed gate really closes. Why the
+    context is masked rather than the missing embedding: an absent modality carries no evidence that could
+    open or close another's gate (its own vector is still its learned missing embedding, gated by the others).
+    Why 2 sigmoid with a zero-initialised G: every gate starts at exactly 1, so the untrained gated model is
+    NeuroFusion, and training moves away from it only where a product of modalities helps.
+    """
+
+    def __init__(self, dims: dict[str, int], config: FusionConfig) -> None:
+        super().__init__(dims, config)
+        d = config.token_dim
+        self.gate = nn.ModuleDict({m: nn.Linear(2 * d, dim) for m, dim in dims.items()})
+        for layer in self.gate.values():
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def _gate(self, enriched: list[torch.Tensor], tokens: torch.Tensor,
+              present: torch.Tensor | None) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        batch, modalities = tokens.shape[:2]
+        if present is None:
+            raise ValueError("the gated fusion needs the (B, M) presence mask to build each gate's context; "
+                             "got present=None")
+        if present.shape != (batch, modalities):
+            raise ValueError(f"present must be (B, M) = ({batch}, {modalities}), got {tuple(present.shape)}")
+        weights = present.to(tokens.dtype)  # (B, M)
+        others = weights[:, None, :] * (1 - torch.eye(modalities, dtype=tokens.dtype, device=tokens.device))
+        context = others @ tokens / others.sum(-1, keepdim=True).clamp_min(1)  # (B, M, M) @ (B, M, d) -> (B, M, d)
+        gates = {m: 2 * torch.sigmoid(self.gate[m](torch.cat([tokens[:, j], context[:, j]], dim=1)))
+                 for j, m in enumerate(self.names)}  # (B, 2d) -> (B, d_m)
+        return [gates[m] * u for m, u in zip(self.names, enriched)], gates

@@ -24,7 +24,7 @@ from neurofusion.models.encoders import (
     TabularEncoder,
     TextEncoder,
 )
-from neurofusion.models.fusion import BottleneckMLP, CrossModalFusion, MissingEmbeddings
+from neurofusion.models.fusion import BottleneckMLP, CrossModalFusion, GatedCrossModalFusion, MissingEmbeddings
 from neurofusion.models.heads import SurvivalHead, build_heads
 
 
@@ -231,20 +231,31 @@ class MultiModalModel(nn.Module):
 
 
 class NeuroFusion(MultiModalModel):
-    """Encoders -> learned missing embeddings -> cross-modal attention fusion -> task heads."""
+    """Encoders -> learned missing embeddings -> cross-modal attention fusion -> task heads. Subclasses
+    change the fusion layer only (``fusion_class``: plain tensors plus the presence mask in, FusionOutput out)."""
+
+    fusion_class: type[CrossModalFusion] = CrossModalFusion
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         self.missing = MissingEmbeddings(self.dims)
-        self.fusion = CrossModalFusion(self.dims, config.fusion)
+        self.fusion = self.fusion_class(self.dims, config.fusion)
         self.heads = build_heads(config.heads, config.fusion.fused_dim)
 
     def fuse(self, encoded: Encoded, present: torch.Tensor | None = None) -> ModelOutput:
         mask = self._mask(encoded, present)
         filled = {m: self.missing.fill(m, encoded.vectors[m], mask[:, j]) for j, m in enumerate(self.names)}
-        fusion = self.fusion(filled)
+        fusion = self.fusion(filled, mask)
         return self._classify(self.heads, fusion.fused, mask, cross_attention=fusion.attention,
                               modality_tokens=fusion.tokens, **self._maps(encoded, mask))
+
+
+class GatedNeuroFusion(NeuroFusion):
+    """``neurofusion_gated``: NeuroFusion whose fused per-modality vectors are multiplied by gates read from
+    the other present modalities (fusion.GatedCrossModalFusion), so one modality's evidence can be switched
+    on or off by another's, as an AND-type finding needs. Same output fields, same missing embeddings."""
+
+    fusion_class = GatedCrossModalFusion
 
 
 class MLPFusion(MultiModalModel):
@@ -393,6 +404,7 @@ class EarlyFusion(MultiModalModel):
 
 ARCHITECTURE_CLASSES: dict[str, type[MultiModalModel]] = {
     "neurofusion": NeuroFusion,
+    "neurofusion_gated": GatedNeuroFusion,
     "mlp_fusion": MLPFusion,
     "late_fusion": LateFusion,
     "early_fusion": EarlyFusion,
