@@ -28,6 +28,8 @@ from explain.agreement import (
 )
 from explain.attention import ClassAttentionAverager, CohortAttention
 from explain.importance import METHODS, modality_importance, modality_names
+from explain.interaction_attention import InteractionMeans, interaction_means
+from explain.interactions import shapley_interactions
 from explain.targets import SurvivalTarget, is_survival
 from neurofusion.data.schema import MODALITIES, Case
 from neurofusion.inference import Predictor
@@ -39,13 +41,16 @@ SURVIVAL_GROUP = "all"  # the one group of a survival model's cases (it has no c
 class CohortImportance:
     """One row per case: case_id, label, predicted, then ``<method>_<modality>`` scores (NaN = absent).
     ``attention``: the cross-modal attention averaged by class, from the same model pass (None for an
-    architecture without cross-modal attention)."""
+    architecture without cross-modal attention). ``interactions``: (cases, M, M) each case's pairwise Shapley
+    interaction index (:func:`explain.interactions.shapley_interactions`, in the units of the scores; 0 where
+    the case lacks either modality), rows in ``table`` order; None when not computed."""
 
     table: pd.DataFrame
     attention: CohortAttention | None = None
     names: tuple[str, ...] = MODALITIES  # the declared modalities, column order
     explained: str = "probability"  # what the scores are in: a class probability, or a survival quantity
     survival: bool = False  # scores of a survival model: ranked by magnitude (explain.agreement.ranking_scores)
+    interactions: np.ndarray | None = None  # (cases, M, M), rows in table order
 
     def ranks(self, method: str) -> pd.DataFrame:
         """(cases x modalities) the model's ranking by one method, 1 = most important (see
@@ -73,6 +78,17 @@ class CohortImportance:
         means = frame.groupby(group).mean()
         return means if classes is None else means.reindex(list(classes))
 
+    def interaction_means(self, group: str = "label", classes: Sequence[str] | None = None) -> InteractionMeans:
+        """Mean interaction index (and mean |index|) per class of ``group`` ("label" or "predicted"), each cell
+        over the cases of the class that have both modalities (:func:`explain.interaction_attention.
+        interaction_means`); ``classes``: the classes in order, one without cases all NaN."""
+        if self.interactions is None:
+            raise ValueError("this cohort result carries no interactions (computed by cohort_importance)")
+        if len(self.interactions) != len(self.table):
+            raise ValueError(f"interactions cover {len(self.interactions)} cases but the table has {len(self.table)}")
+        present = self.method("shapley").notna().to_numpy()  # a score exactly where the case has the modality
+        return interaction_means(self.interactions, present, self.table[group].tolist(), classes)
+
     def not_defined(self, method: str, group: str = "label", classes: Sequence[str] | None = None,
                     cases: str = "cases") -> dict[str, dict[str, str]]:
         """{class: {modality: reason}} for the cells of :meth:`by_class` that are not defined (NaN)."""
@@ -97,9 +113,10 @@ class CohortImportance:
 def cohort_importance(predictor: Predictor, cases: Sequence[Case], *, batch_size: int = 32,
                       progress: bool = False, survival: SurvivalTarget | None = None) -> CohortImportance:
     """Modality importance (every method) of each case and, from the same pass, the cross-modal attention
-    averaged by class: one encoder pass per case serves both cohort views. ``survival``: a survival model's
-    explained quantity (default survival at its horizon)."""
-    rows = []
+    averaged by class: one encoder pass per case serves both cohort views; each case's pairwise interactions
+    come from the same subset values. ``survival``: a survival model's explained quantity (default survival at
+    its horizon)."""
+    rows, interactions = [], []
     model = predictor.model
     names = modality_names(model)
     survival_model = is_survival(model)
@@ -116,6 +133,7 @@ def cohort_importance(predictor: Predictor, cases: Sequence[Case], *, batch_size
         has_attention = result.cross_attention is not None
         if has_attention:
             averager.add(result.cross_attention, result.present, labels, result.target)
+        interactions.append(shapley_interactions(result))  # from the subset values: no extra pass
         tables = {m: result.table(m) for m in METHODS if m != "attention" or result.attention is not None}
         for i, case_id in enumerate(result.case_ids):
             row = {"case_id": case_id, "label": classes[labels[i]] if labels[i] >= 0 else None,
@@ -124,7 +142,8 @@ def cohort_importance(predictor: Predictor, cases: Sequence[Case], *, batch_size
                 row.update({f"{method}_{m}": table.iloc[i][m] for m in names})
             rows.append(row)
     return CohortImportance(pd.DataFrame(rows), averager.result() if has_attention else None, names, explained,
-                            survival_model)
+                            survival_model,
+                            np.concatenate(interactions) if interactions else np.zeros((0, len(names), len(names))))
 
 
 def clinician_agreement(importance: CohortImportance, rankings: pd.DataFrame, method: str = "shapley", *,

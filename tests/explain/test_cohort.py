@@ -56,3 +56,33 @@ def test_ground_truth_agreement_says_why_a_value_is_missing(importance):
     assert np.isnan(elsewhere["mean_tau"]) and elsewhere["cases"] == 0
     assert elsewhere["reason"] == ("mean_tau not defined: no case with a defined tau against the ground truth; "
                                    "Spearman not defined: 0 (case, modality) pairs with a score")
+
+
+def test_cohort_importance_carries_each_case_interactions_from_its_subset_values(tiny_cohort, predictor):
+    """The per-case interactions of the cohort pass (several batches) are shapley_interactions of each case's
+    own modality_importance, and their class means are explain.interactions.mean_interactions'."""
+    from explain.cohort import cohort_importance
+    from explain.importance import modality_importance
+    from explain.interactions import mean_interactions, shapley_interactions
+
+    cases = [tiny_cohort[i] for i in range(20)]
+    result = cohort_importance(predictor, cases, batch_size=6)
+    direct = modality_importance(predictor.model, predictor.batch(cases))
+    assert result.interactions.shape == (20, 4, 4)
+    np.testing.assert_allclose(result.interactions, shapley_interactions(direct), atol=1e-6)
+    assert not result.interactions[~direct.present].any()  # a modality the case lacks interacts with nothing
+    predicted = result.table["predicted"].tolist()
+    means = result.interaction_means("predicted", classes=predictor.model.classes)
+    for row in mean_interactions(direct, predicted).itertuples():
+        i, j = MODALITIES.index(row.a), MODALITIES.index(row.b)
+        if row.n:
+            assert means.mean[row.group][i, j] == pytest.approx(row.mean, abs=1e-6)
+            assert means.mean_abs[row.group][j, i] == pytest.approx(row.mean_abs, abs=1e-6)
+        else:
+            assert np.isnan(means.mean[row.group][i, j])
+    assert sum(means.counts.values()) == 20
+
+
+def test_interaction_means_need_the_interactions(importance):
+    with pytest.raises(ValueError, match="carries no interactions"):
+        importance.interaction_means()
