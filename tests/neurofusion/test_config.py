@@ -74,3 +74,13 @@ def test_a_survival_head_without_bins_gets_the_documented_default():
     assert old.heads[0].bins is None and old.outcome == "classification"
     with pytest.raises(ValueError, match="no survival time grid"):
         old.survival_bins
+
+
+def test_the_gated_architecture_is_registered_and_round_trips():
+    experiment = load_experiment(CONFIGS / "cancer_demo.yaml")
+    data = experiment.model.to_dict() | {"architecture": "neurofusion_gated"}
+    config = ModelConfig.from_dict(json.loads(json.dumps(data)))
+    assert config.architecture == "neurofusion_gated" and config.modality_names == experiment.model.modality_names
+    assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match="one of neurofusion, mlp_fusion, early_fusion, late_fusion, neurofusion_gated"):
+        ModelConfig.from_dict({"architecture": "neurofusion_gate"})

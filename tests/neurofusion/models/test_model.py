@@ -1,21 +1,29 @@
 """NeuroFusion and baselines: shapes under every missing-modality pattern, missing = learned embedding,
-hidden modality = absent modality, encode-once / fuse-many equivalence."""
+hidden modality = absent modality, encode-once / fuse-many equivalence; the gated NeuroFusion: starts as
+NeuroFusion, ignores absent inputs, trains end to end, round-trips through a checkpoint, explains exactly, and fits
+a cross-modal XOR that late fusion cannot."""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from neurofusion.config import ARCHITECTURES, HeadConfig
+from explain.importance import modality_importance
+from neurofusion.checkpoint import load_checkpoint, save_checkpoint
+from neurofusion.config import ARCHITECTURES, HeadConfig, load_experiment
 from neurofusion.inference import Predictor
-from neurofusion.models import NotAClassifierError, build_model
+from neurofusion.models import NotAClassifierError, build_model, tabular_normaliser
+from neurofusion.models.model import Encoded, GatedNeuroFusion
 from neurofusion.survival import survival_curve
 from tests.conftest import tiny_config
 
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 SUBSETS = [s for k in range(1, 5) for s in itertools.combinations(range(4), k)]
 
 
@@ -36,7 +44,7 @@ def test_every_architecture_under_every_presence_subset(tiny_cohort, tiny_tokeni
             assert out.logits.shape == (10, 5)
             assert torch.allclose(out.probabilities.sum(-1), torch.ones(10), atol=1e-5)
             assert not (out.present & ~batch.present).any()  # never reveals what the case lacks
-            if architecture == "neurofusion":
+            if architecture in ("neurofusion", "neurofusion_gated"):
                 assert out.cross_attention.shape == (10, 2, 4, 4)
                 assert torch.allclose(out.cross_attention.sum(-1), torch.ones(10, 2, 4), atol=1e-5)
 
@@ -175,3 +183,139 @@ def test_late_fusion_refuses_auxiliary_heads(tiny_cohort, tiny_tokenizer):
     with pytest.raises(ValueError, match="one classification or survival head only"):
         _model(tiny_cohort, tiny_tokenizer, "late_fusion", heads=[HeadConfig(num_outputs=5),
                                                                   HeadConfig("size", "regression", 1)])
+
+def _gated_model(cohort, tokenizer, seed: int = 0) -> GatedNeuroFusion:
+    """A tiny gated NeuroFusion whose gates are not all 1 (random gate weights, as after training)."""
+    model = _model(cohort, tokenizer, "neurofusion_gated")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.fusion.gate.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    return model
+
+
+def test_an_untrained_gated_neurofusion_is_neurofusion(tiny_cohort, tiny_tokenizer):
+    gated = _model(tiny_cohort, tiny_tokenizer, "neurofusion_gated")
+    plain = _model(tiny_cohort, tiny_tokenizer)
+    assert isinstance(gated, GatedNeuroFusion)
+    keys = plain.load_state_dict(gated.state_dict(), strict=False)
+    assert not keys.missing_keys and all(k.startswith("fusion.gate.") for k in keys.unexpected_keys)
+    batch = Predictor(plain, tiny_tokenizer).batch([tiny_cohort[i] for i in range(10)])
+    with torch.no_grad():
+        a, b = gated(batch), plain(batch)
+    torch.testing.assert_close(a.probabilities, b.probabilities, atol=1e-6, rtol=0)
+    torch.testing.assert_close(a.cross_attention, b.cross_attention, atol=1e-6, rtol=0)
+
+
+def test_gated_neurofusion_never_reads_an_absent_modality(tiny_cohort, tiny_tokenizer):
+    model = _gated_model(tiny_cohort, tiny_tokenizer)
+    batch = Predictor(model, tiny_tokenizer).batch([tiny_cohort[i] for i in range(20)])
+    signal = model.names.index("signal")
+    with torch.no_grad():
+        encoded = model.encode(batch)
+        before = model.fuse(encoded)
+        hidden = batch.present.clone()
+        hidden[:, signal] = False  # every case without its ECG
+        without = model.fuse(encoded, hidden)
+        vectors = dict(encoded.vectors, signal=encoded.vectors["signal"] + 3 * torch.randn_like(encoded.vectors["signal"]))
+        changed = model.fuse(Encoded(vectors, encoded.present), hidden)  # a different ECG, still hidden
+        revealed = model.fuse(Encoded(vectors, encoded.present))
+    assert torch.equal(without.probabilities, changed.probabilities)
+    has_signal = batch.present[:, signal]
+    assert has_signal.any()
+    assert not torch.allclose(revealed.probabilities[has_signal], before.probabilities[has_signal], atol=1e-4)
+
+
+def test_gradients_reach_every_part_of_gated_neurofusion(tiny_cohort, tiny_tokenizer):
+    model = _gated_model(tiny_cohort, tiny_tokenizer).train()
+    batch = Predictor(model, tiny_tokenizer).batch([tiny_cohort[i] for i in range(12)])
+    F.cross_entropy(model(batch).logits, batch.labels).backward()
+    norm = lambda module: sum(p.grad.abs().sum() for p in module.parameters() if p.grad is not None)  # noqa: E731
+    for name, module in [*model.fusion.gate.items(), ("attention", model.fusion.attention),
+                         ("bottleneck", model.fusion.bottleneck), *model.encoders.items()]:
+        assert norm(module) > 0, f"no gradient reaches {name}"
+    absent = [m for j, m in enumerate(model.names) if not batch.present[:, j].all()]
+    assert absent and all(model.missing.vectors[m].grad.abs().sum() > 0 for m in absent)
+
+
+def test_gated_neurofusion_round_trips_through_a_checkpoint(tiny_cohort, tiny_tokenizer, tmp_path):
+    model = _gated_model(tiny_cohort, tiny_tokenizer, seed=2)
+    batch = Predictor(model, tiny_tokenizer).batch([tiny_cohort[i] for i in range(16)])
+    tabular_normaliser(model).fit(batch.numeric, batch.numeric_mask)
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "gated", model, tiny_tokenizer), device="cpu")
+    assert loaded.config.architecture == "neurofusion_gated" and isinstance(loaded.model, GatedNeuroFusion)
+    again = Predictor(loaded.model, loaded.tokenizer).batch([tiny_cohort[i] for i in range(16)])
+    with torch.no_grad():
+        before, after = model(batch), loaded.model(again)
+    torch.testing.assert_close(after.probabilities, before.probabilities, atol=1e-6, rtol=0)
+    torch.testing.assert_close(after.cross_attention, before.cross_attention, atol=1e-6, rtol=0)
+    torch.testing.assert_close(loaded.model.fusion.gate["signal"].weight, model.fusion.gate["signal"].weight)
+
+
+def test_shapley_values_of_gated_neurofusion_add_up_to_the_prediction_difference(tiny_cohort, tiny_tokenizer):
+    model = _gated_model(tiny_cohort, tiny_tokenizer)
+    batch = Predictor(model, tiny_tokenizer).batch([tiny_cohort[i] for i in range(12)])
+    result = modality_importance(model, batch)
+    np.testing.assert_allclose(result.shapley.sum(1), result.probability_full - result.probability_none, atol=1e-6)
+    assert (result.shapley[~result.present] == 0).all()
+    with torch.no_grad():
+        full = model(batch).probabilities.double().numpy()
+    np.testing.assert_allclose(result.probability_full, full[np.arange(12), result.target], atol=1e-6)
+    assert result.cross_attention.shape == (12, 4, 4)
+
+
+def _xor_task(dims: dict[str, int], n: int, seed: int) -> tuple[Encoded, torch.Tensor]:
+    """Encoder outputs in which each modality carries one number x_m (along a constant direction, plus a
+    little noise); the label is 1 when exactly one of x_signal > 0 and x_tabular > 0 holds (a cross-modal XOR),
+    else 0. No function of one modality at a time tells the classes apart."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, len(dims), generator=generator)
+    vectors = {m: 3 * x[:, j:j + 1] / d**0.5 + 0.1 * torch.randn(n, d, generator=generator)
+               for j, (m, d) in enumerate(dims.items())}
+    names = list(dims)
+    label = (x[:, names.index("signal")] > 0) ^ (x[:, names.index("tabular")] > 0)
+    return Encoded(vectors, torch.ones(n, len(dims), dtype=torch.bool)), label.long()
+
+
+def _fit_xor(cohort, tokenizer, architecture: str) -> tuple[float, float]:
+    """Train ``architecture``'s fusion and heads (300 full-batch Adam steps on 256 cases) on the XOR task ->
+    (held-out cross-entropy, held-out accuracy) on 512 other cases."""
+    model = _model(cohort, tokenizer, architecture).train()
+    train, labels = _xor_task(model.dims, 256, seed=0)
+    test, test_labels = _xor_task(model.dims, 512, seed=1)
+    optimiser = torch.optim.Adam([p for n, p in model.named_parameters() if not n.startswith("encoders.")], lr=1e-2)
+    for _ in range(300):
+        optimiser.zero_grad()
+        F.cross_entropy(model.fuse(train).logits, labels).backward()
+        optimiser.step()
+    with torch.no_grad():
+        logits = model.eval().fuse(test).logits
+    return F.cross_entropy(logits, test_labels).item(), (logits.argmax(1) == test_labels).float().mean().item()
+
+
+def test_gated_neurofusion_fits_a_cross_modal_xor_that_late_fusion_cannot(tiny_cohort, tiny_tokenizer):
+    """Measured (init seeds 0-4): gated held-out loss 0.21-0.39, accuracy 0.953-0.971; late fusion, a sum over
+    modalities, stays at chance (accuracy 0.504-0.523, loss 2.4-4.4 from memorising the training noise)."""
+    gated_loss, gated_accuracy = _fit_xor(tiny_cohort, tiny_tokenizer, "neurofusion_gated")
+    late_loss, late_accuracy = _fit_xor(tiny_cohort, tiny_tokenizer, "late_fusion")
+    assert gated_loss < 0.5 and gated_accuracy > 0.93
+    assert late_accuracy < 0.6 and late_loss > 0.69  # no better than guessing (log 2 = 0.693)
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")  # the shipped configs list no features
+@pytest.mark.parametrize("name, outcome", [("cancer_demo", "survival"), ("icu_demo", "classification")])
+def test_gated_neurofusion_over_the_declared_modalities_of_other_tasks(name, outcome):
+    config = load_experiment(CONFIGS / f"{name}.yaml").model
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(config, architecture="neurofusion_gated")).eval()
+    assert model.names == config.modality_names and set(model.fusion.gate) == set(config.modality_names)
+    present = torch.tensor([[1, 0, 1, 1], [1, 1, 1, 1], [0, 0, 0, 1]], dtype=torch.bool)
+    encoded = Encoded({m: torch.randn(3, d) for m, d in model.dims.items()}, present)
+    with torch.no_grad():
+        out = model.fuse(encoded)
+        swapped = dict(encoded.vectors, **{model.names[1]: torch.randn(3, model.dims[model.names[1]])})
+        again = model.fuse(Encoded(swapped, present))  # cases 0 and 2 lack the second modality
+    assert out.outcome == outcome and out.cross_attention.shape == (3, config.fusion.num_heads, 4, 4)
+    scores = out.hazard_logits if outcome == "survival" else out.logits
+    rescored = again.hazard_logits if outcome == "survival" else again.logits
+    assert torch.equal(scores[[0, 2]], rescored[[0, 2]]) and not torch.allclose(scores[1], rescored[1])
