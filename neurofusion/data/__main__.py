@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--colour-format", choices=("rgb", "palette"), default="rgb",
                      help="colour images (histopathology): lossless 8-bit RGB PNG, or 8-bit palette PNG "
                           "(256 colours per image, each channel within a few levels; about 45%% of the size)")
+    gen.add_argument("--interaction-share", type=_share, default=0.0,
+                     help="probability in [0, 1] that a case is decided by a cross-modal interaction rule "
+                          "(cardio; default 0: the additive cohort)")
     gen.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
     val = commands.add_parser("validate", help="read every file of a cohort folder and report all problems")
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
             out = generate_cohort(args.task, args.n, args.seed, args.out, splits=splits,
                                   workers=args.workers, signal_format=args.signal_format,
-                                  colour_format=args.colour_format)
+                                  colour_format=args.colour_format, interaction_share=args.interaction_share)
             reader = open_cohort(out)
             what = f"{len(reader.stays)} stays ({len(reader)} samples)" if getattr(reader, "timed", False) else (
                 f"{len(reader)} cases")
@@ -82,6 +85,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _share(text: str) -> float:
+    """--interaction-share: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be in [0, 1] (a share of cases), got {text}")
+    return value
 
 
 def _validate(folder: str, checkpoint: str | None, max_warnings: int) -> int:

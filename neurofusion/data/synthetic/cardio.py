@@ -5,6 +5,11 @@ medications, smoking and blood pressure come from the same draw as the labs, so 
 
 Every random choice for case ``i`` comes from generators seeded by ``(seed, i)`` after the cohort-level
 label and split draw, so any subset of a cohort regenerates identically.
+
+With an ``interaction_share`` above 0, that share of cases is decided by a cross-modal interaction
+(:mod:`neurofusion.data.synthetic.interactions`): the rule's cue pair (or one decoy cue) is the case's evidence
+and the other modalities show the label only weakly. The choice comes from a stream of its own, so the other
+cases, and every case at share 0, are the additive cohort's.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 from neurofusion.data.schema import MODALITIES, STANDARD_LEADS, Case, Signal
 from neurofusion.data.synthetic.ecg import synthesize_ecg
 from neurofusion.data.synthetic.echo import render_echo
+from neurofusion.data.synthetic.interactions import CONJUNCTION, InteractionPlan, draw_interaction, weak_strengths
 from neurofusion.data.synthetic.labs import HYPERLIPIDEMIA_LDL, OBESITY_BMI, LabDraw, draw_labs
 from neurofusion.data.synthetic.notes import NOTE_LABS, Patient, write_note
 from neurofusion.data.synthetic.splits import draw_strata
@@ -99,16 +105,51 @@ class CasePlan:
     present: dict[str, bool]
     distractor: str | None
     findings: dict[str, dict[str, float]]  # per modality: disease -> intensity shown
+    interaction: InteractionPlan | None = None  # set when a cross-modal interaction decides the case
 
 
-def plan_case(draw: CaseDraw, seed: int) -> CasePlan:
+def plan_case(draw: CaseDraw, seed: int, interaction_share: float = 0.0) -> CasePlan:
+    """Draw a case's site, strengths, missing modalities and findings; with probability
+    ``interaction_share`` the case is then decided by an interaction rule instead (its pair kept present)."""
     rng = np.random.default_rng([seed, draw.index + 1, 0])
     site = SITES[rng.choice(len(SITES), p=[s.share for s in SITES])]
     strength = _draw_strengths(rng, draw.label)
     present = _draw_presence(rng, draw.label)
     distractor = _draw_distractor(rng, draw.label)
     findings = {m: _findings(rng, draw.label, strength[m], distractor) for m in MODALITIES}
-    return CasePlan(draw, site, strength, present, distractor, findings)
+    interaction = draw_interaction(seed, draw.index, draw.label, interaction_share)
+    if interaction is None:
+        return CasePlan(draw, site, strength, present, distractor, findings)
+    return _interaction_plan(draw, seed, site, present, interaction)
+
+
+def _interaction_plan(draw: CaseDraw, seed: int, site: SiteSpec, present: dict[str, bool],
+                      interaction: InteractionPlan) -> CasePlan:
+    """An interaction-decided case: the pair shows only the rule's cue(s), the other modalities the label
+    weakly. strength_<m> stays evidence for the label: both cues of a conjunction carry its strength; in a
+    decoy the silent partner (whose silence decides) carries it, and the lone cue only where it is the label's
+    own finding (atrial fibrillation in primary arrhythmia), else the weak draw."""
+    pair = interaction.rule.modalities
+    strength = weak_strengths(seed, draw.index)
+    findings = {m: ({draw.label: strength[m]} if draw.label != "normal" else {}) for m in MODALITIES}
+    findings.update(interaction.cue_findings)
+    for m in pair:
+        shown = interaction.cue_findings[m]
+        if interaction.role == CONJUNCTION or not shown:
+            strength[m] = interaction.strength
+        elif draw.label in shown:
+            strength[m] = shown[draw.label]
+    return CasePlan(draw, site, strength, _keep_present(present, pair), None, findings, interaction)
+
+
+def _keep_present(present: dict[str, bool], keep: tuple[str, ...]) -> dict[str, bool]:
+    """The same number of missing modalities (at most the others' count), moved off ``keep``: the tests the
+    interaction turns on were done, another one was not."""
+    n_missing = min(sum(not p for p in present.values()), len(MODALITIES) - len(keep))
+    others = [m for m in MODALITIES if m not in keep]
+    # Modalities already missing stay missing first, then the next ones in MODALITIES order.
+    missing = sorted(others, key=lambda m: (present[m], MODALITIES.index(m)))[:n_missing]
+    return {m: m not in missing for m in MODALITIES}
 
 
 @dataclass(frozen=True)
@@ -123,9 +164,9 @@ class RenderedCase:
     patient: Patient
 
 
-def synthesize_case(draw: CaseDraw, seed: int) -> tuple[Case, dict, SiteSpec]:
+def synthesize_case(draw: CaseDraw, seed: int, interaction_share: float = 0.0) -> tuple[Case, dict, SiteSpec]:
     """Render one case -> (Case, its ground_truth.csv row, its site)."""
-    rendered = render_case(draw, seed)
+    rendered = render_case(draw, seed, interaction_share)
     return rendered.case, rendered.truth, rendered.site
 
 
@@ -143,9 +184,9 @@ def patient_from_labs(labs: LabDraw) -> Patient:
     )
 
 
-def render_case(draw: CaseDraw, seed: int) -> RenderedCase:
+def render_case(draw: CaseDraw, seed: int, interaction_share: float = 0.0) -> RenderedCase:
     """Render one case: its files' contents, ground truth and site, and the draws behind its note."""
-    plan = plan_case(draw, seed)
+    plan = plan_case(draw, seed, interaction_share)
     rng = np.random.default_rng([seed, draw.index + 1, 1])
     site, present, findings = plan.site, plan.present, plan.findings
     labs = draw_labs(rng, draw.label, findings["tabular"])
@@ -174,14 +215,32 @@ def render_case(draw: CaseDraw, seed: int) -> RenderedCase:
         truth[f"strength_{m}"] = round(plan.strength[m], 4) if present[m] else None
     truth["distractor"] = plan.distractor or ""
     # Where the label's own evidence lies; the renderers report the strongest finding, which is the
-    # label's only when the distractor is weaker.
-    shows = {m: present[m] and _label_dominates(findings[m], draw.label) for m in MODALITIES}
+    # label's only when the distractor is weaker. In a conjunction the cues are the label's evidence.
+    evidence = _evidence_findings(plan)
+    shows = {m: present[m] and _label_dominates(findings[m], evidence[m]) for m in MODALITIES}
     truth["image_roi"] = " ".join(map(str, echo.roi)) if shows["image"] and echo.roi else ""
     truth["signal_leads"] = " ".join(ecg.affected_leads) if shows["signal"] else ""
     truth["text_evidence"] = " | ".join(
-        note.text[a:b] for a, b, finding in note.evidence if present["text"] and finding == draw.label
+        note.text[a:b] for a, b, finding in note.evidence if present["text"] and finding == evidence["text"]
     )
+    truth.update(_interaction_truth(plan.interaction))
     return RenderedCase(case, truth, site, labs, patient)
+
+
+def _evidence_findings(plan: CasePlan) -> dict[str, str]:
+    """Per modality, the finding that is evidence for the label: the label's own, or a conjunction's cue."""
+    evidence = {m: plan.draw.label for m in MODALITIES}
+    if plan.interaction is not None and plan.interaction.role == CONJUNCTION:
+        evidence.update({c.modality: c.finding for c in plan.interaction.rule.cues})
+    return evidence
+
+
+def _interaction_truth(interaction: InteractionPlan | None) -> dict[str, str | float]:
+    """ground_truth.csv's interaction columns: rule, role, modality pair and strength ("" and 0 if none)."""
+    if interaction is None:
+        return {"interaction_rule": "", "interaction_role": "", "interaction_pair": "", "interaction_strength": 0.0}
+    return {"interaction_rule": interaction.rule.name, "interaction_role": interaction.role,
+            "interaction_pair": interaction.rule.pair, "interaction_strength": round(interaction.strength, 4)}
 
 
 def _label_dominates(findings: dict[str, float], label: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from neurofusion.data.features import FeatureSpec
 from neurofusion.data.modalities import CARDIO_MODALITIES, modalities_to_dicts
 from neurofusion.data.schema import SPLITS, Case
 from neurofusion.data.synthetic import cancer, cardio
+from neurofusion.data.synthetic.interactions import RULES
 from neurofusion.data.synthetic.labs import CARDIO_FEATURES
 from neurofusion.data.synthetic.raters import SYNTHETIC_RATERS, simulate_rankings
 from neurofusion.data.tasks import TASKS
@@ -44,18 +46,39 @@ class TaskGenerator:
     """What writing one task's synthetic cohort needs. draw: (n, seed) -> case draws (``case_id``,
     ``split``), all cases at once. render: (draw, seed) -> (Case, ground-truth row, image format for
     ``write_case_files``). features: the features.csv rows. rankings: (ground-truth rows, seed) -> simulated
-    clinician rankings, one rank column per modality. readme: (cohort.json, cases written) -> README.md."""
+    clinician rankings, one rank column per modality. readme: (cohort.json, cases written) -> README.md.
+    interactions: whether render takes ``interaction_share`` (cross-modal interaction rules)."""
 
     draw: Callable[[int, int], list[Any]]
-    render: Callable[[Any, int], tuple[Case, dict, str]]
+    render: Callable[..., tuple[Case, dict, str]]
     features: list[FeatureSpec]
     rankings: Callable[[pd.DataFrame, int], pd.DataFrame]
     readme: Callable[[dict, int], str]
+    interactions: bool = False
 
 
-def _render_cardio(draw: cardio.CaseDraw, seed: int) -> tuple[Case, dict, str]:
-    case, truth, site = cardio.synthesize_case(draw, seed)
+def _render_cardio(draw: cardio.CaseDraw, seed: int, interaction_share: float = 0.0) -> tuple[Case, dict, str]:
+    case, truth, site = cardio.synthesize_case(draw, seed, interaction_share)
     return case, truth, site.image_format
+
+
+def _interactions_readme(share: float, truth: pd.DataFrame) -> str:
+    """The README section on interaction-decided cases: the rules, their rationale and how many cases each
+    decided among those written."""
+    counts = Counter(zip(truth["interaction_rule"], truth["interaction_role"]))
+    lines = [f"\n## Cross-modal interactions\n\nWith `--interaction-share {share:g}`, each case was decided by an "
+             f"interaction rule with probability {share:g} ({sum(truth['interaction_rule'] != '')} of the "
+             f"{len(truth)} cases written). Such a case shows only the rule's two cues (a *conjunction*: the "
+             "rule's label) or one cue alone (a *decoy*: another label), and the other modalities show the label "
+             "weakly, so no single modality decides it. `ground_truth.csv` names the rule, role, modality pair and "
+             "strength of each.\n"]
+    for rule in RULES:
+        cues = " + ".join(f"{c.reads} ({c.modality})" for c in rule.cues)
+        lines.append(f"- `{rule.name}` ({rule.pair}): {cues} -> {rule.label}; decided "
+                     f"{counts[(rule.name, 'conjunction')]} conjunction and {counts[(rule.name, 'decoy')]} decoy "
+                     f"case(s). {rule.rationale}")
+        lines += [f"  - decoy: {d.cue.reads} alone -> {d.label}: {d.rationale}." for d in rule.decoys]
+    return "\n".join(lines) + "\n"
 
 
 def _cardio_readme(info: dict, n_written: int) -> str:
@@ -83,7 +106,8 @@ the other splits come from the same command with `--splits` naming them.
 - `notes/`: cardiology consult notes, UTF-8.
 - `ground_truth.csv`: how strongly each modality expresses the case's label (0-1, blank = modality
   missing), the distractor finding, the image region (`image_roi` = x0 y0 x1 y1), the ECG leads and
-  the note phrases that carry the evidence.
+  the note phrases that carry the evidence, and the cross-modal interaction deciding the case, if any
+  (`interaction_rule`, `interaction_role`, `interaction_pair`, `interaction_strength`; blank and 0 if none).
 - `{RANKINGS_CSV}`: modality rankings (1 = most important) by the simulated raters {raters}:
   Mallows-model readings of the ground truth, standing in for a clinician annotation study.
 - `{COHORT_JSON}`: task, class names and this provenance.
@@ -92,7 +116,7 @@ the other splits come from the same command with `--splits` naming them.
 
 GENERATORS: dict[str, TaskGenerator] = {
     "cardio": TaskGenerator(cardio.draw_cohort, _render_cardio, CARDIO_FEATURES, simulate_rankings,
-                            _cardio_readme),
+                            _cardio_readme, interactions=True),
     "cancer": TaskGenerator(cancer.draw_cohort, cancer.render_cohort_case, cancer.CANCER_FEATURES,
                             cancer.simulate_cancer_rankings, cancer.cancer_readme),
 }
@@ -108,6 +132,7 @@ def generate_cohort(
     workers: int | None = None,
     signal_format: str = "16",
     colour_format: str = "rgb",
+    interaction_share: float = 0.0,
     progress: bool = True,
 ) -> Path:
     """Generate the ``splits`` part of an ``n``-case synthetic cohort into the empty folder ``out``.
@@ -121,6 +146,10 @@ def generate_cohort(
     declares a colour image modality). A palette is chosen per image, so on another CPU a one-level change
     of a rendered pixel can move palette colours: compare palette tiles with the rendered tile within the
     quantiser's tolerance, not with each other's bytes.
+
+    interaction_share: the probability, in [0, 1], that a case is decided by a cross-modal interaction rule
+    (:mod:`neurofusion.data.synthetic.interactions`; tasks whose generator has rules, cardio today). 0 gives
+    the additive cohort.
     """
     if task not in GENERATORS and task != "icu":
         raise ValueError(f"unknown task {task!r}; available: {', '.join(GENERATORS)}, icu")
@@ -132,6 +161,11 @@ def generate_cohort(
         raise ValueError(f"colour_format must be one of {COLOUR_FORMATS}, got {colour_format!r}")
     if colour_format != "rgb" and not any(m.colour for m in spec.modalities):
         raise ValueError(f"colour_format {colour_format!r} applies to colour images; task {task!r} has none")
+    if not (isinstance(interaction_share, (int, float)) and 0.0 <= interaction_share <= 1.0):
+        raise ValueError(f"interaction_share must be a number in [0, 1], got {interaction_share!r}")
+    if interaction_share and not (task in GENERATORS and GENERATORS[task].interactions):
+        raise ValueError(f"interaction_share applies to tasks with interaction rules "
+                         f"({', '.join(t for t, g in GENERATORS.items() if g.interactions)}), not {task!r}")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder (nothing was written)")
@@ -141,7 +175,7 @@ def generate_cohort(
     draws = [d for d in generator.draw(n, seed) if d.split in splits]
     out.mkdir(parents=True, exist_ok=True)
 
-    jobs = [(task, d, seed, str(out), signal_format, colour_format) for d in draws]
+    jobs = [(task, d, seed, str(out), signal_format, colour_format, float(interaction_share)) for d in draws]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     bar = tqdm(total=len(jobs), desc=f"generating {task}", unit="case", disable=not progress, file=sys.stderr)
     rows, truths = [], []
@@ -158,7 +192,7 @@ def generate_cohort(
     if workers > 1:
         pool.shutdown()
 
-    info = _cohort_info(task, n, seed, splits, signal_format, colour_format)
+    info = _cohort_info(task, n, seed, splits, signal_format, colour_format, float(interaction_share))
     write_cohort_tables(out, rows, features=generator.features, info=info)
     truth = pd.DataFrame(truths)
     atomic_write_csv(truth, out / GROUND_TRUTH_CSV)
@@ -166,7 +200,10 @@ def generate_cohort(
     if len(ranked):
         names = tuple(m.name for m in spec.modalities)
         write_rankings(out / RANKINGS_CSV, generator.rankings(ranked, seed), modalities=names)
-    (out / "README.md").write_text(generator.readme(info, len(rows)), encoding="utf-8")
+    readme = generator.readme(info, len(rows))
+    if interaction_share > 0:
+        readme += _interactions_readme(float(interaction_share), truth)
+    (out / "README.md").write_text(readme, encoding="utf-8")
     return out
 
 
@@ -185,9 +222,10 @@ def _generate_icu(n: int, seed: int, out: Path, splits: tuple[str, ...], signal_
 
 
 def _cohort_info(task: str, n: int, seed: int, splits: tuple[str, ...], signal_format: str,
-                 colour_format: str) -> dict:
+                 colour_format: str, interaction_share: float = 0.0) -> dict:
     """cohort.json: task, outcome (classes, or survival with its horizon), declared modalities (unless
-    cardio's default four, so a cardio cohort.json is as before) and the generator's provenance."""
+    cardio's default four, so a cardio cohort.json is as before) and the generator's provenance (the
+    interaction share only when above 0, so an additive cohort's cohort.json is as before)."""
     spec = TASKS[task]
     info: dict[str, Any] = {"task": task}
     if spec.outcome == "classification":
@@ -197,9 +235,11 @@ def _cohort_info(task: str, n: int, seed: int, splits: tuple[str, ...], signal_f
     if spec.modalities != CARDIO_MODALITIES:
         info["modalities"] = modalities_to_dicts(spec.modalities)
     generator = {
-        "command": _command(task, n, seed, splits, signal_format, colour_format),
+        "command": _command(task, n, seed, splits, signal_format, colour_format, interaction_share),
         "task": task, "n": n, "seed": seed, "splits": list(splits), "signal_format": signal_format,
     }
+    if interaction_share > 0:
+        generator["interaction_share"] = interaction_share
     if any(m.colour for m in spec.modalities):
         generator["colour_format"] = colour_format
     return {**info, "synthetic": True,
@@ -207,9 +247,13 @@ def _cohort_info(task: str, n: int, seed: int, splits: tuple[str, ...], signal_f
             "generator": generator}
 
 
-def _render_and_write(job: tuple[str, Any, int, str, str, str]) -> tuple[dict, dict]:
-    task, draw, seed, out, signal_format, colour_format = job
-    case, truth, image_format = GENERATORS[task].render(draw, seed)
+def _render_and_write(job: tuple[str, Any, int, str, str, str, float]) -> tuple[dict, dict]:
+    task, draw, seed, out, signal_format, colour_format, interaction_share = job
+    generator = GENERATORS[task]
+    if generator.interactions:
+        case, truth, image_format = generator.render(draw, seed, interaction_share)
+    else:
+        case, truth, image_format = generator.render(draw, seed)
     row = write_case_files(out, case, image_format=image_format, signal_format=signal_format)
     if colour_format == "palette":
         for spec in case.modalities:
@@ -227,7 +271,7 @@ def _store_as_palette(path: Path) -> None:
 
 
 def _command(task: str, n: int, seed: int, splits: tuple[str, ...], signal_format: str,
-             colour_format: str = "rgb") -> str:
+             colour_format: str = "rgb", interaction_share: float = 0.0) -> str:
     command = f"python -m neurofusion.data generate --task {task} --n {n} --seed {seed}"
     if tuple(splits) != SPLITS:
         command += f" --splits {','.join(splits)}"
@@ -235,4 +279,6 @@ def _command(task: str, n: int, seed: int, splits: tuple[str, ...], signal_forma
         command += f" --signal-format {signal_format}"
     if colour_format != "rgb":
         command += f" --colour-format {colour_format}"
+    if interaction_share > 0:
+        command += f" --interaction-share {interaction_share:g}"
     return command + " --out <folder>"
