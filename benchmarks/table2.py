@@ -7,6 +7,9 @@ death within 48 h over every test sample, a stay as of an hour, plus the Brier s
 
     python benchmarks/table2.py [--task cardio|cancer|icu] [--seeds 0 1 2] [--max-minutes M] [--max-epochs E]
 
+``--architectures`` also accepts variants that are not the paper's rows (``neurofusion_gated``: NeuroFusion plus
+multiplicative context gating); they run only when named, and their table rows say they are not in the paper.
+
 Needs the training data of the sample cohort's seed (``make demo-checkpoint`` generates build/cardio_trainval,
 ``make cancer-demo-checkpoint`` build/cancer_trainval). The ICU table trains on a cohort of another seed than
 the bundled test stays, since stay ids repeat across seeds:
@@ -61,8 +64,13 @@ class Row:
     """One architecture of the table and the paper's numbers it is compared with (one per paper metric)."""
 
     architecture: str
-    paper: tuple[float, ...]
+    paper: tuple[float, ...]  # empty for a variant the paper does not have
     paper_row: str = ""  # the paper's row name, where it differs from the architecture's
+    label: str = ""  # shown in the model column instead of the architecture's name
+
+    @property
+    def shown(self) -> str:
+        return self.label or self.architecture
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,7 @@ class Task:
     details: Callable[[dict], list[str]] | None = None  # results -> lines after the table (e.g. per-run intervals)
     evaluates_in_training: bool = True  # training also evaluates --eval-data (ICU: measured here, once)
     fixed_budget: bool = False  # every run has the same epoch budget: resuming under another one is refused
+    variants: tuple[Row, ...] = ()  # rows run only when --architectures names them (not the paper's)
 
     @property
     def store(self) -> Path:
@@ -173,12 +182,16 @@ def _percent(value: float | None) -> str:
     return "?" if value is None else f"{100 * value:.1f} %"
 
 
+# Fusion variants tried beside the paper's rows (issue 13): accepted by --architectures, never run by default.
+VARIANTS = (Row("neurofusion_gated", (), label="neurofusion_gated (NeuroFusion + context gating; not in the paper)"),)
+
+
 def _icu_details(results: dict) -> list[str]:
     """Each run's AUROC and AUPRC with its stay-bootstrap 95 % interval, its Brier score and its epochs."""
     headers = ["model", "seed", "AUROC [95 % CI]", "AUPRC [95 % CI]", "Brier", "epochs (best)", "train minutes"]
     lines = ["Each run, with its stay-bootstrap 95 % intervals:", "", "| " + " | ".join(headers) + " |",
              "| " + " | ".join("---" for _ in headers) + " |"]
-    order = {row.architecture: i for i, row in enumerate(TASKS["icu"].rows)}
+    order = {row.architecture: i for i, row in enumerate(TASKS["icu"].rows + TASKS["icu"].variants)}
     for run in sorted(results["runs"], key=lambda r: (order.get(r["architecture"], len(order)), r["seed"])):
         lines.append(f"| {run['architecture']} | {run['seed']} | {_interval(run, 'auroc')} | "
                      f"{_interval(run, 'auprc')} | {run['brier']:.3f} | {run['epochs']} ({run['best_epoch']}) | "
@@ -203,7 +216,7 @@ TASKS = {
               Row("signal_only", (88.1, 0.869)), Row("tabular_only", (79.4, 0.776)),
               Row("early_fusion", (90.8, 0.897)), Row("late_fusion", (89.3, 0.881)),
               Row("mlp_fusion", (91.4, 0.904)), Row("neurofusion", (94.2, 0.931))),
-        intro=_cardio_intro),
+        intro=_cardio_intro, variants=VARIANTS),
     "cancer": Task(
         name="cancer", config="configs/cancer_demo.yaml", data="build/cancer_trainval",
         test_data="sample_data/cancer", max_minutes=4.0, max_epochs=40,
@@ -218,7 +231,7 @@ TASKS = {
               Row("early_fusion", (0.863, 0.841), "Early Fusion"),
               Row("late_fusion", (0.851, 0.829), "Late Fusion"),
               Row("mlp_fusion", (0.871, 0.854), "MLP Fusion"), Row("neurofusion", (0.897, 0.878), "NeuroFusion")),
-        intro=_cancer_intro, cap_notes=True),
+        intro=_cancer_intro, cap_notes=True, variants=VARIANTS),
     "icu": Task(
         name="icu", config="configs/icu_demo.yaml", data="build/icu_table2",
         test_data="sample_data/icu", max_minutes=120.0, max_epochs=8,
@@ -237,7 +250,8 @@ TASKS = {
               Row("early_fusion", (0.887, 0.812), "Early Fusion"),
               Row("late_fusion", (0.879, 0.798), "Late Fusion"),
               Row("mlp_fusion", (0.894, 0.823), "MLP Fusion"), Row("neurofusion", (0.913, 0.849), "NeuroFusion")),
-        intro=_icu_intro, cap_notes=True, details=_icu_details, evaluates_in_training=False, fixed_budget=True),
+        intro=_icu_intro, cap_notes=True, details=_icu_details, evaluates_in_training=False, fixed_budget=True,
+        variants=VARIANTS),
 }
 
 
@@ -359,9 +373,10 @@ def main() -> None:
     max_minutes = task.max_minutes if args.max_minutes is None else args.max_minutes
     max_epochs = task.max_epochs if args.max_epochs is None else args.max_epochs
     order = [row.architecture for row in task.rows]
-    unknown = sorted(set(args.architectures or ()) - set(order))
+    accepted = order + [row.architecture for row in task.variants]
+    unknown = sorted(set(args.architectures or ()) - set(accepted))
     if unknown:
-        parser.error(f"--architectures {unknown} are not rows of the {task.name} table; choose from {order}")
+        parser.error(f"--architectures {unknown} are not rows of the {task.name} table; choose from {accepted}")
 
     results = json.loads(task.store.read_text()) if task.store.is_file() else {"runs": []}
     done = {(r["architecture"], r["seed"]) for r in results["runs"]}
@@ -418,22 +433,22 @@ def main() -> None:
 
 def markdown(task: Task, results: dict) -> str:
     """The table as markdown: the task's intro, then one line per row with runs (mean ± sd over seeds, sd 0
-    for a single seed) beside the paper's numbers."""
+    for a single seed) beside the paper's numbers; then any variant with runs, its paper cells "–"."""
     paper_row = any(row.paper_row for row in task.rows)
     columns = [m for m in task.metrics if m.column]
     headers = ["model", "seeds", *(m.header for m in columns), *(["paper row"] if paper_row else []),
                *task.paper_headers]
     lines = [*task.intro(results.get("settings", {})), "",
              "| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
-    for row in task.rows:
+    for row in task.rows + task.variants:
         runs = [r for r in results["runs"] if r["architecture"] == row.architecture]
         if not runs:
             continue
-        cells = [row.architecture, str(len(runs))]
+        cells = [row.shown, str(len(runs))]
         for metric in columns:
             cells.append(_mean_sd([r.get(metric.key) for r in runs], metric))
-        cells += [row.paper_row] if paper_row else []
-        cells += [str(value) for value in row.paper]
+        cells += [row.paper_row or "–"] if paper_row else []
+        cells += [str(value) for value in row.paper] or ["–"] * len(task.paper_headers)
         lines.append("| " + " | ".join(cells) + " |")
     notes = _budget_notes(results) if task.cap_notes else []
     details = task.details(results) if task.details and results["runs"] else []
