@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import case_figures, case_notes, case_panels, case_survival, figures, ground_truth_view, whatif_view
+from app import (case_figures, case_notes, case_panels, case_survival, figures, ground_truth_view,
+                 interaction_figures, whatif_view)
 from app.figures import pretty
 from app.report import attributions_csv, case_report_html
 from app.state import CASE_ERRORS, case_key, context
@@ -21,6 +22,8 @@ from explain.ablation import partial_case
 from explain.agreement import importance_to_ranks, model_vs_raters, ranking_scores
 from explain.case import CaseExplanation
 from explain.contrast import contrast_explanations
+from explain.interaction_attention import attention_interaction_correlation
+from explain.interactions import shapley_interactions
 from explain.targets import SurvivalTarget
 from neurofusion.data.errors import CohortError
 from neurofusion.data.schema import Case
@@ -219,16 +222,18 @@ def _declared() -> dict[str, str] | None:
 
 
 def _combination(explanation: CaseExplanation, attention_column, importance_column) -> None:
-    """The cross-modal attention and the modality importance, in the first screen's two right-hand columns."""
+    """The cross-modal attention with the pairwise interaction matrix under it, and the modality importance, in
+    the first screen's two right-hand columns."""
+    shown = None  # the attention matrix drawn (the mean of the heads, or the chosen head)
     with attention_column:
         if explanation.cross_attention is None:
             st.info(f"A {ctx.checkpoint.config.architecture} model has no cross-modal attention.")
         else:
             heads = explanation.cross_attention.shape[0]
             head = st.session_state.get("case.head", "mean")
-            matrix = (explanation.cross_attention.mean(0) if head == "mean"
-                      else explanation.cross_attention[int(head[5:]) - 1])
-            st.plotly_chart(figures.attention_heatmap(matrix, [explanation.present[m] for m in NAMES],
+            shown = (explanation.cross_attention.mean(0) if head == "mean"
+                     else explanation.cross_attention[int(head[5:]) - 1])
+            st.plotly_chart(figures.attention_heatmap(shown, [explanation.present[m] for m in NAMES],
                                                       title="Cross-modal attention", compact=True,
                                                       modalities=_declared()),
                             key="case.attention")
@@ -236,6 +241,7 @@ def _combination(explanation: CaseExplanation, attention_column, importance_colu
             st.caption(f"How the modalities were combined: row attends to column, {what}; "
                        "* = missing (its learned placeholder).")
             st.selectbox("Attention head", ["mean"] + [f"head {k + 1}" for k in range(heads)], key="case.head")
+        _interactions(explanation, shown)
     with importance_column:
         scores = explanation.to_dict()["modality_importance"]
         name = _explained_name(explanation)
@@ -244,10 +250,35 @@ def _combination(explanation: CaseExplanation, attention_column, importance_colu
         if SURVIVAL:
             st.caption(case_survival.importance_caption(explanation))
             return
-        value = f"p({name})" if explanation.contrast is None else "p(" + name.replace(" − ", ") − p(") + ")"
-        st.caption(f"Shapley values for {name} add up to {value} with every modality present minus with all "
-                   f"missing = {explanation.importance.probability_full[0]:.2f} − "
+        st.caption(f"Shapley values for {name} add up to {_explained_value(explanation)} with every modality "
+                   f"present minus with all missing = {explanation.importance.probability_full[0]:.2f} − "
                    f"{explanation.importance.probability_none[0]:.2f}.")
+
+
+def _explained_value(explanation: CaseExplanation) -> str:
+    """The explained value as figures write it: 'p(Normal)', 'p(Normal) − p(Heart failure)' for a contrast, or a
+    survival model's quantity ('Survival at 60 months')."""
+    name = _explained_name(explanation)
+    if SURVIVAL:
+        return name
+    return f"p({name})" if explanation.contrast is None else "p(" + name.replace(" − ", ") − p(") + ")"
+
+
+def _interactions(explanation: CaseExplanation, attention: np.ndarray | None) -> None:
+    """The pairwise Shapley interaction matrix of the explained value, from the subset values the importance
+    already holds (no forward pass), and how well the attention drawn above ranks the pairs the same way."""
+    present = np.array([explanation.present[m] for m in NAMES], dtype=bool)
+    matrix = shapley_interactions(explanation.importance)[0]  # (M, M)
+    value = _explained_value(explanation)
+    st.plotly_chart(interaction_figures.interaction_heatmap(matrix, present, value, title="Modality interactions",
+                                                            compact=True, modalities=_declared()),
+                    key="case.interactions")
+    correlation = None if attention is None else attention_interaction_correlation(attention, matrix, present)
+    target = f"the predicted {value[0].lower()}{value[1:]}" if SURVIVAL else value
+    st.caption(f"Each cell: how much the pair's joint presence adds to {target} beyond the two modalities alone "
+               "(pairwise Shapley interaction index, averaged over which other modalities are shown; red: more "
+               "together, blue: less). Grey * = missing: it interacts with nothing. "
+               + interaction_figures.correlation_sentence(correlation))
 
 
 @st.fragment

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import figures
+from app import figures, interaction_figures
 from app.icu_cohort_figures import (
     VALUES,
     figure_2c,
@@ -21,6 +21,8 @@ from app.icu_cohort_figures import (
     risk_calibration_figure,
 )
 from app.state import Context, context, split_picker
+from explain.cohort import CohortImportance
+from explain.interaction_attention import class_correlations
 from explain.timeline import PAPER_FIGURE_2C, cohort_over_time
 from neurofusion.data.schema import SPLITS
 from app.survival_figures import (
@@ -170,6 +172,34 @@ def _icu_page(ctx: Context, ids: tuple[str, ...], split: str) -> None:
     st.plotly_chart(risk_calibration_figure(metrics), key="cohort.calibration")
 
 
+def _cohort_interactions(importance: CohortImportance, group: str, by: str, classes: list[str],
+                         modalities: dict[str, str] | None) -> None:
+    """The mean pairwise interaction matrix per class beside (under) the mean attention, and per class the rank
+    correlation of the mean attention with the mean |interaction| (from the cohort pass's subset values)."""
+    means = importance.interaction_means(group, classes)
+    shown = {c: m for c, m in means.mean.items() if means.counts[c]}
+    if not shown:
+        st.info(f"No case here has a {by}: no interaction to average.")
+        return
+    st.plotly_chart(interaction_figures.cohort_interaction_grid(shown, means.counts, "p(predicted class)",
+                                                                f"Mean modality interaction by {by}", classes,
+                                                                modalities),
+                    key="cohort.interactions")
+    st.caption("Each cell: the pairwise Shapley interaction index, how much the two modalities' joint presence "
+               "adds to the probability of the case's predicted class beyond each alone (red: more together, "
+               "blue: less), averaged over the cases that have both.")
+    if importance.attention is None:
+        return
+    attention = importance.attention.by_true if group == "label" else importance.attention.by_predicted
+    correlations = class_correlations(attention, means.mean_abs, [c for c in classes if means.counts[c]])
+    st.dataframe(interaction_figures.correlation_table(correlations, means.counts), hide_index=True,
+                 key="cohort.interaction_correlation",
+                 column_config={"Spearman ρ": st.column_config.NumberColumn(format="%.2f")})
+    st.caption("Does attention point at the pairs that interact? Per class, Spearman's ρ between the mean "
+               "attention both ways (a_ij + a_ji) and the mean |interaction| of each modality pair (its size in "
+               "either direction); not defined with fewer than 3 pairs or when either side is the same for all.")
+
+
 ctx = context()
 st.title("Cohort attention")
 split = split_picker(ctx, "cohort.split")
@@ -185,18 +215,22 @@ if ctx.timed:
     st.stop()
 importance = ctx.cohort_explanation(ids)
 attention = importance.attention
+classes = ctx.checkpoint.config.classes
+# cardio's four keep the figures' own labels; a declared set is labelled by its titles
+modalities = None if list(ctx.names) == list(figures.MODALITY_LABELS) else ctx.titles
+by = st.radio("Group by", ("true class", "predicted class"), key="cohort.group", horizontal=True)
 if attention is None:
-    st.info(f"A {ctx.checkpoint.config.architecture} model has no cross-modal attention; modality importance "
-            "is shown below.")
+    st.info(f"A {ctx.checkpoint.config.architecture} model has no cross-modal attention; the modality "
+            "interactions and importance are shown below.")
 else:
-    by = st.radio("Group by", ("true class", "predicted class"), key="cohort.group", horizontal=True)
     groups, counts = ((attention.by_true, attention.counts_true) if by == "true class"
                       else (attention.by_predicted, attention.counts_predicted))
     st.plotly_chart(figures.cohort_attention_grid(groups, counts, f"Mean attention by {by} (row attends to column)",
-                                                  classes=ctx.checkpoint.config.classes),
+                                                  classes=classes, modalities=modalities),
                     key="cohort.attention")
     st.caption("Each cell is averaged over the cases that have both modalities. Attention shows what the model "
-               "mixes, not by itself what it relies on: compare with the Shapley values below.")
+               "mixes, not by itself what it relies on: compare with the interactions and Shapley values below.")
+_cohort_interactions(importance, "label" if by == "true class" else "predicted", by, classes, modalities)
 
 method = st.radio("Modality importance", importance.methods, key="cohort.method", horizontal=True,
                   format_func=lambda m: figures.METHOD_LABELS.get(m, figures.pretty(m)))
