@@ -1,7 +1,7 @@
 """Simulated clinician rankings of the synthetic ICU cohort (neurofusion.data.synthetic.icu.raters): the stated
 evidence formula on hand-made ground-truth rows, sample ids only for hours inside each stay, missing and
 not-yet-recorded modalities never ranked, demographics first early and vitals first late, rater agreement
-falling with the Mallows dispersion, determinism and per-sample regeneration, and the written file read back
+falling with the perception noise, the default raters as consistent as the assumed experts, determinism and per-sample regeneration, and the written file read back
 by the annotations reader (also against a stand-in cohort of samples)."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from scipy.stats import kendalltau
 from neurofusion.data.annotations import RankingErrors, read_rankings
 from neurofusion.data.synthetic.icu import ICU_MODALITIES, write_icu_cohort
 from neurofusion.data.synthetic.icu.raters import (
-    evidence_table, first_recorded, icu_evidence, simulate_icu_rankings, write_icu_rankings,
+    ICU_RATERS, evidence_table, first_recorded, icu_evidence, simulate_icu_rankings, write_icu_rankings,
 )
-from neurofusion.data.synthetic.raters import SYNTHETIC_RATERS, RaterSpec
+from neurofusion.data.synthetic.raters import TARGET_TAU, RaterSpec, mean_pairwise_tau
 
 N, SEED, RATER_SEED = 60, 5, 21
 HOURS = (0, 6, 12, 24, 36, 48)
@@ -86,12 +86,12 @@ def test_samples_are_only_hours_inside_each_stay(cohort):
     assert set(hours) == set(HOURS)
     expected = {f"{s}@{t:g}h" for s, length in lengths.items() for t in HOURS if t < length}
     # rater A never skips; a stay missing demographics has nothing recorded at hour 0 and no ranking then
-    rater_a = set(written.loc[written["rater"] == SYNTHETIC_RATERS[0].name, "case_id"])
+    rater_a = set(written.loc[written["rater"] == ICU_RATERS[0].name, "case_id"])
     no_demographics = {f"{s}@0h" for s, m in zip(truth["case_id"], truth["missing_modalities"].fillna(""))
                        if "demographics" in m.split()}
     assert rater_a == expected - no_demographics
-    skipped = 1 - (written["rater"] == SYNTHETIC_RATERS[2].name).sum() / len(rater_a)  # draws differ per sample
-    assert 0.02 < skipped < 0.12 and SYNTHETIC_RATERS[2].skip_rate == 0.06
+    skipped = 1 - (written["rater"] == ICU_RATERS[2].name).sum() / len(rater_a)  # draws differ per sample
+    assert 0.02 < skipped < 0.12 and ICU_RATERS[2].skip_rate == 0.06
     assert simulate_icu_rankings(truth.iloc[:3], [6.5], 1)["case_id"].str.endswith("@6.5h").all()
 
 
@@ -137,9 +137,10 @@ def test_demographics_lead_at_admission_and_vitals_at_36_hours(cohort):
     assert (strongest[at36 & has_vitals] == ICU_MODALITIES.index("vitals")).mean() > 0.9
 
 
-def test_agreement_with_the_evidence_falls_with_the_rater_dispersion(cohort):
+def test_agreement_with_the_evidence_falls_with_the_rater_noise(cohort):
     truth = cohort["truth"]
-    raters = (RaterSpec("synthetic_exact", phi=0.0), *SYNTHETIC_RATERS)
+    raters = (RaterSpec("synthetic_exact", noise=0.0, tie_margin=0.0),
+              *(RaterSpec(f"synthetic_{noise}", noise=noise) for noise in (0.03, 0.1, 0.3)))
     rankings = simulate_icu_rankings(truth, HOURS[1:], RATER_SEED, raters, recorded_from=cohort["recorded"])
     evidence = evidence_table(truth, HOURS[1:], cohort["recorded"]).set_index("case_id")
     mean_tau = {}
@@ -153,8 +154,17 @@ def test_agreement_with_the_evidence_falls_with_the_rater_dispersion(cohort):
         assert len(taus) > 150, rater
         mean_tau[rater] = float(np.mean(taus))
     taus = [mean_tau[r.name] for r in raters]
-    assert taus[0] == pytest.approx(1.0)  # phi = 0 reproduces the evidence ordering exactly
+    assert taus[0] == pytest.approx(1.0)  # noise 0, no lean, no tie margin: the evidence ordering exactly
     assert taus[0] > taus[1] > taus[2] > taus[3] > 0.0 and taus[1] - taus[3] > 0.25
+
+
+def test_default_icu_raters_agree_as_the_assumed_experts(cohort):
+    """The raters' noise was calibrated on the bundled sample; on another cohort of the same generator their
+    mean pairwise tau is still near the assumed expert value."""
+    rankings = simulate_icu_rankings(cohort["truth"], HOURS, RATER_SEED, recorded_from=cohort["recorded"])
+    assert abs(mean_pairwise_tau(rankings, ICU_MODALITIES) - TARGET_TAU) < 0.08
+    leans = {r.name: dict(r.style) for r in ICU_RATERS}
+    assert [set(style) for style in leans.values()] == [{"vitals"}, {"labs"}, set()]
 
 
 def test_rankings_are_deterministic_and_each_sample_regenerates_alone(cohort):

@@ -40,7 +40,7 @@ from neurofusion.data.synthetic.cancer.notes import RESPONSE_PRIOR, RESPONSES, w
 from neurofusion.data.synthetic.cancer.outcome import (
     GRADE_LOG_HR, HORIZON_MONTHS, RESPONSE_LOG_HR, Outcome, sample_outcome, survival_probability,
 )
-from neurofusion.data.synthetic.raters import SYNTHETIC_RATERS, RaterSpec, simulate_rankings
+from neurofusion.data.synthetic.raters import CANCER_RATERS, RaterSpec, simulate_rankings
 from neurofusion.data.synthetic.splits import draw_strata
 
 CANCER_MODALITIES: tuple[str, ...] = ("histopathology", "genomics", "treatment_notes", "clinical")
@@ -206,10 +206,11 @@ def synthesize_case(draw: CaseDraw, seed: int) -> CancerCase:
 
 
 def simulate_cancer_rankings(
-    truth: pd.DataFrame, seed: int, raters: tuple[RaterSpec, ...] = SYNTHETIC_RATERS,
+    truth: pd.DataFrame, seed: int, raters: tuple[RaterSpec, ...] = CANCER_RATERS,
 ) -> pd.DataFrame:
     """Simulated clinician rankings of the present modalities, ordered by |contribution| (what matters for
-    the case's risk) and read through raters' Mallows noise -> rows (case_id, rater, one rank column per
+    the case's risk) as perceived by the raters (noise, lean on histopathology or genomics, ties; see
+    neurofusion.data.synthetic.raters) -> rows (case_id, rater, one rank column per
     modality of CANCER_MODALITIES; missing modalities blank)."""
     scores = pd.DataFrame({"case_id": truth["case_id"]})
     for m in CANCER_MODALITIES:
