@@ -1,6 +1,7 @@
 """Agreement between the model's modality ranking and clinicians' rankings: Kendall tau-b per case and
 rater (scipy), means per class and overall with case-bootstrap 95 % CIs, the inter-rater ceiling (mean
-pairwise tau, Kendall's W) and agreement with the synthetic ground truth.
+pairwise tau, Kendall's W) and agreement with the synthetic ground truth; several model rankings (attention,
+Shapley, leave-one-out, interaction-aware) side by side against both (``compare_rankings``).
 
 Rankings only ever compare the modalities both sides rank: a modality the case lacks is not ranked.
 
@@ -12,6 +13,7 @@ the cohort's declaration), a ground-truth table's ``strength_<name>`` columns.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -191,6 +193,42 @@ def versus_ground_truth(ranks: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.D
         tau, n = tau_b(ranks.loc[case_id].to_numpy(dtype=float), truth.loc[case_id].to_numpy(dtype=float))
         rows.append({"case_id": case_id, "tau": tau, "n_compared": n})
     return pd.DataFrame(rows, columns=["case_id", "tau", "n_compared"])
+
+
+def compare_rankings(model_ranks: Mapping[str, pd.DataFrame], rankings: pd.DataFrame,
+                     ground_truth: pd.DataFrame | None = None, *, n_bootstrap: int = 1000,
+                     seed: int = 0) -> pd.DataFrame:
+    """Several model rankings side by side: for each entry of ``model_ranks`` (name -> per-case ranks indexed
+    by case_id, columns = modalities, as :func:`importance_to_ranks` gives) the mean tau against the raters
+    (:func:`model_vs_raters`) and, with ``ground_truth``, against the ground-truth strength ranking
+    (:func:`versus_ground_truth`), each with its case-bootstrap 95 % CI. One row per ranking, indexed by name:
+    raters_mean, raters_ci_low, raters_ci_high, raters_cases, raters_reason, and the same five truth_* columns
+    (NaN without ground truth)."""
+    rows = {}
+    for name, ranks in model_ranks.items():
+        row = {}
+        versus = {"raters": model_vs_raters(ranks, rankings),
+                  "truth": None if ground_truth is None else versus_ground_truth(ranks, ground_truth)}
+        for side, per_pair in versus.items():
+            result = (MeanCI(float("nan"), float("nan"), float("nan"), 0, "no ground truth") if per_pair is None
+                      else mean_with_ci(per_pair, n_bootstrap=n_bootstrap, seed=seed))
+            row.update({f"{side}_{key}": value for key, value in
+                        (("mean", result.mean), ("ci_low", result.ci_low), ("ci_high", result.ci_high),
+                         ("cases", result.n_cases), ("reason", result.reason))})
+        rows[name] = row
+    columns = [f"{side}_{key}" for side in ("raters", "truth")
+               for key in ("mean", "ci_low", "ci_high", "cases", "reason")]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+
+
+def rater_ranks(rankings: pd.DataFrame, rater: str) -> pd.DataFrame:
+    """One rater's rankings as float ranks (cases x modalities, NaN = not ranked) indexed by case_id, the
+    form :func:`versus_ground_truth` and :func:`model_vs_raters` take for a model."""
+    rows = rankings[rankings["rater"] == rater]
+    if rows.empty:
+        raise ValueError(f"no rankings by rater {rater!r}; raters: {sorted(set(rankings['rater']))}")
+    names = rank_columns(rankings)
+    return pd.DataFrame(_rank_matrix(rows, names), index=rows["case_id"].to_numpy(), columns=names)
 
 
 def _rank_matrix(rankings: pd.DataFrame, names: list[str]) -> np.ndarray:

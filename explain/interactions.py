@@ -108,10 +108,21 @@ def interaction_aware_scores(importance: ModalityImportance) -> np.ndarray:
     also evidence the modality carries: two redundant copies of b score |b| each, as either alone would.
     An additive game (every I = 0) scores exactly |phi|.
     """
-    shapley = np.asarray(importance.shapley, dtype=float)  # (B, M)
-    interactions = shapley_interactions(importance)  # (B, M, M), 0 on the diagonal and for absent modalities
-    if shapley.shape != interactions.shape[:2]:
-        raise ValueError(f"Shapley values must be (cases, modalities) = {interactions.shape[:2]}, "
-                         f"got {shapley.shape}")
-    scores = np.abs(shapley) + 0.5 * np.abs(interactions).sum(axis=2)
-    return np.where(np.asarray(importance.present, dtype=bool), scores, np.nan)
+    return interaction_aware(importance.shapley, shapley_interactions(importance), importance.present)
+
+
+def interaction_aware(shapley: np.ndarray, interactions: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """:func:`interaction_aware_scores` from arrays: Shapley values (B, M), the interaction index (B, M, M;
+    its diagonal is ignored) and presence (B, M) -> (B, M) scores, NaN where absent. For results that keep
+    the two apart (``explain.cohort.CohortImportance``: the shapley table and ``interactions``); NaN Shapley
+    values of absent modalities are allowed."""
+    shapley, interactions = np.asarray(shapley, dtype=float), np.asarray(interactions, dtype=float)
+    present = np.asarray(present, dtype=bool)
+    b, m = present.shape
+    if shapley.shape != (b, m) or interactions.shape != (b, m, m):
+        raise ValueError(f"need shapley (B, M), interactions (B, M, M) and present (B, M) for the same B and M; got "
+                         f"{shapley.shape}, {interactions.shape} and {present.shape}")
+    off_diagonal = np.where(np.eye(m, dtype=bool), 0.0, np.abs(interactions))
+    both = present[:, :, None] & present[:, None, :]  # a modality interacts only with present ones
+    scores = np.abs(np.where(present, shapley, 0.0)) + 0.5 * np.where(both, off_diagonal, 0.0).sum(axis=2)
+    return np.where(present, scores, np.nan)

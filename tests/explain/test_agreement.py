@@ -8,11 +8,13 @@ import pytest
 from scipy.stats import kendalltau
 
 from explain.agreement import (
+    compare_rankings,
     importance_to_ranks,
     inter_rater,
     kendalls_w,
     mean_with_ci,
     model_vs_raters,
+    rater_ranks,
     ranking_scores,
     summarize,
     tau_b,
@@ -160,3 +162,33 @@ def test_one_group_named_all_is_the_overall_row_once():
                              "tau": [0.2, 0.4, 0.6], "n_compared": [3, 3, 3]})
     summary = summarize(per_pair, n_bootstrap=50)
     assert summary.index.tolist() == ["all"] and summary.loc["all", "mean"] == pytest.approx(0.4)
+
+
+def test_compare_rankings_puts_each_ranking_beside_the_raters_and_the_truth():
+    rng = np.random.default_rng(5)
+    ids = [f"c{i}" for i in range(30)]
+    truth = pd.DataFrame({"case_id": ids, **{f"strength_{m}": rng.random(30) for m in M}})
+    truth.loc[:4, "strength_text"] = np.nan
+    exact = importance_to_ranks(truth.set_index("case_id").rename(columns=lambda c: c.removeprefix("strength_")))
+    reversed_ = importance_to_ranks(-truth.set_index("case_id").rename(columns=lambda c: c.removeprefix("strength_")))
+    rows = []
+    for rater in ("A", "B"):  # A ranks as the truth; B swaps the top two of each case
+        for case_id, ranks in exact.iterrows():
+            if rater == "B":
+                ranks = ranks.replace({1.0: 2.0, 2.0: 1.0})
+            rows.append({"case_id": case_id, "rater": rater, **{m: (pd.NA if np.isnan(v) else int(v))
+                                                                 for m, v in ranks.items()}})
+    rankings = pd.DataFrame(rows)
+    table = compare_rankings({"exact": exact, "reversed": reversed_}, rankings, truth, n_bootstrap=200)
+    assert table.loc["exact", "truth_mean"] == 1.0 and table.loc["reversed", "truth_mean"] == -1.0
+    b_tau = versus_ground_truth(rater_ranks(rankings, "B"), truth)["tau"].mean()
+    assert b_tau == pytest.approx((25 * (1 - 2 / 6) + 5 * (1 - 2 / 3)) / 30)  # one discordant pair per case
+    assert table.loc["exact", "raters_mean"] == pytest.approx((1 + b_tau) / 2)
+    assert table.loc["reversed", "raters_mean"] == pytest.approx(-(1 + b_tau) / 2)
+    assert table.loc["exact", "raters_cases"] == 30 and table.loc["exact", "raters_ci_low"] <= table.loc[
+        "exact", "raters_mean"] <= table.loc["exact", "raters_ci_high"]
+    no_truth = compare_rankings({"exact": exact}, rankings, n_bootstrap=50)
+    assert np.isnan(no_truth.loc["exact", "truth_mean"]) and no_truth.loc["exact", "truth_reason"] == "no ground truth"
+    assert np.isnan(rater_ranks(rankings, "A").loc["c0", "text"])
+    with pytest.raises(ValueError, match="no rankings by rater 'Z'"):
+        rater_ranks(rankings, "Z")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from explain.importance import ModalityImportance, modality_importance, shapley_weights
-from explain.interactions import (interaction_aware_scores, interaction_weights, mean_interactions,
+from explain.interactions import (interaction_aware, interaction_aware_scores, interaction_weights, mean_interactions,
                                  shapley_interactions)
 from neurofusion.models.model import Encoded, ModelOutput
 from tests.explain.declared import planted_batch
@@ -166,3 +166,13 @@ def test_interaction_aware_scores_equal_abs_shapley_on_additive_games_and_nan_wh
     # a non-additive random game scores at least |phi| everywhere, more where it interacts
     noisy = _scored([rng.random(2**n)], np.ones((1, n), bool), names)
     assert (interaction_aware_scores(noisy)[0] >= np.abs(noisy.shapley[0]) - 1e-12).all()
+
+
+def test_interaction_aware_from_arrays_ignores_the_diagonal_and_absent_modalities():
+    shapley = np.array([[0.1, -0.2, np.nan]])
+    interactions = np.array([[[9.0, 0.4, 7.0], [0.4, 9.0, 7.0], [7.0, 7.0, 9.0]]])  # absent modality 2: ignored
+    scores = interaction_aware(shapley, interactions, np.array([[True, True, False]]))
+    np.testing.assert_allclose(scores[0, :2], [0.3, 0.4], atol=1e-12)
+    assert np.isnan(scores[0, 2])
+    with pytest.raises(ValueError, match="same B and M"):
+        interaction_aware(shapley, interactions[:, :2], np.array([[True, True, False]]))
