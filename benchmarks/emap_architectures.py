@@ -21,6 +21,7 @@ import argparse
 import glob
 import json
 import re
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -177,12 +178,15 @@ def markdown(results: dict) -> str:
     """The results as markdown: what EMAP means, the settings, mean +- sd per architecture, each run with
     its gap intervals, and the skipped checkpoints."""
     settings = results["settings"]
+    share = settings.get("interaction_share")
+    cohort = ("" if share is None else f" The test cohort was generated with interaction share {share:g}"
+              f"{' (the additive cohort: no finding needs two modalities)' if share == 0 else ''}.")
     lines = ["# EMAP per architecture: do the models use cross-modal interactions?", "", EMAP_MEANING, "",
              f"Test data `{settings['test_data']}` ({settings['split']} split, {settings['cases']} cases"
-             f"{' (a seeded random subset)' if settings['subset'] else ''}); checkpoints `{settings['checkpoints']}`. "
+             f"{' (a seeded random subset)' if settings['subset'] else ''}); checkpoints `{settings['checkpoints']}`.{cohort} "
              f"Gaps are model - EMAP in accuracy points and macro F1, with 95 % intervals from "
              f"{settings['n_bootstrap']} paired resamples of cases; mean ± sd over seeds. Agreement: the share of "
-             "cases whose projection predicts the model's class. Produced by `python benchmarks/emap_architectures.py`."
+             f"cases whose projection predicts the model's class. Produced by `{settings['command']}`."
              " Synthetic data: the numbers describe the models on this cohort, not on patients.", ""]
     headers = ["model", "seeds", "accuracy (%)", "EMAP accuracy (%)", "gap (points)", "macro F1", "EMAP macro F1",
                "gap F1", "agreement"]
@@ -261,7 +265,13 @@ def main(argv: list[str] | None = None) -> int:
                      **record})
         print(f"{folder}: accuracy {record['model_accuracy']:.3f}, EMAP {record['emap_accuracy']:.3f}, gap "
               f"{record['gap_accuracy']:+.3f} {record['gap_accuracy_ci']} ({record['emap_seconds']:.1f} s)", flush=True)
+    generator = getattr(cohort, "info", {}).get("generator", {})
+    # a cardio cohort generated before --interaction-share existed is the additive one
+    share = generator.get("interaction_share", 0.0 if generator.get("task") == "cardio" else None)
+    command = " ".join(["python benchmarks/emap_architectures.py",
+                        *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))])
     results = {"settings": {"test_data": _shown(Path(args.test_data)), "split": args.split, "cases": len(cases),
+                            "interaction_share": share, "command": command,
                             "subset": subset, "checkpoints": " ".join(args.checkpoints),
                             "rows_per_pass": args.rows_per_pass, "n_bootstrap": args.n_bootstrap, "seed": args.seed},
                "architectures": aggregate(runs), "runs": runs, "skipped": skipped}
