@@ -54,6 +54,7 @@ class ModelOutput:
     heads: dict[str, torch.Tensor] = field(default_factory=dict)  # raw output of every head
     cross_attention: torch.Tensor | None = None  # (B, heads, M, M), rows = query modality
     modality_tokens: torch.Tensor | None = None  # (B, M, token_dim)
+    fusion_gates: torch.Tensor | None = None  # (B, M) mean gate of each modality's fused vector, in (0, 2); gated only
     spatial_attention: torch.Tensor | None = None  # (B, h, w) over the first image modality's last feature map
     temporal_attention: torch.Tensor | None = None  # (B, T') over the first signal, T' = samples / downsample
     fused: torch.Tensor | None = None  # (B, fused_dim)
@@ -246,8 +247,9 @@ class NeuroFusion(MultiModalModel):
         mask = self._mask(encoded, present)
         filled = {m: self.missing.fill(m, encoded.vectors[m], mask[:, j]) for j, m in enumerate(self.names)}
         fusion = self.fusion(filled, mask)
+        gates = None if fusion.gates is None else torch.stack([fusion.gates[m].mean(1) for m in self.names], 1)
         return self._classify(self.heads, fusion.fused, mask, cross_attention=fusion.attention,
-                              modality_tokens=fusion.tokens, **self._maps(encoded, mask))
+                              modality_tokens=fusion.tokens, fusion_gates=gates, **self._maps(encoded, mask))
 
 
 class GatedNeuroFusion(NeuroFusion):

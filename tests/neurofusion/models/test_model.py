@@ -205,6 +205,7 @@ def test_an_untrained_gated_neurofusion_is_neurofusion(tiny_cohort, tiny_tokeniz
         a, b = gated(batch), plain(batch)
     torch.testing.assert_close(a.probabilities, b.probabilities, atol=1e-6, rtol=0)
     torch.testing.assert_close(a.cross_attention, b.cross_attention, atol=1e-6, rtol=0)
+    assert b.fusion_gates is None  # NeuroFusion has no gates
 
 
 def test_gated_neurofusion_never_reads_an_absent_modality(tiny_cohort, tiny_tokenizer):
@@ -221,6 +222,8 @@ def test_gated_neurofusion_never_reads_an_absent_modality(tiny_cohort, tiny_toke
         changed = model.fuse(Encoded(vectors, encoded.present), hidden)  # a different ECG, still hidden
         revealed = model.fuse(Encoded(vectors, encoded.present))
     assert torch.equal(without.probabilities, changed.probabilities)
+    assert torch.equal(without.fusion_gates, changed.fusion_gates)
+    assert before.fusion_gates.shape == (20, 4) and ((before.fusion_gates > 0) & (before.fusion_gates < 2)).all()
     has_signal = batch.present[:, signal]
     assert has_signal.any()
     assert not torch.allclose(revealed.probabilities[has_signal], before.probabilities[has_signal], atol=1e-4)
@@ -316,6 +319,7 @@ def test_gated_neurofusion_over_the_declared_modalities_of_other_tasks(name, out
         swapped = dict(encoded.vectors, **{model.names[1]: torch.randn(3, model.dims[model.names[1]])})
         again = model.fuse(Encoded(swapped, present))  # cases 0 and 2 lack the second modality
     assert out.outcome == outcome and out.cross_attention.shape == (3, config.fusion.num_heads, 4, 4)
+    assert out.fusion_gates.shape == (3, 4) and torch.equal(out.fusion_gates, torch.ones(3, 4))  # untrained: all 1
     scores = out.hazard_logits if outcome == "survival" else out.logits
     rescored = again.hazard_logits if outcome == "survival" else again.logits
     assert torch.equal(scores[[0, 2]], rescored[[0, 2]]) and not torch.allclose(scores[1], rescored[1])
