@@ -13,17 +13,19 @@ Ties. Two modalities perceived within the rater's ``tie_margin`` of each other a
 tell them apart and, as a reader does, puts the modality they lean on first (larger style bias first), else
 the one read first in the record (the declared modality order). Ties are grouped from the top: the
 strongest remaining perception leads a group of every remaining modality within tie_margin below it. A
-planted conjunction (both modalities of a pair given the same strength) is therefore, at noise 0, ranked in
-the rater's preferred order; with noise it is a tie whenever the two perceptions fall within the margin.
+planted conjunction (both modalities of a pair given the same, highest strength) is therefore, at noise 0,
+ranked first and second in the rater's preferred order; with noise it is a tie whenever the two perceptions fall within the margin.
 
 Skips. Each rater leaves a share ``skip_rate`` of cases unranked (no row), drawn independently per case.
 
 Calibration (an assumption, not a measured value). Expert clinicians ranking which evidence drove a
 diagnosis agree substantially but not perfectly; we assume their mean pairwise Kendall tau is 0.60, the
-lower edge of Landis and Koch's "substantial" band (0.61-0.80) rounded down. No expert inter-rater tau for
-modality rankings was measured for this project. :func:`calibrate_noise` finds the noise at which the
+lower edge of Landis and Koch's "substantial" band (0.61-0.80) rounded down. Those bands were proposed
+for kappa, not for Kendall's tau; reading them on the tau scale is part of the assumption. No expert
+inter-rater tau for modality rankings was measured for this project. :func:`calibrate_noise` finds the noise at which the
 default raters reach that target on a cohort's ground truth; the constants below are its results on the
-bundled sample cohorts (sample_data/<task>/ground_truth.csv, CALIBRATION_SEEDS). The previous Mallows raters
+bundled sample cohorts (sample_data/<task>/ground_truth.csv, CALIBRATION_SEEDS; the ICU raters'
+ICU_NOISE is in neurofusion.data.synthetic.icu.raters). The previous Mallows raters
 (phi 0.25 / 0.45 / 0.7) agreed with each other at tau 0.16 on the cardio sample, too little for a
 model-vs-rater tau to mean anything.
 
