@@ -22,12 +22,12 @@ Calibration (an assumption, not a measured value). Expert clinicians ranking whi
 diagnosis agree substantially but not perfectly; we assume their mean pairwise Kendall tau is 0.60, the
 lower edge of Landis and Koch's "substantial" band (0.61-0.80) rounded down. Those bands were proposed
 for kappa, not for Kendall's tau; reading them on the tau scale is part of the assumption. No expert
-inter-rater tau for modality rankings was measured for this project. :func:`calibrate_noise` finds the noise at which the
-default raters reach that target on a cohort's ground truth; the constants below are its results on the
-bundled sample cohorts (sample_data/<task>/ground_truth.csv, CALIBRATION_SEEDS; the ICU raters'
-ICU_NOISE is in neurofusion.data.synthetic.icu.raters). The previous Mallows raters
-(phi 0.25 / 0.45 / 0.7) agreed with each other at tau 0.16 on the cardio sample, too little for a
-model-vs-rater tau to mean anything.
+inter-rater tau for modality rankings was measured for this project. :func:`calibrate_noise` finds the
+noise at which the default raters reach that target on a cohort's ground truth; the constants below are
+its results on the bundled sample cohorts (sample_data/<task>/ground_truth.csv, CALIBRATION_SEEDS; the ICU
+raters' ICU_NOISE is in neurofusion.data.synthetic.icu.raters). The previous Mallows raters (phi 0.25 /
+0.45 / 0.7) agreed with each other at tau 0.16 on the cardio sample, too little for a model-vs-rater tau
+to mean anything.
 
 These stand in for an expert annotation study; they are labelled synthetic wherever they are written.
 """
