@@ -14,7 +14,8 @@ tell them apart and, as a reader does, puts the modality they lean on first (lar
 the one read first in the record (the declared modality order). Ties are grouped from the top: the
 strongest remaining perception leads a group of every remaining modality within tie_margin below it. A
 planted conjunction (both modalities of a pair given the same, highest strength) is therefore, at noise 0,
-ranked first and second in the rater's preferred order; with noise it is a tie whenever the two perceptions fall within the margin.
+ranked first and second in the rater's preferred order; with noise it is a tie whenever the two
+perceptions fall within the margin.
 
 Skips. Each rater leaves a share ``skip_rate`` of cases unranked (no row), drawn independently per case.
 
