@@ -41,12 +41,13 @@ def interaction_heatmap(matrix: np.ndarray, present: Sequence[bool] | None = Non
     shown = np.where(both & ~np.eye(len(names), dtype=bool), values, np.nan)
     limit = _limit(shown)
     colorbar = dict(title=dict(text=f"interaction<br>({explained})" if explained else "interaction", side="top"),
-                    thickness=10, tickformat="+.3f")
+                    thickness=10, **_ticks(limit, 5))
     if compact:
+        # under the matrix, as the attention's: three ticks and the title above the bar fit a narrow column
         extra = max(0, max(len(t) for t in labels) - 5)
         colorbar.update(orientation="h", y=-0.3 - 0.05 * extra, yanchor="top", len=1, thickness=8,
-                        title=dict(text=f"interaction ({explained})" if explained else "interaction",
-                                   side="top" if extra else "right"))
+                        title=dict(text="interaction", side="top"),  # the unit (a class name) may not fit
+                        **_ticks(limit, 3))
     fig = go.Figure([_missing_trace(~both, labels), _interaction_trace(shown, labels, limit, explained, colorbar)])
     fig.update_xaxes(title="with" if compact else "modality", automargin=True)
     fig.update_yaxes(title="pair of" if compact else "modality", autorange="reversed", automargin=True)
@@ -76,7 +77,7 @@ def cohort_interaction_grid(by_class: Mapping[str, np.ndarray], counts: Mapping[
     fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.08, vertical_spacing=0.42 / rows,
                         subplot_titles=[f"{pretty(c)} (n={counts[c]})" for c in matrices])
     colorbar = dict(title=dict(text=f"mean interaction<br>({explained})" if explained else "mean interaction",
-                               side="top"), thickness=10, tickformat="+.3f")
+                               side="top"), thickness=10, **_ticks(limit, 5))
     for k, (group, matrix) in enumerate(matrices.items()):  # each panel's trace is named by its class
         fig.add_trace(_interaction_trace(matrix, labels, limit, explained, colorbar, showscale=k == 0, name=str(group)),
                       row=k // cols + 1, col=k % cols + 1)
@@ -98,7 +99,7 @@ def correlation_sentence(result: AttentionInteractionCorrelation | None, reason_
     if result.reason is not None:
         return f"Attention vs |interaction|: {result.reason}."
     return (f"Attention vs |interaction|: Spearman ρ = {result.rho:+.2f} over {result.n_pairs} modality pairs "
-            "(attention both ways, a_ij + a_ji, against the size of the pair's interaction).")
+            "(a pair's attention both ways against the size of its interaction).")
 
 
 def correlation_table(correlations: pd.DataFrame, counts: Mapping[str, int]) -> pd.DataFrame:
@@ -145,6 +146,14 @@ def _limit(values: np.ndarray) -> float:
     or all-zero matrix)."""
     finite = np.abs(values[np.isfinite(values)])
     return float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+
+
+def _ticks(limit: float, count: int) -> dict:
+    """``count`` colour-bar ticks evenly from -limit to +limit, written with a sign (0 plain)."""
+    values = np.linspace(-limit, limit, count)
+    decimals = max(2, 1 - math.floor(math.log10(limit)))  # 0.23, 0.0040: the limit's leading digits
+    text = ["0" if abs(v) < limit * 1e-9 else f"{v:+.{decimals}f}".replace("-", "−") for v in values]
+    return dict(tickmode="array", tickvals=values.tolist(), ticktext=text)
 
 
 def _nullable(matrix: np.ndarray) -> list[list[float | None]]:

@@ -276,8 +276,8 @@ def _interactions(explanation: CaseExplanation, attention: np.ndarray | None) ->
     correlation = None if attention is None else attention_interaction_correlation(attention, matrix, present)
     target = f"the predicted {value[0].lower()}{value[1:]}" if SURVIVAL else value
     st.caption(f"Each cell: how much the pair's joint presence adds to {target} beyond the two modalities alone "
-               "(pairwise Shapley interaction index, averaged over which other modalities are shown; red: more "
-               "together, blue: less). Grey * = missing: it interacts with nothing. "
+               "(pairwise Shapley interaction; red: more together than apart, blue: less, e.g. redundant "
+               "evidence). Grey * = missing. "
                + interaction_figures.correlation_sentence(correlation))
 
 

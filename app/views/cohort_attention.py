@@ -186,8 +186,8 @@ def _cohort_interactions(importance: CohortImportance, group: str, by: str, clas
                                                                 modalities),
                     key="cohort.interactions")
     st.caption("Each cell: the pairwise Shapley interaction index, how much the two modalities' joint presence "
-               "adds to the probability of the case's predicted class beyond each alone (red: more together, "
-               "blue: less), averaged over the cases that have both.")
+               "adds to the probability of the case's predicted class beyond each alone (red: more together than "
+               "apart, blue: less, e.g. redundant evidence), averaged over the cases that have both.")
     if importance.attention is None:
         return
     attention = importance.attention.by_true if group == "label" else importance.attention.by_predicted
