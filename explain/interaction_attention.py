@@ -144,7 +144,7 @@ def _correlate(attention: np.ndarray, interactions: np.ndarray, pairs: list[tupl
     reason = None
     if len(pairs) < MIN_PAIRS:
         reason = (f"not defined: {len(pairs)} modality pair{'' if len(pairs) == 1 else 's'} to compare; a rank "
-                  f"correlation needs at least {MIN_PAIRS} (3 modalities present)")
+                  f"correlation needs at least {MIN_PAIRS}, i.e. 3 modalities present")
     elif np.ptp(a) <= tolerance:
         reason = f"not defined: the attention is the same for all {len(pairs)} pairs"
     elif np.ptp(b) <= tolerance:

@@ -92,8 +92,8 @@ def test_undefined_cases_are_nan_with_the_reason():
     assert three.n_pairs == 3 and not math.isnan(three.rho)  # 3 modalities present: just enough
     one = attention_interaction_correlation(attention, interactions, np.array([True, False, True, False]))
     assert math.isnan(one.rho) and one.n_pairs == 1
-    assert one.reason == ("not defined: 1 modality pair to compare; a rank correlation needs at least 3 "
-                          "(3 modalities present)")
+    assert one.reason == ("not defined: 1 modality pair to compare; a rank correlation needs at least 3, "
+                          "i.e. 3 modalities present")
     flat = attention_interaction_correlation(attention, interactions, np.ones(4, bool))
     assert math.isnan(flat.rho) and flat.reason == "not defined: the attention is the same for all 6 pairs"
     additive = attention_interaction_correlation(_attention(np.random.default_rng(1), 4), np.zeros((4, 4)),
