@@ -7,7 +7,6 @@ declared cancer model render without an exception."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 

@@ -99,7 +99,8 @@ def test_undefined_cases_are_nan_with_the_reason():
     additive = attention_interaction_correlation(_attention(np.random.default_rng(1), 4), np.zeros((4, 4)),
                                                  np.ones(4, bool))
     assert math.isnan(additive.rho)
-    assert additive.reason == "not defined: the |interaction| is the same for all 6 pairs (all 0: the model is additive here)"
+    assert additive.reason == ("not defined: the |interaction| is the same for all 6 pairs "
+                               "(all 0: the model is additive here)")
     # float rounding of an additive model (below the tolerance) is still 'the same'
     noise = _symmetric(list(np.random.default_rng(2).normal(0, 1e-9, 6)), 4)
     assert math.isnan(attention_interaction_correlation(_attention(np.random.default_rng(1), 4), noise,
