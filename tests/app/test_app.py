@@ -54,7 +54,7 @@ def test_case_explorer_renders_every_panel_of_a_complete_case():
     assert at.selectbox(key="case.id").value == complete
     # the modality tabs are lazy: only the open one is drawn, beside probabilities, attention, importance
     # and ablation; opening another tab draws its panel instead
-    always = {"case.attention", "case.importance"}
+    always = {"case.attention", "case.interactions", "case.importance"}
     tab_charts = {"Echo image": {"case.image"}, "Clinical note": set(), "ECG": {"case.ecg", "case.lead_importance"},
                   "Labs": {"case.labs"}}
     for tab, charts in tab_charts.items():
