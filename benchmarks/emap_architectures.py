@@ -183,7 +183,8 @@ def markdown(results: dict) -> str:
               f"{' (the additive cohort: no finding needs two modalities)' if share == 0 else ''}.")
     lines = ["# EMAP per architecture: do the models use cross-modal interactions?", "", EMAP_MEANING, "",
              f"Test data `{settings['test_data']}` ({settings['split']} split, {settings['cases']} cases"
-             f"{' (a seeded random subset)' if settings['subset'] else ''}); checkpoints `{settings['checkpoints']}`.{cohort} "
+             f"{' (a seeded random subset)' if settings['subset'] else ''}); checkpoints "
+             f"`{settings['checkpoints']}`.{cohort} "
              f"Gaps are model - EMAP in accuracy points and macro F1, with 95 % intervals from "
              f"{settings['n_bootstrap']} paired resamples of cases; mean ± sd over seeds. Agreement: the share of "
              f"cases whose projection predicts the model's class. Produced by `{settings['command']}`."
@@ -194,11 +195,12 @@ def markdown(results: dict) -> str:
     for architecture, cells in results["architectures"].items():
         shown = lambda key, scale=1.0, digits=3: (f"{cells[key]['mean'] * scale:.{digits}f} ± "  # noqa: E731
                                                   f"{cells[key]['sd'] * scale:.{digits}f}")
-        lines.append(f"| {_label(architecture)} | {cells['gap_accuracy']['n']} | {shown('model_accuracy', 100, 1)} | "
-                     f"{shown('emap_accuracy', 100, 1)} | {shown('gap_accuracy', 100, 1)} | {shown('model_macro_f1')} | "
-                     f"{shown('emap_macro_f1')} | {shown('gap_macro_f1')} | {shown('agreement')} |")
+        lines.append(f"| {_label(architecture)} | {cells['gap_accuracy']['n']} | {shown('model_accuracy', 100, 1)} "
+                     f"| {shown('emap_accuracy', 100, 1)} | {shown('gap_accuracy', 100, 1)} | "
+                     f"{shown('model_macro_f1')} | {shown('emap_macro_f1')} | {shown('gap_macro_f1')} | "
+                     f"{shown('agreement')} |")
     lines += ["", "Each run:", "", "| checkpoint | model | seed | gap (points) [95 % CI] | gap F1 [95 % CI] | "
-              "mean abs logit residual | EMAP fusions | EMAP seconds |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "mean abs logit residual | EMAP fusions | EMAP seconds |", "| " + " | ".join(["---"] * 8) + " |"]
     for run in results["runs"]:
         low, high = run["gap_accuracy_ci"]
         f1_low, f1_high = run["gap_macro_f1_ci"]

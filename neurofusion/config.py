@@ -178,8 +178,9 @@ class ModelConfig:
         names = [m.name for m in specs]
         single = self.architecture.removesuffix("_only") if self.architecture.endswith("_only") else None
         if self.architecture not in FUSION_ARCHITECTURES and single not in names:
-            raise ValueError(f"architecture must be one of {', '.join(FUSION_ARCHITECTURES)} or <modality>_only for "
-                             f"a declared modality ({', '.join(n + '_only' for n in names)}), got {self.architecture!r}")
+            singles = ", ".join(n + "_only" for n in names)
+            raise ValueError(f"architecture must be one of {', '.join(FUSION_ARCHITECTURES)} or <modality>_only "
+                             f"for a declared modality ({singles}), got {self.architecture!r}")
         if not self.heads:
             raise ValueError("a model needs at least one head")
         kinds = [h.kind for h in self.heads]

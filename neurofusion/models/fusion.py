@@ -2,9 +2,9 @@
 
 Per declared modality m (M of them, in declaration order) with encoder output h_m (dim d_m): a missing
 modality's h_m is its learned "missing" embedding, never zeros. Token t_m = LayerNorm(W_m h_m); multi-head
-attention lets each token attend to all M; u_m = h_m + U_m(z_m) adds the attended context back in the encoder's own space; the concatenation of
-the u_m (sum of d_m; 2048+768+512+256 = 3584 in the paper) goes through a bottleneck MLP with a residual
-projection, dropout and layer norm to the fused vector (1024 in the paper).
+attention lets each token attend to all M; u_m = h_m + U_m(z_m) adds the attended context back in the encoder's
+own space; the concatenation of the u_m (sum of d_m; 2048+768+512+256 = 3584 in the paper) goes through a
+bottleneck MLP with a residual projection, dropout and layer norm to the fused vector (1024 in the paper).
 
 :class:`GatedCrossModalFusion` (architecture ``neurofusion_gated``) adds multiplicative context gating after the
 attention block: u_m <- g_m * u_m before the concatenation (see its docstring for why there).

@@ -218,7 +218,8 @@ def test_gated_neurofusion_never_reads_an_absent_modality(tiny_cohort, tiny_toke
         hidden = batch.present.clone()
         hidden[:, signal] = False  # every case without its ECG
         without = model.fuse(encoded, hidden)
-        vectors = dict(encoded.vectors, signal=encoded.vectors["signal"] + 3 * torch.randn_like(encoded.vectors["signal"]))
+        ecg = encoded.vectors["signal"]
+        vectors = dict(encoded.vectors, signal=ecg + 3 * torch.randn_like(ecg))
         changed = model.fuse(Encoded(vectors, encoded.present), hidden)  # a different ECG, still hidden
         revealed = model.fuse(Encoded(vectors, encoded.present))
     assert torch.equal(without.probabilities, changed.probabilities)
