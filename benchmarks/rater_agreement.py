@@ -33,7 +33,6 @@ from explain.agreement import (  # noqa: E402
     compare_rankings, importance_to_ranks, inter_rater, mean_with_ci, rater_ranks, versus_ground_truth,
 )
 from explain.cohort import CohortImportance, cohort_importance  # noqa: E402
-from explain.interactions import interaction_aware  # noqa: E402
 from neurofusion.checkpoint import load_checkpoint  # noqa: E402
 from neurofusion.data.synthetic.icu.raters import evidence_table  # noqa: E402
 from neurofusion.data.timed import open_cohort  # noqa: E402
@@ -47,14 +46,10 @@ LABELS = {"attention": "Attention", "shapley": "Shapley", "leave_one_out": "Leav
 
 def model_rankings(importance: CohortImportance) -> dict[str, pd.DataFrame]:
     """Each method's per-case ranks (cases x modalities, 1 = first, NaN = absent) indexed by case_id: the
-    importance methods as the agreement page ranks them, |Shapley| and the interaction-aware score (both
-    magnitudes: |Shapley| isolates what the interaction term adds)."""
-    ranks = {method: importance.ranks(method) for method in ("attention", "shapley", "leave_one_out")
-             if method in importance.methods}
-    shapley = importance.method("shapley")
-    ranks["shapley_magnitude"] = importance_to_ranks(shapley.abs())
-    scores = interaction_aware(shapley.to_numpy(dtype=float), importance.interactions, shapley.notna().to_numpy())
-    ranks["interaction_aware"] = importance_to_ranks(pd.DataFrame(scores, index=shapley.index, columns=shapley.columns))
+    importance methods as the agreement page ranks them (the interaction-aware score included), and |Shapley|
+    (a magnitude like the interaction-aware score: it isolates what the interaction term adds)."""
+    ranks = {method: importance.ranks(method) for method in importance.methods}
+    ranks["shapley_magnitude"] = importance_to_ranks(importance.method("shapley").abs())
     return ranks
 
 

@@ -22,7 +22,6 @@ import json
 import math
 import sys
 
-from explain.attention import cohort_attention
 from explain.case import ExplainSettings, explain_case, jsonable
 from explain.cohort import clinician_agreement, cohort_importance, ground_truth_agreement
 from explain.image import IMAGE_METHODS
@@ -173,8 +172,8 @@ def _cohort(args, cohort: CohortReader, predictor: Predictor) -> dict:
                 result["not_defined"][f"{key}.{cls}"] = next(iter(cells.values()))
             else:
                 result["not_defined"].update({f"{key}.{cls}.{m}": reason for m, reason in cells.items()})
-    if predictor.model.config.architecture == "neurofusion":
-        attention = cohort_attention(predictor, cases)
+    if importance.attention is not None:  # an architecture with cross-modal attention, from the same pass
+        attention = importance.attention
         result["attention_by_true_class"] = {c: m.tolist() for c, m in attention.by_true.items()}
         result["attention_by_predicted_class"] = {c: m.tolist() for c, m in attention.by_predicted.items()}
     rankings = read_rankings(args.rankings, cohort=cohort) if args.rankings else cohort.rankings()

@@ -29,12 +29,15 @@ from explain.agreement import (
 from explain.attention import ClassAttentionAverager, CohortAttention
 from explain.importance import METHODS, modality_importance, modality_names
 from explain.interaction_attention import InteractionMeans, interaction_means
-from explain.interactions import shapley_interactions
+from explain.interactions import interaction_aware, shapley_interactions
 from explain.targets import SurvivalTarget, is_survival
 from neurofusion.data.schema import MODALITIES, Case
 from neurofusion.inference import Predictor
 
 SURVIVAL_GROUP = "all"  # the one group of a survival model's cases (it has no classes)
+# A ranking derived from two of the table's methods rather than stored in it: |Shapley| + 1/2 sum |I| per
+# modality (explain.interactions.interaction_aware_scores), available when the result carries interactions.
+INTERACTION_AWARE = "interaction_aware"
 
 
 @dataclass
@@ -58,7 +61,12 @@ class CohortImportance:
         return importance_to_ranks(ranking_scores(self.method(method), self.survival))
 
     def method(self, method: str) -> pd.DataFrame:
-        """(cases x modalities) scores of one method, indexed by case_id."""
+        """(cases x modalities) scores of one method, indexed by case_id (NaN where the case lacks the
+        modality). ``interaction_aware`` is computed from the Shapley scores and the interactions."""
+        if method == INTERACTION_AWARE and INTERACTION_AWARE in self.methods:
+            shapley = self.method("shapley")
+            scores = interaction_aware(shapley.to_numpy(dtype=float), self.interactions, shapley.notna().to_numpy())
+            return pd.DataFrame(scores, index=shapley.index, columns=shapley.columns)
         columns = [f"{method}_{m}" for m in self.names]
         if columns[0] not in self.table:
             raise ValueError(f"no {method} importance in this result (methods: {self.methods})")
@@ -68,7 +76,12 @@ class CohortImportance:
 
     @property
     def methods(self) -> list[str]:
-        return [m for m in METHODS if f"{m}_{self.names[0]}" in self.table]
+        """The stored methods, then ``interaction_aware`` where the Shapley scores and interactions are both
+        here for every case."""
+        stored = [m for m in METHODS if f"{m}_{self.names[0]}" in self.table]
+        derived = ("shapley" in stored and self.interactions is not None
+                   and len(self.interactions) == len(self.table))
+        return stored + [INTERACTION_AWARE] if derived else stored
 
     def by_class(self, method: str, group: str = "label", classes: Sequence[str] | None = None) -> pd.DataFrame:
         """Mean score per class (rows) and modality (columns), over the cases that have the modality; with

@@ -19,7 +19,7 @@ from app import agreement_figures, figures
 from app.export import research_export
 from app.state import Context, context
 from app.survival_figures import RISK_GROUPS, by_risk_group
-from explain.agreement import MIN_CASES_FOR_CI
+from explain.agreement import MIN_CASES_FOR_CI, compare_rankings
 from explain.cohort import CohortImportance, clinician_agreement, ground_truth_agreement
 from neurofusion.data.annotations import display_name, read_rankings
 from neurofusion.data.cohort import RANKINGS_CSV
@@ -28,7 +28,8 @@ from neurofusion.data.synthetic.icu.raters import evidence_table
 from neurofusion.survival import risk_groups
 
 MAX_UPLOAD_MB = 5  # a rankings file is a few hundred bytes per case and rater: 5 MB is ~50,000 rankings
-METHOD_LABELS = {"shapley": "Shapley", "leave_one_out": "Leave-one-out", "attention": "Attention"}
+METHOD_LABELS = {"shapley": "Shapley", "leave_one_out": "Leave-one-out", "attention": "Attention",
+                 "interaction_aware": "Interaction-aware"}
 SHOWN_ERRORS = 20  # errors listed on the page; the count says how many more there are
 
 def _show_error(prefix: str, err: CohortError) -> None:
@@ -109,6 +110,24 @@ def _by_hour(ctx: Context, importance: CohortImportance) -> CohortImportance:
     return dataclasses.replace(importance, table=table, attention=None, survival=True)
 
 
+def _rankings_table(importance: CohortImportance, rankings: pd.DataFrame, truth: pd.DataFrame | None,
+                    ceiling: dict) -> pd.DataFrame:
+    """One row per ranking the model offers: mean tau vs the raters with its CI and as a share of the
+    inter-rater ceiling, and vs the ground truth where there is one."""
+    ranks = {METHOD_LABELS.get(m, m): importance.ranks(m) for m in importance.methods}
+    table = compare_rankings(ranks, rankings, truth)
+    share = table["raters_mean"] / ceiling["mean"] if ceiling["mean"] > 0 else table["raters_mean"] * float("nan")
+    return pd.DataFrame({
+        "Model ranking from": table.index,
+        "Mean tau vs raters": table["raters_mean"].map(_number),
+        "95 % CI": [_ci(pd.Series({"ci_low": lo, "ci_high": hi}))
+                    for lo, hi in zip(table["raters_ci_low"], table["raters_ci_high"])],
+        "Share of the ceiling": ["—" if pd.isna(x) else f"{x:.0%}" for x in share],
+        "Mean tau vs ground truth": table["truth_mean"].map(_number),
+        "Note": table["raters_reason"].fillna("—").to_numpy(),
+    })
+
+
 def _sample_truth(ctx: Context, truth: pd.DataFrame) -> pd.DataFrame:
     """The per-stay ICU ground truth as per-sample evidence strengths (strength_<modality> as of each prediction
     hour, neurofusion.data.synthetic.icu.raters.icu_evidence), blank where the sample lacks the modality."""
@@ -160,10 +179,13 @@ simulated = source == "bundled with the cohort" and bool(ctx.cohort.info.get("sy
 raters = figures.rater_group(rankings["rater"], simulated)
 title.title(f"Agreement with {raters}")
 if simulated:
-    st.caption("These raters are simulated (Mallows-model readings of the planted truth), not clinicians.")
+    st.caption("These raters are simulated (noisy readings of the planted truth, each with its own lean, calibrated "
+               "to an assumed expert inter-rater tau of 0.60), not clinicians.")
 
-method = st.radio("Model ranking from", ("shapley", "leave_one_out", "attention"), key="agreement.method",
-                  horizontal=True, format_func=METHOD_LABELS.get)
+method = st.radio("Model ranking from", tuple(METHOD_LABELS), key="agreement.method", horizontal=True,
+                  format_func=METHOD_LABELS.get,
+                  help="Interaction-aware: |Shapley value| + half the summed |pairwise Shapley interaction| of the "
+                       "modality, so a modality that matters only together with another ranks as high as the pair.")
 case_ids = tuple(ctx.readable_ids(sorted(set(rankings["case_id"]))))
 if not case_ids:
     st.info("None of the ranked cases can be read.")
@@ -185,7 +207,8 @@ if ctx.survival:
                "whichever way it goes (a survival model has no class to be evidence for); cases are grouped by "
                "predicted risk group (tertiles of the predicted risk over the ranked cases).")
 if method not in importance.methods:
-    st.info("This model has no attention; choose Shapley or leave-one-out.")
+    st.info("This model has no attention; choose another ranking." if method == "attention" else
+            "Interactions are not computed for risk groups; choose another ranking.")
     st.stop()
 result = clinician_agreement(importance, rankings, method)
 summary, ceiling = result["summary"], result["inter_rater"]
@@ -241,6 +264,9 @@ if truth is not None:
         hide_index=True, key="agreement.truth",
         column_config={c: st.column_config.NumberColumn(format="%.3f")
                        for c in ("Mean tau vs ground truth", "Spearman (score vs strength)")})
+
+st.markdown(f"**Every ranking against the ceiling** (mean tau vs {raters}, 95 % case-bootstrap CI)")
+st.dataframe(_rankings_table(importance, rankings, truth, pairwise), hide_index=True, key="agreement.rankings")
 
 st.markdown("**Per case and rater** (select a row to open the case)")
 per_pair = _pair_table(result["per_pair"], "Risk group (predicted)" if ctx.survival

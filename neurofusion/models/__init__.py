@@ -8,7 +8,7 @@ from neurofusion.models.encoders import (
     TabularEncoder,
     TextEncoder,
 )
-from neurofusion.models.fusion import CrossModalFusion, FusionOutput, MissingEmbeddings
+from neurofusion.models.fusion import CrossModalFusion, FusionOutput, GatedCrossModalFusion, MissingEmbeddings
 from neurofusion.models.heads import (
     ClassificationHead,
     RegressionHead,
@@ -21,6 +21,7 @@ from neurofusion.models.model import (
     ENCODERS,
     EarlyFusion,
     Encoded,
+    GatedNeuroFusion,
     LateFusion,
     MLPFusion,
     ModelOutput,
@@ -36,7 +37,8 @@ from neurofusion.models.model import (
 
 __all__ = [
     "ARCHITECTURE_CLASSES", "ClassificationHead", "CrossModalFusion", "EarlyFusion", "Encoded", "EncoderOutput",
-    "FeatureNormaliser", "FusionOutput", "ImageEncoder", "LateFusion", "MLPFusion", "MissingEmbeddings",
+    "FeatureNormaliser", "FusionOutput", "GatedCrossModalFusion", "GatedNeuroFusion", "ImageEncoder", "LateFusion",
+    "MLPFusion", "MissingEmbeddings",
     "ModelOutput", "MultiModalModel", "NeuroFusion", "NotAClassifierError", "RegressionHead", "SignalEncoder",
     "SingleModality", "SurvivalHead", "TabularEncoder", "TextEncoder", "build_heads", "build_model", "multitask_loss",
     "tabular_normaliser", "tabular_normalisers", "encoder_inputs", "ENCODERS",

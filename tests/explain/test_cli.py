@@ -31,7 +31,7 @@ def test_cohort_with_bundled_rankings_and_ground_truth(checkpoint, tiny_cohort, 
     result = json.loads(capsys.readouterr().out)
     assert result["cases"] == len(tiny_cohort.ids("test"))
     assert "all" in result["clinician_agreement"] and "kendalls_w" in result["inter_rater"]
-    assert set(result["ground_truth_agreement"]) == {"attention", "shapley", "leave_one_out"}
+    assert set(result["ground_truth_agreement"]) == {"attention", "shapley", "leave_one_out", "interaction_aware"}
     assert len(result["attention_by_true_class"]) == 5
 
 

@@ -81,8 +81,15 @@ def test_cohort_importance_carries_each_case_interactions_from_its_subset_values
         else:
             assert np.isnan(means.mean[row.group][i, j])
     assert sum(means.counts.values()) == 20
+    # the derived interaction-aware ranking: the scores of each case's own modality_importance
+    from explain.interactions import interaction_aware_scores
+    assert result.methods[-1] == "interaction_aware"
+    aware = result.method("interaction_aware").to_numpy(dtype=float)
+    np.testing.assert_allclose(aware, interaction_aware_scores(direct), atol=1e-6)
+    assert np.isnan(aware[~direct.present]).all()
 
 
 def test_interaction_means_need_the_interactions(importance):
     with pytest.raises(ValueError, match="carries no interactions"):
         importance.interaction_means()
+    assert "interaction_aware" not in importance.methods  # nothing to derive it from
