@@ -15,17 +15,21 @@ Needs the training data of the sample cohort's seed (``make demo-checkpoint`` ge
 the bundled test stays, since stay ids repeat across seeds:
 ``python -m neurofusion.data generate --task icu --n 800 --seed 2027 --splits train,val --out build/icu_table2``.
 Runs are resumable: finished (architecture, seed) pairs are read back from benchmarks/results/table2.json
-(others: table2_<task>.json). Checkpoints go to build/table2/ (others: build/table2_<task>/), where
+(others: table2_<task>.json). Several processes may fill one table at once (e.g. one per set of
+``--architectures``, each with ``--threads 1`` on a 2-core machine): each run is added to the file under a lock,
+re-read just before, and a pair another process has finished is skipped. Checkpoints go to build/table2/ (others: build/table2_<task>/), where
 benchmarks/missing_modalities.py reads cardio's.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,15 +111,25 @@ class Task:
 
 
 def _cardio_intro(settings: dict) -> list[str]:
+    share = settings.get("interaction_share")
+    cohort = ("" if share is None else
+              f" (interaction share {share:g}: that share of cases is decided by a cross-modal interaction rule, "
+              "a pair of cues that means the label only in proportion to each other; see "
+              "neurofusion/data/synthetic/interactions.py)" if share else " (interaction share 0: additive)")
+    budget = (f"at most {settings.get('max_epochs')} epochs, keeping the epoch of best validation macro-F1; the "
+              f"{settings.get('max_minutes')}-minute cap bound no run (longest: "
+              f"{settings.get('longest_train_minutes')} minutes of training, {settings.get('torch_threads')} torch "
+              "thread(s) per run on 2 shared CPU cores)" if "longest_train_minutes" in settings else
+              f"at most {settings.get('max_epochs')} epochs or {settings.get('max_minutes')} minutes, early "
+              "stopping on validation macro-F1")
     return [
         "# Table 2 on the synthetic cardiovascular cohort",
         "",
-        f"Same encoders and training budget for every model (config `{settings.get('config')}`, at most "
-        f"{settings.get('max_epochs')} epochs or {settings.get('max_minutes')} minutes, early stopping on "
-        f"validation macro-F1), trained on the 1,800 train/val cases of seed 2026, tested on the "
+        f"Same encoders and training budget for every model (config `{settings.get('config')}`, {budget}), "
+        f"trained on the 1,800 train/val cases of seed 2026{cohort}, tested on the "
         f"{settings.get('test_cases')} bundled test cases. Mean ± sd over seeds. Produced by "
-        "`python benchmarks/table2.py`. Synthetic data: the numbers say how the architectures compare on "
-        "this cohort, not how they would do on patients.",
+        f"`{settings.get('command', 'python benchmarks/table2.py')}`. Synthetic data: the numbers say how the "
+        "architectures compare on this cohort, not how they would do on patients.",
     ]
 
 
@@ -208,7 +222,7 @@ def _interval(run: dict, key: str) -> str:
 TASKS = {
     "cardio": Task(
         name="cardio", config="configs/cardio_demo.yaml", data="build/cardio_trainval",
-        test_data="sample_data/cardio", max_minutes=6.0, max_epochs=20,
+        test_data="sample_data/cardio", max_minutes=60.0, max_epochs=12,
         metrics=(Metric("accuracy", "accuracy (%)", ("accuracy", "value"), scale=100, digits=1),
                  Metric("macro_f1", "macro F1", ("macro_f1", "value"))),
         paper_headers=("paper accuracy (%)", "paper F1"),
@@ -216,7 +230,7 @@ TASKS = {
               Row("signal_only", (88.1, 0.869)), Row("tabular_only", (79.4, 0.776)),
               Row("early_fusion", (90.8, 0.897)), Row("late_fusion", (89.3, 0.881)),
               Row("mlp_fusion", (91.4, 0.904)), Row("neurofusion", (94.2, 0.931))),
-        intro=_cardio_intro, variants=VARIANTS),
+        intro=_cardio_intro, variants=VARIANTS, fixed_budget=True),
     "cancer": Task(
         name="cancer", config="configs/cancer_demo.yaml", data="build/cancer_trainval",
         test_data="sample_data/cancer", max_minutes=4.0, max_epochs=40,
@@ -356,8 +370,9 @@ def main() -> None:
     parser.add_argument("--test-data", help="test cohort (default: sample_data/<task>)")
     parser.add_argument("--config", help="experiment YAML (default: configs/<task>_demo.yaml)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--max-minutes", type=float, help="default: cardio 6, cancer 4, icu 120 (not binding)")
-    parser.add_argument("--max-epochs", type=int, help="default: cardio 20, cancer 40, icu 8")
+    parser.add_argument("--max-minutes", type=float, help="default: cardio 60 (not binding), cancer 4, icu 120 "
+                        "(not binding)")
+    parser.add_argument("--max-epochs", type=int, help="default: cardio 12, cancer 40, icu 8")
     parser.add_argument("--architectures", nargs="+", help="default: the task's table rows")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); 1 on shared, busy cores, "
                         "where threads waiting for each other cost far more than they gain")
@@ -378,8 +393,8 @@ def main() -> None:
     if unknown:
         parser.error(f"--architectures {unknown} are not rows of the {task.name} table; choose from {accepted}")
 
-    results = json.loads(task.store.read_text()) if task.store.is_file() else {"runs": []}
-    done = {(r["architecture"], r["seed"]) for r in results["runs"]}
+    with _locked(task.store):
+        results = _read_store(task)
     stored = results.get("settings", {}).get("max_epochs")
     if task.fixed_budget and results["runs"] and stored != max_epochs:
         parser.error(f"{_shown(str(task.store))} holds runs of at most {stored} epochs; resuming with --max-epochs "
@@ -387,8 +402,9 @@ def main() -> None:
     samples = risk_samples(test_data, data) if task.name == "icu" else None
     for seed in args.seeds:
         for architecture in args.architectures or order:
-            if (architecture, seed) in done:
-                continue
+            with _locked(task.store):  # another process may have finished this pair meanwhile
+                if (architecture, seed) in {(r["architecture"], r["seed"]) for r in _read_store(task)["runs"]}:
+                    continue
             out = task.checkpoints / f"{architecture}_s{seed}"
             start = time.perf_counter()
             evaluation = ["--eval-data", test_data] if task.evaluates_in_training else []
@@ -400,35 +416,70 @@ def main() -> None:
             result = measure(task, out, test_data, data, samples)
             values = read_metrics(task, result)
             training = json.loads((out / "training.json").read_text())
-            results["runs"].append({
+            run = {
                 "architecture": architecture, "seed": seed, **values, "epochs": training["epochs"],
                 "best_epoch": training["best_epoch"], "train_minutes": training["minutes"],
                 "wall_minutes": round((time.perf_counter() - start) / 60, 2),
-            })
-            results["settings"] = {"max_minutes": max_minutes, "max_epochs": max_epochs,
-                                   "config": Path(config).name, "test_cases": result["n"]}
-            if task.name == "icu":
-                results["settings"].update(
-                    samples.settings, patience=training["train_config"]["patience"], n_bootstrap=result["n_bootstrap"],
-                    longest_train_minutes=max(r["train_minutes"] for r in results["runs"]),
-                    torch_threads=torch.get_num_threads(),
-                    command=(f"python benchmarks/table2.py --task icu --max-epochs {max_epochs} "
-                             f"--max-minutes {max_minutes:g} --threads {torch.get_num_threads()}"))
-            elif task.name != "cardio":
-                training_cohort = CohortReader(data)
-                results["settings"].update(train_cases=len(training_cohort.ids("train")),
-                                           val_cases=len(training_cohort.ids("val")), data=_shown(data),
-                                           test_data=_shown(test_data),
-                                           patience=training["train_config"]["patience"],
-                                           censoring_reference=result["censoring_source"])
-            RESULTS.mkdir(exist_ok=True)
-            task.store.write_text(json.dumps(results, indent=2) + "\n")
-            task.markdown.write_text(markdown(task, results))  # a stopped run leaves a table of what is done
+            }
+            with _locked(task.store):
+                results = _read_store(task)
+                results["runs"].append(run)
+                results["settings"] = _settings(task, results, result, training, config, data, test_data,
+                                                 max_minutes, max_epochs, samples)
+                RESULTS.mkdir(exist_ok=True)
+                task.store.write_text(json.dumps(results, indent=2) + "\n")
+                task.markdown.write_text(markdown(task, results))  # a stopped run leaves a table of what is done
             shown = ", ".join(f"{key} {value:.3f}" for key, value in values.items() if value is not None)
             print(f"{architecture} seed {seed}: {shown}", flush=True)
+    with _locked(task.store):
+        results = _read_store(task)
     text = markdown(task, results)
     task.markdown.write_text(text)
     print(text, end="")
+
+
+@contextmanager
+def _locked(store: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``store``'s lock file (beside it) while reading or updating it."""
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with open(store.with_suffix(".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_store(task: Task) -> dict:
+    return json.loads(task.store.read_text()) if task.store.is_file() else {"runs": []}
+
+
+def _settings(task: Task, results: dict, result: dict, training: dict, config: str, data: str, test_data: str,
+              max_minutes: float, max_epochs: int, samples: RiskSamples | None) -> dict:
+    """The table's settings after a run: the budget and config, plus what each task's intro reports."""
+    settings = {"max_minutes": max_minutes, "max_epochs": max_epochs, "config": Path(config).name,
+                "test_cases": result["n"]}
+    threads = torch.get_num_threads()
+    if task.name == "icu":
+        settings.update(
+            samples.settings, patience=training["train_config"]["patience"], n_bootstrap=result["n_bootstrap"],
+            longest_train_minutes=max(r["train_minutes"] for r in results["runs"]), torch_threads=threads,
+            command=(f"python benchmarks/table2.py --task icu --max-epochs {max_epochs} "
+                     f"--max-minutes {max_minutes:g} --threads {threads}"))
+    elif task.name == "cardio":
+        cohort = json.loads((Path(test_data) / "cohort.json").read_text())
+        settings.update(
+            interaction_share=float(cohort.get("interaction_share", 0.0)), torch_threads=threads,
+            longest_train_minutes=max(r["train_minutes"] for r in results["runs"]),
+            command=(f"python benchmarks/table2.py --max-epochs {max_epochs} --max-minutes {max_minutes:g} "
+                     f"--threads {threads}"))
+    else:
+        training_cohort = CohortReader(data)
+        settings.update(train_cases=len(training_cohort.ids("train")), val_cases=len(training_cohort.ids("val")),
+                        data=_shown(data), test_data=_shown(test_data),
+                        patience=training["train_config"]["patience"],
+                        censoring_reference=result["censoring_source"])
+    return settings
 
 
 def markdown(task: Task, results: dict) -> str:
