@@ -21,7 +21,13 @@ import numpy as np
 from neurofusion.data.schema import MODALITIES, STANDARD_LEADS, Case, Signal
 from neurofusion.data.synthetic.ecg import synthesize_ecg
 from neurofusion.data.synthetic.echo import render_echo
-from neurofusion.data.synthetic.interactions import CONJUNCTION, InteractionPlan, draw_interaction, weak_strengths
+from neurofusion.data.synthetic.interactions import (
+    CONJUNCTION,
+    InteractionPlan,
+    draw_interaction,
+    weak_strengths,
+    workup_rng,
+)
 from neurofusion.data.synthetic.labs import HYPERLIPIDEMIA_LDL, OBESITY_BMI, LabDraw, draw_labs
 from neurofusion.data.synthetic.notes import NOTE_LABS, Patient, write_note
 from neurofusion.data.synthetic.splits import draw_strata
@@ -107,6 +113,13 @@ class CasePlan:
     findings: dict[str, dict[str, float]]  # per modality: disease -> intensity shown
     interaction: InteractionPlan | None = None  # set when a cross-modal interaction decides the case
 
+    @property
+    def workup_label(self) -> str:
+        """The diagnosis the work-up was for: the label, or in an interaction-decided case the rule's (a
+        troponin leak was worked up as suspected coronary disease). It sets the demographics, which tests were
+        ordered and which modalities are missing, so these say which rule is at stake, not how it ends."""
+        return self.interaction.rule.label if self.interaction is not None else self.draw.label
+
 
 def plan_case(draw: CaseDraw, seed: int, interaction_share: float = 0.0) -> CasePlan:
     """Draw a case's site, strengths, missing modalities and findings; with probability
@@ -120,25 +133,31 @@ def plan_case(draw: CaseDraw, seed: int, interaction_share: float = 0.0) -> Case
     interaction = draw_interaction(seed, draw.index, draw.label, interaction_share)
     if interaction is None:
         return CasePlan(draw, site, strength, present, distractor, findings)
-    return _interaction_plan(draw, seed, site, present, interaction)
+    return _interaction_plan(draw, seed, site, interaction)
 
 
-def _interaction_plan(draw: CaseDraw, seed: int, site: SiteSpec, present: dict[str, bool],
-                      interaction: InteractionPlan) -> CasePlan:
-    """An interaction-decided case: the pair shows only the rule's cue(s), the other modalities the label
-    weakly. strength_<m> stays evidence for the label: both cues of a conjunction carry its strength; in a
-    decoy the silent partner (whose silence decides) carries it, and the lone cue only where it is the label's
-    own finding (atrial fibrillation in primary arrhythmia), else the weak draw."""
-    pair = interaction.rule.modalities
-    strength = weak_strengths(seed, draw.index)
-    findings = {m: ({draw.label: strength[m]} if draw.label != "normal" else {}) for m in MODALITIES}
+def _interaction_plan(draw: CaseDraw, seed: int, site: SiteSpec, interaction: InteractionPlan) -> CasePlan:
+    """An interaction-decided case: the pair shows only the rule's cues; the other modalities show the
+    rule's label weakly in conjunctions and decoys alike (the suspicion that made the pair worth reading), so
+    they say which rule is at stake, not how it ends. strength_<m> stays evidence for the case's label: both
+    cues of a conjunction carry its strength, and the weak draw elsewhere; in a decoy the faint partner (whose
+    faintness decides) carries it, the strong cue only where it is the label's own finding (marked AF in
+    primary arrhythmia), and the look-alike elsewhere nothing (0)."""
+    rule = interaction.rule
+    rng = workup_rng(seed, draw.index)
+    present = _draw_presence(rng, rule.label)
+    weak = weak_strengths(rng)
+    findings = {m: {rule.label: weak[m]} for m in MODALITIES}
     findings.update(interaction.cue_findings)
-    for m in pair:
+    conjunction = interaction.role == CONJUNCTION
+    strength = {m: (weak[m] if conjunction else 0.0) for m in MODALITIES}
+    for m in rule.modalities:
         shown = interaction.cue_findings[m]
-        if interaction.role == CONJUNCTION or not shown:
+        if m != interaction.misleading:
             strength[m] = interaction.strength
-        elif draw.label in shown:
-            strength[m] = shown[draw.label]
+        else:
+            strength[m] = shown.get(draw.label, 0.0)
+    pair = rule.modalities
     return CasePlan(draw, site, strength, _keep_present(present, pair), None, findings, interaction)
 
 
@@ -189,7 +208,8 @@ def render_case(draw: CaseDraw, seed: int, interaction_share: float = 0.0) -> Re
     plan = plan_case(draw, seed, interaction_share)
     rng = np.random.default_rng([seed, draw.index + 1, 1])
     site, present, findings = plan.site, plan.present, plan.findings
-    labs = draw_labs(rng, draw.label, findings["tabular"])
+    labs = draw_labs(rng, plan.workup_label, findings["tabular"],
+                     ordered=plan.interaction.tests if plan.interaction is not None else ())
     tabular, patient = labs.recorded, patient_from_labs(labs)
     ecg = synthesize_ecg(
         rng, findings["signal"], fs=site.ecg_fs, noise=site.ecg_noise,

@@ -2,12 +2,22 @@
 modality, as clinical reasoning has them (a troponin rise is coronary disease only with an ischaemic ECG).
 
 A rule pairs two cues, each a finding the existing renderers draw in one modality (``findings[m] =
-{disease: intensity}``). In a *conjunction* case both cues are shown and the label is the rule's; in a
-*decoy* case one cue is shown alone and the label is another (an innocent flow murmur is a murmur without an
-enlarged atrium: normal). The same cue therefore points at different labels depending on its partner, so no
-single modality decides such a case. Which cases are decided this way is drawn per case from its own
-generator stream :data:`INTERACTION_STREAM`, never from the streams of the additive cohort, so an
-interaction share of 0 reproduces the additive cohort exactly.
+{disease: intensity}``). In a *conjunction* case both cues are shown in proportion to each other and the label
+is the rule's; in a *decoy* case one cue is shown far out of proportion to a faint partner and the label is
+another (a loud murmur with a near-normal echo is an innocent flow murmur: normal). A cue's meaning thus flips
+with its partner in both directions: a strong cue means the rule's label with a strong partner and another
+label with a faint one, and a faint cue means the rule's label with a faint partner (early, mild disease) and
+another label with a strong one. That is an interaction in the log-odds, not only in the probabilities: no sum
+of per-modality scores separates the four corners (faint+faint and strong+strong vs strong+faint and
+faint+strong), whereas an AND of two cues (both present vs either alone) is a sum of log-odds that an additive
+model fits (measured: on AND rules an additive probe matched one that may combine modalities). Both decoys of a
+rule share one label, for with two different labels an additive model again fits all four corners.
+
+Everything else about such a case says which rule is at stake but not how it ends: the modalities outside the
+pair show the rule's label weakly, and the work-up (demographics, tests ordered, missing modalities) is that of
+the rule's label. Which cases are decided this way is drawn per case from its own generator stream
+:data:`INTERACTION_STREAM`, never from the streams of the additive cohort, so an interaction share of 0
+reproduces the additive cohort exactly.
 """
 
 from __future__ import annotations
@@ -24,22 +34,25 @@ CAD, HF, ARRHYTHMIA, VALVULAR = CARDIO_FINDINGS
 # it, 2 decides whether (and how) interactions decide it.
 INTERACTION_STREAM = 2
 CONJUNCTION, DECOY = "conjunction", "decoy"
-# Cue intensities. Each cue alone is ambiguous: a conjunction shows both cues at moderate intensity, a decoy
-# shows its single cue as strongly as or more strongly than a conjunction's, so that no monotone reading of one
-# modality (nor a sum of such readings) tells the two apart; only the partner's presence does.
-CONJUNCTION_INTENSITY = (0.35, 0.65)
-DECOY_INTENSITY = (0.5, 0.85)
-# The modalities outside the rule's pair show the label only weakly: Beta(1.2, 4) scaled by this.
+# Cue intensities, faint or strong. A conjunction shows both cues faint (early, mild disease) or both strong
+# (established disease), with equal chance; a decoy shows its cue strong and the partner faint. Every cue is
+# thus faint half of the time and strong half of the time in conjunctions and decoys alike, so its intensity
+# alone says nothing about which one a case is; only the two together do.
+FAINT = (0.3, 0.4)
+STRONG = (0.85, 1.0)
+# The modalities outside the rule's pair show the rule's label only weakly: Beta(1.2, 4) scaled by this.
 WEAK_SCALE = 0.5
 
 
 @dataclass(frozen=True)
 class Cue:
-    """One modality's half of a rule: the renderer finding it shows, and what a clinician reads there."""
+    """One modality's half of a rule: the renderer finding it shows, what a clinician reads there, and the
+    lab tests it needs recorded (a troponin rise needs a troponin)."""
 
     modality: str
     finding: str
     reads: str
+    tests: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
@@ -50,7 +63,7 @@ class Cue:
 
 @dataclass(frozen=True)
 class Decoy:
-    """One cue of a rule shown without its partner, and the label such a case has."""
+    """One cue of a rule shown far out of proportion to its (faint) partner, and the label such a case has."""
 
     label: str
     cue: Cue
@@ -63,7 +76,8 @@ class Decoy:
 
 @dataclass(frozen=True)
 class InteractionRule:
-    """Label ``label`` when both ``cues`` are present; each decoy shows one cue alone with another label."""
+    """Label ``label`` when both ``cues`` are shown in proportion; each decoy shows one cue strongly with a
+    faint partner, and has another label."""
 
     name: str
     label: str
@@ -92,7 +106,7 @@ class InteractionRule:
         return "+".join(self.modalities)
 
 
-_TROPONIN = Cue("tabular", CAD, "troponin rise")
+_TROPONIN = Cue("tabular", CAD, "troponin rise", tests=("troponin_ng_l",))
 _ISCHAEMIC_ECG = Cue("signal", CAD, "ischaemic ST-T changes")
 _MURMUR = Cue("text", VALVULAR, "murmur described in the note")
 _ATRIAL_ENLARGEMENT = Cue("image", VALVULAR, "left atrial enlargement with thickened mitral leaflets")
@@ -102,28 +116,31 @@ _DILATED_LV = Cue("image", HF, "dilated, thin-walled left ventricle")
 RULES: tuple[InteractionRule, ...] = (
     InteractionRule(
         "troponin_with_ischaemic_ecg", CAD, (_TROPONIN, _ISCHAEMIC_ECG),
-        "A troponin rise means coronary disease when the ECG shows ischaemia in a coronary territory; either "
-        "alone is common outside coronary disease.",
-        (Decoy("normal", _TROPONIN, "troponin leak with a normal ECG (renal clearance, demand): no coronary "
-                                    "disease"),
-         Decoy("normal", _ISCHAEMIC_ECG, "ischaemic-looking repolarisation with a normal troponin "
-                                         "(early repolarisation, strain pattern): no coronary disease")),
+        "A troponin rise in proportion to ischaemic ECG changes in a coronary territory is coronary disease "
+        "(mild rise with subtle changes early on, marked rise with marked changes later); either far out of "
+        "proportion to the other has another cause.",
+        (Decoy("normal", _TROPONIN, "troponin out of proportion to a near-normal ECG: a leak (renal clearance, "
+                                    "demand), no coronary disease"),
+         Decoy("normal", _ISCHAEMIC_ECG, "marked ischaemic-looking repolarisation with a trace of troponin: early "
+                                         "repolarisation or a strain pattern, no coronary disease")),
     ),
     InteractionRule(
         "murmur_with_atrial_enlargement", VALVULAR, (_MURMUR, _ATRIAL_ENLARGEMENT),
-        "A murmur with an enlarged left atrium and abnormal mitral leaflets on the echo is valve disease; a "
-        "murmur alone is often an innocent flow murmur, and a mildly enlarged atrium alone is non-specific.",
-        (Decoy("normal", _MURMUR, "innocent flow murmur with a normal echo"),
-         Decoy("normal", _ATRIAL_ENLARGEMENT, "mild atrial enlargement without a murmur: not significant "
-                                              "valve disease")),
+        "A murmur whose loudness matches the left atrial enlargement and mitral leaflet changes on the echo is "
+        "valve disease; a loud murmur with a near-normal echo is an innocent flow murmur, and a large atrium "
+        "with barely a murmur is not a significant valve lesion.",
+        (Decoy("normal", _MURMUR, "loud murmur with a near-normal echo: innocent flow murmur"),
+         Decoy("normal", _ATRIAL_ENLARGEMENT, "atrial enlargement with barely a murmur: no significant valve "
+                                              "lesion")),
     ),
     InteractionRule(
         "af_with_dilated_lv", HF, (_AF, _DILATED_LV),
-        "Atrial fibrillation with a dilated, poorly contracting ventricle is heart failure (the AF its "
-        "complication), not a primary arrhythmia; a dilated ventricle in sinus rhythm alone can be an "
-        "athlete's heart.",
-        (Decoy(ARRHYTHMIA, _AF, "atrial fibrillation with a normal ventricle: primary arrhythmia"),
-         Decoy("normal", _DILATED_LV, "mildly dilated ventricle in sinus rhythm (athlete's heart): normal")),
+        "Atrial fibrillation with a ventricle dilated in proportion is heart failure (the AF its complication), "
+        "not a primary arrhythmia; AF with a barely enlarged ventricle is primary AF, and a markedly dilated "
+        "ventricle with only bursts of AF is a tachycardia-mediated cardiomyopathy, treated as the arrhythmia.",
+        (Decoy(ARRHYTHMIA, _AF, "established AF with a barely enlarged ventricle: primary arrhythmia"),
+         Decoy(ARRHYTHMIA, _DILATED_LV, "markedly dilated ventricle with only bursts of AF: tachycardia-mediated "
+                                        "cardiomyopathy, primarily the arrhythmia")),
     ),
 )
 RULES_BY_NAME = {rule.name: rule for rule in RULES}
@@ -132,8 +149,8 @@ RULES_BY_NAME = {rule.name: rule for rule in RULES}
 @dataclass(frozen=True)
 class InteractionPlan:
     """How interactions decide one case: the rule, the role (conjunction or decoy), the cue intensity shown
-    per modality of the pair (0 for the partner of a decoy's cue) and the strength of the interaction (the
-    weaker cue of a conjunction, the single cue of a decoy)."""
+    per modality of the pair and the strength of the interaction (a conjunction's weaker cue; a decoy's
+    disproportion, its strong cue minus its faint one)."""
 
     rule: InteractionRule
     role: str
@@ -143,9 +160,19 @@ class InteractionPlan:
 
     @property
     def cue_findings(self) -> dict[str, dict[str, float]]:
-        """Per modality of the pair, the findings its cue shows ({} for a decoy's silent partner)."""
+        """Per modality of the pair, the finding its cue shows and at what intensity."""
         shown = {c.modality: c.finding for c in self.rule.cues}
-        return {m: ({shown[m]: v} if v > 0 else {}) for m, v in self.intensity.items()}
+        return {m: {shown[m]: v} for m, v in self.intensity.items()}
+
+    @property
+    def tests(self) -> tuple[str, ...]:
+        """The lab tests the rule's cues need recorded."""
+        return tuple(t for c in self.rule.cues for t in c.tests)
+
+    @property
+    def misleading(self) -> str | None:
+        """A decoy's strongly shown modality, whose cue alone points away from the label; None otherwise."""
+        return self.decoy.cue.modality if self.decoy is not None else None
 
 
 def roles_for_label(label: str) -> list[tuple[InteractionRule, Decoy | None]]:
@@ -172,15 +199,20 @@ def draw_interaction(seed: int, index: int, label: str, share: float) -> Interac
         return None
     rule, decoy = roles[int(rng.integers(len(roles)))]
     if decoy is None:
-        intensity = {c.modality: float(rng.uniform(*CONJUNCTION_INTENSITY)) for c in rule.cues}
+        level = FAINT if rng.random() < 0.5 else STRONG
+        intensity = {m: float(rng.uniform(*level)) for m in rule.modalities}
         return InteractionPlan(rule, CONJUNCTION, None, intensity, min(intensity.values()))
-    value = float(rng.uniform(*DECOY_INTENSITY))
-    intensity = {m: (value if m == decoy.cue.modality else 0.0) for m in rule.modalities}
-    return InteractionPlan(rule, DECOY, decoy, intensity, value)
+    strong, faint = float(rng.uniform(*STRONG)), float(rng.uniform(*FAINT))
+    intensity = {m: (strong if m == decoy.cue.modality else faint) for m in rule.modalities}
+    return InteractionPlan(rule, DECOY, decoy, intensity, strong - faint)
 
 
-def weak_strengths(seed: int, index: int) -> dict[str, float]:
-    """The weak label evidence of an interaction-decided case per modality, from the case's interaction
-    stream after :func:`draw_interaction`'s draws (a separate generator, so the two never shift each other)."""
-    rng = np.random.default_rng([seed, index + 1, INTERACTION_STREAM, 1])
+def workup_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator of an interaction-decided case's work-up (missing modalities, weak evidence), apart from
+    :func:`draw_interaction`'s so that neither shifts the other's draws."""
+    return np.random.default_rng([seed, index + 1, INTERACTION_STREAM, 1])
+
+
+def weak_strengths(rng: np.random.Generator) -> dict[str, float]:
+    """Per modality, the weak intensity at which a modality outside the pair shows the rule's label."""
     return {m: float(WEAK_SCALE * rng.beta(1.2, 4.0)) for m in MODALITIES}

@@ -69,13 +69,20 @@ def synthesize_labs(
     return draw_labs(rng, label, findings).recorded
 
 
-def draw_labs(rng: np.random.Generator, label: str, findings: Mapping[str, float]) -> LabDraw:
-    """:func:`synthesize_labs` with the latent values kept (same draws, same recorded values)."""
+def draw_labs(rng: np.random.Generator, label: str, findings: Mapping[str, float], *,
+              ordered: tuple[str, ...] = ()) -> LabDraw:
+    """:func:`synthesize_labs` with the latent values kept (same draws, same recorded values). ``ordered``:
+    tests recorded whatever the ordering draw says (a test a case's diagnosis turns on was done); the draws
+    are the same, so without it the values are exactly those of a call without it."""
     unknown = set(findings) - set(CARDIO_FINDINGS)
     if unknown:
         raise ValueError(f"unknown finding(s) {sorted(unknown)}; expected some of {CARDIO_FINDINGS}")
     if label not in _AGE_MEAN:
         raise ValueError(f"unknown label {label!r}")
+    not_orderable = set(ordered) - set(_ORDERED)
+    if not_orderable:
+        raise ValueError(f"ordered names tests that are not always ordered: {sorted(not_orderable)}; "
+                         f"expected some of {sorted(_ORDERED)}")
     cad, hf, af, valve = (float(findings.get(f, 0.0)) for f in CARDIO_FINDINGS)
     for name, value in zip(CARDIO_FINDINGS, (cad, hf, af, valve)):
         if not 0.0 <= value <= 1.0:
@@ -114,7 +121,7 @@ def draw_labs(rng: np.random.Generator, label: str, findings: Mapping[str, float
     for name, by_label in _ORDERED.items():
         # Clinical suspicion raised by the expressed findings makes ordering more likely still.
         p = min(1.0, by_label[label] + 0.15 * max(cad, hf, af, valve))
-        if rng.random() > p:
+        if rng.random() > p and name not in ordered:
             values[name] = float("nan")
     if np.isnan(values["ldl_mg_dl"]):  # one lipid panel measures both
         values["hdl_mg_dl"] = float("nan")
