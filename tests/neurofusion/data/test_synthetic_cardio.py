@@ -46,6 +46,16 @@ def test_missingness_matches_table_1(plans):
     assert n_missing.max() <= 3  # every case keeps at least one modality
 
 
+def test_missingness_matches_table_1_with_interactions_too():
+    """Interaction-decided cases keep their rule's pair and move the missing modalities elsewhere."""
+    plans = [plan_case(d, seed=7, interaction_share=0.4) for d in draw_cohort(6000, seed=7)]
+    n_missing = np.array([sum(not v for v in p.present.values()) for p in plans])
+    assert np.mean(n_missing == 0) == pytest.approx(0.68, abs=0.02)
+    assert np.mean(n_missing == 1) == pytest.approx(0.24, abs=0.02)
+    assert np.mean(n_missing >= 2) == pytest.approx(0.08, abs=0.012)
+    assert all(p.present[m] for p in plans if p.interaction for m in p.interaction.rule.modalities)
+
+
 def test_missingness_is_informative(plans):
     def echo_missing(label):
         chosen = [p for p in plans if p.draw.label == label]
