@@ -47,7 +47,7 @@ screenshot: $(STAMP) chromium
 # Rebuild the committed sample cohort from its recorded command (see sample_data/cardio/README.md).
 sample-data: $(STAMP)
 	rm -rf $(SAMPLE)
-	$(PY) -m neurofusion.data generate --task cardio --n 2000 --seed 2026 --splits test --signal-format 212 --out $(SAMPLE)
+	$(PY) -m neurofusion.data generate --task cardio --n 2000 --seed 2026 --splits test --signal-format 212 --interaction-share 0.4 --out $(SAMPLE)
 
 # Rebuild the committed cancer sample cohort (the test split, 200 cases; H&E tiles stored as 8-bit palette PNG
 # to keep the folder under 15 MB; see sample_data/cancer/README.md).
@@ -65,7 +65,7 @@ sample-data-icu: $(STAMP)
 # validation splits of the sample cohort's seed, train, and evaluate on the committed test split.
 demo-checkpoint: $(STAMP)
 	rm -rf build/cardio_trainval sample_data/checkpoints/cardio_demo
-	$(PY) -m neurofusion.data generate --task cardio --n 2000 --seed 2026 --splits train,val --out build/cardio_trainval
+	$(PY) -m neurofusion.data generate --task cardio --n 2000 --seed 2026 --splits train,val --interaction-share 0.4 --out build/cardio_trainval
 	$(PY) -m neurofusion.train --config configs/cardio_demo.yaml --data build/cardio_trainval --eval-data $(SAMPLE) --out sample_data/checkpoints/cardio_demo
 
 # Retrain the bundled cancer demo checkpoint (at most 15 minutes on 2 CPU cores, training capped at 12):
