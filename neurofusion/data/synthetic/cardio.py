@@ -7,9 +7,9 @@ Every random choice for case ``i`` comes from generators seeded by ``(seed, i)``
 label and split draw, so any subset of a cohort regenerates identically.
 
 With an ``interaction_share`` above 0, that share of cases is decided by a cross-modal interaction
-(:mod:`neurofusion.data.synthetic.interactions`): the rule's cue pair (or one decoy cue) is the case's evidence
-and the other modalities show the label only weakly. The choice comes from a stream of its own, so the other
-cases, and every case at share 0, are the additive cohort's.
+(:mod:`neurofusion.data.synthetic.interactions`): the proportion of a rule's two cues decides the label, and
+the rest of the case (weak look-alike evidence, work-up) is the same whichever way it ends. The choice comes
+from streams of its own, so the other cases, and every case at share 0, are the additive cohort's.
 """
 
 from __future__ import annotations

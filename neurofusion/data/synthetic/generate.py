@@ -68,16 +68,18 @@ def _interactions_readme(share: float, truth: pd.DataFrame) -> str:
     counts = Counter(zip(truth["interaction_rule"], truth["interaction_role"]))
     lines = [f"\n## Cross-modal interactions\n\nWith `--interaction-share {share:g}`, each case was decided by an "
              f"interaction rule with probability {share:g} ({sum(truth['interaction_rule'] != '')} of the "
-             f"{len(truth)} cases written). Such a case shows only the rule's two cues (a *conjunction*: the "
-             "rule's label) or one cue alone (a *decoy*: another label), and the other modalities show the label "
-             "weakly, so no single modality decides it. `ground_truth.csv` names the rule, role, modality pair and "
-             "strength of each.\n"]
+             f"{len(truth)} cases written). Such a case shows the rule's two cues in proportion, both faint or both "
+             "strong (a *conjunction*: the rule's label), or one cue strong with a faint partner (a *decoy*: another "
+             "label), so neither cue means anything alone and no sum of per-modality evidence decides it. The other "
+             "modalities show the rule's label weakly and the work-up (demographics, tests ordered, missing "
+             "modalities) is the rule's, whichever way the case ends. `ground_truth.csv` names the rule, role, "
+             "modality pair and strength of each (a conjunction's weaker cue; a decoy's strong minus faint cue).\n"]
     for rule in RULES:
         cues = " + ".join(f"{c.reads} ({c.modality})" for c in rule.cues)
         lines.append(f"- `{rule.name}` ({rule.pair}): {cues} -> {rule.label}; decided "
                      f"{counts[(rule.name, 'conjunction')]} conjunction and {counts[(rule.name, 'decoy')]} decoy "
                      f"case(s). {rule.rationale}")
-        lines += [f"  - decoy: {d.cue.reads} alone -> {d.label}: {d.rationale}." for d in rule.decoys]
+        lines += [f"  - decoy: strong {d.cue.reads}, faint partner -> {d.label}: {d.rationale}." for d in rule.decoys]
     return "\n".join(lines) + "\n"
 
 

@@ -83,7 +83,8 @@ def test_share_zero_renders_the_additive_cohort_as_before():
         got = _fingerprint(render_case(draw, 7, interaction_share=0.0))
         assert got[0] == case_id and got[3:] == (note, labs, truth), case_id
         for value, expected in ((got[1], image_sum), (got[2], signal_sum)):
-            assert (value is None) == (expected is None) and (value is None or value == pytest.approx(expected, rel=1e-6))
+            assert (value is None) == (expected is None)
+            assert value is None or value == pytest.approx(expected, rel=1e-6)
 
 
 def test_cases_not_decided_by_an_interaction_are_the_additive_ones_and_carry_blank_columns():
