@@ -112,7 +112,8 @@ def test_recorded_command_regenerates_the_sample(tmp_path):
     args = shlex.split(info["command"])
     assert args[:4] == ["python", "-m", "neurofusion.data", "generate"]
     generate_cohort(info["task"], info["n"], info["seed"], tmp_path / "again", splits=tuple(info["splits"]),
-                    signal_format=info["signal_format"], progress=False)
+                    signal_format=info["signal_format"], interaction_share=info.get("interaction_share", 0.0),
+                    progress=False)
     differing = cohort_differences(SAMPLE, tmp_path / "again")
     assert not differing, f"sample_data/cardio is stale (run `make sample-data`): {differing[:5]}"
 

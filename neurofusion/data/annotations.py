@@ -154,9 +154,13 @@ def write_rankings(path: str | Path, rankings: pd.DataFrame, modalities: tuple[s
     out.to_csv(path, index=False)
 
 
+INTERACTION_STRENGTH = "interaction_strength"  # synthetic cardio: how strongly a cross-modal rule decides a case
+
+
 def read_ground_truth(path: str | Path, *, cohort: CohortReader | None = None) -> pd.DataFrame:
     """Read synthetic ground truth -> DataFrame with case_id, strength_<modality> floats (NaN = missing
-    modality) and any extra descriptive columns as strings."""
+    modality), ``interaction_strength`` as a float >= 0 where the table has it (blank = 0: no interaction
+    decides the case) and any extra descriptive columns as strings."""
     path = Path(path)
     names = _modality_names(cohort, None)
     strength_columns = tuple(f"strength_{m}" for m in names)
@@ -167,6 +171,10 @@ def read_ground_truth(path: str | Path, *, cohort: CohortReader | None = None) -
         values = parse_numbers(table, column, path, what="strength")
         fail_rows((values < 0) | (values > 1), table, path, column, lambda v: f"strength {v!r} is outside [0, 1]")
         out[column] = values
+    if INTERACTION_STRENGTH in table.columns:
+        values = parse_numbers(table, INTERACTION_STRENGTH, path, what="interaction strength")
+        fail_rows(values < 0, table, path, INTERACTION_STRENGTH, lambda v: f"interaction strength {v!r} is negative")
+        out[INTERACTION_STRENGTH] = values.fillna(0.0)
     if cohort is not None:
         given = out[list(strength_columns)].notna().to_numpy()
         _check_against_cohort(table, given, strength_columns, "a strength is given for", cohort, path)

@@ -111,7 +111,8 @@ the other splits come from the same command with `--splits` naming them.
   the note phrases that carry the evidence, and the cross-modal interaction deciding the case, if any
   (`interaction_rule`, `interaction_role`, `interaction_pair`, `interaction_strength`; blank and 0 if none).
 - `{RANKINGS_CSV}`: modality rankings (1 = most important) by the simulated raters {raters}:
-  Mallows-model readings of the ground truth, standing in for a clinician annotation study.
+  readings (noise calibrated to an assumed
+  expert tau of 0.60, a lean per rater) of the ground truth, standing in for a clinician annotation study.
 - `{COHORT_JSON}`: task, class names and this provenance.
 """
 

@@ -88,6 +88,24 @@ def test_ground_truth_validation(small_cohort, tmp_path):
         read_ground_truth(path, cohort=cohort)
 
 
+def test_ground_truth_interaction_strength_is_a_number(tmp_path):
+    """The cardio generator's interaction_strength: blank = 0 (no rule decides the case), else a float >= 0;
+    the rule's other columns stay text."""
+    header = ("case_id,strength_image,strength_text,strength_signal,strength_tabular,interaction_rule,"
+              "interaction_strength\n")
+    path = tmp_path / "g.csv"
+    path.write_text(header + "P000,0.9,0.1,0.2,0.3,,\nP001,0.3,0.5,0.5,0.5,af_with_dilated_lv,0.625\n")
+    truth = read_ground_truth(path)
+    assert truth["interaction_strength"].tolist() == [0.0, 0.625]
+    assert truth["interaction_rule"].tolist()[1] == "af_with_dilated_lv"
+    path.write_text(header + "P000,0.9,0.1,0.2,0.3,x,-0.2\n")
+    with pytest.raises(CohortError, match="field 'interaction_strength': interaction strength '-0.2' is negative"):
+        read_ground_truth(path)
+    path.write_text(header + "P000,0.9,0.1,0.2,0.3,x,strong\n")
+    with pytest.raises(CohortError, match="interaction strength 'strong' is not a number"):
+        read_ground_truth(path)
+
+
 @pytest.mark.parametrize("name", ["../../etc/evil.csv", "/tmp/evil.csv", "..\\..\\evil.csv", "C:\\Users\\x\\evil.csv"])
 def test_uploaded_rankings_are_read_in_memory_and_named_by_their_bare_name(tmp_path, monkeypatch, name):
     monkeypatch.chdir(tmp_path)  # a name used as a path would resolve (and write) from here

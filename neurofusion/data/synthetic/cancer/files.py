@@ -112,7 +112,8 @@ cells (never zeros); `has_<modality>` says which a case has.
   predictor and 5-year survival.
 - `clinician_rankings.csv`: modality rankings (1 = most important) of the test cases by the simulated
   raters {raters}:
-  Mallows-model readings of the modalities ordered by |contribution|, standing in for a clinician
+  readings (noise calibrated to an assumed
+  expert tau of 0.60, a lean per rater) of the modalities ordered by |contribution|, standing in for a clinician
   annotation study.
 - `cohort.json`: task, survival outcome, the declared modalities and this provenance.
 """

@@ -137,8 +137,8 @@ no rows (or blank demographic cells).
 - `ground_truth.csv`: per stay the diagnosis, course, onset and trend hours, the hourly severity, and from
   which hour each modality carries the course (`<modality>_signal_from_h`).
 - `clinician_rankings.csv`: modality rankings (1 = most important) of the test stays at each prediction hour
-  by the simulated raters synthetic_rater_A, synthetic_rater_B, synthetic_rater_C: Mallows-model readings of
-  the ground-truth evidence at that hour (neurofusion/data/synthetic/icu/raters.py), standing in for a
-  clinician annotation study.
+  by the simulated raters synthetic_rater_A, synthetic_rater_B, synthetic_rater_C: readings
+  (noise calibrated to an assumed expert tau of 0.60, a lean per rater) of the ground-truth evidence at that
+  hour (neurofusion/data/synthetic/icu/raters.py), standing in for a clinician annotation study.
 - `cohort.json`: task, classes, horizon, prediction hours, the declared modalities and this provenance.
 """
