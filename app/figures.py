@@ -978,7 +978,10 @@ METRIC_LABELS: dict[str, str] = {"accuracy": "Accuracy", "macro_f1": "Macro F1",
 ARCHITECTURE_LABELS: dict[str, str] = {
     "image_only": "Echo image only", "text_only": "Clinical note only", "signal_only": "ECG only",
     "tabular_only": "Labs only", "early_fusion": "Early fusion", "late_fusion": "Late fusion",
-    "mlp_fusion": "MLP fusion", "neurofusion": "NeuroFusion"}
+    "mlp_fusion": "MLP fusion", "neurofusion": "NeuroFusion",
+    "neurofusion_gated (NeuroFusion + context gating; not in the paper)":
+        "NeuroFusion + context gating (not in the paper)"}
+_NO_PAPER_VALUE = ("–", "—", "-")  # a table2.md cell for a row the paper does not have
 _MEAN_SD = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:±\s*(\d+(?:\.\d+)?))?\s*$")
 
 
@@ -1001,10 +1004,11 @@ def table2_frame(markdown: str) -> pd.DataFrame:
         means[model] = {"accuracy": accuracy[0], "macro_f1": f1[0]}
         row = {"Model": ARCHITECTURE_LABELS.get(model, pretty(model)), "Accuracy": _format_mean_sd(*accuracy),
                "Macro F1": _format_mean_sd(*f1)}
-        if "paper accuracy (%)" in cells:
-            row["Paper accuracy"] = _format_mean_sd(*_mean_sd(cells["paper accuracy (%)"], 0.01))
-        if "paper F1" in cells:
-            row["Paper macro F1"] = _format_mean_sd(*_mean_sd(cells["paper F1"], 1.0))
+        for column, shown, scale in (("paper accuracy (%)", "Paper accuracy", 0.01),
+                                     ("paper F1", "Paper macro F1", 1.0)):
+            if column in cells:  # a variant the paper does not have: "–"
+                row[shown] = ("—" if cells[column] in _NO_PAPER_VALUE
+                              else _format_mean_sd(*_mean_sd(cells[column], scale)))
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame.attrs["means"] = means

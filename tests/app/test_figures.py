@@ -582,6 +582,16 @@ def test_table2_frame_three_decimals_everywhere_and_readable_names():
         figures.table2_frame("# nothing here")
 
 
+def test_table2_frame_shows_a_variant_without_paper_numbers():
+    variant = ("| neurofusion_gated (NeuroFusion + context gating; not in the paper) | 2 | 80.5 ± 2.1 "
+               "| 0.801 ± 0.020 | – | – |\n")
+    frame = figures.table2_frame(TABLE2 + variant)
+    assert frame.loc[3].tolist() == ["NeuroFusion + context gating (not in the paper)", "0.805 ± 0.021",
+                                     "0.801 ± 0.020", "—", "—"]
+    with pytest.raises(ValueError, match="expected 'mean' or 'mean ± sd'"):
+        figures.table2_frame(TABLE2 + "| neurofusion | 3 | n/a | 0.9 | 94.2 | 0.931 |\n")
+
+
 def test_training_curves_loss_and_f1_on_separate_labelled_axes():
     history = [{"epoch": k, "train_loss": 1.5 / k, "val_macro_f1": 0.4 + 0.05 * k} for k in range(1, 9)]
     fig = figures.training_curves(history, best_epoch=6)
