@@ -17,8 +17,8 @@ the bundled test stays, since stay ids repeat across seeds:
 Runs are resumable: finished (architecture, seed) pairs are read back from benchmarks/results/table2.json
 (others: table2_<task>.json). Several processes may fill one table at once (e.g. one per set of
 ``--architectures``, each with ``--threads 1`` on a 2-core machine): each run is added to the file under a lock,
-re-read just before, and a pair another process has finished is skipped. Checkpoints go to build/table2/ (others: build/table2_<task>/), where
-benchmarks/missing_modalities.py reads cardio's.
+re-read just before, and a pair another process has finished is skipped. Checkpoints go to build/table2/
+(others: build/table2_<task>/), where benchmarks/missing_modalities.py reads cardio's.
 """
 
 from __future__ import annotations
@@ -469,7 +469,7 @@ def _settings(task: Task, results: dict, result: dict, training: dict, config: s
     elif task.name == "cardio":
         cohort = json.loads((Path(test_data) / "cohort.json").read_text())
         settings.update(
-            interaction_share=float(cohort.get("interaction_share", 0.0)), torch_threads=threads,
+            interaction_share=float(cohort.get("generator", {}).get("interaction_share", 0.0)), torch_threads=threads,
             longest_train_minutes=max(r["train_minutes"] for r in results["runs"]),
             command=(f"python benchmarks/table2.py --max-epochs {max_epochs} --max-minutes {max_minutes:g} "
                      f"--threads {threads}"))
