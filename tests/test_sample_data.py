@@ -226,8 +226,11 @@ def test_saliency_randomisation_check_falls_on_the_demo_model():
     for modality in ("image", "signal"):
         similarity = table[f"{modality}_similarity"].to_numpy()
         assert similarity[0] == pytest.approx(1.0)
-        # step 1 re-initialises only the heads; by the input layers much less of the trained saliency is left
-        assert similarity[-1] < 0.6, table
+        # step 1 re-initialises only the heads; by the input layers much less of the trained saliency is left.
+        # Integrated Gradients multiplies by the input, so a fully re-initialised model keeps part of the
+        # similarity (image: 0.58 on the additive-cohort demo, 0.65 on the interaction-cohort demo); a method
+        # blind to the model would stay at 1.0
+        assert similarity[-1] < 0.7, table
         assert similarity[-1] < similarity[1] - 0.1, table
 
 
