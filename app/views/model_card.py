@@ -195,11 +195,10 @@ elif table2:
         single = [m["accuracy"] for name, m in means.items() if name.endswith("_only")]
         alone = (f" Fusing the modalities still matters: the best single modality alone reaches "
                  f"{max(single):.3f} accuracy.") if single else ""
-        st.info("**Why NeuroFusion is not first here:** this synthetic cohort plants each modality's evidence "
-                "independently, so no finding shows only in a combination of modalities, which is what "
-                "cross-modal attention could add. Without such interactions the attention layer is extra "
-                "parameters to fit from the same training cases, and plain MLP fusion does as well or better."
-                + alone)
+        st.info("**NeuroFusion is not first here:** its mean accuracy over seeds is below MLP fusion's on this "
+                "synthetic cohort. The README's *Results* section says what the measurements suggest (the EMAP "
+                "gap per architecture, in `benchmarks/results/emap.md`, shows how much each model uses "
+                "cross-modal interactions)." + alone)
 else:
     st.markdown("No committed results (run `python benchmarks/table2.py"
                 + (" --task cancer" if config.task == "cancer" else "") + "`).")
