@@ -47,7 +47,8 @@ class TaskGenerator:
     ``split``), all cases at once. render: (draw, seed) -> (Case, ground-truth row, image format for
     ``write_case_files``). features: the features.csv rows. rankings: (ground-truth rows, seed) -> simulated
     clinician rankings, one rank column per modality. readme: (cohort.json, cases written) -> README.md.
-    interactions: whether render takes ``interaction_share`` (cross-modal interaction rules)."""
+    interactions: whether render takes ``interaction_share`` (cross-modal interaction rules).
+    interactions_readme: (share, ground truth) -> the README section on the task's interaction rules."""
 
     draw: Callable[[int, int], list[Any]]
     render: Callable[..., tuple[Case, dict, str]]
@@ -55,6 +56,7 @@ class TaskGenerator:
     rankings: Callable[[pd.DataFrame, int], pd.DataFrame]
     readme: Callable[[dict, int], str]
     interactions: bool = False
+    interactions_readme: Callable[[float, pd.DataFrame], str] | None = None
 
 
 def _render_cardio(draw: cardio.CaseDraw, seed: int, interaction_share: float = 0.0) -> tuple[Case, dict, str]:
@@ -119,9 +121,10 @@ the other splits come from the same command with `--splits` naming them.
 
 GENERATORS: dict[str, TaskGenerator] = {
     "cardio": TaskGenerator(cardio.draw_cohort, _render_cardio, CARDIO_FEATURES, simulate_rankings,
-                            _cardio_readme, interactions=True),
+                            _cardio_readme, interactions=True, interactions_readme=_interactions_readme),
     "cancer": TaskGenerator(cancer.draw_cohort, cancer.render_cohort_case, cancer.CANCER_FEATURES,
-                            cancer.simulate_cancer_rankings, cancer.cancer_readme),
+                            cancer.simulate_cancer_rankings, cancer.cancer_readme, interactions=True,
+                            interactions_readme=cancer.interactions_readme),
 }
 
 
@@ -151,8 +154,8 @@ def generate_cohort(
     quantiser's tolerance, not with each other's bytes.
 
     interaction_share: the probability, in [0, 1], that a case is decided by a cross-modal interaction rule
-    (:mod:`neurofusion.data.synthetic.interactions`; tasks whose generator has rules, cardio today). 0 gives
-    the additive cohort.
+    (:mod:`neurofusion.data.synthetic.interactions` for cardio, the predictive biomarkers of
+    :mod:`neurofusion.data.synthetic.cancer.interactions` for cancer). 0 gives the additive cohort.
     """
     if task not in GENERATORS and task != "icu":
         raise ValueError(f"unknown task {task!r}; available: {', '.join(GENERATORS)}, icu")
@@ -204,8 +207,8 @@ def generate_cohort(
         names = tuple(m.name for m in spec.modalities)
         write_rankings(out / RANKINGS_CSV, generator.rankings(ranked, seed), modalities=names)
     readme = generator.readme(info, len(rows))
-    if interaction_share > 0:
-        readme += _interactions_readme(float(interaction_share), truth)
+    if interaction_share > 0 and generator.interactions_readme is not None:
+        readme += generator.interactions_readme(float(interaction_share), truth)
     (out / "README.md").write_text(readme, encoding="utf-8")
     return out
 

@@ -16,6 +16,7 @@ from neurofusion.data.synthetic.cancer.genomics import (
 from neurofusion.data.synthetic.cancer.histology import (
     COHORT_MEAN_GRADE, GRADES, StainSpec, TileResult, render_tile,
 )
+from neurofusion.data.synthetic.cancer.interactions import interactions_readme
 from neurofusion.data.synthetic.cancer.notes import RESPONSES, OncologyNote, write_note
 from neurofusion.data.synthetic.cancer.outcome import (
     HORIZON_MONTHS, Outcome, expected_censoring_share, sample_event_time, sample_outcome, survival_probability,
@@ -27,7 +28,7 @@ __all__ = [
     "RISK_GENES", "SITES", "STAGES", "TRUTH_COLUMNS", "CancerCase", "CancerSite", "CaseDraw", "CasePlan",
     "ClinicalRow", "OncologyNote", "Outcome", "PanelResult", "StainSpec", "TileResult", "cancer_readme",
     "choose_drivers", "clinical_log_hazard", "cohort_case", "draw_clinical", "draw_cohort", "draw_panel",
-    "expected_censoring_share", "genomic_log_hazard", "plan_case", "render_cohort_case", "render_tile",
-    "sample_event_time", "sample_outcome", "simulate_cancer_rankings", "survival_probability", "synthesize_case",
+    "expected_censoring_share", "genomic_log_hazard", "interactions_readme", "plan_case", "render_cohort_case",
+    "render_tile", "sample_event_time", "sample_outcome", "simulate_cancer_rankings", "survival_probability", "synthesize_case",
     "write_note",
 ]

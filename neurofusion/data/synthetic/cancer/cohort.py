@@ -24,7 +24,7 @@ number missing stays at the Table 1 rates whatever the case.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,9 @@ from neurofusion.data.synthetic.cancer.clinical import (
     STAGE_PRIOR, STAGES, ClinicalRow, clinical_log_hazard, draw_clinical, draw_primary,
 )
 from neurofusion.data.synthetic.cancer.genomics import choose_drivers, draw_panel, genomic_log_hazard
+from neurofusion.data.synthetic.cancer.interactions import (
+    PAIR, BiomarkerPlan, blank_truth, draw_biomarker, therapy_line,
+)
 from neurofusion.data.synthetic.cancer.histology import (
     COHORT_MEAN_GRADE, GRADE_PRIOR, GRADES, StainSpec, render_tile,
 )
@@ -109,8 +112,9 @@ class CasePlan:
     drivers: tuple[str, ...]
     strength: dict[str, float]  # per modality, in [0, 1]
     present: dict[str, bool]
-    contribution: dict[str, float]  # per modality: its term of the linear predictor
+    contribution: dict[str, float]  # per modality: its term of the linear predictor (a rule's Shapley half included)
     outcome: Outcome
+    interaction: BiomarkerPlan | None = None  # set when a predictive-biomarker rule decides the case
 
     @property
     def linear_predictor(self) -> float:
@@ -123,8 +127,11 @@ class CasePlan:
         return max(present, key=lambda m: abs(self.contribution[m]))
 
 
-def plan_case(draw: CaseDraw, seed: int) -> CasePlan:
-    """Draw the case's latent state, strengths, presence and outcome (no rendering)."""
+def plan_case(draw: CaseDraw, seed: int, interaction_share: float = 0.0) -> CasePlan:
+    """Draw the case's latent state, strengths, presence and outcome (no rendering). With probability
+    ``interaction_share`` a predictive-biomarker rule (``interactions``) also decides the case: its pair is kept
+    present, its Shapley halves join the pair's contributions and the outcome is drawn from the same random
+    numbers on the new linear predictor."""
     rng = np.random.default_rng([seed, draw.index + 1, 0])
     site = SITES[rng.choice(len(SITES), p=[s.share for s in SITES])]
     primary = draw_primary(rng)
@@ -141,8 +148,14 @@ def plan_case(draw: CaseDraw, seed: int) -> CasePlan:
         "treatment_notes": strength["treatment_notes"] * RESPONSE_LOG_HR[response],
         "clinical": strength["clinical"] * clinical_log_hazard(draw.stage, latent["age"], latent["ecog"]),
     }
+    interaction = draw_biomarker(seed, draw.index, primary, interaction_share)
+    if interaction is not None:
+        present.update({m: True for m in PAIR})
+        for m, value in interaction.contribution.items():
+            contribution[m] += value
     outcome = sample_outcome(np.random.default_rng([seed, draw.index + 1, 2]), sum(contribution.values()))
-    return CasePlan(draw, site, clinical, grade, response, drivers, strength, present, contribution, outcome)
+    return CasePlan(draw, site, clinical, grade, response, drivers, strength, present, contribution, outcome,
+                    interaction)
 
 
 @dataclass(frozen=True)
@@ -171,15 +184,22 @@ class CancerCase:
         return {m: getattr(self, m) if self.present[m] else None for m in CANCER_MODALITIES}
 
 
-def synthesize_case(draw: CaseDraw, seed: int) -> CancerCase:
-    """Render one case of the cohort drawn with ``seed``."""
-    plan = plan_case(draw, seed)
+def synthesize_case(draw: CaseDraw, seed: int, interaction_share: float = 0.0) -> CancerCase:
+    """Render one case of the cohort drawn with ``seed``; above an ``interaction_share`` of 0 its ground truth
+    adds the interaction columns (``interactions.INTERACTION_COLUMNS``, blank where no rule decides), the
+    panel shows a decided case's alteration and its note names the therapy if given."""
+    plan = plan_case(draw, seed, interaction_share)
     rng = np.random.default_rng([seed, draw.index + 1, 1])
     primary = str(plan.clinical.latent["primary_site"])
     tile = render_tile(rng, plan.grade, plan.strength["histopathology"], stain=plan.site.stain)
     panel = draw_panel(rng, primary, plan.strength["genomics"], drivers=plan.drivers)
     note = write_note(rng, plan.clinical.recorded, plan.response, plan.strength["treatment_notes"],
                       plan.site.note_style)
+    mutations = panel.mutations
+    if plan.interaction is not None:
+        mutations = {**mutations, plan.interaction.rule.gene: plan.interaction.alteration}
+        note = replace(note, text=note.text + therapy_line(plan.interaction, plan.site.note_style,
+                                                           str(plan.clinical.latent["sex"])))
     truth: dict[str, object] = {"case_id": draw.case_id}  # keys in TRUTH_COLUMNS order
     for m in CANCER_MODALITIES:
         truth[f"strength_{m}"] = round(plan.strength[m], 4) if plan.present[m] else None
@@ -197,9 +217,11 @@ def synthesize_case(draw: CaseDraw, seed: int) -> CancerCase:
     truth["linear_predictor"] = round(plan.linear_predictor, 4)
     truth["survival_5y"] = round(float(survival_probability(HORIZON_MONTHS, plan.linear_predictor)), 4)
     truth["missing_modalities"] = " ".join(m for m in CANCER_MODALITIES if not plan.present[m])
+    if interaction_share > 0:
+        truth.update(plan.interaction.truth() if plan.interaction is not None else blank_truth())
     return CancerCase(
         case_id=draw.case_id, split=draw.split, site=plan.site.name, histopathology=tile.image,
-        genomics=panel.mutations, treatment_notes=note.text, clinical=dict(plan.clinical.recorded),
+        genomics=mutations, treatment_notes=note.text, clinical=dict(plan.clinical.recorded),
         time=max(round(plan.outcome.time, 2), 0.01), event=plan.outcome.event, truth=truth, present=dict(plan.present),
         plan=plan,
     )

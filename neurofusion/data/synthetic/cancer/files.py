@@ -57,10 +57,13 @@ def cohort_case(case: CancerCase) -> Case:
                             outcome={"time": float(case.time), "event": int(case.event)})
 
 
-def render_cohort_case(draw: CaseDraw, seed: int) -> tuple[Case, dict[str, object], str]:
+def render_cohort_case(
+    draw: CaseDraw, seed: int, interaction_share: float = 0.0,
+) -> tuple[Case, dict[str, object], str]:
     """Render case ``draw`` of the cohort drawn with ``seed`` -> (Case, ground-truth row in TRUTH_COLUMNS
-    order, image format "png8": the writer stores a colour image as 8-bit RGB PNG)."""
-    case = synthesize_case(draw, seed)
+    order, then the interaction columns when ``interaction_share`` > 0; image format "png8": the writer
+    stores a colour image as 8-bit RGB PNG)."""
+    case = synthesize_case(draw, seed, interaction_share)
     return cohort_case(case), dict(case.truth), "png8"
 
 
