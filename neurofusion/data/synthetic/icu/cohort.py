@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from neurofusion.data.synthetic.icu.interactions import (
+    decided_plan, draw_icu_interaction, first_spo2_at_or_after, interaction_truth, target_notes,
+)
 from neurofusion.data.synthetic.icu.labs import render_labs
 from neurofusion.data.synthetic.icu.notes import Note, write_notes
 from neurofusion.data.synthetic.icu.trajectory import (
@@ -96,13 +99,21 @@ class IcuStay:
     truth: dict[str, object]
 
 
-def synthesize_stay(draw: StayDraw, seed: int) -> IcuStay:
-    """Render one stay of the cohort drawn with ``seed``."""
+def synthesize_stay(draw: StayDraw, seed: int, interaction_share: float = 0.0) -> IcuStay:
+    """Render one stay of the cohort drawn with ``seed``. With probability ``interaction_share`` (drawn from
+    the stay's own stream) the cross-modal rule of ``icu.interactions`` decides it, and its truth row then has
+    the INTERACTION_COLUMNS (blank for an undecided stay); at share 0 the stay is as without the option."""
     plan = plan_stay(draw, seed)
+    interaction = draw_icu_interaction(seed, draw.index, interaction_share)
+    if interaction is not None:
+        plan = decided_plan(plan, interaction, seed)
     base = [seed, draw.index + 1]
-    vitals = render_vitals(np.random.default_rng(base + [1]), plan)
+    cue = (interaction.cue_hour, interaction.spo2) if interaction is not None else None
+    vitals = render_vitals(np.random.default_rng(base + [1]), plan, spo2_from=cue)
     labs = render_labs(np.random.default_rng(base + [2]), plan)
     notes = write_notes(np.random.default_rng(base + [3]), plan)
+    if interaction is not None:
+        notes = target_notes(notes, interaction)
     demographics: dict[str, object] = {"age": plan.age, "sex": plan.sex, "admission_type": plan.admission_type,
                                        "diagnosis": plan.diagnosis}
     if not plan.present["demographics"]:
@@ -110,8 +121,14 @@ def synthesize_stay(draw: StayDraw, seed: int) -> IcuStay:
     vitals_rows = vitals.rows if plan.present["vitals"] else vitals.rows.iloc[:0]
     labs = labs if plan.present["labs"] else labs.iloc[:0]
     notes = notes if plan.present["notes"] else []
-    return IcuStay(plan, vitals_rows, labs, notes, demographics,
-                   _truth(plan, labs, notes, vitals.arterial_line, sum(vitals.artefacts.values())))
+    truth = _truth(plan, labs, notes, vitals.arterial_line, sum(vitals.artefacts.values()))
+    if interaction_share > 0:
+        vitals_from = first_spo2_at_or_after(vitals_rows, interaction.cue_hour) if interaction is not None else None
+        truth.update(interaction_truth(interaction, vitals_from))
+        if interaction is not None:  # each cue carries the rule's signal from the hour it is first recorded
+            truth["vitals_signal_from_h"] = _round(vitals_from)
+            truth["notes_signal_from_h"] = _round(interaction.note_hour)
+    return IcuStay(plan, vitals_rows, labs, notes, demographics, truth)
 
 
 def _truth(plan: StayPlan, labs: pd.DataFrame, notes: list[Note], arterial: bool, artefacts: int) -> dict[str, object]:

@@ -38,6 +38,7 @@ DEMOGRAPHICS_START, DEMOGRAPHICS_FLOOR, DEMOGRAPHICS_TAU_H = 0.8, 0.2, 12.0
 BACKGROUND: dict[str, float] = {"vitals": 0.45, "labs": 0.30, "notes": 0.25}
 ACCUMULATE_TAU_H = 12.0
 COURSE_TAU_H = 12.0  # how fast the evidence of a course that has shown saturates
+INTERACTION_EVIDENCE = 0.9  # each cue of a planted interaction, once both are recorded
 # The ICU raters: A leans on the bedside monitor (vitals; the ICU has no imaging), B on labs, C is neutral.
 # Noise from calibrate_noise on the bundled sample's evidence (sample_data/icu, DEFAULT_HOURS, presence from its
 # tables) to TARGET_TAU: the evidence of the modalities lies closer together than cardio's strengths, so
@@ -59,6 +60,10 @@ def icu_evidence(truth_row: Mapping[str, object], t: float) -> dict[str, float]:
     so a modality jumps halfway from its background to 1 the hour it shows the course and saturates at 1 the
     longer it has shown it; a stable course (no signal hour) leaves vitals, labs and notes at their
     background, on which vitals overtake the fading demographics at 17 h (labs and notes after 1-2 days).
+    In a stay the cross-modal rule decides (``interaction_pair`` and ``interaction_from_h`` set, cohorts
+    written with an interaction share), each modality of the pair is at least INTERACTION_EVIDENCE from
+    ``interaction_from_h`` on, the hour both cues are recorded: above demographics' 0.8 and the background
+    of the others (such a stay's course is stable), so the raters rank the pair first and second.
     A modality named in ``missing_modalities`` is 0 (and never ranked).
     Returns {modality: strength} in ICU_MODALITIES order."""
     if not math.isfinite(t) or t < 0:
@@ -73,6 +78,13 @@ def icu_evidence(truth_row: Mapping[str, object], t: float) -> dict[str, float]:
             evidence[m] = 1.0 - (1.0 - background) * 0.5 * math.exp(-(t - shown) / COURSE_TAU_H)
         else:
             evidence[m] = background
+    decided = _hour(truth_row, "interaction_from_h")
+    if decided is not None and decided <= t:
+        for m in str(truth_row.get("interaction_pair")).split("+"):
+            if m not in evidence:
+                raise ValueError(f"interaction_pair of {truth_row.get('case_id')!r} names {m!r}; expected two of "
+                                 f"{ICU_MODALITIES} joined by '+'")
+            evidence[m] = max(evidence[m], INTERACTION_EVIDENCE)
     return {m: 0.0 if m in missing else float(evidence[m]) for m in ICU_MODALITIES}
 
 

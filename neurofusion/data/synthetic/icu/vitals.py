@@ -43,8 +43,11 @@ class VitalsResult:
     arterial_line: bool
 
 
-def render_vitals(rng: np.random.Generator, plan: StayPlan) -> VitalsResult:
-    """Render the stay's vital signs (the module docstring says how)."""
+def render_vitals(rng: np.random.Generator, plan: StayPlan,
+                  spo2_from: tuple[float, float] | None = None) -> VitalsResult:
+    """Render the stay's vital signs (the module docstring says how). spo2_from: (hour, level): from that
+    hour the SpO2 sits at ``level`` instead of following severity (its drift and noise kept; no extra draws,
+    so the other values are as without it), as an interaction rule of the cohort plants it."""
     end = plan.stay_hours
     arterial = bool(rng.random() < 0.25 + 0.6 * plan.severity[0] + (0.15 if plan.site == "site_a" else 0.0))
     monitor = rng.uniform(0, STEP_H) + STEP_H * np.arange(int(end / STEP_H) + 1)
@@ -64,7 +67,11 @@ def render_vitals(rng: np.random.Generator, plan: StayPlan) -> VitalsResult:
         return values + rng.normal(0, sd, size=len(values))
 
     frames.append((monitor, "heart_rate", np.round(noisy("hr", 2.5))))
-    frames.append((monitor, "spo2", np.round(np.minimum(noisy("spo2", 0.8), 100.0))))
+    spo2 = noisy("spo2", 0.8)
+    if spo2_from is not None:
+        after = monitor >= spo2_from[0]
+        spo2[after] += spo2_from[1] - (level["spo2"] - drift["spo2"])[after]
+    frames.append((monitor, "spo2", np.round(np.minimum(spo2, 100.0))))
     frames.append((monitor, "resp_rate", np.round(noisy("rr", 1.5))))
     if arterial:
         mean = noisy("map", 2.0)

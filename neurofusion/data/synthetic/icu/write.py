@@ -18,6 +18,7 @@ from neurofusion.data.features import FeatureSpec, write_features
 from neurofusion.data.modalities import modalities_to_dicts
 from neurofusion.data.schema import SPLITS
 from neurofusion.data.synthetic.icu.cohort import TRUTH_COLUMNS, IcuStay, draw_cohort, synthesize_stay
+from neurofusion.data.synthetic.icu.interactions import INTERACTION_COLUMNS, interactions_readme
 from neurofusion.data.synthetic.icu.raters import write_icu_rankings
 from neurofusion.data.synthetic.icu.trajectory import ADMISSION_TYPES, DIAGNOSES
 from neurofusion.data.synthetic.icu.variables import ICU_VARIABLES, write_variables
@@ -39,20 +40,24 @@ RANKED_SPLITS = ("test",)  # as the cardio and cancer generators
 _FLOAT = "%.10g"  # times to 4 decimals up to 168 h and lab values print exactly
 
 
-def synthesize_cohort(n: int, seed: int, splits: Sequence[str] = SPLITS) -> list[IcuStay]:
+def synthesize_cohort(n: int, seed: int, splits: Sequence[str] = SPLITS,
+                      interaction_share: float = 0.0) -> list[IcuStay]:
     """The stays of the ``splits`` of the ``n``-stay cohort drawn with ``seed`` (the same stays whichever
-    splits are asked for)."""
-    return [synthesize_stay(draw, seed) for draw in draw_cohort(n, seed) if draw.split in splits]
+    splits are asked for), that share of them decided by the interaction rule (icu.interactions)."""
+    return [synthesize_stay(draw, seed, interaction_share) for draw in draw_cohort(n, seed) if draw.split in splits]
 
 
 def write_icu_cohort(folder: str | Path, n: int, seed: int, *, splits: Sequence[str] = SPLITS,
-                     compress_vitals: bool = False, info: dict | None = None) -> list[IcuStay]:
+                     compress_vitals: bool = False, info: dict | None = None,
+                     interaction_share: float = 0.0) -> list[IcuStay]:
     """Write the cohort folder (module docstring) for the ``splits`` of ``n`` stays drawn with ``seed``;
     returns the stays. compress_vitals: write ``vitals.csv.gz`` (about a fifth of the size; the reader takes
-    either). info: extra cohort.json entries (the generator's provenance)."""
+    either). info: extra cohort.json entries (the generator's provenance). interaction_share: the probability,
+    in [0, 1], that a stay is decided by the cross-modal rule of icu.interactions; above 0, ground_truth.csv
+    gains the INTERACTION_COLUMNS and the README a section on the rule (at 0 every file is as without it)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    stays = synthesize_cohort(n, seed, splits)
+    stays = synthesize_cohort(n, seed, splits, interaction_share)
     cohort = pd.DataFrame([{"case_id": s.plan.case_id, "split": s.plan.split, "site": s.plan.site,
                             "stay_hours": s.plan.stay_hours, "died": int(s.plan.died), **s.demographics}
                            for s in stays], columns=list(COHORT_COLUMNS))
@@ -73,9 +78,13 @@ def write_icu_cohort(folder: str | Path, n: int, seed: int, *, splits: Sequence[
                    "time_unit": "hours", "prediction_hours": list(DEFAULT_HOURS),
                    "modalities": modalities_to_dicts(spec.modalities), **(info or {})}
     (folder / "cohort.json").write_text(json.dumps(cohort_info, indent=2) + "\n", encoding="utf-8")
-    truth = pd.DataFrame([s.truth for s in stays], columns=list(TRUTH_COLUMNS))
+    columns = list(TRUTH_COLUMNS) + (list(INTERACTION_COLUMNS) if interaction_share > 0 else [])
+    truth = pd.DataFrame([s.truth for s in stays], columns=columns)
     truth.to_csv(folder / "ground_truth.csv", index=False, float_format=_FLOAT)
-    (folder / "README.md").write_text(icu_readme(cohort_info, stays), encoding="utf-8")
+    readme = icu_readme(cohort_info, stays)
+    if interaction_share > 0:
+        readme += interactions_readme(interaction_share, truth)
+    (folder / "README.md").write_text(readme, encoding="utf-8")
     ranked = truth[truth["case_id"].isin([s.plan.case_id for s in stays if s.plan.split in RANKED_SPLITS])]
     if len(ranked):  # the simulated annotation study covers the held-out stays, at each prediction hour
         write_icu_rankings(folder, ranked, DEFAULT_HOURS, seed)
