@@ -29,6 +29,6 @@ __all__ = [
     "ClinicalRow", "OncologyNote", "Outcome", "PanelResult", "StainSpec", "TileResult", "cancer_readme",
     "choose_drivers", "clinical_log_hazard", "cohort_case", "draw_clinical", "draw_cohort", "draw_panel",
     "expected_censoring_share", "genomic_log_hazard", "interactions_readme", "plan_case", "render_cohort_case",
-    "render_tile", "sample_event_time", "sample_outcome", "simulate_cancer_rankings", "survival_probability", "synthesize_case",
-    "write_note",
+    "render_tile", "sample_event_time", "sample_outcome", "simulate_cancer_rankings", "survival_probability",
+    "synthesize_case", "write_note",
 ]
