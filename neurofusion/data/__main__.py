@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
                           "(256 colours per image, each channel within a few levels; about 45%% of the size)")
     gen.add_argument("--interaction-share", type=_share, default=0.0,
                      help="probability in [0, 1] that a case is decided by a cross-modal interaction rule "
-                          "(cardio; default 0: the additive cohort)")
+                          "(cardio, cancer, icu; default 0: the additive cohort)")
     gen.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
     val = commands.add_parser("validate", help="read every file of a cohort folder and report all problems")

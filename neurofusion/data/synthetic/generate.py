@@ -155,7 +155,8 @@ def generate_cohort(
 
     interaction_share: the probability, in [0, 1], that a case is decided by a cross-modal interaction rule
     (:mod:`neurofusion.data.synthetic.interactions` for cardio, the predictive biomarkers of
-    :mod:`neurofusion.data.synthetic.cancer.interactions` for cancer). 0 gives the additive cohort.
+    :mod:`neurofusion.data.synthetic.cancer.interactions` for cancer, the SpO2 target rule of
+    :mod:`neurofusion.data.synthetic.icu.interactions` for icu). 0 gives the additive cohort.
     """
     if task not in GENERATORS and task != "icu":
         raise ValueError(f"unknown task {task!r}; available: {', '.join(GENERATORS)}, icu")
@@ -169,14 +170,15 @@ def generate_cohort(
         raise ValueError(f"colour_format {colour_format!r} applies to colour images; task {task!r} has none")
     if not (isinstance(interaction_share, (int, float)) and 0.0 <= interaction_share <= 1.0):
         raise ValueError(f"interaction_share must be a number in [0, 1], got {interaction_share!r}")
-    if interaction_share and not (task in GENERATORS and GENERATORS[task].interactions):
-        raise ValueError(f"interaction_share applies to tasks with interaction rules "
-                         f"({', '.join(t for t, g in GENERATORS.items() if g.interactions)}), not {task!r}")
+    if interaction_share and not (task == "icu" or (task in GENERATORS and GENERATORS[task].interactions)):
+        with_rules = [t for t, g in GENERATORS.items() if g.interactions] + ["icu"]
+        raise ValueError(f"interaction_share applies to tasks with interaction rules ({', '.join(with_rules)}), "
+                         f"not {task!r}")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder (nothing was written)")
     if task == "icu":  # time-stamped long tables, not one file per case
-        return _generate_icu(n, seed, out, splits, signal_format, colour_format)
+        return _generate_icu(n, seed, out, splits, signal_format, colour_format, float(interaction_share))
     generator = GENERATORS[task]
     draws = [d for d in generator.draw(n, seed) if d.split in splits]
     out.mkdir(parents=True, exist_ok=True)
@@ -214,16 +216,18 @@ def generate_cohort(
 
 
 def _generate_icu(n: int, seed: int, out: Path, splits: tuple[str, ...], signal_format: str,
-                  colour_format: str) -> Path:
-    """The ICU cohort (neurofusion.data.synthetic.icu.write): vitals.csv.gz, labs, notes, demographics."""
+                  colour_format: str, interaction_share: float = 0.0) -> Path:
+    """The ICU cohort (neurofusion.data.synthetic.icu.write): vitals.csv.gz, labs, notes, demographics; with an
+    interaction share, stays decided by neurofusion.data.synthetic.icu.interactions."""
     from neurofusion.data.synthetic.icu.write import write_icu_cohort
 
     if signal_format != "16":
         raise ValueError("--signal-format applies to WFDB ECG files; the ICU task's vitals are a long table")
-    info = _cohort_info("icu", n, seed, splits, signal_format, colour_format)
+    info = _cohort_info("icu", n, seed, splits, signal_format, colour_format, interaction_share)
     provenance = {k: info[k] for k in ("synthetic", "description", "generator")}
     provenance["generator"].pop("signal_format")
-    write_icu_cohort(out, n, seed, splits=splits, compress_vitals=True, info=provenance)
+    write_icu_cohort(out, n, seed, splits=splits, compress_vitals=True, info=provenance,
+                     interaction_share=interaction_share)
     return out
 
 

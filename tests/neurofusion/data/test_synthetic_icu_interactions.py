@@ -193,3 +193,20 @@ def test_an_additive_probe_falls_short_of_the_product_term_only_where_the_rule_d
     assert _probe_gap(0.3, 1, 24.0) >= 0.08
     assert abs(_probe_gap(0.0, 1, 24.0)) <= 0.05
     assert abs(_probe_gap(0.3, 2, 4.0)) <= 0.01
+
+
+def test_generate_cli_records_the_icu_share(tmp_path):
+    """`generate --task icu --interaction-share` reaches the ICU writer: the share is in cohort.json's generator
+    record and command, the ground truth names the rule, the README describes it."""
+    import json
+
+    from neurofusion.data.__main__ import main
+
+    out = tmp_path / "icu"
+    assert main(["generate", "--task", "icu", "--n", "60", "--seed", "5", "--splits", "test",
+                 "--interaction-share", "0.3", "--out", str(out)]) in (0, None)
+    generator = json.loads((out / "cohort.json").read_text())["generator"]
+    assert generator["interaction_share"] == 0.3 and "--interaction-share 0.3" in generator["command"]
+    truth = pd.read_csv(out / "ground_truth.csv")
+    assert set(truth["interaction_rule"].dropna()) <= {"spo2_against_target"}
+    assert "spo2_against_target" in (out / "README.md").read_text()

@@ -255,10 +255,17 @@ def test_cli_rejects_a_share_outside_0_1(tmp_path, capsys, share):
     assert not (tmp_path / "c").exists()
 
 
-def test_generate_rejects_a_bad_share_or_a_task_without_rules(tmp_path):
+def test_generate_rejects_a_bad_share_or_a_task_without_rules(tmp_path, monkeypatch):
+    import dataclasses
+
+    from neurofusion.data.synthetic import generate
+
     with pytest.raises(ValueError, match=r"interaction_share must be a number in \[0, 1\]"):
         generate_cohort("cardio", 10, 0, tmp_path / "a", interaction_share=1.2, progress=False)
-    with pytest.raises(ValueError, match="tasks with interaction rules"):
+    # every task has rules today (cardio, cancer, icu): a generator without them is refused
+    monkeypatch.setitem(generate.GENERATORS, "cancer", dataclasses.replace(generate.GENERATORS["cancer"],
+                                                                           interactions=False))
+    with pytest.raises(ValueError, match=r"tasks with interaction rules \(cardio, icu\), not 'cancer'"):
         generate_cohort("cancer", 10, 0, tmp_path / "b", interaction_share=0.3, progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
