@@ -154,13 +154,18 @@ def write_rankings(path: str | Path, rankings: pd.DataFrame, modalities: tuple[s
     out.to_csv(path, index=False)
 
 
-INTERACTION_STRENGTH = "interaction_strength"  # synthetic cardio: how strongly a cross-modal rule decides a case
+INTERACTION_STRENGTH = "interaction_strength"  # synthetic cohorts: how strongly a cross-modal rule decides a case
+# The numeric interaction columns the generators write, and what a blank cell means: no rule decides the case,
+# so no strength and no log-hazard term (cancer); an ICU stay without a rule has no hour the rule shows from.
+INTERACTION_NUMBERS = {INTERACTION_STRENGTH: 0.0, "interaction_log_hazard": 0.0, "interaction_term": 0.0,
+                       "interaction_from_h": float("nan")}
 
 
 def read_ground_truth(path: str | Path, *, cohort: CohortReader | None = None) -> pd.DataFrame:
     """Read synthetic ground truth -> DataFrame with case_id, strength_<modality> floats (NaN = missing
-    modality), ``interaction_strength`` as a float >= 0 where the table has it (blank = 0: no interaction
-    decides the case) and any extra descriptive columns as strings."""
+    modality), the numeric interaction columns (INTERACTION_NUMBERS: ``interaction_strength`` >= 0, blank = 0
+    when no interaction decides the case) as floats where the table has them, and any extra descriptive
+    columns as strings."""
     path = Path(path)
     names = _modality_names(cohort, None)
     strength_columns = tuple(f"strength_{m}" for m in names)
@@ -171,10 +176,12 @@ def read_ground_truth(path: str | Path, *, cohort: CohortReader | None = None) -
         values = parse_numbers(table, column, path, what="strength")
         fail_rows((values < 0) | (values > 1), table, path, column, lambda v: f"strength {v!r} is outside [0, 1]")
         out[column] = values
-    if INTERACTION_STRENGTH in table.columns:
-        values = parse_numbers(table, INTERACTION_STRENGTH, path, what="interaction strength")
-        fail_rows(values < 0, table, path, INTERACTION_STRENGTH, lambda v: f"interaction strength {v!r} is negative")
-        out[INTERACTION_STRENGTH] = values.fillna(0.0)
+    for column, blank in INTERACTION_NUMBERS.items():
+        if column in table.columns:
+            values = parse_numbers(table, column, path, what=column.replace("_", " "))
+            if column == INTERACTION_STRENGTH:
+                fail_rows(values < 0, table, path, column, lambda v: f"interaction strength {v!r} is negative")
+            out[column] = values.fillna(blank)
     if cohort is not None:
         given = out[list(strength_columns)].notna().to_numpy()
         _check_against_cohort(table, given, strength_columns, "a strength is given for", cohort, path)

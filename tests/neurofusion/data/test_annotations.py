@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -101,6 +102,11 @@ def test_ground_truth_interaction_strength_is_a_number(tmp_path):
     path.write_text(header + "P000,0.9,0.1,0.2,0.3,x,-0.2\n")
     with pytest.raises(CohortError, match="field 'interaction_strength': interaction strength '-0.2' is negative"):
         read_ground_truth(path)
+    path.write_text("case_id,strength_image,strength_text,strength_signal,strength_tabular,interaction_term,"
+                    "interaction_from_h\nP000,0.9,0.1,0.2,0.3,,\nP001,0.9,0.1,0.2,0.3,-2.5,12\n")
+    truth = read_ground_truth(path)  # cancer's log-hazard term (blank = 0), ICU's hour (blank = none)
+    assert truth["interaction_term"].tolist() == [0.0, -2.5]
+    assert np.isnan(truth.loc[0, "interaction_from_h"]) and truth.loc[1, "interaction_from_h"] == 12.0
     path.write_text(header + "P000,0.9,0.1,0.2,0.3,x,strong\n")
     with pytest.raises(CohortError, match="interaction strength 'strong' is not a number"):
         read_ground_truth(path)
