@@ -2,7 +2,8 @@
 cardio cohort (interaction share 0.4), for the demo checkpoint and every fusion checkpoint of
 benchmarks/table2.py: the share of the cases a rule decides (with both modalities of its pair) in which the
 planted pair comes first among the case's pairs by |pairwise Shapley interaction| and by symmetrised
-cross-modal attention, beside chance (explain.planted_pairs). Mean ± sd over seeds per architecture.
+cross-modal attention, beside chance (explain.planted_pairs), and each model's accuracy on the rule-decided
+cases and on the others. Mean ± sd over seeds per architecture.
 
     python benchmarks/planted_pairs.py [--checkpoints 'build/table2/*_s*'] [--threads 1]
 """
@@ -37,18 +38,24 @@ def measure(checkpoint: Path, cohort: CohortReader) -> dict:
     ckpt = load_checkpoint(checkpoint, device="cpu")
     predictor = Predictor(ckpt.model, ckpt.tokenizer, ckpt.device)
     cases = [cohort[i] for i in cohort.ids("test")]
-    ids, present, interactions, attention = [], [], [], []
+    ids, present, interactions, attention, correct = [], [], [], [], []
     for batch in predictor.batches(cases, 32):
         result = modality_importance(ckpt.model, batch)
         ids += list(result.case_ids)
         present.append(result.present)
         interactions.append(shapley_interactions(result))
         attention.append(result.cross_attention)
+        correct.append(result.target == batch.labels.cpu().numpy())  # the explained class is the predicted one
     cross = None if any(a is None for a in attention) else np.concatenate(attention)
-    finding = find_planted_pairs(cohort.ground_truth().reset_index(), ids, np.concatenate(present),
-                                 np.concatenate(interactions), cross, ckpt.model.names)
+    truth = cohort.ground_truth()
+    finding = find_planted_pairs(truth, ids, np.concatenate(present), np.concatenate(interactions), cross,
+                                 ckpt.model.names)
+    roles = truth.set_index("case_id").reindex(ids)["interaction_role"].fillna("").to_numpy()
+    correct = np.concatenate(correct)
+    accuracy = {"rule-decided": float(correct[roles != ""].mean()), "other": float(correct[roles == ""].mean()),
+                **{role: float(correct[roles == role].mean()) for role in sorted(set(roles) - {""})}}
     return {"architecture": ckpt.config.architecture, "checkpoint": str(checkpoint.relative_to(ROOT)),
-            "summary": finding.summary().reset_index().to_dict(orient="records")}
+            "summary": finding.summary().reset_index().to_dict(orient="records"), "accuracy": accuracy}
 
 
 def markdown(runs: list[dict], share: float) -> str:
@@ -72,6 +79,13 @@ def markdown(runs: list[dict], share: float) -> str:
             cells = [_mean_sd([r[key] for r in rows]) for key in ("chance_first", "interaction_first",
                                                                    "attention_first")]
             lines.append(f"| {name} | {len(model_runs)} | {group} | {rows[0]['cases']} | " + " | ".join(cells) + " |")
+    groups = list(runs[0]["accuracy"])
+    lines += ["", "Accuracy on the cases a rule decides and on the others (the cohort's additive cases); mean ± sd "
+              "over seeds.", "", "| model | seeds | " + " | ".join(groups) + " |",
+              "| --- | --- |" + " --- |" * len(groups)]
+    for name, model_runs in by_model.items():
+        cells = [_mean_sd([run["accuracy"][g] for run in model_runs]) for g in groups]
+        lines.append(f"| {name} | {len(model_runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
