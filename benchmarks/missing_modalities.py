@@ -44,7 +44,7 @@ def main() -> None:
     summary = {name: {drop: m["accuracy"]["value"] for drop, m in study.items()} for name, study in runs.items()}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "missing_modalities.json").write_text(json.dumps(summary, indent=2) + "\n")
-    share = json.loads((cohort.root / "cohort.json").read_text()).get("interaction_share", 0.0)
+    share = cohort.info.get("generator", {}).get("interaction_share", 0.0)
     write_markdown(summary, runs, share)
 
 
