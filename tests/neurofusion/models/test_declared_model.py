@@ -143,7 +143,26 @@ def test_a_config_without_modalities_is_cardio():
 
 
 def test_cardio_checkpoint_config_json_has_no_modalities_and_loads_as_cardio(tmp_path):
-    source = REPO / "sample_data" / "checkpoints" / "cardio_demo"
+    """A cardio checkpoint saved before modalities were declared (config.json without "modalities", features
+    without "modality") loads as cardio's four modalities: the bundled demo, stripped back to that format."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from neurofusion.checkpoint import CONFIG_METADATA, WEIGHTS
+
+    def legacy(config: dict) -> dict:
+        config.pop("modalities", None)
+        for feature in config.get("features", []):
+            feature.pop("modality", None)
+        return config
+
+    source = tmp_path / "legacy"
+    shutil.copytree(REPO / "sample_data" / "checkpoints" / "cardio_demo", source)
+    (source / "config.json").write_text(json.dumps(legacy(json.loads((source / "config.json").read_text()))))
+    with safe_open(str(source / WEIGHTS), framework="pt") as handle:  # the weights' own copy of the config too
+        metadata = dict(handle.metadata())
+    metadata[CONFIG_METADATA] = json.dumps(legacy(json.loads(metadata[CONFIG_METADATA])), sort_keys=True)
+    save_file(load_file(str(source / WEIGHTS)), str(source / WEIGHTS), metadata=metadata)
     assert "modalities" not in json.loads((source / "config.json").read_text())
     ckpt = load_checkpoint(source, device="cpu")
     assert ckpt.model.names == ("image", "text", "signal", "tabular")
@@ -151,39 +170,40 @@ def test_cardio_checkpoint_config_json_has_no_modalities_and_loads_as_cardio(tmp
     assert ckpt.ood is not None and ckpt.ood.columns == ckpt.model.names
 
 
-# Probabilities of the bundled cardio_demo checkpoint on the first 20 test cases of sample_data/cardio,
-# computed by the code before modalities were declared (commit e417be5), rounded to 7 decimals.
+# Probabilities of the bundled cardio_demo checkpoint on the first 20 test cases of sample_data/cardio, rounded
+# to 7 decimals: first computed by the code before modalities were declared (commit e417be5), recomputed when the
+# demo was retrained on the interaction cohort (issue 13); a code change that moves them changes predictions.
 EXPECTED_IDS = ["CV-00026", "CV-00086", "CV-00090", "CV-00102", "CV-00119", "CV-00123", "CV-00128", "CV-00136",
                 "CV-00139", "CV-00155", "CV-00156", "CV-00158", "CV-00166", "CV-00185", "CV-00187", "CV-00216",
                 "CV-00224", "CV-00229", "CV-00261", "CV-00265"]
 EXPECTED = [
-    [0.9907890, 0.0046850, 0.0012137, 0.0019323, 0.0013800],
-    [0.0009209, 0.9969257, 0.0012317, 0.0007936, 0.0001281],
-    [0.0004891, 0.0059375, 0.0003587, 0.0001646, 0.9930501],
-    [0.0003156, 0.0081050, 0.9907923, 0.0001403, 0.0006469],
-    [0.0004288, 0.9968303, 0.0002896, 0.0005062, 0.0019451],
-    [0.0005101, 0.9971821, 0.0014011, 0.0003204, 0.0005864],
-    [0.9891462, 0.0020086, 0.0009576, 0.0010664, 0.0068212],
-    [0.9698492, 0.0195923, 0.0004849, 0.0080659, 0.0020077],
-    [0.9920471, 0.0005220, 0.0004997, 0.0012486, 0.0056827],
-    [0.0007868, 0.0007339, 0.0002218, 0.0002303, 0.9980271],
-    [0.0000914, 0.0009904, 0.9983695, 0.0003479, 0.0002007],
-    [0.0006232, 0.0003682, 0.9979503, 0.0009527, 0.0001056],
-    [0.6979226, 0.0675920, 0.1090320, 0.0665715, 0.0588818],
-    [0.5089170, 0.4778958, 0.0057718, 0.0069093, 0.0005061],
-    [0.0001755, 0.0010855, 0.0014940, 0.0003066, 0.9969385],
-    [0.0057547, 0.9916475, 0.0001175, 0.0019762, 0.0005040],
-    [0.0001328, 0.0010662, 0.9981861, 0.0001500, 0.0004650],
-    [0.0026802, 0.0006775, 0.0003522, 0.0001702, 0.9961200],
-    [0.0254109, 0.9712266, 0.0023065, 0.0003936, 0.0006624],
-    [0.0003530, 0.0003116, 0.0011794, 0.9977811, 0.0003750],
+    [0.2211499, 0.0029530, 0.0012119, 0.0012502, 0.7734351],
+    [0.2161625, 0.7553380, 0.0217787, 0.0062270, 0.0004940],
+    [0.4224247, 0.0395697, 0.0005247, 0.0005663, 0.5369146],
+    [0.0002462, 0.0005796, 0.9619467, 0.0363056, 0.0009217],
+    [0.1415370, 0.8429414, 0.0014011, 0.0003252, 0.0137952],
+    [0.1405439, 0.8544855, 0.0022792, 0.0021005, 0.0005909],
+    [0.9850711, 0.0029828, 0.0030466, 0.0026879, 0.0062117],
+    [0.9771674, 0.0109449, 0.0011396, 0.0010103, 0.0097377],
+    [0.1014678, 0.8946085, 0.0014075, 0.0010489, 0.0014674],
+    [0.2257111, 0.0013454, 0.0012269, 0.0026388, 0.7690779],
+    [0.0004156, 0.0009651, 0.9897925, 0.0081736, 0.0006533],
+    [0.0011008, 0.0005099, 0.9013547, 0.0964267, 0.0006080],
+    [0.4873465, 0.1738696, 0.1902529, 0.1081198, 0.0404113],
+    [0.1937208, 0.7775437, 0.0102954, 0.0176886, 0.0007516],
+    [0.3342450, 0.0012022, 0.0013554, 0.0022793, 0.6609182],
+    [0.0343593, 0.9619755, 0.0023294, 0.0006228, 0.0007131],
+    [0.0003840, 0.0007436, 0.9916189, 0.0061505, 0.0011031],
+    [0.4189928, 0.0014138, 0.0018679, 0.0014751, 0.5762504],
+    [0.1880681, 0.8080198, 0.0014200, 0.0008676, 0.0016246],
+    [0.0002917, 0.0006394, 0.1576576, 0.8405107, 0.0009006],
 ]
 EXPECTED_WITHOUT_IMAGE_AND_LABS = [  # the first five cases with image and tabular hidden
-    [0.9316850, 0.0197118, 0.0219765, 0.0091435, 0.0174830],
-    [0.0027484, 0.9702517, 0.0219212, 0.0034128, 0.0016657],
-    [0.0122459, 0.1258160, 0.0074475, 0.0002749, 0.8542157],
-    [0.5325416, 0.3717698, 0.0544431, 0.0064591, 0.0347864],
-    [0.0004149, 0.9821456, 0.0106939, 0.0003795, 0.0063661],
+    [0.4743412, 0.0177882, 0.0035112, 0.0029071, 0.5014524],
+    [0.4479587, 0.1911818, 0.2162465, 0.1096362, 0.0349767],
+    [0.5436032, 0.2084532, 0.0022676, 0.0027699, 0.2429062],
+    [0.0132797, 0.0090388, 0.3560098, 0.6194277, 0.0022439],
+    [0.3023517, 0.6829421, 0.0037622, 0.0023060, 0.0086379],
 ]
 
 
