@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE := sample_data/cardio
 
-.PHONY: run test test-gpu setup chromium sample-data sample-data-cancer sample-data-icu demo-checkpoint cancer-demo-checkpoint icu-demo-checkpoint screenshot
+.PHONY: run test test-gpu setup chromium postgresql sample-data sample-data-cancer sample-data-icu demo-checkpoint cancer-demo-checkpoint icu-demo-checkpoint screenshot
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 setup: $(STAMP)
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium postgresql
 	$(PY) -m pytest
 
 # The GPU checks (CUDA against the CPU, faithfulness, a bfloat16 training epoch, the dashboard on CUDA), a few
@@ -25,6 +25,14 @@ test-gpu: SHELL := /bin/bash
 test-gpu: $(STAMP)
 	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'make test-gpu: torch sees no CUDA GPU here')"
 	set -o pipefail; $(PY) -m pytest -m gpu tests/gpu -v -rs 2>&1 | tee benchmarks/results/gpu_check.txt
+
+# The study database tests start a throwaway PostgreSQL server from Debian's postgresql package (its binaries only:
+# the package's own cluster is not used). Without it those tests are skipped with the reason.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  else echo "postgresql is missing and cannot be installed here: the PostgreSQL tests will be skipped"; fi; }
 
 # The browser test drives Debian's chromium (never a browser downloaded by a test tool).
 chromium:
