@@ -122,6 +122,45 @@ def summarize(per_pair: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0)
     return pd.DataFrame(rows).set_index("group")
 
 
+def per_rater(per_pair: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Mean tau with 95 % CI for each rater (rows, sorted by name), from :func:`model_vs_raters` output: does
+    the model agree with some raters more than with others?"""
+    rows = [{"rater": rater, **mean_with_ci(group, n_bootstrap=n_bootstrap, seed=seed).to_dict()}
+            for rater, group in per_pair.groupby("rater", sort=True)]
+    return pd.DataFrame(rows, columns=["rater", "mean", "ci_low", "ci_high", "n_cases", "reason"]).set_index("rater")
+
+
+def contrast(first: pd.DataFrame, second: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0,
+             ci: float = 0.95) -> dict:
+    """Mean tau of two groups of (case, rater) pairs (e.g. blinded and unblinded raters, :func:`model_vs_raters`
+    rows of each) and their difference second - first, with a percentile bootstrap CI that resamples the cases
+    of either group together (a case rated under both protocols moves both means at once). Means are NaN, with
+    ``reason``, when a group has no defined tau."""
+    a, b = first.dropna(subset=["tau"]), second.dropna(subset=["tau"])
+    result = {"first": mean_with_ci(first, n_bootstrap=n_bootstrap, seed=seed).to_dict(),
+              "second": mean_with_ci(second, n_bootstrap=n_bootstrap, seed=seed).to_dict()}
+    if a.empty or b.empty:
+        return {**result, "difference": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
+                "reason": "not defined: " + ("neither group" if a.empty and b.empty else
+                                             "the first group" if a.empty else "the second group")
+                          + " has a defined tau"}
+    cases = np.array(sorted(set(a["case_id"]) | set(b["case_id"])), dtype=object)
+
+    def sums(group: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        per_case = group.groupby("case_id")["tau"].agg(["sum", "count"]).reindex(cases, fill_value=0)
+        return per_case["sum"].to_numpy(dtype=float), per_case["count"].to_numpy(dtype=float)
+
+    (sa, ca), (sb, cb) = sums(a), sums(b)
+    picks = np.random.default_rng(seed).integers(0, len(cases), size=(n_bootstrap, len(cases)))
+    with np.errstate(invalid="ignore", divide="ignore"):  # a resample without one group's cases: NaN, dropped
+        differences = sb[picks].sum(1) / cb[picks].sum(1) - sa[picks].sum(1) / ca[picks].sum(1)
+    differences = differences[~np.isnan(differences)]
+    alpha = (1 - ci) / 2
+    return {**result, "difference": float(sb.sum() / cb.sum() - sa.sum() / ca.sum()),
+            "ci_low": float(np.quantile(differences, alpha)), "ci_high": float(np.quantile(differences, 1 - alpha)),
+            "reason": None}
+
+
 def inter_rater(rankings: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0) -> dict:
     """The ceiling a model can reasonably reach: mean pairwise tau between raters on the cases both
     ranked (with a case-bootstrap CI), and Kendall's W per case averaged over cases ranked by >= 2 raters."""

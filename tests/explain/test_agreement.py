@@ -9,11 +9,13 @@ from scipy.stats import kendalltau
 
 from explain.agreement import (
     compare_rankings,
+    contrast,
     importance_to_ranks,
     inter_rater,
     kendalls_w,
     mean_with_ci,
     model_vs_raters,
+    per_rater,
     rater_ranks,
     ranking_scores,
     summarize,
@@ -192,3 +194,35 @@ def test_compare_rankings_puts_each_ranking_beside_the_raters_and_the_truth():
     assert np.isnan(rater_ranks(rankings, "A").loc["c0", "text"])
     with pytest.raises(ValueError, match="no rankings by rater 'Z'"):
         rater_ranks(rankings, "Z")
+
+
+def _pairs(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"case_id": c, "rater": r, "label": "x", "tau": t, "n_compared": 4} for c, r, t in rows])
+
+
+def test_per_rater_means_are_each_raters_own():
+    pairs = _pairs([("a", "ann", 1.0), ("b", "ann", 0.0), ("a", "bob", -1.0), ("b", "bob", np.nan)])
+    table = per_rater(pairs, n_bootstrap=200)
+    assert table.index.tolist() == ["ann", "bob"]
+    assert table.loc["ann", "mean"] == pytest.approx(0.5) and table.loc["ann", "n_cases"] == 2
+    assert table.loc["bob", "mean"] == pytest.approx(-1.0) and table.loc["bob", "n_cases"] == 1
+
+
+def test_contrast_difference_and_its_bootstrap_ci():
+    rng = np.random.default_rng(0)
+    cases = [f"c{i}" for i in range(40)]
+    blinded = _pairs([(c, "ann", t) for c, t in zip(cases, rng.normal(0.2, 0.1, 40))])
+    unblinded = _pairs([(c, "bob", t) for c, t in zip(cases, rng.normal(0.6, 0.1, 40))])
+    result = contrast(blinded, unblinded, n_bootstrap=500)
+    assert result["difference"] == pytest.approx(unblinded["tau"].mean() - blinded["tau"].mean())
+    assert result["ci_low"] < result["difference"] < result["ci_high"]
+    assert result["ci_low"] > 0.3  # 0.4 apart with sd 0.1 over 40 cases: the CI excludes zero by far
+    assert result["first"]["mean"] == pytest.approx(blinded["tau"].mean())
+
+
+def test_contrast_of_identical_groups_is_zero_and_empty_group_is_not_defined():
+    pairs = _pairs([("a", "ann", 0.5), ("b", "ann", -0.5), ("c", "ann", 1.0)])
+    same = contrast(pairs, pairs.assign(rater="bob"), n_bootstrap=200)
+    assert same["difference"] == pytest.approx(0.0) and same["ci_low"] == pytest.approx(0.0)
+    none = contrast(pairs, pairs.iloc[:0])
+    assert np.isnan(none["difference"]) and "second group" in none["reason"]
