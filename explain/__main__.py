@@ -3,6 +3,7 @@
     python -m explain case --checkpoint DIR --data DIR --case-id ID [--image-method M] [--n-steps N] [--json]
     python -m explain case --checkpoint DIR --data ICU_DIR --case-id ICU-00012 --hours 0,6,12,24,36,48 [--json]
     python -m explain cohort --checkpoint DIR --data DIR [--split test] [--rankings CSV] [--method shapley] [--json]
+    python -m explain study create|list|progress|export|import|withdraw ...  (an expert-ranking study; study --help)
 
 A time-stamped (ICU) cohort is explained as of hours of a stay: --case-id is a stay with --hours, or one
 sample id ("ICU-00012@24h") without. Each hour gives the risk of death within 48 h, the cross-modal
@@ -22,6 +23,7 @@ import json
 import math
 import sys
 
+from explain import study_cli
 from explain.case import ExplainSettings, explain_case, jsonable
 from explain.cohort import clinician_agreement, cohort_importance, ground_truth_agreement
 from explain.image import IMAGE_METHODS
@@ -66,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--split", default="test", choices=SPLITS)
             sub.add_argument("--rankings", help="clinician rankings CSV (default: the cohort's own, if any)")
             sub.add_argument("--method", default="shapley", choices=METHODS)
+    study_cli.add_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "study":  # the study database: no model is loaded
+        return study_cli.run(args)
     try:
         ckpt = load_checkpoint(args.checkpoint, device=args.device)
         for warning in ckpt.warnings:
