@@ -26,6 +26,7 @@ import pandas as pd
 from explain.case import ExplainSettings
 from explain.cohort import CohortImportance
 from neurofusion.data.schema import MODALITIES
+from neurofusion.hashing import folder_hashes
 
 EXPORT_FILES = ("agreement_summary.csv", "per_case.csv", "settings.csv", "agreement.json", "settings.json")
 SUMMARY_COLUMNS = ("group", "class", "mean_tau", "ci_low", "ci_high", "n_cases", "reason")
@@ -39,23 +40,6 @@ def per_case_columns(names: tuple[str, ...] | list[str] = MODALITIES) -> tuple[s
 
 
 PER_CASE_COLUMNS = per_case_columns()  # cardio's
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def folder_hashes(folder: str | Path) -> dict:
-    """{"path", "sha256", "files": {relative path: sha256}} over every file under ``folder``; the folder's
-    hash is the SHA-256 of the "relative path  file hash" lines, sorted (as ``sha256sum`` prints them)."""
-    root = Path(folder)
-    files = {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
-    listing = "".join(f"{digest}  {name}\n" for name, digest in sorted(files.items()))
-    return {"path": str(root), "sha256": hashlib.sha256(listing.encode()).hexdigest(), "files": files}
 
 
 def research_export(result: dict, importance: CohortImportance, rankings: pd.DataFrame, *, raters: str,

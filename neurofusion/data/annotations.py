@@ -1,7 +1,9 @@
 """Per-case annotations beside a cohort: clinicians' modality rankings and the synthetic ground truth.
 
 ``clinician_rankings.csv``: case_id, rater, then one rank column per modality (1 = most important). A rater
-leaves a modality blank when the case does not have it; the ranks given must be 1..k with no ties. Rankings
+leaves a modality blank when the case does not have it; the ranks given are 1..k over the k ranked modalities,
+a permutation or tied in standard competition form (1, 1, 3: tied modalities share the better place and the next
+place skips; 1, 1, 2 is not a ranking). Whether a study allows ties is the study's rule, not the file's. Rankings
 also come as bytes (a dashboard upload): they are parsed in memory and errors name the user's file name, so a
 client-supplied name is never used as a path.
 ``ground_truth.csv``: case_id, then ``strength_<modality>`` in [0, 1] (blank = modality missing) and free
@@ -113,19 +115,26 @@ def read_rankings(source: str | Path | bytes | BinaryIO, *, name: str | None = N
     values = ranks[list(names)]
     # rows with a bad cell have incomplete ranks: judging their set would report a consequence, not the cause
     checks.check(~checks.failed & (values.notna().sum(axis=1) == 0), "rank", lambda v: "no modality is ranked")
-    # A valid ranking of k modalities uses each of 1..k exactly once: sorted, it reads 1, 2, ..., k.
-    ordered = np.sort(values.to_numpy(dtype=float, na_value=np.nan), axis=1)
-    expected = np.where(np.isnan(ordered), np.nan, np.arange(1, len(names) + 1))
-    not_perm = ~np.all((ordered == expected) | np.isnan(ordered), axis=1)
+    not_ranking = ~competition_ranks(values.to_numpy(dtype=float, na_value=np.nan))
     checks.check(
-        ~checks.failed & not_perm, "rank",
-        lambda v: "ranks must be a permutation of 1..k over the k ranked modalities (no ties, no gaps), "
+        ~checks.failed & not_ranking, "rank",
+        lambda v: "ranks must be a permutation of 1..k over the k ranked modalities, or ties in standard "
+        "competition form (1, 1, 3: tied modalities share the better place, the next place skips; no gaps), "
         "got " + _describe_row(values.loc[v]),
     )
     if cohort is not None:
         _check_rankings_against_cohort(table, ranks, cohort, checks)
     checks.raise_any()
     return ranks
+
+
+def competition_ranks(ranks: np.ndarray) -> np.ndarray:
+    """(n, M) ranks (NaN = not ranked) -> (n,) booleans: the row is a standard competition ranking of its
+    ranked modalities: every rank is 1 + the number of modalities ranked strictly better. A permutation of
+    1..k is one (no ties); so is 1, 1, 3; 1, 1, 2 (a gap after a tie missing) and 1, 3 (a gap) are not."""
+    ranks = np.asarray(ranks, dtype=float)
+    better = (ranks[:, None, :] < ranks[:, :, None]).sum(axis=2)  # [i, j]: modalities ranked above j in row i
+    return np.all(np.isnan(ranks) | (ranks == better + 1), axis=1)
 
 
 def _check_rankings_against_cohort(table: pd.DataFrame, ranks: pd.DataFrame, cohort: CohortReader,

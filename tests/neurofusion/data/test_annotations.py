@@ -48,6 +48,25 @@ def test_malformed_rankings_are_specific_errors(tmp_path, body, message):
         read_rankings(_rankings(tmp_path, body))
 
 
+@pytest.mark.parametrize("row, ranks", [
+    ("P0,A,1,1,3,4\n", [1, 1, 3, 4]),
+    ("P0,A,1,2,2,4\n", [1, 2, 2, 4]),
+    ("P0,A,1,1,1,1\n", [1, 1, 1, 1]),
+    ("P0,A,,1,1,3\n", [None, 1, 1, 3]),
+    ("P0,A,2,1,,2\n", [2, 1, None, 2]),
+])
+def test_ties_in_standard_competition_form_are_accepted(tmp_path, row, ranks):
+    back = read_rankings(_rankings(tmp_path, row))
+    assert [None if pd.isna(v) else int(v) for v in back.loc[0, ["image", "text", "signal", "tabular"]]] == ranks
+
+
+@pytest.mark.parametrize("row", ["P0,A,1,1,2,3\n", "P0,A,1,2,2,3\n", "P0,A,2,2,3,4\n", "P0,A,1,1,4,4\n",
+                                 "P0,A,1,3,,\n"])
+def test_ties_with_a_gap_missing_or_gaps_are_rejected(tmp_path, row):
+    with pytest.raises(CohortError, match=r"ties in standard competition form \(1, 1, 3"):
+        read_rankings(_rankings(tmp_path, row))
+
+
 def test_rankings_missing_a_modality_column(tmp_path):
     path = _rankings(tmp_path, "P0,A,1,2,3\n", header="case_id,rater,image,text,signal\n")
     with pytest.raises(CohortError, match=r"field 'tabular': required column\(s\) tabular missing"):

@@ -34,11 +34,26 @@ def test_any_permutation_of_the_ranked_subset_is_accepted(order, k):
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.integers(1, 6)), min_size=4, max_size=4))
 def test_anything_else_is_rejected(ranks):
-    given_ranks = sorted(r for r in ranks if r is not None)
-    if given_ranks and given_ranks == list(range(1, len(given_ranks) + 1)):
-        return  # a valid ranking: covered above
+    given_ranks = [r for r in ranks if r is not None]
+    if given_ranks and all(r == 1 + sum(x < r for x in given_ranks) for r in given_ranks):
+        return  # a valid ranking (a permutation, or ties in competition form): covered above and below
     with pytest.raises(CohortError):
         read_rankings(_write_row(ranks))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=4, max_size=4), st.lists(st.booleans(), min_size=4, max_size=4))
+def test_competition_ranks_of_any_scores_are_accepted(scores, ranked):
+    # scipy's rankdata(method="min") is the reference: tied scores share the better place, the next skips
+    from scipy.stats import rankdata
+
+    if not any(ranked):
+        ranked = [True] + ranked[1:]
+    kept = [-s for s, keep in zip(scores, ranked) if keep]
+    places = iter(rankdata(kept, method="min").astype(int).tolist())
+    ranks = [next(places) if keep else None for keep in ranked]
+    back = read_rankings(_write_row(ranks))
+    assert [None if np.isnan(v) else int(v) for v in back.loc[0, list(MODALITIES)].astype(float)] == ranks
 
 
 @settings(max_examples=25, deadline=None)

@@ -1,0 +1,15 @@
+"""Expert-ranking studies: set up a study over a cohort and a model, let raters rank each case's modalities,
+keep every submission in a database (SQLite by default, any SQLAlchemy URL), and read the rankings back in the
+cohort's clinician_rankings.csv format."""
+
+from neurofusion.studies.records import PROTOCOLS, REVEAL_METHODS, SELECTIONS, SOURCES, Rater, Study, StudyCase, Submission
+from neurofusion.studies.schema import LATEST_VERSION, MIGRATIONS, StudyError
+from neurofusion.studies.selection import describe_selection, select_cases
+from neurofusion.studies.setup import create_study, read_model_config
+from neurofusion.studies.store import STUDY_DB_ENV, STUDY_DIR_ENV, StudyStore, default_url
+
+__all__ = [
+    "LATEST_VERSION", "MIGRATIONS", "PROTOCOLS", "REVEAL_METHODS", "SELECTIONS", "SOURCES", "STUDY_DB_ENV",
+    "STUDY_DIR_ENV", "Rater", "Study", "StudyCase", "StudyError", "StudyStore", "Submission", "create_study",
+    "default_url", "describe_selection", "read_model_config", "select_cases",
+]
