@@ -161,10 +161,10 @@ def _count_words(n: int) -> str:
     return {2: "Two", 3: "Three", 4: "Four"}.get(n, str(n))
 
 
-def ranking_words(ranks: Mapping[str, int], titles: Mapping[str, str]) -> str:
+def ranking_words(ranks: Mapping[str, float], titles: Mapping[str, str]) -> str:
     """'1 ECG, 2 Echo image, 2 Labs, 4 Clinical note': modalities by rank, ties in declaration order."""
     ordered = sorted(ranks.items(), key=lambda item: item[1])
-    return ", ".join(f"{rank} {titles.get(m, m)}" for m, rank in ordered)
+    return ", ".join(f"{rank:g} {titles.get(m, m)}" for m, rank in ordered)
 
 
 # --------------------------------------------------------------------------------------- the reveal

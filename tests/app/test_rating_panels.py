@@ -54,7 +54,8 @@ def test_a_table_without_reference_ranges_is_a_plain_table():
      "Two modalities have rank 1 (Echo image, Clinical note); this study does not allow ties"),
     ({"image": 1, "text": 1, "signal": 3, "tabular": 4}, True, None),
     ({"image": 1, "text": 1, "signal": 2, "tabular": 4}, True, "Rank 2 (ECG) should be 3"),
-    ({"image": 1, "text": None, "signal": 2, "tabular": 3}, False, "Give every modality a rank: Clinical note has none"),
+    ({"image": 1, "text": None, "signal": 2, "tabular": 3}, False,
+     "Give every modality a rank: Clinical note has none"),
     ({"image": 1, "text": 2}, False, None),
     ({"image": 1, "text": 3}, False, "Ranks run from 1 to 2: Clinical note is outside"),
 ])
@@ -67,7 +68,9 @@ def test_rank_problem_names_what_is_wrong(ranks, ties, message):
 
 
 def test_ranking_words_and_the_missing_line():
-    assert rating_panels.ranking_words({"image": 2, "signal": 1, "text": 2}, TITLES) == "1 ECG, 2 Echo image, 2 Clinical note"
+    words = rating_panels.ranking_words({"image": 2, "signal": 1, "text": 2}, TITLES)
+    assert words == "1 ECG, 2 Echo image, 2 Clinical note"
+    assert rating_panels.ranking_words({"image": 1.5, "text": 1.5}, TITLES) == "1.5 Echo image, 1.5 Clinical note"
     assert rating_panels.missing_line(NAMES, ["image", "text"], TITLES) == "Not available for this case: ECG, Labs."
     assert rating_panels.missing_line(NAMES, NAMES, TITLES) == ""
 
