@@ -120,4 +120,4 @@ def progress_bars(progress: pd.DataFrame, study: str) -> go.Figure:
                              hovertemplate=f"%{{y}}: %{{x}} {label.lower()}<extra></extra>"))
     return finish(fig, f"Progress of {study} per rater", height=120 + 36 * len(progress), barmode="stack",
                   xaxis_title="cases", yaxis=dict(autorange="reversed"), paper_bgcolor=TRANSPARENT,
-                  plot_bgcolor=TRANSPARENT, legend=dict(orientation="h", y=-0.25))
+                  plot_bgcolor=TRANSPARENT, legend=dict(orientation="h", y=-0.25, traceorder="normal"))

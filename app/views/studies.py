@@ -15,11 +15,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from streamlit.errors import StreamlitAPIException
 
 from app import study_figures
-from app.state import Context, context
+from app.state import Context, cohort_key, context, load_cohort
 from app.study_state import study_store
-from explain.study_cli import add_raters_identities, parse_raters, study_cohort, study_history
+from explain.study_cli import add_raters_identities, parse_raters, study_history
 from neurofusion.checkpoint import CheckpointError
 from neurofusion.data.annotations import display_name, write_rankings
+from neurofusion.data.cohort import CohortReader
 from neurofusion.data.errors import CohortError
 from neurofusion.data.schema import SPLITS
 from neurofusion.studies import PROTOCOLS, REVEAL_METHODS, Study, StudyError, StudyStore, create_study, select_cases
@@ -62,6 +63,17 @@ def _file_stem(name: str) -> str:
 
 def _same_folder(a: str | Path, b: str | Path) -> bool:
     return Path(a).resolve() == Path(b).resolve()
+
+
+def _cohort_of(study: Study, ctx: Context) -> CohortReader | None:
+    """The study's cohort (the loaded one when it is the same folder; else opened once per process), or None
+    when its folder can no longer be read (the study's own cases and modalities still check an import)."""
+    if _same_folder(study.cohort_dir, ctx.cohort.root):
+        return ctx.cohort
+    try:
+        return load_cohort(study.cohort_dir, cohort_key(study.cohort_dir))
+    except (OSError, CohortError):
+        return None
 
 
 # ------------------------------------------------------------------------------------------- set-up
@@ -211,7 +223,7 @@ def _import(store: StudyStore, study: Study, ctx: Context) -> None:
     if upload is None:
         _flash("import", "error", "Nothing was imported: choose a clinician_rankings.csv first.")
         return
-    cohort = ctx.cohort if _same_folder(study.cohort_dir, ctx.cohort.root) else study_cohort(study)
+    cohort = _cohort_of(study, ctx)
     try:  # parsed in memory: the client-supplied name only labels messages, it is never a path
         added = store.import_csv(study.name, upload.getvalue(), cohort=cohort, name=upload.name,
                                  protocol=state["studies.import_protocol"])
@@ -265,6 +277,14 @@ def _study_section(store: StudyStore, ctx: Context) -> None:
         st.dataframe(study_figures.settings_table(study, len(cases), raters, titles), hide_index=True,
                      key="studies.settings")
         st.dataframe(study_figures.raters_table(raters), hide_index=True, key="studies.raters_table")
+        cohort = _cohort_of(study, ctx)
+        if cohort is None:
+            st.caption(f"The study's cohort folder {study.cohort_dir} is gone: its cases cannot be broken down.")
+        else:
+            strata = study_figures.case_strata(cohort, [c.case_id for c in cases], titles)
+            st.caption(f"The study's cases: {study_figures.per_group(strata)}.")
+            st.dataframe(study_figures.selection_preview(strata, "Outcome" if study.outcome == "survival" else "Class"),
+                         hide_index=True, key="studies.case_strata")
 
     st.subheader("Progress")
     progress = store.progress(name)

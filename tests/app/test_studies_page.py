@@ -141,6 +141,26 @@ def test_duplicate_name_bad_import_and_withdrawal_without_a_reason_are_messages(
     assert _frame(at, "Rater", "To do")["Rater"].tolist() == ["dr_b"]
     history = next(b for b in at.get("download_button") if "Full history" in b.proto.label)
     assert history.proto.label.startswith("Full history (0 submission rows")
+
+    at.text_input(key="studies.new_rater").input("dr_e <e@clinic.org>")
+    at.button(key="studies.add_rater").click().run()
+    _ok(at)
+    assert store.rater("fig2d", "dr_e").identity == "e@clinic.org"
+    assert _frame(at, "Rater", "To do")["Rater"].tolist() == ["dr_b", "dr_e"]
+    at.text_input(key="studies.new_rater").input("dr_b").run()
+    at.button(key="studies.add_rater").click().run()
+    assert any("The rater was not added" in e.value and "dr_b" in e.value for e in at.error)
+
+    at.radio(key="studies.withdraw_what").set_value("study").run()
+    at.text_input(key="studies.withdraw_reason").input("protocol changed")
+    at.checkbox(key="studies.withdraw_confirm").check()
+    at.button(key="studies.withdraw").click().run()
+    _ok(at)
+    assert store.study("fig2d").withdrawn_at is not None and store.studies() == []
+    assert any("was withdrawn" in i.value for i in at.info)  # still listed, downloadable, closed to changes
+    assert at.selectbox(key="studies.study").value == "fig2d"
+    assert "studies.withdraw" not in {b.key for b in at.button} and "(0 rows)" in next(
+        b.proto.label for b in at.get("download_button") if "clinician_rankings.csv" in b.proto.label)
     store.close()
 
 
