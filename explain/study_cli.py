@@ -41,7 +41,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from neurofusion.checkpoint import CheckpointError
 from neurofusion.data.cohort import CohortReader
 from neurofusion.data.errors import CohortError
 from neurofusion.studies import (PROTOCOLS, REVEAL_METHODS, SELECTIONS, Study, StudyError, StudyStore, Submission,
@@ -183,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
             print(_ACTIONS[args.action](store, args))
         finally:
             store.close()
-    except (StudyError, CohortError, CheckpointError, ValueError, OSError) as err:
+    except (StudyError, CohortError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
