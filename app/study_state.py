@@ -4,10 +4,14 @@ login is configured, else a name picked from the study's raters (which verifies 
 
 from __future__ import annotations
 
+import hashlib
+import os
+
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 from streamlit.errors import StreamlitSecretNotFoundError
 
+from neurofusion.hashing import folder_hashes
 from neurofusion.studies import Rater, Study, StudyError, StudyStore, default_url
 
 STUDY_DB = "settings.study_db"
@@ -38,6 +42,32 @@ def study_store() -> StudyStore:
         raise StudyError(f"cannot open the study database {_masked(url)}: {err}. Set the study database under "
                          "Advanced in the sidebar (an SQLAlchemy URL, e.g. sqlite:///studies/studies.sqlite or "
                          "postgresql+psycopg://user@host/db).") from None
+
+
+def cohort_sha256_now(folder: str) -> str:
+    """The cohort folder's SHA-256 as create_study records it (neurofusion.hashing.folder_hashes), computed
+    once per version of its files: compare it with Study.cohort_sha256 to tell a changed cohort."""
+    return _folder_sha256(folder, _folder_key(folder))
+
+
+@st.cache_data(show_spinner="Checking the cohort against the study's record...", max_entries=8)
+def _folder_sha256(folder: str, files_key: str) -> str:
+    return folder_hashes(folder)["sha256"]
+
+
+def _folder_key(folder: str) -> str:
+    """Changes when any file under ``folder`` is added, removed or edited (path, size, mtime; nothing read)."""
+    entries = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            try:
+                stat = os.stat(path)
+            except OSError:  # gone since the listing: the key changes anyway
+                continue
+            entries.append((path, stat.st_size, stat.st_mtime_ns))
+    return hashlib.sha256(repr(entries).encode()).hexdigest()[:16]
 
 
 def _masked(url: str) -> str:
@@ -72,8 +102,13 @@ def current_rater(store: StudyStore, study: Study, key: str = "rate") -> Rater |
         return _logged_in_rater(store, study, raters, key)
     names = [r.name for r in raters]
     picker = f"{key}.rater"
-    if st.session_state.get(picker) not in names:  # another study's name, or a withdrawn rater's
-        st.session_state.pop(picker, None)
+    held = st.session_state.get(picker)
+    if held is not None and held not in names:  # another study's name, or a rater withdrawn meanwhile
+        st.session_state.pop(picker)
+        withdrawn = {r.name for r in store.raters(study.name, include_withdrawn=True)} - set(names)
+        if held in withdrawn:
+            st.warning(f"{held} has been withdrawn from study {study.name!r} by the researcher: their answers are "
+                       "kept but no longer count, and they cannot rate.")
     name = st.selectbox("Who is rating", names, index=None, key=picker, placeholder="Pick your name")
     st.caption("Name-picker mode: nothing checks who is at the keyboard, so anyone with this page can rate as any "
                "rater. Configure Streamlit's login (see the README) for a study whose raters must be verified.")

@@ -7,8 +7,6 @@ Drawing a case and checking a ranking: app/rating_panels.py; the database and wh
 
 from __future__ import annotations
 
-import hashlib
-import os
 import uuid
 from pathlib import Path
 
@@ -18,8 +16,7 @@ import streamlit as st
 from app import rating_panels
 from app.figures import pretty
 from app.state import CASE_ERRORS, context
-from app.study_state import current_rater, study_store
-from neurofusion.hashing import folder_hashes
+from app.study_state import cohort_sha256_now, current_rater, study_store
 from neurofusion.studies import Rater, Study, StudyError, StudyStore, Submission
 
 ctx = context()
@@ -30,27 +27,6 @@ REVISE = "rate.revise"
 CONFIDENCE_WORDS = {1: "1 (guess)", 2: "2", 3: "3", 4: "4", 5: "5 (certain)"}
 
 st.title("Rate cases")
-
-
-def _folder_key(folder: str) -> str:
-    """Changes when any file under ``folder`` is added, removed or edited (path, size, mtime; no read)."""
-    entries = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(root, name)
-            try:
-                stat = os.stat(path)
-            except OSError:
-                continue
-            entries.append((path, stat.st_size, stat.st_mtime_ns))
-    return hashlib.sha256(repr(entries).encode()).hexdigest()[:16]
-
-
-@st.cache_data(show_spinner="Checking the cohort against the study's record...", max_entries=8)
-def _cohort_sha256(folder: str, files_key: str) -> str:
-    """The cohort folder's SHA-256 as create_study recorded it, once per version of its files."""
-    return folder_hashes(folder)["sha256"]
 
 
 def _same_folder(a: str, b: str) -> bool:
@@ -91,7 +67,7 @@ def _check_loaded(study: Study) -> None:
         st.button("Load the study's model and cohort", key="rate.load_study", on_click=_load_study_folders,
                   args=(study,), type="primary", icon=":material/swap_horiz:")
         st.stop()
-    current = _cohort_sha256(study.cohort_dir, _folder_key(study.cohort_dir))
+    current = cohort_sha256_now(study.cohort_dir)
     if current != study.cohort_sha256:
         st.warning(f"The cohort folder `{study.cohort_dir}` has changed since the study was created: its SHA-256 "
                    f"was {study.cohort_sha256[:12]}… and is now {current[:12]}…. A case may no longer show what "

@@ -17,9 +17,9 @@ from app.rating_panels import note_html
 from neurofusion.checkpoint import load_checkpoint
 from neurofusion.data.cohort import CohortReader
 from neurofusion.inference import Predictor
-from neurofusion.studies import StudyStore, create_study
+from neurofusion.studies import StudyError, StudyStore, create_study
 from tests.app.test_app import MAIN
-from tests.test_sample_data import DEMO, SAMPLE
+from tests.test_sample_data import CANCER_DEMO, DEMO, SAMPLE
 
 PAGE = "views/rate.py"
 RATERS = ["dr_a", "dr_b"]
@@ -286,3 +286,66 @@ def test_with_login_the_rater_is_the_claimed_name_and_cannot_switch(store):
     _rank(at, _ranks_in_order(_available(at)))
     _click(at, "Submit")
     assert [r.rater for r in store.history("pilot")] == ["dr_b"]
+
+
+# ------------------------------------------------------------------------------------------ robustness
+def test_a_second_submission_of_the_same_form_stores_one_row(store):
+    """As when a double click reruns the page after the first run stored the row but before it moved on (here
+    while revising, so the same case and form stay open): the form's token is already stored, so the store
+    returns that row and nothing new is written."""
+    _study(store, reveal=False)
+    at = _page(store)
+    case_id, available = _case_id(at), _available(at)
+    _rank(at, _ranks_in_order(available))
+    _click(at, "Submit")
+    at.selectbox(key="rate.revise").set_value(case_id).run()
+    ranks = _ranks_in_order(list(reversed(available)))
+    first_click = store.submit("pilot", "dr_a", case_id, ranks, token=at.session_state["rate.token"])
+    assert first_click.revision == 2
+    _rank(at, ranks)
+    _click(at, "Submit")
+    assert [r.revision for r in store.history("pilot", "dr_a")] == [1, 2]
+    assert any(s.value.startswith(f"Stored your ranking of case {case_id} (revision 2)") for s in at.main.success)
+    assert at.session_state["rate.token"] != first_click.token  # the next form has its own token
+
+
+def test_a_store_error_is_a_message_not_a_traceback(store, monkeypatch):
+    _study(store)
+    at = _page(store)
+    _rank(at, _ranks_in_order(_available(at)))
+
+    def refuse(*args, **kwargs):
+        raise StudyError("study 'pilot' was withdrawn by the researcher (reason: protocol changed)")
+
+    monkeypatch.setattr(StudyStore, "submit", refuse)
+    _click(at, "Submit")
+    assert [e.value for e in at.main.error] == ["Not stored: study 'pilot' was withdrawn by the researcher (reason: "
+                                                "protocol changed)"]
+
+
+def test_a_survival_study_shows_the_slide_and_plain_tables(store):
+    cancer, checkpoint = SAMPLE.parent / "cancer", CANCER_DEMO
+    create_study(store, "onco", cohort_dir=cancer, checkpoint_dir=checkpoint, selection="stratified", n=6, seed=3,
+                 raters=RATERS)
+    at = _page(store, **{"settings.checkpoint": str(checkpoint), "settings.cohort": str(cancer)})
+    assert not at.main.warning, [w.value for w in at.main.warning]
+    assert not [s for s in at.selectbox if s.key == "rate.f.diagnosis"]  # a survival model has no classes
+    shown = [h.value for h in at.main.subheader][1:]
+    assert shown and set(shown) <= {"Histopathology", "Genomics", "Treatment notes", "Clinical"}
+    for frame in at.main.get("arrow_data_frame"):
+        assert "Test" in frame.value.columns
+    _rank(at, _ranks_in_order(_available(at)))
+    _click(at, "Submit")
+    assert any(m.value.startswith("**Model's prediction:** Survival at") for m in at.main.markdown), \
+        [m.value for m in at.main.markdown]
+
+
+def test_a_rater_withdrawn_meanwhile_is_told_and_cannot_rate(store):
+    _study(store)
+    at = _page(store)
+    store.withdraw_rater("pilot", "dr_a", "left the study")
+    at.run()
+    _ok(at)
+    assert any(w.value.startswith("dr_a has been withdrawn from study 'pilot'") for w in at.main.warning)
+    assert at.selectbox(key="rate.rater").options == ["dr_b"]
+    assert not _available(at)  # no form until a current rater is picked
