@@ -2,11 +2,21 @@
 keep every submission in a database (SQLite by default, any SQLAlchemy URL), and read the rankings back in the
 cohort's clinician_rankings.csv format."""
 
-from neurofusion.studies.records import PROTOCOLS, REVEAL_METHODS, SELECTIONS, SOURCES, Rater, Study, StudyCase, Submission
+from neurofusion.studies.engine import STUDY_DB_ENV, STUDY_DIR_ENV, default_url
+from neurofusion.studies.records import (
+    PROTOCOLS,
+    REVEAL_METHODS,
+    SELECTIONS,
+    SOURCES,
+    Rater,
+    Study,
+    StudyCase,
+    Submission,
+)
 from neurofusion.studies.schema import LATEST_VERSION, MIGRATIONS, StudyError
 from neurofusion.studies.selection import describe_selection, select_cases
 from neurofusion.studies.setup import create_study, read_model_config
-from neurofusion.studies.store import STUDY_DB_ENV, STUDY_DIR_ENV, StudyStore, default_url
+from neurofusion.studies.store import StudyStore
 
 __all__ = [
     "LATEST_VERSION", "MIGRATIONS", "PROTOCOLS", "REVEAL_METHODS", "SELECTIONS", "SOURCES", "STUDY_DB_ENV",

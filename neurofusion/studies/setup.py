@@ -57,7 +57,8 @@ def create_study(store: StudyStore, name: str, *, cohort_dir: str | Path, checkp
     values = {
         "name": name, "task": config.task, "outcome": config.outcome,
         "cohort_dir": str(Path(cohort_dir).resolve()), "cohort_sha256": folder_hashes(cohort_dir)["sha256"],
-        "checkpoint_dir": str(Path(checkpoint_dir).resolve()), "checkpoint_sha256": folder_hashes(checkpoint_dir)["sha256"],
+        "checkpoint_dir": str(Path(checkpoint_dir).resolve()),
+        "checkpoint_sha256": folder_hashes(checkpoint_dir)["sha256"],
         "modalities": json.dumps(list(names)), "classes": json.dumps(list(config.classes)),
         "selection": describe_selection(selection, split=split, n=n, seed=seed, outcome=config.outcome),
         "protocol": protocol, "allow_ties": bool(allow_ties), "reveal": bool(reveal),

@@ -1,19 +1,16 @@
 """StudyStore: an expert-ranking study database behind any SQLAlchemy URL (SQLite by default, PostgreSQL
-through psycopg 3 for a shared multi-site study).
+through psycopg 3 for a shared multi-site study; the connection set-up is in ``engine``).
 
 Nothing is deleted: a revision is a new submission row (the latest counts, the history is kept) and
-withdrawal marks rows. On SQLite every connection runs in WAL mode with foreign keys on and a 30 s busy
-timeout, and write transactions start with BEGIN IMMEDIATE (SQLAlchemy's pysqlite recipe), so concurrent
-writers queue for the lock instead of failing half-way. Unique constraints make a duplicate submission
-impossible: a retried request carries the same token and gets the stored row back; two revisions of the same
-(rater, case) racing on PostgreSQL collide on (rater, case, revision) and the loser retries.
+withdrawal marks rows. Unique constraints make a duplicate submission impossible: a retried request carries
+the same token and gets the stored row back; two revisions of the same (rater, case) racing on PostgreSQL
+collide on (rater, case, revision) and the loser retries (SQLite writers queue on BEGIN IMMEDIATE instead).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,12 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from neurofusion.data.annotations import read_rankings, write_rankings
 from neurofusion.studies._checks import (
@@ -40,6 +34,15 @@ from neurofusion.studies._checks import (
     check_source,
     check_token,
 )
+from neurofusion.studies._rows import (
+    case_record,
+    queue_order,
+    rater_record,
+    study_record,
+    submission_query,
+    submission_record,
+)
+from neurofusion.studies.engine import default_url, make_engine
 from neurofusion.studies.records import Rater, Study, StudyCase, Submission
 from neurofusion.studies.schema import (
     StudyError,
@@ -54,65 +57,12 @@ from neurofusion.studies.schema import (
 if TYPE_CHECKING:
     from neurofusion.data.cohort import CohortReader
 
-STUDY_DB_ENV = "NEUROFUSION_STUDY_DB"  # an SQLAlchemy URL; overrides the default
-STUDY_DIR_ENV = "NEUROFUSION_STUDY_DIR"  # the folder of the default SQLite file
-STUDY_FILE = "studies.sqlite"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUSY_TIMEOUT_S = 30
 _RETRIES = 50  # attempts of a write that lost a race on a unique constraint (PostgreSQL; SQLite queues instead)
 T = TypeVar("T")
 
 
-def default_url() -> str:
-    """$NEUROFUSION_STUDY_DB if set, else the SQLite file studies.sqlite in $NEUROFUSION_STUDY_DIR (default:
-    the repository's git-ignored studies/ folder)."""
-    if os.environ.get(STUDY_DB_ENV):
-        return os.environ[STUDY_DB_ENV]
-    folder = Path(os.environ.get(STUDY_DIR_ENV) or REPO_ROOT / "studies").expanduser().resolve()
-    return f"sqlite:///{folder / STUDY_FILE}"
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _make_engine(url: str) -> Engine:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise StudyError(f"{url!r} is not an SQLAlchemy database URL; expected e.g. sqlite:///path/studies.sqlite "
-                         "or postgresql+psycopg://user@host/database") from None
-    if parsed.drivername == "postgresql":  # the installed driver is psycopg 3, not SQLAlchemy's default psycopg2
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() != "sqlite":
-        try:
-            return create_engine(parsed, pool_pre_ping=True)
-        except (ArgumentError, ImportError) as err:
-            raise StudyError(f"cannot use database URL {parsed.render_as_string(hide_password=True)}: {err}") from None
-    memory = parsed.database in (None, "", ":memory:")
-    if not memory:
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    options = {"poolclass": StaticPool} if memory else {}
-    engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}, **options)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:
-        # pysqlite's own transaction handling off (it would BEGIN DEFERRED lazily); _on_begin emits ours
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
-        if not memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # a writer takes the write lock up front, so two writers queue on the busy timeout instead of both
-        # reading, then one failing to upgrade its lock; readers take a snapshot and never block (WAL)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("study_write") else "BEGIN")
-
-    return engine
 
 
 class StudyStore:
@@ -123,7 +73,7 @@ class StudyStore:
     and bad input raise StudyError."""
 
     def __init__(self, url: str | None = None) -> None:
-        self._engine = _make_engine(url or default_url())
+        self._engine = make_engine(url or default_url())
         self.url = self._engine.url.render_as_string(hide_password=True)
         try:
             with self._write() as conn:
@@ -180,11 +130,11 @@ class StudyStore:
         if not include_withdrawn:
             query = query.where(studies.c.withdrawn_at.is_(None))
         with self._read() as conn:
-            return [_study(row) for row in conn.execute(query).mappings()]
+            return [study_record(row) for row in conn.execute(query).mappings()]
 
     def study(self, name: str) -> Study:
         with self._read() as conn:
-            return _study(self._study_row(conn, name))
+            return study_record(self._study_row(conn, name))
 
     def withdraw_study(self, name: str, reason: str) -> None:
         reason = check_reason(reason, "withdrawing a study")
@@ -217,7 +167,7 @@ class StudyStore:
                 conn.execute(insert(study_cases), [
                     {"study_id": study_id, "case_id": c["case_id"], "position": i, "label": c["label"],
                      "available": json.dumps(list(c["available"]))} for i, c in enumerate(cases)])
-                return _study(self._study_row(conn, values["name"]))
+                return study_record(self._study_row(conn, values["name"]))
         except IntegrityError:  # a concurrent create_study took the name between the check and the insert
             raise StudyError(f"a study named {values['name']!r} already exists; choose another name") from None
 
@@ -228,11 +178,11 @@ class StudyStore:
             query = select(study_raters).where(study_raters.c.study_id == study_row["id"]).order_by(study_raters.c.id)
             if not include_withdrawn:
                 query = query.where(study_raters.c.withdrawn_at.is_(None))
-            return [_rater(row) for row in conn.execute(query).mappings()]
+            return [rater_record(row) for row in conn.execute(query).mappings()]
 
     def rater(self, study: str, name: str) -> Rater:
         with self._read() as conn:
-            return _rater(self._rater_row(conn, self._study_row(conn, study), name))
+            return rater_record(self._rater_row(conn, self._study_row(conn, study), name))
 
     def rater_for_identity(self, study: str, identity: str) -> Rater | None:
         """The rater whose name ``identity`` (an OIDC login) has claimed, or None."""
@@ -240,7 +190,7 @@ class StudyStore:
             study_row = self._study_row(conn, study)
             row = conn.execute(select(study_raters).where(study_raters.c.study_id == study_row["id"],
                                                           study_raters.c.identity == identity)).mappings().first()
-            return _rater(row) if row else None
+            return rater_record(row) if row else None
 
     def add_rater(self, study: str, name: str, *, identity: str | None = None, protocol: str | None = None) -> Rater:
         check_name(name, "rater")
@@ -250,7 +200,7 @@ class StudyStore:
             with self._write() as conn:
                 study_row = self._open_study_row(conn, study)
                 rater_row = self._add_rater(conn, study_row, name, protocol, identity)
-                return _rater(rater_row)
+                return rater_record(rater_row)
         except IntegrityError:
             raise StudyError(f"study {study!r} already has a rater {name!r} or one bound to {identity!r}") from None
 
@@ -277,13 +227,13 @@ class StudyStore:
                 study_row = self._study_row(conn, study)
                 row = self._rater_row(conn, study_row, name)
                 if row["identity"] == identity:
-                    return _rater(row)
+                    return rater_record(row)
                 if row["identity"] is not None:
                     raise StudyError(f"rater {name!r} of study {study!r} is already bound to another login; "
                                      "ask the study's organiser if this is you")
                 self._check_identity_free(conn, study_row, identity, name)
                 conn.execute(update(study_raters).where(study_raters.c.id == row["id"]).values(identity=identity))
-                return _rater(self._rater_row(conn, study_row, name))
+                return rater_record(self._rater_row(conn, study_row, name))
         except IntegrityError:  # a concurrent login bound the same identity first
             raise StudyError(f"login {identity!r} is already bound to another rater of study {study!r}") from None
 
@@ -316,7 +266,7 @@ class StudyStore:
 
     def _cases(self, conn: Connection, study_row) -> list[StudyCase]:
         query = select(study_cases).where(study_cases.c.study_id == study_row["id"]).order_by(study_cases.c.position)
-        return [_case(row) for row in conn.execute(query).mappings()]
+        return [case_record(row) for row in conn.execute(query).mappings()]
 
     def queue(self, study: str, rater: str) -> list[str]:
         """The rater's own case order: a permutation of the study's cases seeded by (study seed, rater name),
@@ -324,7 +274,7 @@ class StudyStore:
         with self._read() as conn:
             study_row = self._study_row(conn, study)
             self._rater_row(conn, study_row, rater)
-            return _queue([c.case_id for c in self._cases(conn, study_row)], study_row["seed"], rater)
+            return queue_order([c.case_id for c in self._cases(conn, study_row)], study_row["seed"], rater)
 
     def next_case(self, study: str, rater: str) -> str | None:
         """The first case of the rater's queue without a current (latest, not withdrawn) ranking or skip;
@@ -363,7 +313,7 @@ class StudyStore:
             if stored is not None:
                 return stored
             study_row, rater_row, case_row = self._target(conn, study, rater, case_id)
-            case = _case(case_row)
+            case = case_record(case_row)
             clean = check_ranks(ranks, case.available, allow_ties=study_row["allow_ties"], case_id=case_id)
             check_diagnosis(diagnosis, tuple(json.loads(study_row["classes"])))
             return self._insert_submission(conn, study_row, rater_row, case_row, kind="ranking", ranks=clean,
@@ -557,10 +507,10 @@ class StudyStore:
     def _by_token(self, conn: Connection, token: str, rater: str, case_id: str) -> Submission | None:
         """The stored submission with ``token`` (duplicate=True), or None; a token reused for another
         (rater, case) is a client bug and refused."""
-        row = conn.execute(_submission_query().where(submissions.c.token == token)).mappings().first()
+        row = conn.execute(submission_query().where(submissions.c.token == token)).mappings().first()
         if row is None:
             return None
-        stored = _submission(row, self._ranks(conn, [row["id"]]).get(row["id"], {}), duplicate=True)
+        stored = submission_record(row, self._ranks(conn, [row["id"]]).get(row["id"], {}), duplicate=True)
         if (stored.rater, stored.case_id) != (rater, case_id):
             raise StudyError(f"token {token!r} was already used by submission {stored.id} (rater {stored.rater!r}, "
                              f"case {stored.case_id!r}); each submission needs a new token")
@@ -586,14 +536,14 @@ class StudyStore:
                           withdrawn_reason="")
 
     def _history(self, conn: Connection, study_row, rater: str | None, case_id: str | None) -> list[Submission]:
-        query = _submission_query().where(submissions.c.study_id == study_row["id"]).order_by(submissions.c.id)
+        query = submission_query().where(submissions.c.study_id == study_row["id"]).order_by(submissions.c.id)
         if rater is not None:
             query = query.where(study_raters.c.name == rater)
         if case_id is not None:
             query = query.where(study_cases.c.case_id == case_id)
         rows = conn.execute(query).mappings().all()
         ranks = self._ranks(conn, study_id=study_row["id"]) if rows else {}
-        return [_submission(row, ranks.get(row["id"], {})) for row in rows]
+        return [submission_record(row, ranks.get(row["id"], {})) for row in rows]
 
     def _ranks(self, conn: Connection, ids: list[int] | None = None,
                study_id: int | None = None) -> dict[int, dict[str, int]]:
@@ -607,50 +557,3 @@ class StudyStore:
         for row in conn.execute(query).mappings():
             out.setdefault(row["submission_id"], {})[row["modality"]] = int(row["rank"])
         return out
-
-
-def _submission_query():
-    return (select(submissions, study_raters.c.name.label("rater_name"),
-                   study_cases.c.case_id.label("case_name"), study_cases.c.available.label("case_available"))
-            .join(study_raters, study_raters.c.id == submissions.c.rater_id)
-            .join(study_cases, study_cases.c.id == submissions.c.study_case_id))
-
-
-def _queue(case_ids: list[str], seed: int, rater: str) -> list[str]:
-    # hashlib, not hash(): the same order in every process and on every machine
-    key = int.from_bytes(hashlib.sha256(f"{seed}|{rater}".encode()).digest()[:8], "little")
-    order = np.random.default_rng(key).permutation(len(case_ids))
-    return [case_ids[i] for i in order]
-
-
-def _study(row) -> Study:
-    return Study(id=row["id"], name=row["name"], task=row["task"], outcome=row["outcome"],
-                 cohort_dir=row["cohort_dir"], cohort_sha256=row["cohort_sha256"],
-                 checkpoint_dir=row["checkpoint_dir"], checkpoint_sha256=row["checkpoint_sha256"],
-                 modalities=tuple(json.loads(row["modalities"])), classes=tuple(json.loads(row["classes"])),
-                 selection=row["selection"], protocol=row["protocol"], allow_ties=bool(row["allow_ties"]),
-                 reveal=bool(row["reveal"]), reveal_method=row["reveal_method"], seed=int(row["seed"]),
-                 created_at=row["created_at"], created_by=row["created_by"], withdrawn_at=row["withdrawn_at"],
-                 withdrawn_reason=row["withdrawn_reason"])
-
-
-def _rater(row) -> Rater:
-    return Rater(id=row["id"], study_id=row["study_id"], name=row["name"], identity=row["identity"],
-                 protocol=row["protocol"], added_at=row["added_at"], withdrawn_at=row["withdrawn_at"],
-                 withdrawn_reason=row["withdrawn_reason"])
-
-
-def _case(row) -> StudyCase:
-    return StudyCase(id=row["id"], study_id=row["study_id"], case_id=row["case_id"], position=row["position"],
-                     label=row["label"], available=tuple(json.loads(row["available"])))
-
-
-def _submission(row, ranks: dict[str, int], duplicate: bool = False) -> Submission:
-    order = json.loads(row["case_available"])  # ranks in the case's declared modality order
-    return Submission(id=row["id"], study_id=row["study_id"], rater=row["rater_name"], case_id=row["case_name"],
-                      revision=row["revision"], kind=row["kind"],
-                      ranks={m: ranks[m] for m in sorted(ranks, key=lambda m: order.index(m) if m in order else 99)},
-                      diagnosis=row["diagnosis"], confidence=row["confidence"], reason=row["reason"],
-                      protocol=row["protocol"], source=row["source"], token=row["token"],
-                      submitted_at=row["submitted_at"], withdrawn_at=row["withdrawn_at"],
-                      withdrawn_reason=row["withdrawn_reason"], duplicate=duplicate)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from neurofusion.studies import LATEST_VERSION, MIGRATIONS, StudyError, StudyStore
 from neurofusion.studies.schema import migrate, schema_version, studies, study_cases, study_raters, submissions
-from neurofusion.studies.store import _make_engine
+from neurofusion.studies.engine import make_engine
 from tests.neurofusion.studies.conftest import ranking
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -22,7 +22,7 @@ def test_a_fresh_database_is_at_the_latest_version_and_reopening_changes_nothing
     assert len(MIGRATIONS) >= 2 and [m.version for m in MIGRATIONS] == list(range(1, LATEST_VERSION + 1))
     with StudyStore(study_url) as store:
         assert store.schema_version == LATEST_VERSION
-    engine = _make_engine(study_url)
+    engine = make_engine(study_url)
     with engine.connect() as conn:
         before = conn.execute(select(schema_version).order_by(schema_version.c.version)).all()
         tables = set(inspect(conn).get_table_names())
@@ -37,7 +37,7 @@ def test_a_fresh_database_is_at_the_latest_version_and_reopening_changes_nothing
 
 def test_a_database_newer_than_the_code_is_refused(study_url):
     StudyStore(study_url).close()
-    engine = _make_engine(study_url)
+    engine = make_engine(study_url)
     with engine.begin() as conn:
         conn.execute(insert(schema_version).values(version=LATEST_VERSION + 1, description="from the future",
                                                    applied_at=NOW))
@@ -48,7 +48,7 @@ def test_a_database_newer_than_the_code_is_refused(study_url):
 
 
 def test_a_version_1_database_upgrades_with_its_rows_kept(study_url):
-    engine = _make_engine(study_url)
+    engine = make_engine(study_url)
     with engine.begin() as conn:
         assert migrate(conn, "test", MIGRATIONS[:1]) == 1
         study_id = conn.execute(insert(studies).values(
@@ -71,7 +71,7 @@ def test_a_version_1_database_upgrades_with_its_rows_kept(study_url):
         case = store.cases("old")[0]
         store.submit("old", "ann", "P1", ranking(case, [2, 1]), token="after-upgrade")
         assert store.rankings("old")[["image", "text"]].iloc[0].tolist() == [2, 1]
-    engine = _make_engine(study_url)
+    engine = make_engine(study_url)
     with engine.connect() as conn:
         assert "ix_submissions_study" in {ix["name"] for ix in inspect(conn).get_indexes("submissions")}
     engine.dispose()
@@ -84,7 +84,7 @@ def test_a_failed_migration_leaves_the_database_as_it_was(study_url):
         conn.execute(text("CREATE TABLE half_done (x INTEGER)"))
         raise RuntimeError("migration 3 failed half-way")
 
-    engine = _make_engine(study_url)
+    engine = make_engine(study_url)
     with engine.begin() as conn:
         migrate(conn, "test", MIGRATIONS)
     with pytest.raises(RuntimeError, match="half-way"):
@@ -101,7 +101,7 @@ def test_a_failed_migration_leaves_the_database_as_it_was(study_url):
 def test_constraints_make_duplicates_and_dangling_rows_impossible(store, demo):
     case = store.cases("demo")[0]
     stored = store.submit("demo", "ann", case.case_id, ranking(case), token="once")
-    engine = _make_engine(_url(store))
+    engine = make_engine(_url(store))
     with engine.connect() as conn:
         row = dict(conn.execute(select(submissions).where(submissions.c.id == stored.id)).mappings().one())
     row.pop("id")
@@ -127,7 +127,7 @@ def test_constraints_make_duplicates_and_dangling_rows_impossible(store, demo):
 def test_sqlite_runs_in_wal_mode_with_foreign_keys_on(tmp_path):
     url = f"sqlite:///{tmp_path / 'a' / 'b' / 'studies.sqlite'}"
     StudyStore(url).close()
-    engine = _make_engine(url)
+    engine = make_engine(url)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
