@@ -294,9 +294,11 @@ def _study_section(store: StudyStore, ctx: Context) -> None:
         st.dataframe(study_figures.progress_table(progress), hide_index=True, key="studies.progress")
         st.plotly_chart(study_figures.progress_bars(progress, name), key="studies.progress_chart")
     c1, c2 = st.columns(2)
-    c1.page_link("views/rate.py", label="Rate cases (the raters' page)", icon=":material/rate_review:")
-    c2.page_link("views/agreement.py", label="Rater agreement (reads the study's rankings)",
-                 icon=":material/handshake:")
+    c1.page_link("views/rate.py", label=f"Rate cases: {name}", icon=":material/rate_review:",
+                 query_params={"study": name})
+    c1.caption(f"Raters open the dashboard's `rate?study={name}` address (this study preselected).")
+    c2.page_link("views/agreement.py", label="Rater agreement", icon=":material/handshake:")
+    c2.caption("Choose “an expert study” as its rankings: agreement is read live as rankings come in.")
 
     st.subheader("Results")
     _downloads(store, study)

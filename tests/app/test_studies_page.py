@@ -171,3 +171,25 @@ def test_a_bad_database_url_is_a_message(tmp_path):
     at.switch_page(PAGE).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("could not be opened" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_survival_and_time_stamped_demos(url):
+    root = SAMPLE.parent
+    at = AppTest.from_file(MAIN, default_timeout=300)
+    at.session_state["settings.study_db"] = url
+    at.session_state["settings.checkpoint"] = str(root / "checkpoints" / "cancer_demo")
+    at.session_state["settings.cohort"] = str(root / "cancer")
+    at.run()
+    at.switch_page(PAGE).run()
+    _create(at, "survival", n=6, raters="dr_a")
+    _ok(at)
+    preview = _frame(at, "Outcome", "Modalities")  # a survival cohort is stratified by event, not class
+    assert set(preview["Outcome"]) <= {"event", "censored", "All"} and preview["Cases"].iloc[-1] == 6
+    settings = _frame(at, "Setting").set_index("Setting")["Value"]
+    assert settings["Classes"] == "none (survival)" and settings["Task"].endswith("(survival)")
+
+    at.session_state["settings.checkpoint"] = str(root / "checkpoints" / "icu_demo")
+    at.session_state["settings.cohort"] = str(root / "icu")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("time-stamped (ICU) cohorts are not supported" in e.value for e in at.error), [e.value for e in at.error]
