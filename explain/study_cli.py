@@ -229,7 +229,11 @@ def _create(store: StudyStore, args: argparse.Namespace) -> str:
                          selection=args.cases, split=split, n=n, seed=args.seed, raters=[r[0] for r in raters],
                          protocol=args.protocol, allow_ties=args.allow_ties, reveal=args.reveal,
                          reveal_method=args.reveal_method, created_by=args.created_by)
-    add_raters_identities(store, study.name, raters)
+    try:
+        add_raters_identities(store, study.name, raters)
+    except StudyError as err:
+        raise StudyError(f"study {study.name!r} was created, but a rater's login was not bound: {err} (those raters "
+                         "can claim their names when they first log in)") from None
     return "\n".join([f"created study {study.name!r} in {store.url}", *_describe(store, study)])
 
 

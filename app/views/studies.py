@@ -130,16 +130,21 @@ def _create(store: StudyStore, ctx: Context, selection: dict) -> None:
                              raters=[r[0] for r in raters], protocol=state["studies.protocol"],
                              allow_ties=state["studies.allow_ties"], reveal=state["studies.reveal"],
                              reveal_method=state["studies.reveal_method"], created_by=_researcher(), **selection)
-        add_raters_identities(store, study.name, raters)
     except STUDY_ERRORS as err:
         _flash("create", "error", f"The study was not created: {err}")
+        return
+    state["studies.study"] = study.name
+    try:
+        add_raters_identities(store, study.name, raters)
+    except STUDY_ERRORS as err:
+        _flash("create", "warning", f"Created study **{study.name}**, but a rater's login was not bound: {err}. "
+                                    "Those raters can claim their names when they first log in.")
         return
     cases = len(store.cases(study.name))
     _flash("create", "success",
            f"Created study **{study.name}**: {cases} cases ({study.selection}), {len(raters)} raters. "
            f"Cohort SHA-256 `{study.cohort_sha256}`, checkpoint SHA-256 `{study.checkpoint_sha256}`. "
            "It is selected under **Studies**.")
-    state["studies.study"] = study.name
 
 
 def _create_section(store: StudyStore, ctx: Context) -> None:

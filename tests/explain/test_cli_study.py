@@ -145,3 +145,15 @@ def test_help_documents_every_action(capsys):
     text = capsys.readouterr().out
     for action in ("create", "list", "progress", "export", "import", "withdraw"):
         assert f"python -m explain study {action} --db URL" in text
+
+
+def test_rater_entries():
+    from explain.study_cli import parse_raters
+    from neurofusion.studies import StudyError
+
+    assert parse_raters([" dr_a ", "", "Dr B <b@clinic.org>"]) == [("dr_a", None), ("Dr B", "b@clinic.org")]
+    for entries, message in ((["<b@clinic.org>"], "needs a name"), (["dr_a <b@clinic.org"], "not of the form"),
+                             (["a <x@y.org>", "b <x@y.org>"], "identity 'x@y.org' is given more than once"),
+                             (["", " "], "at least one rater")):
+        with pytest.raises(StudyError, match=message):
+            parse_raters(entries)
