@@ -43,6 +43,7 @@ import pandas as pd
 
 from neurofusion.data.cohort import CohortReader
 from neurofusion.data.errors import CohortError
+from neurofusion.data.schema import SPLITS
 from neurofusion.studies import (PROTOCOLS, REVEAL_METHODS, SELECTIONS, Study, StudyError, StudyStore, Submission,
                                  create_study, default_url)
 
@@ -140,10 +141,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--checkpoint", required=True, help="the checkpoint folder (only config.json is read)")
     create.add_argument("--cases", default="all", choices=SELECTIONS,
                         help="every case, one split, or a stratified sample by class and missingness pattern")
-    create.add_argument("--split", default=None, help="--cases split: the split (default test)")
+    create.add_argument("--split", default=None, choices=SPLITS, help="--cases split: the split (default test)")
     create.add_argument("--n", type=int, default=None, help=f"stratified: how many cases (default {DEFAULT_SAMPLE})")
-    create.add_argument("--seed", type=int, default=0, help="stratified: the sample's seed (also orders each "
-                                                            "rater's queue)")
+    create.add_argument("--seed", type=int, default=0, help="the stratified sample's seed; it also orders each "
+                                                            "rater's queue")
     create.add_argument("--raters", required=True, help='comma-separated rater names, "name <email>" binds an identity')
     create.add_argument("--protocol", default="blinded", choices=PROTOCOLS,
                         help="blinded: raters see no model output before submitting")
