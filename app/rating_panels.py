@@ -87,19 +87,42 @@ def missing_line(names: Sequence[str], available: Sequence[str], titles: Mapping
 
 def draw_case(case: Case, names: Sequence[str], available: Sequence[str], titles: Mapping[str, str],
               kinds: Mapping[str, str], features: Mapping[str, FeatureSpec], key: str) -> None:
-    """Every available modality of ``case`` under its declared title, in declaration order, then a line
-    naming those it lacks. ``key`` prefixes the charts' keys. No explanation is taken, so none is drawn."""
+    """Every available modality of ``case`` under its declared title, in declaration order, two side by side
+    (an ECG across the page, as it is printed), then a line naming those it lacks. ``key`` prefixes the
+    charts' keys. No explanation is taken, so none is drawn."""
+    for row in layout_rows([m for m in names if m in available], kinds):
+        for modality, column in zip(row, st.columns(len(row) if len(row) > 1 else 1, gap="large")):
+            with column:
+                _draw_modality(case, modality, titles, kinds, features, key)
     lacking = missing_line(names, available, titles)
-    for modality in [m for m in names if m in available]:
-        st.subheader(titles.get(modality, modality))
-        value = case.value(modality)
-        if value is None:  # the study recorded it as available; the cohort's file has gone since
-            st.warning(f"This case's {titles.get(modality, modality)} cannot be read now (the study recorded it "
-                       "as available): rank it from what you know, or skip the case with that reason.")
-            continue
-        _DRAW[kinds[modality]](value, modality, features, f"{key}.{modality}")
     if lacking:
         st.info(lacking, icon=":material/hide_source:")
+
+
+def layout_rows(modalities: Sequence[str], kinds: Mapping[str, str]) -> list[list[str]]:
+    """The modalities in declaration order, paired two to a row; a signal (an ECG printout) takes a row of
+    its own: cardio -> [[image, text], [signal], [tabular]]."""
+    rows: list[list[str]] = []
+    for modality in modalities:
+        if kinds[modality] == "signal":
+            rows.append([modality])
+        elif rows and len(rows[-1]) == 1 and kinds[rows[-1][0]] != "signal":
+            rows[-1].append(modality)
+        else:
+            rows.append([modality])
+    return rows
+
+
+def _draw_modality(case: Case, modality: str, titles: Mapping[str, str], kinds: Mapping[str, str],
+                   features: Mapping[str, FeatureSpec], key: str) -> None:
+    title = titles.get(modality, modality)
+    st.subheader(title, anchor=False)
+    value = case.value(modality)
+    if value is None:  # the study recorded it as available; the cohort's file has gone since
+        st.warning(f"This case's {title} cannot be read now (the study recorded it as available): rank it from "
+                   "what you know, or skip the case with that reason.")
+        return
+    _DRAW[kinds[modality]](value, modality, features, f"{key}.{modality}")
 
 
 def _draw_image(image: np.ndarray, modality: str, features: Mapping[str, FeatureSpec], key: str) -> None:

@@ -273,17 +273,21 @@ def _case(store: StudyStore, study: Study, rater: Rater, case_id: str, previous:
 
 
 def _page() -> None:
+    left, right = st.columns(2, gap="large")  # the study and who rates it, side by side
     try:
         store = study_store()
-        study = _choose_study(store)
+        with left:
+            study = _choose_study(store)
     except StudyError as err:
         st.error(f"The study database cannot be used: {err}")
         st.stop()
     ties = "allowed" if study.allow_ties else "not allowed"
-    st.caption(f"{study.selection} · {study.protocol} by default · ties {ties}"
-               f" · created {study.created_at:%Y-%m-%d} by {study.created_by or 'unknown'}")
+    by = f" by {study.created_by}" if study.created_by else ""
+    left.caption(f"{study.selection} · {study.protocol} by default · ties {ties} · created "
+                 f"{study.created_at:%Y-%m-%d}{by}")
     _check_loaded(study)
-    rater = current_rater(store, study)
+    with right:
+        rater = current_rater(store, study)
     if rater is None:
         st.stop()
     scope = (study.name, rater.name)

@@ -67,6 +67,15 @@ def test_rank_problem_names_what_is_wrong(ranks, ties, message):
         assert problem is not None and problem.startswith(message), problem
 
 
+def test_layout_pairs_modalities_and_gives_an_ecg_its_own_row():
+    kinds = {"image": "image", "text": "text", "signal": "signal", "tabular": "tabular"}
+    assert rating_panels.layout_rows(NAMES, kinds) == [["image", "text"], ["signal"], ["tabular"]]
+    assert rating_panels.layout_rows(["image", "signal", "tabular"], kinds) == [["image"], ["signal"], ["tabular"]]
+    cancer = {"histopathology": "image", "genomics": "tabular", "treatment_notes": "text", "clinical": "tabular"}
+    assert rating_panels.layout_rows(list(cancer), cancer) == [["histopathology", "genomics"],
+                                                                ["treatment_notes", "clinical"]]
+
+
 def test_ranking_words_and_the_missing_line():
     words = rating_panels.ranking_words({"image": 2, "signal": 1, "text": 2}, TITLES)
     assert words == "1 ECG, 2 Echo image, 2 Clinical note"
