@@ -16,7 +16,7 @@ from streamlit.errors import StreamlitAPIException
 
 from app import study_figures
 from app.state import Context, cohort_key, context, load_cohort
-from app.study_state import study_store
+from app.study_state import cohort_sha256_now, study_store
 from explain.study_cli import add_raters_identities, parse_raters, study_history
 from neurofusion.checkpoint import CheckpointError
 from neurofusion.data.annotations import display_name, write_rankings
@@ -257,6 +257,23 @@ def _downloads(store: StudyStore, study: Study) -> None:
                        help="Every submission: revisions, skips and withdrawn rows; `counts` marks the rows in force.")
 
 
+def _check_hashes(study: Study) -> None:
+    """Warn when the study's cohort or checkpoint folder is gone or no longer has the SHA-256 recorded at creation
+    (hashed once per version of the folder's files)."""
+    changed = []
+    for what, folder, recorded in (("cohort", study.cohort_dir, study.cohort_sha256),
+                                   ("checkpoint", study.checkpoint_dir, study.checkpoint_sha256)):
+        if not Path(folder).is_dir():
+            changed.append(f"the {what} folder `{folder}` is gone")
+        elif (now := cohort_sha256_now(folder)) != recorded:
+            changed.append(f"the {what} folder `{folder}` has changed since the study was created (SHA-256 "
+                           f"{recorded[:12]}… then, {now[:12]}… now)")
+    if changed:
+        text = "; ".join(changed)
+        st.warning(f"{text[0].upper()}{text[1:]}. Rankings made before and after the change may not be comparable.",
+                   icon=":material/warning:")
+
+
 def _study_section(store: StudyStore, ctx: Context) -> None:
     studies = store.studies(include_withdrawn=True)
     if not studies:
@@ -275,6 +292,7 @@ def _study_section(store: StudyStore, ctx: Context) -> None:
     if not loaded:
         st.info(f"This study is of the cohort `{study.cohort_dir}` and the checkpoint `{study.checkpoint_dir}`; "
                 "the dashboard has others loaded. The Rate cases page offers to switch to them.")
+    _check_hashes(study)
     titles = ctx.titles if tuple(ctx.names) == tuple(study.modalities) else {}
     raters = store.raters(name, include_withdrawn=True)
     cases = store.cases(name)

@@ -193,3 +193,23 @@ def test_survival_and_time_stamped_demos(url):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("time-stamped (ICU) cohorts are not supported" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_a_study_whose_checkpoint_changed_since_it_was_created_is_flagged(url, tmp_path):
+    import shutil
+
+    from neurofusion.studies import create_study
+
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(DEMO, checkpoint)
+    store = StudyStore(url)
+    create_study(store, "moved", cohort_dir=SAMPLE, checkpoint_dir=checkpoint, selection="split", split="test",
+                 raters=["dr_a"])
+    store.close()
+    at = _page(url)
+    assert not [w.value for w in at.warning if "has changed" in w.value]
+    (checkpoint / "metrics.json").write_text("{}")  # the checkpoint is no longer what the study recorded
+    at.run()
+    warned = [w.value for w in at.warning if "has changed since the study was created" in w.value]
+    assert len(warned) == 1 and f"The checkpoint folder `{checkpoint}`" in warned[0], [w.value for w in at.warning]
+    assert "cohort folder" not in warned[0]
