@@ -129,3 +129,25 @@ def test_concurrent_imports_of_one_file_add_its_rows_once(study_url, tmp_path, c
     with StudyStore(study_url) as store:
         assert len(store.history("imports")) == 2 * len(cases)
         assert [r.name for r in store.raters("imports")] == ["x", "y"]
+
+
+def test_processes_opening_a_fresh_database_at_once_migrate_it_once(study_url):
+    from sqlalchemy import select
+
+    from neurofusion.studies import LATEST_VERSION, MIGRATIONS
+    from neurofusion.studies.engine import make_engine
+    from neurofusion.studies.schema import schema_version
+
+    versions: list[int] = []
+
+    def work(i: int) -> None:
+        with StudyStore(study_url) as own:
+            versions.append(own.schema_version)
+
+    _run_threads(work, 6)
+    assert versions == [LATEST_VERSION] * 6
+    engine = make_engine(study_url)
+    with engine.connect() as conn:
+        assert conn.execute(select(schema_version.c.version).order_by(schema_version.c.version)).scalars().all() \
+            == [m.version for m in MIGRATIONS]
+    engine.dispose()
