@@ -251,6 +251,10 @@ def _case(store: StudyStore, study: Study, rater: Rater, case_id: str, previous:
                   if previous.kind == "ranking" else f"you previously skipped it ({previous.reason})")
         st.info(f"Revision {revision}: {before}. Submitting stores a new revision; the earlier ones are kept.",
                 icon=":material/history:")
+        if study.reveal and rater.protocol == "blinded" and previous.kind == "ranking":
+            st.caption("You saw the model's view of this case after your first answer, so a revision is no longer "
+                       "blind to it; the study's submission history keeps every revision, so the researcher can "
+                       "tell.")
     token = _fresh_form((study.name, rater.name, case_id), previous, study_case.available)
     if rater.protocol == "unblinded":
         view = _model_view(study, case_id)

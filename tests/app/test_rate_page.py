@@ -146,6 +146,9 @@ def test_submitting_stores_the_ranks_given_then_reveals(store):
     _click(at, "Next case")
     assert _case_id(at) != case_id
     assert "1 ranked, 0 skipped, 5 to do" in at.main.get("progress")[0].proto.text
+    # going back after the reveal: the rater is told a revision is no longer blind to the model
+    at.selectbox(key="rate.revise").set_value(case_id).run()
+    assert any(c.value.startswith("You saw the model's view of this case") for c in at.main.caption)
 
 
 def test_without_reveal_the_next_case_follows_with_no_model_output(store):
