@@ -352,3 +352,20 @@ def test_a_rater_withdrawn_meanwhile_is_told_and_cannot_rate(store):
     assert any(w.value.startswith("dr_a has been withdrawn from study 'pilot'") for w in at.main.warning)
     assert at.selectbox(key="rate.rater").options == ["dr_b"]
     assert not _available(at)  # no form until a current rater is picked
+
+
+def test_a_rater_who_answered_every_case_is_told_so_and_can_still_go_back(store):
+    create_study(store, "small", cohort_dir=SAMPLE, checkpoint_dir=DEMO, selection="stratified", n=2, seed=3,
+                 raters=RATERS)
+    at = _page(store)
+    assert any(c.value.startswith("Name-picker mode: nothing checks who is at the keyboard") for c in at.main.caption)
+    answered = []
+    for _ in range(2):
+        answered.append(_case_id(at))
+        at.text_input(key="rate.f.skip_reason").input("outside my specialty")
+        _click(at, "Skip")
+    assert any(s.value.startswith("You have answered every case of this study") for s in at.main.success)
+    assert not _available(at)
+    assert at.selectbox(key="rate.revise").options == [f"{c} · skipped" for c in answered]
+    at.selectbox(key="rate.revise").set_value(answered[0]).run()
+    assert any(i.value.startswith("Revision 2: you previously skipped it (outside my specialty)") for i in at.main.info)
