@@ -78,9 +78,6 @@ class StudyStore:
         try:
             with self._write() as conn:
                 self.schema_version = migrate(conn, self.url)
-        except OperationalError as err:
-            self._engine.dispose()
-            raise StudyError(f"cannot open the study database {self.url}: {err.orig}") from None
         except StudyError:
             self._engine.dispose()
             raise
@@ -100,28 +97,41 @@ class StudyStore:
     # ------------------------------------------------------------------------------------ transactions
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn, conn.begin():
+        with self._connection(write=False) as conn:
             yield conn
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
-            conn.execution_options(study_write=True)
-            with conn.begin():
-                yield conn
+        with self._connection(write=True) as conn:
+            yield conn
+
+    @contextmanager
+    def _connection(self, write: bool) -> Iterator[Connection]:
+        """One transaction; a database that cannot be reached or stays locked past the busy timeout is a
+        StudyError (a message for the page), not a driver traceback."""
+        try:
+            with self._engine.connect() as conn:
+                if write:
+                    conn.execution_options(study_write=True)
+                with conn.begin():
+                    yield conn
+        except OperationalError as err:
+            raise StudyError(f"cannot use the study database {self.url}: {str(err.orig).strip()}") from err
 
     def _retrying(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in a write transaction; a unique-constraint collision with a concurrent writer rolls
         it back and runs it again (it re-reads what it depends on)."""
-        for attempt in range(_RETRIES):
+        attempt = 0
+        while True:
             try:
                 with self._write() as conn:
                     return work(conn)
-            except IntegrityError:
-                if attempt == _RETRIES - 1:
-                    raise
-                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise AssertionError("unreachable")
+            except IntegrityError as err:
+                attempt += 1
+                if attempt == _RETRIES:
+                    raise StudyError(f"the study database refused the write {_RETRIES} times on a constraint: "
+                                     f"{str(err.orig).strip()}") from err
+                time.sleep(random.uniform(0, 0.002 * attempt))
 
     # ------------------------------------------------------------------------------------ studies
     def studies(self, include_withdrawn: bool = False) -> list[Study]:

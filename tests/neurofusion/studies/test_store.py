@@ -306,7 +306,7 @@ def test_a_url_that_is_not_one_is_a_clear_error():
 
 def test_an_unreachable_server_is_a_clear_error_without_the_password(tmp_path):
     url = f"postgresql://nf:secret-pw@/studies?host={tmp_path / 'no-server-here'}"
-    with pytest.raises(StudyError, match="cannot open the study database postgresql\\+psycopg://nf:\\*\\*\\*@/studies") \
+    with pytest.raises(StudyError, match="cannot use the study database postgresql\\+psycopg://nf:\\*\\*\\*@/studies") \
             as err:
         StudyStore(url)
     assert "secret-pw" not in str(err.value)
