@@ -310,3 +310,19 @@ def test_an_unreachable_server_is_a_clear_error_without_the_password(tmp_path):
             as err:
         StudyStore(url)
     assert "secret-pw" not in str(err.value)
+
+
+def test_a_survival_study_has_no_classes_and_takes_no_diagnosis(store):
+    from tests.neurofusion.studies.conftest import CANCER_DEMO
+
+    study = create_study(store, "cancer", cohort_dir=CANCER, checkpoint_dir=CANCER_DEMO, selection="stratified",
+                         n=10, seed=4, raters=["onc"], protocol="unblinded", reveal_method="leave_one_out")
+    assert (study.outcome, study.classes, study.protocol) == ("survival", (), "unblinded")
+    assert study.selection == "stratified sample of 10 by event and missingness pattern (seed 4)"
+    assert study.modalities == CohortReader(CANCER).modality_names
+    case = store.cases("cancer")[0]
+    assert case.label is None and set(case.available) <= set(study.modalities)
+    with pytest.raises(StudyError, match="this study's model has no classes \\(a survival model\\)"):
+        store.submit("cancer", "onc", case.case_id, ranking(case), token="c1", diagnosis="normal")
+    stored = store.submit("cancer", "onc", case.case_id, ranking(case), token="c2")
+    assert stored.protocol == "unblinded" and store.rankings("cancer", protocol="unblinded").shape[0] == 1
