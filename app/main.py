@@ -28,6 +28,8 @@ pages = [
     st.Page(VIEWS / "cohort_attention.py", title="Cohort attention", icon=":material/grid_on:", url_path="cohort"),
     st.Page(VIEWS / "agreement.py", title="Rater agreement", icon=":material/handshake:", url_path="agreement"),
     st.Page(VIEWS / "missing.py", title="Missing modalities", icon=":material/hide_source:", url_path="missing"),
+    st.Page(VIEWS / "rate.py", title="Rate cases", icon=":material/rate_review:", url_path="rate"),
+    st.Page(VIEWS / "studies.py", title="Expert studies", icon=":material/groups:", url_path="studies"),
     st.Page(VIEWS / "model_card.py", title="Model card", icon=":material/description:", url_path="model"),
 ]
 page = st.navigation(pages)
@@ -54,6 +56,7 @@ from neurofusion.config import ModelConfig  # noqa: E402
 from neurofusion.data.cohort import CohortReader  # noqa: E402
 from neurofusion.data.timed import open_cohort  # noqa: E402
 from neurofusion.data.errors import CohortError  # noqa: E402
+from neurofusion.studies import default_url  # noqa: E402
 
 loading.empty()
 
@@ -61,7 +64,7 @@ loading.empty()
 def _sidebar() -> tuple[str, str, str, ExplainSettings]:
     defaults = {"settings.checkpoint": str(DEFAULT_CHECKPOINT), "settings.cohort": str(DEFAULT_COHORT),
                 "settings.device": "auto", "settings.image_method": "integrated_gradients",
-                "settings.n_steps": 32, "settings.context": "case"}
+                "settings.n_steps": 32, "settings.context": "case", "settings.study_db": default_url()}
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
     _demo_switch()
@@ -82,6 +85,11 @@ def _sidebar() -> tuple[str, str, str, ExplainSettings]:
                             help="More steps: closer to the exact integral, slower.")
         context = st.radio("Attribute each modality", ("case", "alone"), key="settings.context",
                            format_func={"case": "with the others present", "alone": "by itself"}.get)
+        st.markdown("**Expert studies**")
+        st.text_input("Study database", key="settings.study_db",
+                      help="An SQLAlchemy URL: the default SQLite file, or postgresql+psycopg://user@host/db for a "
+                           "study shared across sites (the environment variable NEUROFUSION_STUDY_DB sets the "
+                           "default).")
     return checkpoint, cohort, device, ExplainSettings(image_method=image_method, n_steps=n_steps, context=context)
 
 
