@@ -15,11 +15,11 @@ import math
 import pandas as pd
 import streamlit as st
 
-from app import agreement_figures, figures
+from app import agreement_figures, agreement_study, figures
 from app.export import research_export
 from app.state import Context, context
 from app.survival_figures import RISK_GROUPS, by_risk_group
-from explain.agreement import MIN_CASES_FOR_CI, compare_rankings
+from explain.agreement import MIN_CASES_FOR_CI, compare_rankings, per_rater
 from explain.cohort import CohortImportance, clinician_agreement, ground_truth_agreement
 from neurofusion.data.annotations import display_name, read_rankings
 from neurofusion.data.cohort import RANKINGS_CSV
@@ -60,10 +60,10 @@ def _ci(row: pd.Series) -> str:
 
 def _summary_table(summary: pd.DataFrame, group: str = "Class") -> pd.DataFrame:
     """explain.agreement.summarize's table in words: group (class, risk group or prediction hour) names, one
-    "95 % CI" column, "—" for nothing."""
+    "95 % CI" column, "—" for nothing; a per-rater table (group "Rater") keeps the raters' names as written."""
     every = {"Class": "All classes", "Prediction hour": "All hours"}.get(group, "All cases")
     return pd.DataFrame({
-        group: [every if g == "all" else figures.pretty(str(g)) for g in summary.index],
+        group: [str(g) if group == "Rater" else every if g == "all" else figures.pretty(str(g)) for g in summary.index],
         "Mean tau": [_number(v) for v in summary["mean"]],
         "95 % CI": [_ci(row) for _, row in summary.iterrows()],
         "Cases": summary["n_cases"].astype(int).to_numpy(),
@@ -144,9 +144,19 @@ title.title("Rater agreement")
 st.caption("Does the model rank the modalities the way the raters do? Kendall tau-b: 1 = same order, "
            "0 = unrelated, −1 = reversed, over the modalities both ranked.")
 
-source = st.radio("Rankings", ("bundled with the cohort", "upload a CSV"), key="agreement.source", horizontal=True)
-rankings, rankings_name, rankings_bytes = None, "", b""
-if source == "upload a CSV":
+SOURCES = ("bundled with the cohort", "upload a CSV", "an expert study")
+source = st.radio("Rankings", SOURCES, key="agreement.source", horizontal=True,
+                  help="An expert study: the rankings raters submit on the Rate cases page, read live from the study "
+                       "database.")
+rankings, rankings_name, rankings_bytes, study = None, "", b"", None
+if source == "an expert study":
+    study = agreement_study.read_study(ctx)
+    if study is not None:
+        rankings, rankings_name, rankings_bytes = study.rankings, f"study: {study.study.name}", study.csv
+        if rankings.empty:
+            st.info(f"No rater has submitted a ranking in the study {study.study.name} yet.")
+            st.stop()
+elif source == "upload a CSV":
     upload = st.file_uploader(f"clinician_rankings.csv: case_id, rater, {', '.join(ctx.names)} (1 = most "
                               "important; blank if the case lacks the modality)", type="csv", key="agreement.upload",
                               max_upload_size=MAX_UPLOAD_MB)
@@ -244,6 +254,25 @@ if ctx.survival:  # lowest risk first, as on the cohort page (summarize sorts th
 elif ctx.timed:  # hours in time order, not as text ("12 h" before "6 h")
     shown = summary.reindex(["all"] + [g for g in map(hour_group, ctx.cohort.hours) if g in summary.index])
 st.dataframe(_summary_table(shown, group_name), hide_index=True, key="agreement.summary")
+if rankings["rater"].nunique() > 1:
+    st.markdown("**Per rater** (mean tau of the model against each rater, 95 % case-bootstrap CI)")
+    st.dataframe(_summary_table(per_rater(result["per_pair"]), "Rater"), hide_index=True, key="agreement.raters")
+
+if study is not None:
+    compared = agreement_study.protocol_contrast(importance, study, method)
+    if compared is not None:
+        blind, seen = compared["first"], compared["second"]
+        st.markdown("**Blinded vs unblinded** (raters who saw the model's output before ranking against those who "
+                    "did not)")
+        b1, b2, b3 = st.columns(3)
+        b1.metric("Blinded: mean tau", _number(blind["mean"]))
+        b1.caption(f"95 % CI {_ci(pd.Series(blind))}, {blind['n_cases']} cases")
+        b2.metric("Unblinded: mean tau", _number(seen["mean"]))
+        b2.caption(f"95 % CI {_ci(pd.Series(seen))}, {seen['n_cases']} cases")
+        b3.metric("Difference (unblinded − blinded)", "n/a" if pd.isna(compared["difference"])
+                  else f"{compared['difference']:+.3f}")
+        b3.caption(compared["reason"] or f"95 % CI {compared['ci_low']:+.3f} to {compared['ci_high']:+.3f}: above "
+                   "zero, seeing the model pulls the raters towards its ranking")
 
 try:
     truth = ctx.cohort.ground_truth()

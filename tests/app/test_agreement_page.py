@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.agreement_figures import tau_histogram
@@ -112,3 +113,72 @@ def test_an_upload_with_three_errors_lists_each_with_its_line():
         assert f"three.csv, line {line}, case" in errors[0], errors[0]
     assert "ranks must be a permutation" in errors[0] and "'x' is not a number" in errors[0]
     assert "'CV-99999' is not in the cohort" in errors[0]
+
+
+# ------------------------------------------------------------------------------------------ a live study
+def _study_with_two_protocols(tmp_path) -> tuple[str, list[str]]:
+    """A study on the bundled cohort with a blinded and an unblinded rater, each ranking 12 cases."""
+    from neurofusion.studies import StudyStore, create_study
+    from tests.test_sample_data import DEMO
+
+    url = f"sqlite:///{tmp_path / 'studies.sqlite'}"
+    store = StudyStore(url)
+    create_study(store, "fig2d", cohort_dir=SAMPLE, checkpoint_dir=DEMO, selection="stratified", n=12,
+                 seed=3, raters=["dr_blind"], protocol="blinded")
+    store.add_rater("fig2d", "dr_seen", protocol="unblinded")
+    rng = np.random.default_rng(0)
+    for rater in ("dr_blind", "dr_seen"):
+        for case in store.cases("fig2d"):
+            order = rng.permutation(len(case.available)) + 1
+            store.submit("fig2d", rater, case.case_id, dict(zip(case.available, order.tolist())),
+                         token=f"{rater}-{case.case_id}")
+    first = store.cases("fig2d")[0]
+    store.submit("fig2d", "dr_blind", first.case_id, {m: i + 1 for i, m in enumerate(first.available)},
+                 token="revised")  # a revision: the latest ranking is the one that counts
+    store.export_csv("fig2d", tmp_path / "exported.csv")
+    store.close()
+    return url, [c.case_id for c in StudyStore(url).cases("fig2d")]
+
+
+def test_a_study_is_read_live_and_agrees_with_its_exported_csv(tmp_path):
+    url, _ = _study_with_two_protocols(tmp_path)
+    at = _page(**{"settings.study_db": url})
+    at.radio(key="agreement.source").set_value("an expert study").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="agreement.study").value == "fig2d"
+    from_study = _frame(at, "agreement.summary")
+    raters = next(d.value for d in at.dataframe if d.value.columns[0] == "Rater")
+    assert raters["Rater"].tolist() == ["dr_blind", "dr_seen"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert {"Blinded: mean tau", "Unblinded: mean tau", "Difference (unblinded − blinded)"} <= set(metrics)
+    blind, seen = float(metrics["Blinded: mean tau"]), float(metrics["Unblinded: mean tau"])
+    assert float(metrics["Difference (unblinded − blinded)"]) == pytest.approx(seen - blind, abs=2e-3)
+
+    _upload(at, (tmp_path / "exported.csv").read_text(encoding="utf-8"), "exported.csv")
+    from_csv = _frame(at, "agreement.summary")
+    pd.testing.assert_frame_equal(from_study, from_csv)  # the same numbers, whichever way the rankings came
+    assert "Blinded: mean tau" not in {m.label for m in at.metric}  # an upload has no protocol to contrast
+
+
+def test_a_study_rating_as_it_comes_in_changes_the_agreement(tmp_path):
+    from neurofusion.studies import StudyStore
+
+    url, cases = _study_with_two_protocols(tmp_path)
+    at = _page(**{"settings.study_db": url})
+    at.radio(key="agreement.source").set_value("an expert study").run()
+    before = _frame(at, "agreement.summary")["Cases"].iloc[0]
+    store = StudyStore(url)
+    store.withdraw_rater("fig2d", "dr_seen", "left the study")  # marked, not deleted: out of the agreement
+    at.button(key="agreement.reload").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not any(d.value.columns[0] == "Rater" for d in at.dataframe)  # one rater left
+    assert "Blinded: mean tau" not in {m.label for m in at.metric}
+    assert _frame(at, "agreement.summary")["Cases"].iloc[0] == before
+    assert len(store.history("fig2d", rater="dr_seen")) == len(cases)
+
+
+def test_no_study_of_this_cohort_says_where_to_create_one(tmp_path):
+    at = _page(**{"settings.study_db": f"sqlite:///{tmp_path / 'empty.sqlite'}"})
+    at.radio(key="agreement.source").set_value("an expert study").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Expert studies" in i.value for i in at.info)
