@@ -1,4 +1,5 @@
-"""Which cases a study asks its raters to rank: every case, one split, or a seeded stratified sample.
+"""Which cases a study asks its raters to rank: every case, one split, or a seeded stratified sample (of the
+whole cohort or of one split).
 
 A stratified sample of n allocates n over the strata (class x missingness pattern; for a survival cohort,
 event x missingness pattern) in proportion to their sizes by the largest-remainder method, so each stratum
@@ -20,7 +21,8 @@ def select_cases(cohort: CaseSequence, how: str, *, split: str | None = None, n:
                  seed: int = 0) -> list[str]:
     """The case ids a study selects from ``cohort`` (a CohortReader), in cohort order.
 
-    ``how``: "all", "split" (``split``: train / val / test) or "stratified" (``n`` cases, seeded)."""
+    ``how``: "all", "split" (``split``: train / val / test) or "stratified" (``n`` cases, seeded; drawn from
+    ``split`` when given, else from the whole cohort)."""
     _check_cohort(cohort)
     if how not in SELECTIONS:
         raise StudyError(f"case selection must be one of {', '.join(SELECTIONS)}, got {how!r}")
@@ -30,10 +32,11 @@ def select_cases(cohort: CaseSequence, how: str, *, split: str | None = None, n:
         return _split_ids(cohort, split)
     if n is None or isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise StudyError(f"a stratified selection needs n, the number of cases (a whole number), got {n!r}")
-    total = len(cohort.case_ids)
-    if not 1 <= n <= total:
-        raise StudyError(f"n must be between 1 and the cohort's {total} cases, got {n}")
-    strata = _strata(cohort)
+    pool = list(cohort.case_ids) if split is None else _split_ids(cohort, split)
+    where = "the cohort's" if split is None else f"the {split} split's"
+    if not 1 <= n <= len(pool):
+        raise StudyError(f"n must be between 1 and {where} {len(pool)} cases, got {n}")
+    strata = _strata(cohort).loc[pool]
     sizes = strata.value_counts(sort=False)
     quota = _largest_remainder(sizes.to_numpy(), int(n))
     rng = np.random.default_rng(seed)
@@ -53,7 +56,8 @@ def describe_selection(how: str, *, split: str | None = None, n: int | None = No
         return f"the {split} split"
     if how == "stratified":
         by = "event" if outcome == "survival" else "class"
-        return f"stratified sample of {n} by {by} and missingness pattern (seed {seed})"
+        of = "" if split is None else f" of the {split} split"
+        return f"stratified sample of {n}{of} by {by} and missingness pattern (seed {seed})"
     raise StudyError(f"case selection must be one of {', '.join(SELECTIONS)}, got {how!r}")
 
 
