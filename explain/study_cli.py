@@ -14,8 +14,8 @@ across sites. Default: $NEUROFUSION_STUDY_DB, else studies.sqlite in $NEUROFUSIO
 repository's studies/ folder.
 
 create: the cases are every case of the cohort (--cases all), one split (--cases split --split test), or a
-stratified sample of --n cases of the whole cohort by class (survival: event) and missingness pattern,
-drawn with --seed. --raters is a comma-separated list of names; "name <email>"
+stratified sample of --n cases by class (survival: event) and missingness pattern, drawn with --seed from the
+whole cohort, or from one split with --split (the paper's figure 2D: --cases stratified --split test --n 100). --raters is a comma-separated list of names; "name <email>"
 binds a rater to the identity they log in with (Streamlit OIDC), so only that login can rate as them. The
 cohort's and checkpoint's SHA-256 hashes are recorded; the model's weights are not loaded (only config.json).
 --no-reveal keeps the model's answer hidden from raters even after they submit; --reveal-method is the
@@ -141,7 +141,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--checkpoint", required=True, help="the checkpoint folder (only config.json is read)")
     create.add_argument("--cases", default="all", choices=SELECTIONS,
                         help="every case, one split, or a stratified sample by class and missingness pattern")
-    create.add_argument("--split", default=None, choices=SPLITS, help="--cases split: the split (default test)")
+    create.add_argument("--split", default=None, choices=SPLITS,
+                        help="--cases split: the split (default test); --cases stratified: sample within this split "
+                             "(default: the whole cohort)")
     create.add_argument("--n", type=int, default=None, help=f"stratified: how many cases (default {DEFAULT_SAMPLE})")
     create.add_argument("--seed", type=int, default=0, help="the stratified sample's seed; it also orders each "
                                                             "rater's queue")
@@ -221,10 +223,10 @@ def _create(store: StudyStore, args: argparse.Namespace) -> str:
     raters = parse_raters(args.raters.split(","))
     if args.cases != "stratified" and args.n is not None:
         raise StudyError(f"--n applies to --cases stratified, not --cases {args.cases}")
-    if args.cases != "split" and args.split is not None:
-        raise StudyError(f"--split applies to --cases split, not --cases {args.cases} (a stratified sample is drawn "
-                         "from the whole cohort)")
-    split = (args.split or "test") if args.cases == "split" else None
+    if args.cases == "all" and args.split is not None:
+        raise StudyError("--split applies to --cases split or --cases stratified, not --cases all (every case of the "
+                         "cohort)")
+    split = (args.split or "test") if args.cases == "split" else args.split
     n = (DEFAULT_SAMPLE if args.n is None else args.n) if args.cases == "stratified" else None
     study = create_study(store, args.name, cohort_dir=args.cohort, checkpoint_dir=args.checkpoint,
                          selection=args.cases, split=split, n=n, seed=args.seed, raters=[r[0] for r in raters],

@@ -4,6 +4,8 @@ withdrawal, and bad input as "error: ..." with exit status 2 (never a traceback)
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,6 +13,7 @@ import pytest
 import explain.__main__ as cli
 from explain.__main__ import main
 from neurofusion.data.annotations import read_rankings, write_rankings
+from neurofusion.data.cohort import CohortReader
 from neurofusion.studies import StudyStore
 from tests.test_sample_data import DEMO, SAMPLE
 
@@ -29,6 +32,16 @@ def _study(db: str, capsys, *extra: str, name: str = "fig2d") -> str:
             "--cases", "stratified", "--n", "6", "--seed", "3", "--raters", "dr_a, dr_b <b@clinic.org>", *extra]
     assert main(args) == 0, capsys.readouterr().err
     return capsys.readouterr().out
+
+
+def write_split_cohort(folder: Path) -> Path:
+    """A copy of the cardio sample (a test split only) with its cases spread over the three splits: every third
+    case in val, every fifth remaining one in train, the rest (107 of 200) in test."""
+    shutil.copytree(SAMPLE, folder)
+    table = pd.read_csv(folder / "cohort.csv", dtype=str, keep_default_na=False)
+    table["split"] = ["val" if i % 3 == 0 else "train" if i % 5 == 0 else "test" for i in range(len(table))]
+    table.to_csv(folder / "cohort.csv", index=False)
+    return folder
 
 
 def _rankings(store: StudyStore, study: str, raters: tuple[str, ...], n_cases: int) -> pd.DataFrame:
@@ -95,6 +108,29 @@ def test_create_progress_import_export_round_trip(db, tmp_path, capsys):
     assert rows.loc[rows["rater"] == "dr_b", "withdrawn_reason"].str.contains("moved").all()
     assert not rows.loc[rows["rater"] == "dr_b", "counts"].any()
     store.close()
+
+
+def test_a_stratified_sample_of_one_split(db, tmp_path, capsys):
+    cohort = write_split_cohort(tmp_path / "cardio")
+
+    def create(name: str, *extra: str, folder: Path = cohort, cases: str = "stratified") -> int:
+        return main(["study", "create", "--db", db, "--name", name, "--cohort", str(folder), "--checkpoint", str(DEMO),
+                     "--raters", "dr_a", "--cases", cases, *extra])
+
+    assert create("fig2d", "--split", "test", "--n", "20", "--seed", "7") == 0, capsys.readouterr().err
+    assert "cases: 20 (stratified sample of 20 of the test split by class and missingness pattern (seed 7))" in \
+        capsys.readouterr().out
+    with StudyStore(db) as store:
+        chosen = [c.case_id for c in store.cases("fig2d")]
+    test_ids = CohortReader(cohort).ids("test")
+    assert len(chosen) == 20 and set(chosen) <= set(test_ids) and len(test_ids) == 107
+
+    assert create("big", "--split", "test", "--n", "108") == 2
+    assert "n must be between 1 and the test split's 107 cases, got 108" in capsys.readouterr().err
+    assert create("empty", "--split", "train", "--n", "5", folder=SAMPLE) == 2
+    assert "the cohort has no cases in the train split" in capsys.readouterr().err
+    assert create("every", "--split", "test", cases="all") == 2
+    assert "--split applies to --cases split or --cases stratified, not --cases all" in capsys.readouterr().err
 
 
 def test_errors_exit_2_with_a_specific_message(db, tmp_path, capsys):
