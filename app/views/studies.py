@@ -88,12 +88,16 @@ def _selection(ctx: Context) -> dict:
         split = st.selectbox("Split", splits, key="studies.split",
                              index=splits.index("test") if "test" in splits else 0)
         return {"selection": how, "split": split}
-    c1, c2 = st.columns(2)
-    n = c1.number_input("Cases in the sample (from the whole cohort)", min_value=1,
-                        value=min(DEFAULT_SAMPLE, len(ctx.cohort)), step=1, key="studies.n")
-    seed = c2.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="studies.seed",
+    c1, c2, c3 = st.columns(3)
+    split = c1.selectbox("Sample from", [None, *splits], key="studies.sample_split",
+                         format_func=lambda s: f"the whole cohort ({len(ctx.cohort)} cases)" if s is None
+                         else f"the {s} split ({len(ctx.cohort.ids(s))} cases)",
+                         help="The paper's figure 2D samples the test split, the cases the model was not fitted on.")
+    n = c2.number_input("Cases in the sample", min_value=1, value=min(DEFAULT_SAMPLE, len(ctx.cohort)), step=1,
+                        key="studies.n")
+    seed = c3.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="studies.seed",
                            help="The same seed draws the same cases; it also orders each rater's queue.")
-    return {"selection": how, "n": int(n), "seed": int(seed)}
+    return {"selection": how, "split": split, "n": int(n), "seed": int(seed)}
 
 
 def _preview(ctx: Context, selection: dict) -> None:

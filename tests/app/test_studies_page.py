@@ -213,3 +213,38 @@ def test_a_study_whose_checkpoint_changed_since_it_was_created_is_flagged(url, t
     warned = [w.value for w in at.warning if "has changed since the study was created" in w.value]
     assert len(warned) == 1 and f"The checkpoint folder `{checkpoint}`" in warned[0], [w.value for w in at.warning]
     assert "cohort folder" not in warned[0]
+
+
+def test_a_stratified_sample_of_one_split(url, tmp_path):
+    from neurofusion.data.cohort import CohortReader
+    from tests.explain.test_cli_study import write_split_cohort
+
+    cohort = write_split_cohort(tmp_path / "cardio")
+    at = AppTest.from_file(MAIN, default_timeout=300)
+    at.session_state["settings.study_db"] = url
+    at.session_state["settings.cohort"] = str(cohort)
+    at.run()
+    at.switch_page(PAGE).run()
+    _ok(at)
+    at.radio(key="studies.cases").set_value("stratified").run()
+    sample_from = at.selectbox(key="studies.sample_split")
+    assert sample_from.value is None and sample_from.options == [
+        "the whole cohort (200 cases)", "the train split (26 cases)", "the val split (67 cases)",
+        "the test split (107 cases)"]
+    sample_from.set_value("test")
+    at.number_input(key="studies.n").set_value(108).run()
+    assert [e.value for e in at.error] == ["These cases cannot be selected: n must be between 1 and the test split's "
+                                           "107 cases, got 108"]
+    at.number_input(key="studies.n").set_value(12).run()
+    _ok(at)
+    preview = _frame(at, "Class")
+    assert preview.set_index("Class").loc["All", "Cases"] == 12  # the preview follows the split and n
+
+    _create(at, "fig2d", n=12)
+    _ok(at)
+    created = next(s.value for s in at.success if "Created study" in s.value)
+    assert "12 cases (stratified sample of 12 of the test split by class and missingness pattern (seed 0))" in created
+    store = StudyStore(url)
+    chosen = [c.case_id for c in store.cases("fig2d")]
+    store.close()
+    assert len(chosen) == 12 and set(chosen) <= set(CohortReader(cohort).ids("test"))
