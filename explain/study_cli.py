@@ -15,9 +15,10 @@ repository's studies/ folder.
 
 create: the cases are every case of the cohort (--cases all), one split (--cases split --split test), or a
 stratified sample of --n cases by class (survival: event) and missingness pattern, drawn with --seed from the
-whole cohort, or from one split with --split (the paper's figure 2D: --cases stratified --split test --n 100). --raters is a comma-separated list of names; "name <email>"
-binds a rater to the identity they log in with (Streamlit OIDC), so only that login can rate as them. The
-cohort's and checkpoint's SHA-256 hashes are recorded; the model's weights are not loaded (only config.json).
+whole cohort, or from one split with --split (the paper's figure 2D: --cases stratified --split test --n 100).
+--raters is a comma-separated list of names; "name <email>" binds a rater to the identity they log in with
+(Streamlit OIDC), so only that login can rate as them. The cohort's and checkpoint's SHA-256 hashes are
+recorded; the model's weights are not loaded (only config.json).
 --no-reveal keeps the model's answer hidden from raters even after they submit; --reveal-method is the
 ranking then revealed.
 
@@ -34,9 +35,7 @@ Errors are printed as "error: ..." and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -44,78 +43,13 @@ import pandas as pd
 from neurofusion.data.cohort import CohortReader
 from neurofusion.data.errors import CohortError
 from neurofusion.data.schema import SPLITS
-from neurofusion.studies import (PROTOCOLS, REVEAL_METHODS, SELECTIONS, Study, StudyError, StudyStore, Submission,
-                                 create_study, default_url)
+from neurofusion.studies import (PROTOCOLS, REVEAL_METHODS, SELECTIONS, Study, StudyError, StudyStore,
+                                 add_raters_identities, create_study, default_url, parse_raters, study_history)
 
 DEFAULT_SAMPLE = 40
-_RATER = re.compile(r"^\s*(?P<name>[^<>]*?)\s*(?:<\s*(?P<identity>[^<>\s]+)\s*>)?\s*$")
 
 
 # ------------------------------------------------------------------------------------------- shared
-def parse_raters(entries: Iterable[str]) -> list[tuple[str, str | None]]:
-    """Rater entries ("dr_a" or "dr_a <a@clinic.org>") -> [(name, identity or None)], blank entries skipped.
-    StudyError for an entry that is not of either form, a duplicate name or identity, or no rater at all."""
-    raters: list[tuple[str, str | None]] = []
-    for entry in entries:
-        if not entry.strip():
-            continue
-        match = _RATER.match(entry)
-        if match is None or not match["name"]:
-            raise StudyError(f"rater {entry.strip()!r} is not of the form 'name' or 'name <email>' "
-                             "(an identity needs a name before it)")
-        raters.append((match["name"], match["identity"]))
-    if not raters:
-        raise StudyError("raters: give at least one rater name")
-    for position, what in ((0, "name"), (1, "identity")):
-        seen = [r[position] for r in raters if r[position] is not None]
-        twice = sorted({v for v in seen if seen.count(v) > 1})
-        if twice:
-            raise StudyError(f"raters: the {what} {', '.join(map(repr, twice))} is given more than once")
-    return raters
-
-
-def add_raters_identities(store: StudyStore, study: str, raters: Sequence[tuple[str, str | None]]) -> None:
-    """Bind each rater given as "name <email>" to that identity (create_study takes names only)."""
-    for name, identity in raters:
-        if identity is not None:
-            store.bind_identity(study, name, identity)
-
-
-def history_frame(submissions: Sequence[Submission], modalities: Sequence[str],
-                  current: Iterable[int] = ()) -> pd.DataFrame:
-    """Every submission row of a study (store.history: revisions, skips and withdrawn rows included), oldest
-    first: submission_id, rater, case_id, revision, kind, one rank column per modality (<NA>: not ranked),
-    diagnosis, confidence, reason, protocol, source, submitted_at and withdrawn_at (ISO 8601 UTC), withdrawn_reason,
-    token, and counts (True for the row that counts for its rater and case: ``current``, the ids of
-    store.latest)."""
-    current = set(current)
-    rows = []
-    for s in submissions:
-        row = {"submission_id": s.id, "rater": s.rater, "case_id": s.case_id, "revision": s.revision, "kind": s.kind}
-        row.update({m: s.ranks.get(m) for m in modalities})
-        row.update({"diagnosis": s.diagnosis, "confidence": s.confidence, "reason": s.reason,
-                    "protocol": s.protocol, "source": s.source, "submitted_at": _iso(s.submitted_at),
-                    "withdrawn_at": _iso(s.withdrawn_at), "withdrawn_reason": s.withdrawn_reason, "token": s.token,
-                    "counts": s.id in current})
-        rows.append(row)
-    columns = ["submission_id", "rater", "case_id", "revision", "kind", *modalities, "diagnosis", "confidence",
-               "reason", "protocol", "source", "submitted_at", "withdrawn_at", "withdrawn_reason", "token", "counts"]
-    frame = pd.DataFrame(rows, columns=columns)
-    for column in (*modalities, "confidence"):
-        frame[column] = frame[column].astype("Int64")
-    return frame
-
-
-def study_history(store: StudyStore, study: str) -> pd.DataFrame:
-    """:func:`history_frame` of every row of ``study``, marking the rows that count."""
-    record = store.study(study)
-    return history_frame(store.history(study), record.modalities, (s.id for s in store.latest(study)))
-
-
-def _iso(moment) -> str:
-    return "" if moment is None else moment.isoformat()
-
-
 def study_cohort(study: Study) -> CohortReader | None:
     """The study's cohort for validating imports, or None when its folder is gone (the study's own cases and
     modalities still validate every row)."""

@@ -17,13 +17,13 @@ from streamlit.errors import StreamlitAPIException
 from app import study_figures
 from app.state import Context, cohort_key, context, load_cohort
 from app.study_state import cohort_sha256_now, study_store
-from explain.study_cli import add_raters_identities, parse_raters, study_history
 from neurofusion.checkpoint import CheckpointError
 from neurofusion.data.annotations import display_name, write_rankings
 from neurofusion.data.cohort import CohortReader
 from neurofusion.data.errors import CohortError
 from neurofusion.data.schema import SPLITS
-from neurofusion.studies import PROTOCOLS, REVEAL_METHODS, Study, StudyError, StudyStore, create_study, select_cases
+from neurofusion.studies import (PROTOCOLS, REVEAL_METHODS, Study, StudyError, StudyStore, add_raters_identities,
+                                 create_study, parse_raters, select_cases, study_history)
 
 MAX_UPLOAD_MB = 5  # as the agreement page: ~50,000 rankings
 SHOWN_ERRORS = 20  # errors of an import listed on the page; the count says how many more there are

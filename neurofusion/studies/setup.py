@@ -1,4 +1,5 @@
-"""Creating a study: check that the cohort is the model's kind, hash both folders, select the cases, store it.
+"""Creating a study: check that the cohort is the model's kind, hash both folders, select the cases, store it;
+read the raters as the CLI and the page take them ("name" or "name <email>").
 
 The checkpoint is read without its weights: only config.json (the model's task, outcome, classes and
 declared modalities) is needed to set up a study; the hashes record exactly which files were used.
@@ -7,7 +8,8 @@ declared modalities) is needed to set up a study; the hashes record exactly whic
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from neurofusion.studies.store import StudyStore
 
 CONFIG_JSON = "config.json"
+_RATER = re.compile(r"^\s*(?P<name>[^<>]*?)\s*(?:<\s*(?P<identity>[^<>\s]+)\s*>)?\s*$")
 
 
 def create_study(store: StudyStore, name: str, *, cohort_dir: str | Path, checkpoint_dir: str | Path,
@@ -65,6 +68,35 @@ def create_study(store: StudyStore, name: str, *, cohort_dir: str | Path, checkp
         "reveal_method": reveal_method, "seed": seed, "created_by": created_by or "",
     }
     return store._insert_study(values, raters, cases)
+
+
+def parse_raters(entries: Iterable[str]) -> list[tuple[str, str | None]]:
+    """Rater entries ("dr_a" or "dr_a <a@clinic.org>") -> [(name, identity or None)], blank entries skipped.
+    StudyError for an entry that is not of either form, a duplicate name or identity, or no rater at all."""
+    raters: list[tuple[str, str | None]] = []
+    for entry in entries:
+        if not entry.strip():
+            continue
+        match = _RATER.match(entry)
+        if match is None or not match["name"]:
+            raise StudyError(f"rater {entry.strip()!r} is not of the form 'name' or 'name <email>' "
+                             "(an identity needs a name before it)")
+        raters.append((match["name"], match["identity"]))
+    if not raters:
+        raise StudyError("raters: give at least one rater name")
+    for position, what in ((0, "name"), (1, "identity")):
+        seen = [r[position] for r in raters if r[position] is not None]
+        twice = sorted({v for v in seen if seen.count(v) > 1})
+        if twice:
+            raise StudyError(f"raters: the {what} {', '.join(map(repr, twice))} is given more than once")
+    return raters
+
+
+def add_raters_identities(store: StudyStore, study: str, raters: Sequence[tuple[str, str | None]]) -> None:
+    """Bind each rater given as "name <email>" to that identity (create_study takes names only)."""
+    for name, identity in raters:
+        if identity is not None:
+            store.bind_identity(study, name, identity)
 
 
 def read_model_config(checkpoint_dir: str | Path) -> ModelConfig:

@@ -184,8 +184,7 @@ def test_help_documents_every_action(capsys):
 
 
 def test_rater_entries():
-    from explain.study_cli import parse_raters
-    from neurofusion.studies import StudyError
+    from neurofusion.studies import StudyError, parse_raters
 
     assert parse_raters([" dr_a ", "", "Dr B <b@clinic.org>"]) == [("dr_a", None), ("Dr B", "b@clinic.org")]
     for entries, message in ((["<b@clinic.org>"], "needs a name"), (["dr_a <b@clinic.org"], "not of the form"),
