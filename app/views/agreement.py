@@ -17,6 +17,7 @@ import streamlit as st
 
 from app import agreement_figures, agreement_study, figures
 from app.export import research_export
+from app.messages import show_errors
 from app.state import Context, context
 from app.survival_figures import RISK_GROUPS, by_risk_group
 from explain.agreement import MIN_CASES_FOR_CI, compare_rankings, per_rater
@@ -30,17 +31,6 @@ from neurofusion.survival import risk_groups
 MAX_UPLOAD_MB = 5  # a rankings file is a few hundred bytes per case and rater: 5 MB is ~50,000 rankings
 METHOD_LABELS = {"shapley": "Shapley", "leave_one_out": "Leave-one-out", "attention": "Attention",
                  "interaction_aware": "Interaction-aware"}
-SHOWN_ERRORS = 20  # errors listed on the page; the count says how many more there are
-
-def _show_error(prefix: str, err: CohortError) -> None:
-    """One message listing every error of the file, each with its line (read_rankings collects them)."""
-    errors = getattr(err, "errors", [err])
-    if len(errors) == 1:
-        st.error(f"{prefix}: {err}")
-        return
-    shown = "\n".join(f"- {e}" for e in errors[:SHOWN_ERRORS])
-    more = f"\n- ... and {len(errors) - SHOWN_ERRORS} more" if len(errors) > SHOWN_ERRORS else ""
-    st.error(f"{prefix}: {len(errors)} errors\n\n{shown}{more}")
 
 
 def _reason(reason: str | float | None) -> str:
@@ -165,14 +155,14 @@ elif source == "upload a CSV":
             rankings = read_rankings(upload.getvalue(), name=upload.name, cohort=ctx.cohort)
             rankings_name, rankings_bytes = f"upload: {display_name(upload.name)}", upload.getvalue()
         except CohortError as err:
-            _show_error("The uploaded rankings were not used", err)
+            show_errors("The uploaded rankings were not used", err)
 else:
     try:
         rankings = ctx.cohort.rankings()
         if rankings is not None:
             rankings_name, rankings_bytes = RANKINGS_CSV, (ctx.cohort.root / RANKINGS_CSV).read_bytes()
     except CohortError as err:
-        _show_error("The cohort's rankings file is invalid", err)
+        show_errors("The cohort's rankings file is invalid", err)
     if rankings is None and ctx.timed:
         st.info(f"The bundled cohort folder ({ctx.cohort.root.name}) has no clinician_rankings.csv (one ranking per "
                 "sample, a stay as of an hour such as ICU-00012@24h, and rater). Choose “upload a CSV” above to "

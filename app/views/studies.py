@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from streamlit.errors import StreamlitAPIException
 
 from app import study_figures
+from app.messages import errors_text
 from app.state import Context, cohort_key, context, load_cohort
 from app.study_state import cohort_sha256_now, study_store
 from neurofusion.checkpoint import CheckpointError
@@ -26,7 +27,6 @@ from neurofusion.studies import (PROTOCOLS, REVEAL_METHODS, Study, StudyError, S
                                  create_study, parse_raters, select_cases, study_history)
 
 MAX_UPLOAD_MB = 5  # as the agreement page: ~50,000 rankings
-SHOWN_ERRORS = 20  # errors of an import listed on the page; the count says how many more there are
 DEFAULT_SAMPLE = 40
 SELECTION_LABELS = {"all": "every case", "split": "one split", "stratified": "a stratified sample"}
 PROTOCOL_LABELS = {"blinded": "blinded: no model output before submitting",
@@ -34,16 +34,6 @@ PROTOCOL_LABELS = {"blinded": "blinded: no model output before submitting",
 METHOD_LABELS = {"shapley": "Shapley", "attention": "Attention (models with cross-modal attention)",
                  "leave_one_out": "Leave-one-out", "interaction_aware": "Interaction-aware"}
 STUDY_ERRORS = (StudyError, CohortError, CheckpointError, SQLAlchemyError)
-
-
-def _error_text(prefix: str, err: Exception) -> str:
-    """One message listing every error of a file, each with its line (read_rankings collects them)."""
-    errors = getattr(err, "errors", [err])
-    if len(errors) == 1:
-        return f"{prefix}: {err}"
-    shown = "\n".join(f"- {e}" for e in errors[:SHOWN_ERRORS])
-    more = f"\n- ... and {len(errors) - SHOWN_ERRORS} more" if len(errors) > SHOWN_ERRORS else ""
-    return f"{prefix}: {len(errors)} errors\n\n{shown}{more}"
 
 
 def _flash(where: str, kind: str, text: str) -> None:
@@ -237,7 +227,7 @@ def _import(store: StudyStore, study: Study, ctx: Context) -> None:
         added = store.import_csv(study.name, upload.getvalue(), cohort=cohort, name=upload.name,
                                  protocol=state["studies.import_protocol"])
     except STUDY_ERRORS as err:
-        _flash("import", "error", _error_text(f"{display_name(upload.name)} was not imported (nothing was written)",
+        _flash("import", "error", errors_text(f"{display_name(upload.name)} was not imported (nothing was written)",
                                               err))
         return
     _flash("import", "success" if added else "info",
