@@ -718,7 +718,7 @@ def _rgb(color: tuple[int, int, int]) -> str:
 
 def _lab_label(row: Mapping[str, Any]) -> str:
     """'BNP 1558 pg/mL (ref < 100)', bold with ▲/▼ outside the range; 'BNP: not measured'."""
-    name, unit = _feature_name(row["name"], row["unit"] or ""), row["unit"] or ""
+    name, unit = feature_name(row["name"], row["unit"] or ""), row["unit"] or ""
     if not row["measured"]:
         return f"{name}: not measured"
     value = row["value"]
@@ -732,7 +732,7 @@ def _lab_label(row: Mapping[str, Any]) -> str:
     return text
 
 
-def _feature_name(name: str, unit: str) -> str:
+def feature_name(name: str, unit: str) -> str:
     """'bnp_pg_ml' (unit pg/mL) -> 'BNP', 'systolic_bp' -> 'Systolic BP'."""
     slug = re.sub(r"[^a-z0-9]+", "_", unit.lower()).strip("_")
     if slug and name.endswith("_" + slug):

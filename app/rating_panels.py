@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from app import case_figures, figures
-from app.figures import _feature_name, pretty
+from app.figures import feature_name, pretty
 from explain.agreement import importance_to_ranks, ranking_scores, tau_b
 from explain.case import CaseExplanation
 from explain.interactions import interaction_aware_scores
@@ -40,7 +40,7 @@ def lab_table(values: Mapping[str, object], features: Mapping[str, FeatureSpec])
     rows = []
     for name, value in values.items():
         spec = features.get(name, FeatureSpec(name))
-        rows.append({"Test": _feature_name(name, spec.unit), "Value": _shown_value(value, spec),
+        rows.append({"Test": feature_name(name, spec.unit), "Value": _shown_value(value, spec),
                      "Reference range": spec.reference_range, "Flag": _flag(value, spec)})
     table = pd.DataFrame(rows, columns=list(LAB_COLUMNS))
     if not any(spec.reference_range for spec in (features.get(n, FeatureSpec(n)) for n in values)):
