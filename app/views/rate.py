@@ -253,8 +253,8 @@ def _case(store: StudyStore, study: Study, rater: Rater, case_id: str, previous:
                 icon=":material/history:")
         if study.reveal and rater.protocol == "blinded" and previous.kind == "ranking":
             st.caption("You saw the model's view of this case after your first answer, so a revision is no longer "
-                       "blind to it; the study's submission history keeps every revision, so the researcher can "
-                       "tell.")
+                       "blind to it: it is stored as unblinded (the agreement page counts it with the raters who saw "
+                       "the model), and the history keeps every revision.")
     token = _fresh_form((study.name, rater.name, case_id), previous, study_case.available)
     if rater.protocol == "unblinded":
         view = _model_view(study, case_id)

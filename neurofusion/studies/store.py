@@ -529,11 +529,12 @@ class StudyStore:
     def _insert_submission(self, conn: Connection, study_row, rater_row, case_row, *, kind: str,
                            ranks: dict[str, int], diagnosis: str | None, confidence: int | None, reason: str,
                            source: str, token: str) -> Submission:
-        previous = conn.execute(select(func.max(submissions.c.revision)).where(
-            submissions.c.rater_id == rater_row["id"], submissions.c.study_case_id == case_row["id"])).scalar_one()
+        earlier = (submissions.c.rater_id == rater_row["id"], submissions.c.study_case_id == case_row["id"])
+        previous = conn.execute(select(func.max(submissions.c.revision)).where(*earlier)).scalar_one()
         values = {"study_id": study_row["id"], "rater_id": rater_row["id"], "study_case_id": case_row["id"],
                   "revision": (previous or 0) + 1, "kind": kind, "diagnosis": diagnosis, "confidence": confidence,
-                  "reason": reason, "protocol": rater_row["protocol"], "source": source, "token": token,
+                  "reason": reason, "protocol": self._protocol(conn, study_row, rater_row, earlier),
+                  "source": source, "token": token,
                   "submitted_at": _now(), "withdrawn_at": None, "withdrawn_reason": ""}
         submission_id = conn.execute(insert(submissions).values(**values)).inserted_primary_key[0]
         if ranks:
@@ -544,6 +545,18 @@ class StudyStore:
                           diagnosis=diagnosis, confidence=confidence, reason=reason, protocol=values["protocol"],
                           source=source, token=token, submitted_at=values["submitted_at"], withdrawn_at=None,
                           withdrawn_reason="")
+
+    @staticmethod
+    def _protocol(conn: Connection, study_row, rater_row, earlier: tuple) -> str:
+        """What the rater had seen of the model when answering: their protocol, except that in a study that
+        reveals the model's view after each ranking made in the dashboard, a blinded rater who ranked this case
+        there before has seen it, so a revision is stored as unblinded (the contrast counts it with those who
+        saw the model)."""
+        if rater_row["protocol"] != "blinded" or not study_row["reveal"]:
+            return rater_row["protocol"]
+        revealed = conn.execute(select(func.count()).select_from(submissions).where(
+            *earlier, submissions.c.kind == "ranking", submissions.c.source == "dashboard")).scalar_one()
+        return "unblinded" if revealed else "blinded"
 
     def _history(self, conn: Connection, study_row, rater: str | None, case_id: str | None) -> list[Submission]:
         query = submission_query().where(submissions.c.study_id == study_row["id"]).order_by(submissions.c.id)

@@ -46,6 +46,27 @@ def test_a_revision_is_a_new_row_and_the_latest_counts(store, demo):
     assert [row[m] for m in case.available] == [4, 3, 2, 1]
 
 
+def test_a_revision_after_the_reveal_is_stored_as_unblinded(store, demo):
+    """The dashboard reveals the model's view after a ranking: a blinded rater's later revision of that case is
+    no longer blind, and counts with the unblinded rankings; a skip, an import or a study without the reveal
+    reveals nothing."""
+    first, second = store.cases("demo")[:2]
+    assert demo.reveal and store.rater("demo", "ann").protocol == "blinded"
+    store.skip("demo", "ann", first.case_id, "first look: unsure", token="k1")
+    before = store.submit("demo", "ann", first.case_id, ranking(first), token="k2")
+    after = store.submit("demo", "ann", first.case_id, ranking(first), token="k3")
+    assert (before.protocol, after.protocol) == ("blinded", "unblinded")
+    store.submit("demo", "ann", second.case_id, ranking(second), token="k4", source="cli")
+    assert store.submit("demo", "ann", second.case_id, ranking(second), token="k5").protocol == "blinded"
+    assert store.rankings("demo", protocol="unblinded")["case_id"].tolist() == [first.case_id]
+    assert store.rankings("demo", protocol="blinded")["case_id"].tolist() == [second.case_id]
+    create_study(store, "no-reveal", cohort_dir=CARDIO, checkpoint_dir=CARDIO_DEMO, selection="stratified", n=3,
+                 raters=["ann"], reveal=False)
+    case = store.cases("no-reveal")[0]
+    store.submit("no-reveal", "ann", case.case_id, ranking(case), token="n1")
+    assert store.submit("no-reveal", "ann", case.case_id, ranking(case), token="n2").protocol == "blinded"
+
+
 def test_skip_needs_a_reason_and_leaves_the_rankings(store, demo):
     case = store.cases("demo")[0]
     with pytest.raises(StudyError, match="skipping a case needs a reason"):
