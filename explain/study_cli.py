@@ -1,4 +1,4 @@
-"""The `study` command: set up and run an expert-ranking study from the command line (issue 14).
+"""The `study` command: set up and run an expert-ranking study from the command line.
 
     python -m explain study create --db URL --name N --cohort DIR --checkpoint DIR [--cases all|split|stratified]
           [--split test] [--n 40] [--seed 0] --raters "a,b,c" [--protocol blinded|unblinded] [--allow-ties]

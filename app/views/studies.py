@@ -1,4 +1,4 @@
-"""Expert studies: a researcher sets up an expert-ranking study (issue 14) for the loaded cohort and checkpoint,
+"""Expert studies: a researcher sets up an expert-ranking study for the loaded cohort and checkpoint,
 follows each rater's progress, adds or withdraws raters, withdraws a study, downloads its rankings
 (clinician_rankings.csv) and its full submission history, and imports rankings made elsewhere. Raters rate on
 the "Rate cases" page; the "Rater agreement" page reads a study's rankings. The study database is the sidebar's

@@ -192,3 +192,21 @@ def test_rater_entries():
                              (["", " "], "at least one rater")):
         with pytest.raises(StudyError, match=message):
             parse_raters(entries)
+
+
+def test_python_m_explain_study_answers_without_importing_the_model_stack(tmp_path):
+    """`python -m explain study ...` returns before the model stack is imported (transformers and Captum: the
+    model commands need them, the study database does not)."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'studies.sqlite'}"
+    probe = ("import runpy, sys\n"
+             f"sys.argv = ['explain', 'study', 'list', '--db', {url!r}]\n"
+             "try:\n    runpy.run_module('explain', run_name='__main__', alter_sys=True)\n"
+             "except SystemExit as done:\n"
+             "    print(any(m in sys.modules for m in ('transformers', 'captum')), done.code)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip().splitlines()[-1] == "False 0", out.stdout + out.stderr
+    assert "no studies in" in out.stdout.lower()
