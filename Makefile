@@ -48,9 +48,10 @@ run: $(STAMP)
 
 # Refresh the README's screenshots from the real-browser test: app/assets/dashboard.png and every page at
 # 1440x900 and 1280x720 in app/assets/screens/<page>_<w>x<h>.png (cardio), cancer_<page>_<w>x<h>.png and
-# icu_<page>_<w>x<h>.png, and the ICU case page after moving its hour slider in icu_case_1440x900.png.
+# icu_<page>_<w>x<h>.png, the ICU case page after moving its hour slider in icu_case_1440x900.png, and an expert
+# study's pages (rate_cases, rate_cases_reveal, expert_studies at 1440x900).
 screenshot: $(STAMP) chromium
-	DASHBOARD_SCREENSHOT=app/assets/dashboard.png DASHBOARD_SCREENS=app/assets/screens $(PY) -m pytest tests/app/test_browser.py -k real_browser
+	DASHBOARD_SCREENSHOT=app/assets/dashboard.png DASHBOARD_SCREENS=app/assets/screens $(PY) -m pytest tests/app/test_browser.py tests/app/test_browser_study.py -k "real_browser or raters_submit"
 
 # Rebuild the committed sample cohort from its recorded command (see sample_data/cardio/README.md).
 sample-data: $(STAMP)

@@ -95,6 +95,21 @@ def _main_text(page) -> str:
     return page.locator('[data-testid="stMain"]').inner_text()
 
 
+def _screenshot(page, name: str) -> None:
+    """With DASHBOARD_SCREENS set (`make screenshot`): <name>_1440x900.png of the page as it is now."""
+    folder = os.environ.get("DASHBOARD_SCREENS")
+    if not folder:
+        return
+    size = page.viewport_size
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.wait_for_timeout(2000)  # charts are laid out again at the new width
+    page.mouse.move(1438, 898)
+    page.locator("h1").first.scroll_into_view_if_needed()  # the page from its top, as a rater opens it
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(Path(folder) / f"{name}_1440x900.png"))
+    page.set_viewport_size(size)
+
+
 def test_two_raters_submit_at_once_blinded_then_revealed(study_server, study_db, browser):
     from neurofusion.studies import StudyStore
 
@@ -126,6 +141,7 @@ def test_two_raters_submit_at_once_blinded_then_revealed(study_server, study_db,
         text = _main_text(page)
         hidden = [w for w in MODEL_WORDS if w.lower() in text.lower()]
         assert not hidden, f"blinded page shows model output ({hidden}) before the submission"
+    _screenshot(pages[0], "rate_cases")
     for page in pages:  # both submissions leave within a few milliseconds of each other
         page.get_by_role("button", name="Submit").click(no_wait_after=True)
     for page in pages:
@@ -133,6 +149,12 @@ def test_two_raters_submit_at_once_blinded_then_revealed(study_server, study_db,
         page.get_by_text("The model's view of this case").wait_for(timeout=180_000)
         page.get_by_text("Kendall tau-b with your ranking").wait_for(timeout=180_000)  # after the explanation
 
+    _screenshot(pages[0], "rate_cases_reveal")
+    if os.environ.get("DASHBOARD_SCREENS"):
+        pages[0].get_by_test_id("stSidebarNav").get_by_role("link", name="Expert studies").click()
+        pages[0].get_by_role("heading", name="Progress").first.wait_for(timeout=120_000)
+        pages[0].locator(".js-plotly-plot").first.wait_for(state="visible", timeout=120_000)
+        _screenshot(pages[0], "expert_studies")
     for rater, (case_id, ranks) in wanted.items():
         rows = store.history(STUDY, rater=rater)
         assert [(r.case_id, r.revision, r.kind, r.ranks) for r in rows] == [(case_id, 1, "ranking", ranks)]
