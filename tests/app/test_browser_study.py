@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.app.test_browser import ARGS, CHROMIUM, ROOT, _free_port, _watch
+from tests.app.test_browser import CHROMIUM, _watch, serve
 from tests.test_sample_data import DEMO, SAMPLE
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -41,36 +37,7 @@ def study_db(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def study_server(study_db):
-    port = _free_port()
-    env = dict(os.environ, NEUROFUSION_STUDY_DB=study_db)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.address", "127.0.0.1", "--server.port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("streamlit did not start:\n" + (process.stdout.read() if process.stdout else ""))
-    yield url
-    process.terminate()
-    process.wait(timeout=20)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
+    yield from serve({"NEUROFUSION_STUDY_DB": study_db})
 
 
 def _choose(page, label: str, option: str) -> None:
