@@ -3,7 +3,13 @@
     python -m explain case --checkpoint DIR --data DIR --case-id ID [--image-method M] [--n-steps N] [--json]
     python -m explain case --checkpoint DIR --data ICU_DIR --case-id ICU-00012 --hours 0,6,12,24,36,48 [--json]
     python -m explain cohort --checkpoint DIR --data DIR [--split test] [--rankings CSV] [--method shapley] [--json]
+    python -m explain cohort --checkpoint DIR --data DIR --out [STORE] [--split all] [--shard-size N] [--overwrite]
+    torchrun --nproc_per_node N -m explain cohort ... --out STORE   (each process writes its share of the shards)
     python -m explain study create|list|progress|export|import|withdraw ...  (an expert-ranking study; study --help)
+
+`cohort --out` precomputes every case's prediction, attention, exact Shapley values, leave-one-out and
+pairwise interactions into a Parquet store (explain/store.py) that the dashboard's cohort pages read; STORE
+defaults to <cohort>/explanations/<checkpoint hash prefix>/. A re-run resumes: complete shards are skipped.
 
 A time-stamped (ICU) cohort is explained as of hours of a stay: --case-id is a stay with --hours, or one
 sample id ("ICU-00012@24h") without. Each hour gives the risk of death within 48 h, the cross-modal
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 
 from explain import study_cli
@@ -30,10 +37,14 @@ if __name__ == "__main__" and sys.argv[1:2] == ["study"]:
     # the encoders take seconds), so `python -m explain study ...` starts in about a third of the time.
     sys.exit(study_cli.main(sys.argv[2:]))
 
+import torch  # noqa: E402
+
 from explain.case import ExplainSettings, explain_case, jsonable  # noqa: E402
 from explain.cohort import clinician_agreement, cohort_importance, ground_truth_agreement  # noqa: E402
 from explain.image import IMAGE_METHODS  # noqa: E402
 from explain.importance import METHODS  # noqa: E402
+from explain.store import (check_supported, checkpoint_hash, cohort_hash, default_location,  # noqa: E402
+                           write_store)
 from explain.targets import SURVIVAL_QUANTITIES, SurvivalTarget, is_survival  # noqa: E402
 from explain.timeline import (OUTCOME_GROUPS, PAPER_FIGURE_2C, cohort_over_time, explain_hours,  # noqa: E402
                               hour_summary, split_hours)
@@ -71,21 +82,35 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--context", default="case", choices=("case", "alone"),
                              help="attribute with the other modalities present (case) or hidden (alone)")
         else:
-            sub.add_argument("--split", default="test", choices=SPLITS)
+            sub.add_argument("--split", default=None, choices=("all", *SPLITS),
+                             help="the cases explained (default test; all: every case, with --out only)")
             sub.add_argument("--rankings", help="clinician rankings CSV (default: the cohort's own, if any)")
             sub.add_argument("--method", default="shapley", choices=METHODS)
+            sub.add_argument("--out", nargs="?", const="", default=None, metavar="STORE",
+                             help="write the explanation store here (no value: <cohort>/explanations/<checkpoint "
+                                  "hash prefix>/); under torchrun each process writes its share of the shards")
+            sub.add_argument("--shard-size", type=int, default=256, help="cases per Parquet shard (with --out)")
+            sub.add_argument("--overwrite", action="store_true",
+                             help="replace a store of another checkpoint, cohort or settings at --out")
     study_cli.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "study":  # the study database: no model is loaded
         return study_cli.run(args)
     try:
-        ckpt = load_checkpoint(args.checkpoint, device=args.device)
+        storing = args.command == "cohort" and args.out is not None
+        if args.command == "cohort" and not storing:
+            if args.split == "all":
+                raise ValueError("--split all applies to --out (the explanation store); explain one split here")
+            args.split = args.split or "test"
+        ckpt = load_checkpoint(args.checkpoint, device=_rank_device(args.device) if storing else args.device)
         for warning in ckpt.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         cohort = open_cohort(args.data)
         predictor = Predictor(ckpt.model, ckpt.tokenizer, ckpt.device)
         if args.command == "case":
             result = _case(args, cohort, predictor, ckpt.ood)
+        elif storing:
+            result = _store(args, cohort, predictor)
         else:
             result = _cohort(args, cohort, predictor)
     except (CheckpointError, CohortError, ValueError, KeyError) as err:
@@ -93,6 +118,47 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(json.dumps(jsonable(result), indent=2) if args.json else _text(result))
     return 0
+
+
+def _rank_device(device: str) -> str:
+    """Under torchrun on a GPU machine each process takes its own GPU (LOCAL_RANK); otherwise ``device``."""
+    if device == "auto" and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
+        return f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
+    return device
+
+
+def _store(args, cohort: CohortReader, predictor: Predictor) -> dict:
+    """Write (or resume) the explanation store of --split; under torchrun (RANK / WORLD_SIZE set) this
+    process writes the shards i % world_size == rank, with gloo barriers around rank 0's manifest."""
+    split = args.split or "test"
+    if args.quantity != "survival" or args.horizon is not None:
+        raise ValueError("--quantity and --horizon apply to survival models; the explanation store holds "
+                         "classifier cohorts")
+    check_supported(predictor, cohort)
+    ids = cohort.case_ids if split == "all" else cohort.ids(split)
+    if not ids:
+        raise CohortError(f"no cases in split '{split}'", path=cohort.root)
+    checkpoint_sha = checkpoint_hash(args.checkpoint)
+    out = args.out or str(default_location(cohort.root, checkpoint_sha))
+    rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    barrier = None
+    if world_size > 1:
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")  # barriers only: no tensor is exchanged, so gloo serves CPU and GPU
+        barrier = dist.barrier
+    try:
+        report = write_store(out, predictor, cohort, ids, checkpoint_sha=checkpoint_sha,
+                             cohort_sha=cohort_hash(cohort), settings={"split": split}, shard_size=args.shard_size,
+                             rank=rank, world_size=world_size, overwrite=args.overwrite, barrier=barrier,
+                             progress=True)
+    finally:
+        if barrier is not None:
+            dist.destroy_process_group()
+    return {"store": str(out), "cases": len(ids), "split": split, "rank": rank, "world_size": world_size,
+            "shards": report.shards, "written": report.written, "skipped": report.skipped,
+            "cases_explained": report.cases, "seconds": round(report.seconds, 3),
+            "cases_per_second": None if math.isnan(report.cases_per_second) else round(report.cases_per_second, 2)}
 
 
 def _survival(args, predictor: Predictor) -> SurvivalTarget | None:
@@ -203,6 +269,12 @@ def _cohort(args, cohort: CohortReader, predictor: Predictor) -> dict:
 
 
 def _text(result: dict) -> str:
+    if "store" in result:
+        speed = "" if result["cases_per_second"] is None else f", {result['cases_per_second']:.1f} cases/s"
+        return (f"explanation store {result['store']}: {result['cases']} {result['split']} cases in "
+                f"{result['shards']} shards; rank {result['rank']} of {result['world_size']} wrote "
+                f"{len(result['written'])} ({result['cases_explained']} cases in {result['seconds']:.1f} s{speed}), "
+                f"skipped {len(result['skipped'])} already complete")
     if "stay_id" in result:
         return _stay_text(result)
     if "case_id" in result:

@@ -1,0 +1,416 @@
+"""A precomputed cohort explanation on disk: every case's prediction, cross-modal attention, exact Shapley
+values, leave-one-out and pairwise interactions in Parquet shards, so the cohort pages read it instead of
+running the model.
+
+A store is a folder: ``manifest.json`` (format version, checkpoint and cohort hashes, settings, columns, the
+shard list with each shard's case ids) and ``part-NNNNN.parquet`` shards, each written atomically (temporary
+file, then rename). Writing is resumable (a shard that is present and carries the same key is skipped) and
+sharded across processes: process ``rank`` of ``world_size`` writes the shards ``i % world_size == rank``;
+rank 0 writes the manifest before (``complete: false``) and after (``complete: true``, written time) them.
+Classifier models on cohorts of cases only (not survival models, not time-stamped cohorts)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm import tqdm
+
+from explain.attention import ClassAttentionAverager
+from explain.cohort import CohortImportance
+from explain.importance import METHODS, modality_importance, modality_names
+from explain.interactions import shapley_interactions
+from explain.targets import is_survival
+from neurofusion.checkpoint import CONFIG, WEIGHTS
+from neurofusion.data.cohort import COHORT_CSV, CohortReader
+from neurofusion.data.errors import CohortError
+from neurofusion.data.formats import wfdb_data_files
+from neurofusion.hashing import sha256_file
+from neurofusion.inference import Predictor, model_lock
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+STORE_FOLDER = "explanations"  # <cohort>/explanations/<checkpoint hash prefix>/ is the default location
+HASH_PREFIX = 16
+_KEY = b"neurofusion.store"  # the Parquet schema metadata entry that ties a shard to its store
+
+
+class StoreError(ValueError):
+    """A store that cannot be written or read as asked: another checkpoint or cohort, a missing or
+    inconsistent shard, an unsupported model or cohort. The message says what and what to do."""
+
+
+def checkpoint_hash(folder: str | Path) -> str:
+    """SHA-256 over the checkpoint's config and weights (content, not path or time): what the explanations
+    depend on (the out-of-distribution reference does not change them)."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for name in (CONFIG, WEIGHTS):
+        digest.update(f"{name}:{sha256_file(folder / name)}\n".encode())
+    return digest.hexdigest()
+
+
+def cohort_hash(cohort: CohortReader) -> str:
+    """SHA-256 over cohort.csv and cohort.json (content) and the relative path, size and modification time
+    of every case file (and the data files its WFDB headers name): an edited or replaced case file changes
+    it without reading gigabytes of images. Moving the cohort folder with its times kept keeps it."""
+    root = Path(cohort.root)
+    digest = hashlib.sha256()
+    for name in (COHORT_CSV, "cohort.json"):
+        if (root / name).is_file():
+            digest.update(f"{name}:{sha256_file(root / name)}\n".encode())
+    columns = [m.file_column for m in cohort.modalities if m.file_backed]
+    for column in columns:
+        for relative in cohort.table[column]:
+            if not relative:
+                continue
+            files = [str(relative)]
+            path = root / str(relative)
+            if path.suffix.lower() == ".hea" and path.is_file():
+                files += [os.path.join(os.path.dirname(str(relative)), f) for f in wfdb_data_files(str(path))]
+            for name in files:
+                try:
+                    stat = (root / name).stat()
+                    digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+                except OSError:
+                    digest.update(f"{name}:missing\n".encode())
+    return digest.hexdigest()
+
+
+def default_location(cohort_root: str | Path, checkpoint_sha: str) -> Path:
+    """<cohort>/explanations/<first 16 hex digits of the checkpoint hash>/."""
+    return Path(cohort_root) / STORE_FOLDER / checkpoint_sha[:HASH_PREFIX]
+
+
+def check_supported(predictor: Predictor, cohort: CohortReader) -> None:
+    """StoreError for what the store does not hold yet: a survival model or a time-stamped cohort."""
+    if is_survival(predictor.model):
+        raise StoreError("the explanation store holds classifier cohorts; this checkpoint is a survival model "
+                         "(explain it without --out)")
+    if getattr(cohort, "timed", False):
+        raise StoreError(f"the explanation store holds cohorts of cases; {cohort.root} is a time-stamped (ICU) "
+                         "cohort (explain it without --out)")
+
+
+@dataclass
+class WriteReport:
+    """What one process did: shards written and skipped (already complete), cases explained, seconds."""
+
+    path: Path
+    rank: int
+    world_size: int
+    shards: int
+    written: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    cases: int = 0
+    seconds: float = 0.0
+    complete: bool = False
+
+    @property
+    def cases_per_second(self) -> float:
+        return self.cases / self.seconds if self.seconds > 0 else float("nan")
+
+
+def plan_shards(case_ids: Sequence[str], shard_size: int) -> list[list[str]]:
+    """The case ids cut into consecutive shards of ``shard_size`` (the last may be smaller)."""
+    if shard_size < 1:
+        raise StoreError(f"--shard-size must be a positive number of cases, got {shard_size}")
+    return [list(case_ids[i:i + shard_size]) for i in range(0, len(case_ids), shard_size)]
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def write_store(out: str | Path, predictor: Predictor, cohort: CohortReader, case_ids: Sequence[str], *,
+                checkpoint_sha: str, cohort_sha: str, settings: dict, shard_size: int = 256, batch_size: int = 32,
+                rank: int = 0, world_size: int = 1, overwrite: bool = False,
+                barrier: Callable[[], None] | None = None, progress: bool = False) -> WriteReport:
+    """Explain ``case_ids`` of ``cohort`` into the store ``out``; this process writes the shards
+    ``i % world_size == rank``. ``barrier``: waits for every process (torch.distributed.barrier under
+    torchrun; None for one process). A manifest of another checkpoint, cohort or settings is refused
+    (StoreError) unless ``overwrite``, which removes the old store first."""
+    if not 0 <= rank < world_size:
+        raise StoreError(f"rank must be in 0..{world_size - 1}, got {rank}")
+    check_supported(predictor, cohort)
+    wait = barrier or (lambda: None)
+    out = Path(out)
+    shards = plan_shards(list(case_ids), shard_size)
+    manifest = _manifest(predictor, checkpoint_sha, cohort_sha, settings, shards)
+    existing = _read_manifest(out) if (out / MANIFEST).is_file() else None
+    if existing is not None and not overwrite:
+        _check_same(existing, manifest, out)
+    wait()  # every process has checked the old manifest before rank 0 replaces it
+    if rank == 0:
+        if existing is not None and overwrite:
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / MANIFEST, manifest)
+    wait()
+    report = WriteReport(out, rank, world_size, len(shards))
+    start = time.perf_counter()
+    key = _store_key(manifest)
+    mine = [i for i in range(len(shards)) if i % world_size == rank]
+    for index in tqdm(mine, desc=f"shards (rank {rank})", disable=not progress, file=sys.stderr):
+        path = out / shard_name(index)
+        if _shard_complete(path, key, shards[index]):
+            report.skipped.append(index)
+            continue
+        table = explain_shard(predictor, cohort, shards[index], manifest, batch_size)
+        table = table.replace_schema_metadata({_KEY: json.dumps({"key": key, "index": index,
+                                                                 "case_ids": shards[index]})})
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)  # atomic: a reader or a resumed run never sees half a shard
+        report.written.append(index)
+        report.cases += len(shards[index])
+    report.seconds = time.perf_counter() - start
+    wait()  # every shard is on disk
+    if rank == 0:
+        missing = [i for i in range(len(shards)) if not _shard_complete(out / shard_name(i), key, shards[i])]
+        if missing:
+            raise StoreError(f"{len(missing)} shard(s) of {out} are missing or inconsistent after writing: "
+                             f"{', '.join(shard_name(i) for i in missing[:5])}; run the command again to resume")
+        manifest["complete"] = True
+        manifest["written"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        manifest["errors"] = _shard_errors(out, len(shards))
+        _write_json(out / MANIFEST, manifest)
+    wait()
+    report.complete = True
+    return report
+
+
+@torch.no_grad()
+def explain_shard(predictor: Predictor, cohort: CohortReader, case_ids: Sequence[str], manifest: dict,
+                  batch_size: int = 32) -> pa.Table:
+    """One row per readable case of ``case_ids``: case_id, label, label_index (-1 = unlabelled), predicted,
+    target, p_<class>, present_<m>, <method>_<m> (NaN where absent, as CohortImportance.table),
+    cross_attention and interactions ((M, M) each, flattened row-major; cross_attention null without
+    cross-modal attention). A case that cannot be read is left out and named in the schema's errors."""
+    model = predictor.model
+    model.eval()
+    classes, names = manifest["classes"], manifest["modalities"]
+    cases, errors = [], {}
+    for case_id in case_ids:
+        try:
+            cases.append(cohort[case_id])
+        except CohortError as err:
+            errors[case_id] = str(err)
+    rows: list[dict] = []
+    for batch in predictor.batches(cases, batch_size):
+        with model_lock(model):
+            encoded = model.encode(batch)
+            probabilities = model.fuse(encoded, batch.present).probabilities.double().cpu().numpy()  # (B, C)
+            result = modality_importance(model, batch, encoded=encoded)
+        labels = batch.labels.cpu().numpy()
+        interactions = shapley_interactions(result)  # (B, M, M)
+        present = result.present
+        for i, case_id in enumerate(result.case_ids):
+            row = {"case_id": case_id, "label": classes[labels[i]] if labels[i] >= 0 else None,
+                   "label_index": int(labels[i]), "predicted": classes[int(result.target[i])],
+                   "target": int(result.target[i])}
+            row.update({f"p_{c}": float(probabilities[i, k]) for k, c in enumerate(classes)})
+            row.update({f"present_{m}": bool(present[i, j]) for j, m in enumerate(names)})
+            for method in METHODS:
+                values = getattr(result, method)  # attention: None without cross-modal attention
+                row.update({f"{method}_{m}": float(values[i, j]) if values is not None and present[i, j]
+                            else float("nan") for j, m in enumerate(names)})
+            row["cross_attention"] = (None if result.cross_attention is None
+                                      else result.cross_attention[i].astype(float).ravel().tolist())
+            row["interactions"] = interactions[i].astype(float).ravel().tolist()
+            rows.append(row)
+    table = pa.Table.from_pylist(rows, schema=_schema(manifest))
+    return table.replace_schema_metadata({b"errors": json.dumps(errors)})
+
+
+@dataclass
+class ExplanationStore:
+    """A complete store, read: ``table`` (every case's row, all shards) and its ``manifest``."""
+
+    path: Path
+    manifest: dict
+    table: pd.DataFrame
+
+    @property
+    def written(self) -> str:
+        return self.manifest.get("written", "")
+
+    @property
+    def case_ids(self) -> list[str]:
+        return self.table["case_id"].tolist()
+
+    @property
+    def has_attention(self) -> bool:
+        """The model has cross-modal attention: every stored case carries its (M, M) map."""
+        return bool(self.table["cross_attention"].notna().all())
+
+    def mismatch(self, checkpoint_sha: str, cohort_sha: str) -> str | None:
+        """Why this store is not the loaded checkpoint's and cohort's explanation (None when it is)."""
+        problems = []
+        if self.manifest["checkpoint_sha256"] != checkpoint_sha:
+            problems.append(f"it was written for checkpoint {self.manifest['checkpoint_sha256'][:12]}, the loaded "
+                            f"one is {checkpoint_sha[:12]}")
+        if self.manifest["cohort_sha256"] != cohort_sha:
+            problems.append(f"it was written for cohort {self.manifest['cohort_sha256'][:12]}, the loaded one is "
+                            f"{cohort_sha[:12]} (a case file or cohort.csv changed since)")
+        return "; ".join(problems) or None
+
+    def missing(self, case_ids: Sequence[str]) -> list[str]:
+        """The ids of ``case_ids`` the store has no row for."""
+        held = set(self.table["case_id"])
+        return [i for i in case_ids if i not in held]
+
+    def predictions(self) -> pd.DataFrame:
+        """case_id, label, predicted and p_<class> of every stored case."""
+        return self.table[["case_id", "label", "predicted", *[f"p_{c}" for c in self.manifest["classes"]]]]
+
+    def importance(self, case_ids: Sequence[str] | None = None) -> CohortImportance:
+        """What :func:`explain.cohort.cohort_importance` returns for ``case_ids`` (default: every stored
+        case), in that order, without running the model."""
+        frame = self.table.set_index("case_id")
+        ids = self.case_ids if case_ids is None else list(case_ids)
+        missing = self.missing(ids)
+        if missing:
+            raise StoreError(f"the store {self.path} has no explanation of {len(missing)} of the asked cases "
+                             f"({', '.join(missing[:5])}); write it with --split all or the split you need")
+        frame = frame.loc[ids]
+        names, classes = tuple(self.manifest["modalities"]), list(self.manifest["classes"])
+        m = len(names)
+        present = frame[[f"present_{n}" for n in names]].to_numpy(dtype=bool)
+        methods = [m for m in METHODS if m != "attention" or self.has_attention]
+        columns = [f"{method}_{n}" for method in methods for n in names]
+        table = frame.reset_index()[["case_id", "label", "predicted", *columns]]
+        for column in ("case_id", "label", "predicted"):  # the dtype pandas infers for cohort_importance's rows
+            table[column] = pd.Series([None if v is None or v != v else v for v in table[column]], index=table.index)
+        interactions = _matrices(frame["interactions"], m)
+        attention = None
+        if self.has_attention:
+            averager = ClassAttentionAverager(classes, m, names)
+            averager.add(_matrices(frame["cross_attention"], m), present, frame["label_index"].to_numpy(),
+                         frame["target"].to_numpy())
+            attention = averager.result()
+        return CohortImportance(table, attention, names, "probability", False, interactions)
+
+
+def open_store(path: str | Path) -> ExplanationStore:
+    """Read a complete store (every shard of its manifest, consistent with it); StoreError saying what is
+    wrong otherwise (not a store, written by another format version, incomplete, a shard missing)."""
+    path = Path(path)
+    if not (path / MANIFEST).is_file():
+        raise StoreError(f"{path} is not an explanation store: no {MANIFEST} (write one with "
+                         "python -m explain cohort --out)")
+    manifest = _read_manifest(path)
+    if not manifest.get("complete"):
+        raise StoreError(f"the store {path} is incomplete (a run was interrupted): run the same "
+                         "python -m explain cohort --out command again to finish it")
+    key = _store_key(manifest)
+    parts = []
+    for index, shard in enumerate(manifest["shards"]):
+        file = path / shard["file"]
+        if not _shard_complete(file, key, shard["case_ids"]):
+            raise StoreError(f"the store {path} lacks {shard['file']} or it belongs to another store: run the "
+                             "python -m explain cohort --out command again to rewrite it")
+        parts.append(pq.read_table(file))
+    table = pa.concat_tables(parts).to_pandas() if parts else _schema(manifest).empty_table().to_pandas()
+    return ExplanationStore(path, manifest, table)
+
+
+def _matrices(column: pd.Series, m: int) -> np.ndarray:
+    """(N, M, M) from a column of flattened (M*M) lists."""
+    if not len(column):
+        return np.zeros((0, m, m))
+    return np.stack(column.to_numpy()).astype(float).reshape(len(column), m, m)
+
+
+def _manifest(predictor: Predictor, checkpoint_sha: str, cohort_sha: str, settings: dict,
+              shards: list[list[str]]) -> dict:
+    model = predictor.model
+    names = list(modality_names(model))
+    manifest = {"format_version": FORMAT_VERSION, "checkpoint_sha256": checkpoint_sha, "cohort_sha256": cohort_sha,
+                "settings": settings, "classes": list(model.classes), "modalities": names, "complete": False,
+                "cases": sum(len(s) for s in shards),
+                "shards": [{"file": shard_name(i), "case_ids": ids} for i, ids in enumerate(shards)]}
+    manifest["columns"] = _schema(manifest).names
+    return manifest
+
+
+def _schema(manifest: dict) -> pa.Schema:
+    names, methods = manifest["modalities"], METHODS  # attention_<m> and cross_attention are null without attention
+    fields = [pa.field("case_id", pa.string()), pa.field("label", pa.string()), pa.field("label_index", pa.int64()),
+              pa.field("predicted", pa.string()), pa.field("target", pa.int64())]
+    fields += [pa.field(f"p_{c}", pa.float64()) for c in manifest["classes"]]
+    fields += [pa.field(f"present_{m}", pa.bool_()) for m in names]
+    fields += [pa.field(f"{method}_{m}", pa.float64()) for method in methods for m in names]
+    fields += [pa.field("cross_attention", pa.list_(pa.float64())), pa.field("interactions", pa.list_(pa.float64()))]
+    return pa.schema(fields)
+
+
+def _store_key(manifest: dict) -> str:
+    """What a shard must carry to belong to this store: hashes, settings, format and the shard plan."""
+    content = {k: manifest[k] for k in ("format_version", "checkpoint_sha256", "cohort_sha256", "settings",
+                                        "classes", "modalities")}
+    content["shards"] = [len(s["case_ids"]) for s in manifest["shards"]]
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _shard_complete(path: Path, key: str, case_ids: Sequence[str]) -> bool:
+    """The shard file is there, readable, and carries this store's key and these case ids."""
+    if not path.is_file():
+        return False
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+        info = json.loads(metadata.get(_KEY, b"{}"))
+    except (pa.ArrowInvalid, OSError, json.JSONDecodeError):
+        return False  # a damaged file is rewritten
+    return info.get("key") == key and info.get("case_ids") == list(case_ids)
+
+
+def _shard_errors(out: Path, count: int) -> dict[str, str]:
+    """{case_id: why it could not be read} over every shard."""
+    errors: dict[str, str] = {}
+    for index in range(count):
+        metadata = pq.read_schema(out / shard_name(index)).metadata or {}
+        errors.update(json.loads(metadata.get(b"errors", b"{}")))
+    return errors
+
+
+def _check_same(existing: dict, manifest: dict, out: Path) -> None:
+    for field_name, what in (("format_version", "store format version"), ("checkpoint_sha256", "checkpoint"),
+                             ("cohort_sha256", "cohort"), ("settings", "settings"),
+                             ("shards", "shard plan (cases or --shard-size)")):
+        if existing.get(field_name) != manifest[field_name]:
+            raise StoreError(f"{out} holds a store of another {what} ({field_name} differs): refusing to mix them; "
+                             "choose another --out or pass --overwrite to replace it")
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise StoreError(f"cannot read {path / MANIFEST}: {err}") from None
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if version != FORMAT_VERSION:
+        raise StoreError(f"{path / MANIFEST} has format_version {version!r}; this version reads "
+                         f"{FORMAT_VERSION}: write the store again (--overwrite)")
+    for key in ("checkpoint_sha256", "cohort_sha256", "settings", "classes", "modalities", "shards"):
+        if key not in manifest:
+            raise StoreError(f"{path / MANIFEST} lacks the field {key!r}: it is not a complete manifest")
+    return manifest
+
+
+def _write_json(path: Path, content: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(content, indent=1))
+    os.replace(tmp, path)

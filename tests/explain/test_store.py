@@ -1,0 +1,213 @@
+"""explain/store.py: the Parquet explanation store equals cohort_importance computed directly, resumes by
+recomputing only the missing shards, refuses another checkpoint's or cohort's manifest, and writes the same
+store from 2 processes (gloo, CPU) as from one; python -m explain cohort --out writes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import explain.store as store_module
+from explain.__main__ import main
+from explain.cohort import cohort_importance
+from explain.store import (MANIFEST, StoreError, checkpoint_hash, cohort_hash, default_location, open_store,
+                           shard_name, write_store)
+from neurofusion.checkpoint import save_checkpoint
+from neurofusion.inference import Predictor
+
+SETTINGS = {"split": "all"}
+
+
+@pytest.fixture
+def predictor(tiny_batch, tiny_tokenizer) -> Predictor:
+    return Predictor(tiny_batch[0], tiny_tokenizer)
+
+
+def _write(out: Path, predictor: Predictor, cohort, ids, **kwargs):
+    return write_store(out, predictor, cohort, ids, checkpoint_sha="c" * 64, cohort_sha="d" * 64, settings=SETTINGS,
+                       **{"shard_size": 7, **kwargs})
+
+
+def _assert_same(stored, direct) -> None:
+    pd.testing.assert_frame_equal(stored.table, direct.table, check_exact=False, check_dtype=False, atol=1e-6,
+                                  rtol=0)  # the attention columns are float32 there, float64 here
+    assert stored.names == direct.names and stored.methods == direct.methods
+    np.testing.assert_allclose(stored.interactions, direct.interactions, atol=1e-6)
+    for kind in ("by_true", "by_predicted"):
+        for cls, matrix in getattr(direct.attention, kind).items():
+            np.testing.assert_allclose(getattr(stored.attention, kind)[cls], matrix, atol=1e-6, equal_nan=True)
+    assert stored.attention.counts_true == direct.attention.counts_true
+    assert stored.attention.counts_predicted == direct.attention.counts_predicted
+
+
+def test_round_trip_equals_cohort_importance_for_any_selection(predictor, tiny_cohort, tmp_path):
+    ids = tiny_cohort.case_ids[:20]
+    report = _write(tmp_path / "store", predictor, tiny_cohort, ids)
+    assert report.complete and report.written == [0, 1, 2] and report.cases == 20
+    store = open_store(tmp_path / "store")
+    assert store.written and store.case_ids == ids
+    _assert_same(store.importance(ids), cohort_importance(predictor, [tiny_cohort[i] for i in ids]))
+    chosen = ids[15:] + ids[:3]  # another order and a subset: the class means are of exactly these cases
+    _assert_same(store.importance(chosen), cohort_importance(predictor, [tiny_cohort[i] for i in chosen]))
+    _, probabilities = predictor.predict([tiny_cohort[i] for i in ids])
+    stored = store.predictions().set_index("case_id").loc[ids]
+    np.testing.assert_allclose(stored[[f"p_{c}" for c in predictor.model.classes]].to_numpy(), probabilities,
+                               atol=1e-6)
+    with pytest.raises(StoreError, match="no explanation of 1 of the asked cases"):
+        store.importance([*ids[:2], tiny_cohort.case_ids[30]])
+
+
+def _counting(monkeypatch) -> list[int]:
+    """Counts the cases each model pass of the store explains."""
+    calls: list[int] = []
+    original = store_module.modality_importance
+
+    def counted(model, batch, *args, **kwargs):
+        calls.append(len(batch.case_ids))
+        return original(model, batch, *args, **kwargs)
+
+    monkeypatch.setattr(store_module, "modality_importance", counted)
+    return calls
+
+
+def test_resume_recomputes_only_missing_shards(predictor, tiny_cohort, tmp_path, monkeypatch):
+    ids, out = tiny_cohort.case_ids[:20], tmp_path / "store"
+    calls = _counting(monkeypatch)
+    _write(out, predictor, tiny_cohort, ids)
+    assert sum(calls) == 20
+    reference = open_store(out).table
+    (out / shard_name(1)).unlink()  # a lost shard
+    with pytest.raises(StoreError, match="lacks part-00001"):
+        open_store(out)
+    calls.clear()
+    report = _write(out, predictor, tiny_cohort, ids)
+    assert report.written == [1] and report.skipped == [0, 2] and sum(calls) == 7
+    pd.testing.assert_frame_equal(open_store(out).table, reference)
+
+    # killed after the first shard: the manifest says incomplete; a re-run explains only the rest
+    interrupted = tmp_path / "interrupted"
+
+    def dies_on_second_shard(predictor_, cohort, case_ids, manifest, batch_size=32):
+        if case_ids[0] != ids[0]:
+            raise KeyboardInterrupt
+        return explain_shard(predictor_, cohort, case_ids, manifest, batch_size)
+
+    explain_shard = store_module.explain_shard
+    monkeypatch.setattr(store_module, "explain_shard", dies_on_second_shard)
+    with pytest.raises(KeyboardInterrupt):
+        _write(interrupted, predictor, tiny_cohort, ids)
+    monkeypatch.setattr(store_module, "explain_shard", explain_shard)
+    assert sorted(p.name for p in interrupted.glob("part-*")) == [shard_name(0)]
+    with pytest.raises(StoreError, match="incomplete"):
+        open_store(interrupted)
+    calls.clear()
+    report = _write(interrupted, predictor, tiny_cohort, ids)
+    assert report.written == [1, 2] and report.skipped == [0] and sum(calls) == 13
+    pd.testing.assert_frame_equal(open_store(interrupted).table, reference)
+
+
+def test_another_checkpoint_or_cohort_is_refused_unless_overwritten(predictor, tiny_cohort, tmp_path):
+    ids, out = tiny_cohort.case_ids[:7], tmp_path / "store"
+    _write(out, predictor, tiny_cohort, ids)
+    with pytest.raises(StoreError, match="another checkpoint"):
+        write_store(out, predictor, tiny_cohort, ids, checkpoint_sha="e" * 64, cohort_sha="d" * 64, settings=SETTINGS,
+                    shard_size=7)
+    with pytest.raises(StoreError, match="another cohort"):
+        write_store(out, predictor, tiny_cohort, ids, checkpoint_sha="c" * 64, cohort_sha="f" * 64, settings=SETTINGS,
+                    shard_size=7)
+    with pytest.raises(StoreError, match="shard plan"):
+        _write(out, predictor, tiny_cohort, ids, shard_size=3)
+    write_store(out, predictor, tiny_cohort, ids, checkpoint_sha="e" * 64, cohort_sha="d" * 64, settings=SETTINGS,
+                shard_size=7, overwrite=True)
+    store = open_store(out)
+    assert store.mismatch("e" * 64, "d" * 64) is None
+    assert "written for checkpoint eeeeeeeeeeee, the loaded one is cccccccccccc" in store.mismatch("c" * 64, "d" * 64)
+    assert "written for cohort dddddddddddd" in store.mismatch("e" * 64, "0" * 64)
+    manifest = json.loads((out / MANIFEST).read_text())
+    (out / MANIFEST).write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(StoreError, match="format_version 99"):
+        open_store(out)
+    with pytest.raises(StoreError, match="not an explanation store"):
+        open_store(tmp_path)
+
+
+def test_hashes_follow_content(tiny_batch, tiny_tokenizer, tiny_cohort, tmp_path):
+    path = save_checkpoint(tmp_path / "ckpt", tiny_batch[0], tiny_tokenizer)
+    assert checkpoint_hash(path) == checkpoint_hash(path)
+    assert len(cohort_hash(tiny_cohort)) == 64 and cohort_hash(tiny_cohort) == cohort_hash(tiny_cohort)
+    assert default_location(tiny_cohort.root, checkpoint_hash(path)).parent == Path(tiny_cohort.root) / "explanations"
+    before, weights = checkpoint_hash(path), path / "model.safetensors"
+    content = weights.read_bytes()
+    weights.write_bytes(content[:-1] + bytes([content[-1] ^ 1]))  # one bit of the weights
+    assert checkpoint_hash(path) != before
+
+
+def _rank(rank: int, world_size: int, port: int, checkpoint: str, cohort_root: str, out: str) -> None:
+    """One process of the 2-process test: loads the checkpoint, writes its shards between gloo barriers."""
+    import torch.distributed as dist
+
+    from neurofusion.checkpoint import load_checkpoint
+    from neurofusion.data import CohortReader
+
+    torch.set_num_threads(1)
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        ckpt = load_checkpoint(checkpoint, device="cpu")
+        cohort = CohortReader(cohort_root)
+        write_store(out, Predictor(ckpt.model, ckpt.tokenizer), cohort, cohort.case_ids[:20],
+                    checkpoint_sha="c" * 64, cohort_sha="d" * 64, settings=SETTINGS, shard_size=7, rank=rank,
+                    world_size=world_size, barrier=dist.barrier)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_write_the_same_store_as_one(tiny_batch, tiny_tokenizer, tiny_cohort, tmp_path):
+    checkpoint = save_checkpoint(tmp_path / "ckpt", tiny_batch[0], tiny_tokenizer)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(_rank, args=(2, port, str(checkpoint), str(tiny_cohort.root), str(tmp_path / "two")), nprocs=2)
+    from neurofusion.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint, device="cpu")
+    _write(tmp_path / "one", Predictor(ckpt.model, ckpt.tokenizer), tiny_cohort, tiny_cohort.case_ids[:20])
+    one, two = open_store(tmp_path / "one"), open_store(tmp_path / "two")
+    pd.testing.assert_frame_equal(two.table, one.table, check_exact=False, atol=1e-6, rtol=0)
+    assert {k: v for k, v in two.manifest.items() if k != "written"} == \
+        {k: v for k, v in one.manifest.items() if k != "written"}
+
+
+def test_cli_writes_the_default_store_resumes_and_refuses_survival_flags(tiny_batch, tiny_tokenizer, tiny_cohort,
+                                                                         tmp_path, capsys):
+    checkpoint = save_checkpoint(tmp_path / "ckpt", tiny_batch[0], tiny_tokenizer)
+    args = ["cohort", "--checkpoint", str(checkpoint), "--data", str(tiny_cohort.root), "--device", "cpu"]
+    out = tmp_path / "cli_store"
+    assert main([*args, "--out", str(out), "--shard-size", "8", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    test_ids = tiny_cohort.ids("test")
+    assert result["cases"] == len(test_ids) and result["cases_explained"] == len(test_ids)
+    assert open_store(out).case_ids == test_ids
+    assert main([*args, "--out", str(out), "--shard-size", "8"]) == 0
+    assert "skipped" in (text := capsys.readouterr().out) and "wrote 0" in text
+    assert main([*args, "--out", str(out), "--split", "all", "--shard-size", "8"]) == 2
+    assert "another settings" in capsys.readouterr().err
+    assert main([*args, "--split", "all"]) == 2
+    assert "--split all applies to --out" in capsys.readouterr().err
+    assert main([*args, "--out", str(out), "--quantity", "risk"]) == 2
+    assert "classifier cohorts" in capsys.readouterr().err
+
+    copy = Path(shutil.copytree(tiny_cohort.root, tmp_path / "cohort"))  # --out alone: inside the cohort folder
+    assert main(["cohort", "--checkpoint", str(checkpoint), "--data", str(copy), "--device", "cpu", "--out"]) == 0
+    expected = default_location(copy, checkpoint_hash(checkpoint))
+    assert f"explanation store {expected}:" in capsys.readouterr().out
+    assert open_store(expected).case_ids == test_ids
