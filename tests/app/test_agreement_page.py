@@ -134,7 +134,7 @@ def _study_with_two_protocols(tmp_path) -> tuple[str, list[str]]:
                          token=f"{rater}-{case.case_id}")
     first = store.cases("fig2d")[0]
     store.submit("fig2d", "dr_blind", first.case_id, {m: i + 1 for i, m in enumerate(first.available)},
-                 token="revised")  # a revision: the latest ranking is the one that counts
+                 token="revised", source="cli")  # a revision (the latest counts); from the CLI, so it stays blind
     store.export_csv("fig2d", tmp_path / "exported.csv")
     store.close()
     return url, [c.case_id for c in StudyStore(url).cases("fig2d")]
