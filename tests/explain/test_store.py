@@ -19,9 +19,10 @@ import torch.multiprocessing as mp
 import explain.store as store_module
 from explain.__main__ import main
 from explain.cohort import cohort_importance
-from explain.store import (MANIFEST, StoreError, checkpoint_hash, cohort_hash, default_location, open_store,
-                           shard_name, write_store)
+from explain.store import (MANIFEST, StoreError, checkpoint_hash, cohort_hash, default_location,
+                           header_data_files, open_store, shard_name, write_store)
 from neurofusion.checkpoint import save_checkpoint
+from neurofusion.data.formats import wfdb_data_files
 from neurofusion.inference import Predictor
 
 SETTINGS = {"split": "all"}
@@ -149,6 +150,16 @@ def test_hashes_follow_content(tiny_batch, tiny_tokenizer, tiny_cohort, tmp_path
     content = weights.read_bytes()
     weights.write_bytes(content[:-1] + bytes([content[-1] ^ 1]))  # one bit of the weights
     assert checkpoint_hash(path) != before
+
+
+def test_header_data_files_reads_what_wfdb_reads(tiny_cohort, tmp_path):
+    headers = sorted(Path(tiny_cohort.root).rglob("*.hea"))
+    assert headers
+    for header in headers:
+        assert header_data_files(header) == wfdb_data_files(header)
+    odd = tmp_path / "odd.hea"
+    odd.write_text("odd 2 250 100\nodd.dat 16 200 16 0 0 0 0 I\n")  # says 2 signals, lists 1: wfdb decides
+    assert header_data_files(odd) == wfdb_data_files(odd)
 
 
 def _rank(rank: int, world_size: int, port: int, checkpoint: str, cohort_root: str, out: str) -> None:

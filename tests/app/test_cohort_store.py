@@ -1,0 +1,69 @@
+"""The cohort attention page reads a precomputed explanation store (explain/store.py) when the loaded
+checkpoint's and cohort's is there: it says so in a caption and shows the numbers it would compute; a
+store of another checkpoint or cohort is a warning and is never used."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from explain.store import checkpoint_hash, cohort_hash, write_store
+from neurofusion.checkpoint import load_checkpoint
+from neurofusion.data import CohortReader
+from neurofusion.inference import Predictor
+from tests.app.test_cohort_cancer import _values
+from tests.app.test_app import _app, _figure, _no_errors
+from tests.test_sample_data import DEMO as CARDIO_DEMO, SAMPLE
+
+SPLIT = "test"  # the page's default split (every case of the sample cohort)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    """The sample cohort's test split written into a store of the loaded checkpoint and cohort, and the same
+    into one that claims another cohort."""
+    checkpoint = load_checkpoint(CARDIO_DEMO, device="cpu")
+    predictor, cohort = Predictor(checkpoint.model, checkpoint.tokenizer), CohortReader(SAMPLE)
+    root = tmp_path_factory.mktemp("stores")
+    common = {"checkpoint_sha": checkpoint_hash(CARDIO_DEMO), "settings": {"split": SPLIT}, "shard_size": 8}
+    write_store(root / "good", predictor, cohort, cohort.ids(SPLIT), cohort_sha=cohort_hash(cohort), **common)
+    write_store(root / "other", predictor, cohort, cohort.ids(SPLIT), cohort_sha="0" * 64, **common)
+    return root
+
+
+def _page(store: str | None):
+    at = _app(**({"settings.explanation_store": store} if store else {}))
+    at.run()
+    at.switch_page("views/cohort_attention.py").run()
+    assert at.selectbox(key="cohort.split").value == SPLIT
+    _no_errors(at)
+    return at
+
+
+def _numbers(at) -> dict:
+    return {key: [trace.get("z", trace.get("y")) for trace in _figure(at, key)["data"]]
+            for key in ("cohort.attention", "cohort.interactions", "cohort.importance_true")}
+
+
+def test_page_reads_the_store_with_a_caption_and_the_numbers_it_would_compute(stores):
+    stored = _page(str(stores / "good"))
+    captions = [c.value for c in stored.caption]
+    expected = f"Read from the precomputed store {stores / 'good'}, written 20"
+    assert any(c.startswith(expected) for c in captions), captions
+    assert not stored.warning
+    computed = _page(None)  # no store at the cohort's default location: the page computes
+    assert not any("precomputed store" in c.value for c in computed.caption)
+    ours, theirs = _numbers(stored), _numbers(computed)
+    for key in ours:  # each trace's values, None for an undefined cell
+        assert len(ours[key]) == len(theirs[key]) > 0, key
+        for x, y in zip(ours[key], theirs[key]):
+            np.testing.assert_allclose(_values(x), _values(y), atol=1e-6, err_msg=key)
+
+
+def test_a_store_of_another_cohort_is_a_warning_and_not_used(stores):
+    at = _page(str(stores / "other"))
+    warnings = [w.value for w in at.warning]
+    assert any("is not used: it was written for cohort 000000000000" in w for w in warnings), warnings
+    assert not any("precomputed store" in c.value for c in at.caption)
+    missing = _page(str(stores / "nothing_here"))
+    assert any("No explanation store at" in w.value for w in missing.warning)
