@@ -124,7 +124,7 @@ def _study_with_two_protocols(tmp_path) -> tuple[str, list[str]]:
     url = f"sqlite:///{tmp_path / 'studies.sqlite'}"
     store = StudyStore(url)
     create_study(store, "fig2d", cohort_dir=SAMPLE, checkpoint_dir=DEMO, selection="stratified", n=12,
-                 seed=3, raters=["dr_blind"], protocol="blinded")
+                 seed=3, raters=["dr_blind"], protocol="blinded", reveal=False)  # a revision stays blind
     store.add_rater("fig2d", "dr_seen", protocol="unblinded")
     rng = np.random.default_rng(0)
     for rater in ("dr_blind", "dr_seen"):
@@ -134,7 +134,7 @@ def _study_with_two_protocols(tmp_path) -> tuple[str, list[str]]:
                          token=f"{rater}-{case.case_id}")
     first = store.cases("fig2d")[0]
     store.submit("fig2d", "dr_blind", first.case_id, {m: i + 1 for i, m in enumerate(first.available)},
-                 token="revised", source="cli")  # a revision (the latest counts); from the CLI, so it stays blind
+                 token="revised")  # a revision: the latest ranking is the one that counts
     store.export_csv("fig2d", tmp_path / "exported.csv")
     store.close()
     return url, [c.case_id for c in StudyStore(url).cases("fig2d")]
