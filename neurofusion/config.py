@@ -272,7 +272,7 @@ class TrainConfig:
 
     lr: float = 1e-4
     weight_decay: float = 0.0
-    batch_size: int = 32
+    batch_size: int = 32  # per process under torchrun: the job's batch is WORLD_SIZE times it
     max_epochs: int = 50
     patience: int = 8  # epochs without a better validation macro-F1 (survival: C-index) before stopping
     max_minutes: float | None = None  # wall-clock budget; stops after the epoch that crosses it
@@ -280,6 +280,23 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     device: str = "auto"
+    num_workers: int = 0  # DataLoader worker processes reading and augmenting cases (0: the training process)
+    lr_schedule: str = "constant"  # "constant" or "cosine" (to 0 at the last step of max_epochs), after warmup
+    warmup_steps: int = 0  # optimiser steps of linear warm-up from lr / warmup_steps to lr
+    grad_clip: float | None = None  # max L2 norm of all gradients together, None = no clipping
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 0:
+            raise ValueError(f"train.num_workers must be >= 0, got {self.num_workers}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"train.grad_clip must be a positive number or null, got {self.grad_clip}")
+
+
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass

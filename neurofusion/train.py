@@ -16,30 +16,50 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import hashlib
+import math
+import os
+import pickle
 import platform
 import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 import transformers
 from sklearn.metrics import f1_score, roc_auc_score
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from neurofusion.checkpoint import resolve_device, save_checkpoint
 from neurofusion.config import ExperimentConfig, ModelConfig, TrainConfig, load_experiment
-from neurofusion.data.augment import AugmentConfig, augment_batch
+from neurofusion.data.augment import AugmentConfig
 from neurofusion.data.cohort import COHORT_CSV, CohortReader
-from neurofusion.data.dataset import Batch, Collate, prepare_case
+from neurofusion.data.dataset import Batch, CaseDataset
+from neurofusion.data.formats import read_note
 from neurofusion.data.errors import CohortError
 from neurofusion.data.modalities import modalities_to_dicts
 from neurofusion.data.timed import open_cohort
 from neurofusion.data.tokenizer import load_tokenizer, make_tokenize, train_wordpiece
+from neurofusion.distributed import (
+    SINGLE,
+    DistributedContext,
+    broadcast_object,
+    context_from_environment,
+    mean_over_processes,
+    setup,
+    sync_batch_norm,
+    teardown,
+    wrap,
+)
 from neurofusion.evaluate import censoring_reference, survival_report, timed_risk_report
 from neurofusion.inference import Predictor
+from neurofusion.loader import EpochSampler, SplitCases, TrainingCases, TrainingCollate, case_loader
+from neurofusion.loader import modality_dropout  # noqa: F401  (its home before streaming; callers import it here)
 from neurofusion.metrics import classification_metrics
 from neurofusion.models.heads import SurvivalHead, multitask_loss
 from neurofusion.models.model import MultiModalModel, build_model, tabular_normalisers
@@ -56,6 +76,10 @@ class TrainResult:
     minutes: float
     ood: OODReference | None = None  # None when the cohort is too small for one: ``ood_note`` says why
     ood_note: str = ""
+    mixed_precision: str = ""
+
+
+STATE_FILE = "last.pt"  # the resumable state a run writes into its --out folder after each epoch
 
 
 def configure_model(config: ModelConfig, cohort: CohortReader) -> ModelConfig:
@@ -78,103 +102,278 @@ def configure_model(config: ModelConfig, cohort: CohortReader) -> ModelConfig:
     return ModelConfig.from_dict(data)  # validates
 
 
-def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progress: bool = True) -> TrainResult:
+def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progress: bool = True,
+        state_path: str | Path | None = None, resume: bool = False, context: DistributedContext = SINGLE,
+        after_epoch: Callable[[int], None] | None = None,
+        tokenizer: transformers.PreTrainedTokenizerFast | None = None) -> TrainResult:
     """Train on the cohort's train split; keep the weights of the epoch with the best validation macro-F1
-    (classification) or C-index (survival)."""
+    (classification) or C-index (survival).
+
+    Cases are streamed through DataLoaders (``train.num_workers`` worker processes), never held all at once.
+    ``state_path``: where each epoch's resumable state is written (rank 0, atomically); ``resume`` continues
+    from it. ``context``: this process's place in a torchrun job (rank 0 validates and decides when to stop,
+    every rank follows). ``after_epoch(epoch)`` is called once the epoch's state is written. ``tokenizer``: use
+    this one instead of fitting a WordPiece vocabulary to the train notes (whose fit is not deterministic: two
+    fits on the same notes number some word pieces differently), as a resumed run uses the interrupted one's
+    and every process of a job uses rank 0's."""
     torch.manual_seed(train.seed)
-    rng = np.random.default_rng(train.seed)
-    device = resolve_device(train.device)
+    device = setup(context, resolve_device(train.device))
     train_ids, val_ids = cohort.ids("train"), cohort.ids("val")
     if not train_ids or not val_ids:
         raise CohortError("training needs cases in both the 'train' and 'val' splits", path=cohort.root / COHORT_CSV)
+    if len(train_ids) < context.world_size:
+        raise CohortError(f"the train split has {len(train_ids)} cases, fewer than the {context.world_size} "
+                          f"training processes", path=cohort.root / COHORT_CSV)
 
     config = configure_model(config, cohort)
     if config.outcome == "survival":
         _check_survival_splits(cohort, train_ids, val_ids)
     spec = config.input_spec()
-    # Decode every file once: the prepared tensors are reused each epoch (augmentation works on them).
-    prepared = {"train": [], "val": []}
-    for split, ids in (("train", train_ids), ("val", val_ids)):
-        for case_id in tqdm(ids, desc=f"loading {split}", disable=not progress, file=sys.stderr):
-            prepared[split].append(prepare_case(cohort[case_id], spec))
     reads_text = any(m.kind == "text" for m in config.modality_specs)
-    tokenizer = (_tokenizer([note for item in prepared["train"] for note in item["texts"].values()], config, cohort)
-                 if reads_text else None)
+    saved = _read_state(state_path) if resume else None
+    if saved is not None:
+        tokenizer = saved["tokenizer"]
+    elif reads_text and tokenizer is None and context.is_main:
+        tokenizer = _tokenizer(_notes(cohort, train_ids, config, progress), config, cohort)
+    tokenizer = broadcast_object(tokenizer, context) if reads_text else None
     if reads_text and not config.text.pretrained:
         config.text.vocab_size = len(tokenizer)
 
     model = build_model(config).to(device)
-    normalisers = tabular_normalisers(model)
-    if normalisers:
-        stacked = Collate()(prepared["train"])
-        for name, normaliser in normalisers.items():
-            tensors = stacked.inputs[name]
-            normaliser.fit(tensors["numeric"].to(device), tensors["numeric_mask"].to(device))
-    optimiser = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     tokenize = make_tokenize(tokenizer, config.text.max_length) if tokenizer is not None else _no_text
-    plain = Collate()
+    collate = TrainingCollate(tokenize)
+    _fit_normalisers(model, cohort, train_ids, spec, train, device)
+    if context.distributed:
+        model = sync_batch_norm(model, device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    sampler = EpochSampler(len(train_ids), seed=train.seed, rank=context.rank, world_size=context.world_size)
     augment = AugmentConfig() if train.augment else None
+    cases = TrainingCases(SplitCases(cohort, train_ids), spec, augment=augment,
+                          modality_dropout=train.modality_dropout, seed=train.seed)
+    loader = case_loader(cases, batch_size=train.batch_size, collate=collate, num_workers=train.num_workers,
+                         sampler=sampler, device=device, seed=train.seed)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, functools.partial(lr_factor, train=train, total_steps=train.max_epochs * len(loader)))
+    # evaluation batches are as large as training ones: what training fits in memory, evaluation does too
+    validation = (case_loader(CaseDataset(SplitCases(cohort, val_ids), spec), batch_size=train.batch_size,
+                              collate=collate, num_workers=train.num_workers, device=device)
+                  if context.is_main else None)
+    trained = wrap(model, context, device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    if progress and context.is_main:
+        print(f"training on {device} ({context.world_size} process(es), {train.num_workers} data worker(s) each); "
+              f"{mixed_precision(device)}", file=sys.stderr)
 
-    history, best = [], (-1.0, 0, None)
-    start = time.perf_counter()
-    for epoch in range(1, train.max_epochs + 1):
+    state = _TrainingState()
+    if saved is not None:
+        state = _restore_state(saved, state_path, model, optimiser, scheduler, config, train)
+        if progress and context.is_main:
+            print(f"resuming after epoch {state.epoch} of {state_path}", file=sys.stderr)
+    start = time.perf_counter() - state.minutes * 60
+    for epoch in range(state.epoch + 1, train.max_epochs + 1):
+        sampler.set_epoch(epoch)
         model.train()
-        order = rng.permutation(len(prepared["train"]))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         losses = []
-        bar = tqdm(range(0, len(order), train.batch_size), desc=f"epoch {epoch}", disable=not progress,
-                   file=sys.stderr, leave=False)
-        for first in bar:
-            batch = plain([prepared["train"][i] for i in order[first:first + train.batch_size]])
-            if augment is not None:
-                batch = augment_batch(batch, augment, rng)
-            for name, notes in batch.texts.items():  # tokenised after augmentation rewrote the notes
-                batch.inputs[name] = dict(tokenize([n or "" for n in notes]))
-            batch = batch.to(device)
-            present = modality_dropout(batch.present, train.modality_dropout, rng)
+        bar = tqdm(loader, desc=f"epoch {epoch}", disable=not (progress and context.is_main), file=sys.stderr,
+                   leave=False)
+        for streamed in bar:
+            batch, kept = streamed.to(device)
             with autocast:
-                output = model(batch, present=present)
+                output = trained(batch, present=kept)
             loss, _ = multitask_loss(output.heads, {config.heads[0].name: primary_targets(config, batch)},
                                      config.heads)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+            train_step(model, loss, optimiser, train.grad_clip)
+            scheduler.step()
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses):.3f}")
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses)),
-                  **_validation_record(model, prepared["val"], tokenize, device),
-                  "minutes": (time.perf_counter() - start) / 60}
-        history.append(record)
-        score = record[selected_by(config)]
-        if progress:
-            shown = ", ".join(f"{k.removeprefix('val_')} {v:.3f}" for k, v in record.items() if k.startswith("val_"))
-            print(f"epoch {epoch}: loss {record['train_loss']:.3f}, val {shown} ({record['minutes']:.1f} min)",
-                  file=sys.stderr)
-        if score > best[0]:
-            best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
-        if epoch - best[1] >= train.patience:
+        train_loss = mean_over_processes(float(np.mean(losses)), context, device)
+        decision = None
+        if context.is_main:
+            record = {"epoch": epoch, "train_loss": train_loss,
+                      **_validation_record(model, validation, device),
+                      "lr": optimiser.param_groups[0]["lr"], "minutes": (time.perf_counter() - start) / 60}
+            if device.type == "cuda":
+                record["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+            score = record[selected_by(config)]
+            improved = score > state.best_score
+            best_epoch = epoch if improved else state.best_epoch
+            stop = (epoch - best_epoch >= train.patience
+                    or (train.max_minutes is not None and record["minutes"] >= train.max_minutes))
+            decision = (record, improved, stop)
+            if progress:
+                shown = ", ".join(f"{k.removeprefix('val_')} {v:.3f}" for k, v in record.items()
+                                  if k.startswith("val_"))
+                memory = f", peak GPU {record['peak_gpu_mib']:.0f} MiB" if "peak_gpu_mib" in record else ""
+                print(f"epoch {epoch}: loss {record['train_loss']:.3f}, val {shown} ({record['minutes']:.1f} min"
+                      f"{memory})", file=sys.stderr)
+        record, improved, stop = broadcast_object(decision, context)  # decided once, by rank 0
+        state.history.append(record)
+        state.epoch, state.minutes = epoch, record["minutes"]
+        if improved:
+            state.best_score, state.best_epoch = record[selected_by(config)], epoch
+            state.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if state_path is not None and context.is_main:
+            _save_state(Path(state_path), state, model, optimiser, scheduler, config, train, tokenizer)
+        if after_epoch is not None:
+            after_epoch(epoch)
+        if stop:
             break
-        if train.max_minutes is not None and record["minutes"] >= train.max_minutes:
-            break
-    model.load_state_dict(best[2])
+    model.load_state_dict(state.best_weights)
     model.eval()
     minutes = (time.perf_counter() - start) / 60
-    ood, note = _fit_ood(model, prepared, Collate(tokenize), device, cohort)
-    if note and progress:
-        print(f"warning: {note}", file=sys.stderr)
-    return TrainResult(model, tokenizer, history, best[1], minutes, ood, note)
+    ood, note = None, "not fitted by this process (rank 0 fits it)"
+    if context.is_main:
+        plain = CaseDataset(SplitCases(cohort, train_ids), spec)
+        reference = case_loader(plain, batch_size=train.batch_size, collate=collate, num_workers=train.num_workers,
+                                device=device)
+        ood, note = _fit_ood(model, reference, validation, device, cohort)
+        if note and progress:
+            print(f"warning: {note}", file=sys.stderr)
+    return TrainResult(model, tokenizer, state.history, state.best_epoch, minutes, ood, note,
+                       mixed_precision(device))
 
 
-def _fit_ood(model: MultiModalModel, prepared: dict[str, list[dict]], collate: Collate, device: torch.device,
+def train_step(model: torch.nn.Module, loss: torch.Tensor, optimiser: torch.optim.Optimizer,
+               grad_clip: float | None) -> float:
+    """One optimiser step on ``loss``: the gradients' L2 norm (all parameters together) before clipping, which
+    scales them down to ``grad_clip`` when it is larger."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    parameters = [p for p in model.parameters() if p.grad is not None]
+    if grad_clip is not None:
+        norm = float(torch.nn.utils.clip_grad_norm_(parameters, grad_clip))
+    else:
+        norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in parameters])))
+    optimiser.step()
+    return norm
+
+
+def lr_factor(step: int, *, train: TrainConfig, total_steps: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) as a fraction of ``train.lr``: linear warm-up over
+    ``warmup_steps`` ((step + 1) / warmup_steps), then 1 ("constant") or a cosine from 1 down to 0 at
+    ``total_steps`` ("cosine")."""
+    if step < train.warmup_steps:
+        return (step + 1) / train.warmup_steps
+    if train.lr_schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - train.warmup_steps) / max(1, total_steps - train.warmup_steps))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def mixed_precision(device: torch.device) -> str:
+    """What the training log says about mixed precision on ``device``."""
+    return "mixed precision: bfloat16 autocast" if device.type == "cuda" else "mixed precision: off on CPU"
+
+
+@dataclasses.dataclass
+class _TrainingState:
+    """What a resumed run needs besides the model, optimiser and scheduler."""
+
+    epoch: int = 0
+    minutes: float = 0.0
+    best_score: float = -1.0
+    best_epoch: int = 0
+    best_weights: dict | None = None
+    history: list[dict] = dataclasses.field(default_factory=list)
+
+
+# TrainConfig fields a resumed run may change: how long and where it runs, not what it learns.
+_RESUMABLE_CHANGES = ("max_epochs", "max_minutes", "device", "num_workers", "patience")
+
+
+def _save_state(path: Path, state: _TrainingState, model, optimiser, scheduler, config: ModelConfig,
+                train: TrainConfig, tokenizer) -> None:
+    """The resumable state of the run after ``state.epoch``, written to a temporary file and renamed, so an
+    interruption leaves the previous epoch's state whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"state": dataclasses.asdict(state), "model": model.state_dict(), "optimiser": optimiser.state_dict(),
+               "scheduler": scheduler.state_dict(), "model_config": config.to_dict(),
+               "train_config": dataclasses.asdict(train), "tokenizer": tokenizer, "torch_rng": torch.get_rng_state(),
+               "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    partial = path.with_name(path.name + ".partial")
+    torch.save(payload, partial)
+    os.replace(partial, path)
+
+
+def _read_state(path: str | Path | None) -> dict:
+    """The training state at ``path`` (read on the CPU: each process moves it to its device)."""
+    if path is None or not Path(path).is_file():
+        raise ValueError(f"cannot resume: no training state {path} (a run writes it after each epoch to "
+                         f"<out>/{STATE_FILE}); start without --resume")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)  # our own file: it holds the tokenizer
+    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError) as err:
+        raise ValueError(f"cannot resume: {path} is not a readable training state ({err})") from None
+
+
+def _restore_state(payload: dict, path, model, optimiser, scheduler, config: ModelConfig,
+                   train: TrainConfig) -> _TrainingState:
+    """Model, optimiser, schedule and RNG as the interrupted run left them; what else it had."""
+    if payload["model_config"] != config.to_dict():
+        raise ValueError(f"cannot resume from {path}: it was written for a different model config or cohort")
+    saved = payload["train_config"]
+    changed = [k for k, v in dataclasses.asdict(train).items() if k not in _RESUMABLE_CHANGES and saved.get(k) != v]
+    if changed:
+        raise ValueError(f"cannot resume from {path}: train settings differ from the interrupted run's "
+                         f"({', '.join(f'{k}: {saved.get(k)!r} -> {getattr(train, k)!r}' for k in changed)}); "
+                         f"only {', '.join(_RESUMABLE_CHANGES)} may change")
+    model.load_state_dict(payload["model"])
+    optimiser.load_state_dict(payload["optimiser"])
+    scheduler.load_state_dict(payload["scheduler"])
+    torch.set_rng_state(payload["torch_rng"].cpu())
+    if payload["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in payload["cuda_rng"]])
+    return _TrainingState(**payload["state"])
+
+
+def _notes(cohort: CohortReader, ids: list[str], config: ModelConfig, progress: bool) -> Iterator[str | None]:
+    """The train split's notes (every text modality's): the tokenizer's corpus. A cohort folder's note files are
+    read alone; other readers' (a time-stamped cohort's) cases are loaded one at a time for them."""
+    specs = [m for m in config.modality_specs if m.kind == "text"]
+    table = getattr(cohort, "table", None)
+    files = (table is not None and not getattr(cohort, "timed", False)
+             and all(s.file_column in table.columns and s.presence_column in table.columns for s in specs))
+    rows = table.set_index("case_id").loc[ids] if files else None
+    for n, case_id in enumerate(tqdm(ids, desc="reading notes", disable=not progress, file=sys.stderr, leave=False)):
+        if files:
+            row = rows.iloc[n]
+            yield from (read_note(cohort.root / row[s.file_column]) if row[s.presence_column] else None for s in specs)
+        else:
+            case = cohort[case_id]
+            yield from (case.value(s.name) for s in specs)
+
+
+def _fit_normalisers(model: MultiModalModel, cohort: CohortReader, ids: list[str], spec, train: TrainConfig,
+                     device: torch.device) -> None:
+    """Fit the tabular encoders' normalisers on the train split's values, streamed (only the (N, F) numeric
+    values of the tabular modalities are gathered, never the cases)."""
+    normalisers = tabular_normalisers(model)
+    if not normalisers:
+        return
+    tabular = dataclasses.replace(spec, modalities=tuple(m for m in spec.modalities if m.name in normalisers))
+    loader = case_loader(CaseDataset(SplitCases(cohort, ids), tabular), batch_size=train.batch_size,
+                         collate=TrainingCollate(None), num_workers=train.num_workers)
+    gathered = {name: ([], []) for name in normalisers}
+    for streamed in loader:
+        for name, (values, masks) in gathered.items():
+            values.append(streamed.batch.inputs[name]["numeric"])
+            masks.append(streamed.batch.inputs[name]["numeric_mask"])
+    for name, normaliser in normalisers.items():
+        values, masks = gathered[name]
+        normaliser.fit(torch.cat(values).to(device), torch.cat(masks).to(device))
+
+
+def _fit_ood(model: MultiModalModel, reference: DataLoader, heldout: DataLoader, device: torch.device,
              cohort: CohortReader) -> tuple[OODReference | None, str]:
     """The out-of-distribution reference of the trained weights (train split; threshold on val), or why not."""
-    def batches(items: list[dict]):
-        for first in range(0, len(items), 64):
-            yield collate(items[first:first + 64]).to(device)
+    def batches(loader: DataLoader):
+        return (streamed.batch.to(device) for streamed in loader)
 
     source = {"data": str(cohort.root), "reference_split": "train", "heldout_split": "val"}
     try:
-        return fit_reference(model, batches(prepared["train"]), batches(prepared["val"]), source=source), ""
+        return fit_reference(model, batches(reference), batches(heldout), source=source), ""
     except OODError as err:
         return None, (f"no out-of-distribution reference was fitted ({err}); "
                       f"inputs will not be checked against the training data")
@@ -227,21 +426,6 @@ def _known(rows) -> tuple[np.ndarray, np.ndarray]:
     return time[keep], event[keep].astype(bool)
 
 
-def modality_dropout(present: torch.Tensor, p: float, rng: np.random.Generator) -> torch.Tensor:
-    """Hide each present modality with probability p, always keeping at least one per case, so the model
-    learns its missing embeddings on cases it has seen complete."""
-    if p <= 0:
-        return present
-    keep = torch.from_numpy(rng.random(tuple(present.shape)) >= p).to(present.device) & present
-    empty = ~keep.any(dim=1)
-    if empty.any():
-        # restore one random present modality for cases that lost them all
-        scores = torch.from_numpy(rng.random(tuple(present.shape))).to(present.device) * present
-        restore = torch.nn.functional.one_hot(scores.argmax(1), present.shape[1]).bool()
-        keep = torch.where(empty[:, None], restore & present, keep)
-    return keep
-
-
 def data_hash(cohort: CohortReader, ids: list[str]) -> str:
     """SHA-256 over cohort.csv and every file of the given cases: which data a checkpoint was trained on (a
     time-stamped cohort: cohort.csv and its long tables)."""
@@ -268,13 +452,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-epochs", type=int)
     parser.add_argument("--max-minutes", type=float)
     parser.add_argument("--device", help="auto, cpu or cuda")
+    parser.add_argument("--num-workers", type=int, help="DataLoader worker processes per training process")
+    parser.add_argument("--resume", action="store_true",
+                        help=f"continue the interrupted run from <out>/{STATE_FILE} (written after each epoch)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    context = SINGLE
     try:
+        context = context_from_environment()
         experiment = load_experiment(args.config)
         experiment = _override(experiment, args)
         cohort = open_cohort(args.data)
-        result = fit(cohort, experiment.model, experiment.train, progress=not args.quiet)
+        result = fit(cohort, experiment.model, experiment.train, progress=not args.quiet,
+                     state_path=Path(args.out) / STATE_FILE, resume=args.resume, context=context)
+        if not context.is_main:  # rank 0 evaluates and writes
+            return 0
         evaluation = open_cohort(args.eval_data) if args.eval_data else cohort
         metrics = _final_metrics(result, cohort, evaluation)
         training = {
@@ -286,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
             "best_epoch": result.best_epoch,
             "epochs": len(result.history),
             "minutes": round(result.minutes, 2),
+            "processes": context.world_size,
+            "mixed_precision": result.mixed_precision,
             "out_of_distribution": result.ood.summary() if result.ood is not None else result.ood_note,
             "history": result.history,
             "versions": {"python": platform.python_version(), "torch": torch.__version__,
@@ -295,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     except (CohortError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        teardown(context)
     test = metrics.get("test")
     key, name = ("c_index", "C-index") if result.model.config.outcome == "survival" else ("accuracy", "accuracy")
     value = test[key]["value"] if test else None
@@ -326,15 +522,14 @@ def _final_metrics(result: TrainResult, cohort: CohortReader, evaluation: Cohort
 
 
 @torch.no_grad()
-def _validation_record(model: MultiModalModel, items: list[dict], tokenize, device) -> dict[str, float]:
+def _validation_record(model: MultiModalModel, loader: DataLoader, device: torch.device) -> dict[str, float]:
     """The val split's numbers for one epoch: accuracy and macro-F1 of a classifier; C-index of the risk score
     1 - S(horizon) and the mean negative log-likelihood of a survival model (cases with an outcome)."""
     model.eval()
-    collate = Collate(tokenize)
     config = model.config
     rows: dict[str, list[np.ndarray]] = {"labels": [], "scores": [], "outcomes": [], "nll": []}
-    for first in range(0, len(items), 64):
-        batch: Batch = collate(items[first:first + 64]).to(device)
+    for streamed in loader:
+        batch: Batch = streamed.batch.to(device)
         output = model(batch)
         if config.outcome == "survival":
             targets = primary_targets(config, batch)
@@ -367,7 +562,7 @@ def _no_text(notes: list[str]) -> dict[str, torch.Tensor]:
     return {}
 
 
-def _tokenizer(notes: list[str | None], config: ModelConfig, cohort: CohortReader):
+def _tokenizer(notes: Iterable[str | None], config: ModelConfig, cohort: CohortReader):
     if config.text.pretrained:
         return load_tokenizer(config.text.pretrained)
     notes = [note for note in notes if note]
@@ -381,7 +576,7 @@ def _override(experiment: ExperimentConfig, args: argparse.Namespace) -> Experim
     if args.architecture:
         data["model"]["architecture"] = args.architecture
     for name, key in (("seed", "seed"), ("max_epochs", "max_epochs"), ("max_minutes", "max_minutes"),
-                      ("device", "device")):
+                      ("device", "device"), ("num_workers", "num_workers")):
         if getattr(args, name) is not None:
             data["train"][key] = getattr(args, name)
     return ExperimentConfig.from_dict(data)
