@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -164,13 +163,14 @@ def write_store(out: str | Path, predictor: Predictor, cohort: CohortReader, cas
     out = Path(out)
     shards = plan_shards(list(case_ids), shard_size)
     manifest = _manifest(predictor, checkpoint_sha, cohort_sha, settings, shards)
-    existing = _read_manifest(out) if (out / MANIFEST).is_file() else None
-    if existing is not None and not overwrite:
-        _check_same(existing, manifest, out)
+    existing = (out / MANIFEST).is_file()
+    if existing and not overwrite:
+        _check_same(_read_manifest(out), manifest, out)
     wait()  # every process has checked the old manifest before rank 0 replaces it
     if rank == 0:
-        if existing is not None and overwrite:
-            shutil.rmtree(out)
+        if existing and overwrite:  # only the store's own files: anything else in the folder stays
+            for old in [out / MANIFEST, *out.glob("part-*.parquet"), *out.glob(".part-*.tmp")]:
+                old.unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / MANIFEST, manifest)
     wait()

@@ -137,6 +137,11 @@ def test_another_checkpoint_or_cohort_is_refused_unless_overwritten(predictor, t
     (out / MANIFEST).write_text(json.dumps({**manifest, "format_version": 99}))
     with pytest.raises(StoreError, match="format_version 99"):
         open_store(out)
+    with pytest.raises(StoreError, match="format_version 99"):
+        _write(out, predictor, tiny_cohort, ids)
+    (out / "notes.txt").write_text("mine")  # --overwrite removes the store's files, nothing else
+    _write(out, predictor, tiny_cohort, ids, overwrite=True)
+    assert open_store(out).case_ids == ids and (out / "notes.txt").read_text() == "mine"
     with pytest.raises(StoreError, match="not an explanation store"):
         open_store(tmp_path)
 
