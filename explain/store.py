@@ -184,7 +184,8 @@ def write_store(out: str | Path, predictor: Predictor, cohort: CohortReader, cas
             report.skipped.append(index)
             continue
         table = explain_shard(predictor, cohort, shards[index], manifest, batch_size)
-        table = table.replace_schema_metadata({_KEY: json.dumps({"key": key, "index": index,
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),  # keeps the unreadable cases
+                                               _KEY: json.dumps({"key": key, "index": index,
                                                                  "case_ids": shards[index]})})
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         pq.write_table(table, tmp)

@@ -22,6 +22,7 @@ from explain.cohort import cohort_importance
 from explain.store import (MANIFEST, StoreError, checkpoint_hash, cohort_hash, default_location,
                            header_data_files, open_store, shard_name, write_store)
 from neurofusion.checkpoint import save_checkpoint
+from neurofusion.data import CohortReader
 from neurofusion.data.formats import wfdb_data_files
 from neurofusion.inference import Predictor
 
@@ -144,6 +145,18 @@ def test_another_checkpoint_or_cohort_is_refused_unless_overwritten(predictor, t
     assert open_store(out).case_ids == ids and (out / "notes.txt").read_text() == "mine"
     with pytest.raises(StoreError, match="not an explanation store"):
         open_store(tmp_path)
+
+
+def test_an_unreadable_case_is_left_out_and_named(predictor, tiny_cohort, tmp_path):
+    root = Path(shutil.copytree(tiny_cohort.root, tmp_path / "cohort"))
+    cohort = CohortReader(root)
+    ids = cohort.case_ids[:10]
+    bad = next(i for i in ids if cohort.table.set_index("case_id").loc[i, "image_file"])
+    (root / cohort.table.set_index("case_id").loc[bad, "image_file"]).write_bytes(b"not a png")
+    _write(tmp_path / "store", predictor, CohortReader(root), ids)
+    store = open_store(tmp_path / "store")
+    assert store.case_ids == [i for i in ids if i != bad] and list(store.manifest["errors"]) == [bad]
+    assert store.missing(ids) == [bad]
 
 
 def test_hashes_follow_content(tiny_batch, tiny_tokenizer, tiny_cohort, tmp_path):
