@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from typing import Any, Mapping
 
 import torch
@@ -18,8 +19,9 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 from torch import nn
 
-__all__ = ["DistributedContext", "GlooSyncBatchNorm", "SINGLE", "broadcast_object", "context_from_environment",
-           "find_unused_parameters", "mean_over_processes", "setup", "sync_batch_norm", "teardown", "wrap"]
+__all__ = ["DistributedContext", "GlooSyncBatchNorm", "SINGLE", "broadcast_object", "check_encoders_run_everywhere",
+           "context_from_environment", "find_unused_parameters", "mean_over_processes", "setup", "sync_batch_norm",
+           "synchronised_modalities", "teardown", "wrap"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +103,9 @@ class GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = [0] + list(range(2, input.dim()))
         count = torch.tensor([input.numel() / input.shape[1]], dtype=input.dtype, device=input.device)
         sums = torch.cat([input.sum(dims), (input * input).sum(dims), count])  # (2C + 1,)
-        sums = dist_nn.all_reduce(sums)
+        with warnings.catch_warnings():  # the differentiable all-reduce, deprecated for a non-autograd one
+            warnings.simplefilter("ignore", FutureWarning)
+            sums = dist_nn.all_reduce(sums)
         channels = input.shape[1]
         n = sums[-1]
         mean = sums[:channels] / n
@@ -152,8 +156,34 @@ def find_unused_parameters(model: nn.Module) -> bool:
     return bool(encoders is not None and len(encoders)) or len(heads) > 1
 
 
+def synchronised_modalities(model: nn.Module) -> tuple[str, ...]:
+    """The modalities whose encoder has a synchronised batch norm (after :func:`sync_batch_norm`)."""
+    encoders = getattr(model, "encoders", {})
+    synced = (GlooSyncBatchNorm, nn.SyncBatchNorm)
+    return tuple(name for name, encoder in encoders.items() if any(isinstance(m, synced) for m in encoder.modules()))
+
+
+def check_encoders_run_everywhere(present: torch.Tensor, names: tuple[str, ...], synced: tuple[str, ...],
+                                  context: DistributedContext) -> None:
+    """A synchronised batch norm is a collective every process must reach; an encoder is skipped where no case
+    of the batch has its modality. present: (B, M) bool, columns in ``names`` order. A ValueError on every
+    process (not a hang) when one process's batch has none of a synchronised modality and another's has some."""
+    if not (context.distributed and synced):
+        return
+    has = present[:, [names.index(m) for m in synced]].any(0).to(torch.int64)  # (S,)
+    both = torch.cat([has, -has])
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    uneven = [m for m, hi, neg_lo in zip(synced, both[:len(synced)].tolist(), both[len(synced):].tolist())
+              if hi != -neg_lo]
+    if uneven:
+        raise ValueError(f"a training batch of some process has no case with {', '.join(uneven)} while another's "
+                         f"has, and the {', '.join(uneven)} encoder's synchronised batch norm needs every process; "
+                         f"use a larger train.batch_size (or fewer processes) for a cohort where {', '.join(uneven)} "
+                         f"is often missing")
+
+
 def wrap(model: nn.Module, context: DistributedContext, device: torch.device) -> nn.Module:
-    """``model`` in DistributedDataParallel for a distributed job (batch norm synchronised first); ``model``
+    """``model`` in DistributedDataParallel for a distributed job (call :func:`sync_batch_norm` first); ``model``
     itself for one process."""
     if not context.distributed:
         return model

@@ -49,10 +49,12 @@ from neurofusion.distributed import (
     SINGLE,
     DistributedContext,
     broadcast_object,
+    check_encoders_run_everywhere,
     context_from_environment,
     mean_over_processes,
     setup,
     sync_batch_norm,
+    synchronised_modalities,
     teardown,
     wrap,
 )
@@ -159,6 +161,7 @@ def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progre
                               collate=collate, num_workers=train.num_workers, device=device)
                   if context.is_main else None)
     trained = wrap(model, context, device)
+    synced = synchronised_modalities(model)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     if progress and context.is_main:
         print(f"training on {device} ({context.world_size} process(es), {train.num_workers} data worker(s) each); "
@@ -180,6 +183,7 @@ def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progre
                    leave=False)
         for streamed in bar:
             batch, kept = streamed.to(device)
+            check_encoders_run_everywhere(batch.present, model.names, synced, context)
             with autocast:
                 output = trained(batch, present=kept)
             loss, _ = multitask_loss(output.heads, {config.heads[0].name: primary_targets(config, batch)},
