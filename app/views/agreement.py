@@ -134,7 +134,8 @@ title.title("Rater agreement")
 st.caption("Does the model rank the modalities the way the raters do? Kendall tau-b: 1 = same order, "
            "0 = unrelated, −1 = reversed, over the modalities both ranked.")
 
-SOURCES = ("bundled with the cohort", "upload a CSV", "an expert study")
+# Expert studies rank cases, not stays as of an hour: a time-stamped (ICU) cohort has no study to read.
+SOURCES = ("bundled with the cohort", "upload a CSV") + (() if ctx.timed else ("an expert study",))
 source = st.radio("Rankings", SOURCES, key="agreement.source", horizontal=True,
                   help="An expert study: the rankings raters submit on the Rate cases page, read live from the study "
                        "database.")
