@@ -4,6 +4,7 @@ cardio cohort and a tiny model config for model and explanation tests."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,19 @@ from neurofusion.data import (
 from neurofusion.data.synthetic.generate import generate_cohort
 from neurofusion.data.tokenizer import train_wordpiece
 from neurofusion.inference import Predictor
+
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    """Streamlit's AppTest runs the app script as sys.modules["__main__"] and leaves it there; a later test that
+    starts processes with the spawn method would make every child run the app script (spawn re-imports the
+    parent's __main__). Each test gets back the __main__ it started with."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
+
 
 FEATURES = [
     FeatureSpec("age", unit="years"),
