@@ -169,6 +169,12 @@ def cohort_predictions(_predictor: Predictor, _cohort: CohortReader, model_key: 
         return survival_table(_predictor, cohort, ids)
     classes = _predictor.model.classes
     probabilities, errors = predict_readable(_predictor, cohort, ids, len(classes))
+    return _prediction_table(cohort, ids, classes, probabilities, errors)
+
+
+def _prediction_table(cohort: CohortReader, ids: Sequence[str], classes: Sequence[str], probabilities: np.ndarray,
+                      errors: dict[str, str]) -> pd.DataFrame:
+    """cohort_predictions' table from (N, C) class probabilities (NaN rows for the cases in ``errors``)."""
     table = cohort.table.set_index("case_id").loc[ids]
     failed = np.isnan(probabilities).any(axis=1)
     predicted = np.where(failed, 0, np.nan_to_num(probabilities).argmax(1))
@@ -338,6 +344,21 @@ def _read_store(path: str, stamp: tuple) -> ExplanationStore:
 def _stored_importance(_store: ExplanationStore, path: str, stamp: tuple,
                        case_ids: tuple[str, ...]) -> CohortImportance:
     return _store.importance(case_ids)
+
+
+def stored_predictions(lookup: StoreLookup, cohort: CohortReader) -> pd.DataFrame | None:
+    """:func:`cohort_predictions`' table read from the store (no model) when it holds every case of the
+    cohort (a case it names as unreadable counts as held, with its reason); None otherwise."""
+    store = lookup.store
+    if store is None:
+        return None
+    errors = store.manifest.get("errors", {})
+    ids = cohort.case_ids
+    if store.missing([i for i in ids if i not in errors]):
+        return None
+    classes = store.manifest["classes"]
+    probabilities = store.table.set_index("case_id").reindex(ids)[[f"p_{c}" for c in classes]].to_numpy(float)
+    return _prediction_table(cohort, ids, classes, probabilities, {i: errors[i] for i in ids if i in errors})
 
 
 def find_store(checkpoint: Checkpoint, cohort: CohortReader, model_key: str, cases_key: str,

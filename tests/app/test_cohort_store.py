@@ -4,10 +4,16 @@ store of another checkpoint or cohort is a warning and is never used."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
-from explain.store import checkpoint_hash, cohort_hash, write_store
+import app.state as state
+from app.state import StoreLookup, stored_predictions
+from explain.store import checkpoint_hash, cohort_hash, open_store, write_store
 from neurofusion.checkpoint import load_checkpoint
 from neurofusion.data import CohortReader
 from neurofusion.inference import Predictor
@@ -67,3 +73,26 @@ def test_a_store_of_another_cohort_is_a_warning_and_not_used(stores):
     assert not any("precomputed store" in c.value for c in at.caption)
     missing = _page(str(stores / "nothing_here"))
     assert any("No explanation store at" in w.value for w in missing.warning)
+
+
+def test_stored_predictions_equal_the_computed_cohort_predictions(tiny_batch, tiny_tokenizer, tiny_cohort, tmp_path):
+    root = Path(shutil.copytree(tiny_cohort.root, tmp_path / "cohort"))
+    cohort = CohortReader(root)
+    bad = next(i for i in cohort.case_ids if cohort.table.set_index("case_id").loc[i, "image_file"])
+    (root / cohort.table.set_index("case_id").loc[bad, "image_file"]).write_bytes(b"not a png")
+    predictor = Predictor(tiny_batch[0], tiny_tokenizer)
+    write_store(tmp_path / "store", predictor, cohort, cohort.case_ids, checkpoint_sha="c" * 64,
+                cohort_sha="d" * 64, settings={"split": "all"}, shard_size=16)
+    lookup = StoreLookup(tmp_path / "store", open_store(tmp_path / "store"))
+    computed = state.cohort_predictions(predictor, cohort, "model", "cases")
+    stored = stored_predictions(lookup, cohort)
+    assert stored.loc[stored["case_id"] == bad, "error"].item().startswith(computed.set_index("case_id").loc[bad,
+                                                                                                          "error"][:40])
+    pd.testing.assert_frame_equal(stored.drop(columns="error"), computed.drop(columns="error"), check_exact=False,
+                                  atol=1e-6, rtol=0)
+    assert (stored["error"] != "").sum() == 1
+    partial = tmp_path / "partial"
+    write_store(partial, predictor, cohort, cohort.case_ids[:10], checkpoint_sha="c" * 64, cohort_sha="d" * 64,
+                settings={"split": "all"}, shard_size=16)
+    assert stored_predictions(StoreLookup(partial, open_store(partial)), cohort) is None  # not every case
+    assert stored_predictions(StoreLookup(partial), cohort) is None  # no usable store
