@@ -85,6 +85,9 @@ def _sidebar() -> tuple[str, str, str, ExplainSettings]:
                             help="More steps: closer to the exact integral, slower.")
         context = st.radio("Attribute each modality", ("case", "alone"), key="settings.context",
                            format_func={"case": "with the others present", "alone": "by itself"}.get)
+        st.text_input("Explanation store", key="settings.explanation_store",
+                      help="A folder written by `python -m explain cohort --out`: the cohort pages read it instead "
+                           "of computing. Empty: the cohort's own explanations/<checkpoint hash>/ folder, if any.")
         st.markdown("**Expert studies**")
         st.text_input("Study database", key="settings.study_db",
                       help="An SQLAlchemy URL: the default SQLite file, or postgresql+psycopg://user@host/db for a "

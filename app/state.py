@@ -440,7 +440,16 @@ class Context:
         return cases_key(self.cohort, self.data_key)
 
     def predictions(self) -> pd.DataFrame:
-        return cohort_predictions(self.predictor, self.cohort, self.model_key, self.cases_key)
+        """Every case's prediction (or why it has none): read from the precomputed explanation store when it
+        holds the whole cohort (no model pass: a large cohort's pages open without predicting every case),
+        else predicted once per process and cached."""
+        stored = self._stored_predictions
+        return stored if stored is not None else cohort_predictions(self.predictor, self.cohort, self.model_key,
+                                                                    self.cases_key)
+
+    @functools.cached_property
+    def _stored_predictions(self) -> pd.DataFrame | None:
+        return stored_predictions(self.explanation_store(), self.cohort)
 
     def unreadable(self) -> dict[str, str]:
         """{case_id: reason} for the cases that cannot be read or predicted."""

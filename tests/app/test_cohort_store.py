@@ -96,3 +96,20 @@ def test_stored_predictions_equal_the_computed_cohort_predictions(tiny_batch, ti
                 settings={"split": "all"}, shard_size=16)
     assert stored_predictions(StoreLookup(partial, open_store(partial)), cohort) is None  # not every case
     assert stored_predictions(StoreLookup(partial), cohort) is None  # no usable store
+
+
+def test_with_a_store_of_every_case_the_pages_predict_nothing(stores, monkeypatch):
+    """The store holds the whole sample cohort: the cohort predictions every page shares are read from it, so a
+    large cohort's pages open without a model pass over every case; a store that is not theirs is not used."""
+    real, calls = state.cohort_predictions, []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(state, "cohort_predictions", counted)
+    at = _page(str(stores / "good"))
+    assert any(c.value.startswith("Read from the precomputed store") for c in at.caption)
+    assert not calls
+    _page(str(stores / "other"))
+    assert calls  # the other cohort's store: the model predicts
