@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +21,13 @@ from neurofusion.config import ModelConfig, TrainConfig
 from neurofusion.data import CohortReader
 from neurofusion.data.dataset import Collate, prepare_case
 from neurofusion.data.tokenizer import load_tokenizer, make_tokenize
-from neurofusion.distributed import SINGLE, DistributedContext, context_from_environment, find_unused_parameters
+from neurofusion.distributed import (
+    SINGLE,
+    DistributedContext,
+    check_encoders_run_everywhere,
+    context_from_environment,
+    find_unused_parameters,
+)
 from neurofusion.inference import Predictor
 from neurofusion.loader import EpochSampler
 from neurofusion.models import build_model
@@ -74,6 +81,23 @@ def _cli_rank(rank: int, port: int, argv: list[str]) -> None:
     torch.set_num_threads(1)
     if train_main(argv) != 0:
         raise SystemExit(f"rank {rank}: training failed")
+
+
+def _check_rank(rank: int, port: int, out: str) -> None:
+    """One process of a 2-process job whose batches differ: rank 1's has no image."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=WORLD)
+    present = torch.ones(3, 4, dtype=torch.bool)
+    present[:, 0] = rank == 0
+    names = ("image", "text", "signal", "tabular")
+    try:
+        check_encoders_run_everywhere(present, names, ("signal",), DistributedContext(rank, WORLD, rank))  # passes
+        check_encoders_run_everywhere(present, names, ("image",), DistributedContext(rank, WORLD, rank))
+        message = "no error"
+    except ValueError as err:
+        message = str(err)
+    Path(out, f"rank{rank}.txt").write_text(message)
+    torch.distributed.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +182,18 @@ def test_torchrun_command_line_writes_one_checkpoint_on_rank_0(tiny_cohort, tiny
     cases = [tiny_cohort[i] for i in tiny_cohort.ids("test")]
     _, probabilities = Predictor(checkpoint.model, checkpoint.tokenizer).predict(cases)
     assert probabilities.shape == (6, len(tiny_cohort.classes))
+
+
+def test_a_batch_that_would_skip_a_synchronised_encoder_on_one_process_is_an_error_on_all(tmp_path):
+    """Rather than a hang: every process raises the same specific error (and all-present batches pass)."""
+    mp.spawn(_check_rank, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    for rank in range(WORLD):
+        message = (tmp_path / f"rank{rank}.txt").read_text()
+        assert message.startswith("a training batch of some process has no case with image while another's has")
+        assert "use a larger train.batch_size" in message
+    # one process: nothing to check
+    check_encoders_run_everywhere(torch.zeros(2, 4, dtype=torch.bool), ("image", "text", "signal", "tabular"),
+                                  ("image",), SINGLE)
 
 
 def test_torchrun_environment_is_read_strictly():
