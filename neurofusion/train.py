@@ -1,14 +1,19 @@
 """Train a model on a cohort's train split, early-stopped on its val split, and save a checkpoint.
 
     python -m neurofusion.train --config configs/cardio_demo.yaml --data DIR --out DIR [--eval-data DIR]
+        [--num-workers N] [--resume]
+    torchrun --nproc_per_node N -m neurofusion.train ...   (data-parallel, one process per GPU or CPU share)
 
-Adam with the config's learning rate and batch size; modality dropout so the missing embeddings are
-learned; per-modality augmentation; mixed precision (bfloat16) on a GPU. A classifier keeps the epoch with
-the best validation macro-F1; a survival model (primary head ``survival``, a survival cohort) is trained on
-``(bin, event)`` targets from each case's time and event (``SurvivalBins.encode``; cases without an outcome
-add nothing) and keeps the epoch with the best validation C-index of its risk score 1 - S(horizon). At the
-end, the per-modality out-of-distribution reference (neurofusion.ood) is fitted on the train split with its
-threshold on the val split, and saved with the checkpoint.
+Adam with the config's learning rate (constant or cosine, after a linear warm-up), batch size (per process) and
+gradient clipping; modality dropout so the missing embeddings are learned; per-modality augmentation; mixed
+precision (bfloat16) on a GPU. Cases are streamed through DataLoaders (``--num-workers`` processes read, augment
+and tokenise them), never held all at once. A classifier keeps the epoch with the best validation macro-F1; a
+survival model (primary head ``survival``, a survival cohort) is trained on ``(bin, event)`` targets from each
+case's time and event (``SurvivalBins.encode``; cases without an outcome add nothing) and keeps the epoch with
+the best validation C-index of its risk score 1 - S(horizon). After each epoch the resumable state goes to
+``<out>/last.pt``; ``--resume`` continues from it. At the end, the per-modality out-of-distribution reference
+(neurofusion.ood) is fitted on the train split with its threshold on the val split, and saved with the
+checkpoint. Under torchrun, rank 0 validates, decides when to stop, and writes everything.
 """
 
 from __future__ import annotations
