@@ -35,15 +35,20 @@ from neurofusion.inference import Predictor
 
 
 
+_MAIN = sys.modules.get("__main__")  # pytest's own, as the session started
+
+
 @pytest.fixture(autouse=True)
 def _keep_main_module():
-    """Streamlit's AppTest runs the app script as sys.modules["__main__"] and leaves it there; a later test that
-    starts processes with the spawn method would make every child run the app script (spawn re-imports the
-    parent's __main__). Each test gets back the __main__ it started with."""
-    main = sys.modules.get("__main__")
+    """Streamlit's AppTest runs the app script as sys.modules["__main__"] and leaves it there (also from a
+    module-scoped fixture, set up before this one); a test that starts processes with the spawn method would make
+    every child run the app script (spawn re-imports the parent's __main__). Every test starts with, and leaves,
+    the session's own __main__."""
+    if _MAIN is not None:
+        sys.modules["__main__"] = _MAIN
     yield
-    if main is not None:
-        sys.modules["__main__"] = main
+    if _MAIN is not None:
+        sys.modules["__main__"] = _MAIN
 
 
 FEATURES = [
