@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from app.state import Context
-from app.study_state import study_store
+from app.study_state import same_folder, study_store
 from explain.agreement import contrast, model_vs_raters
 from explain.cohort import CohortImportance
 from neurofusion.data.annotations import write_rankings
@@ -28,16 +27,9 @@ class StudyRankings:
     csv: bytes                      # the rankings as clinician_rankings.csv (what the research export hashes)
 
 
-def _same_folder(a: str | Path, b: str | Path) -> bool:
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return False
-
-
 def studies_of(store: StudyStore, ctx: Context) -> list[Study]:
     """The database's studies on the loaded cohort (same folder, same declared modalities)."""
-    return [s for s in store.studies() if _same_folder(s.cohort_dir, ctx.cohort.root) and list(s.modalities) == ctx.names]
+    return [s for s in store.studies() if same_folder(s.cohort_dir, ctx.cohort.root) and list(s.modalities) == ctx.names]
 
 
 def read_study(ctx: Context) -> StudyRankings | None:
@@ -68,7 +60,7 @@ def read_study(ctx: Context) -> StudyRankings | None:
     st.caption(f"Study **{study.name}**: {study.selection}; {study.protocol} protocol by default; read live from "
                f"{store.url}. The latest ranking of each rater and case counts (revisions replace earlier ones, "
                "withdrawn rows and skipped cases are left out).")
-    if not _same_folder(study.checkpoint_dir, ctx.checkpoint.path):
+    if not same_folder(study.checkpoint_dir, ctx.checkpoint.path):
         st.warning(f"This study was set up with the checkpoint {study.checkpoint_dir}; the model compared here is "
                    f"{ctx.checkpoint.path}.")
     buffer = io.StringIO()

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 from streamlit.errors import StreamlitSecretNotFoundError
 
 from neurofusion.hashing import folder_hashes
-from neurofusion.studies import Rater, Study, StudyError, StudyStore, default_url
+from neurofusion.studies import Rater, Study, StudyError, StudyStore, default_url, masked_url
 
 STUDY_DB = "settings.study_db"
 LOGIN, NAME_PICKER = "login", "name"
@@ -39,9 +40,18 @@ def study_store() -> StudyStore:
     except StudyError:
         raise
     except (SQLAlchemyError, OSError, ValueError) as err:  # a malformed URL is a ValueError (ArgumentError)
-        raise StudyError(f"cannot open the study database {_masked(url)}: {err}. Set the study database under "
+        raise StudyError(f"cannot open the study database {masked_url(url)}: {err}. Set the study database under "
                          "Advanced in the sidebar (an SQLAlchemy URL, e.g. sqlite:///studies/studies.sqlite or "
                          "postgresql+psycopg://user@host/db).") from None
+
+
+def same_folder(a: str | Path, b: str | Path) -> bool:
+    """Whether two folder names (a study's recorded folder, a loaded one, a typed setting with ~) are the same
+    folder; a name that cannot be resolved is no match."""
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+        return False
 
 
 def cohort_sha256_now(folder: str) -> str:
@@ -68,16 +78,6 @@ def _folder_key(folder: str) -> str:
                 continue
             entries.append((path, stat.st_size, stat.st_mtime_ns))
     return hashlib.sha256(repr(entries).encode()).hexdigest()[:16]
-
-
-def _masked(url: str) -> str:
-    """The URL with any password hidden, for messages."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except (SQLAlchemyError, ValueError):
-        return "(the URL given)"
 
 
 def identity_mode() -> str:

@@ -44,7 +44,8 @@ from neurofusion.data.cohort import CohortReader
 from neurofusion.data.errors import CohortError
 from neurofusion.data.schema import SPLITS
 from neurofusion.studies import (PROTOCOLS, REVEAL_METHODS, SELECTIONS, Study, StudyError, StudyStore,
-                                 add_raters_identities, create_study, default_url, parse_raters, study_history)
+                                 add_raters_identities, create_study, default_url, masked_url, parse_raters,
+                                 study_history)
 
 DEFAULT_SAMPLE = 40
 
@@ -138,18 +139,8 @@ def _open(url: str) -> StudyStore:
     try:
         return StudyStore(url)
     except SQLAlchemyError as err:  # a malformed URL, an unreachable server, a file that is not a database
-        raise StudyError(f"cannot open the study database {_masked(url)}: {err.__class__.__name__}: "
+        raise StudyError(f"cannot open the study database {masked_url(url)}: {err.__class__.__name__}: "
                          f"{str(err).splitlines()[0]}") from None
-
-
-def _masked(url: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return repr(url)
 
 
 # ------------------------------------------------------------------------------------------- actions

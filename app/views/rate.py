@@ -8,7 +8,6 @@ Drawing a case and checking a ranking: app/rating_panels.py; the database and wh
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -16,7 +15,7 @@ import streamlit as st
 from app import rating_panels
 from app.figures import pretty
 from app.state import CASE_ERRORS, context
-from app.study_state import cohort_sha256_now, current_rater, study_store
+from app.study_state import cohort_sha256_now, current_rater, same_folder, study_store
 from neurofusion.studies import Rater, Study, StudyError, StudyStore, Submission
 
 ctx = context()
@@ -27,10 +26,6 @@ REVISE = "rate.revise"
 CONFIDENCE_WORDS = {1: "1 (guess)", 2: "2", 3: "3", 4: "4", 5: "5 (certain)"}
 
 st.title("Rate cases")
-
-
-def _same_folder(a: str, b: str) -> bool:
-    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def _load_study_folders(study: Study) -> None:
@@ -61,7 +56,7 @@ def _check_loaded(study: Study) -> None:
     """Stops with a message and a switch button when the dashboard has another model or cohort loaded; warns
     when the cohort's files have changed since the study recorded their hash."""
     loaded = (st.session_state.get("settings.checkpoint", ""), st.session_state.get("settings.cohort", ""))
-    if not (_same_folder(study.checkpoint_dir, loaded[0]) and _same_folder(study.cohort_dir, loaded[1])):
+    if not (same_folder(study.checkpoint_dir, loaded[0]) and same_folder(study.cohort_dir, loaded[1])):
         st.warning(f"Study **{study.name}** rates cases of the cohort `{study.cohort_dir}` for the model "
                    f"`{study.checkpoint_dir}`; the dashboard has `{loaded[1]}` and `{loaded[0]}` loaded.")
         st.button("Load the study's model and cohort", key="rate.load_study", on_click=_load_study_folders,

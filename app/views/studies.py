@@ -17,7 +17,7 @@ from streamlit.errors import StreamlitAPIException
 from app import study_figures
 from app.messages import errors_text
 from app.state import Context, cohort_key, context, load_cohort
-from app.study_state import cohort_sha256_now, study_store
+from app.study_state import cohort_sha256_now, same_folder, study_store
 from neurofusion.checkpoint import CheckpointError
 from neurofusion.data.annotations import display_name, write_rankings
 from neurofusion.data.cohort import CohortReader
@@ -51,14 +51,10 @@ def _file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "study"
 
 
-def _same_folder(a: str | Path, b: str | Path) -> bool:
-    return Path(a).resolve() == Path(b).resolve()
-
-
 def _cohort_of(study: Study, ctx: Context) -> CohortReader | None:
     """The study's cohort (the loaded one when it is the same folder; else opened once per process), or None
     when its folder can no longer be read (the study's own cases and modalities still check an import)."""
-    if _same_folder(study.cohort_dir, ctx.cohort.root):
+    if same_folder(study.cohort_dir, ctx.cohort.root):
         return ctx.cohort
     try:
         return load_cohort(study.cohort_dir, cohort_key(study.cohort_dir))
@@ -281,7 +277,7 @@ def _study_section(store: StudyStore, ctx: Context) -> None:
                         format_func=lambda n: n + (" (withdrawn)" if next(s for s in studies if s.name == n)
                                                    .withdrawn_at else ""))
     study = next(s for s in studies if s.name == name)
-    loaded = _same_folder(study.cohort_dir, ctx.cohort.root) and _same_folder(study.checkpoint_dir,
+    loaded = same_folder(study.cohort_dir, ctx.cohort.root) and same_folder(study.checkpoint_dir,
                                                                               ctx.checkpoint.path)
     if not loaded:
         st.info(f"This study is of the cohort `{study.cohort_dir}` and the checkpoint `{study.checkpoint_dir}`; "

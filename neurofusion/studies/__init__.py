@@ -2,7 +2,7 @@
 keep every submission in a database (SQLite by default, any SQLAlchemy URL), and read the rankings back in the
 cohort's clinician_rankings.csv format."""
 
-from neurofusion.studies.engine import STUDY_DB_ENV, STUDY_DIR_ENV, default_url
+from neurofusion.studies.engine import STUDY_DB_ENV, STUDY_DIR_ENV, default_url, masked_url
 from neurofusion.studies.history import history_frame, study_history
 from neurofusion.studies.records import (
     PROTOCOLS,
@@ -22,6 +22,6 @@ from neurofusion.studies.store import StudyStore
 __all__ = [
     "LATEST_VERSION", "MIGRATIONS", "PROTOCOLS", "REVEAL_METHODS", "SELECTIONS", "SOURCES", "STUDY_DB_ENV",
     "STUDY_DIR_ENV", "Rater", "Study", "StudyCase", "StudyError", "StudyStore", "Submission", "add_raters_identities",
-    "create_study", "default_url", "describe_selection", "history_frame", "parse_raters", "read_model_config",
+    "create_study", "default_url", "describe_selection", "history_frame", "masked_url", "parse_raters", "read_model_config",
     "select_cases", "study_history",
 ]

@@ -38,6 +38,14 @@ def default_url() -> str:
     return f"sqlite:///{folder / STUDY_FILE}"
 
 
+def masked_url(url: str) -> str:
+    """``url`` with any password hidden, fit for messages and display ("(the URL given)" if it does not parse)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(the URL given)"
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; a write transaction is a connection with the execution option
     ``study_write=True`` (BEGIN IMMEDIATE on SQLite)."""
