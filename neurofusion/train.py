@@ -65,11 +65,11 @@ from neurofusion.distributed import (
 )
 from neurofusion.evaluate import censoring_reference, survival_report, timed_risk_report
 from neurofusion.inference import Predictor
-from neurofusion.loader import EpochSampler, SplitCases, TrainingCases, TrainingCollate, case_loader
+from neurofusion.loader import EpochSampler, SplitCases, StreamedBatch, TrainingCases, TrainingCollate, case_loader
 from neurofusion.loader import modality_dropout  # noqa: F401  (its home before streaming; callers import it here)
 from neurofusion.metrics import classification_metrics
 from neurofusion.models.heads import SurvivalHead, multitask_loss
-from neurofusion.models.model import MultiModalModel, build_model, tabular_normalisers
+from neurofusion.models.model import ModelOutput, MultiModalModel, build_model, tabular_normalisers
 from neurofusion.ood import OODError, OODReference, fit_reference
 from neurofusion.survival import concordance_index
 
@@ -85,6 +85,12 @@ class TrainResult:
     ood_note: str = ""
     mixed_precision: str = ""
 
+
+# What a training step minimises, when not the primary head's task loss alone: objective(batch, kept, output,
+# task_loss) -> scalar loss, with ``kept`` the (B, M) modalities the model saw after modality dropout and
+# ``output`` its ModelOutput. Knowledge distillation (neurofusion.distill) mixes in a teacher's soft targets;
+# FedProx (neurofusion.federated) adds its proximal term.
+Objective = Callable[[Batch, torch.Tensor, ModelOutput, torch.Tensor], torch.Tensor]
 
 STATE_FILE = "last.pt"  # the resumable state a run writes into its --out folder after each epoch
 
@@ -112,7 +118,8 @@ def configure_model(config: ModelConfig, cohort: CohortReader) -> ModelConfig:
 def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progress: bool = True,
         state_path: str | Path | None = None, resume: bool = False, context: DistributedContext = SINGLE,
         after_epoch: Callable[[int], None] | None = None,
-        tokenizer: transformers.PreTrainedTokenizerFast | None = None) -> TrainResult:
+        tokenizer: transformers.PreTrainedTokenizerFast | None = None,
+        objective: Objective | None = None) -> TrainResult:
     """Train on the cohort's train split; keep the weights of the epoch with the best validation macro-F1
     (classification) or C-index (survival).
 
@@ -122,7 +129,8 @@ def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progre
     every rank follows). ``after_epoch(epoch)`` is called once the epoch's state is written. ``tokenizer``: use
     this one instead of fitting a WordPiece vocabulary to the train notes (whose fit is not deterministic: two
     fits on the same notes number some word pieces differently), as a resumed run uses the interrupted one's
-    and every process of a job uses rank 0's."""
+    and every process of a job uses rank 0's. ``objective``: what each step minimises instead of the task loss
+    alone (see :data:`Objective`; knowledge distillation mixes in a teacher's soft targets)."""
     torch.manual_seed(train.seed)
     device = setup(context, resolve_device(train.device))
     train_ids, val_ids = cohort.ids("train"), cohort.ids("val")
@@ -167,7 +175,6 @@ def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progre
                   if context.is_main else None)
     trained = wrap(model, context, device)
     synced = synchronised_modalities(model)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     if progress and context.is_main:
         print(f"training on {device} ({context.world_size} process(es), {train.num_workers} data worker(s) each); "
               f"{mixed_precision(device)}", file=sys.stderr)
@@ -183,20 +190,11 @@ def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progre
         model.train()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        losses = []
         bar = tqdm(loader, desc=f"epoch {epoch}", disable=not (progress and context.is_main), file=sys.stderr,
                    leave=False)
-        for streamed in bar:
-            batch, kept = streamed.to(device)
-            check_encoders_run_everywhere(batch.present, model.names, synced, context)
-            with autocast:
-                output = trained(batch, present=kept)
-            loss, _ = multitask_loss(output.heads, {config.heads[0].name: primary_targets(config, batch)},
-                                     config.heads)
-            train_step(model, loss, optimiser, train.grad_clip)
-            scheduler.step()
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+        losses = train_epoch(trained, model, bar, optimiser, train.grad_clip, device=device, scheduler=scheduler,
+                             objective=objective, check=lambda batch: check_encoders_run_everywhere(
+                                 batch.present, model.names, synced, context))
         train_loss = mean_over_processes(float(np.mean(losses)), context, device)
         decision = None
         if context.is_main:
@@ -242,6 +240,36 @@ def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progre
             print(f"warning: {note}", file=sys.stderr)
     return TrainResult(model, tokenizer, state.history, state.best_epoch, minutes, ood, note,
                        mixed_precision(device))
+
+
+def train_epoch(trained: torch.nn.Module, model: MultiModalModel, batches: Iterable[StreamedBatch],
+                optimiser: torch.optim.Optimizer, grad_clip: float | None, *, device: torch.device,
+                scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, objective: Objective | None = None,
+                check: Callable[[Batch], None] | None = None) -> list[float]:
+    """One pass over ``batches`` (a training loader's streamed batches, modality dropout applied): per batch the
+    forward pass of ``trained`` (``model`` itself, or its data-parallel wrapper) under bfloat16 autocast on a
+    GPU, the primary head's task loss (or ``objective``'s), one optimiser step and one scheduler step. ``check``
+    sees each batch first (the data-parallel check that every process runs the same encoders). The losses, one
+    per batch; a tqdm ``batches`` shows their running mean."""
+    config = model.config
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    losses = []
+    for streamed in batches:
+        batch, kept = streamed.to(device)
+        if check is not None:
+            check(batch)
+        with autocast:
+            output = trained(batch, present=kept)
+        loss, _ = multitask_loss(output.heads, {config.heads[0].name: primary_targets(config, batch)}, config.heads)
+        if objective is not None:
+            loss = objective(batch, kept, output, loss)
+        train_step(model, loss, optimiser, grad_clip)
+        if scheduler is not None:
+            scheduler.step()
+        losses.append(float(loss.detach()))
+        if isinstance(batches, tqdm):
+            batches.set_postfix(loss=f"{np.mean(losses):.3f}")
+    return losses
 
 
 def train_step(model: torch.nn.Module, loss: torch.Tensor, optimiser: torch.optim.Optimizer,
