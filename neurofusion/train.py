@@ -127,9 +127,9 @@ def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progre
     ``state_path``: where each epoch's resumable state is written (rank 0, atomically); ``resume`` continues
     from it. ``context``: this process's place in a torchrun job (rank 0 validates and decides when to stop,
     every rank follows). ``after_epoch(epoch)`` is called once the epoch's state is written. ``tokenizer``: use
-    this one instead of fitting a WordPiece vocabulary to the train notes (whose fit is not deterministic: two
-    fits on the same notes number some word pieces differently), as a resumed run uses the interrupted one's
-    and every process of a job uses rank 0's. ``objective``: what each step minimises instead of the task loss
+    this one instead of fitting a WordPiece vocabulary to the train notes (a student distilled from a teacher
+    reads the teacher's token ids); a resumed run uses the interrupted one's and every process of a job rank 0's
+    (a fit is deterministic, but it reads every train note: one reading is enough). ``objective``: what each step minimises instead of the task loss
     alone (see :data:`Objective`; knowledge distillation mixes in a teacher's soft targets)."""
     torch.manual_seed(train.seed)
     device = setup(context, resolve_device(train.device))
