@@ -16,7 +16,7 @@ from app.study_state import same_folder, study_store
 from explain.agreement import contrast, model_vs_raters
 from explain.cohort import CohortImportance
 from neurofusion.data.annotations import write_rankings
-from neurofusion.studies import PROTOCOLS, Study, StudyError, StudyStore
+from neurofusion.studies import Study, StudyError, StudyStore
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,8 @@ class StudyRankings:
 
 def studies_of(store: StudyStore, ctx: Context) -> list[Study]:
     """The database's studies on the loaded cohort (same folder, same declared modalities)."""
-    return [s for s in store.studies() if same_folder(s.cohort_dir, ctx.cohort.root) and list(s.modalities) == ctx.names]
+    return [s for s in store.studies()
+            if same_folder(s.cohort_dir, ctx.cohort.root) and list(s.modalities) == ctx.names]
 
 
 def read_study(ctx: Context) -> StudyRankings | None:
@@ -52,8 +53,7 @@ def read_study(ctx: Context) -> StudyRankings | None:
                  help="Read the rankings submitted since this page was drawn.")
     study = studies[names.index(name)]
     try:
-        rankings = store.rankings(study.name)
-        by_protocol = {p: store.rankings(study.name, protocol=p) for p in PROTOCOLS}
+        rankings, by_protocol = store.rankings_by_protocol(study.name)
     except StudyError as err:
         st.error(f"The study's rankings could not be read: {err}")
         return None

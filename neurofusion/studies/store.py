@@ -43,7 +43,7 @@ from neurofusion.studies._rows import (
     submission_record,
 )
 from neurofusion.studies.engine import default_url, make_engine
-from neurofusion.studies.records import Rater, Study, StudyCase, Submission
+from neurofusion.studies.records import PROTOCOLS, Rater, Study, StudyCase, Submission
 from neurofusion.studies.schema import (
     StudyError,
     migrate,
@@ -397,12 +397,15 @@ class StudyStore:
             check_protocol(protocol)
         names = self.study(study).modalities
         rows = [s for s in self.latest(study) if s.kind == "ranking" and protocol in (None, s.protocol)]
-        rows.sort(key=lambda s: (s.case_id, s.rater))
-        frame = pd.DataFrame({"case_id": pd.Series([s.case_id for s in rows], dtype="str"),
-                              "rater": pd.Series([s.rater for s in rows], dtype="str")})
-        for modality in names:
-            frame[modality] = pd.array([s.ranks.get(modality) for s in rows], dtype="Int64")
-        return frame
+        return _rankings_frame(rows, names)
+
+    def rankings_by_protocol(self, study: str) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+        """``rankings(study)`` and ``rankings(study, protocol=p)`` for every protocol p, from one reading of the
+        study's submissions (the agreement page redraws with all of them on every rerun)."""
+        names = self.study(study).modalities
+        rows = [s for s in self.latest(study) if s.kind == "ranking"]
+        return _rankings_frame(rows, names), {p: _rankings_frame([s for s in rows if s.protocol == p], names)
+                                              for p in PROTOCOLS}
 
     def export_csv(self, study: str, path: str | Path) -> int:
         """Write the study's rankings in the cohort's clinician_rankings.csv format -> rows written."""
@@ -580,3 +583,14 @@ class StudyStore:
         for row in conn.execute(query).mappings():
             out.setdefault(row["submission_id"], {})[row["modality"]] = int(row["rank"])
         return out
+
+
+def _rankings_frame(rows: list, names: tuple[str, ...]) -> pd.DataFrame:
+    """Ranking submissions as read_rankings' frame: case_id, rater, one nullable Int64 rank column per modality,
+    sorted by case_id, rater."""
+    rows = sorted(rows, key=lambda s: (s.case_id, s.rater))
+    frame = pd.DataFrame({"case_id": pd.Series([s.case_id for s in rows], dtype="str"),
+                          "rater": pd.Series([s.rater for s in rows], dtype="str")})
+    for modality in names:
+        frame[modality] = pd.array([s.ranks.get(modality) for s in rows], dtype="Int64")
+    return frame

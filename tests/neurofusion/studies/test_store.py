@@ -60,6 +60,10 @@ def test_a_revision_after_the_reveal_is_stored_as_unblinded(store, demo):
     assert store.submit("demo", "ann", second.case_id, ranking(second), token="k5").protocol == "blinded"
     assert store.rankings("demo", protocol="unblinded")["case_id"].tolist() == [first.case_id]
     assert store.rankings("demo", protocol="blinded")["case_id"].tolist() == [second.case_id]
+    everything, by_protocol = store.rankings_by_protocol("demo")  # one reading, the same frames
+    pd.testing.assert_frame_equal(everything, store.rankings("demo"))
+    for protocol in ("blinded", "unblinded"):
+        pd.testing.assert_frame_equal(by_protocol[protocol], store.rankings("demo", protocol=protocol))
     create_study(store, "no-reveal", cohort_dir=CARDIO, checkpoint_dir=CARDIO_DEMO, selection="stratified", n=3,
                  raters=["ann"], reveal=False)
     case = store.cases("no-reveal")[0]
