@@ -1,0 +1,119 @@
+"""Federated training across a cohort's sites in Flower's simulation engine, written as an ordinary checkpoint.
+
+    python -m neurofusion.federated --config configs/cardio_federated.yaml --data DIR --out DIR [--eval-data DIR]
+        [--strategy fedavg|fedprox] [--seed N] [--rounds N] [--partition site|iid] [--parallel-sites N] [--quiet]
+
+One client per value of cohort.csv's ``site`` column, each reading only its own site's cases; the server holds the
+global weights and the numbers the sites report. The kept weights are those of the round with the best validation
+macro-F1 pooled from the sites' reports. The checkpoint's training.json says the strategy, the rounds, the per-round
+history and what left each site; metrics.json holds the test split of --eval-data (default: --data) evaluated
+here, as neurofusion.train does, and the pooled validation numbers of the kept round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from neurofusion.federated.simulation import run_federated  # first: switches telemetry off before flwr loads
+
+import flwr  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+from neurofusion.checkpoint import save_checkpoint  # noqa: E402
+from neurofusion.data.errors import CohortError  # noqa: E402
+from neurofusion.data.timed import open_cohort  # noqa: E402
+from neurofusion.federated.config import (  # noqa: E402
+    PARTITIONS,
+    STRATEGIES,
+    FederatedConfigError,
+    load_federated_experiment,
+    with_overrides,
+)
+from neurofusion.federated.server import FederatedError, FederatedResult  # noqa: E402
+from neurofusion.inference import Predictor  # noqa: E402
+from neurofusion.metrics import classification_metrics  # noqa: E402
+from neurofusion.train import mixed_precision  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m neurofusion.federated", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="federated experiment YAML (configs/cardio_federated.yaml)")
+    parser.add_argument("--data", required=True, help="cohort folder with train and val splits and a site column")
+    parser.add_argument("--out", required=True, help="checkpoint folder to write")
+    parser.add_argument("--eval-data", help="cohort whose test split is evaluated after training (default: --data)")
+    parser.add_argument("--strategy", choices=STRATEGIES, help="override federated.strategy")
+    parser.add_argument("--seed", type=int, help="override train.seed")
+    parser.add_argument("--rounds", type=int, help="override federated.rounds")
+    parser.add_argument("--partition", choices=PARTITIONS, help="override federated.partition (iid: random parts)")
+    parser.add_argument("--parallel-sites", type=int, default=1, help="clients run at once (one CPU each)")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        spec = with_overrides(load_federated_experiment(args.config), strategy=args.strategy, rounds=args.rounds,
+                              seed=args.seed, partition=args.partition)
+        evaluation = open_cohort(args.eval_data) if args.eval_data else open_cohort(args.data)
+        result = run_federated(spec, args.data, parallel_sites=args.parallel_sites, quiet=args.quiet)
+        metrics = _metrics(result, evaluation)
+        training = training_record(result, spec, args, argv, time.perf_counter() - started)
+        save_checkpoint(args.out, result.model, result.tokenizer, metrics=metrics, training=training, ood=None)
+    except (CohortError, ValueError, FederatedError) as err:  # FederatedConfigError is a ValueError
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    test = metrics.get("test")
+    summary = f"test accuracy {test['accuracy']['value']:.3f}" if test else "no test split evaluated"
+    print(f"saved {args.out} ({spec.federated.strategy}, best round {result.best_round} of "
+          f"{len(result.history)}, {result.minutes:.1f} min, {summary})")
+    return 0
+
+
+def _metrics(result: FederatedResult, evaluation) -> dict:
+    """The kept round's pooled validation numbers (from the sites' reports) and the evaluation cohort's test
+    split, evaluated here as neurofusion.train evaluates it."""
+    best = next(r for r in result.history if r["round"] == result.best_round)
+    metrics: dict = {"val": {"accuracy": {"value": best["val_accuracy"]}, "macro_f1": {"value": best["val_macro_f1"]},
+                             "source": "pooled from the sites' val confusion matrices (no case left a site)"}}
+    ids = evaluation.ids("test")
+    if ids:
+        predictor = Predictor(result.model, result.tokenizer, next(result.model.parameters()).device)
+        labels, probabilities = predictor.predict([evaluation[i] for i in ids])
+        metrics["test"] = classification_metrics(labels, probabilities, result.model.classes, split="test")
+    return metrics
+
+
+def training_record(result: FederatedResult, spec, args: argparse.Namespace, argv: list[str] | None,
+                    seconds: float) -> dict:
+    """training.json of a federated checkpoint: what an ordinary one holds (the history's rounds in place of
+    epochs) plus the strategy, the rounds and what left each site."""
+    return {
+        "command": "python -m neurofusion.federated " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "data": str(Path(args.data)),
+        "data_hash": None,  # no one holds every site's files to hash them; each site's case counts are below
+        "federated": {**spec.federated.to_dict(), "sites": result.sites, "vocabulary_site": result.vocabulary_site,
+                      "server_held": "the global weights, the tokenizer and the numbers the sites sent; no case"},
+        "train_config": dataclasses.asdict(spec.experiment.train),
+        "selected_by": "val_macro_f1",
+        "best_epoch": result.best_round,  # a round: the dashboard's training curve reads rounds as epochs
+        "epochs": len(result.history),
+        "minutes": round(result.minutes, 2),
+        "wall_seconds": round(seconds, 1),
+        "processes": 1,
+        "mixed_precision": mixed_precision(next(result.model.parameters()).device),
+        "out_of_distribution": "not fitted: the reference needs the training cases' embeddings, which stay at the "
+                               "sites",
+        "history": [{**r, "epoch": r["round"]} for r in result.history],
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__, "flwr": flwr.__version__},
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
