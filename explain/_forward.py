@@ -58,11 +58,13 @@ class ModalityForward:
     """
 
     def __init__(self, model: MultiModalModel, batch: Batch, alone: bool = False,
-                 survival: SurvivalTarget | None = None) -> None:
+                 survival: SurvivalTarget | None = None, keep_features: bool = False) -> None:
         """alone=False: the other modalities stay as the case has them (faithful to this prediction);
         alone=True: each modality is explained with the others hidden, i.e. what the model reads in it by
         itself (useful when redundant modalities leave one with little marginal effect). survival: the
-        explained quantity of a survival model (default 5-year survival)."""
+        explained quantity of a survival model (default 5-year survival). keep_features: keep each image
+        encoder's last ResNet stage activations from the encoding pass in ``features`` (name -> (1, C, h, w))
+        for Grad-CAM without a second backbone pass (image encoders without ResNet stages are left out)."""
         if batch.present.shape[0] != 1:
             raise ValueError(f"attribution explains one case at a time, got a batch of {batch.present.shape[0]}")
         self.model = model
@@ -72,8 +74,19 @@ class ModalityForward:
         self.names = modality_names(model, batch)
         specs = getattr(model, "specs", None) or batch.modalities
         self.kinds = {s.name: s.kind for s in specs}
-        with model_lock(model), torch.no_grad():
-            self.encoded = model.encode(batch)
+        self.features: dict[str, torch.Tensor] = {}
+        handles = []
+        if keep_features:
+            for name in self.of_kind("image"):
+                stage = _last_stage(model.encoders[name]) if name in getattr(model, "encoders", {}) else None
+                if stage is not None:
+                    handles.append(stage.register_forward_hook(partial(_keep, self.features, name)))
+        try:
+            with model_lock(model), torch.no_grad():
+                self.encoded = model.encode(batch)
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def first(self, kind: str) -> str | None:
         """The first declared modality of ``kind`` (None when there is none)."""
@@ -103,6 +116,30 @@ class ModalityForward:
         if self.alone:
             present = torch.zeros_like(present)
             present[:, self.names.index(modality)] = True
+        return self.scores(self.model.fuse(encoded, present))
+
+    def with_embeddings(self, parts: list[tuple[str, torch.Tensor]]) -> torch.Tensor:
+        """Several modalities' paths through one fusion pass: ``parts`` = [(modality, embeddings (n_k, d))];
+        the rows of part k are the case with that modality's embedding replaced (the others as the case has
+        them, or hidden when ``alone``). -> (sum n_k, C) explained scores, part-major. Each row depends on its
+        own embedding only, so one backward pass gives every row's gradient."""
+        counts = [e.shape[0] for _, e in parts]
+        fixed = self.encoded.repeat(sum(counts))
+        vectors = {}
+        for m, vector in fixed.vectors.items():
+            pieces, start = [], 0
+            for (name, embedding), n in zip(parts, counts):
+                pieces.append(embedding.to(vector.dtype) if name == m else vector[start:start + n])
+                start += n
+            vectors[m] = torch.cat(pieces)
+        present = fixed.present
+        if self.alone:
+            present = torch.zeros_like(present)
+            start = 0
+            for (name, _), n in zip(parts, counts):
+                present[start:start + n, self.names.index(name)] = True
+                start += n
+        encoded = Encoded(vectors, fixed.present, fixed.spatial_attention, fixed.temporal_attention)
         return self.scores(self.model.fuse(encoded, present))
 
     def image(self, image: torch.Tensor, name: str | None = None) -> torch.Tensor:
@@ -152,3 +189,13 @@ class ModalityForward:
     def has(self, modality: str) -> bool:
         return (modality in self.names and bool(self.batch.present[0, self.names.index(modality)])
                 and modality in self.model.encoders)
+
+
+def _last_stage(encoder) -> torch.nn.Module | None:
+    """The last ResNet stage of an image encoder (what Grad-CAM reads), or None for another architecture."""
+    stages = getattr(getattr(getattr(encoder, "backbone", None), "encoder", None), "stages", None)
+    return stages[-1] if stages is not None and len(stages) else None
+
+
+def _keep(store: dict[str, torch.Tensor], name: str, module, args, output) -> None:
+    store[name] = output.detach()

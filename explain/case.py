@@ -8,6 +8,17 @@ attributions, or per-feature tabular attributions (e.g. per gene of a mutation p
 ``image``, ``note``, ``signal`` and ``tabular`` hold the panels of the modalities named image, text, signal
 and tabular (cardio's); ``to_dict()`` is unchanged for cardio's declaration and adds ``panels`` for others.
 
+The explanation is computed in steps, so a dashboard can show each part as soon as it exists
+(:class:`CaseExplainer`): :meth:`CaseExplainer.first_view` (prediction, cross-modal attention, modality
+importance, Grad-CAM of each image: one encoding pass and a few small backward passes), then
+:meth:`CaseExplainer.panels` yields each modality's panel as its attribution finishes, then
+:meth:`CaseExplainer.explanation` is the whole :class:`CaseExplanation`. A ``cancel`` event stops the work
+between passes (:class:`explain.integrated.ExplanationCancelled`); a cancelled explainer never returns a
+whole explanation. :func:`explain_case` is all of it in one call.
+
+Integrated Gradients maps run on :mod:`explain.integrated`; each carries its ``completeness`` (steps used,
+relative completeness error, whether it is within ``ExplainSettings.tolerance``).
+
 A survival model is explained through one quantity (:class:`explain.targets.SurvivalTarget`, default 5-year
 survival): ``classes`` is then that quantity's label, ``probabilities`` its value, and ``survival_curve``
 the predicted curve.
@@ -16,6 +27,7 @@ the predicted curve.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,12 +35,13 @@ import pandas as pd
 import torch
 
 from explain._forward import ModalityForward
-from explain.image import IMAGE_METHODS, ImageSaliency, image_saliency
+from explain.image import IMAGE_METHODS, ImageSaliency, grad_cam_from_features, image_path, image_saliency
 from explain.importance import ModalityImportance, modality_importance
-from explain.signal import SignalExplanation, explain_signal
-from explain.tabular import explain_tabular
+from explain.integrated import Cancel, Completeness, ExplanationCancelled, Integration, Prepared, check_cancel, integrate
+from explain.signal import SignalExplanation, signal_path
+from explain.tabular import tabular_path
 from explain.targets import SurvivalTarget, explained_values, is_survival
-from explain.text import NoteExplanation, explain_note
+from explain.text import NoteExplanation, note_path
 from neurofusion.data.schema import MODALITIES, Case
 from neurofusion.inference import Predictor, model_lock
 from neurofusion.inputs import case_input_report
@@ -46,6 +59,13 @@ class ExplainSettings:
     internal_batch_size: int | None = None  # steps per forward pass; default all at once
     target: int | None = None  # class to explain; default the predicted class
     context: str = "case"  # attributions with the other modalities as the case has them, or "alone"
+    # relative completeness error each IG map must reach (explain.integrated); None: exactly n_steps steps
+    tolerance: float | None = None
+    steps_method: str = "gausslegendre"  # or "riemann_trapezoid" (explain.integrated.METHODS)
+    max_steps: int = 128  # adaptive steps stop here (the map then says it did not converge)
+    note_layer: int | None = None  # None: the note's word embeddings; j: hidden states entering BERT layer j
+    reduced_precision: tuple[str, ...] = ()  # modality kinds whose encoder runs in bfloat16 on the path
+    joint: bool = True  # every modality's path steps through one fusion pass
 
     def __post_init__(self) -> None:
         if self.context not in ("case", "alone"):
@@ -54,6 +74,16 @@ class ExplainSettings:
             raise ValueError(f"image_method must be one of {IMAGE_METHODS}, got {self.image_method!r}")
         if self.n_steps < 2:
             raise ValueError(f"n_steps must be at least 2, got {self.n_steps}")
+        if self.note_layer is not None and (not isinstance(self.note_layer, int) or self.note_layer < 1):
+            raise ValueError(f"note_layer must be None (word embeddings) or a BERT layer >= 1, got {self.note_layer!r}")
+        self.integration()  # validates the integration settings
+
+    def integration(self) -> Integration:
+        """How every Integrated Gradients path is integrated."""
+        return Integration(n_steps=self.n_steps, method=self.steps_method, tolerance=self.tolerance,
+                           start_steps=min(8, self.max_steps), max_steps=self.max_steps,
+                           internal_batch_size=self.internal_batch_size, joint=self.joint,
+                           reduced_precision=tuple(self.reduced_precision))
 
 
 @dataclass
@@ -82,6 +112,17 @@ class CaseExplanation:
     panels: dict[str, Panel] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)  # declared modality -> kind, every declared one
     survival_curve: np.ndarray | None = None  # (K,) survival model: S at each time bin's end
+
+    @property
+    def completeness(self) -> dict[str, Completeness]:
+        """Declared modality -> the completeness of its Integrated Gradients map (panels that have one)."""
+        found = {}
+        for name, panel in self.panels.items():
+            value = panel.attrs.get("completeness") if isinstance(panel, pd.DataFrame) else getattr(
+                panel, "completeness", None)
+            if value is not None:
+                found[name] = value
+        return found
 
     @property
     def names(self) -> list[str]:
@@ -134,64 +175,175 @@ class CaseExplanation:
         return {"panels": panels, "kinds": self.kinds, "survival_curve": self.survival_curve}
 
 
+@dataclass
+class FirstView:
+    """What can be shown before any attribution: the prediction, cross-modal attention, modality importance
+    and Grad-CAM of each image modality the case has (a preview when the image panel is another method)."""
+
+    case_id: str
+    label: str
+    classes: list[str]
+    probabilities: np.ndarray  # (C,)
+    target: int
+    present: dict[str, bool]
+    cross_attention: np.ndarray | None  # (heads, M, M)
+    importance: ModalityImportance
+    grad_cam: dict[str, ImageSaliency]  # image modality -> Grad-CAM map
+    ood: dict[str, dict] | None
+    inputs: dict
+    kinds: dict[str, str]
+    survival_curve: np.ndarray | None = None
+
+    @property
+    def predicted(self) -> str:
+        return self.classes[int(self.probabilities.argmax())]
+
+
+class CaseExplainer:
+    """One case's explanation in steps (module docstring): ``first_view()``, then ``panels()`` yielding
+    (modality, panel) as each finishes, then ``explanation()``. Each step uses the model under its lock and
+    releases it between steps; ``cancel`` (a threading.Event or a callable returning True to stop) is checked
+    before every pass, and once it fires every later call raises ExplanationCancelled."""
+
+    def __init__(self, predictor: Predictor, case: Case, settings: ExplainSettings = ExplainSettings(), *,
+                 ood: OODReference | None = None, survival: SurvivalTarget | None = None,
+                 cancel: Cancel = None) -> None:
+        self.predictor, self.case, self.settings = predictor, case, settings
+        self.reference, self.survival, self.cancel = ood, survival, cancel
+        self._first: FirstView | None = None
+        self._forward: ModalityForward | None = None
+        self._panels: dict[str, Panel] = {}
+        self._cancelled = False
+
+    def _check(self) -> None:
+        if self._cancelled:
+            raise ExplanationCancelled(f"the explanation of case {self.case.case_id} was cancelled")
+        try:
+            check_cancel(self.cancel, f"explanation of case {self.case.case_id}")
+        except ExplanationCancelled:
+            self._cancelled = True
+            raise
+
+    def first_view(self) -> FirstView:
+        """Prediction, attention, importance and Grad-CAM: one encoding pass (computed once)."""
+        if self._first is None:
+            self._check()
+            with model_lock(self.predictor.model):
+                self._first = self._first_view()
+        return self._first
+
+    def _first_view(self) -> FirstView:
+        model = self.predictor.model.eval()
+        batch = self.predictor.batch([self.case])
+        settings = self.settings
+        target = None if settings.target is None else torch.tensor([settings.target], device=batch.present.device)
+        forward = ModalityForward(model, batch, alone=settings.context == "alone", survival=self.survival,
+                                  keep_features=True)  # encodes once, keeping the last ResNet stage
+        self._forward = forward
+        importance = modality_importance(model, batch, target, encoded=forward.encoded, survival=self.survival)
+        explained = int(importance.target[0])
+        with torch.no_grad():
+            output = model.fuse(forward.encoded, batch.present)
+        grad_cam = {}
+        for name in forward.of_kind("image"):
+            if forward.has(name):
+                self._check()
+                shape = self.case.value(name).shape
+                grad_cam[name] = (grad_cam_from_features(forward, forward.features[name], shape, explained, name)
+                                  if name in forward.features else image_saliency(forward, shape, explained, "grad_cam",
+                                                                                  modality=name))
+        survival_model = is_survival(model)
+        return FirstView(
+            case_id=self.case.case_id,
+            label=self.case.label,
+            classes=[importance.explained] if survival_model else list(model.classes),
+            probabilities=explained_values(model, output, self.survival)[0].float().cpu().numpy(),
+            target=explained,
+            present={m: bool(v) for m, v in zip(forward.names, batch.present[0].tolist())},
+            cross_attention=None if output.cross_attention is None else output.cross_attention[0].float().cpu().numpy(),
+            importance=importance,
+            grad_cam=grad_cam,
+            ood=None if self.reference is None else self.reference.assess(forward.encoded),  # the encoding, reused
+            inputs=case_input_report(self.predictor.spec, self.case).to_dict(),
+            kinds=dict(forward.kinds),
+            survival_curve=output.survival[0].float().cpu().numpy() if survival_model else None,
+        )
+
+    def panels(self) -> Iterator[tuple[str, Panel]]:
+        """(declared modality, panel) for every modality the case has: those already computed first, then
+        the rest as each finishes (images by another method than IG first, then the Integrated Gradients
+        paths: all of them through one fusion pass per step when ``joint``, the quick ones finishing first
+        under a tolerance)."""
+        first = self.first_view()
+        forward, settings, target = self._forward, self.settings, first.target
+        yield from list(self._panels.items())
+        waiting = [n for n in forward.names if forward.has(n) and n not in self._panels]
+        prepared: dict[str, Prepared] = {}
+        for name in waiting:
+            self._check()
+            kind, value = forward.kinds[name], self.case.value(name)
+            with model_lock(forward.model):
+                if kind == "image" and settings.image_method == "grad_cam" and name in first.grad_cam:
+                    self._panels[name] = first.grad_cam[name]
+                elif kind == "image" and settings.image_method != "integrated_gradients":
+                    self._panels[name] = image_saliency(forward, value.shape, target, settings.image_method,
+                                                        modality=name)
+                elif kind == "image":
+                    prepared[name] = image_path(forward, value.shape, target, name)
+                elif kind == "text":
+                    prepared[name] = note_path(forward, value, self.predictor.tokenizer, target, modality=name,
+                                               layer=settings.note_layer)
+                elif kind == "signal":
+                    prepared[name] = signal_path(forward, target, value.duration_s, modality=name)
+                else:
+                    prepared[name] = tabular_path(forward, self.case, target, name)
+            if name in self._panels:
+                yield name, self._panels[name]
+        for name in [n for n, p in prepared.items() if p.path is None]:
+            self._panels[name] = prepared.pop(name).finish(None, None)
+            yield name, self._panels[name]
+        order = sorted(prepared, key=lambda n: INTEGRATION_ORDER.index(forward.kinds[n]))
+        paths = [prepared[n].path for n in order]
+        try:
+            for path, attributions, completeness in integrate(forward, paths, target, settings.integration(),
+                                                              self._check):
+                self._panels[path.modality] = prepared[path.modality].finish(attributions, completeness)
+                yield path.modality, self._panels[path.modality]
+        except ExplanationCancelled:
+            self._cancelled = True
+            raise
+
+    def explanation(self) -> CaseExplanation:
+        """The whole explanation (computing whatever is left)."""
+        for _ in self.panels():
+            pass
+        self._check()
+        first, forward = self.first_view(), self._forward
+        panels = {n: self._panels[n] for n in forward.names if n in self._panels}
+        legacy = {slot: panels.get(kind) if kind in forward.names and forward.kinds[kind] == kind else None
+                  for kind, slot in LEGACY_FIELDS.items()}
+        return CaseExplanation(
+            case_id=first.case_id, label=first.label, classes=first.classes, probabilities=first.probabilities,
+            target=first.target, present=first.present, cross_attention=first.cross_attention,
+            importance=first.importance, ood=first.ood, inputs=first.inputs, panels=panels, kinds=first.kinds,
+            survival_curve=first.survival_curve, **legacy)
+
+
+# the order Integrated Gradients panels are integrated in (and, one path at a time, appear in): the cheap
+# paths first, the note (BERT on every step) last
+INTEGRATION_ORDER = ("image", "signal", "tabular", "text")
+
+
 def explain_case(predictor: Predictor, case: Case, settings: ExplainSettings = ExplainSettings(), *,
-                 ood: OODReference | None = None, survival: SurvivalTarget | None = None) -> CaseExplanation:
+                 ood: OODReference | None = None, survival: SurvivalTarget | None = None,
+                 cancel: Cancel = None) -> CaseExplanation:
     """Every part of a case's explanation. ``ood`` is the checkpoint's out-of-distribution reference
     (``Checkpoint.ood``; None: no flags). ``survival``: the explained quantity of a survival model (default
-    5-year survival; an error for a classification model). Safe to call from several threads sharing one
-    model: the model is used under its lock throughout."""
+    5-year survival; an error for a classification model). ``cancel``: stop between passes
+    (ExplanationCancelled). Safe to call from several threads sharing one model: the model is used under
+    its lock throughout."""
     with model_lock(predictor.model):
-        return _explain_case(predictor, case, settings, ood, survival)
-
-
-def _explain_case(predictor: Predictor, case: Case, settings: ExplainSettings,
-                  reference: OODReference | None, survival: SurvivalTarget | None) -> CaseExplanation:
-    model = predictor.model.eval()
-    batch = predictor.batch([case])
-    target = None if settings.target is None else torch.tensor([settings.target], device=batch.present.device)
-    forward = ModalityForward(model, batch, alone=settings.context == "alone", survival=survival)  # encodes once
-    importance = modality_importance(model, batch, target, encoded=forward.encoded, survival=survival)
-    explained = int(importance.target[0])
-    with torch.no_grad():
-        output = model.fuse(forward.encoded, batch.present)
-    panels = {name: _panel(forward, predictor, case, name, explained, settings) for name in forward.names
-              if forward.has(name)}
-    legacy = {slot: panels.get(kind) if kind in forward.names and forward.kinds[kind] == kind else None
-              for kind, slot in LEGACY_FIELDS.items()}
-    survival_model = is_survival(model)
-    curve = None
-    if survival_model:
-        curve = output.survival[0].float().cpu().numpy()
-    return CaseExplanation(
-        case_id=case.case_id,
-        label=case.label,
-        classes=[importance.explained] if survival_model else list(model.classes),
-        probabilities=explained_values(model, output, survival)[0].float().cpu().numpy(),
-        target=explained,
-        present={m: bool(v) for m, v in zip(forward.names, batch.present[0].tolist())},
-        cross_attention=None if output.cross_attention is None else output.cross_attention[0].float().cpu().numpy(),
-        importance=importance,
-        ood=None if reference is None else reference.assess(forward.encoded),  # the case's encoding, reused
-        inputs=case_input_report(predictor.spec, case).to_dict(),
-        panels=panels,
-        kinds=dict(forward.kinds),
-        survival_curve=curve,
-        **legacy,
-    )
-
-
-def _panel(forward: ModalityForward, predictor: Predictor, case: Case, name: str, target: int,
-           settings: ExplainSettings) -> Panel:
-    """The explanation of one present modality, chosen by its kind."""
-    steps = {"n_steps": settings.n_steps, "internal_batch_size": settings.internal_batch_size, "modality": name}
-    kind, value = forward.kinds[name], case.value(name)
-    if kind == "image":
-        return image_saliency(forward, value.shape, target, settings.image_method, **steps)
-    if kind == "text":
-        return explain_note(forward, value, predictor.tokenizer, target, **steps)
-    if kind == "signal":
-        return explain_signal(forward, target, value.duration_s, **steps)
-    return explain_tabular(forward, case, target, **steps)
+        return CaseExplainer(predictor, case, settings, ood=ood, survival=survival, cancel=cancel).explanation()
 
 
 def jsonable(value):

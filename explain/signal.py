@@ -1,5 +1,6 @@
 """ECG explanations for one case: Integrated Gradients per lead and time, the encoder's temporal attention
-on the recording's time axis (seconds), per-lead importance and the top-k time segments."""
+on the recording's time axis (seconds), per-lead importance and the top-k time segments. The integral runs
+on the shared engine (:mod:`explain.integrated`); :func:`signal_path` is its path."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from captum.attr import IntegratedGradients
 
-from explain._forward import ModalityForward, attribution_mode, model_lock
+from explain._forward import ModalityForward, model_lock
+from explain.integrated import Cancel, Completeness, Integration, IntegrationPath, Prepared, integrate
 
 
 @dataclass
@@ -34,13 +35,26 @@ class SignalExplanation:
     attention_step_s: float
     segments: list[Segment]  # top-k windows by attribution, highest first
     convergence_delta: float
+    completeness: Completeness | None = None  # steps, relative completeness error, converged
 
 
 def explain_signal(forward: ModalityForward, target: int, recorded_seconds: float, *, n_steps: int = 50,
                    internal_batch_size: int | None = None, top_k: int = 3, window_s: float = 0.5,
-                   modality: str | None = None) -> SignalExplanation:
+                   modality: str | None = None, integration: Integration | None = None,
+                   cancel: Cancel = None) -> SignalExplanation:
     """Integrated Gradients over signal modality ``modality`` (default the first declared), per lead and
-    sample, with the encoder's temporal attention and the top segments."""
+    sample, with the encoder's temporal attention and the top segments. ``integration``: how the path is
+    integrated (default exactly ``n_steps`` Gauss-Legendre steps)."""
+    prepared = signal_path(forward, target, recorded_seconds, top_k=top_k, window_s=window_s, modality=modality)
+    integration = integration or Integration(n_steps=n_steps, internal_batch_size=internal_batch_size)
+    ((_, attributions, completeness),) = integrate(forward, [prepared.path], target, integration, cancel)
+    return prepared.finish(attributions, completeness)
+
+
+def signal_path(forward: ModalityForward, target: int, recorded_seconds: float, *, top_k: int = 3,
+                window_s: float = 0.5, modality: str | None = None) -> Prepared:
+    """The Integrated Gradients path of a signal modality (flat line to the recording, through its encoder)
+    and how its attributions become the panel."""
     name = forward.first("signal") if modality is None else modality
     if name is None or not forward.has(name):
         raise ValueError("this case has no ECG to explain" if name is None or name == "signal"
@@ -50,31 +64,33 @@ def explain_signal(forward: ModalityForward, target: int, recorded_seconds: floa
     tensors = forward.inputs(name)
     signal = tensors["signal"]  # (1, L, T)
     encoder = model.encoders[name]
-    with attribution_mode(model):
-        attributions, delta = IntegratedGradients(forward.function(name)).attribute(
-            signal, baselines=torch.zeros_like(signal), target=target, n_steps=n_steps,
-            internal_batch_size=internal_batch_size or n_steps, return_convergence_delta=True)
-    with model_lock(model), torch.no_grad():
-        attention = encoder(signal).attention[0].float().cpu().numpy()  # (T',)
-    attr = attributions[0].detach().float().cpu().numpy()  # (L, T)
-    recorded = tensors["lead_mask"][0].cpu().numpy()
-    magnitude = np.abs(attr).sum(1) * recorded
-    step = getattr(encoder, "downsample", model.signal_downsample) / spec.signal_fs
-    return SignalExplanation(
-        target=target,
-        leads=list(spec.leads),
-        fs=spec.signal_fs,
-        times=np.arange(attr.shape[1]) / spec.signal_fs,
-        attributions=attr,
-        lead_importance=magnitude / magnitude.sum() if magnitude.sum() > 0 else magnitude,
-        recorded=recorded,
-        recorded_seconds=min(recorded_seconds, spec.signal_seconds),
-        attention=attention,
-        attention_times=(np.arange(len(attention)) + 0.5) * step,
-        attention_step_s=step,
-        segments=top_segments(np.abs(attr).sum(0), spec.signal_fs, top_k, window_s),
-        convergence_delta=float(delta[0]),
-    )
+    path = IntegrationPath(name, "signal", signal, torch.zeros_like(signal), lambda x: encoder(x).embedding)
+
+    def finish(attributions: torch.Tensor, completeness: Completeness) -> SignalExplanation:
+        with model_lock(model), torch.no_grad():
+            attention = encoder(signal).attention[0].float().cpu().numpy()  # (T',)
+        attr = attributions[0].float().cpu().numpy()  # (L, T)
+        recorded = tensors["lead_mask"][0].cpu().numpy()
+        magnitude = np.abs(attr).sum(1) * recorded
+        step = getattr(encoder, "downsample", model.signal_downsample) / spec.signal_fs
+        return SignalExplanation(
+            target=target,
+            leads=list(spec.leads),
+            fs=spec.signal_fs,
+            times=np.arange(attr.shape[1]) / spec.signal_fs,
+            attributions=attr,
+            lead_importance=magnitude / magnitude.sum() if magnitude.sum() > 0 else magnitude,
+            recorded=recorded,
+            recorded_seconds=min(recorded_seconds, spec.signal_seconds),
+            attention=attention,
+            attention_times=(np.arange(len(attention)) + 0.5) * step,
+            attention_step_s=step,
+            segments=top_segments(np.abs(attr).sum(0), spec.signal_fs, top_k, window_s),
+            convergence_delta=completeness.delta,
+            completeness=completeness,
+        )
+
+    return Prepared(path, finish)
 
 
 def top_segments(magnitude: np.ndarray, fs: float, k: int, window_s: float) -> list[Segment]:

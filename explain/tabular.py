@@ -12,18 +12,32 @@ import math
 
 import pandas as pd
 import torch
-from captum.attr import IntegratedGradients
 
-from explain._forward import ModalityForward, attribution_mode, model_lock
+from explain._forward import ModalityForward, model_lock
+from explain.integrated import Cancel, Completeness, Integration, IntegrationPath, Prepared, integrate
 from neurofusion.data.schema import Case
 from neurofusion.models.model import tabular_normalisers
 
 
 def explain_tabular(forward: ModalityForward, case: Case, target: int, *, n_steps: int = 50,
-                    internal_batch_size: int | None = None, modality: str | None = None) -> pd.DataFrame:
+                    internal_batch_size: int | None = None, modality: str | None = None,
+                    integration: Integration | None = None, cancel: Cancel = None) -> pd.DataFrame:
     """One row per feature of tabular modality ``modality`` (default the first declared): name, kind,
     value, unit, reference_range, outside_range, measured, score, method. ``score`` is NaN for unmeasured
-    features. ``case`` is the explained case (its values are read from the batch)."""
+    features. ``case`` is the explained case (its values are read from the batch). ``integration``: how the
+    numeric path is integrated (default exactly ``n_steps`` Gauss-Legendre steps)."""
+    prepared = tabular_path(forward, case, target, modality)
+    if prepared.path is None:  # no numeric feature: nothing to integrate
+        return prepared.finish(None, None)
+    integration = integration or Integration(n_steps=n_steps, internal_batch_size=internal_batch_size)
+    ((_, attributions, completeness),) = integrate(forward, [prepared.path], target, integration, cancel)
+    return prepared.finish(attributions, completeness)
+
+
+def tabular_path(forward: ModalityForward, case: Case, target: int, modality: str | None = None) -> Prepared:
+    """The Integrated Gradients path of a tabular modality's numeric values (training mean to the measured
+    values, in raw units) and how its attributions, with the withheld categories, become the table. A
+    modality without numeric features has no path (``path`` None; ``finish(None, None)`` gives its table)."""
     name = forward.first("tabular") if modality is None else modality
     if name is None or not forward.has(name):
         raise ValueError("this case has no labs or demographics to explain" if name in (None, "tabular")
@@ -32,19 +46,32 @@ def explain_tabular(forward: ModalityForward, case: Case, target: int, *, n_step
     tensors = forward.inputs(name)
     specs = model.config.input_spec().features_of(name)
     numeric_specs = [f for f in specs if f.kind == "numeric"]
-    categorical_specs = [f for f in specs if f.kind == "categorical"]
     # (1, Fn) raw values, (1, Fn) measured, (1, Fc) category codes
     numeric, numeric_mask, categorical = tensors["numeric"], tensors["numeric_mask"], tensors["categorical"]
-    rows = []
+    path = None
     if numeric_specs:
         normaliser = tabular_normalisers(model)[name]
         # baseline: each feature at its training mean, in raw units (undoing a log-scale normalisation)
         mean = torch.where(normaliser.log_scale, torch.expm1(normaliser.mean), normaliser.mean)[None]
         baseline = torch.where(numeric_mask, mean.to(numeric.dtype), numeric)
-        with attribution_mode(model):
-            attributions = IntegratedGradients(forward.function(name)).attribute(
-                numeric, baselines=baseline, target=target, n_steps=n_steps,
-                internal_batch_size=internal_batch_size or n_steps)[0].detach().cpu().numpy()
+        path = IntegrationPath(name, "tabular", numeric, baseline, lambda x: forward.tabular_embedding(name, x))
+
+    def finish(attributions: torch.Tensor | None, completeness: Completeness | None) -> pd.DataFrame:
+        scores = None if attributions is None else attributions[0].cpu().numpy()
+        table = _table(forward, name, specs, scores, target)
+        table.attrs["completeness"] = completeness if bool(numeric_mask.any()) else None
+        return table
+
+    return Prepared(path, finish)
+
+
+def _table(forward: ModalityForward, name: str, specs, attributions, target: int) -> pd.DataFrame:
+    """The rows: numeric features with their attributions, categorical ones scored by withholding them."""
+    tensors = forward.inputs(name)
+    numeric, numeric_mask, categorical = tensors["numeric"], tensors["numeric_mask"], tensors["categorical"]
+    numeric_specs = [f for f in specs if f.kind == "numeric"]
+    categorical_specs = [f for f in specs if f.kind == "categorical"]
+    rows = []
     measured_mask = numeric_mask[0].cpu().numpy()
     for j, spec in enumerate(numeric_specs):
         measured = bool(measured_mask[j])
@@ -52,7 +79,7 @@ def explain_tabular(forward: ModalityForward, case: Case, target: int, *, n_step
         rows.append(_row(spec, value, measured, float(attributions[j]) if measured else float("nan"),
                          "integrated_gradients"))
     if categorical_specs:
-        with model_lock(model), torch.no_grad():
+        with model_lock(forward.model), torch.no_grad():
             full = forward.numeric(numeric, name=name)[0, target]
             for j, spec in enumerate(categorical_specs):
                 code = int(categorical[0, j])

@@ -1,17 +1,31 @@
-"""Note explanations for one case: Captum LayerIntegratedGradients on the word-embedding layer, per token,
-merged to words (word pieces joined) and to phrases (sentences, and runs of same-sign salient words),
-each with character offsets into the note as written, so the app can highlight the original text."""
+"""Note explanations for one case: Layer Integrated Gradients per token, merged to words (word pieces joined)
+and to phrases (sentences, and runs of same-sign salient words), each with character offsets into the note
+as written, so the app can highlight the original text.
+
+Where the note is attributed (``layer``):
+- None (the default): BERT's word embeddings, as Captum's LayerIntegratedGradients on ``word_embeddings``
+  does (the same attributions, tested). A token's score is what its word contributes, every layer of BERT
+  on the path; each step runs all of BERT.
+- j (1 .. layers - 1): the hidden states entering BERT layer j (``output_hidden_states[j]``), from those of
+  the baseline note (every word piece replaced by [PAD]) to the case's. The layers below j are computed once
+  per case, only the layers from j up run on the path, so a step costs (layers - j) / layers of a full one.
+  A token's score is then what its *position's layer-j representation* contributes: that state already mixes
+  in the other words the first j layers attended to, so it credits a position with its context, not a word
+  alone. The scores still add up to the change in the explained score from the baseline note to the case's
+  (completeness holds), and the words, sentences and phrases are formed the same way.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
-from captum.attr import LayerIntegratedGradients
 
-from explain._forward import ModalityForward, attribution_mode
+from explain._forward import ModalityForward, model_lock
 from explain.ablation import sentences
+from explain.integrated import Cancel, Completeness, Integration, IntegrationPath, Prepared, integrate
 from neurofusion.data.tokenizer import encode
 
 
@@ -34,12 +48,31 @@ class NoteExplanation:
     truncated: bool  # the note was longer than the model reads
     covered_chars: int  # the model read note[:covered_chars]
     convergence_delta: float
+    completeness: Completeness | None = None  # steps, relative completeness error, converged
+    layer: str = "word_embeddings"  # where the note was attributed: word embeddings, or "hidden_states[j]"
 
 
 def explain_note(forward: ModalityForward, note: str, tokenizer, target: int, *, n_steps: int = 50,
-                 internal_batch_size: int | None = None, modality: str | None = None) -> NoteExplanation:
+                 internal_batch_size: int | None = None, modality: str | None = None, layer: int | None = None,
+                 integration: Integration | None = None, cancel: Cancel = None) -> NoteExplanation:
     """Token, word, sentence and phrase attributions of text modality ``modality`` (default the first
-    declared; ``note`` is its text as written)."""
+    declared; ``note`` is its text as written). ``layer``: where the note is attributed (module docstring;
+    None: the word embeddings). ``integration``: how the path is integrated (default exactly ``n_steps``
+    Gauss-Legendre steps)."""
+    prepared = note_path(forward, note, tokenizer, target, modality=modality, layer=layer)
+    integration = integration or Integration(n_steps=n_steps, internal_batch_size=internal_batch_size)
+    ((_, attributions, completeness),) = integrate(forward, [prepared.path], target, integration, cancel)
+    return prepared.finish(attributions, completeness)
+
+
+class _Captured(Exception):
+    """Raised by the capturing hook to stop BERT's forward pass once layer j's inputs are known."""
+
+
+def note_path(forward: ModalityForward, note: str, tokenizer, target: int, *, modality: str | None = None,
+              layer: int | None = None) -> Prepared:
+    """The Integrated Gradients path of a text modality, at its word embeddings (``layer`` None) or at the
+    hidden states entering BERT layer ``layer``, and how its attributions become the panel."""
     name = forward.first("text") if modality is None else modality
     if name is None or not forward.has(name):
         raise ValueError("this case has no note to explain")
@@ -52,27 +85,80 @@ def explain_note(forward: ModalityForward, note: str, tokenizer, target: int, *,
     special = torch.tensor(tokenizer.get_special_tokens_mask(encoded["input_ids"], already_has_special_tokens=True),
                            dtype=torch.bool, device=ids.device)[None]  # (1, N), beside the ids it selects from
     baseline = torch.where(special, ids, torch.full_like(ids, tokenizer.pad_token_id))
-    layer = model.encoders[name].bert.embeddings.word_embeddings
-    with attribution_mode(model):
-        attributions, delta = LayerIntegratedGradients(forward.function(name), layer).attribute(
-            ids, baselines=baseline, target=target, n_steps=n_steps,
-            internal_batch_size=internal_batch_size or n_steps, return_convergence_delta=True)
-    scores = attributions[0].sum(-1).detach().float().cpu().numpy()  # (N, H) -> (N,)
-    offsets = encoded["offset_mapping"]
-    words = _merge_words(note, scores, offsets, encoded.word_ids())
-    covered = max((end for _, end in offsets), default=0)
-    full_length = len(encode(tokenizer, note, truncation=False)["input_ids"])
-    return NoteExplanation(
-        target=target,
-        tokens=tokenizer.convert_ids_to_tokens(encoded["input_ids"]),
-        token_scores=scores,
-        words=words,
-        sentences=_sentence_spans(note, words),
-        phrases=_salient_runs(note, words),
-        truncated=full_length > max_length,
-        covered_chars=covered,
-        convergence_delta=float(delta[0]),
-    )
+    encoder = model.encoders[name]
+    mask = forward.inputs(name)["attention_mask"]
+    if layer is None:
+        words = encoder.bert.embeddings.word_embeddings
+        with model_lock(model), torch.no_grad():
+            inputs, base = words(ids), words(baseline)  # (1, N, H) each
+        embed = lambda e: encoder(None, mask.expand(e.shape[0], -1), inputs_embeds=e).embedding  # noqa: E731
+        where = "word_embeddings"
+    else:
+        layers = len(encoder.bert.encoder.layer)
+        if not isinstance(layer, int) or not 1 <= layer < layers:
+            raise ValueError(f"note layer must be an integer from 1 to {layers - 1} (the hidden states entering "
+                             f"that BERT layer) or None (the word embeddings), got {layer!r}")
+        (inputs, args, kwargs), (base, _, _) = (_layer_inputs(encoder, x, mask, layer) for x in (ids, baseline))
+        embed = partial(_from_layer, encoder, layer, args, kwargs)
+        where = f"hidden_states[{layer}]"
+    path = IntegrationPath(name, "text", inputs, base, embed)
+
+    def finish(attributions: torch.Tensor, completeness: Completeness) -> NoteExplanation:
+        scores = attributions[0].sum(-1).float().cpu().numpy()  # (N, H) -> (N,)
+        offsets = encoded["offset_mapping"]
+        words = _merge_words(note, scores, offsets, encoded.word_ids())
+        covered = max((end for _, end in offsets), default=0)
+        full_length = len(encode(tokenizer, note, truncation=False)["input_ids"])
+        return NoteExplanation(
+            target=target,
+            tokens=tokenizer.convert_ids_to_tokens(encoded["input_ids"]),
+            token_scores=scores,
+            words=words,
+            sentences=_sentence_spans(note, words),
+            phrases=_salient_runs(note, words),
+            truncated=full_length > max_length,
+            covered_chars=covered,
+            convergence_delta=completeness.delta,
+            completeness=completeness,
+            layer=where,
+        )
+
+    return Prepared(path, finish)
+
+
+def _layer_inputs(encoder, ids: torch.Tensor, mask: torch.Tensor, layer: int) -> tuple[torch.Tensor, tuple, dict]:
+    """What BERT passes to layer ``layer`` for ``ids`` (1, N): the hidden states (1, N, H) and the other
+    arguments (the attention mask as BERT prepared it). The layers above are not run."""
+    captured = {}
+
+    def hook(module, args, kwargs):
+        captured["args"], captured["kwargs"] = args, kwargs
+        raise _Captured
+
+    handle = encoder.bert.encoder.layer[layer].register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            encoder.bert(input_ids=ids, attention_mask=mask)
+    except _Captured:
+        pass
+    finally:
+        handle.remove()
+    if "args" not in captured:
+        raise RuntimeError(f"BERT never reached layer {layer}; cannot attribute the note there")
+    args = captured["args"]
+    return args[0].detach(), args[1:], captured["kwargs"]
+
+
+def _from_layer(encoder, layer: int, args: tuple, kwargs: dict, hidden: torch.Tensor) -> torch.Tensor:
+    """BERT's layers from ``layer`` up on hidden states (n, N, H) -> the note's [CLS] embedding (n, H)."""
+    n = hidden.shape[0]
+    expand = lambda a: a.expand(n, *a.shape[1:]) if isinstance(a, torch.Tensor) and a.shape[:1] == (1,) else a  # noqa: E731
+    args = tuple(expand(a) for a in args)
+    kwargs = {k: expand(v) for k, v in kwargs.items()}
+    for block in encoder.bert.encoder.layer[layer:]:
+        hidden = block(hidden, *args, **kwargs)
+        hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+    return hidden[:, 0]
 
 
 def _merge_words(note: str, scores: np.ndarray, offsets, word_ids) -> list[Span]:

@@ -1,0 +1,237 @@
+"""The Integrated Gradients engine behind every attribution panel: several modalities' paths integrated
+together, each step's rows of every path through one fusion pass, the number of steps chosen from the
+completeness error, optional bfloat16 encoders, and cancellation between passes.
+
+A path is one modality's input moving from its baseline to the case's value; only that modality's encoder
+(or, for a note attributed at a higher BERT layer, only the layers above it) runs on the path, the other
+modalities keep the case's encodings (:class:`explain._forward.ModalityForward`). Attributions are
+``(x - baseline) * sum_k w_k * grad f(baseline + a_k (x - baseline))`` with the quadrature nodes ``a_k`` and
+weights ``w_k`` of ``method``: ``gausslegendre`` (Captum's default, same nodes and weights) or
+``riemann_trapezoid`` (the trapezoid rule on an even grid, whose nodes at n steps are among those at 2n - 1,
+so refining it reuses every gradient already taken; Captum's own trapezoid weights sum to (n - 1) / n, these
+to 1).
+
+Completeness: IG attributions add up to ``f(x) - f(baseline)``; the difference is Captum's convergence
+delta. The relative error reported beside each map is ``|delta| / max(|f(x) - f(baseline)|, min_gap)``
+(``min_gap`` keeps a path whose output barely changes from asking for exactness in noise). With a
+``tolerance`` the steps double from ``start_steps`` until the error is within it, or ``max_steps`` is reached
+(then ``converged`` is False and the map says so).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from explain._forward import ModalityForward, attribution_mode, model_lock
+
+METHODS = ("gausslegendre", "riemann_trapezoid")
+Cancel = threading.Event | Callable[[], bool] | None
+
+
+class ExplanationCancelled(RuntimeError):
+    """The caller asked to stop (its cancel event was set) before the explanation finished; nothing partial
+    is returned."""
+
+
+def cancelled(cancel: Cancel) -> bool:
+    if cancel is None:
+        return False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set()
+    return bool(cancel())
+
+
+def check_cancel(cancel: Cancel, what: str = "explanation") -> None:
+    if cancelled(cancel):
+        raise ExplanationCancelled(f"the {what} was cancelled before it finished")
+
+
+@dataclass(frozen=True)
+class Integration:
+    """How each path is integrated. ``tolerance`` None: exactly ``n_steps`` (today's behaviour); a number:
+    adaptive, from ``start_steps`` doubling to at most ``max_steps``. ``internal_batch_size``: path steps per
+    pass (per path; default all of a round's steps at once). ``reduced_precision``: modality kinds whose
+    encoder runs in bfloat16 on the path (the fusion, the end points and the error stay float32)."""
+
+    n_steps: int = 50
+    method: str = "gausslegendre"
+    tolerance: float | None = None
+    start_steps: int = 8
+    max_steps: int = 128
+    min_gap: float = 1e-2
+    internal_batch_size: int | None = None
+    joint: bool = True  # every path's rows of a pass through one fusion pass
+    reduced_precision: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"integration method must be one of {METHODS}, got {self.method!r}")
+        if self.n_steps < 2 or self.start_steps < 2:
+            raise ValueError(f"n_steps and start_steps must be at least 2, got {self.n_steps}, {self.start_steps}")
+        if self.tolerance is not None and not 0 < self.tolerance < 1:
+            raise ValueError(f"tolerance is a relative completeness error in (0, 1), got {self.tolerance}")
+        if self.max_steps < self.start_steps:
+            raise ValueError(f"max_steps ({self.max_steps}) must be at least start_steps ({self.start_steps})")
+        if self.internal_batch_size is not None and self.internal_batch_size < 1:
+            raise ValueError(f"internal_batch_size must be at least 1, got {self.internal_batch_size}")
+        unknown = set(self.reduced_precision) - {"image", "text", "signal", "tabular"}
+        if unknown:
+            raise ValueError(f"reduced_precision names modality kinds (image, text, signal, tabular), got {sorted(unknown)}")
+
+    def schedule(self) -> list[int]:
+        """Steps of each round: [n_steps] fixed; adaptive doubling (trapezoid: 2n - 1, nested grids)."""
+        if self.tolerance is None:
+            return [self.n_steps]
+        steps = [self.start_steps]
+        while steps[-1] < self.max_steps:
+            following = 2 * steps[-1] - 1 if self.method == "riemann_trapezoid" else 2 * steps[-1]
+            steps.append(min(following, self.max_steps))
+        return steps
+
+
+@dataclass
+class Completeness:
+    """How well a map adds up: ``delta`` = sum(attributions) - (f(x) - f(baseline)) (Captum's convergence
+    delta), ``relative_error`` = |delta| / max(|gap|, min_gap). ``converged``: within ``tolerance`` (None
+    when no tolerance was asked for). ``rounds``: (steps, relative error) of each round tried."""
+
+    method: str
+    n_steps: int
+    delta: float
+    gap: float
+    relative_error: float
+    tolerance: float | None
+    converged: bool | None
+    precision: str = "float32"
+    rounds: list[tuple[int, float]] = field(default_factory=list)
+
+
+@dataclass
+class IntegrationPath:
+    """One modality's path: ``inputs`` and ``baseline`` (1, ...) in the space attributed (pixels, samples,
+    values, or a note's word embeddings / hidden states), ``embed`` maps (n, ...) points of it to the
+    modality's encoder embedding (n, d)."""
+
+    modality: str
+    kind: str
+    inputs: torch.Tensor
+    baseline: torch.Tensor
+    embed: Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Prepared:
+    """A panel waiting for its integral: the path (None: nothing to integrate, ``finish(None, None)``), and
+    ``finish(attributions, completeness)`` -> the panel."""
+
+    path: IntegrationPath | None
+    finish: Callable[[torch.Tensor, Completeness], object]
+
+
+@lru_cache(maxsize=64)
+def nodes(method: str, n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(alphas, weights) of ``n`` quadrature nodes on [0, 1]."""
+    if method == "gausslegendre":
+        x, w = np.polynomial.legendre.leggauss(n)
+        return tuple(float(a) for a in (x + 1) / 2), tuple(float(b) for b in w / 2)
+    if method == "riemann_trapezoid":
+        alphas = [k / (n - 1) for k in range(n)]
+        weights = [1 / (n - 1)] * n
+        weights[0] = weights[-1] = 1 / (2 * (n - 1))
+        return tuple(alphas), tuple(weights)
+    raise ValueError(f"integration method must be one of {METHODS}, got {method!r}")
+
+
+def integrate(forward: ModalityForward, paths: Sequence[IntegrationPath], target: int,
+              settings: Integration = Integration(), cancel: Cancel = None,
+              ) -> Iterator[tuple[IntegrationPath, torch.Tensor, Completeness]]:
+    """Integrate every path; yield (path, attributions (1, ...) like its inputs, completeness) as each
+    finishes (joint: paths that converge early come first; otherwise in the given order). ``cancel`` is
+    checked before every pass: ExplanationCancelled, and nothing more is yielded."""
+    if not paths:
+        return
+    groups = [list(paths)] if settings.joint else [[p] for p in paths]
+    for group in groups:
+        yield from _integrate_group(forward, group, target, settings, cancel)
+
+
+def _integrate_group(forward: ModalityForward, paths: list[IntegrationPath], target: int, settings: Integration,
+                     cancel: Cancel) -> Iterator[tuple[IntegrationPath, torch.Tensor, Completeness]]:
+    check_cancel(cancel)
+    gaps = _gaps(forward, paths, target)
+    # alpha -> gradient (1, ...) per path, so a nested grid (trapezoid) never recomputes a node
+    gradients: list[dict[float, torch.Tensor]] = [{} for _ in paths]
+    rounds: list[list[tuple[int, float]]] = [[] for _ in paths]
+    waiting = list(range(len(paths)))
+    for n in settings.schedule():
+        alphas, weights = nodes(settings.method, n)
+        needed = {i: [a for a in alphas if a not in gradients[i]] for i in waiting}
+        _gradients(forward, [paths[i] for i in waiting], [needed[i] for i in waiting],
+                   [gradients[i] for i in waiting], target, settings, cancel)
+        still = []
+        for i in waiting:
+            path = paths[i]
+            total = sum(w * gradients[i][a] for a, w in zip(alphas, weights))
+            attributions = (path.inputs - path.baseline) * total
+            delta = float(attributions.double().sum()) - gaps[i]
+            error = abs(delta) / max(abs(gaps[i]), settings.min_gap)
+            rounds[i].append((n, error))
+            done = settings.tolerance is None or error <= settings.tolerance or n >= settings.max_steps
+            if not done:
+                still.append(i)
+                continue
+            converged = None if settings.tolerance is None else error <= settings.tolerance
+            precision = "bfloat16" if path.kind in settings.reduced_precision else "float32"
+            yield path, attributions.detach(), Completeness(settings.method, n, delta, gaps[i], error,
+                                                              settings.tolerance, converged, precision, rounds[i])
+            gradients[i].clear()
+        waiting = still
+        if not waiting:
+            return
+
+
+@torch.no_grad()
+def _gaps(forward: ModalityForward, paths: list[IntegrationPath], target: int) -> list[float]:
+    """f(x) - f(baseline) of each path in float32: one pass over the end points of every path."""
+    with model_lock(forward.model):
+        parts = [(p.modality, p.embed(torch.cat([p.inputs, p.baseline]))) for p in paths]
+        scores = forward.with_embeddings(parts)[:, target].double()  # (2 x paths,)
+    return [float(scores[2 * k] - scores[2 * k + 1]) for k in range(len(paths))]
+
+
+def _gradients(forward: ModalityForward, paths: list[IntegrationPath], alphas: list[list[float]],
+               stores: list[dict[float, torch.Tensor]], target: int, settings: Integration, cancel: Cancel) -> None:
+    """Gradients of the explained score at each path's ``alphas``, written into ``stores``: each pass takes
+    up to internal_batch_size steps of every path, all through one fusion pass."""
+    size = settings.internal_batch_size or max((len(a) for a in alphas), default=1)
+    chunks = max((math.ceil(len(a) / size) for a in alphas), default=0)
+    for c in range(chunks):
+        check_cancel(cancel)
+        taken = [a[c * size:(c + 1) * size] for a in alphas]
+        rows = [(p, t) for p, t in zip(paths, taken) if t]
+        with attribution_mode(forward.model):
+            points = []
+            for path, chunk in rows:
+                alpha = torch.tensor(chunk, dtype=path.inputs.dtype, device=path.inputs.device)
+                alpha = alpha.view(-1, *([1] * (path.inputs.dim() - 1)))
+                point = (path.baseline + alpha * (path.inputs - path.baseline)).requires_grad_(True)
+                points.append(point)
+            parts = []
+            for (path, _), point in zip(rows, points):
+                reduced = path.kind in settings.reduced_precision
+                autocast = torch.autocast(point.device.type, dtype=torch.bfloat16) if reduced else nullcontext()
+                with autocast:
+                    parts.append((path.modality, path.embed(point)))
+            scores = forward.with_embeddings(parts)[:, target]
+            grads = torch.autograd.grad(scores.sum(), points)
+        for (path, chunk), grad, store in zip(rows, grads, [s for s, t in zip(stores, taken) if t]):
+            for k, a in enumerate(chunk):
+                store[a] = grad[k:k + 1].detach().float()
