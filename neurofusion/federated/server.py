@@ -49,6 +49,7 @@ class FederatedResult:
     sites: dict[str, dict] = dataclasses.field(default_factory=dict)  # name -> counts and what it sent
     vocabulary_site: str | None = None
     minutes: float = 0.0
+    setup_minutes: float = 0.0  # of ``minutes``: describing the sites, the vocabulary and the normaliser statistics
     error: BaseException | None = None
 
 
@@ -219,6 +220,7 @@ def _run(grid: Grid, spec: FederatedExperiment, result: FederatedResult, start: 
     random.seed(train.seed)  # Flower samples the round's sites with the random module
     torch.manual_seed(train.seed)
     model, node_sites = _setup(grid, spec, result)
+    result.setup_minutes = (time.perf_counter() - start) / 60
     connected = len(node_sites)
     sampled = federated.sampled(connected)
     if sampled > connected:
