@@ -157,6 +157,18 @@ def test_cli_writes_a_student_checkpoint_that_loads_and_predicts(tiny_cohort, ti
     assert json.loads((out / "metrics.json").read_text())["test"]["n"] == len(cases)
 
 
+def test_an_interrupted_student_resumes_from_its_last_epoch(tiny_cohort, tiny_tokenizer, tmp_path, teacher):
+    config = _student_yaml(tiny_cohort, tiny_tokenizer, tmp_path / "student.yaml")
+    out = tmp_path / "student"
+    common = ["--teacher", str(teacher), "--student-config", config, "--data", str(tiny_cohort.root),
+              "--out", str(out), "--quiet"]
+    assert distill_main([*common, "--max-epochs", "1"]) == 0
+    first = json.loads((out / "training.json").read_text())["history"]
+    assert distill_main([*common, "--max-epochs", "2", "--resume"]) == 0
+    history = json.loads((out / "training.json").read_text())["history"]
+    assert [r["epoch"] for r in history] == [1, 2] and history[0] == first[0]
+
+
 @pytest.mark.parametrize("section, message", [
     ({"temperature": 0, "alpha": 0.5}, r"'distill.temperature' must be a finite number > 0, got 0"),
     ({"temperature": 2.0, "alpha": 1.5}, r"'distill.alpha' must be in \[0, 1\].*got 1.5"),
@@ -222,3 +234,22 @@ def test_a_survival_teacher_and_a_pretrained_student_vocabulary_are_refused(tiny
     with pytest.raises(ValueError, match=r"sets text.pretrained \('bert-dir'\) .* teacher's tokenizer"):
         check_compatible(student, pretrained, "T")
     check_compatible(student, student, "T")  # the same config is compatible
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none)")
+def test_distillation_runs_on_cuda_with_the_teacher_on_the_students_device(tiny_cohort, tiny_tokenizer, tmp_path,
+                                                                          teacher):
+    config = _student_yaml(tiny_cohort, tiny_tokenizer, tmp_path / "student.yaml")
+    out = tmp_path / "student"
+    assert distill_main(["--teacher", str(teacher), "--student-config", config, "--data", str(tiny_cohort.root),
+                         "--out", str(out), "--device", "cuda", "--quiet"]) == 0
+    training = json.loads((out / "training.json").read_text())
+    assert training["mixed_precision"] == "mixed precision: bfloat16 autocast"
+    assert all(np.isfinite(record["train_loss"]) for record in training["history"])
+    # the teacher's soft targets under bfloat16 autocast on the GPU stay close to its float32 CPU logits
+    cpu, gpu = (load_checkpoint(teacher, device=device) for device in ("cpu", "cuda"))
+    batch = Predictor(cpu.model, cpu.tokenizer).batch([tiny_cohort[i] for i in range(8)])
+    expected = DistillationObjective(cpu.model, DistillConfig()).teacher_logits(batch, batch.present)
+    got = DistillationObjective(gpu.model, DistillConfig()).teacher_logits(batch.to("cuda"), batch.present.cuda())
+    torch.testing.assert_close(got.cpu(), expected, atol=5e-2, rtol=5e-2)
