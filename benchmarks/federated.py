@@ -104,8 +104,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results", default=str(STORE.with_suffix("")),
                         help="results path without suffix (.json and .md are written)")
+    parser.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json and stop")
     args = parser.parse_args()
     store = Path(args.results).with_suffix(".json")
+    if args.markdown_only:
+        store.with_suffix(".md").write_text(markdown(json.loads(store.read_text())))
+        return
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the Ray workers inherit it
     torch.set_num_threads(args.threads)
     cohort = CohortReader(args.data)
@@ -119,7 +123,7 @@ def main() -> None:
                            "test_data": args.test_data, "n_test": len(test.ids("test")),
                            "n_train": len(cohort.ids("train")), "threads": args.threads, "fedprox_mu": FEDPROX_MU,
                            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs)",
-                           "versions": _versions(),
+                           "versions": _versions(), "date": f"{datetime.now(timezone.utc):%Y-%m-%d}",
                            "command": "python benchmarks/federated.py " + " ".join(sys.argv[1:])}
     order = [(a, s) for s in args.seeds for a in CORE_ARMS if a in args.arms]
     order += [(a, s) for s in args.seeds for a in ARMS if a not in CORE_ARMS and a in args.arms]
@@ -189,7 +193,8 @@ def markdown(results: dict) -> str:
              f"`{settings['data']}` (train/val, sites site_a/b/c), tested on the {settings['n_test']} test cases of "
              f"`{settings['test_data']}` (all sites). Kept weights: the epoch / round of best validation macro-F1 "
              f"(federated: pooled from the sites' confusion matrices). Machine: {settings['machine']}, "
-             f"{settings['threads']} torch thread per run. Produced by `{settings['command']}`. Accuracy in %, "
+             f"{settings['threads']} torch thread per run, {settings.get('date', '?')}. Produced by "
+             f"`{settings['command']}`. Accuracy in %, "
              f"mean ± sd over seeds; per-run 95 % bootstrap intervals below.", "",
              "| arm | seeds | accuracy (%) | macro F1 | training time (s) | time / centralised |",
              "| --- | --- | --- | --- | --- | --- |"]
@@ -206,10 +211,14 @@ def markdown(results: dict) -> str:
                      f"{_mean_sd(ratios, 1, 2) + 'x' if ratios else '–'} |")
     lines += ["", "Differences in accuracy points, paired by seed (mean ± sd), beside the paper's:", "",
               "| comparison | seeds | accuracy (points) | macro F1 | paper |", "| --- | --- | --- | --- | --- |"]
-    for label, a, b, paper in (("FedAvg − centralised", "fedavg", "centralised", f"{PAPER['federated_points']:+.1f}"),
-                               ("FedProx − centralised", "fedprox", "centralised", f"{PAPER['federated_points']:+.1f}"),
-                               ("FedAvg on sites − FedAvg on IID parts (cost of the sites' differences)", "fedavg",
-                                "fedavg_iid", "–")):
+    paper_points = f"{PAPER['federated_points']:+.1f}"
+    comparisons = [("FedAvg − centralised", "fedavg", "centralised", paper_points),
+                   ("FedProx − centralised", "fedprox", "centralised", paper_points),
+                   ("FedAvg on the sites − FedAvg on IID parts (cost of the sites' differences)", "fedavg",
+                    "fedavg_iid", "–")]
+    comparisons += [(f"FedAvg − {site} alone", "fedavg", f"alone_{site}", "–")
+                    for site in ("site_a", "site_b", "site_c")]
+    for label, a, b, paper in comparisons:
         first, second = {r["seed"]: r for r in _runs(results, a)}, {r["seed"]: r for r in _runs(results, b)}
         seeds = sorted(set(first) & set(second))
         if not seeds:
@@ -220,9 +229,10 @@ def markdown(results: dict) -> str:
     lines += ["", f"The paper (NeuroFusion, cardio): {PAPER['neurofusion_accuracy']} % accuracy, F1 "
               f"{PAPER['neurofusion_f1']} centralised; federated across three institutions "
               f"{PAPER['federated_points']} points at {PAPER['time_ratio']} the training time. Its models train to "
-              f"convergence on 15-22 thousand patients; these train {settings['budget']} passes over {settings['n_train']:,} "
-              f"synthetic cases, so absolute numbers are far below the paper's and the comparison is between arms of this "
-              f"table only. Federated time includes Ray's start and the setup messages (vocabulary, normaliser "
+              f"convergence on 15-22 thousand patients; these train {settings['budget']} passes over "
+              f"{settings['n_train']:,} synthetic cases, so absolute numbers are far below the paper's and the "
+              f"comparison is between arms of this table only. Federated time includes Ray's start and the setup "
+              f"messages (vocabulary, normaliser "
               f"statistics); with one thread the sites train one after another, as the centralised run does, so the "
               f"ratio measures the federation's overhead, not the parallel speed of three hospitals.", "",
               "Per run (test accuracy and macro F1 with 95 % bootstrap intervals, kept epoch / round, seconds):", "",

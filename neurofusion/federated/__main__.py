@@ -32,7 +32,6 @@ from neurofusion.data.timed import open_cohort  # noqa: E402
 from neurofusion.federated.config import (  # noqa: E402
     PARTITIONS,
     STRATEGIES,
-    FederatedConfigError,
     load_federated_experiment,
     with_overrides,
 )
@@ -96,7 +95,7 @@ def training_record(result: FederatedResult, spec, args: argparse.Namespace, arg
     return {
         "command": "python -m neurofusion.federated " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         "data": str(Path(args.data)),
-        "data_hash": None,  # no one holds every site's files to hash them; each site's case counts are below
+        "data_hash": "not computed: no one holds every site's files (each site's case counts: federated.sites)",
         "federated": {**spec.federated.to_dict(), "sites": result.sites, "vocabulary_site": result.vocabulary_site,
                       "server_held": "the global weights, the tokenizer and the numbers the sites sent; no case"},
         "train_config": dataclasses.asdict(spec.experiment.train),

@@ -9,7 +9,6 @@ The simulation (Ray starting, 3 clients, 2 rounds) takes about 30 s on 2 shared 
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
@@ -127,6 +126,9 @@ def test_two_rounds_in_simulation_give_a_checkpoint_that_loads_and_predicts(fede
     assert probabilities.shape == (len(cases), len(tiny_cohort.classes))
     np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-5)
     assert checkpoint.metrics["test"]["n"] == len(cases)
+    from app.figures import training_curves  # the model card's training curve reads the rounds as epochs
+
+    training_curves(training["history"], training["best_epoch"])
 
 
 def test_fedavg_aggregate_is_the_example_weighted_mean_of_the_sites_weights(federated_run, tiny_cohort):
