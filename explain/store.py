@@ -11,6 +11,7 @@ Classifier models on cohorts of cases only (not survival models, not time-stampe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 
 import numpy as np
 import pandas as pd
@@ -65,27 +67,42 @@ def cohort_hash(cohort: CohortReader) -> str:
     """SHA-256 over cohort.csv and cohort.json (content) and the relative path, size and modification time
     of every case file (and the data files its WFDB headers name): an edited or replaced case file changes
     it without reading gigabytes of images. Moving the cohort folder with its times kept keeps it."""
-    root = Path(cohort.root)
+    root = str(cohort.root)
     digest = hashlib.sha256()
     for name in (COHORT_CSV, "cohort.json"):
-        if (root / name).is_file():
-            digest.update(f"{name}:{sha256_file(root / name)}\n".encode())
-    columns = [m.file_column for m in cohort.modalities if m.file_backed]
-    for column in columns:
+        if os.path.isfile(os.path.join(root, name)):
+            digest.update(f"{name}:{sha256_file(Path(root, name))}\n".encode())
+    lines = []
+    for column in [m.file_column for m in cohort.modalities if m.file_backed]:
         for relative in cohort.table[column]:
             if not relative:
                 continue
-            files = [str(relative)]
-            path = root / str(relative)
-            if path.suffix.lower() == ".hea" and path.is_file():
-                files += [os.path.join(os.path.dirname(str(relative)), f) for f in header_data_files(path)]
-            for name in files:
-                try:
-                    stat = (root / name).stat()
-                    digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-                except OSError:
-                    digest.update(f"{name}:missing\n".encode())
+            relative = str(relative)
+            files = [(relative, _stat(os.path.join(root, relative)))]
+            stat = files[0][1]
+            if stat is not None and os.path.splitext(relative)[1].lower() == ".hea" and S_ISREG(stat.st_mode):
+                folder = os.path.dirname(relative)
+                for data in signal_data_files(os.path.join(root, relative), stat.st_size, stat.st_mtime_ns):
+                    name = os.path.join(folder, data)
+                    files.append((name, _stat(os.path.join(root, name))))
+            lines += [f"{name}:{s.st_size}:{s.st_mtime_ns}\n" if s else f"{name}:missing\n" for name, s in files]
+    digest.update("".join(lines).encode())
     return digest.hexdigest()
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def signal_data_files(header: str, size: int, mtime_ns: int) -> tuple[str, ...]:
+    """:func:`header_data_files` of one version of a header (its size and modification time are part of the
+    cache key): each header is read once per process, by whichever of the store's cohort hash and the
+    dashboard's case keys needs it first."""
+    return header_data_files(Path(header))
 
 
 def header_data_files(path: Path) -> tuple[str, ...]:
@@ -118,9 +135,15 @@ def check_supported(predictor: Predictor, cohort: CohortReader) -> None:
                          "cohort (explain it without --out)")
 
 
+STAGES = ("read", "prepare", "model", "rows", "write")  # where a shard's time goes (WriteReport.stage_seconds)
+
+
 @dataclass
 class WriteReport:
-    """What one process did: shards written and skipped (already complete), cases explained, seconds."""
+    """What one process did: shards written and skipped (already complete), cases explained, seconds, and
+    those seconds by stage: reading the case files, preparing the batches (tokenising, resizing, stacking),
+    the model (encoding, the 2^M fusion passes of the exact Shapley values), building the rows, writing the
+    Parquet files: what a GPU would speed up (the model) and what it would not."""
 
     path: Path
     rank: int
@@ -131,6 +154,7 @@ class WriteReport:
     cases: int = 0
     seconds: float = 0.0
     complete: bool = False
+    stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
     @property
     def cases_per_second(self) -> float:
@@ -183,13 +207,15 @@ def write_store(out: str | Path, predictor: Predictor, cohort: CohortReader, cas
         if _shard_complete(path, key, shards[index]):
             report.skipped.append(index)
             continue
-        table = explain_shard(predictor, cohort, shards[index], manifest, batch_size)
+        table = explain_shard(predictor, cohort, shards[index], manifest, batch_size, stages=report.stage_seconds)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}),  # keeps the unreadable cases
                                                _KEY: json.dumps({"key": key, "index": index,
                                                                  "case_ids": shards[index]})})
+        started = time.perf_counter()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         pq.write_table(table, tmp)
         os.replace(tmp, path)  # atomic: a reader or a resumed run never sees half a shard
+        report.stage_seconds["write"] += time.perf_counter() - started
         report.written.append(index)
         report.cases += len(shards[index])
     report.seconds = time.perf_counter() - start
@@ -210,26 +236,32 @@ def write_store(out: str | Path, predictor: Predictor, cohort: CohortReader, cas
 
 @torch.no_grad()
 def explain_shard(predictor: Predictor, cohort: CohortReader, case_ids: Sequence[str], manifest: dict,
-                  batch_size: int = 32) -> pa.Table:
+                  batch_size: int = 32, stages: dict[str, float] | None = None) -> pa.Table:
     """One row per readable case of ``case_ids``: case_id, label, label_index (-1 = unlabelled), predicted,
     target, p_<class>, present_<m>, <method>_<m> (NaN where absent, as CohortImportance.table),
     cross_attention and interactions ((M, M) each, flattened row-major; cross_attention null without
-    cross-modal attention). A case that cannot be read is left out and named in the schema's errors."""
+    cross-modal attention). A case that cannot be read is left out and named in the schema's errors.
+    ``stages``: seconds are added to its "read", "prepare", "model" and "rows" entries."""
     model = predictor.model
     model.eval()
     classes, names = manifest["classes"], manifest["modalities"]
+    clock = _StageClock(stages)
     cases, errors = [], {}
     for case_id in case_ids:
         try:
             cases.append(cohort[case_id])
         except CohortError as err:
             errors[case_id] = str(err)
+    clock.lap("read")
     rows: list[dict] = []
-    for batch in predictor.batches(cases, batch_size):
+    for start in range(0, len(cases), batch_size):
+        batch = predictor.batch(cases[start:start + batch_size])
+        clock.lap("prepare")
         with model_lock(model):
             encoded = model.encode(batch)
             probabilities = model.fuse(encoded, batch.present).probabilities.double().cpu().numpy()  # (B, C)
             result = modality_importance(model, batch, encoded=encoded)
+        clock.lap("model")  # .cpu() above and in modality_importance: a GPU's queued work is finished here
         labels = batch.labels.cpu().numpy()
         interactions = shapley_interactions(result)  # (B, M, M)
         present = result.present
@@ -247,8 +279,23 @@ def explain_shard(predictor: Predictor, cohort: CohortReader, case_ids: Sequence
                                       else result.cross_attention[i].astype(float).ravel().tolist())
             row["interactions"] = interactions[i].astype(float).ravel().tolist()
             rows.append(row)
+        clock.lap("rows")
     table = pa.Table.from_pylist(rows, schema=_schema(manifest))
+    clock.lap("rows")
     return table.replace_schema_metadata({b"errors": json.dumps(errors)})
+
+
+class _StageClock:
+    """Adds the seconds since the previous lap to ``stages[name]`` (nothing when ``stages`` is None)."""
+
+    def __init__(self, stages: dict[str, float] | None) -> None:
+        self.stages, self.last = stages, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.stages is not None:
+            self.stages[name] = self.stages.get(name, 0.0) + now - self.last
+        self.last = now
 
 
 @dataclass
@@ -309,7 +356,8 @@ class ExplanationStore:
         columns = [f"{method}_{n}" for method in methods for n in names]
         table = frame.reset_index()[["case_id", "label", "predicted", *columns]]
         for column in ("case_id", "label", "predicted"):  # the dtype pandas infers for cohort_importance's rows
-            table[column] = pd.Series([None if v is None or v != v else v for v in table[column]], index=table.index)
+            values = table[column].to_numpy(dtype=object, na_value=None).tolist()  # 4x faster than iterating
+            table[column] = pd.Series(values, index=table.index)
         interactions = _matrices(frame["interactions"], m)
         attention = None
         if self.has_attention:

@@ -4,6 +4,7 @@ store from 2 processes (gloo, CPU) as from one; python -m explain cohort --out w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,10 +17,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+import app.state as app_state
 import explain.store as store_module
 from explain.__main__ import main
 from explain.cohort import cohort_importance
-from explain.store import (MANIFEST, StoreError, checkpoint_hash, cohort_hash, default_location,
+from explain.store import (MANIFEST, STAGES, StoreError, checkpoint_hash, cohort_hash, default_location,
                            header_data_files, open_store, shard_name, write_store)
 from neurofusion.checkpoint import save_checkpoint
 from neurofusion.data import CohortReader
@@ -55,6 +57,7 @@ def test_round_trip_equals_cohort_importance_for_any_selection(predictor, tiny_c
     ids = tiny_cohort.case_ids[:20]
     report = _write(tmp_path / "store", predictor, tiny_cohort, ids)
     assert report.complete and report.written == [0, 1, 2] and report.cases == 20
+    assert set(report.stage_seconds) == set(STAGES) and min(report.stage_seconds.values()) > 0
     store = open_store(tmp_path / "store")
     assert store.written and store.case_ids == ids
     _assert_same(store.importance(ids), cohort_importance(predictor, [tiny_cohort[i] for i in ids]))
@@ -98,10 +101,10 @@ def test_resume_recomputes_only_missing_shards(predictor, tiny_cohort, tmp_path,
     # killed after the first shard: the manifest says incomplete; a re-run explains only the rest
     interrupted = tmp_path / "interrupted"
 
-    def dies_on_second_shard(predictor_, cohort, case_ids, manifest, batch_size=32):
+    def dies_on_second_shard(predictor_, cohort, case_ids, manifest, batch_size=32, **kwargs):
         if case_ids[0] != ids[0]:
             raise KeyboardInterrupt
-        return explain_shard(predictor_, cohort, case_ids, manifest, batch_size)
+        return explain_shard(predictor_, cohort, case_ids, manifest, batch_size, **kwargs)
 
     explain_shard = store_module.explain_shard
     monkeypatch.setattr(store_module, "explain_shard", dies_on_second_shard)
@@ -168,6 +171,50 @@ def test_hashes_follow_content(tiny_batch, tiny_tokenizer, tiny_cohort, tmp_path
     content = weights.read_bytes()
     weights.write_bytes(content[:-1] + bytes([content[-1] ^ 1]))  # one bit of the weights
     assert checkpoint_hash(path) != before
+
+
+def _reference_cohort_hash(cohort) -> str:
+    """cohort_hash as the store format defines it, written plainly (one update per file, wfdb's header
+    parser): a rewrite that changed it would make every store written before it 'of another cohort'."""
+    root = Path(cohort.root)
+    digest = hashlib.sha256()
+    for name in ("cohort.csv", "cohort.json"):
+        if (root / name).is_file():
+            digest.update(f"{name}:{hashlib.sha256((root / name).read_bytes()).hexdigest()}\n".encode())
+    for column in [m.file_column for m in cohort.modalities if m.file_backed]:
+        for relative in cohort.table[column]:
+            if not relative:
+                continue
+            files = [relative]
+            if relative.endswith(".hea") and (root / relative).is_file():
+                files += [os.path.join(os.path.dirname(relative), f) for f in wfdb_data_files(root / relative)]
+            for name in files:
+                try:
+                    stat = (root / name).stat()
+                    digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+                except OSError:
+                    digest.update(f"{name}:missing\n".encode())
+    return digest.hexdigest()
+
+
+def test_cohort_hash_keeps_its_definition_and_reads_each_header_once(tiny_cohort, tmp_path, monkeypatch):
+    root = Path(shutil.copytree(tiny_cohort.root, tmp_path / "cohort"))
+    cohort = CohortReader(root)
+    (root / cohort.table["signal_file"].loc[cohort.table["signal_file"] != ""].iloc[1]).unlink()  # a missing header
+    reads: list[Path] = []
+    original = store_module.header_data_files
+    monkeypatch.setattr(store_module, "header_data_files", lambda path: reads.append(path) or original(path))
+    store_module.signal_data_files.cache_clear()
+    assert cohort_hash(cohort) == _reference_cohort_hash(cohort)
+    headers = len(reads)
+    assert headers == len(list(root.rglob("*.hea"))) > 0
+    hits = store_module.signal_data_files.cache_info().hits
+    state_key = app_state.cases_key(cohort, "table")  # the dashboard's case keys: no header read again
+    assert len(reads) == headers and store_module.signal_data_files.cache_info().hits == hits + headers
+    signal = next(root.rglob("*.dat"))
+    signal.write_bytes(signal.read_bytes() + b"\0\0")  # the samples change, their header does not
+    assert cohort_hash(cohort) == _reference_cohort_hash(cohort) and app_state.cases_key(cohort, "table") != state_key
+    assert len(reads) == headers
 
 
 def test_header_data_files_reads_what_wfdb_reads(tiny_cohort, tmp_path):
