@@ -58,13 +58,17 @@ class ModalityForward:
     """
 
     def __init__(self, model: MultiModalModel, batch: Batch, alone: bool = False,
-                 survival: SurvivalTarget | None = None, keep_features: bool = False) -> None:
+                 survival: SurvivalTarget | None = None, keep_features: bool = False,
+                 note_layer: int | None = None) -> None:
         """alone=False: the other modalities stay as the case has them (faithful to this prediction);
         alone=True: each modality is explained with the others hidden, i.e. what the model reads in it by
         itself (useful when redundant modalities leave one with little marginal effect). survival: the
         explained quantity of a survival model (default 5-year survival). keep_features: keep each image
         encoder's last ResNet stage activations from the encoding pass in ``features`` (name -> (1, C, h, w))
-        for Grad-CAM without a second backbone pass (image encoders without ResNet stages are left out)."""
+        for Grad-CAM without a second backbone pass (image encoders without ResNet stages are left out).
+        note_layer: keep what each text encoder's BERT passes to that layer in ``layer_inputs`` (name ->
+        (hidden states (1, N, H), other arguments, keyword arguments)), so a note attributed there needs no
+        second pass through the layers below."""
         if batch.present.shape[0] != 1:
             raise ValueError(f"attribution explains one case at a time, got a batch of {batch.present.shape[0]}")
         self.model = model
@@ -81,6 +85,15 @@ class ModalityForward:
                 stage = _last_stage(model.encoders[name]) if name in getattr(model, "encoders", {}) else None
                 if stage is not None:
                     handles.append(stage.register_forward_hook(partial(_keep, self.features, name)))
+        self.layer_inputs: dict[str, tuple] = {}
+        self.note_layer = note_layer
+        if note_layer is not None:
+            encoders = getattr(model, "encoders", {})
+            for name in self.of_kind("text"):
+                bert = getattr(encoders[name], "bert", None) if name in encoders else None
+                if bert is not None and 0 <= note_layer < len(bert.encoder.layer):
+                    handles.append(bert.encoder.layer[note_layer].register_forward_pre_hook(
+                        partial(_keep_inputs, self.layer_inputs, name), with_kwargs=True))
         try:
             with model_lock(model), torch.no_grad():
                 self.encoded = model.encode(batch)
@@ -199,3 +212,7 @@ def _last_stage(encoder) -> torch.nn.Module | None:
 
 def _keep(store: dict[str, torch.Tensor], name: str, module, args, output) -> None:
     store[name] = output.detach()
+
+
+def _keep_inputs(store: dict[str, tuple], name: str, module, args, kwargs) -> None:
+    store[name] = (args[0].detach(), args[1:], kwargs)

@@ -37,7 +37,15 @@ import torch
 from explain._forward import ModalityForward
 from explain.image import IMAGE_METHODS, ImageSaliency, grad_cam_from_features, image_path, image_saliency
 from explain.importance import ModalityImportance, modality_importance
-from explain.integrated import Cancel, Completeness, ExplanationCancelled, Integration, Prepared, check_cancel, integrate
+from explain.integrated import (
+    Cancel,
+    Completeness,
+    ExplanationCancelled,
+    Integration,
+    Prepared,
+    check_cancel,
+    integrate,
+)
 from explain.signal import SignalExplanation, signal_path
 from explain.tabular import tabular_path
 from explain.targets import SurvivalTarget, explained_values, is_survival
@@ -65,7 +73,7 @@ class ExplainSettings:
     max_steps: int = 128  # adaptive steps stop here (the map then says it did not converge)
     note_layer: int | None = None  # None: the note's word embeddings; j: hidden states entering BERT layer j
     reduced_precision: tuple[str, ...] = ()  # modality kinds whose encoder runs in bfloat16 on the path
-    joint: bool = True  # every modality's path steps through one fusion pass
+    joint: bool = False  # every modality's path steps through one fusion pass (measured: no faster; panels at once)
 
     def __post_init__(self) -> None:
         if self.context not in ("case", "alone"):
@@ -237,8 +245,9 @@ class CaseExplainer:
         batch = self.predictor.batch([self.case])
         settings = self.settings
         target = None if settings.target is None else torch.tensor([settings.target], device=batch.present.device)
+        # encodes once, keeping the last ResNet stage (Grad-CAM) and the note's states at its attributed layer
         forward = ModalityForward(model, batch, alone=settings.context == "alone", survival=self.survival,
-                                  keep_features=True)  # encodes once, keeping the last ResNet stage
+                                  keep_features=True, note_layer=settings.note_layer)
         self._forward = forward
         importance = modality_importance(model, batch, target, encoded=forward.encoded, survival=self.survival)
         explained = int(importance.target[0])

@@ -68,7 +68,7 @@ class Integration:
     max_steps: int = 128
     min_gap: float = 1e-2
     internal_batch_size: int | None = None
-    joint: bool = True  # every path's rows of a pass through one fusion pass
+    joint: bool = False  # True: every path's rows of a pass through one fusion pass
     reduced_precision: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -84,7 +84,8 @@ class Integration:
             raise ValueError(f"internal_batch_size must be at least 1, got {self.internal_batch_size}")
         unknown = set(self.reduced_precision) - {"image", "text", "signal", "tabular"}
         if unknown:
-            raise ValueError(f"reduced_precision names modality kinds (image, text, signal, tabular), got {sorted(unknown)}")
+            raise ValueError("reduced_precision names modality kinds (image, text, signal, tabular), "
+                             f"got {sorted(unknown)}")
 
     def schedule(self) -> list[int]:
         """Steps of each round: [n_steps] fixed; adaptive doubling (trapezoid: 2n - 1, nested grids)."""

@@ -46,8 +46,7 @@ def tabular_path(forward: ModalityForward, case: Case, target: int, modality: st
     tensors = forward.inputs(name)
     specs = model.config.input_spec().features_of(name)
     numeric_specs = [f for f in specs if f.kind == "numeric"]
-    # (1, Fn) raw values, (1, Fn) measured, (1, Fc) category codes
-    numeric, numeric_mask, categorical = tensors["numeric"], tensors["numeric_mask"], tensors["categorical"]
+    numeric, numeric_mask = tensors["numeric"], tensors["numeric_mask"]  # (1, Fn) raw values, (1, Fn) measured
     path = None
     if numeric_specs:
         normaliser = tabular_normalisers(model)[name]

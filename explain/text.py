@@ -98,7 +98,10 @@ def note_path(forward: ModalityForward, note: str, tokenizer, target: int, *, mo
         if not isinstance(layer, int) or not 1 <= layer < layers:
             raise ValueError(f"note layer must be an integer from 1 to {layers - 1} (the hidden states entering "
                              f"that BERT layer) or None (the word embeddings), got {layer!r}")
-        (inputs, args, kwargs), (base, _, _) = (_layer_inputs(encoder, x, mask, layer) for x in (ids, baseline))
+        kept = forward.layer_inputs.get(name) if forward.note_layer == layer else None
+        # the case's states from its encoding pass when it kept them; the baseline note's from a pass up to j
+        inputs, args, kwargs = kept if kept is not None else _layer_inputs(encoder, ids, mask, layer)
+        base, _, _ = _layer_inputs(encoder, baseline, mask, layer)
         embed = partial(_from_layer, encoder, layer, args, kwargs)
         where = f"hidden_states[{layer}]"
     path = IntegrationPath(name, "text", inputs, base, embed)
@@ -152,7 +155,10 @@ def _layer_inputs(encoder, ids: torch.Tensor, mask: torch.Tensor, layer: int) ->
 def _from_layer(encoder, layer: int, args: tuple, kwargs: dict, hidden: torch.Tensor) -> torch.Tensor:
     """BERT's layers from ``layer`` up on hidden states (n, N, H) -> the note's [CLS] embedding (n, H)."""
     n = hidden.shape[0]
-    expand = lambda a: a.expand(n, *a.shape[1:]) if isinstance(a, torch.Tensor) and a.shape[:1] == (1,) else a  # noqa: E731
+
+    def expand(a):  # the mask BERT prepared for one row, for n rows
+        return a.expand(n, *a.shape[1:]) if isinstance(a, torch.Tensor) and a.shape[:1] == (1,) else a
+
     args = tuple(expand(a) for a in args)
     kwargs = {k: expand(v) for k, v in kwargs.items()}
     for block in encoder.bert.encoder.layer[layer:]:

@@ -88,8 +88,8 @@ def test_engine_equals_captum_per_modality_with_the_same_delta(predictor, comple
 
 
 def test_one_fusion_pass_for_every_path_equals_one_path_at_a_time(predictor, complete_case):
-    joint = explain_case(predictor, complete_case, ExplainSettings(n_steps=8))
-    separate = explain_case(predictor, complete_case, ExplainSettings(n_steps=8, joint=False))
+    joint = explain_case(predictor, complete_case, ExplainSettings(n_steps=8, joint=True))
+    separate = explain_case(predictor, complete_case, ExplainSettings(n_steps=8))
     np.testing.assert_allclose(joint.image.model_map, separate.image.model_map, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(joint.signal.attributions, separate.signal.attributions, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(joint.note.token_scores, separate.note.token_scores, rtol=1e-4, atol=1e-7)
@@ -100,8 +100,8 @@ def test_one_fusion_pass_for_every_path_equals_one_path_at_a_time(predictor, com
 
 
 def test_alone_context_through_one_fusion_pass(predictor, complete_case):
-    joint = explain_case(predictor, complete_case, ExplainSettings(n_steps=6, context="alone"))
-    separate = explain_case(predictor, complete_case, ExplainSettings(n_steps=6, context="alone", joint=False))
+    joint = explain_case(predictor, complete_case, ExplainSettings(n_steps=6, context="alone", joint=True))
+    separate = explain_case(predictor, complete_case, ExplainSettings(n_steps=6, context="alone"))
     np.testing.assert_allclose(joint.signal.attributions, separate.signal.attributions, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(joint.image.model_map, separate.image.model_map, rtol=1e-4, atol=1e-7)
 
@@ -136,6 +136,17 @@ def test_note_at_a_higher_layer_equals_captum_layer_ig_there(two_layer, complete
     assert note.token_scores.sum() - note.convergence_delta == pytest.approx(gap, abs=1e-5)  # completeness
     words = explain_note(forward, complete_case.note, two_layer.tokenizer, 1, n_steps=10)
     assert words.layer == "word_embeddings" and not np.allclose(words.token_scores, note.token_scores)
+
+
+def test_the_states_kept_from_the_encoding_pass_give_the_same_note(two_layer, complete_case):
+    """The explainer keeps the case's layer-j states from its encoding pass instead of a second pass."""
+    result = explain_case(two_layer, complete_case, ExplainSettings(n_steps=6, note_layer=2, target=0))
+    kept = ModalityForward(two_layer.model, two_layer.batch([complete_case]), note_layer=2)
+    assert set(kept.layer_inputs) == {"text"}
+    fresh = explain_note(ModalityForward(two_layer.model, two_layer.batch([complete_case])), complete_case.note,
+                         two_layer.tokenizer, 0, n_steps=6, layer=2)
+    np.testing.assert_allclose(result.note.token_scores, fresh.token_scores, rtol=1e-5, atol=1e-7)
+    assert result.note.layer == "hidden_states[2]"
 
 
 def test_note_layer_out_of_range_is_a_clear_error(two_layer, complete_case):
