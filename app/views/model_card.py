@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app import figures
+from app import cost_figures, figures
 from app.icu_cohort_figures import PAPER_ICU, hour_table, risk_calibration_figure, risk_metric_table
 from app.state import ROOT, Context, context
 from app.survival_figures import survival_metric_table
@@ -219,6 +219,51 @@ elif latency and ctx.survival:
                "benchmarks/results/task_explain_latency.md compares one case's explanation across the two tasks.")
 elif latency:
     st.markdown(latency.split("\n", 2)[2])
+
+
+def _figure3() -> None:
+    """The paper's Figure 3 (performance against cost) from the committed benchmark files, or why it cannot be."""
+    try:
+        data = cost_figures.load_figure3()
+    except cost_figures.BenchmarkFileError as err:
+        st.warning(f"Figure 3 cannot be drawn: {err}")
+        return
+    for message in data.warnings:
+        st.warning(message)
+    settings = data.cost["settings"]
+    largest = max(p.parameters for p in data.points)
+    st.caption(f"Measured on this machine ({settings.get('machine', '?')}, CPU, one torch thread, "
+               f"{settings.get('date', '?')}) on the synthetic cardio cohort, never on patients: "
+               "benchmarks/results/table2.json (accuracy on the bundled test cases, mean over training seeds; error "
+               "bars: the t-based 95 % CI of that mean), architecture_cost.json (parameters, latency, training cost) "
+               "and distillation.json (the distilled student). The dashed line joins our non-dominated models (none "
+               "has both fewer parameters and a higher mean accuracy). Grey crosses and boxes are the paper's "
+               "reported numbers as its Figure 3 text gives them (real data, GPUs), not measured "
+               f"here; our models are CPU-sized (the largest has {largest / 1e6:.2f} M parameters, the paper's "
+               "NeuroFusion 87 M).")
+    st.plotly_chart(cost_figures.pareto_figure(data), key="model.fig3_pareto")
+    for note in data.notes:
+        st.info(note)
+    st.plotly_chart(cost_figures.training_cost_figure(data), key="model.fig3_training")
+    st.caption(f"{settings.get('steps', '?')} optimiser steps at batch 32 per architecture, each in a fresh process "
+               "(`python benchmarks/architecture_cost.py`); bars to the quartiles of the steps. The paper reports "
+               "GPU memory and hours of training (NeuroFusion-Full 32 GB and 72 h, distilled 18 GB and 45 h, "
+               "single-modality 6–8 GB and 12–18 h), not comparable with a CPU process's RSS or seconds per step; "
+               "GPU figures are not measured here.")
+    batch = st.radio("Latency at", tuple(cost_figures.BATCHES), key="model.fig3_batch", horizontal=True,
+                     format_func=cost_figures.BATCHES.get)
+    st.plotly_chart(cost_figures.latency_figure(data, batch), key="model.fig3_latency")
+    st.caption("Every model timed once per round in a shuffled order, round after round, so the load on the shared "
+               "machine affects them alike; random weights (a forward pass costs the same whatever they are). The "
+               "paper's Figure 3 also reports 45–75 ms for simple fusion and 15–30 ms for single-modality models. "
+               + cost_figures.PANEL_D)
+
+
+st.subheader("Figure 3: performance against computational cost")
+if config.task == "cardio" and not ctx.timed and not ctx.survival:
+    _figure3()
+else:
+    st.caption("Figure 3 is measured for the cardio architectures: load the cardio demo to see it.")
 
 st.subheader("Training")
 training = checkpoint.training
