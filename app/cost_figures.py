@@ -259,6 +259,12 @@ def load_figure3(results_dir: Path | None = None) -> Figure3Data:
                               f"does not exist; `{_COMMANDS[DISTILLATION]}` writes it).")
         else:
             distilled = distilled_points(distillation, distillation_path)
+            measured = cost["parameters"].get("distilled_student")
+            mismatch = [p for p in distilled if measured is not None and p.parameters != measured]
+            if mismatch:
+                raise BenchmarkFileError(distillation_path, f"its student has {mismatch[0].parameters:,} parameters "
+                                         f"but {COST} measured one of {int(measured):,} (configs/cardio_student.yaml "
+                                         "changed between the two runs?)", _COMMANDS[DISTILLATION])
             data.points += distilled
             if not distilled:
                 data.notes.append(f"The distilled student's accuracy is not measured yet ({_shown(distillation_path)} "

@@ -136,6 +136,11 @@ def test_a_missing_distillation_file_is_a_note_and_a_corrupt_one_a_warning(resul
     data = load_figure3(results)
     assert "is not the mean of its runs' accuracies" in data.warnings[0]
     assert [p.name for p in data.points if p.family == "distilled"] == []
+    other = _distillation()
+    other["summary"]["student"]["parameters"] = 800  # another student than the cost file timed (500)
+    (results / DISTILLATION).write_text(json.dumps(other))
+    data = load_figure3(results)
+    assert "its student has 800 parameters but architecture_cost.json measured one of 500" in data.warnings[0]
 
 
 @pytest.mark.parametrize("name, content, expected", [
