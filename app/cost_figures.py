@@ -311,7 +311,10 @@ def pareto_figure(data: Figure3Data) -> go.Figure:
                              marker=dict(symbol="x-thin-open", size=11, color=PAPER_COLOR, line=dict(width=2)),
                              hovertext=[f"{p['name']} (paper, real data): {p['parameters'] / 1e6:.0f} M parameters, "
                                         f"{p['accuracy']:.1%}" for p in PAPER_POINTS], hoverinfo="text"))
-    fig.update_xaxes(type="log", dtick=1, title_text="Parameters (log scale)")
+    sizes = [p.parameters for p in points] + [p["parameters"] for p in PAPER_POINTS]
+    # room either side for the labels of the outermost points (a log axis's range is in exponents)
+    fig.update_xaxes(type="log", dtick=1, title_text="Parameters (log scale)",
+                     range=[math.log10(min(sizes)) - 0.3, math.log10(max(sizes)) + 0.4])
     fig.update_yaxes(tickformat=".0%", title_text="Test accuracy, 95 % CI")
     return finish(fig, "A · Parameters against accuracy (this machine, synthetic cardio cohort, CPU)", height=520,
                   legend=dict(groupclick="toggleitem", font=dict(size=11)))
