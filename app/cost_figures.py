@@ -316,7 +316,7 @@ def pareto_figure(data: Figure3Data) -> go.Figure:
     fig.update_xaxes(type="log", dtick=1, title_text="Parameters (log scale)",
                      range=[math.log10(min(sizes)) - 0.3, math.log10(max(sizes)) + 0.4])
     fig.update_yaxes(tickformat=".0%", title_text="Test accuracy, 95 % CI")
-    return finish(fig, "A · Parameters against accuracy (this machine, synthetic cardio cohort, CPU)", height=520,
+    return finish(fig, "A · Parameters against accuracy (this machine, synthetic cardio cohort, CPU)", height=580,
                   legend=dict(groupclick="toggleitem", font=dict(size=11)))
 
 
