@@ -87,6 +87,38 @@ def test_engine_equals_captum_per_modality_with_the_same_delta(predictor, comple
     assert completeness.relative_error == pytest.approx(abs(completeness.delta) / max(abs(gap), 1e-2))
 
 
+@pytest.fixture(scope="module")
+def demo():
+    """The bundled demo checkpoint and one complete test case of the bundled cohort."""
+    from pathlib import Path
+
+    from neurofusion.checkpoint import load_checkpoint
+    from neurofusion.data import CohortReader
+
+    root = Path(__file__).resolve().parents[2] / "sample_data"
+    ckpt = load_checkpoint(root / "checkpoints" / "cardio_demo", device="cpu")
+    cohort = CohortReader(root / "cardio")
+    case = next(c for c in (cohort[i] for i in cohort.ids("test")) if all(c.available.values()))
+    return Predictor(ckpt.model, ckpt.tokenizer, ckpt.device), case
+
+
+def test_demo_checkpoint_engine_equals_captum(demo):
+    """The same check on the bundled demo model, every path through one fusion pass."""
+    predictor, case = demo
+    explainer = _explainer(predictor, case)
+    forward, target, prepared = _paths(explainer, case, predictor)
+    found = {p.modality: (a, c) for p, a, c in integrate(forward, [p.path for p in prepared.values()], target,
+                                                           Integration(n_steps=4, joint=True))}
+    for modality in ("image", "signal", "tabular"):
+        path = prepared[modality].path
+        with torch.enable_grad():
+            reference, delta = IntegratedGradients(forward.function(modality)).attribute(
+                path.inputs, baselines=path.baseline, target=target, n_steps=4, return_convergence_delta=True)
+        scale = float(reference.abs().max())
+        assert float((found[modality][0] - reference.detach()).abs().max()) <= 1e-4 * scale
+        assert found[modality][1].delta == pytest.approx(float(delta[0]), abs=1e-4 * max(1.0, abs(float(delta[0]))))
+
+
 def test_one_fusion_pass_for_every_path_equals_one_path_at_a_time(predictor, complete_case):
     joint = explain_case(predictor, complete_case, ExplainSettings(n_steps=8, joint=True))
     separate = explain_case(predictor, complete_case, ExplainSettings(n_steps=8))
