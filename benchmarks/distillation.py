@@ -260,10 +260,10 @@ def main() -> None:
 
     with _locked(STORE):
         results = _read_store()
-        stored = results.get("settings", {}).get("max_epochs")
-        if results["runs"] and stored != args.max_epochs:
-            parser.error(f"{STORE} holds runs of at most {stored} epochs; resuming with --max-epochs "
-                         f"{args.max_epochs} would mix budgets (move that file away to start over)")
+        budgets = {r.get("max_epochs", results["settings"]["max_epochs"]) for r in results["runs"]}
+        if budgets - {args.max_epochs}:
+            parser.error(f"{STORE} holds runs of at most {', '.join(map(str, sorted(budgets)))} epochs; resuming with "
+                         f"--max-epochs {args.max_epochs} would mix budgets (move that file away to start over)")
         if "teacher" not in results:
             results["teacher"] = _teacher(args.teacher, args.test_data)
             results["settings"] = _settings(args, distill, results)
@@ -277,7 +277,8 @@ def main() -> None:
     with _locked(STORE):
         results = _read_store()
     done = {(r["model"], r["seed"]) for r in results["runs"]}
-    if all((m, s) in done for m in MODELS for s in args.seeds):  # the last process to finish times them all
+    # the last process to finish times every model; --latency-only times the lowest seed's students as they are
+    if args.latency_only or all((m, s) in done for m in MODELS for s in args.seeds):
         latency = _latency_run(args, results)
         with _locked(STORE):
             results = _read_store()
@@ -315,11 +316,13 @@ def _run(model: str, seed: int, args: argparse.Namespace) -> None:
            "parameters": parameter_counts(ckpt.model)["total"],
            **read_metrics(json.loads((out / "metrics.json").read_text())["test"]),  # --eval-data's test split
            "alpha": training["distillation"]["alpha"], "temperature": training["distillation"]["temperature"],
-           "epochs": training["epochs"], "best_epoch": training["best_epoch"], "train_minutes": training["minutes"],
+           "max_epochs": args.max_epochs, "epochs": training["epochs"], "best_epoch": training["best_epoch"],
+           "train_minutes": training["minutes"],
            "wall_minutes": round((time.perf_counter() - start) / 60, 2)}
     with _locked(STORE):
         results = _read_store()
         results["runs"].append(run)
+        results["settings"] = _settings(args, load_student_config(args.config)[1], results)
         _write(results)
     print(f"{model} seed {seed}: accuracy {run['accuracy']:.3f}, macro F1 {run['macro_f1']:.3f}, "
           f"{run['train_minutes']} min", flush=True)
