@@ -135,7 +135,25 @@ def summary(results: dict) -> dict:
                      "latency_b1_ms": _latency(latency, model, "latency_b1_ms"),
                      "latency_b32_ms": _latency(latency, model, "latency_b32_ms"),
                      "train_minutes": float(np.mean([r["train_minutes"] for r in runs]))}
+        agreeing = [r["teacher_agreement"] for r in runs if r.get("teacher_agreement") is not None]
+        if agreeing:
+            out[name]["teacher_agreement"] = {"mean": float(np.mean(agreeing)), "runs": len(agreeing),
+                                              "sd": float(np.std(agreeing, ddof=1)) if len(agreeing) > 1 else 0.0}
     return out
+
+
+def teacher_agreement(teacher: str | Path, students: list[Path], test_data: str) -> dict[Path, float]:
+    """The share of test cases on which each student predicts the teacher's class (argmax): how closely it
+    follows its teacher, right or wrong."""
+    cohort = CohortReader(test_data)
+    cases = [cohort[i] for i in cohort.ids("test")]
+
+    def predicted(path) -> np.ndarray:
+        ckpt = load_checkpoint(path, device="cpu")
+        return Predictor(ckpt.model, ckpt.tokenizer, ckpt.device).predict(cases)[1].argmax(1)
+
+    reference = predicted(teacher)
+    return {Path(path): float((predicted(path) == reference).mean()) for path in students}
 
 
 def _latency(latency: dict, model: str, key: str) -> dict | None:
@@ -179,13 +197,14 @@ def markdown(results: dict) -> str:
     lines += ["", f"Teacher train minutes: {settings['teacher_training']} (not the students' budget). Students' "
               "train minutes: mean over seeds, with the teacher's forward pass included for the distilled one.", ""]
     lines += _comparison(s)
-    lines += ["", "Each run:", "", "| model | seed | accuracy (%) [95 % CI] | macro F1 [95 % CI] | epochs (best) | "
-              "train minutes |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += ["", "Each run:", "", "| model | seed | accuracy (%) [95 % CI] | macro F1 [95 % CI] | agrees with the "
+              "teacher (%) | epochs (best) | train minutes |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for run in sorted(results["runs"], key=lambda r: (MODELS.index(r["model"]), r["seed"])):
         lines.append(f"| {SUMMARY_NAMES[run['model']]} | {run['seed']} | {100 * run['accuracy']:.1f} "
                      f"[{100 * run['accuracy_ci_low']:.1f}, {100 * run['accuracy_ci_high']:.1f}] | "
                      f"{run['macro_f1']:.3f} [{run['macro_f1_ci_low']:.3f}, {run['macro_f1_ci_high']:.3f}] | "
-                     f"{run['epochs']} ({run['best_epoch']}) | {run['train_minutes']} |")
+                     f"{_percent(run.get('teacher_agreement'))} | {run['epochs']} ({run['best_epoch']}) | "
+                     f"{run['train_minutes']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -203,6 +222,11 @@ def _comparison(s: dict) -> list[str]:
     if "student_no_teacher" in s:
         gain = 100 * (student["accuracy"]["mean"] - s["student_no_teacher"]["accuracy"]["mean"])
         lines.append(f"| student accuracy − student without teacher | {gain:+.1f} points | – |")
+    if "teacher_agreement" in student and "teacher_agreement" in s.get("student_no_teacher", {}):
+        ours, alone = student["teacher_agreement"], s["student_no_teacher"]["teacher_agreement"]
+        lines.append(f"| test cases where the student predicts the teacher's class | {100 * ours['mean']:.1f} ± "
+                     f"{100 * ours['sd']:.1f} % (without teacher: {100 * alone['mean']:.1f} ± {100 * alone['sd']:.1f} "
+                     "%) | – |")
     if student["latency_b1_ms"] and teacher["latency_b1_ms"]:
         t, st = teacher["latency_b1_ms"]["median"], student["latency_b1_ms"]["median"]
         lines.append(f"| batch-1 median latency, teacher → student | {t:.1f} → {st:.1f} ms (×{st / t:.2f}) | "
@@ -213,6 +237,10 @@ def _comparison(s: dict) -> list[str]:
         lines.append(f"| batch-32 median latency, teacher → student | {t:.1f} → {st:.1f} ms (×{st / t:.2f}) "
                      "| – |")
     return lines
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
 
 
 def _estimate(value: dict, scale: float, digits: int) -> str:
@@ -280,9 +308,12 @@ def main() -> None:
     # the last process to finish times every model; --latency-only times the lowest seed's students as they are
     if args.latency_only or all((m, s) in done for m in MODELS for s in args.seeds):
         latency = _latency_run(args, results)
+        agreement = teacher_agreement(args.teacher, [ROOT / r["checkpoint"] for r in results["runs"]], args.test_data)
         with _locked(STORE):
             results = _read_store()
             results["latency"] = latency
+            for run in results["runs"]:
+                run["teacher_agreement"] = agreement.get(ROOT / run["checkpoint"], run.get("teacher_agreement"))
             results["settings"] = _settings(args, distill, results)
             _write(results)
     else:

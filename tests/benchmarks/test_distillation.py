@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from benchmarks import distillation
-from benchmarks.distillation import markdown, measure_latency, quartiles, summarise, summary
+from benchmarks.distillation import markdown, measure_latency, quartiles, summarise, summary, teacher_agreement
+from neurofusion.checkpoint import save_checkpoint
 from neurofusion.distill import load_student_config
 from neurofusion.models import build_model
 from tests.conftest import tiny_config
@@ -28,6 +30,8 @@ def _results() -> dict:
                "macro_f1": 0.69, "macro_f1_ci_low": 0.62, "macro_f1_ci_high": 0.75, "train_minutes": 14.3}
     runs = [_run("distilled", s, a) for s, a in enumerate((0.66, 0.68, 0.70))]
     runs += [_run("no_teacher", s, a) for s, a in enumerate((0.60, 0.62, 0.61))]
+    for run, agreement in zip(runs, (0.9, 0.8, 0.85, 0.7, 0.75, 0.8)):
+        run["teacher_agreement"] = agreement
     latency = {"samples": {name: {"latency_b1_ms": [10.0 * k, 11.0 * k, 12.0 * k, 13.0 * k],
                                   "latency_b32_ms": [100.0 * k, 120.0 * k]}
                            for name, k in (("teacher", 2), ("distilled", 1), ("no_teacher", 1))}}
@@ -54,6 +58,8 @@ def test_summary_follows_the_contract_and_the_statistics_are_right():
     assert s["teacher"]["accuracy"] == {"mean": 0.7, "sd": 0.0, "ci_low": 0.64, "ci_high": 0.76}
     assert s["teacher"]["latency_b1_ms"]["median"] == pytest.approx(23.0)
     assert s["student"]["latency_b1_ms"]["q1"] == pytest.approx(10.75)
+    assert s["student"]["teacher_agreement"]["mean"] == pytest.approx(0.85)
+    assert "teacher_agreement" not in s["teacher"]
 
 
 def test_quartiles_agree_with_numpy():
@@ -73,6 +79,8 @@ def test_markdown_shows_each_model_the_ratios_and_the_paper():
     assert "| student size vs teacher | 60% smaller | 60% smaller |" in text
     assert "| student accuracy − teacher's | -2.0 points | −1.2 points |" in text
     assert "| student accuracy − student without teacher | +7.0 points | – |" in text
+    assert "| 85.0 ± 5.0 % (without teacher: 75.0 ± 5.0 %) | – |" in text
+    assert "| student | 0 | 66.0 [61.0, 71.0] | 0.650 [0.590, 0.700] | 90.0 | 6 (5) | 3.0 |" in text
     assert "23.0 → 11.5 ms (×0.50) | 180 → 95 ms" in text
     assert text.count("| student_no_teacher | ") == 4  # its summary row and its three runs
 
@@ -99,3 +107,17 @@ def test_latency_is_timed_for_every_model_interleaved(tiny_cohort, tiny_tokenize
     assert all(t > 0 for m in "ab" for key in times[m] for t in times[m][key])
     with pytest.raises(ValueError, match="needs 32 complete cases, got 5"):
         measure_latency({"a": (model, tiny_tokenizer)}, cases[:5], 1, 1)
+
+
+def test_a_model_agrees_with_itself_on_every_test_case(tiny_cohort, tiny_tokenizer, tmp_path):
+    torch.manual_seed(0)
+    teacher = save_checkpoint(tmp_path / "t", build_model(tiny_config(tiny_cohort, tiny_tokenizer)), tiny_tokenizer)
+    other = tiny_config(tiny_cohort, tiny_tokenizer)
+    other.fusion.fused_dim = 6
+    torch.manual_seed(1)
+    student = save_checkpoint(tmp_path / "s", build_model(other), tiny_tokenizer)
+    agreement = teacher_agreement(teacher, [teacher, student], str(tiny_cohort.root))
+    assert agreement[teacher] == 1.0
+    assert 0.0 <= agreement[student] <= 1.0
+    assert agreement[student] * len(tiny_cohort.ids("test")) == pytest.approx(round(agreement[student] * len(
+        tiny_cohort.ids("test"))))  # a share of whole cases
