@@ -6,7 +6,15 @@ separate forward passes, at the same n_steps, checking the attributions agree. T
 per forward pass (``internal_batch_size=1``) is a second, labelled row, not the baseline. Also the
 100-case cohort agreement.
 
-    python benchmarks/explain_latency.py [--cases 5] [--n-steps 50]
+The full explanation runs on the engine (explain.integrated: every modality's path steps through one fusion
+pass, no per-modality Captum overhead) with today's defaults (exactly n_steps Gauss-Legendre steps, the
+note at its word embeddings, float32): the same attributions as the baseline. Measured beside it in the
+same run: the explain/ package of the code before (``--before``, in a subprocess on the same cases), and
+the engine's faster options, each with its largest map difference from the default and its completeness
+errors: bfloat16 encoders, the note at BERT's last layer input (hidden_states[1] of the demo's 2), and
+adaptive steps at a tolerance.
+
+    python benchmarks/explain_latency.py [--cases 5] [--n-steps 50] [--before 282be60] [--tolerance 0.05]
 """
 
 from __future__ import annotations
@@ -16,8 +24,11 @@ import dataclasses
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +47,65 @@ from neurofusion.inference import Predictor  # noqa: E402
 from neurofusion.models.model import tabular_normaliser  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+CHECKPOINT = ROOT / "sample_data" / "checkpoints" / "cardio_demo"
+COHORT = ROOT / "sample_data" / "cardio"
+
+BEFORE_SCRIPT = """
+import json, statistics, sys, time
+from explain.case import ExplainSettings, explain_case
+from neurofusion.checkpoint import load_checkpoint
+from neurofusion.data import CohortReader
+from neurofusion.inference import Predictor
+checkpoint, cohort, n_steps, ids = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+ckpt = load_checkpoint(checkpoint, device="cpu")
+predictor = Predictor(ckpt.model, ckpt.tokenizer, ckpt.device)
+reader = CohortReader(cohort)
+settings = ExplainSettings(n_steps=n_steps)
+explain_case(predictor, reader[ids[0]], settings)
+out = {}
+for case_id in ids:
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        explain_case(predictor, reader[case_id], settings)
+        times.append(time.perf_counter() - start)
+    out[case_id] = statistics.median(times)
+print(json.dumps(out))
+"""
+
+# the engine's faster options, each measured beside the default (same cases, same run)
+VARIANTS = {
+    "bfloat16 note encoder": {"reduced_precision": ("text",)},
+    "bfloat16 encoders (image, note, ECG)": {"reduced_precision": ("image", "text", "signal")},
+    "note at hidden_states[1]": {"note_layer": 1},
+    "note at hidden_states[1] + bfloat16 image and ECG": {"note_layer": 1, "reduced_precision": ("image", "signal")},
+    "one fusion pass for every path": {"joint": True},
+}
+
+
+def before_times(commit: str, case_ids: list[str], n_steps: int) -> dict[str, float]:
+    """Median seconds per case of the explain/ package of ``commit`` (a subprocess, same checkpoint)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "explain"], check=True,
+                                 capture_output=True)
+        subprocess.run(["tar", "-x", "-C", scratch], input=archive.stdout, check=True)
+        out = subprocess.run([sys.executable, "-c", BEFORE_SCRIPT, str(CHECKPOINT), str(COHORT), str(n_steps),
+                              *case_ids], cwd=scratch, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True,
+                             capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def map_difference(a, b) -> dict[str, float]:
+    """Largest difference of each IG map of explanation a from b's, relative to b's largest magnitude."""
+    pairs = {"image": (a.image.model_map, b.image.model_map), "signal": (a.signal.attributions, b.signal.attributions),
+             "text": (a.note.token_scores, b.note.token_scores),
+             "tabular": (a.tabular["score"].fillna(0).to_numpy(), b.tabular["score"].fillna(0).to_numpy())}
+    return {m: float(np.abs(x - y).max() / max(1e-12, np.abs(y).max())) for m, (x, y) in pairs.items()}
+
+
+def errors(explanation) -> dict[str, dict]:
+    return {m: {"n_steps": c.n_steps, "relative_error": c.relative_error, "converged": c.converged}
+            for m, c in explanation.completeness.items()}
 
 
 def naive_case(model, batch, target: int, n_steps: int, pad_id: int,
@@ -45,16 +115,14 @@ def naive_case(model, batch, target: int, n_steps: int, pad_id: int,
     steps = {"n_steps": n_steps, "internal_batch_size": internal_batch_size}
 
     def with_field(name, value):
+        """The case repeated once per row of ``value``, with one modality tensor replaced by it."""
         n = value.shape[0]
-        fields = {f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)}
-        repeated = {k: (v.repeat(n, *([1] * (v.dim() - 1))) if isinstance(v, torch.Tensor) else v)
-                    for k, v in fields.items() if k not in ("tokens", "case_ids", "notes")}
-        tokens = {k: v.repeat(n, 1) for k, v in batch.tokens.items()}
-        if name == "input_ids":
-            tokens["input_ids"] = value
-        else:
-            repeated[name] = value
-        return type(batch)(case_ids=batch.case_ids * n, notes=batch.notes * n, tokens=tokens, **repeated)
+        inputs = {m: {k: v.repeat(n, *([1] * (v.dim() - 1))) for k, v in tensors.items()}
+                  for m, tensors in batch.inputs.items()}
+        modality = {"image": "image", "signal": "signal", "numeric": "tabular", "input_ids": "text"}[name]
+        inputs[modality][name] = value
+        return type(batch)(batch.case_ids * n, batch.present.repeat(n, 1), batch.labels.repeat(n), inputs,
+                           {m: t * n for m, t in batch.texts.items()}, batch.modalities, batch.outcomes.repeat(n, 1))
 
     out = {}
     with torch.no_grad():
@@ -92,19 +160,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=5)
     parser.add_argument("--n-steps", type=int, default=50)
+    parser.add_argument("--before", default="282be60", help="commit whose explain/ is the code before")
+    parser.add_argument("--tolerance", type=float, default=0.05)
     args = parser.parse_args()
-    ckpt = load_checkpoint(ROOT / "sample_data" / "checkpoints" / "cardio_demo", device="cpu")
-    cohort = CohortReader(ROOT / "sample_data" / "cardio")
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    ckpt = load_checkpoint(CHECKPOINT, device="cpu")
+    cohort = CohortReader(COHORT)
     predictor = Predictor(ckpt.model, ckpt.tokenizer, ckpt.device)
     complete = [c for c in (cohort[i] for i in cohort.ids("test")) if all(c.available.values())][:args.cases]
     settings = ExplainSettings(n_steps=args.n_steps)
     explain_case(predictor, complete[0], settings)  # warm-up of both paths
     naive_case(ckpt.model, predictor.batch(complete[:1]), 0, args.n_steps, ckpt.tokenizer.pad_token_id)
 
+    variants = {**{k: dataclasses.replace(settings, **v) for k, v in VARIANTS.items()},
+                f"adaptive steps (Gauss-Legendre), tolerance {args.tolerance}":
+                    dataclasses.replace(settings, tolerance=args.tolerance),
+                f"adaptive steps (trapezoid), tolerance {args.tolerance}":
+                    dataclasses.replace(settings, tolerance=args.tolerance, steps_method="riemann_trapezoid")}
     load_before = os.getloadavg()
+    before = before_times(args.before, [c.case_id for c in complete], args.n_steps)
     rows = []
     for case in complete:
         fast_s, fast = _median_time(lambda: explain_case(predictor, case, settings))
+        options = {}
+        for label, variant in variants.items():
+            seconds, explained = _median_time(lambda: explain_case(predictor, case, variant))
+            options[label] = {"seconds": seconds, "max_relative_difference": map_difference(explained, fast),
+                              "completeness": errors(explained)}
         batch = predictor.batch([case])
         pad_id = ckpt.tokenizer.pad_token_id
         # every path timed the same way: median of 3 runs, after the same warm-up
@@ -118,7 +200,8 @@ def main() -> None:
         agreement = {m: float(np.abs(a - b).max() / max(1e-12, np.abs(b).max())) for m, (a, b) in pairs.items()}
         rows.append({"case_id": case.case_id, "fast_s": fast_s, "naive_s": naive_s, "speedup": naive_s / fast_s,
                      "naive_unbatched_s": unbatched_s, "speedup_unbatched": unbatched_s / fast_s,
-                     "max_relative_difference": agreement})
+                     "before_s": before[case.case_id], "speedup_over_before": before[case.case_id] / fast_s,
+                     "max_relative_difference": agreement, "completeness": errors(fast), "options": options})
         print(json.dumps(rows[-1]), flush=True)
 
     cases100 = [cohort[i] for i in cohort.ids("test")[:100]]
@@ -129,26 +212,47 @@ def main() -> None:
     load_after = os.getloadavg()
 
     median = lambda key: statistics.median(r[key] for r in rows)  # noqa: E731
-    result = {"n_steps": args.n_steps, "cases": rows, "median_fast_s": median("fast_s"),
+    option_medians = {}
+    for label in variants:
+        seconds = statistics.median(r["options"][label]["seconds"] for r in rows)
+        option_medians[label] = {
+            "median_s": seconds, "speedup_over_naive": median("naive_s") / seconds,
+            "worst_max_relative_difference": {m: max(r["options"][label]["max_relative_difference"][m] for r in rows)
+                                              for m in rows[0]["max_relative_difference"]},
+            "worst_relative_error": {m: max(r["options"][label]["completeness"][m]["relative_error"] for r in rows)
+                                     for m in rows[0]["completeness"]},
+            "most_steps": {m: max(r["options"][label]["completeness"][m]["n_steps"] for r in rows)
+                           for m in rows[0]["completeness"]}}
+    result = {"date": started, "before_commit": args.before, "n_steps": args.n_steps, "cases": rows,
+              "median_before_s": median("before_s"), "median_speedup_over_before": median("speedup_over_before"),
+              "options": option_medians,
+              "worst_relative_error": {m: max(r["completeness"][m]["relative_error"] for r in rows)
+                                       for m in rows[0]["completeness"]},
+              "median_fast_s": median("fast_s"),
               "median_naive_s": median("naive_s"), "median_speedup": median("speedup"),
               "median_naive_unbatched_s": median("naive_unbatched_s"),
               "median_speedup_unbatched": median("speedup_unbatched"),
               "cohort_agreement_100_cases_s": cohort_s,
               "cohort_tau_mean": agreement["summary"].loc["all", "mean"], "torch_threads": torch.get_num_threads(),
-              "cpu_count": os.cpu_count(), "load_average_1min": {"start": load_before[0], "end": load_after[0]}}
+              "cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+              "load_average_1min": {"start": load_before[0], "end": load_after[0]}}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "explain_latency.json").write_text(json.dumps(result, indent=2) + "\n")
     worst = {m: max(r["max_relative_difference"][m] for r in rows) for m in rows[0]["max_relative_difference"]}
     lines = ["# Explanation latency (demo checkpoint, CPU)", "",
              f"{len(rows)} complete test cases, n_steps = {args.n_steps}, {torch.get_num_threads()} torch threads on "
-             f"{os.cpu_count()} CPU cores. Produced by `python benchmarks/explain_latency.py`; every figure and both "
-             "ratios come from one run; each path's time per case is the median of 3 runs.", "",
+             f"{os.cpu_count()} CPU cores (OMP_NUM_THREADS={result['omp_num_threads']}). Date {started}. Produced by "
+             f"`nice -n 5 python benchmarks/explain_latency.py --cases {len(rows)} --n-steps {args.n_steps} --before "
+             f"{args.before} --tolerance {args.tolerance}`; every figure and every ratio come from one run; each "
+             "path's time per case is the median of 3 runs.", "",
              f"Machine load: 1-minute load average {load_before[0]:.1f} at the start and {load_after[0]:.1f} at the "
              "end of the run. Other processes were using the same cores, so the absolute times are inflated and "
              "noisier than on an idle machine; the ratios compare paths measured side by side under that load.", "",
              "| path | median seconds per case | full explanation is faster by |", "| --- | --- | --- |",
-             f"| full explanation (prediction, attention, exact Shapley, image IG, note LIG, ECG IG, lab IG) | "
-             f"{result['median_fast_s']:.2f} | |",
+             f"| full explanation (prediction, attention, exact Shapley, image IG, note LIG, ECG IG, lab IG) on the "
+             f"engine, default settings | {result['median_fast_s']:.2f} | |",
+             f"| the same explanation by the code before ({args.before}) | {result['median_before_s']:.2f} | "
+             f"{result['median_speedup_over_before']:.2f}x |",
              f"| **baseline**: Captum as documented, a separate IG per modality through the whole model with the "
              f"default batching (all {args.n_steps} steps in one forward pass), 16 Shapley passes | "
              f"{result['median_naive_s']:.2f} | **{result['median_speedup']:.1f}x** |",
@@ -156,6 +260,19 @@ def main() -> None:
              f"{result['median_naive_unbatched_s']:.2f} | {result['median_speedup_unbatched']:.1f}x |", "",
              "Largest difference between the full explanation's and the baseline's attributions, relative to the "
              "baseline's largest magnitude: " + ", ".join(f"{m} {v:.1e}" for m, v in worst.items()) + ".", "",
+             f"Completeness of the default maps at {args.n_steps} steps, largest relative error over the cases "
+             "(|sum of attributions - (f(x) - f(baseline))| / max(|f(x) - f(baseline)|, 0.01)): "
+             + ", ".join(f"{m} {v:.3g}" for m, v in result["worst_relative_error"].items()) + ".", "",
+             "The engine's faster options, same cases, same run (difference: largest map difference from the "
+             "default explanation relative to its largest magnitude; error: largest relative completeness error; "
+             "steps: most steps taken):", "",
+             "| option | median seconds | faster than the baseline by | difference | error | steps |",
+             "| --- | --- | --- | --- | --- | --- |",
+             *[f"| {label} | {o['median_s']:.2f} | {o['speedup_over_naive']:.1f}x | "
+               + ", ".join(f"{m} {v:.1e}" for m, v in o["worst_max_relative_difference"].items()) + " | "
+               + ", ".join(f"{m} {v:.3g}" for m, v in o["worst_relative_error"].items()) + " | "
+               + ", ".join(f"{m} {v}" for m, v in o["most_steps"].items()) + " |"
+               for label, o in result["options"].items()], "",
              f"Cohort agreement (Shapley importance of 100 test cases + Kendall tau against 3 raters): "
              f"{cohort_s:.1f} s."]
     (RESULTS / "explain_latency.md").write_text("\n".join(lines) + "\n")
