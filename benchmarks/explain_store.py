@@ -150,39 +150,42 @@ def _clear_caches() -> None:
     state._wfdb_data_files.cache_clear()
 
 
-def page_open(cohort_root: Path, store: Path) -> dict:
+def page_open(cohort_root: Path, store: Path, repeats: int = RERUNS, quick: bool = False) -> dict:
     """Server time of the cohort attention page under AppTest, reading ``store``, each opening measured
-    ``RERUNS`` times (the machine is shared: the median is reported): cold (every cache emptied before the
-    run: the model, the cohort and the store are loaded by it; the libraries are already imported), in a new
-    session of a running server (the model, cohort and store cached), reruns (a widget changed), and the
-    same with every case selected instead of the default split. Also the case page opened first in a cold
-    process, as a user arriving at the dashboard would."""
+    ``repeats`` times (the machine is shared: the median is reported): the case page opened first in a cold
+    process (as a user arriving at the dashboard: it explains the one case shown), then the cohort page
+    (the model, cohort and store already loaded by the case page), its reruns (a widget changed), cold
+    (every cache emptied before the run: the model, the cohort and the store are loaded by it; the libraries
+    are already imported), in a new session of a running server, and the same with every case selected
+    instead of the default split. ``quick``: the first three only (for code whose cold open takes minutes)."""
     cohort = CohortReader(cohort_root)
-    times: dict = {"cases": len(cohort), "page_cases": len(cohort.ids("test")), "repeats": RERUNS}
+    times: dict = {"cases": len(cohort), "page_cases": len(cohort.ids("test")), "repeats": repeats}
     at = _app(cohort_root, store)
     _clear_caches()
-    times["case_page_cold_s"] = _timed_run(at, False, "case_page_cold_s")  # the landing page: explains one case
-
+    times["case_page_cold_s"] = _timed_run(at, False, "case_page_cold_s")
     at.switch_page(COHORT_PAGE)
-    times["cold_s"] = []
-    for _ in range(RERUNS):
-        _clear_caches()
-        times["cold_s"].append(_timed_run(at, what="cold_s"))
-    times["reruns_s"] = [_timed_run(at, what="reruns_s") for _ in range(RERUNS)]
+    times["after_case_page_s"] = [_timed_run(at, what="after_case_page_s")]
+    times["reruns_s"] = [_timed_run(at, what="reruns_s") for _ in range(repeats)]
+    if not quick:
+        times["cold_s"] = []
+        for _ in range(repeats):
+            _clear_caches()
+            times["cold_s"].append(_timed_run(at, what="cold_s"))
     times["new_session_s"] = []
-    for _ in range(RERUNS):  # another user: the same server, a new session
+    for _ in range(repeats):  # another user: the same server, a new session
         again = _app(cohort_root, store)
         again.run()
         again.switch_page(COHORT_PAGE)
         times["new_session_s"].append(_timed_run(again, what="new_session_s"))
-    again.selectbox(key="cohort.split").set_value("all")
-    # the store cached, a new selection: its cohort result is built from the store's rows
-    times["all_cases_first_s"] = [_timed_run(again, what="all_cases_first_s")]
-    times["all_cases_reruns_s"] = [_timed_run(again, True, "all_cases_reruns_s") for _ in range(RERUNS)]
-    times["all_cases_cold_s"] = []
-    for _ in range(RERUNS):
-        _clear_caches()
-        times["all_cases_cold_s"].append(_timed_run(again, what="all_cases_cold_s"))
+    if not quick:
+        again.selectbox(key="cohort.split").set_value("all")
+        # the store cached, a new selection: its cohort result is built from the store's rows
+        times["all_cases_first_s"] = [_timed_run(again, what="all_cases_first_s")]
+        times["all_cases_reruns_s"] = [_timed_run(again, True, "all_cases_reruns_s") for _ in range(repeats)]
+        times["all_cases_cold_s"] = []
+        for _ in range(repeats):
+            _clear_caches()
+            times["all_cases_cold_s"].append(_timed_run(again, what="all_cases_cold_s"))
 
     start = time.perf_counter()
     read = open_store(store)
@@ -235,6 +238,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--label", default=None, help="the section of the results (default: the command)")
     parser.add_argument("--note", default="", help="a line saying what this run measured (the code's commit)")
     parser.add_argument("--processes", type=int, default=2, help="full: torchrun processes")
+    parser.add_argument("--repeats", type=int, default=RERUNS, help="page: times each opening is measured")
+    parser.add_argument("--quick", action="store_true", help="page: the case page, the cohort page after it and "
+                        "its reruns only (for older code whose cold open takes minutes)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.what != "report" and args.data is None:
@@ -249,8 +255,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.what == "page":
         if args.store is None:
             parser.error("page needs --store")
-        _merge(args.results, args.label or "page", {**page_open(args.data, args.store), "data": str(args.data),
-                                                    "machine": _machine(), "note": args.note})
+        page = page_open(args.data, args.store, args.repeats, args.quick)
+        _merge(args.results, args.label or "page", {**page, "data": str(args.data), "machine": _machine(),
+                                                    "note": args.note})
     result = json.loads(args.results.read_text())
     args.results.with_suffix(".md").write_text(_markdown(result))
     print(_markdown(result))
@@ -274,20 +281,24 @@ def _median(values: list[float]) -> str:
 
 
 PAGE_ROWS = (
-    ("cold_s", "cold: the cohort page with every cache empty (model, cohort, store loaded by it)"),
+    ("case_page_cold_s", "the case page, opened first in a cold process (it explains the one case shown)"),
+    ("after_case_page_s", "then the cohort page (model, cohort and store loaded by the case page)"),
     ("reruns_s", "its reruns (a widget changed; everything cached)"),
+    ("cold_s", "cold: the cohort page with every cache empty (model, cohort, store loaded by it)"),
     ("new_session_s", "a new session of the running server (model, cohort and store cached)"),
     ("all_cases_first_s", "every case selected instead of the test split: first time (store cached)"),
     ("all_cases_reruns_s", "every case: reruns"),
     ("all_cases_cold_s", "every case: cold (every cache empty)"),
-    ("case_page_cold_s", "the case page, opened first in a cold process (it explains the one case shown)"),
 )
 
 
 def _page_cells(page: dict) -> list[tuple[str, str]]:
-    """(label, 'wall median (min-max) / CPU median') per opening."""
+    """(label, 'wall median (min-max) / CPU median') per opening ('not measured' where the run skipped it)."""
     cells = []
     for key, label in PAGE_ROWS:
+        if key not in page:
+            cells.append((label, "not measured"))
+            continue
         wall = page[key] if isinstance(page[key], list) else [page[key]]
         cpu = page.get("cpu_s", {}).get(key)
         cells.append((label, _median(wall) + (f" / {statistics.median(cpu):.2f}" if cpu else "")))

@@ -108,8 +108,16 @@ def test_with_a_store_of_every_case_the_pages_predict_nothing(stores, monkeypatc
         return real(*args, **kwargs)
 
     monkeypatch.setattr(state, "cohort_predictions", counted)
+    real_find, lookups = state.find_store, []
+
+    def found(*args, **kwargs):
+        lookups.append(1)
+        return real_find(*args, **kwargs)
+
+    monkeypatch.setattr(state, "find_store", found)
     at = _page(str(stores / "good"))
     assert any(c.value.startswith("Read from the precomputed store") for c in at.caption)
     assert not calls
+    assert len(lookups) == 2  # one lookup per run (the case page, then the cohort page), shared by its callers
     _page(str(stores / "other"))
     assert calls  # the other cohort's store: the model predicts
