@@ -33,6 +33,7 @@ import torch
 from explain._forward import ModalityForward, attribution_mode, model_lock
 
 METHODS = ("gausslegendre", "riemann_trapezoid")
+ADAPTIVE_PASS_STEPS = 32  # steps per pass of an adaptive round when internal_batch_size is not given
 Cancel = threading.Event | Callable[[], bool] | None
 
 
@@ -58,7 +59,7 @@ def check_cancel(cancel: Cancel, what: str = "explanation") -> None:
 class Integration:
     """How each path is integrated. ``tolerance`` None: exactly ``n_steps`` (today's behaviour); a number:
     adaptive, from ``start_steps`` doubling to at most ``max_steps``. ``internal_batch_size``: path steps per
-    pass (per path; default all of a round's steps at once). ``reduced_precision``: modality kinds whose
+    pass (per path; default all of a round's steps at once, at most ADAPTIVE_PASS_STEPS in an adaptive round). ``reduced_precision``: modality kinds whose
     encoder runs in bfloat16 on the path (the fusion, the end points and the error stay float32)."""
 
     n_steps: int = 50
@@ -213,6 +214,8 @@ def _gradients(forward: ModalityForward, paths: list[IntegrationPath], alphas: l
     """Gradients of the explained score at each path's ``alphas``, written into ``stores``: each pass takes
     up to internal_batch_size steps of every path, all through one fusion pass."""
     size = settings.internal_batch_size or max((len(a) for a in alphas), default=1)
+    if settings.internal_batch_size is None and settings.tolerance is not None:
+        size = min(size, ADAPTIVE_PASS_STEPS)  # a late round (up to max_steps) would hold every step's activations
     chunks = max((math.ceil(len(a) / size) for a in alphas), default=0)
     for c in range(chunks):
         check_cancel(cancel)

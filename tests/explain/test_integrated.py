@@ -223,6 +223,18 @@ def test_nested_trapezoid_reuses_every_gradient_taken(predictor, complete_case):
     assert rows == [2, 3, 2, 4]  # end points, then 3 nodes, 2 new, 4 new: 9 gradients for 3 rounds
 
 
+def test_adaptive_rounds_take_at_most_32_steps_per_pass(predictor, complete_case):
+    explainer = _explainer(predictor, complete_case)
+    forward, target, prepared = _paths(explainer, complete_case, predictor)
+    path = prepared["tabular"].path
+    rows = []
+    counting = IntegrationPath(path.modality, path.kind, path.inputs, path.baseline,
+                               lambda x: (rows.append(x.shape[0]), path.embed(x))[1])
+    settings = Integration(tolerance=1e-12, start_steps=16, max_steps=64)
+    list(integrate(forward, [counting], target, settings))
+    assert rows == [2, 16, 32, 32, 32]  # end points, 16, 32, then 64 in two passes
+
+
 def test_grad_cam_from_the_encoding_pass_equals_captum(predictor, complete_case):
     view = CaseExplainer(predictor, complete_case, ExplainSettings(image_method="grad_cam")).first_view()
     forward = ModalityForward(predictor.model, predictor.batch([complete_case]))
