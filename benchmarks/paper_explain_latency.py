@@ -150,7 +150,7 @@ def main() -> None:
         result["full_completeness"] = {m: brief(c) for m, c in explanation.completeness.items()}
         print(json.dumps({k: result[k] for k in ("first_view_s", "full_s", "full_completeness")}), flush=True)
 
-        forward, target = explainer._forward, first.target
+        forward, target = explainer.forward, first.target
         n = args.fixed_steps
         fixed = Integration(n_steps=n, internal_batch_size=16)
         # the note: word embeddings vs higher layers, the same steps

@@ -232,6 +232,12 @@ class CaseExplainer:
             self._cancelled = True
             raise
 
+    @property
+    def forward(self) -> ModalityForward:
+        """The case's forward functions with its encodings (after the first view, which computes them)."""
+        self.first_view()
+        return self._forward
+
     def first_view(self) -> FirstView:
         """Prediction, attention, importance and Grad-CAM: one encoding pass (computed once)."""
         if self._first is None:

@@ -38,7 +38,7 @@ def _explainer(predictor, case, **settings) -> CaseExplainer:
 
 
 def _paths(explainer: CaseExplainer, case, predictor):
-    forward, target = explainer._forward, explainer.first_view().target
+    forward, target = explainer.forward, explainer.first_view().target
     return forward, target, {
         "image": image_path(forward, case.image.shape, target),
         "signal": signal_path(forward, target, case.signal.duration_s),
