@@ -243,6 +243,13 @@ def markdown(results: dict) -> str:
             lines.append(f"| {arm} | {run['seed']} | {_ci(run, 'accuracy', 100, 1)} | {_ci(run, 'macro_f1', 1, 3)} | "
                          f"{run['kept']} | {run['training_seconds']:.0f} | {run.get('rounds_seconds', '–')} | "
                          f"{run['wall_seconds']:.0f} |")
+    kept_last = [r for r in results["runs"].values() if r["kept"] == r["budget"]]
+    if kept_last:
+        lines += ["", f"{len(kept_last)} of {len(results['runs'])} runs kept their last epoch / round: those arms were "
+                      f"still improving when the budget ran out, so the differences above are early-training "
+                      f"differences, not converged ones."]
+    if settings.get("note"):
+        lines += ["", settings["note"]]
     missing = [f"{a}/{s}" for s in (0, 1, 2) for a in ARMS if f"{a}/{s}" not in results["runs"]]
     if missing:
         lines += ["", f"Not run (time budget): {', '.join(missing)}."]

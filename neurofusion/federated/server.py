@@ -176,7 +176,8 @@ def _setup(grid: Grid, spec: FederatedExperiment, result: FederatedResult) -> tu
         else:
             chosen = federated.vocabulary_site or max(names, key=lambda n: (result.sites[n]["n_train"], n))
             if chosen not in names:
-                raise FederatedError(f"federated.vocabulary_site {chosen!r} is not one of the sites ({', '.join(names)})")
+                raise FederatedError(f"federated.vocabulary_site {chosen!r} is not one of the sites "
+                                     f"({', '.join(names)})")
             node = next(n for n, s in node_sites.items() if s == chosen)
             reply = _ask(grid, [node], "vocabulary", base, node_sites)[0]
             result.tokenizer = tokenizer_from_text(str(reply.content["config"]["tokenizer"]))
