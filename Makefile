@@ -24,7 +24,7 @@ test: $(STAMP) chromium postgresql
 test-gpu: SHELL := /bin/bash
 test-gpu: $(STAMP)
 	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'make test-gpu: torch sees no CUDA GPU here')"
-	set -o pipefail; $(PY) -m pytest -m gpu tests/gpu -v -rs 2>&1 | tee benchmarks/results/gpu_check.txt
+	set -o pipefail; $(PY) -m pytest -m gpu tests -v -rs 2>&1 | tee benchmarks/results/gpu_check.txt
 
 # The study database tests start a throwaway PostgreSQL server from Debian's postgresql package (its binaries only:
 # the package's own cluster is not used). Without it those tests are skipped with the reason.

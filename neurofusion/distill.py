@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import dataclasses
 import hashlib
-import platform
 import shlex
 import sys
 from pathlib import Path
@@ -34,7 +33,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import transformers
 import yaml
 
 from neurofusion.checkpoint import (
@@ -51,9 +49,9 @@ from neurofusion.data.dataset import Batch
 from neurofusion.data.errors import CohortError
 from neurofusion.data.timed import open_cohort
 from neurofusion.models.model import ModelOutput, MultiModalModel
-from neurofusion.train import STATE_FILE, TrainResult, configure_model, data_hash, fit, mixed_precision, selected_by
 # train.main's own metrics and --seed/--max-epochs/... overrides: one definition for both commands
-from neurofusion.train import _final_metrics, _override
+from neurofusion.train import (STATE_FILE, TrainResult, configure_model, data_hash, final_metrics, fit, override,
+                               training_record)
 
 DISTILL_SECTION = "distill"
 
@@ -260,34 +258,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         experiment, settings = load_student_config(args.student_config)
-        experiment = _override(experiment, args)
+        experiment = override(experiment, args)
         cohort = open_cohort(args.data)
         teacher = load_teacher(args.teacher, device=experiment.train.device)
         result = distill(teacher, cohort, experiment, settings, progress=not args.quiet,
                          state_path=Path(args.out) / STATE_FILE, resume=args.resume)
         evaluation = open_cohort(args.eval_data) if args.eval_data else cohort
-        metrics = _final_metrics(result, cohort, evaluation)
-        training = {
-            "command": "python -m neurofusion.distill " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-            "data": str(Path(args.data)),
-            "data_hash": data_hash(cohort, cohort.ids("train") + cohort.ids("val")),
-            "train_config": dataclasses.asdict(experiment.train),
-            "distillation": {"teacher": str(Path(args.teacher)),
-                             "teacher_weights_sha256": weights_sha256(args.teacher),
-                             "teacher_data_hash": teacher.training.get("data_hash"),
-                             "temperature": settings.temperature, "alpha": settings.alpha,
-                             "tokenizer": "the teacher's"},
-            "selected_by": selected_by(result.model.config),
-            "best_epoch": result.best_epoch,
-            "epochs": len(result.history),
-            "minutes": round(result.minutes, 2),
-            "processes": 1,
-            "mixed_precision": result.mixed_precision or mixed_precision(next(result.model.parameters()).device),
-            "out_of_distribution": result.ood.summary() if result.ood is not None else result.ood_note,
-            "history": result.history,
-            "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                         "transformers": transformers.__version__},
-        }
+        metrics = final_metrics(result, cohort, evaluation)
+        training = training_record(
+            result, command="python -m neurofusion.distill " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+            data=args.data, data_hash=data_hash(cohort, cohort.ids("train") + cohort.ids("val")),
+            train=experiment.train,
+            distillation={"teacher": str(Path(args.teacher)), "teacher_weights_sha256": weights_sha256(args.teacher),
+                          "teacher_data_hash": teacher.training.get("data_hash"),
+                          "temperature": settings.temperature, "alpha": settings.alpha, "tokenizer": "the teacher's"})
         save_checkpoint(args.out, result.model, result.tokenizer, metrics=metrics, training=training, ood=result.ood)
     except (CohortError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

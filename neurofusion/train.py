@@ -129,8 +129,9 @@ def fit(cohort: CohortReader, config: ModelConfig, train: TrainConfig, *, progre
     every rank follows). ``after_epoch(epoch)`` is called once the epoch's state is written. ``tokenizer``: use
     this one instead of fitting a WordPiece vocabulary to the train notes (a student distilled from a teacher
     reads the teacher's token ids); a resumed run uses the interrupted one's and every process of a job rank 0's
-    (a fit is deterministic, but it reads every train note: one reading is enough). ``objective``: what each step minimises instead of the task loss
-    alone (see :data:`Objective`; knowledge distillation mixes in a teacher's soft targets)."""
+    (a fit is deterministic, but it reads every train note: one reading is enough). ``objective``: what each step
+    minimises instead of the task loss alone (see :data:`Objective`; knowledge distillation mixes in a teacher's
+    soft targets)."""
     torch.manual_seed(train.seed)
     device = setup(context, resolve_device(train.device))
     train_ids, val_ids = cohort.ids("train"), cohort.ids("val")
@@ -498,30 +499,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         context = context_from_environment()
         experiment = load_experiment(args.config)
-        experiment = _override(experiment, args)
+        experiment = override(experiment, args)
         cohort = open_cohort(args.data)
         result = fit(cohort, experiment.model, experiment.train, progress=not args.quiet,
                      state_path=Path(args.out) / STATE_FILE, resume=args.resume, context=context)
         if not context.is_main:  # rank 0 evaluates and writes
             return 0
         evaluation = open_cohort(args.eval_data) if args.eval_data else cohort
-        metrics = _final_metrics(result, cohort, evaluation)
-        training = {
-            "command": "python -m neurofusion.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-            "data": str(Path(args.data)),
-            "data_hash": data_hash(cohort, cohort.ids("train") + cohort.ids("val")),
-            "train_config": dataclasses.asdict(experiment.train),
-            "selected_by": selected_by(result.model.config),
-            "best_epoch": result.best_epoch,
-            "epochs": len(result.history),
-            "minutes": round(result.minutes, 2),
-            "processes": context.world_size,
-            "mixed_precision": result.mixed_precision,
-            "out_of_distribution": result.ood.summary() if result.ood is not None else result.ood_note,
-            "history": result.history,
-            "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                         "transformers": transformers.__version__},
-        }
+        metrics = final_metrics(result, cohort, evaluation)
+        training = training_record(
+            result, command="python -m neurofusion.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+            data=args.data, data_hash=data_hash(cohort, cohort.ids("train") + cohort.ids("val")),
+            train=experiment.train, processes=context.world_size)
         save_checkpoint(args.out, result.model, result.tokenizer, metrics=metrics, training=training, ood=result.ood)
     except (CohortError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -537,7 +526,35 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _final_metrics(result: TrainResult, cohort: CohortReader, evaluation: CohortReader) -> dict:
+def training_record(result: TrainResult, *, command: str, data: str | Path, data_hash: str, train: TrainConfig,
+                    processes: int = 1, **extra) -> dict:
+    """training.json of a checkpoint trained by ``fit``: the command, the data and its hash, the train settings,
+    how the kept epoch was chosen, the history, and the library versions; ``extra`` entries (a distilled
+    student's teacher) follow."""
+    return {
+        "command": command,
+        "data": str(Path(data)),
+        "data_hash": data_hash,
+        "train_config": dataclasses.asdict(train),
+        "selected_by": selected_by(result.model.config),
+        "best_epoch": result.best_epoch,
+        "epochs": len(result.history),
+        "minutes": round(result.minutes, 2),
+        "processes": processes,
+        "mixed_precision": result.mixed_precision or mixed_precision(next(result.model.parameters()).device),
+        "out_of_distribution": result.ood.summary() if result.ood is not None else result.ood_note,
+        "history": result.history,
+        "versions": library_versions(),
+        **extra,
+    }
+
+
+def library_versions() -> dict[str, str]:
+    """The versions a checkpoint's training.json records."""
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def final_metrics(result: TrainResult, cohort: CohortReader, evaluation: CohortReader) -> dict:
     """Metrics of the kept weights on the val split and the evaluation cohort's test split; survival metrics
     weight censoring by the training cohort's train outcomes."""
     predictor = Predictor(result.model, result.tokenizer, next(result.model.parameters()).device)
@@ -608,7 +625,9 @@ def _tokenizer(notes: Iterable[str | None], config: ModelConfig, cohort: CohortR
     return train_wordpiece(notes, config.text.vocab_size)
 
 
-def _override(experiment: ExperimentConfig, args: argparse.Namespace) -> ExperimentConfig:
+def override(experiment: ExperimentConfig, args: argparse.Namespace) -> ExperimentConfig:
+    """The experiment with the command line's --architecture, --seed, --max-epochs, --max-minutes, --device and
+    --num-workers in place of the config's (those given)."""
     data = {"model": experiment.model.to_dict(), "train": dataclasses.asdict(experiment.train)}
     if args.architecture:
         data["model"]["architecture"] = args.architecture

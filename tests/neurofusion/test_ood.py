@@ -112,6 +112,7 @@ def test_scores_on_a_tiny_model_are_per_present_modality_on_the_model_device(tin
     assert flags["image"][batch.present[:, 0]].all()
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_scores_are_computed_on_the_gpu_and_agree_with_the_cpu(tiny_batch):
     import copy
