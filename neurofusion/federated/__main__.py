@@ -13,18 +13,13 @@ here, as neurofusion.train does, and the pooled validation numbers of the kept r
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import platform
 import shlex
 import sys
 import time
-from pathlib import Path
 
 from neurofusion.federated.simulation import run_federated  # first: switches telemetry off before flwr loads
 
 import flwr  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
 
 from neurofusion.checkpoint import save_checkpoint  # noqa: E402
 from neurofusion.data.errors import CohortError  # noqa: E402
@@ -38,7 +33,8 @@ from neurofusion.federated.config import (  # noqa: E402
 from neurofusion.federated.server import FederatedError, FederatedResult  # noqa: E402
 from neurofusion.inference import Predictor  # noqa: E402
 from neurofusion.metrics import classification_metrics  # noqa: E402
-from neurofusion.train import mixed_precision  # noqa: E402
+from neurofusion.train import TrainResult, library_versions, mixed_precision  # noqa: E402
+from neurofusion.train import training_record as train_record  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,28 +86,21 @@ def _metrics(result: FederatedResult, evaluation) -> dict:
 
 def training_record(result: FederatedResult, spec, args: argparse.Namespace, argv: list[str] | None,
                     seconds: float) -> dict:
-    """training.json of a federated checkpoint: what an ordinary one holds (the history's rounds in place of
+    """training.json of a federated checkpoint, written by neurofusion.train's training_record (the rounds as its
     epochs) plus the strategy, the rounds and what left each site."""
-    return {
-        "command": "python -m neurofusion.federated " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-        "data": str(Path(args.data)),
-        "data_hash": "not computed: no one holds every site's files (each site's case counts: federated.sites)",
-        "federated": {**spec.federated.to_dict(), "sites": result.sites, "vocabulary_site": result.vocabulary_site,
-                      "server_held": "the global weights, the tokenizer and the numbers the sites sent; no case"},
-        "train_config": dataclasses.asdict(spec.experiment.train),
-        "selected_by": "val_macro_f1",
-        "best_epoch": result.best_round,  # a round: the dashboard's training curve reads rounds as epochs
-        "epochs": len(result.history),
-        "minutes": round(result.minutes, 2),
-        "wall_seconds": round(seconds, 1),
-        "processes": 1,
-        "mixed_precision": mixed_precision(next(result.model.parameters()).device),
-        "out_of_distribution": "not fitted: the reference needs the training cases' embeddings, which stay at the "
-                               "sites",
-        "history": [{**r, "epoch": r["round"]} for r in result.history],
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "transformers": transformers.__version__, "flwr": flwr.__version__},
-    }
+    device = next(result.model.parameters()).device
+    trained = TrainResult(result.model, result.tokenizer, [{**r, "epoch": r["round"]} for r in result.history],
+                          result.best_round, result.minutes, None,
+                          "not fitted: the reference needs the training cases' embeddings, which stay at the sites",
+                          mixed_precision(device))
+    command = "python -m neurofusion.federated " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    return train_record(
+        trained, command=command, data=args.data, train=spec.experiment.train,
+        data_hash="not computed: no one holds every site's files (each site's case counts: federated.sites)",
+        selected_by="val_macro_f1",  # pooled from the sites' confusion matrices, whatever the number of classes
+        federated={**spec.federated.to_dict(), "sites": result.sites, "vocabulary_site": result.vocabulary_site,
+                   "server_held": "the global weights, the tokenizer and the numbers the sites sent; no case"},
+        wall_seconds=round(seconds, 1), versions={**library_versions(), "flwr": flwr.__version__})
 
 
 if __name__ == "__main__":

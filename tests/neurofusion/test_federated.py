@@ -108,6 +108,8 @@ def test_two_rounds_in_simulation_give_a_checkpoint_that_loads_and_predicts(fede
     training = checkpoint.training
     assert training["federated"]["strategy"] == "fedprox" and training["federated"]["proximal_mu"] == 0.05
     assert [r["round"] for r in training["history"]] == [1, 2]
+    assert training["selected_by"] == "val_macro_f1" and "flwr" in training["versions"]
+    assert training["command"].startswith("python -m neurofusion.federated --config")
     assert all(r["sites"] == ["site_a", "site_b", "site_c"] for r in training["history"])
     best = max(training["history"], key=lambda r: r["val_macro_f1"])
     assert training["best_epoch"] == best["round"]
@@ -310,6 +312,7 @@ def test_iid_parts_are_equal_shares_of_every_split(tiny_cohort):
     assert partition(tiny_cohort, "iid", seed=3) == parts != partition(tiny_cohort, "iid", seed=4)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_site_trains_on_the_gpu(tiny_cohort, tiny_tokenizer):
     site = site_view(tiny_cohort.root, "site_a")
