@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -194,8 +193,6 @@ def client_app(data: str | Path, names: Sequence[str], scheme: str = "site", *, 
     """The ClientApp of a cohort folder's sites (``names``: the partition's client names, sorted)."""
     app = ClientApp()
     data, names = str(data), list(names)
-    if os.environ.get("OMP_NUM_THREADS"):
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
     @app.query()
     def query(message: Message, context: Context) -> Message:

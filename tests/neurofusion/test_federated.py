@@ -321,3 +321,12 @@ def test_a_site_trains_on_the_gpu(tiny_cohort, tiny_tokenizer):
     result = SiteClient(site).train(model, tiny_tokenizer, TrainConfig(**SMALL_TRAIN, device="cuda"),
                                     server_round=1, local_epochs=1, proximal_mu=0.01)
     assert np.isfinite(result["train_loss"]) and next(model.parameters()).device.type == "cuda"
+
+
+def test_clients_per_round_is_a_fraction_or_a_count_never_below_min_clients():
+    from neurofusion.federated import FederatedConfig
+
+    assert FederatedConfig(clients_per_round=0.5, min_clients=1).sampled(3) == 2  # ceil(1.5)
+    assert FederatedConfig(clients_per_round=1.0, min_clients=1).sampled(3) == 3
+    assert FederatedConfig(clients_per_round=2, min_clients=1).sampled(5) == 2
+    assert FederatedConfig(clients_per_round=0.2, min_clients=3).sampled(5) == 3
