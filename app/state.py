@@ -140,7 +140,7 @@ def _stat_key(files: Sequence[str]) -> str:
 
 
 # The signal file names in a WFDB header, read once per version of the header and process (shared with the
-# store's cohort hash); parsing every header with wfdb instead took about 20 ms each, minutes for a 20,000-case
+# store's cohort hash); parsing every header with wfdb instead took about 4 ms of CPU each, 79 s of a 20,000-case
 # cohort's first page.
 _wfdb_data_files = signal_data_files
 

@@ -269,8 +269,10 @@ def _scaling_lines(scaling: dict) -> list[str]:
     for run in scaling["runs"]:
         lines.append(f"| {run['processes']} | {', '.join(str(v) for v in run['per_process_cases_per_s'])} | "
                      f"{run['overall_cases_per_s']} | {run['explaining_s']} | {run['wall_with_startup_s']} |")
-    return lines + ["", f"Scaling 1 -> 2 processes: {scaling['speedup']}x overall throughput. The 2-process store "
-                        f"equals the 1-process one: {scaling['same_store']}.", ""]
+    caveat = (" More than 2x from 2 processes means the other jobs' load changed between the two runs: not a clean "
+              "scaling figure." if scaling["speedup"] > 2 else "")
+    return lines + ["", f"Scaling 1 -> 2 processes: {scaling['speedup']}x overall throughput.{caveat} The 2-process "
+                        f"store equals the 1-process one: {scaling['same_store']}.", ""]
 
 
 def _median(values: list[float]) -> str:
@@ -325,12 +327,14 @@ def _markdown(result: dict) -> str:
                   f"| {stages['read']} | {stages['prepare']} | {stages['model']} | {stages['rows']} | "
                   f"{stages['write']} | {total:.2f} |", ""]
         cpu_side = total - stages["model"]
+        share = cpu_side / total
         lines += [f"**GPU: a projection, not a measurement** (no GPU here). A GPU speeds up the model stage only; "
-                  f"reading, preparing, rows and writing ({cpu_side:.1f} ms per case here) stay on the process's CPU "
-                  f"core. Even if the model took no time at all, one process would write at most "
-                  f"{1000 / cpu_side:.0f} cases/s (vs {1000 / total:.0f} measured on CPU), so a GPU process is "
-                  "bound by its CPU-side work; more cases/s come from more processes (torchrun, one per core "
-                  "and GPU share), each of which scales as measured above when the cores are free.", ""]
+                  f"reading the files, preparing the batch, rows and writing ({cpu_side:.1f} of {total:.1f} ms per "
+                  f"case, {100 * share:.0f} %) stay on the process's CPU core (the store reads its cases in the "
+                  f"process, not in DataLoader workers). Even with the model taking no time, one process would be at "
+                  f"most {1 / share:.1f}x faster than on CPU (the seconds above include waiting for a core on a busy "
+                  "machine; the shares are what the projection uses). More cases/s come from more processes "
+                  "(torchrun, one per CPU core, sharing the GPU).", ""]
     if "full_store" in result:
         full = result["full_store"]
         lines += [f"## The store of every case ({full['cases']:,}), as a user writes it", "",
@@ -353,13 +357,17 @@ def _markdown(result: dict) -> str:
             lines += [f"| opening | this code | before ({before.get('note') or 'older code'}) |", "| --- | --- | --- |"]
             lines += [f"| {label} | {mine} | {theirs} |"
                       for (label, mine), (_, theirs) in zip(_page_cells(page), _page_cells(before))]
+            lines += ["", f"Before: the same script run from a checkout of that commit, the same cohort and store; "
+                          f"{before['machine']}; each opening measured {before['repeats']} time(s)."]
         else:
             lines += ["| opening | wall s / CPU s |", "| --- | --- |"]
             lines += [f"| {label} | {cell} |" for label, cell in _page_cells(page)]
         lines += ["", f"Reader alone (open every shard, check it, rebuild the cohort result of all "
                       f"{page['store_rows']:,} rows): {page['reader_all_cases_s']} s.", ""]
     if "notes" in result:
-        lines += ["## Notes", "", *result["notes"], ""]
+        lines += ["## Notes", ""]
+        for note in result["notes"]:
+            lines += [note] if note.startswith("- ") or not note else [note, ""]
     return "\n".join(lines)
 
 
