@@ -70,7 +70,7 @@ def draw_filters(ctx: Context, predictions: pd.DataFrame) -> None:
     c4.multiselect("Site", sorted(predictions["site"].unique()), key=FILTERS[3])
 
 
-def case_label(ctx: Context, case_id: str, row: pd.Series) -> str:
+def case_label(ctx: Context, case_id: str, row: Mapping[str, object]) -> str:
     config = ctx.checkpoint.config
     return case_figures.survival_case_label(case_id, row, config.horizon, config.survival_bins.unit)
 

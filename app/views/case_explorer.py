@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -83,9 +84,9 @@ def _draw_chooser(predictions: pd.DataFrame, ids: list[str]) -> None:
         if not ids:
             pick.warning("No case matches these filters.")
             return
-        row_of = predictions.set_index("case_id")
+        rows = predictions.set_index("case_id").to_dict("index")  # one pass: Streamlit labels every option
         pick.selectbox(f"Case ({len(ids)} of {len(predictions)})", ids, key="case.id",
-                       format_func=lambda i: _case_label(i, row_of.loc[i]))
+                       format_func=lambda i: _case_label(i, rows[i]))
         unreadable = int((predictions["error"] != "").sum())
         if unreadable:
             st.caption(f"{unreadable} case{'s' if unreadable > 1 else ''} of this cohort cannot be read "
@@ -101,7 +102,7 @@ def _class_filters(predictions: pd.DataFrame) -> None:
     c5.multiselect("Site", sorted(predictions["site"].unique()), key=FILTERS[4])
 
 
-def _case_label(case_id: str, row: pd.Series) -> str:
+def _case_label(case_id: str, row: Mapping[str, object]) -> str:
     if SURVIVAL:
         return case_survival.case_label(ctx, case_id, row)
     if row["error"]:

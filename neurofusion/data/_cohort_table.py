@@ -9,7 +9,8 @@ import json
 import os
 import re
 from collections.abc import Callable, Sequence
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -144,10 +145,10 @@ def _validate_table(
                    lambda v: f"unknown label {v!r}; expected one of {', '.join(classes)}")
         out["label"] = table["label"]
     out["site"] = table["site"] if "site" in table.columns else ""
-    existing = _existing_files(root)
+    scanned = _existing_files(root)
     for spec in modalities:
         if spec.file_backed:
-            files = _modality_files(table, root, existing, spec)
+            files = _modality_files(table, root, scanned, spec)
             out[spec.file_column] = files
             out[spec.presence_column] = _presence(table, files != "", spec.name, "file", path)
 
@@ -198,37 +199,55 @@ def assign_features(features: dict[str, FeatureSpec], modalities: Sequence[Modal
     return assigned
 
 
-def _existing_files(root: Path) -> set[str]:
-    """Every file under the cohort folder, as a posix path relative to it (one walk, not one stat per case)."""
-    found = set()
-    for dirpath, _, filenames in os.walk(root):
-        rel = Path(dirpath).relative_to(root).as_posix()
-        prefix = "" if rel == "." else rel + "/"
-        found.update(prefix + name for name in filenames)
-    return found
+@dataclass(frozen=True)
+class _Folder:
+    """One walk of the cohort folder: every file (posix paths relative to it, symbolic links to files included)
+    and every symbolic link in it (to a file or a folder; a linked folder is not walked into)."""
+
+    files: frozenset[str]
+    links: frozenset[str]
 
 
-def _modality_files(table: pd.DataFrame, root: Path, existing: set[str], spec: ModalitySpec) -> pd.Series:
+def _existing_files(root: Path) -> _Folder:
+    """The cohort folder's files and links (one walk, not one stat per case)."""
+    files, links = set(), set()
+    stack = [("", os.fspath(root))]
+    while stack:
+        prefix, folder = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                rel = prefix + entry.name
+                if entry.is_symlink():
+                    links.add(rel)
+                if entry.is_dir():  # follows links, as os.walk sorts a linked folder among the folders
+                    if not entry.is_symlink():
+                        stack.append((rel + "/", entry.path))
+                else:
+                    files.add(rel)
+    return _Folder(frozenset(files), frozenset(links))
+
+
+def _modality_files(table: pd.DataFrame, root: Path, scanned: _Folder, spec: ModalitySpec) -> pd.Series:
     path = root / COHORT_CSV
     modality, folder, column, suffixes = spec.name, spec.folder, spec.file_column, KIND_SUFFIXES[spec.kind]
     if column in table.columns:
         files = table[column].str.replace("\\", "/", regex=False)
-        _check_inside(files, table, root, spec)
+        _check_inside(files, table, root, scanned.links, spec)
         bad_suffix = (files != "") & ~files.str.lower().str.endswith(suffixes)
         fail_rows(bad_suffix, table, path, column,
                    lambda v: f"{modality} file {v!r} must end in {' or '.join(suffixes)}")
-        absent = (files != "") & ~files.map(lambda f: f in existing or (root / f).is_file())
+        absent = (files != "") & ~files.map(lambda f: f in scanned.files or (root / f).is_file())
         fail_rows(absent, table, path, column, lambda v: f"{modality} file {v!r} is referenced but does not exist")
         return files
     # No file column: look the case id up in the modality's default folder.
     by_id = {}
-    for rel in existing:
+    for rel in scanned.files:
         parent, _, name = rel.rpartition("/")
         stem, dot, suffix = name.rpartition(".")
         if parent == folder and dot and f".{suffix.lower()}" in suffixes:
             by_id.setdefault(stem, rel)
     files = table["case_id"].map(lambda case_id: by_id.get(case_id, ""))
-    inside = _inside(root)
+    inside = _inside(root, scanned.links)
     outside = files.map(lambda f: f != "" and not inside(f))
     if outside.any():
         rel = files[outside].iloc[0]
@@ -240,33 +259,40 @@ def _modality_files(table: pd.DataFrame, root: Path, existing: set[str], spec: M
     return files
 
 
-def _check_inside(files: pd.Series, table: pd.DataFrame, root: Path, spec: ModalitySpec) -> None:
+def _check_inside(files: pd.Series, table: pd.DataFrame, root: Path, links: frozenset[str],
+                  spec: ModalitySpec) -> None:
     """Files named in cohort.csv must lie inside the cohort folder: an absolute path, '..' or a symbolic
     link out of the folder would let a shared cohort read any file on the machine."""
     path = root / COHORT_CSV
     modality, column = spec.name, spec.file_column
     given = files != ""
-    absolute = given & files.map(lambda f: f.startswith("/") or bool(re.match(r"^[A-Za-z]:", f)))
+    absolute = given & files.str.match(r"/|[A-Za-z]:")
     fail_rows(absolute, table, path, column,
               lambda v: f"{modality} file {v!r} is an absolute path; give it relative to the cohort folder "
                         f"(e.g. {spec.folder}/<case_id>{KIND_SUFFIXES[spec.kind][0]})")
-    parent = given & files.map(lambda f: ".." in PurePosixPath(f).parts)
+    parent = given & files.str.contains(r"(?:^|/)\.\.(?:/|$)", regex=True)  # a '..' part of the path
     fail_rows(parent, table, path, column,
               lambda v: f"{modality} file {v!r} contains '..'; files must lie inside the cohort folder")
     outside = pd.Series(False, index=files.index)
-    inside = _inside(root)
+    inside = _inside(root, links)
     outside[given] = files[given].map(lambda f: not inside(f))
     fail_rows(outside, table, path, column,
               lambda v: f"{modality} file {v!r} resolves to {os.path.realpath(root / v.replace(chr(92), '/'))}, "
                         "outside the cohort folder (a symbolic link?); copy the file into the folder")
 
 
-def _inside(root: Path) -> Callable[[str], bool]:
-    """rel -> whether root/rel, links resolved, lies inside root (the root is resolved once, not per file)."""
+def _inside(root: Path, links: frozenset[str]) -> Callable[[str], bool]:
+    """rel -> whether root/rel, links resolved, lies inside root. Only a symbolic link (or an absolute path or
+    '..') can lead out of the folder, so a path with none of these on its way is inside without asking the file
+    system; the others are resolved (the root once, not per file)."""
     real_root = os.path.realpath(root)
     prefix = real_root.rstrip(os.sep) + os.sep
 
     def inside(rel: str) -> bool:
+        parts = rel.split("/")
+        if not (rel.startswith("/") or ".." in parts or ":" in parts[0]
+                or any("/".join(parts[:n]) in links for n in range(1, len(parts) + 1))):
+            return True
         real = os.path.realpath(os.path.join(root, rel))
         return real == real_root or real.startswith(prefix)
 

@@ -70,3 +70,22 @@ def test_cohort_importance_of_a_model_without_attention_has_none(tiny_cohort, ti
     model = build_model(tiny_config(tiny_cohort, tiny_tokenizer, "mlp_fusion")).eval()
     result = cohort_importance(Predictor(model, tiny_tokenizer), [tiny_cohort[i] for i in range(5)])
     assert result.attention is None and len(result.table) == 5
+
+
+def test_averager_skips_unlabelled_cases_and_weights_each_pair_by_its_cases():
+    from explain.attention import ClassAttentionAverager
+
+    rng = np.random.default_rng(3)
+    mean, present = rng.random((40, 3, 3)), rng.random((40, 3)) > 0.3
+    labels, predicted = rng.integers(-1, 2, 40), rng.integers(0, 2, 40)
+    averager = ClassAttentionAverager(["a", "b"], 3, ("x", "y", "z"))
+    averager.add(mean[:17], present[:17], labels[:17], predicted[:17])  # two batches add up
+    averager.add(mean[17:], present[17:], labels[17:], predicted[17:])
+    result = averager.result()
+    both = present[:, :, None] & present[:, None, :]
+    for k, name in enumerate(["a", "b"]):
+        rows = labels == k
+        expected = (mean[rows] * both[rows]).sum(0) / both[rows].sum(0)
+        np.testing.assert_allclose(result.by_true[name], expected, rtol=1e-12)
+        assert result.counts_true[name] == rows.sum() and result.counts_predicted[name] == (predicted == k).sum()
+    assert sum(result.counts_true.values()) == (labels >= 0).sum() < 40  # the unlabelled ones counted nowhere

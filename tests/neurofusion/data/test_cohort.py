@@ -281,6 +281,22 @@ def test_linked_folder_out_of_the_cohort_is_rejected_without_file_columns(small_
         CohortReader(root)
 
 
+def test_file_column_through_a_linked_folder_out_of_the_cohort_is_rejected(small_cohort, tmp_path):
+    """The file itself is no link, a folder on its way is: the path still leads out of the cohort."""
+    root, _ = small_cohort
+    shutil.move(root / "notes", tmp_path / "shared_notes")
+    (root / "notes").symlink_to(tmp_path / "shared_notes", target_is_directory=True)
+    with pytest.raises(CohortError, match=r"field 'note_file': text file 'notes/P\d+\.txt' resolves to "
+                                          r".*shared_notes/P\d+\.txt, outside the cohort folder"):
+        CohortReader(root)
+
+
+def test_cohort_folder_opened_through_a_link_is_fine(small_cohort, tmp_path):
+    root, _ = small_cohort
+    (tmp_path / "via_link").symlink_to(root, target_is_directory=True)
+    assert CohortReader(tmp_path / "via_link")["P001"].note.startswith("Patient 1")
+
+
 def test_link_inside_the_folder_is_fine(small_cohort):
     root, _ = small_cohort
     (root / "notes" / "copy.txt").symlink_to(root / "notes" / "P001.txt")
