@@ -89,7 +89,8 @@ def _contrast_importance(a: ModalityImportance, b: ModalityImportance) -> Modali
 
 def _contrast_image(a: ImageSaliency, b: ImageSaliency) -> ImageSaliency:
     delta = None if a.convergence_delta is None or b.convergence_delta is None else a.convergence_delta - b.convergence_delta
-    return dataclasses.replace(a, map=a.map - b.map, model_map=a.model_map - b.model_map, convergence_delta=delta)
+    return dataclasses.replace(a, map=a.map - b.map, model_map=a.model_map - b.model_map, convergence_delta=delta,
+                               completeness=None)
 
 
 def _contrast_note(a: NoteExplanation, b: NoteExplanation) -> NoteExplanation:
@@ -101,7 +102,7 @@ def _contrast_note(a: NoteExplanation, b: NoteExplanation) -> NoteExplanation:
     return dataclasses.replace(
         a, token_scores=a.token_scores - b.token_scores, words=words,
         sentences=_sentence_spans(text, words, bounds), phrases=_salient_runs(text, words, bounds=bounds),
-        convergence_delta=a.convergence_delta - b.convergence_delta)
+        convergence_delta=a.convergence_delta - b.convergence_delta, completeness=None)
 
 
 def _note_text(explanation: NoteExplanation) -> str:
@@ -122,12 +123,13 @@ def _contrast_signal(a: SignalExplanation, b: SignalExplanation) -> SignalExplan
         a, attributions=attributions,
         lead_importance=magnitude / magnitude.sum() if magnitude.sum() > 0 else magnitude,
         segments=top_segments(np.abs(attributions).sum(0), a.fs, len(a.segments) or 3, window_s),
-        convergence_delta=a.convergence_delta - b.convergence_delta)
+        convergence_delta=a.convergence_delta - b.convergence_delta, completeness=None)
 
 
 def _contrast_tabular(a, b):
     if list(a["name"]) != list(b["name"]):
         raise ValueError("the two lab explanations have different features")
     table = a.copy()
+    table.attrs.pop("completeness", None)
     table["score"] = a["score"].to_numpy(dtype=float) - b["score"].to_numpy(dtype=float)
     return table

@@ -66,7 +66,8 @@ def test_the_zip_holds_summary_rankings_settings_and_file_hashes(demo):
     config = json.loads(archive.read("settings.json"))
     assert config["importance_method"] == "shapley" and config["raters_simulated"] is True
     assert config["explanation"] == {"image_method": "grad_cam", "n_steps": 12, "internal_batch_size": None,
-                                     "context": "alone"}
+                                     "context": "alone", "tolerance": None, "steps_method": "gausslegendre",
+                                     "max_steps": 128, "note_layer": None, "reduced_precision": [], "joint": False}
     assert config["created_utc"] == "2026-01-02T00:00:00+00:00"
     # hashes equal an independent hash of the files
     assert config["rankings"]["sha256"] == hashlib.sha256(raw).hexdigest()

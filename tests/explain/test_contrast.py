@@ -41,6 +41,8 @@ def test_contrast_is_the_explanation_of_the_logit_difference(predictor, complete
             np.testing.assert_allclose(part, direct.detach().numpy(), rtol=1e-4, atol=1e-6)
     # and not simply one of the two classes' explanations
     assert not np.allclose(both.signal.attributions, one.signal.attributions)
+    # a difference of two maps is no one integration: no completeness of either class is carried over
+    assert one.completeness and not both.completeness
 
 
 def test_contrast_importance_is_the_difference_of_the_two_classes(predictor, complete_case):

@@ -333,6 +333,7 @@ def test_tolerance_reaches_every_panel_and_serialises(predictor, complete_case):
     assert data["image"]["completeness"]["n_steps"] == result.image.completeness.n_steps
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_every_tensor_stays_on_the_model_device(tiny_batch, tiny_tokenizer, complete_case):
     model = tiny_batch[0].to("cuda")
