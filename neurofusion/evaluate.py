@@ -1,6 +1,10 @@
 """Evaluate a checkpoint on a cohort split, optionally with modalities withheld (the paper's section 7.3).
 
-    python -m neurofusion.evaluate --checkpoint DIR --data DIR [--split test] [--drop image,text] [--json]
+    python -m neurofusion.evaluate --checkpoint DIR --data DIR [--split test] [--drop image,text] [--num-workers N]
+        [--json]
+
+The split's cases stream through a DataLoader (``--num-workers`` processes read and prepare them; 0: this one):
+the split is never in memory whole.
 
 A classifier: accuracy, macro F1, per-class F1, one-vs-rest AUROC, confusion matrix and calibration error,
 each with a bootstrap 95 % confidence interval (scikit-learn metrics). A metric the split cannot define (the
@@ -32,6 +36,7 @@ from neurofusion.data.cohort import COHORT_CSV, CohortReader
 from neurofusion.data.errors import CohortError
 from neurofusion.data.schema import SPLITS
 from neurofusion.inference import Predictor, SurvivalPrediction, parse_modalities
+from neurofusion.loader import SplitCases
 from neurofusion.data.timed import open_cohort
 from neurofusion.metrics import classification_metrics
 from neurofusion.risk_metrics import risk_metrics
@@ -39,7 +44,9 @@ from neurofusion.survival import survival_metrics
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", drop: tuple[str, ...] = (),
-             device: str = "auto", n_bootstrap: int = 1000, seed: int = 0) -> dict:
+             device: str = "auto", n_bootstrap: int = 1000, seed: int = 0, num_workers: int = 0) -> dict:
+    """The metrics of ``checkpoint`` on ``split`` of the cohort at ``data`` (see the module docstring), the cases
+    read through ``num_workers`` DataLoader worker processes."""
     ckpt = load_checkpoint(checkpoint, device=device)
     drop = parse_modalities(drop, ckpt.config.modality_names)
     cohort = open_cohort(data)
@@ -55,7 +62,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
     header = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "dropped": list(drop),
               "architecture": ckpt.config.architecture}
     if ckpt.config.outcome == "survival":
-        prediction = predictor.predict_survival([cohort[i] for i in ids], drop=drop)
+        prediction = predictor.predict_survival_streamed(SplitCases(cohort, ids), drop=drop, num_workers=num_workers)
         reference = censoring_reference(cohort, cohort.ids("train"), "the cohort's train split")
         if reference is None:
             reference = censoring_reference(cohort, ids, f"the evaluated cases' own ({split} split): the cohort "
@@ -66,8 +73,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
     if unknown:
         raise CohortError(f"labels {unknown} are not classes of this checkpoint ({ckpt.config.classes})",
                           path=cohort.root / COHORT_CSV)
-    cases = [cohort[i] for i in ids]
-    labels, probabilities = predictor.predict(cases, drop=drop)
+    labels, probabilities = predictor.predict_streamed(SplitCases(cohort, ids), drop=drop, num_workers=num_workers)
     metrics = classification_metrics(labels, probabilities, ckpt.config.classes, n_bootstrap=n_bootstrap, seed=seed,
                                      split=split)
     if getattr(cohort, "timed", False):
@@ -121,12 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop", default="", help="modalities to withhold, e.g. image,text")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
+    parser.add_argument("--num-workers", type=int, default=0,
+                        help="DataLoader worker processes that read and prepare the cases (0: this process)")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     args = parser.parse_args(argv)
     try:
         drop = tuple(n.strip() for n in args.drop.split(",") if n.strip())  # checked against the checkpoint's
         result = evaluate(args.checkpoint, args.data, split=args.split, drop=drop,
-                          device=args.device, n_bootstrap=args.bootstrap)
+                          device=args.device, n_bootstrap=args.bootstrap, num_workers=args.num_workers)
     except (CheckpointError, CohortError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

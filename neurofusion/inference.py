@@ -4,17 +4,21 @@ presence mask. Shared by training, evaluation and the explanations."""
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerFast
 
 from neurofusion.data.dataset import Batch, Collate, InputSpec, prepare_case
+from neurofusion.data.errors import CohortError
 from neurofusion.data.schema import MODALITIES, Case
 from neurofusion.data.tokenizer import make_tokenize
+from neurofusion.loader import StreamedBatch, case_loader
 from neurofusion.models.model import ModelOutput, MultiModalModel, NotAClassifierError
 
 if TYPE_CHECKING:  # neurofusion.survival loads scikit-survival, which classification never needs
@@ -96,15 +100,69 @@ class Predictor:
         ValueError."""
         if self.model.config.outcome != "survival":
             raise ValueError("this model is a classifier, not a survival model: use Predictor.predict")
+        arrays = self._run(cases, drop, batch_size, _read_survival)
+        return self._survival_prediction([c.case_id for c in cases], arrays, horizon)
+
+    def loader(self, cases: Sequence[Case], *, batch_size: int = 64, num_workers: int = 0) -> DataLoader:
+        """A DataLoader of :class:`PredictionBatch` over ``cases`` in order: read, prepared and tokenised in
+        ``num_workers`` worker processes (0: this one), memory pinned when the model is on a GPU."""
+        return case_loader(PredictionCases(cases, self.spec), batch_size=batch_size,
+                           collate=PredictionCollate(self.collate), num_workers=num_workers,  # type: ignore[arg-type]
+                           device=self.device)
+
+    @torch.no_grad()
+    def predict_streamed(self, cases: Sequence[Case], *, drop: Sequence[str] = (), batch_size: int = 64,
+                         num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` with the cases read through :meth:`loader` (``num_workers`` processes), so a split is
+        never in memory whole: ``cases`` may be a :class:`neurofusion.loader.SplitCases` that reads each case
+        when indexed. The same labels and probabilities (batches follow the input order, not note length). A
+        case that cannot be read or prepared: CohortError, as reading it for :meth:`predict` raises."""
+        if self.model.config.outcome != "classification":
+            raise NotAClassifierError("this model predicts survival, not classes: use "
+                                      "Predictor.predict_survival_streamed")
+        read = lambda batch, output: {"labels": batch.labels, "probabilities": output.probabilities}  # noqa: E731
+        _, arrays = self._stream(cases, drop, batch_size, num_workers, read)
+        return arrays["labels"], arrays["probabilities"]
+
+    @torch.no_grad()
+    def predict_survival_streamed(self, cases: Sequence[Case], *, drop: Sequence[str] = (),
+                                  horizon: float | None = None, batch_size: int = 64,
+                                  num_workers: int = 0) -> SurvivalPrediction:
+        """:meth:`predict_survival` with the cases read through :meth:`loader` (see :meth:`predict_streamed`)."""
+        if self.model.config.outcome != "survival":
+            raise ValueError("this model is a classifier, not a survival model: use Predictor.predict_streamed")
+        case_ids, arrays = self._stream(cases, drop, batch_size, num_workers, _read_survival)
+        return self._survival_prediction(case_ids, arrays, horizon)
+
+    def _survival_prediction(self, case_ids: list[str], arrays: dict[str, np.ndarray],
+                             horizon: float | None) -> SurvivalPrediction:
         bins = self.model.config.survival_bins
         horizon = self.model.config.horizon if horizon is None else float(horizon)
-        read = lambda batch, output: {"curves": output.survival, "outcomes": batch.outcomes}  # noqa: E731
-        arrays = self._run(cases, drop, batch_size, read)
         curves = arrays["curves"].astype(np.float64)
         at_horizon = np.asarray(bins.survival_at(curves, horizon))
         outcomes = arrays["outcomes"].astype(np.float64)
-        return SurvivalPrediction([c.case_id for c in cases], curves, at_horizon, 1.0 - at_horizon, horizon, bins,
-                                  outcomes[:, 0], outcomes[:, 1])
+        return SurvivalPrediction(case_ids, curves, at_horizon, 1.0 - at_horizon, horizon, bins, outcomes[:, 0],
+                                  outcomes[:, 1])
+
+    def _stream(self, cases: Sequence[Case], drop: Sequence[str], batch_size: int, num_workers: int,
+                read: Callable[[Batch, ModelOutput], dict[str, torch.Tensor]]) -> tuple[list[str], dict[str, np.ndarray]]:
+        """``read(batch, output)`` over the loader's batches -> the case ids and its arrays, in input order."""
+        if len(cases) == 0:
+            raise ValueError("no cases to predict")
+        self.model.eval()
+        case_ids: list[str] = []
+        parts: dict[str, list[np.ndarray]] = {}
+        for streamed in self.loader(cases, batch_size=batch_size, num_workers=num_workers):
+            for case_id, why in {**streamed.errors, **streamed.prepare_errors}.items():
+                raise CohortError(why if case_id in why else f"case {case_id}: {why}")
+            batch = streamed.batch.to(self.device)
+            with model_lock(self.model):
+                output = self.model(batch, present=drop_mask(batch.present, drop, batch.names))
+            case_ids += batch.case_ids
+            for key, value in read(batch, output).items():
+                parts.setdefault(key, []).append(value.float().cpu().numpy() if value.is_floating_point()
+                                                 else value.cpu().numpy())
+        return case_ids, {key: np.concatenate(values) for key, values in parts.items()}
 
     def _run(self, cases: Sequence[Case], drop: Sequence[str], batch_size: int,
              read: Callable[[Batch, ModelOutput], dict[str, torch.Tensor]]) -> dict[str, np.ndarray]:
@@ -123,6 +181,75 @@ class Predictor:
                                                  else value.cpu().numpy())
         back = np.argsort(order)
         return {key: np.concatenate(values)[back] for key, values in parts.items()}
+
+
+class PredictionCases(torch.utils.data.Dataset):
+    """Cases read and prepared where they are indexed (in a DataLoader worker when there are workers).
+
+    An item is ``prepare_case``'s dict with ``read_seconds`` / ``prepare_seconds``; a case whose reading raises
+    CohortError (a missing or damaged file) is the dict ``{"case_id", "error"}`` instead, so the caller decides
+    what an unreadable case means (prediction raises it, the explanation store records it). A case the model
+    cannot read (CohortError or ValueError from ``prepare_case``) becomes ``{"case_id", "error", "prepare": True}``.
+    ``cases``: any sequence of cases, e.g. :class:`neurofusion.loader.SplitCases`, whose ``ids`` name the cases
+    that could not be read."""
+
+    def __init__(self, cases: Sequence[Case], spec: InputSpec) -> None:
+        self.cases, self.spec = cases, spec
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, i: int) -> dict:
+        started = time.perf_counter()
+        try:
+            case = self.cases[i]
+        except CohortError as err:
+            ids = getattr(self.cases, "ids", None)
+            return {"case_id": ids[i] if ids is not None else str(i), "error": str(err), "position": i}
+        read = time.perf_counter()
+        try:
+            item = prepare_case(case, self.spec)
+        except ValueError as err:  # CohortError is a ValueError
+            return {"case_id": case.case_id, "error": str(err), "prepare": True, "position": i}
+        item.update(read_seconds=read - started, prepare_seconds=time.perf_counter() - read, position=i)
+        return item
+
+
+@dataclass
+class PredictionBatch:
+    """A collated batch of the readable cases of a loader batch (None when none was readable), their positions
+    in the loader's cases, ``errors`` {case_id: why it could not be read} of the others, ``prepare_errors``
+    {case_id: why the model cannot read it}, and the seconds spent reading, preparing and collating them (in
+    the worker that did it)."""
+
+    batch: Batch | None
+    positions: list[int]
+    errors: dict[str, str]
+    prepare_errors: dict[str, str]
+    read_seconds: float
+    prepare_seconds: float
+
+    def pin_memory(self) -> "PredictionBatch":
+        if self.batch is not None:
+            self.batch = StreamedBatch(self.batch).pin_memory().batch
+        return self
+
+
+class PredictionCollate:
+    """Items of :class:`PredictionCases` -> :class:`PredictionBatch`, tokenised where it runs (the worker)."""
+
+    def __init__(self, collate: Collate) -> None:
+        self.collate = collate
+
+    def __call__(self, items: list[dict]) -> PredictionBatch:
+        started = time.perf_counter()
+        readable = [item for item in items if "error" not in item]
+        errors = {item["case_id"]: item["error"] for item in items if "error" in item and not item.get("prepare")}
+        prepare_errors = {item["case_id"]: item["error"] for item in items if item.get("prepare")}
+        batch = self.collate(readable) if readable else None
+        return PredictionBatch(batch, [item["position"] for item in readable], errors, prepare_errors,
+                               sum(item["read_seconds"] for item in readable),
+                               sum(item["prepare_seconds"] for item in readable) + time.perf_counter() - started)
 
 
 @dataclass(frozen=True)
@@ -150,6 +277,10 @@ def _text_length(case: Case, spec: InputSpec) -> int:
     """Characters of the case's notes (every text modality the model reads)."""
     return sum(len(case.value(m.name) or "") for m in spec.modalities
                if m.kind == "text" and m.name in case.modality_names)
+
+
+def _read_survival(batch: Batch, output: ModelOutput) -> dict[str, torch.Tensor]:
+    return {"curves": output.survival, "outcomes": batch.outcomes}
 
 
 def _no_text(notes: list[str]) -> dict[str, torch.Tensor]:

@@ -554,21 +554,24 @@ def library_versions() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}
 
 
-def final_metrics(result: TrainResult, cohort: CohortReader, evaluation: CohortReader) -> dict:
+def final_metrics(result: TrainResult, cohort: CohortReader, evaluation: CohortReader, *,
+                  num_workers: int = 0) -> dict:
     """Metrics of the kept weights on the val split and the evaluation cohort's test split; survival metrics
-    weight censoring by the training cohort's train outcomes."""
+    weight censoring by the training cohort's train outcomes. The cases stream through a DataLoader with
+    ``num_workers`` worker processes (Predictor.predict_streamed): a split is never in memory whole."""
     predictor = Predictor(result.model, result.tokenizer, next(result.model.parameters()).device)
     metrics = {}
     for name, reader in (("val", cohort), ("test", evaluation)):
         ids = reader.ids(name)
         if not ids:
             continue
-        cases = [reader[i] for i in ids]
+        cases = SplitCases(reader, ids)
         if result.model.config.outcome == "survival":
             reference = censoring_reference(cohort, cohort.ids("train"), "the training cohort's train split")
-            metrics[name] = survival_report(predictor.predict_survival(cases), reference)
+            metrics[name] = survival_report(predictor.predict_survival_streamed(cases, num_workers=num_workers),
+                                            reference)
         else:
-            labels, probabilities = predictor.predict(cases)
+            labels, probabilities = predictor.predict_streamed(cases, num_workers=num_workers)
             metrics[name] = classification_metrics(labels, probabilities, result.model.classes, split=name)
             if getattr(reader, "timed", False):
                 metrics[name]["risk"] = timed_risk_report(reader, ids, labels, probabilities)
