@@ -4,6 +4,7 @@
     python -m explain case --checkpoint DIR --data ICU_DIR --case-id ICU-00012 --hours 0,6,12,24,36,48 [--json]
     python -m explain cohort --checkpoint DIR --data DIR [--split test] [--rankings CSV] [--method shapley] [--json]
     python -m explain cohort --checkpoint DIR --data DIR --out [STORE] [--split all] [--shard-size N] [--overwrite]
+        [--num-workers N]
     torchrun --nproc_per_node N -m explain cohort ... --out STORE   (each process writes its share of the shards)
     python -m explain study create|list|progress|export|import|withdraw ...  (an expert-ranking study; study --help)
 
@@ -90,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
                              help="write the explanation store here (no value: <cohort>/explanations/<checkpoint "
                                   "hash prefix>/); under torchrun each process writes its share of the shards")
             sub.add_argument("--shard-size", type=int, default=256, help="cases per Parquet shard (with --out)")
+            sub.add_argument("--num-workers", type=int, default=0,
+                             help="DataLoader worker processes reading and preparing the cases of each shard "
+                                  "(with --out; 0: this process)")
             sub.add_argument("--overwrite", action="store_true",
                              help="replace a store of another checkpoint, cohort or settings at --out")
     study_cli.add_parser(commands)
@@ -151,7 +155,7 @@ def _store(args, cohort: CohortReader, predictor: Predictor) -> dict:
         report = write_store(out, predictor, cohort, ids, checkpoint_sha=checkpoint_sha,
                              cohort_sha=cohort_hash(cohort), settings={"split": split}, shard_size=args.shard_size,
                              rank=rank, world_size=world_size, overwrite=args.overwrite, barrier=barrier,
-                             progress=True)
+                             progress=True, num_workers=args.num_workers)
     finally:
         if barrier is not None:
             dist.destroy_process_group()

@@ -40,6 +40,7 @@ from neurofusion.data.errors import CohortError
 from neurofusion.data.formats import wfdb_data_files
 from neurofusion.hashing import sha256_file
 from neurofusion.inference import Predictor, model_lock
+from neurofusion.loader import SplitCases
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -175,9 +176,10 @@ def shard_name(index: int) -> str:
 def write_store(out: str | Path, predictor: Predictor, cohort: CohortReader, case_ids: Sequence[str], *,
                 checkpoint_sha: str, cohort_sha: str, settings: dict, shard_size: int = 256, batch_size: int = 32,
                 rank: int = 0, world_size: int = 1, overwrite: bool = False,
-                barrier: Callable[[], None] | None = None, progress: bool = False) -> WriteReport:
+                barrier: Callable[[], None] | None = None, progress: bool = False, num_workers: int = 0) -> WriteReport:
     """Explain ``case_ids`` of ``cohort`` into the store ``out``; this process writes the shards
-    ``i % world_size == rank``. ``barrier``: waits for every process (torch.distributed.barrier under
+    ``i % world_size == rank``, its cases read and prepared by ``num_workers`` DataLoader worker processes
+    (0: this one; the store is the same whatever the number). ``barrier``: waits for every process (torch.distributed.barrier under
     torchrun; None for one process). A manifest of another checkpoint, cohort or settings is refused
     (StoreError) unless ``overwrite``, which removes the old store first."""
     if not 0 <= rank < world_size:
@@ -207,7 +209,8 @@ def write_store(out: str | Path, predictor: Predictor, cohort: CohortReader, cas
         if _shard_complete(path, key, shards[index]):
             report.skipped.append(index)
             continue
-        table = explain_shard(predictor, cohort, shards[index], manifest, batch_size, stages=report.stage_seconds)
+        table = explain_shard(predictor, cohort, shards[index], manifest, batch_size, stages=report.stage_seconds,
+                              num_workers=num_workers)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}),  # keeps the unreadable cases
                                                _KEY: json.dumps({"key": key, "index": index,
                                                                  "case_ids": shards[index]})})
@@ -236,27 +239,33 @@ def write_store(out: str | Path, predictor: Predictor, cohort: CohortReader, cas
 
 @torch.no_grad()
 def explain_shard(predictor: Predictor, cohort: CohortReader, case_ids: Sequence[str], manifest: dict,
-                  batch_size: int = 32, stages: dict[str, float] | None = None) -> pa.Table:
+                  batch_size: int = 32, stages: dict[str, float] | None = None, num_workers: int = 0) -> pa.Table:
     """One row per readable case of ``case_ids``: case_id, label, label_index (-1 = unlabelled), predicted,
     target, p_<class>, present_<m>, <method>_<m> (NaN where absent, as CohortImportance.table),
     cross_attention and interactions ((M, M) each, flattened row-major; cross_attention null without
-    cross-modal attention). A case that cannot be read is left out and named in the schema's errors.
-    ``stages``: seconds are added to its "read", "prepare", "model" and "rows" entries."""
+    cross-modal attention). A case that cannot be read is left out and named in the schema's errors; one the
+    model cannot read (prepare_case's CohortError) stops the shard with that error.
+
+    The cases are read and prepared through ``predictor.loader`` (``num_workers`` DataLoader worker processes,
+    0: this one) while this process runs the model. ``stages``: seconds are added to its "read" and "prepare"
+    entries (measured where that work ran: summed over the workers when there are some, so they may exceed the
+    wall time) and "model" and "rows"."""
     model = predictor.model
     model.eval()
     classes, names = manifest["classes"], manifest["modalities"]
     clock = _StageClock(stages)
-    cases, errors = [], {}
-    for case_id in case_ids:
-        try:
-            cases.append(cohort[case_id])
-        except CohortError as err:
-            errors[case_id] = str(err)
-    clock.lap("read")
+    errors: dict[str, str] = {}
     rows: list[dict] = []
-    for start in range(0, len(cases), batch_size):
-        batch = predictor.batch(cases[start:start + batch_size])
-        clock.lap("prepare")
+    for streamed in predictor.loader(SplitCases(cohort, case_ids), batch_size=batch_size, num_workers=num_workers):
+        for case_id, why in streamed.prepare_errors.items():
+            raise CohortError(why if case_id in why else f"case {case_id}: {why}")
+        errors.update(streamed.errors)
+        clock.add("read", streamed.read_seconds)
+        clock.add("prepare", streamed.prepare_seconds)
+        if streamed.batch is None:  # every case of this batch was unreadable
+            continue
+        batch = streamed.batch.to(predictor.device)
+        clock.lap(None)  # the wait for the loader is the read and prepare time added above
         with model_lock(model):
             encoded = model.encode(batch)
             probabilities = model.fuse(encoded, batch.present).probabilities.double().cpu().numpy()  # (B, C)
@@ -286,16 +295,21 @@ def explain_shard(predictor: Predictor, cohort: CohortReader, case_ids: Sequence
 
 
 class _StageClock:
-    """Adds the seconds since the previous lap to ``stages[name]`` (nothing when ``stages`` is None)."""
+    """Adds the seconds since the previous lap to ``stages[name]`` (nothing when ``stages`` is None; a lap named
+    None is not counted), or seconds measured elsewhere (a DataLoader worker) with :meth:`add`."""
 
     def __init__(self, stages: dict[str, float] | None) -> None:
         self.stages, self.last = stages, time.perf_counter()
 
-    def lap(self, name: str) -> None:
+    def lap(self, name: str | None) -> None:
         now = time.perf_counter()
-        if self.stages is not None:
-            self.stages[name] = self.stages.get(name, 0.0) + now - self.last
+        if name is not None:
+            self.add(name, now - self.last)
         self.last = now
+
+    def add(self, name: str, seconds: float) -> None:
+        if self.stages is not None:
+            self.stages[name] = self.stages.get(name, 0.0) + seconds
 
 
 @dataclass

@@ -162,6 +162,49 @@ def test_an_unreadable_case_is_left_out_and_named(predictor, tiny_cohort, tmp_pa
     assert store.missing(ids) == [bad]
 
 
+def test_worker_processes_write_the_same_store_as_none(predictor, tiny_cohort, tmp_path):
+    """Cases read and prepared in 2 DataLoader workers: the same rows (values within 1e-6), the same unreadable
+    case left out and named, the same manifest as reading them in this process; every stage is timed."""
+    root = Path(shutil.copytree(tiny_cohort.root, tmp_path / "cohort"))
+    cohort = CohortReader(root)
+    ids = cohort.case_ids[:20]
+    rows = cohort.table.set_index("case_id")
+    bad = next(i for i in ids[8:] if rows.loc[i, "image_file"])
+    (root / rows.loc[bad, "image_file"]).write_bytes(b"not a png")
+    stores = {}
+    for workers in (0, 2):
+        report = _write(tmp_path / f"store{workers}", predictor, cohort, ids, batch_size=3, num_workers=workers)
+        assert report.written == [0, 1, 2] and min(report.stage_seconds.values()) > 0
+        stores[workers] = open_store(tmp_path / f"store{workers}")
+    none, two = stores[0], stores[2]
+    assert two.case_ids == none.case_ids == [i for i in ids if i != bad]
+    assert list(two.manifest["errors"]) == list(none.manifest["errors"]) == [bad]
+    assert two.manifest["errors"][bad] == none.manifest["errors"][bad]
+    pd.testing.assert_frame_equal(two.table, none.table, check_exact=False, atol=1e-6, rtol=0)
+    assert {k: v for k, v in two.manifest.items() if k != "written"} == \
+        {k: v for k, v in none.manifest.items() if k != "written"}
+
+
+def test_a_case_the_model_cannot_read_stops_the_shard_with_its_error(predictor, tiny_cohort, tmp_path, monkeypatch):
+    """prepare_case's CohortError (e.g. a category the model does not know) is not an unreadable case: it stops
+    the shard, named, also from a worker process (forked workers inherit the patched function)."""
+    import neurofusion.inference as inference
+    from neurofusion.data.errors import CohortError
+
+    ids = tiny_cohort.case_ids[:6]
+    original = inference.prepare_case
+
+    def refuses(case, spec):
+        if case.case_id == ids[3]:
+            raise CohortError("'unknown-sex' is not a category the model knows", case_id=case.case_id, field="sex")
+        return original(case, spec)
+
+    monkeypatch.setattr(inference, "prepare_case", refuses)
+    for workers in (0, 2):
+        with pytest.raises(CohortError, match=f"case {ids[3]}, field 'sex': 'unknown-sex'"):
+            _write(tmp_path / f"store{workers}", predictor, tiny_cohort, ids, num_workers=workers)
+        assert not list((tmp_path / f"store{workers}").glob("part-*"))
+
 def test_hashes_follow_content(tiny_batch, tiny_tokenizer, tiny_cohort, tmp_path):
     path = save_checkpoint(tmp_path / "ckpt", tiny_batch[0], tiny_tokenizer)
     assert checkpoint_hash(path) == checkpoint_hash(path)
@@ -275,6 +318,13 @@ def test_cli_writes_the_default_store_resumes_and_refuses_survival_flags(tiny_ba
     assert open_store(out).case_ids == test_ids
     assert main([*args, "--out", str(out), "--shard-size", "8"]) == 0
     assert "skipped" in (text := capsys.readouterr().out) and "wrote 0" in text
+    workers = tmp_path / "cli_workers"
+    assert main([*args, "--out", str(workers), "--shard-size", "8", "--num-workers", "2"]) == 0
+    capsys.readouterr()
+    pd.testing.assert_frame_equal(open_store(workers).table, open_store(out).table, check_exact=False, atol=1e-6,
+                                  rtol=0)
+    assert main([*args, "--out", str(tmp_path / "bad_workers"), "--num-workers", "-1"]) == 2
+    assert "num_workers must be >= 0, got -1" in capsys.readouterr().err
     assert main([*args, "--out", str(out), "--split", "all", "--shard-size", "8"]) == 2
     assert "another settings" in capsys.readouterr().err
     assert main([*args, "--split", "all"]) == 2
