@@ -179,8 +179,8 @@ def write_store(out: str | Path, predictor: Predictor, cohort: CohortReader, cas
                 barrier: Callable[[], None] | None = None, progress: bool = False, num_workers: int = 0) -> WriteReport:
     """Explain ``case_ids`` of ``cohort`` into the store ``out``; this process writes the shards
     ``i % world_size == rank``, its cases read and prepared by ``num_workers`` DataLoader worker processes
-    (0: this one; the store is the same whatever the number). ``barrier``: waits for every process (torch.distributed.barrier under
-    torchrun; None for one process). A manifest of another checkpoint, cohort or settings is refused
+    (0: this one; the store is the same whatever the number). ``barrier``: waits for every process
+    (torch.distributed.barrier under torchrun; None for one process). A manifest of another checkpoint, cohort or settings is refused
     (StoreError) unless ``overwrite``, which removes the old store first."""
     if not 0 <= rank < world_size:
         raise StoreError(f"rank must be in 0..{world_size - 1}, got {rank}")

@@ -145,7 +145,8 @@ class Predictor:
                                   outcomes[:, 1])
 
     def _stream(self, cases: Sequence[Case], drop: Sequence[str], batch_size: int, num_workers: int,
-                read: Callable[[Batch, ModelOutput], dict[str, torch.Tensor]]) -> tuple[list[str], dict[str, np.ndarray]]:
+                read: Callable[[Batch, ModelOutput], dict[str, torch.Tensor]]
+                ) -> tuple[list[str], dict[str, np.ndarray]]:
         """``read(batch, output)`` over the loader's batches -> the case ids and its arrays, in input order."""
         if len(cases) == 0:
             raise ValueError("no cases to predict")
