@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         result = distill(teacher, cohort, experiment, settings, progress=not args.quiet,
                          state_path=Path(args.out) / STATE_FILE, resume=args.resume)
         evaluation = open_cohort(args.eval_data) if args.eval_data else cohort
-        metrics = final_metrics(result, cohort, evaluation)
+        metrics = final_metrics(result, cohort, evaluation, num_workers=experiment.train.num_workers)
         training = training_record(
             result, command="python -m neurofusion.distill " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
             data=args.data, data_hash=data_hash(cohort, cohort.ids("train") + cohort.ids("val")),

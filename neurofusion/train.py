@@ -506,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         if not context.is_main:  # rank 0 evaluates and writes
             return 0
         evaluation = open_cohort(args.eval_data) if args.eval_data else cohort
-        metrics = final_metrics(result, cohort, evaluation)
+        metrics = final_metrics(result, cohort, evaluation, num_workers=experiment.train.num_workers)
         training = training_record(
             result, command="python -m neurofusion.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
             data=args.data, data_hash=data_hash(cohort, cohort.ids("train") + cohort.ids("val")),

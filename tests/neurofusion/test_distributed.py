@@ -43,10 +43,12 @@ PER_PROCESS = 6  # the tiny cohort's 48 train cases: 4 steps of 2 x 6 per epoch,
 # agrees to ~1e-8 (LOSS_ATOL 1e-6). Weights are compared where the loss has a gradient: Adam turns the rounding
 # noise of a gradient that is 0 in exact arithmetic (a bias before batch norm, the key bias of attention) into
 # steps of size lr whatever its sign, so those elements (GRADIENT_FLOOR of the largest gradient) drift in both runs
-# alike and say nothing. Measured on the rest: 2e-7 after 8 steps on weights of O(0.1) (WEIGHTS_ATOL 1e-5); one
-# process with the per-process batch instead moves them by 3e-2.
+# alike and say nothing. Measured on the rest, after 8 steps on weights of O(0.1): 2e-7 with one WordPiece
+# vocabulary, 1.1e-5 with another (the deterministic fit's: an element whose gradient nears 0 at a later step,
+# which the first-batch floor cannot see, has its rounding scaled up by Adam), hence WEIGHTS_ATOL 5e-5; one
+# process with the per-process batch instead moves them by 3e-2 (asserted above 100 x WEIGHTS_ATOL).
 LOSS_ATOL = 1e-6
-WEIGHTS_ATOL = 1e-5
+WEIGHTS_ATOL = 5e-5
 GRADIENT_FLOOR = 1e-5
 
 
