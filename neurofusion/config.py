@@ -311,17 +311,25 @@ class ExperimentConfig:
         return _build(cls, data, "config")
 
 
-def load_experiment(path: str | Path) -> ExperimentConfig:
-    """Read a YAML (or JSON) experiment config; unknown keys and wrong types are errors naming the key."""
-    path = Path(path)
+def read_config_mapping(path: Path, sections: str, *, what: str = "config",
+                        error: type[ValueError] = ValueError) -> dict[str, Any]:
+    """The mapping a YAML (or JSON) config file holds; ``error`` naming the file when it is missing, not YAML,
+    or not a mapping (``sections``: what the mapping should hold, for the message)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ValueError(f"config file {path} not found") from None
+        raise error(f"{what} file {path} not found") from None
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
+        raise error(f"{path}: not valid YAML ({err})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping with 'model' and 'train' sections")
+        raise error(f"{path}: expected a mapping with {sections}")
+    return data
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read a YAML (or JSON) experiment config; unknown keys and wrong types are errors naming the key."""
+    path = Path(path)
+    data = read_config_mapping(path, "'model' and 'train' sections")
     try:
         return ExperimentConfig.from_dict(data)
     except ValueError as err:

@@ -33,7 +33,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 
 from neurofusion.checkpoint import (
     WEIGHTS,
@@ -43,7 +42,7 @@ from neurofusion.checkpoint import (
     resolve_device,
     save_checkpoint,
 )
-from neurofusion.config import ExperimentConfig, ModelConfig
+from neurofusion.config import ExperimentConfig, ModelConfig, read_config_mapping
 from neurofusion.data.cohort import CohortReader
 from neurofusion.data.dataset import Batch
 from neurofusion.data.errors import CohortError
@@ -94,14 +93,7 @@ def load_student_config(path: str | Path) -> tuple[ExperimentConfig, DistillConf
     """Read a student YAML: the ``distill`` section and the rest as an ordinary experiment config. Every error
     names the file and the field."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"student config file {path} not found") from None
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping with 'model', 'train' and '{DISTILL_SECTION}' sections")
+    data = read_config_mapping(path, f"'model', 'train' and '{DISTILL_SECTION}' sections", what="student config")
     if DISTILL_SECTION not in data:
         raise ValueError(f"{path}: no '{DISTILL_SECTION}' section (temperature > 0, alpha in [0, 1]); a student "
                          f"config is an experiment config plus that section")

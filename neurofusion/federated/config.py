@@ -19,9 +19,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from neurofusion.config import ExperimentConfig
+from neurofusion.config import ExperimentConfig, read_config_mapping
 
 STRATEGIES = ("fedavg", "fedprox")
 PARTITIONS = ("site", "iid")
@@ -107,14 +106,7 @@ def load_federated_experiment(path: str | Path) -> FederatedExperiment:
     """Read a federated experiment YAML: ``model`` and ``train`` as any experiment config, plus ``federated``.
     Every problem is a FederatedConfigError naming the file and the field."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FederatedConfigError(f"config file {path} not found") from None
-    except yaml.YAMLError as err:
-        raise FederatedConfigError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(data, dict):
-        raise FederatedConfigError(f"{path}: expected a mapping with 'model', 'train' and 'federated' sections")
+    data = read_config_mapping(path, "'model', 'train' and 'federated' sections", error=FederatedConfigError)
     if "federated" not in data:
         raise FederatedConfigError(f"{path}: no 'federated' section (strategy, rounds, local_epochs, "
                                    f"clients_per_round, proximal_mu, min_clients); see configs/cardio_federated.yaml")
