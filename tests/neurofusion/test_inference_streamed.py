@@ -77,6 +77,7 @@ def test_survival_streamed_equals_predict_survival(num_workers):
     np.testing.assert_array_equal(streamed.event, direct.event)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_streamed_on_gpu_pins_memory_and_equals_cpu(tiny_batch, tiny_tokenizer, with_missing):
     model = tiny_batch[0]
