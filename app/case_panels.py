@@ -13,6 +13,7 @@ import streamlit as st
 from app import case_figures, case_notes, figures, ground_truth_view
 from app.figures import pretty
 from explain.case import CaseExplanation
+from explain.integrated import Completeness
 from neurofusion.data.schema import Case
 
 MODALITY_TAB = "case.modality_tab"
@@ -22,6 +23,7 @@ TAB_CONTROLS = ("case.opacity", "case.leads")
 ECG_3X4, ECG_STACKED, ECG_FEW = "3 × 4 + rhythm strip", "12 leads stacked", "II, V1, V5"
 ECG_VIEWS = (ECG_3X4, ECG_STACKED, ECG_FEW)
 GENES_SHOWN_ABOVE = 0.01  # an unmutated gene is listed when |attribution| reaches this
+COMPLETE_ENOUGH = 0.05  # a map whose relative completeness error is above this is shown with a warning
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,20 @@ class Declared:
     titles: dict[str, str]
     kinds: dict[str, str]
     survival: bool
+
+
+def completeness_text(completeness: Completeness) -> tuple[str, bool]:
+    """What a panel says under an Integrated Gradients map about how well it adds up (the relative completeness
+    error: |sum of attributions - (f(case) - f(baseline))| / |f(case) - f(baseline)|), and whether that is within
+    COMPLETE_ENOUGH (else the page shows it as a warning)."""
+    error = completeness.relative_error
+    complete = error <= COMPLETE_ENOUGH
+    text = (f"Integrated Gradients with {completeness.n_steps} steps: the attributions add up to the change from the "
+            f"baseline input to within {error:.1%} (relative completeness error).")
+    if not complete:
+        text += (f" Above {COMPLETE_ENOUGH:.0%}: the map is approximate; raise \"Integrated Gradients steps\" "
+                 "under Advanced in the sidebar for one that adds up more closely.")
+    return text, complete
 
 
 def chart_key(kind_key: str, modality: str, kind: str) -> str:
@@ -62,6 +78,10 @@ def modality_panels(view: Declared, case: Case, explanation: CaseExplanation, st
         if tab.open:
             with tab:
                 _PANELS[view.kinds[modality]](view, case, modality, explanation, status, notes, truth, name)
+                completeness = explanation.completeness.get(modality)
+                if completeness is not None:
+                    text, complete = completeness_text(completeness)
+                    (st.caption if complete else st.warning)(text)
 
 
 def _image_panel(view: Declared, case: Case, modality: str, explanation: CaseExplanation, status: dict[str, str],

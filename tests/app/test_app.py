@@ -74,6 +74,21 @@ def test_case_explorer_renders_every_panel_of_a_complete_case():
     assert {"II", "V1", "V5"} <= traces and "aVR" not in traces
 
 
+def test_each_integrated_gradients_map_says_how_well_it_adds_up():
+    reader = CohortReader(SAMPLE)
+    complete = next(i for i in reader.case_ids if reader.availability().loc[i].all())
+    at = _app()
+    at.query_params["case"] = complete
+    for tab in ("Clinical note", "ECG", "Labs"):
+        at.session_state["case.modality_tab"] = tab
+        at.run()
+        _no_errors(at)
+        said = [e.value for e in (*at.caption, *at.warning) if "relative completeness error" in e.value]
+        assert len(said) == 1 and "Integrated Gradients with 8 steps" in said[0], tab
+        shown = float(re.search(r"within ([0-9.]+)%", said[0]).group(1)) / 100
+        assert any(w.value == said[0] for w in at.warning) == (shown > 0.05), tab  # a warning above 5 %
+
+
 def test_ablation_slider_at_zero_shows_the_explain_result():
     at = _app().run()
     case_id = at.selectbox(key="case.id").value

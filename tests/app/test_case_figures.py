@@ -150,3 +150,18 @@ def test_short_titles_fit_the_narrow_figures_and_stay_distinct():
     assert short_titles(clash) == clash  # 'Slides' twice would not tell them apart
     with pytest.raises(ValueError, match="width"):
         short_titles(titles, width=2)
+
+
+def test_completeness_text_warns_above_five_percent():
+    from app.case_panels import completeness_text
+    from explain.integrated import Completeness
+
+    def made(error: float) -> Completeness:
+        return Completeness(method="gausslegendre", n_steps=32, delta=error, gap=1.0, relative_error=error,
+                            tolerance=None, converged=None)
+
+    text, complete = completeness_text(made(0.012))
+    assert complete and "32 steps" in text and "within 1.2%" in text and "Above" not in text
+    text, complete = completeness_text(made(0.29))
+    assert not complete and "within 29.0%" in text and "Integrated Gradients steps" in text
+    assert completeness_text(made(0.05))[1]  # the limit itself is within
