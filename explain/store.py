@@ -36,7 +36,6 @@ from explain.interactions import shapley_interactions
 from explain.targets import is_survival
 from neurofusion.checkpoint import CONFIG, WEIGHTS
 from neurofusion.data.cohort import COHORT_CSV, CohortReader
-from neurofusion.data.errors import CohortError
 from neurofusion.data.formats import wfdb_data_files
 from neurofusion.hashing import sha256_file
 from neurofusion.inference import Predictor, model_lock
@@ -180,8 +179,8 @@ def write_store(out: str | Path, predictor: Predictor, cohort: CohortReader, cas
     """Explain ``case_ids`` of ``cohort`` into the store ``out``; this process writes the shards
     ``i % world_size == rank``, its cases read and prepared by ``num_workers`` DataLoader worker processes
     (0: this one; the store is the same whatever the number). ``barrier``: waits for every process
-    (torch.distributed.barrier under torchrun; None for one process). A manifest of another checkpoint, cohort or settings is refused
-    (StoreError) unless ``overwrite``, which removes the old store first."""
+    (torch.distributed.barrier under torchrun; None for one process). A manifest of another checkpoint, cohort
+    or settings is refused (StoreError) unless ``overwrite``, which removes the old store first."""
     if not 0 <= rank < world_size:
         raise StoreError(f"rank must be in 0..{world_size - 1}, got {rank}")
     check_supported(predictor, cohort)
@@ -257,8 +256,7 @@ def explain_shard(predictor: Predictor, cohort: CohortReader, case_ids: Sequence
     errors: dict[str, str] = {}
     rows: list[dict] = []
     for streamed in predictor.loader(SplitCases(cohort, case_ids), batch_size=batch_size, num_workers=num_workers):
-        for case_id, why in streamed.prepare_errors.items():
-            raise CohortError(why if case_id in why else f"case {case_id}: {why}")
+        streamed.raise_errors(unreadable=False)  # an unreadable case is left out; one the model cannot read stops
         errors.update(streamed.errors)
         clock.add("read", streamed.read_seconds)
         clock.add("prepare", streamed.prepare_seconds)

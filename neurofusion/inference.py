@@ -88,8 +88,7 @@ class Predictor:
         A survival model has no classes: NotAClassifierError, use :meth:`predict_survival`."""
         if self.model.config.outcome != "classification":
             raise NotAClassifierError("this model predicts survival, not classes: use Predictor.predict_survival")
-        read = lambda batch, output: {"labels": batch.labels, "probabilities": output.probabilities}  # noqa: E731
-        arrays = self._run(cases, drop, batch_size, read)
+        arrays = self._run(cases, drop, batch_size, _read_classes)
         return arrays["labels"], arrays["probabilities"]
 
     @torch.no_grad()
@@ -120,8 +119,7 @@ class Predictor:
         if self.model.config.outcome != "classification":
             raise NotAClassifierError("this model predicts survival, not classes: use "
                                       "Predictor.predict_survival_streamed")
-        read = lambda batch, output: {"labels": batch.labels, "probabilities": output.probabilities}  # noqa: E731
-        _, arrays = self._stream(cases, drop, batch_size, num_workers, read)
+        _, arrays = self._stream(cases, drop, batch_size, num_workers, _read_classes)
         return arrays["labels"], arrays["probabilities"]
 
     @torch.no_grad()
@@ -154,16 +152,22 @@ class Predictor:
         case_ids: list[str] = []
         parts: dict[str, list[np.ndarray]] = {}
         for streamed in self.loader(cases, batch_size=batch_size, num_workers=num_workers):
-            for case_id, why in {**streamed.errors, **streamed.prepare_errors}.items():
-                raise CohortError(why if case_id in why else f"case {case_id}: {why}")
+            streamed.raise_errors()
             batch = streamed.batch.to(self.device)
-            with model_lock(self.model):
-                output = self.model(batch, present=drop_mask(batch.present, drop, batch.names))
             case_ids += batch.case_ids
-            for key, value in read(batch, output).items():
-                parts.setdefault(key, []).append(value.float().cpu().numpy() if value.is_floating_point()
-                                                 else value.cpu().numpy())
+            self._read_batch(batch, drop, read, parts)
         return case_ids, {key: np.concatenate(values) for key, values in parts.items()}
+
+    def _read_batch(self, batch: Batch, drop: Sequence[str],
+                    read: Callable[[Batch, ModelOutput], dict[str, torch.Tensor]],
+                    parts: dict[str, list[np.ndarray]]) -> None:
+        """The model on ``batch`` with ``drop`` hidden; ``read(batch, output)``'s tensors appended to ``parts`` as
+        arrays (floats as float32)."""
+        with model_lock(self.model):
+            output = self.model(batch, present=drop_mask(batch.present, drop, batch.names))
+        for key, value in read(batch, output).items():
+            parts.setdefault(key, []).append(value.float().cpu().numpy() if value.is_floating_point()
+                                             else value.cpu().numpy())
 
     def _run(self, cases: Sequence[Case], drop: Sequence[str], batch_size: int,
              read: Callable[[Batch, ModelOutput], dict[str, torch.Tensor]]) -> dict[str, np.ndarray]:
@@ -175,11 +179,7 @@ class Predictor:
         order = np.argsort([_text_length(c, self.spec) for c in cases], kind="stable")
         parts: dict[str, list[np.ndarray]] = {}
         for batch in self.batches([cases[i] for i in order], batch_size):
-            with model_lock(self.model):
-                output = self.model(batch, present=drop_mask(batch.present, drop, batch.names))
-            for key, value in read(batch, output).items():
-                parts.setdefault(key, []).append(value.float().cpu().numpy() if value.is_floating_point()
-                                                 else value.cpu().numpy())
+            self._read_batch(batch, drop, read, parts)
         back = np.argsort(order)
         return {key: np.concatenate(values)[back] for key, values in parts.items()}
 
@@ -230,6 +230,12 @@ class PredictionBatch:
     read_seconds: float
     prepare_seconds: float
 
+    def raise_errors(self, *, unreadable: bool = True) -> None:
+        """CohortError naming the first case the model cannot read (with ``unreadable``, first the first case
+        that could not be read at all), if any."""
+        for case_id, why in {**(self.errors if unreadable else {}), **self.prepare_errors}.items():
+            raise CohortError(why if case_id in why else f"case {case_id}: {why}")
+
     def pin_memory(self) -> "PredictionBatch":
         if self.batch is not None:
             self.batch = StreamedBatch(self.batch).pin_memory().batch
@@ -278,6 +284,10 @@ def _text_length(case: Case, spec: InputSpec) -> int:
     """Characters of the case's notes (every text modality the model reads)."""
     return sum(len(case.value(m.name) or "") for m in spec.modalities
                if m.kind == "text" and m.name in case.modality_names)
+
+
+def _read_classes(batch: Batch, output: ModelOutput) -> dict[str, torch.Tensor]:
+    return {"labels": batch.labels, "probabilities": output.probabilities}
 
 
 def _read_survival(batch: Batch, output: ModelOutput) -> dict[str, torch.Tensor]:
