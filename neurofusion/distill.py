@@ -49,8 +49,8 @@ from neurofusion.data.errors import CohortError
 from neurofusion.data.timed import open_cohort
 from neurofusion.models.model import ModelOutput, MultiModalModel
 # train.main's own metrics and --seed/--max-epochs/... overrides: one definition for both commands
-from neurofusion.train import (STATE_FILE, TrainResult, configure_model, data_hash, final_metrics, fit, override,
-                               training_record)
+from neurofusion.train import (STATE_FILE, TrainResult, add_training_arguments, configure_model, data_hash,
+                               final_metrics, fit, override, training_record)
 
 DISTILL_SECTION = "distill"
 
@@ -235,17 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", required=True, help="teacher checkpoint folder (a classifier)")
     parser.add_argument("--student-config", required=True, help="student YAML with a distill section "
                         "(configs/cardio_student.yaml)")
-    parser.add_argument("--data", required=True, help="cohort folder with train and val splits")
-    parser.add_argument("--out", required=True, help="student checkpoint folder to write")
-    parser.add_argument("--eval-data", help="cohort whose test split is evaluated after training (default: --data)")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--max-epochs", type=int)
-    parser.add_argument("--max-minutes", type=float)
-    parser.add_argument("--device", help="auto, cpu or cuda")
-    parser.add_argument("--num-workers", type=int, help="DataLoader worker processes")
-    parser.add_argument("--resume", action="store_true",
-                        help=f"continue the interrupted run from <out>/{STATE_FILE} (written after each epoch)")
-    parser.add_argument("--quiet", action="store_true")
+    add_training_arguments(parser, out="student checkpoint folder to write")
     parser.set_defaults(architecture=None)  # the student config's architecture, never overridden here
     args = parser.parse_args(argv)
     try:

@@ -478,14 +478,12 @@ def data_hash(cohort: CohortReader, ids: list[str]) -> str:
     return digest.hexdigest()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m neurofusion.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="experiment YAML (configs/cardio_demo.yaml)")
+def add_training_arguments(parser: argparse.ArgumentParser, *, out: str) -> None:
+    """The options of a command that trains through ``fit`` (neurofusion.train, neurofusion.distill): the data,
+    the output folder (``out``: its help), the evaluation cohort and the train settings :func:`override` reads."""
     parser.add_argument("--data", required=True, help="cohort folder with train and val splits")
-    parser.add_argument("--out", required=True, help="checkpoint folder to write")
+    parser.add_argument("--out", required=True, help=out)
     parser.add_argument("--eval-data", help="cohort whose test split is evaluated after training (default: --data)")
-    parser.add_argument("--architecture", help="override the config's architecture (baselines)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--max-epochs", type=int)
     parser.add_argument("--max-minutes", type=float)
@@ -494,6 +492,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true",
                         help=f"continue the interrupted run from <out>/{STATE_FILE} (written after each epoch)")
     parser.add_argument("--quiet", action="store_true")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m neurofusion.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="experiment YAML (configs/cardio_demo.yaml)")
+    parser.add_argument("--architecture", help="override the config's architecture (baselines)")
+    add_training_arguments(parser, out="checkpoint folder to write")
     args = parser.parse_args(argv)
     context = SINGLE
     try:
@@ -555,13 +561,16 @@ def library_versions() -> dict[str, str]:
 
 
 def final_metrics(result: TrainResult, cohort: CohortReader, evaluation: CohortReader, *,
-                  num_workers: int = 0) -> dict:
-    """Metrics of the kept weights on the val split and the evaluation cohort's test split; survival metrics
-    weight censoring by the training cohort's train outcomes. The cases stream through a DataLoader with
-    ``num_workers`` worker processes (Predictor.predict_streamed): a split is never in memory whole."""
+                  num_workers: int = 0, splits: tuple[str, ...] = ("val", "test")) -> dict:
+    """Metrics of the kept weights on the val split and the evaluation cohort's test split (``splits``: which
+    of the two); survival metrics weight censoring by the training cohort's train outcomes. The cases stream
+    through a DataLoader with ``num_workers`` worker processes (Predictor.predict_streamed): a split is never
+    in memory whole."""
     predictor = Predictor(result.model, result.tokenizer, next(result.model.parameters()).device)
     metrics = {}
     for name, reader in (("val", cohort), ("test", evaluation)):
+        if name not in splits:
+            continue
         ids = reader.ids(name)
         if not ids:
             continue

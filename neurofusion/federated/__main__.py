@@ -31,9 +31,7 @@ from neurofusion.federated.config import (  # noqa: E402
     with_overrides,
 )
 from neurofusion.federated.server import FederatedError, FederatedResult  # noqa: E402
-from neurofusion.inference import Predictor  # noqa: E402
-from neurofusion.metrics import classification_metrics  # noqa: E402
-from neurofusion.train import TrainResult, library_versions, mixed_precision  # noqa: E402
+from neurofusion.train import TrainResult, final_metrics, library_versions, mixed_precision  # noqa: E402
 from neurofusion.train import training_record as train_record  # noqa: E402
 
 
@@ -70,32 +68,32 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _as_trained(result: FederatedResult) -> TrainResult:
+    """The federated run as neurofusion.train's TrainResult: the rounds as its epochs, no out-of-distribution
+    reference."""
+    device = next(result.model.parameters()).device
+    return TrainResult(result.model, result.tokenizer, [{**r, "epoch": r["round"]} for r in result.history],
+                       result.best_round, result.minutes, None,
+                       "not fitted: the reference needs the training cases' embeddings, which stay at the sites",
+                       mixed_precision(device))
+
+
 def _metrics(result: FederatedResult, evaluation) -> dict:
     """The kept round's pooled validation numbers (from the sites' reports) and the evaluation cohort's test
-    split, evaluated here as neurofusion.train evaluates it."""
+    split, evaluated by neurofusion.train's final_metrics (streamed)."""
     best = next(r for r in result.history if r["round"] == result.best_round)
     metrics: dict = {"val": {"accuracy": {"value": best["val_accuracy"]}, "macro_f1": {"value": best["val_macro_f1"]},
                              "source": "pooled from the sites' val confusion matrices (no case left a site)"}}
-    ids = evaluation.ids("test")
-    if ids:
-        predictor = Predictor(result.model, result.tokenizer, next(result.model.parameters()).device)
-        labels, probabilities = predictor.predict([evaluation[i] for i in ids])
-        metrics["test"] = classification_metrics(labels, probabilities, result.model.classes, split="test")
-    return metrics
+    return {**metrics, **final_metrics(_as_trained(result), evaluation, evaluation, splits=("test",))}
 
 
 def training_record(result: FederatedResult, spec, args: argparse.Namespace, argv: list[str] | None,
                     seconds: float) -> dict:
     """training.json of a federated checkpoint, written by neurofusion.train's training_record (the rounds as its
     epochs) plus the strategy, the rounds and what left each site."""
-    device = next(result.model.parameters()).device
-    trained = TrainResult(result.model, result.tokenizer, [{**r, "epoch": r["round"]} for r in result.history],
-                          result.best_round, result.minutes, None,
-                          "not fitted: the reference needs the training cases' embeddings, which stay at the sites",
-                          mixed_precision(device))
     command = "python -m neurofusion.federated " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     return train_record(
-        trained, command=command, data=args.data, train=spec.experiment.train,
+        _as_trained(result), command=command, data=args.data, train=spec.experiment.train,
         data_hash="not computed: no one holds every site's files (each site's case counts: federated.sites)",
         selected_by="val_macro_f1",  # pooled from the sites' confusion matrices, whatever the number of classes
         federated={**spec.federated.to_dict(), "sites": result.sites, "vocabulary_site": result.vocabulary_site,
