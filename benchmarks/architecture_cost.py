@@ -39,12 +39,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from neurofusion.config import ExperimentConfig, ModelConfig  # noqa: E402
+from neurofusion.config import ExperimentConfig, ModelConfig, read_config_mapping  # noqa: E402
 from neurofusion.data import CohortReader  # noqa: E402
 from neurofusion.data.tokenizer import load_tokenizer  # noqa: E402
 
@@ -77,16 +76,11 @@ def experiment_config(path: Path) -> ExperimentConfig:
     """An experiment YAML as ExperimentConfig; a student config's ``distill:`` section (read by
     neurofusion.distill, not by the model) is set aside."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise SystemExit(f"{path}: cannot read the config ({err})") from None
-    if not isinstance(data, dict):
-        raise SystemExit(f"{path}: expected a mapping with 'model' and 'train' sections")
-    data.pop("distill", None)
-    try:
+        data = read_config_mapping(path, "'model' and 'train' sections")
+        data.pop("distill", None)
         return ExperimentConfig.from_dict(data)
-    except ValueError as err:
-        raise SystemExit(f"{path}: {err}") from None
+    except (OSError, ValueError) as err:
+        raise SystemExit(str(err) if str(path) in str(err) else f"{path}: {err}") from None
 
 
 def model_configs(include_student: bool) -> dict[str, ExperimentConfig]:
