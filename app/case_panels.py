@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from app import case_figures, case_notes, figures, ground_truth_view
+from app.case_progress import CaseJob
 from app.figures import pretty
 from explain.case import CaseExplanation
 from explain.integrated import Completeness
@@ -46,8 +47,8 @@ def completeness_text(completeness: Completeness) -> tuple[str, bool]:
     text = (f"Integrated Gradients with {completeness.n_steps} steps: the attributions add up to the change from the "
             f"baseline input to within {error:.1%} (relative completeness error).")
     if not complete:
-        text += (f" Above {COMPLETE_ENOUGH:.0%}: the map is approximate; raise \"Integrated Gradients steps\" "
-                 "under Advanced in the sidebar for one that adds up more closely.")
+        text += (f" Above {COMPLETE_ENOUGH:.0%}: the map is approximate; under Advanced in the sidebar, let the steps "
+                 "run until each map adds up, or raise the steps, for one that adds up more closely.")
     return text, complete
 
 
@@ -66,22 +67,44 @@ def _absent(view: Declared, modality: str, status: dict[str, str], notes: case_n
 
 
 def modality_panels(view: Declared, case: Case, explanation: CaseExplanation, status: dict[str, str],
-                     notes: case_notes.InputNotes, truth: ground_truth_view.Planted | None, name: str) -> None:
+                    notes: case_notes.InputNotes, truth: ground_truth_view.Planted | None, name: str,
+                    job: CaseJob | None = None) -> None:
     """One lazy tab per declared modality, titled by its title; the open one draws its kind's panel,
-    explaining ``name``."""
+    explaining ``name``. With ``job`` (the case's explanation while it is computed): a progress line above
+    the tabs, and an open tab whose panel is not ready shows a progress bar until ``job`` draws it."""
     st.subheader("What each modality shows")
+    if job is not None:
+        job.status_line()
     suffix = {"used": "", "missing": " (missing)", "unusable": " (unusable)"}
     labels = [view.titles[m] + suffix[status[m]] for m in view.names]
+    pending = [] if job is None else job.pending()
     # Lazy tabs: only the open tab is computed and sent (drawing all four made a case switch ~1 s slower in
     # the browser); opening another tab reruns the page from the explanation cache.
     for modality, tab in zip(view.names, st.tabs(labels, key=MODALITY_TAB, on_change="rerun")):
-        if tab.open:
-            with tab:
-                _PANELS[view.kinds[modality]](view, case, modality, explanation, status, notes, truth, name)
-                completeness = explanation.completeness.get(modality)
-                if completeness is not None:
-                    text, complete = completeness_text(completeness)
-                    (st.caption if complete else st.warning)(text)
+        if not tab.open:
+            continue
+        with tab:
+            if modality not in pending:
+                draw_panel(view, case, modality, explanation, status, notes, truth, name)
+                continue
+            slot = st.empty()
+            ahead = pending.index(modality)
+            when = ("is being computed" if ahead == 0 else
+                    f"comes after {', '.join(view.titles[m] for m in pending[:ahead])}")
+            slot.progress(0.0 if not job.total() else (job.total() - len(pending)) / job.total(),
+                          text=f"The {view.titles[modality]} map {when}; it appears here when it is ready.")
+            job.defer(slot, lambda whole, m=modality: draw_panel(view, case, m, whole, status, notes, truth, name),
+                      modality)
+
+
+def draw_panel(view: Declared, case: Case, modality: str, explanation: CaseExplanation, status: dict[str, str],
+               notes: case_notes.InputNotes, truth: ground_truth_view.Planted | None, name: str) -> None:
+    """One modality's panel (by its kind) with how well its Integrated Gradients map adds up."""
+    _PANELS[view.kinds[modality]](view, case, modality, explanation, status, notes, truth, name)
+    completeness = explanation.completeness.get(modality)
+    if completeness is not None:
+        text, complete = completeness_text(completeness)
+        (st.caption if complete else st.warning)(text)
 
 
 def _image_panel(view: Declared, case: Case, modality: str, explanation: CaseExplanation, status: dict[str, str],
@@ -124,6 +147,12 @@ def _note_panel(view: Declared, case: Case, modality: str, explanation: CaseExpl
         return
     scale = max((abs(w.score) for w in note.words), default=0.0)
     st.html(figures.note_legend_html(scale, name) + figures.note_html(text, note.words, scale))
+    if note.layer != "word_embeddings":
+        layer = note.layer.removeprefix("hidden_states[").removesuffix("]")
+        st.caption(f"Attributed at the input of BERT layer {layer}: a word's colour is what its position's "
+                   f"representation after {layer} layers contributes, which already carries the words around it, "
+                   "not the word alone. Choose \"word embeddings\" under Advanced for what each word contributes "
+                   "(slower).")
     if note.truncated:
         st.warning(f"The note is longer than the model reads: only the first {note.covered_chars} "
                    "characters were used (and highlighted).")

@@ -19,7 +19,8 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from explain.case import CaseExplanation, ExplainSettings, explain_case
+from app.case_progress import CaseJob, cached_or_computed, case_job
+from explain.case import CaseExplainer, CaseExplanation, ExplainSettings, explain_case
 from explain.cohort import CohortImportance, cohort_importance
 from app.store_state import STORE_SETTING, StoreLookup, find_store  # noqa: F401  (pages import them from here)
 from explain.store import signal_data_files
@@ -54,6 +55,20 @@ DEMOS = {
     "icu": Demo("ICU: death within 48 h, at any hour", ROOT / "sample_data" / "checkpoints" / "icu_demo",
                 ROOT / "sample_data" / "icu"),
 }
+# The sidebar's Integrated Gradients choices (app/main.py): completeness tolerances offered, the quadrature
+# rules' names, and from how many BERT layers "auto" attributes the note at the last layer's input instead of
+# the word embeddings (measured on BERT-base: a step there costs 1/79 of one from the word embeddings).
+TOLERANCES = (0.01, 0.02, 0.05, 0.1, 0.2)
+STEPS_METHOD_LABELS = {"gausslegendre": "Gauss-Legendre", "riemann_trapezoid": "trapezoid (nested)"}
+AUTO_NOTE_LAYERS = 6
+
+
+def auto_note_layer(layers: int) -> int | None:
+    """Where "auto" attributes the note of a BERT with ``layers`` layers: the word embeddings (None) for a
+    small encoder, else the input of its last layer."""
+    return None if layers < AUTO_NOTE_LAYERS else layers - 1
+
+
 # Errors that mean "this case's input is bad", shown as a message on the case. CohortError (a ValueError)
 # names the file, line and field; a plain ValueError comes from turning a readable case into model input
 # (e.g. a category value the checkpoint does not know).
@@ -272,14 +287,16 @@ def _read(cohort: CohortReader, case_id: str, errors: dict[str, str]) -> Case | 
         return None
 
 
-@st.cache_data(show_spinner="Explaining this case...", max_entries=256)
 def case_explanation(_predictor: Predictor, _cohort: CohortReader, _ood: OODReference | None, model_key: str,
                      data_key: str, case_id: str, case_key: str, settings: ExplainSettings,
                      survival: SurvivalTarget | None = None) -> CaseExplanation:
-    """``case_key`` (the case's files) makes an edited image, note or signal a new entry, not a stale hit;
+    """The case's whole explanation, from the process's cache (app.case_progress) or computed and kept.
+    ``case_key`` (the case's files) makes an edited image, note or signal a new entry, not a stale hit;
     ``model_key`` covers the checkpoint's out-of-distribution reference ``_ood``. ``survival``: the explained
     quantity of a survival model (None: its default, survival at the model's horizon)."""
-    return explain_case(_predictor, _cohort[case_id], settings, ood=_ood, survival=survival)
+    key = (model_key, data_key, case_id, case_key, settings, survival)
+    return cached_or_computed(key, lambda: explain_case(_predictor, _cohort[case_id], settings, ood=_ood,
+                                                        survival=survival))
 
 
 @st.cache_data(show_spinner="Explaining every selected case (attention and modality importance)...", max_entries=16)
@@ -415,6 +432,15 @@ class Context:
         """The case's explanation (cached); ``survival`` chooses a survival model's explained quantity."""
         return case_explanation(self.predictor, self.cohort, self.checkpoint.ood, self.model_key, self.data_key,
                                 case_id, case_key(self.cohort, case_id), settings or self.settings, survival)
+
+    def case_job(self, case_id: str, settings: ExplainSettings | None = None,
+                 survival: SurvivalTarget | None = None) -> CaseJob:
+        """The case's explanation as the case explorer draws it (app.case_progress): whole from the cache, or
+        its first view now and the panels as they finish. Shares the cache with :meth:`explain`."""
+        settings = settings or self.settings
+        key = (self.model_key, self.data_key, case_id, case_key(self.cohort, case_id), settings, survival)
+        return case_job(key, self.titles, lambda: CaseExplainer(self.predictor, self.cohort[case_id], settings,
+                                                                ood=self.checkpoint.ood, survival=survival))
 
 
 def split_picker(ctx: Context, key: str) -> str:

@@ -328,11 +328,28 @@ class CaseExplainer:
             self._cancelled = True
             raise
 
-    def explanation(self) -> CaseExplanation:
-        """The whole explanation (computing whatever is left)."""
-        for _ in self.panels():
-            pass
-        self._check()
+    def pending(self) -> list[str]:
+        """The modalities the case has whose panels are not computed yet, in the order ``panels()`` computes
+        them (after the first view; before it, every modality the case has)."""
+        self.first_view()
+        forward = self._forward
+        waiting = [n for n in forward.names if forward.has(n) and n not in self._panels]
+        integrated = self.settings.image_method == "integrated_gradients"
+        quick = [n for n in waiting if forward.kinds[n] == "image" and not integrated]  # saliency other than IG
+        rest = [n for n in waiting if n not in quick]
+        return quick + sorted(rest, key=lambda n: INTEGRATION_ORDER.index(forward.kinds[n]))
+
+    @property
+    def done(self) -> list[str]:
+        """The modalities whose panels are computed, in declaration order."""
+        return [n for n in (self._forward.names if self._forward else ()) if n in self._panels]
+
+    def partial(self) -> CaseExplanation:
+        """The explanation as far as it is computed: the first view and the panels finished so far (the others
+        absent from ``panels`` and their cardio fields None). Computes the first view if needed, nothing else;
+        does not call ``cancel`` (a progress display may call this from its cancel callable)."""
+        if self._cancelled:
+            raise ExplanationCancelled(f"the explanation of case {self.case.case_id} was cancelled")
         first, forward = self.first_view(), self._forward
         panels = {n: self._panels[n] for n in forward.names if n in self._panels}
         legacy = {slot: panels.get(kind) if kind in forward.names and forward.kinds[kind] == kind else None
@@ -342,6 +359,13 @@ class CaseExplainer:
             target=first.target, present=first.present, cross_attention=first.cross_attention,
             importance=first.importance, ood=first.ood, inputs=first.inputs, panels=panels, kinds=first.kinds,
             survival_curve=first.survival_curve, **legacy)
+
+    def explanation(self) -> CaseExplanation:
+        """The whole explanation (computing whatever is left)."""
+        for _ in self.panels():
+            pass
+        self._check()
+        return self.partial()
 
 
 # the order Integrated Gradients panels are integrated in (and, one path at a time, appear in): the cheap

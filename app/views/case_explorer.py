@@ -18,6 +18,7 @@ from app import (case_figures, case_notes, case_panels, case_survival, figures, 
                  interaction_figures, whatif_view)
 from app.figures import pretty
 from app.report import attributions_csv, case_report_html
+from app.case_progress import CaseJob
 from app.state import CASE_ERRORS, case_key, context
 from explain.ablation import partial_case
 from explain.agreement import importance_to_ranks, model_vs_raters, ranking_scores
@@ -150,9 +151,10 @@ def _prediction_card(case: Case, explanation: CaseExplanation, status: dict[str,
     st.html(figures.probability_html(explanation.classes, explanation.probabilities, case.label))
 
 
-def _class_choice(case: Case, base: CaseExplanation) -> CaseExplanation:
+def _class_choice(case: Case, base: CaseExplanation, job: CaseJob) -> CaseExplanation:
     """Which class the panels below explain (default the predicted one, the true one a click away), and
-    optionally minus which other class; returns the explanation to draw."""
+    optionally minus which other class; returns the explanation to draw (``base`` itself for the default,
+    whose panels ``job`` may still be computing; a contrast needs them all first)."""
     classes = base.classes
     predicted = int(base.probabilities.argmax())
     choices = {"predicted": predicted}
@@ -179,7 +181,11 @@ def _class_choice(case: Case, base: CaseExplanation) -> CaseExplanation:
         if choices[minus] == target:
             st.warning(f"A contrast needs two different classes: {pretty(classes[target])} is shown alone.")
         else:
-            other = base if choices[minus] == predicted else _for_class(case.case_id, choices[minus])
+            if predicted in (target, choices[minus]) and not job.complete:
+                with st.spinner("Explaining the rest of this case..."):
+                    whole = job.finish()
+                explanation = whole if target == predicted else explanation
+            other = job.current() if choices[minus] == predicted else _for_class(case.case_id, choices[minus])
             explanation = contrast_explanations(explanation, other)
     name = figures.explained_label(classes, explanation.target, explanation.contrast)
     st.markdown(f"Explaining **<span id='explained-class'>{name}</span>**"
@@ -393,8 +399,9 @@ def _clinicians(case_id: str, explanation: CaseExplanation) -> None:
     st.caption(f"Ranks: 1 = most important; the model's {whose}. Kendall tau-b over the modalities both ranked.")
 
 
-def _export(case: Case, explanation: CaseExplanation) -> None:
-    st.subheader("Export")
+def _export(case: Case, explanation: CaseExplanation, title: bool = True) -> None:
+    if title:
+        st.subheader("Export")
     d1, d2 = st.columns(2)
     architecture = ctx.checkpoint.config.architecture
     survival = None
@@ -418,15 +425,19 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
-def _show_case(case_id: str) -> None:
-    """Read, explain and draw one case; bad input in its files is a message naming the file."""
+def _show_case(case_id: str) -> CaseJob | None:
+    """Read, explain and draw one case; bad input in its files is a message naming the file. The panels not
+    computed yet are drawn by the returned job's ``finish()`` (called at the end of the page)."""
     try:
         case = ctx.cohort[case_id]
-        base = ctx.explain(case_id)  # the predicted class: the card, the ablation and the rankings use it
+        # the predicted class: the card, the ablation and the rankings use it; its first view now, its
+        # panels as they finish
+        job = ctx.case_job(case_id)
+        base = job.current()
     except CASE_ERRORS as err:
         st.error(f"Case {case_id} cannot be shown: {err}")
         st.info("Fix the file and rerun, or pick another case above.")
-        return
+        return None
     notes = case_notes.input_notes(base.inputs, case.issues)
     status = case_notes.modality_status(base.present, notes.unusable)
     target = None
@@ -447,21 +458,33 @@ def _show_case(case_id: str) -> None:
         with card:
             _prediction_card(case, base, status)
         _input_checks(base, notes)
-        explanation = _class_choice(case, base)
+        explanation = _class_choice(case, base, job)
+    default_view = explanation is base  # the default view's panels are drawn as they come
     _combination(explanation, attention_column, importance_column)
     truth = _ground_truth(case_id)
-    case_panels.modality_panels(DECLARED, case, explanation, status, notes, truth, _explained_name(explanation))
+    case_panels.modality_panels(DECLARED, case, explanation, status, notes, truth, _explained_name(explanation),
+                                job if default_view else None)
     if truth is not None:
         _planted_strengths(case_id, truth, explanation)
     _ablation(case, base, status)
     _what_if(case, base, status, case_key(ctx.cohort, case_id), target)
     _clinicians(case_id, explanation if SURVIVAL else base)
+    if default_view and not job.complete:
+        st.subheader("Export")
+        slot = st.empty()
+        slot.caption("The case report and the attributions can be downloaded when every panel is ready.")
+        job.defer(slot, lambda whole: _export(case, whole, title=False))
+        return job
     _export(case, explanation)
+    return None
 
 
+unfinished = None
 try:
-    _show_case(case_id)
+    unfinished = _show_case(case_id)
 finally:
     # the case list, now that it can be labelled; drawn (into the container above the case) even when the
     # case failed in an unexpected way, so another case can always be opened
     _draw_chooser(ctx.predictions(), ids)
+if unfinished is not None:
+    unfinished.finish()  # the panels still to come, each drawn where the page left room for it

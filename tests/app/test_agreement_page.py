@@ -22,6 +22,7 @@ SNAKE = re.compile(r"\b[a-z]+_[a-z_]+\b")
 def _page(**state) -> AppTest:
     at = AppTest.from_file(MAIN, default_timeout=300)
     at.session_state["settings.n_steps"] = 8
+    at.session_state["settings.steps_mode"] = "fixed"
     for key, value in state.items():
         at.session_state[key] = value
     at.run()

@@ -27,6 +27,7 @@ PAGES = ["views/cohort_attention.py", "views/agreement.py", "views/missing.py", 
 def _app(**state) -> AppTest:
     at = AppTest.from_file(MAIN, default_timeout=300)
     at.session_state["settings.n_steps"] = 8  # keep the attributions quick in tests
+    at.session_state["settings.steps_mode"] = "fixed"
     for key, value in state.items():
         at.session_state[key] = value
     return at

@@ -43,6 +43,7 @@ TABS = {"Histopathology": "case.image.histopathology", "Genomics": "case.genes.g
 def _app(case_id: str, cohort: Path = CANCER) -> AppTest:
     at = AppTest.from_file(MAIN, default_timeout=300)
     at.session_state["settings.n_steps"] = 8
+    at.session_state["settings.steps_mode"] = "fixed"
     at.session_state["settings.checkpoint"] = str(CHECKPOINT)
     at.session_state["settings.cohort"] = str(cohort)
     at.query_params["case"] = case_id

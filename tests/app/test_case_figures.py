@@ -163,5 +163,5 @@ def test_completeness_text_warns_above_five_percent():
     text, complete = completeness_text(made(0.012))
     assert complete and "32 steps" in text and "within 1.2%" in text and "Above" not in text
     text, complete = completeness_text(made(0.29))
-    assert not complete and "within 29.0%" in text and "Integrated Gradients steps" in text
+    assert not complete and "within 29.0%" in text and "until each map adds up" in text
     assert completeness_text(made(0.05))[1]  # the limit itself is within

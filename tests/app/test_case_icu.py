@@ -34,6 +34,7 @@ NO_LABS_NOTES_DEMOGRAPHICS = "ICU-00282"
 def _app(stay_id: str) -> AppTest:
     at = AppTest.from_file(MAIN, default_timeout=600)
     at.session_state["settings.n_steps"] = 8
+    at.session_state["settings.steps_mode"] = "fixed"
     at.session_state["settings.checkpoint"] = str(CHECKPOINT)
     at.session_state["settings.cohort"] = str(ICU)
     at.query_params["case"] = stay_id

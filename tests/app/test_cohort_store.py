@@ -4,6 +4,7 @@ store of another checkpoint or cohort is a warning and is never used."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 
 import app.state as state
 from app.state import StoreLookup, stored_predictions
-from explain.store import checkpoint_hash, cohort_hash, open_store, write_store
+from app.store_state import find_store
+from explain.store import case_file_stats, checkpoint_hash, cohort_hash, open_store, write_store
 from neurofusion.checkpoint import load_checkpoint
 from neurofusion.data import CohortReader
 from neurofusion.inference import Predictor
@@ -121,3 +123,59 @@ def test_with_a_store_of_every_case_the_pages_predict_nothing(stores, monkeypatc
     assert len(lookups) == 2  # one lookup per run (the case page, then the cohort page), shared by its callers
     _page(str(stores / "other"))
     assert calls  # the other cohort's store: the model predicts
+
+
+def _edits(root: Path, cohort: CohortReader) -> dict:
+    """One edit per kind of file the store's cohort hash covers: {kind: (file, edit)}. The cohort.csv edit keeps
+    the file's size and modification time: only its content says it changed."""
+    row = cohort.table.set_index("case_id").loc[cohort.ids(SPLIT)[0]]
+    header = root / row["signal_file"]
+
+    def flip(data: bytes) -> bytes:
+        return data[:-1] + bytes([data[-1] ^ 1])
+
+    def table(data: bytes) -> bytes:
+        text = data.decode()
+        edited = text.replace(",57,F,", ",58,F,", 1)
+        assert edited != text and len(edited) == len(text)
+        return edited.encode()
+
+    return {"image": (root / row["image_file"], flip), "note": (root / row["note_file"], lambda d: d + b" edited"),
+            "ECG header": (header, lambda d: d + b"# edited\n"), "ECG samples": (header.with_suffix(".dat"), flip),
+            "cohort.csv": (root / "cohort.csv", table)}
+
+
+def test_an_edit_to_any_kind_of_file_makes_the_store_not_theirs(tmp_path):
+    """The store found for the loaded checkpoint and cohort is used; after an edit to an image, a note, an ECG
+    header, an ECG's samples or cohort.csv (same size and time) it is not, and the message says the cohort changed;
+    with the file restored (bytes and times) it is used again. With the case keys' file stats passed in (one stat
+    pass for both) and without them."""
+    root = Path(shutil.copytree(SAMPLE, tmp_path / "cohort"))
+    checkpoint = load_checkpoint(CARDIO_DEMO, device="cpu")
+    cohort = CohortReader(root)
+    store = tmp_path / "store"
+    write_store(store, Predictor(checkpoint.model, checkpoint.tokenizer), cohort, cohort.ids(SPLIT)[:4],
+                checkpoint_sha=checkpoint_hash(CARDIO_DEMO), cohort_sha=cohort_hash(cohort), settings={"split": SPLIT},
+                shard_size=4)
+
+    def lookups() -> list[StoreLookup]:
+        reader = CohortReader(root)  # opened again, as the dashboard does after cohort.csv changes
+        key = state.cases_key(reader, state.cohort_key(str(root)))
+        return [find_store(checkpoint, reader, "model", key, str(store), stats)
+                for stats in (None, case_file_stats(reader))]
+
+    for lookup in lookups():
+        assert lookup.store is not None and lookup.problem is None
+    for kind, (path, edit) in _edits(root, cohort).items():
+        original, times = path.read_bytes(), path.stat()
+        path.write_bytes(edit(original))
+        if kind == "cohort.csv":
+            os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+        for lookup in lookups():
+            assert lookup.store is None, kind
+            assert "is not used: it was written for cohort" in lookup.problem, kind
+            assert "(a case file or cohort.csv changed since)" in lookup.problem, kind
+        path.write_bytes(original)
+        os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+        for lookup in lookups():
+            assert lookup.store is not None, f"{kind} restored"

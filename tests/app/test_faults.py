@@ -44,6 +44,7 @@ def _small_cohort(tmp_path: Path) -> tuple[Path, list[str]]:
 def _app(root: Path, case_id: str) -> AppTest:
     at = AppTest.from_file(MAIN, default_timeout=300)
     at.session_state["settings.n_steps"] = 8
+    at.session_state["settings.steps_mode"] = "fixed"
     at.session_state["settings.cohort"] = str(root)
     at.query_params["case"] = case_id
     return at.run()

@@ -20,6 +20,7 @@ CONFIG = Path(MAIN).resolve().parents[1] / ".streamlit" / "config.toml"
 def _app() -> AppTest:
     at = AppTest.from_file(MAIN, default_timeout=300)
     at.session_state["settings.n_steps"] = 8
+    at.session_state["settings.steps_mode"] = "fixed"
     return at
 
 

@@ -45,6 +45,7 @@ def _study(store: StudyStore, name: str = "pilot", **options):
 def _page(store: StudyStore, rater: str | None = "dr_a", **state) -> AppTest:
     at = AppTest.from_file(MAIN, default_timeout=300)
     at.session_state["settings.n_steps"] = 8
+    at.session_state["settings.steps_mode"] = "fixed"
     at.session_state["settings.study_db"] = store.url
     for key, value in state.items():
         at.session_state[key] = value

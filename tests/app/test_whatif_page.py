@@ -26,6 +26,7 @@ CASE = "CV-00090"  # complete, with a planted echo region, ECG leads and note ph
 def _app(case_id: str = CASE, **state) -> AppTest:
     at = AppTest.from_file(MAIN, default_timeout=300)
     at.session_state["settings.n_steps"] = 8
+    at.session_state["settings.steps_mode"] = "fixed"
     for key, value in state.items():
         at.session_state[key] = value
     at.query_params["case"] = case_id
