@@ -59,8 +59,8 @@ def _checkpoint_sha(path: str, model_key: str) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _cohort_sha(_cohort: CohortReader, cases_key: str) -> str:
-    return cohort_hash(_cohort)
+def _cohort_sha(_cohort: CohortReader, cases_key: str, _file_stats: str | None) -> str:
+    return cohort_hash(_cohort, _file_stats)
 
 
 @st.cache_data(show_spinner="Reading the precomputed explanation store...", max_entries=4)
@@ -75,9 +75,11 @@ def _stored_importance(_store: ExplanationStore, path: str, stamp: tuple, ids_ke
 
 
 def find_store(checkpoint: Checkpoint, cohort: CohortReader, model_key: str, cases_key: str,
-               path: str | None = None) -> StoreLookup:
+               path: str | None = None, file_stats: str | None = None) -> StoreLookup:
     """The store at ``path`` (default <cohort>/explanations/<checkpoint hash prefix>/), checked against the
-    loaded checkpoint and cohort. A survival model or a time-stamped cohort has none (not supported yet)."""
+    loaded checkpoint and cohort. A survival model or a time-stamped cohort has none (not supported yet).
+    ``file_stats``: :func:`explain.store.case_file_stats` of the cohort taken for ``cases_key`` in this run
+    (the cohort hash then stats no file again); None: the cohort hash stats them."""
     if checkpoint.config.outcome == "survival" or getattr(cohort, "timed", False):
         return StoreLookup(Path(path or cohort.root))
     checkpoint_sha = _checkpoint_sha(str(checkpoint.path), model_key)
@@ -89,7 +91,7 @@ def find_store(checkpoint: Checkpoint, cohort: CohortReader, model_key: str, cas
         store = _read_store(str(folder), _store_stamp(folder))
     except StoreError as err:
         return StoreLookup(folder, problem=f"The explanation store is not used: {err}.")
-    reason = store.mismatch(checkpoint_sha, _cohort_sha(cohort, cases_key))
+    reason = store.mismatch(checkpoint_sha, _cohort_sha(cohort, cases_key, file_stats))
     if reason:
         return StoreLookup(folder, problem=f"The explanation store {folder} is not used: {reason}. The page computes "
                                            "the explanation instead; rewrite the store with python -m explain cohort "

@@ -21,8 +21,8 @@ import app.state as app_state
 import explain.store as store_module
 from explain.__main__ import main
 from explain.cohort import cohort_importance
-from explain.store import (MANIFEST, STAGES, StoreError, checkpoint_hash, cohort_hash, default_location,
-                           header_data_files, open_store, shard_name, write_store)
+from explain.store import (MANIFEST, STAGES, StoreError, case_file_stats, checkpoint_hash, cohort_hash,
+                           default_location, header_data_files, open_store, shard_name, write_store)
 from neurofusion.checkpoint import save_checkpoint
 from neurofusion.data import CohortReader
 from neurofusion.data.formats import wfdb_data_files
@@ -250,6 +250,7 @@ def test_cohort_hash_keeps_its_definition_and_reads_each_header_once(tiny_cohort
     store_module.signal_data_files.cache_clear()
     assert cohort_hash(cohort) == _reference_cohort_hash(cohort)
     headers = len(reads)
+    assert cohort_hash(cohort, case_file_stats(cohort)) == cohort_hash(cohort)  # the stats taken once, for both
     assert headers == len(list(root.rglob("*.hea"))) > 0
     hits = store_module.signal_data_files.cache_info().hits
     state_key = app_state.cases_key(cohort, "table")  # the dashboard's case keys: no header read again
