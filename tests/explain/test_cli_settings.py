@@ -19,6 +19,11 @@ from explain.case import ExplainSettings, explain_case
 from neurofusion.checkpoint import load_checkpoint
 from neurofusion.data.timed import open_cohort
 from neurofusion.inference import Predictor
+# the ICU fixtures of the timeline tests (a generated cohort, a random-weight model of the demo config's sizes
+# and its checkpoint), imported rather than copied; ``predictor`` here is theirs (the ICU model)
+from tests.explain.test_timeline import _long_stay
+from tests.explain.test_timeline import checkpoint as icu_checkpoint  # noqa: F401
+from tests.explain.test_timeline import cohort_dir, predictor, reader  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "sample_data" / "checkpoints" / "cardio_demo"
@@ -83,9 +88,9 @@ def _completeness(explanation) -> dict:
 
 
 def test_no_flag_gives_the_same_numbers_as_before(demo, default_result):
-    predictor, case, ood = demo
+    demo_predictor, case, ood = demo
     # before the flags existed, `case` explained with ExplainSettings(image_method, 50, context=...)
-    before = explain_case(predictor, case, ExplainSettings("integrated_gradients", 50, context="case"), ood=ood)
+    before = explain_case(demo_predictor, case, ExplainSettings("integrated_gradients", 50, context="case"), ood=ood)
     expected = json.loads(json.dumps(before.to_dict()))
     result = dict(default_result)
     completeness = result.pop("completeness")
@@ -98,7 +103,7 @@ def test_no_flag_gives_the_same_numbers_as_before(demo, default_result):
 
 
 def test_tolerance_reaches_every_map_and_the_json_reports_the_explanations_completeness(demo, capsys):
-    predictor, case, ood = demo
+    demo_predictor, case, ood = demo
     result = _run(["--tolerance", str(TOLERANCE), "--max-steps", "32"], capsys)
     completeness = result["completeness"]
     assert set(completeness) == {"image", "text", "signal", "tabular"}
@@ -111,7 +116,7 @@ def test_tolerance_reaches_every_map_and_the_json_reports_the_explanations_compl
             assert c["relative_error"] <= TOLERANCE, modality
         else:  # stopped at --max-steps without reaching the tolerance
             assert c["converged"] is False and c["n_steps"] == 32 and c["relative_error"] > TOLERANCE, modality
-    direct = explain_case(predictor, case, ExplainSettings(tolerance=TOLERANCE, max_steps=32), ood=ood)
+    direct = explain_case(demo_predictor, case, ExplainSettings(tolerance=TOLERANCE, max_steps=32), ood=ood)
     _assert_close(completeness, _completeness(direct), atol=1e-6)
     # the nested panels' completeness (image, note, signal) is the same as the top-level one
     for modality, field in (("image", "image"), ("text", "note"), ("signal", "signal")):
@@ -154,7 +159,7 @@ def test_steps_method_and_reduced_precision_are_reported(capsys):
 def test_every_flag_reaches_the_settings(monkeypatch, capsys):
     seen = []
 
-    def stop(predictor, case, settings, **kwargs):
+    def stop(_predictor, case, settings, **kwargs):
         seen.append(settings)
         raise ValueError("stopped by the test")
 
@@ -174,7 +179,7 @@ def test_a_stay_is_explained_with_the_flags(monkeypatch, capsys):
     """A time-stamped stay's hours get the same engine settings (its own default of 16 steps, the risk class)."""
     seen = []
 
-    def stop(predictor, cohort, stay_id, hours, settings, **kwargs):
+    def stop(_predictor, cohort, stay_id, hours, settings, **kwargs):
         seen.append(settings)
         raise ValueError("stopped by the test")
 
@@ -187,6 +192,23 @@ def test_a_stay_is_explained_with_the_flags(monkeypatch, capsys):
     assert "stopped by the test" in capsys.readouterr().err
     assert seen == [ExplainSettings(n_steps=16, target=1, tolerance=0.1, reduced_precision=("signal",)),
                     ExplainSettings(n_steps=16, target=1)]
+
+
+def test_a_stays_hours_report_each_maps_completeness(icu_checkpoint, reader, capsys):  # noqa: F811
+    stay_id = _long_stay(reader)
+    args = ["case", "--checkpoint", str(icu_checkpoint), "--data", str(reader.root), "--case-id", stay_id,
+            "--hours", "12", "--tolerance", "0.2", "--max-steps", "16", "--device", "cpu"]
+    assert cli.main(args + ["--json"]) == 0
+    entry = json.loads(capsys.readouterr().out)["hours"][0]
+    completeness = entry["completeness"]
+    assert set(completeness) == {"vitals", "labs", "notes", "demographics"}  # every map is by IG
+    for modality, c in completeness.items():
+        assert c["tolerance"] == 0.2 and c["n_steps"] <= 16, modality
+        assert c["converged"] == (c["relative_error"] <= 0.2) and (c["converged"] or c["n_steps"] == 16), modality
+    assert cli.main(args) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "Integrated Gradients completeness" in line)
+    c = completeness["vitals"]
+    assert f"Vital signs {c['n_steps']} gausslegendre steps, error {100 * c['relative_error']:.2g} %" in line
 
 
 @pytest.mark.parametrize("args, message", [
