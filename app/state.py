@@ -187,6 +187,12 @@ def cohort_predictions(_predictor: Predictor, _cohort: CohortReader, model_key: 
     return _prediction_table(cohort, ids, classes, probabilities, errors)
 
 
+@st.cache_resource(show_spinner=False)
+def _predicted() -> set[tuple[str, str]]:
+    """(model key, cases key) of the cohort predictions computed in this process."""
+    return set()
+
+
 def _prediction_table(cohort: CohortReader, ids: Sequence[str], classes: Sequence[str], probabilities: np.ndarray,
                       errors: dict[str, str]) -> pd.DataFrame:
     """cohort_predictions' table from (N, C) class probabilities (NaN rows for the cases in ``errors``)."""
@@ -386,8 +392,16 @@ class Context:
         holds the whole cohort (no model pass: a large cohort's pages open without predicting every case),
         else predicted once per process and cached."""
         stored = self._stored_predictions
-        return stored if stored is not None else cohort_predictions(self.predictor, self.cohort, self.model_key,
-                                                                    self.cases_key)
+        if stored is not None:
+            return stored
+        table = cohort_predictions(self.predictor, self.cohort, self.model_key, self.cases_key)
+        _predicted().add((self.model_key, self.cases_key))
+        return table
+
+    def predictions_ready(self) -> bool:
+        """Whether :meth:`predictions` returns at once (from the store, or predicted before in this process): a
+        paper-size model takes minutes to predict a cohort, which a page can leave for after what it shows first."""
+        return self._stored_predictions is not None or (self.model_key, self.cases_key) in _predicted()
 
     @functools.cached_property
     def _stored_predictions(self) -> pd.DataFrame | None:

@@ -74,16 +74,25 @@ def _filtered(cases: pd.DataFrame, predictions: pd.DataFrame | None) -> pd.DataF
     return shown
 
 
-def _draw_chooser(predictions: pd.DataFrame, ids: list[str]) -> None:
+def _draw_chooser(predictions: pd.DataFrame | None, ids: list[str]) -> None:
+    """The case list and its filters; without ``predictions`` (not computed yet) each case is labelled by its
+    true class only."""
     with chooser:
         pick, filters = st.columns([5, 1], vertical_alignment="bottom")
         with filters.popover("Filter cases", width="stretch"):
             if SURVIVAL:
                 case_survival.draw_filters(ctx, predictions)
             else:
-                _class_filters(predictions)
+                _class_filters()
         if not ids:
             pick.warning("No case matches these filters.")
+            return
+        if predictions is None:
+            labels = cases.set_index("case_id")["label"].to_dict()
+            pick.selectbox(f"Case ({len(ids)} of {len(cases)})", ids, key="case.id",
+                           format_func=lambda i: f"{i} · true {pretty(labels[i])}")
+            st.caption("The list shows each case's prediction once every case is predicted (after this case's "
+                       "explanation).")
             return
         rows = predictions.set_index("case_id").to_dict("index")  # one pass: Streamlit labels every option
         pick.selectbox(f"Case ({len(ids)} of {len(predictions)})", ids, key="case.id",
@@ -94,13 +103,13 @@ def _draw_chooser(predictions: pd.DataFrame, ids: list[str]) -> None:
                        "(marked \"unreadable\"); open one to see why.")
 
 
-def _class_filters(predictions: pd.DataFrame) -> None:
+def _class_filters() -> None:
     c1, c2, c3, c4, c5 = st.columns(5)
     c1.multiselect("True class", ctx.classes, key=FILTERS[0], format_func=pretty)
     c2.multiselect("Predicted class", ctx.classes, key=FILTERS[1], format_func=pretty)
     c3.radio("Prediction", ("all", "correct", "wrong"), key=FILTERS[2], horizontal=True)
     c4.multiselect("Missing modality", NAMES, key=FILTERS[3], format_func=TITLES.get)
-    c5.multiselect("Site", sorted(predictions["site"].unique()), key=FILTERS[4])
+    c5.multiselect("Site", sorted(cases["site"].unique()), key=FILTERS[4])
 
 
 def _case_label(case_id: str, row: Mapping[str, object]) -> str:
@@ -479,12 +488,19 @@ def _show_case(case_id: str) -> CaseJob | None:
     return None
 
 
+# A classification model's case list is labelled with every case's prediction: when those are not computed yet
+# (minutes for a paper-size model), the list first shows true classes, this case's panels are computed, and
+# then the cohort is predicted and the page redrawn from the cache. (A survival case needs its risk group.)
+labelled = SURVIVAL or ctx.predictions_ready()
 unfinished = None
 try:
     unfinished = _show_case(case_id)
 finally:
     # the case list, now that it can be labelled; drawn (into the container above the case) even when the
     # case failed in an unexpected way, so another case can always be opened
-    _draw_chooser(ctx.predictions(), ids)
+    _draw_chooser(ctx.predictions() if labelled else None, ids)
 if unfinished is not None:
     unfinished.finish()  # the panels still to come, each drawn where the page left room for it
+if not labelled:
+    ctx.predictions()
+    st.rerun()
