@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from explain.cohort import CohortImportance
+from explain.targets import SurvivalTarget
 from explain.store import (MANIFEST, ExplanationStore, StoreError, checkpoint_hash, cohort_hash, default_location,
                            open_store)
 from neurofusion.checkpoint import Checkpoint
@@ -75,12 +76,14 @@ def _stored_importance(_store: ExplanationStore, path: str, stamp: tuple, ids_ke
 
 
 def find_store(checkpoint: Checkpoint, cohort: CohortReader, model_key: str, cases_key: str,
-               path: str | None = None, file_stats: str | None = None) -> StoreLookup:
+               path: str | None = None, file_stats: str | None = None,
+               survival: SurvivalTarget | None = None) -> StoreLookup:
     """The store at ``path`` (default <cohort>/explanations/<checkpoint hash prefix>/), checked against the
-    loaded checkpoint and cohort. A survival model or a time-stamped cohort has none (not supported yet).
-    ``file_stats``: :func:`explain.store.case_file_stats` of the cohort taken for ``cases_key`` in this run
-    (the cohort hash then stats no file again); None: the cohort hash stats them."""
-    if checkpoint.config.outcome == "survival" or getattr(cohort, "timed", False):
+    loaded checkpoint and cohort and, for a survival model, the quantity the pages explain (``survival``; None:
+    survival at the model's horizon). A time-stamped cohort has none (not supported yet). ``file_stats``:
+    :func:`explain.store.case_file_stats` of the cohort taken for ``cases_key`` in this run (the cohort hash
+    then stats no file again); None: the cohort hash stats them."""
+    if getattr(cohort, "timed", False):
         return StoreLookup(Path(path or cohort.root))
     checkpoint_sha = _checkpoint_sha(str(checkpoint.path), model_key)
     folder = Path(path) if path else default_location(cohort.root, checkpoint_sha)
@@ -91,7 +94,8 @@ def find_store(checkpoint: Checkpoint, cohort: CohortReader, model_key: str, cas
         store = _read_store(str(folder), _store_stamp(folder))
     except StoreError as err:
         return StoreLookup(folder, problem=f"The explanation store is not used: {err}.")
-    reason = store.mismatch(checkpoint_sha, _cohort_sha(cohort, cases_key, file_stats))
+    reason = (store.mismatch(checkpoint_sha, _cohort_sha(cohort, cases_key, file_stats))
+              or store.explains(checkpoint.model, survival))
     if reason:
         return StoreLookup(folder, problem=f"The explanation store {folder} is not used: {reason}. The page computes "
                                            "the explanation instead; rewrite the store with python -m explain cohort "

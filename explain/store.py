@@ -7,7 +7,12 @@ shard list with each shard's case ids) and ``part-NNNNN.parquet`` shards, each w
 file, then rename). Writing is resumable (a shard that is present and carries the same key is skipped) and
 sharded across processes: process ``rank`` of ``world_size`` writes the shards ``i % world_size == rank``;
 rank 0 writes the manifest before (``complete: false``) and after (``complete: true``, written time) them.
-Classifier models on cohorts of cases only (not survival models, not time-stamped cohorts)."""
+Classifier and survival models on cohorts of cases (not time-stamped cohorts). A survival model's store holds
+one explained quantity (:class:`explain.targets.SurvivalTarget`, default survival at the model's horizon): the
+manifest's ``explained`` names it, each row has its ``value`` and the predicted ``curve`` (S at the end of each
+time bin) instead of class probabilities, and its cases form the one group "all" as in
+:func:`explain.cohort.cohort_importance`. A classifier's manifest has no ``explained``: stores written before
+survival stores existed keep their key and stay valid."""
 
 from __future__ import annotations
 
@@ -30,10 +35,10 @@ import torch
 from tqdm import tqdm
 
 from explain.attention import ClassAttentionAverager
-from explain.cohort import CohortImportance
+from explain.cohort import SURVIVAL_GROUP, CohortImportance
 from explain.importance import METHODS, modality_importance, modality_names
 from explain.interactions import shapley_interactions
-from explain.targets import is_survival
+from explain.targets import SURVIVAL_QUANTITIES, SurvivalTarget, is_survival
 from neurofusion.checkpoint import CONFIG, WEIGHTS
 from neurofusion.data.cohort import COHORT_CSV, CohortReader
 from neurofusion.data.formats import wfdb_data_files
@@ -155,11 +160,17 @@ def default_location(cohort_root: str | Path, checkpoint_sha: str) -> Path:
     return Path(cohort_root) / STORE_FOLDER / checkpoint_sha[:HASH_PREFIX]
 
 
-def check_supported(predictor: Predictor, cohort: CohortReader) -> None:
-    """StoreError for what the store does not hold yet: a survival model or a time-stamped cohort."""
+def check_supported(predictor: Predictor, cohort: CohortReader, survival: SurvivalTarget | None = None) -> None:
+    """StoreError for what the store does not hold: a time-stamped cohort, a survival quantity asked of a
+    classifier, a survival horizon outside the model's time grid."""
+    if survival is not None and not is_survival(predictor.model):
+        raise StoreError("a survival quantity (--quantity / --horizon) applies to survival models; this checkpoint "
+                         "is a classifier")
     if is_survival(predictor.model):
-        raise StoreError("the explanation store holds classifier cohorts; this checkpoint is a survival model "
-                         "(explain it without --out)")
+        try:
+            (survival or SurvivalTarget()).resolved(predictor.model)
+        except ValueError as err:
+            raise StoreError(str(err)) from None
     if getattr(cohort, "timed", False):
         raise StoreError(f"the explanation store holds cohorts of cases; {cohort.root} is a time-stamped (ICU) "
                          "cohort (explain it without --out)")
@@ -205,19 +216,21 @@ def shard_name(index: int) -> str:
 def write_store(out: str | Path, predictor: Predictor, cohort: CohortReader, case_ids: Sequence[str], *,
                 checkpoint_sha: str, cohort_sha: str, settings: dict, shard_size: int = 256, batch_size: int = 32,
                 rank: int = 0, world_size: int = 1, overwrite: bool = False,
-                barrier: Callable[[], None] | None = None, progress: bool = False, num_workers: int = 0) -> WriteReport:
+                barrier: Callable[[], None] | None = None, progress: bool = False, num_workers: int = 0,
+                survival: SurvivalTarget | None = None) -> WriteReport:
     """Explain ``case_ids`` of ``cohort`` into the store ``out``; this process writes the shards
     ``i % world_size == rank``, its cases read and prepared by ``num_workers`` DataLoader worker processes
     (0: this one; the store is the same whatever the number). ``barrier``: waits for every process
-    (torch.distributed.barrier under torchrun; None for one process). A manifest of another checkpoint, cohort
-    or settings is refused (StoreError) unless ``overwrite``, which removes the old store first."""
+    (torch.distributed.barrier under torchrun; None for one process). A manifest of another checkpoint, cohort,
+    settings or explained quantity is refused (StoreError) unless ``overwrite``, which removes the old store
+    first. ``survival``: a survival model's explained quantity (None: survival at the model's horizon)."""
     if not 0 <= rank < world_size:
         raise StoreError(f"rank must be in 0..{world_size - 1}, got {rank}")
-    check_supported(predictor, cohort)
+    check_supported(predictor, cohort, survival)
     wait = barrier or (lambda: None)
     out = Path(out)
     shards = plan_shards(list(case_ids), shard_size)
-    manifest = _manifest(predictor, checkpoint_sha, cohort_sha, settings, shards)
+    manifest = _manifest(predictor, checkpoint_sha, cohort_sha, settings, shards, survival)
     existing = (out / MANIFEST).is_file()
     if existing and not overwrite:
         _check_same(_read_manifest(out), manifest, out)
@@ -270,10 +283,12 @@ def write_store(out: str | Path, predictor: Predictor, cohort: CohortReader, cas
 def explain_shard(predictor: Predictor, cohort: CohortReader, case_ids: Sequence[str], manifest: dict,
                   batch_size: int = 32, stages: dict[str, float] | None = None, num_workers: int = 0) -> pa.Table:
     """One row per readable case of ``case_ids``: case_id, label, label_index (-1 = unlabelled), predicted,
-    target, p_<class>, present_<m>, <method>_<m> (NaN where absent, as CohortImportance.table),
-    cross_attention and interactions ((M, M) each, flattened row-major; cross_attention null without
-    cross-modal attention). A case that cannot be read is left out and named in the schema's errors; one the
-    model cannot read (prepare_case's CohortError) stops the shard with that error.
+    target, p_<class> (a survival model: value, its explained quantity with the case's modalities, and curve,
+    S at the end of each time bin; label and predicted "all", label_index and target 0), present_<m>,
+    <method>_<m> (NaN where absent, as CohortImportance.table), cross_attention and interactions ((M, M) each,
+    flattened row-major; cross_attention null without cross-modal attention). A case that cannot be read is
+    left out and named in the schema's errors; one the model cannot read (prepare_case's CohortError) stops
+    the shard with that error.
 
     The cases are read and prepared through ``predictor.loader`` (``num_workers`` DataLoader worker processes,
     0: this one) while this process runs the model. ``stages``: seconds are added to its "read" and "prepare"
@@ -282,6 +297,7 @@ def explain_shard(predictor: Predictor, cohort: CohortReader, case_ids: Sequence
     model = predictor.model
     model.eval()
     classes, names = manifest["classes"], manifest["modalities"]
+    survival = _survival_target(manifest)
     clock = _StageClock(stages)
     errors: dict[str, str] = {}
     rows: list[dict] = []
@@ -296,17 +312,22 @@ def explain_shard(predictor: Predictor, cohort: CohortReader, case_ids: Sequence
         clock.lap(None)  # the wait for the loader is the read and prepare time added above
         with model_lock(model):
             encoded = model.encode(batch)
-            probabilities = model.fuse(encoded, batch.present).probabilities.double().cpu().numpy()  # (B, C)
-            result = modality_importance(model, batch, encoded=encoded)
+            output = model.fuse(encoded, batch.present)
+            # (B, C) class probabilities, or a survival model's (B, K) curve
+            predicted = (output.probabilities if survival is None else output.survival).double().cpu().numpy()
+            result = modality_importance(model, batch, encoded=encoded, survival=survival)
         clock.lap("model")  # .cpu() above and in modality_importance: a GPU's queued work is finished here
-        labels = batch.labels.cpu().numpy()
+        labels = batch.labels.cpu().numpy() if survival is None else np.zeros(len(result.case_ids), dtype=int)
         interactions = shapley_interactions(result)  # (B, M, M)
         present = result.present
         for i, case_id in enumerate(result.case_ids):
             row = {"case_id": case_id, "label": classes[labels[i]] if labels[i] >= 0 else None,
                    "label_index": int(labels[i]), "predicted": classes[int(result.target[i])],
                    "target": int(result.target[i])}
-            row.update({f"p_{c}": float(probabilities[i, k]) for k, c in enumerate(classes)})
+            if survival is None:
+                row.update({f"p_{c}": float(predicted[i, k]) for k, c in enumerate(classes)})
+            else:
+                row.update({"value": float(result.probability_full[i]), "curve": predicted[i].tolist()})
             row.update({f"present_{m}": bool(present[i, j]) for j, m in enumerate(names)})
             for method in METHODS:
                 values = getattr(result, method)  # attention: None without cross-modal attention
@@ -357,6 +378,43 @@ class ExplanationStore:
         return self.table["case_id"].tolist()
 
     @property
+    def survival(self) -> bool:
+        """A survival model's store: rows hold its explained quantity (value) and curve, not class probabilities."""
+        return "explained" in self.manifest
+
+    @property
+    def explained(self) -> str:
+        """What the scores are in: "probability" (a classifier's class), or the survival quantity's label."""
+        return self.manifest["explained"]["label"] if self.survival else "probability"
+
+    def explains(self, model, survival: SurvivalTarget | None = None) -> str | None:
+        """Why this store does not hold what ``model`` is asked to explain (None when it does): a survival
+        model's store holds one quantity (``survival``; None: survival at the model's horizon); a classifier's
+        store, its classes."""
+        if not is_survival(model):
+            if survival is not None:
+                return "a survival quantity was asked of a classifier"
+            return "it holds a survival model's explanation, the loaded model is a classifier" if self.survival \
+                else None
+        if not self.survival:
+            return "it holds a classifier's explanation, the loaded model is a survival model"
+        target = survival or SurvivalTarget()
+        try:
+            _, horizon = target.resolved(model)
+        except ValueError as err:
+            return str(err)
+        held = self.manifest["explained"]
+        if held["quantity"] != target.quantity or float(held["horizon"]) != horizon:
+            return f"it holds {held['label']}, the page explains {target.label(model)}"
+        return None
+
+    def curves(self) -> np.ndarray:
+        """(N, K) a survival store's predicted curves (S at the end of each time bin), rows in table order."""
+        if not self.survival:
+            raise StoreError(f"the store {self.path} holds a classifier's explanation: no survival curves")
+        return _matrices(self.table["curve"], 0, flat=True)
+
+    @property
     def has_attention(self) -> bool:
         """The model has cross-modal attention: every stored case carries its (M, M) map."""
         return bool(self.table["cross_attention"].notna().all())
@@ -378,8 +436,16 @@ class ExplanationStore:
         return [i for i in case_ids if i not in held]
 
     def predictions(self) -> pd.DataFrame:
-        """case_id, label, predicted and p_<class> of every stored case."""
-        return self.table[["case_id", "label", "predicted", *[f"p_{c}" for c in self.manifest["classes"]]]]
+        """case_id, label, predicted and p_<class> of every stored case; a survival store: case_id, value (the
+        explained quantity) and curve_<k> (S at the end of time bin k, k = 1..K, as the dashboard's survival
+        table names them)."""
+        if not self.survival:
+            return self.table[["case_id", "label", "predicted", *[f"p_{c}" for c in self.manifest["classes"]]]]
+        curves = self.curves()
+        frame = self.table[["case_id", "value"]].copy()
+        for k in range(curves.shape[1]):
+            frame[f"curve_{k + 1}"] = curves[:, k]
+        return frame
 
     def importance(self, case_ids: Sequence[str] | None = None) -> CohortImportance:
         """What :func:`explain.cohort.cohort_importance` returns for ``case_ids`` (default: every stored
@@ -407,7 +473,7 @@ class ExplanationStore:
             averager.add(_matrices(frame["cross_attention"], m), present, frame["label_index"].to_numpy(),
                          frame["target"].to_numpy())
             attention = averager.result()
-        return CohortImportance(table, attention, names, "probability", False, interactions)
+        return CohortImportance(table, attention, names, self.explained, self.survival, interactions)
 
 
 def open_store(path: str | Path) -> ExplanationStore:
@@ -437,21 +503,28 @@ def open_store(path: str | Path) -> ExplanationStore:
     return ExplanationStore(path, manifest, table)
 
 
-def _matrices(column: pd.Series, m: int) -> np.ndarray:
-    """(N, M, M) from a column of flattened (M*M) lists."""
+def _matrices(column: pd.Series, m: int, flat: bool = False) -> np.ndarray:
+    """(N, M, M) from a column of flattened (M*M) lists; ``flat``: (N, length of each list)."""
     if not len(column):
-        return np.zeros((0, m, m))
-    return np.stack(column.to_numpy()).astype(float).reshape(len(column), m, m)
+        return np.zeros((0, m) if flat else (0, m, m))
+    stacked = np.stack(column.to_numpy()).astype(float)
+    return stacked if flat else stacked.reshape(len(column), m, m)
 
 
 def _manifest(predictor: Predictor, checkpoint_sha: str, cohort_sha: str, settings: dict,
-              shards: list[list[str]]) -> dict:
+              shards: list[list[str]], survival: SurvivalTarget | None = None) -> dict:
     model = predictor.model
     names = list(modality_names(model))
     manifest = {"format_version": FORMAT_VERSION, "checkpoint_sha256": checkpoint_sha, "cohort_sha256": cohort_sha,
-                "settings": settings, "classes": list(model.classes), "modalities": names, "complete": False,
-                "cases": sum(len(s) for s in shards),
-                "shards": [{"file": shard_name(i), "case_ids": ids} for i, ids in enumerate(shards)]}
+                "settings": settings, "classes": [SURVIVAL_GROUP] if is_survival(model) else list(model.classes),
+                "modalities": names, "complete": False}
+    if is_survival(model):
+        target = survival or SurvivalTarget()
+        bins, horizon = target.resolved(model)
+        manifest["explained"] = {"quantity": target.quantity, "horizon": horizon, "unit": bins.unit,
+                                 "label": target.label(model), "time_bins": list(map(float, bins.edges))}
+    manifest.update({"cases": sum(len(s) for s in shards),
+                     "shards": [{"file": shard_name(i), "case_ids": ids} for i, ids in enumerate(shards)]})
     manifest["columns"] = _schema(manifest).names
     return manifest
 
@@ -460,7 +533,10 @@ def _schema(manifest: dict) -> pa.Schema:
     names, methods = manifest["modalities"], METHODS  # attention_<m> and cross_attention are null without attention
     fields = [pa.field("case_id", pa.string()), pa.field("label", pa.string()), pa.field("label_index", pa.int64()),
               pa.field("predicted", pa.string()), pa.field("target", pa.int64())]
-    fields += [pa.field(f"p_{c}", pa.float64()) for c in manifest["classes"]]
+    if "explained" in manifest:  # a survival model: its explained quantity and predicted curve
+        fields += [pa.field("value", pa.float64()), pa.field("curve", pa.list_(pa.float64()))]
+    else:
+        fields += [pa.field(f"p_{c}", pa.float64()) for c in manifest["classes"]]
     fields += [pa.field(f"present_{m}", pa.bool_()) for m in names]
     fields += [pa.field(f"{method}_{m}", pa.float64()) for method in methods for m in names]
     fields += [pa.field("cross_attention", pa.list_(pa.float64())), pa.field("interactions", pa.list_(pa.float64()))]
@@ -472,6 +548,8 @@ def _store_key(manifest: dict) -> str:
     content = {k: manifest[k] for k in ("format_version", "checkpoint_sha256", "cohort_sha256", "settings",
                                         "classes", "modalities")}
     content["shards"] = [len(s["case_ids"]) for s in manifest["shards"]]
+    if "explained" in manifest:  # a survival store's quantity (a classifier's key is as before survival stores)
+        content["explained"] = manifest["explained"]
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -512,10 +590,17 @@ def _shard_errors(out: Path, count: int) -> dict[str, str]:
 def _check_same(existing: dict, manifest: dict, out: Path) -> None:
     for field_name, what in (("format_version", "store format version"), ("checkpoint_sha256", "checkpoint"),
                              ("cohort_sha256", "cohort"), ("settings", "settings"),
+                             ("explained", "explained quantity (--quantity / --horizon)"),
                              ("shards", "shard plan (cases or --shard-size)")):
-        if existing.get(field_name) != manifest[field_name]:
+        if existing.get(field_name) != manifest.get(field_name):
             raise StoreError(f"{out} holds a store of another {what} ({field_name} differs): refusing to mix them; "
                              "choose another --out or pass --overwrite to replace it")
+
+
+def _survival_target(manifest: dict) -> SurvivalTarget | None:
+    """The survival quantity a manifest's store explains (None: a classifier's store)."""
+    explained = manifest.get("explained")
+    return None if explained is None else SurvivalTarget(explained["quantity"], explained["horizon"])
 
 
 def _read_manifest(path: Path) -> dict:
@@ -530,6 +615,12 @@ def _read_manifest(path: Path) -> dict:
     for key in ("checkpoint_sha256", "cohort_sha256", "settings", "classes", "modalities", "shards"):
         if key not in manifest:
             raise StoreError(f"{path / MANIFEST} lacks the field {key!r}: it is not a complete manifest")
+    explained = manifest.get("explained")
+    if explained is not None and not (isinstance(explained, dict) and isinstance(explained.get("label"), str)
+                                      and explained.get("quantity") in SURVIVAL_QUANTITIES
+                                      and isinstance(explained.get("horizon"), (int, float))):
+        raise StoreError(f"{path / MANIFEST} has an unreadable 'explained' field {explained!r}: expected "
+                         f"{{quantity: one of {SURVIVAL_QUANTITIES}, horizon: a number, label: text}}")
     return manifest
 
 

@@ -179,3 +179,36 @@ def test_an_edit_to_any_kind_of_file_makes_the_store_not_theirs(tmp_path):
         os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
         for lookup in lookups():
             assert lookup.store is not None, f"{kind} restored"
+
+
+CANCER = SAMPLE.parent / "cancer"
+CANCER_DEMO = CARDIO_DEMO.parent / "cancer_demo"
+
+
+def test_a_survival_store_is_found_for_the_quantity_the_pages_explain(tmp_path):
+    """The cancer demo's store (survival at its 60-month horizon) is found for the cancer checkpoint and cohort
+    and gives what the survival cohort page computes for a risk group (cohort_importance, values within 1e-6);
+    asked for another quantity, the lookup says which one the store holds and is not used."""
+    from explain.cohort import cohort_importance
+    from explain.targets import SurvivalTarget
+
+    checkpoint = load_checkpoint(CANCER_DEMO, device="cpu")
+    predictor, cohort = Predictor(checkpoint.model, checkpoint.tokenizer), CohortReader(CANCER)
+    ids = cohort.ids(SPLIT)[:12]
+    store = tmp_path / "store"
+    write_store(store, predictor, cohort, ids, checkpoint_sha=checkpoint_hash(CANCER_DEMO),
+                cohort_sha=cohort_hash(cohort), settings={"split": SPLIT}, shard_size=5)
+    key = state.cases_key(cohort, state.cohort_key(str(CANCER)))
+    lookup = find_store(checkpoint, cohort, "model", key, str(store))
+    assert lookup.store is not None and lookup.problem is None and lookup.store.survival
+    group = tuple(sorted(ids[3:10]))  # a risk group's cases, as the page asks for them
+    stored, direct = lookup.importance(group), cohort_importance(predictor, [cohort[i] for i in group])
+    assert stored.explained == direct.explained == "survival at 60 months" and stored.survival
+    pd.testing.assert_frame_equal(stored.table, direct.table, check_exact=False, check_dtype=False, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(stored.interactions, direct.interactions, atol=1e-6)
+    for cls, matrix in direct.attention.by_true.items():
+        np.testing.assert_allclose(stored.attention.by_true[cls], matrix, atol=1e-6, equal_nan=True)
+    other = find_store(checkpoint, cohort, "model", key, str(store), survival=SurvivalTarget("risk"))
+    assert other.store is None
+    assert "it holds survival at 60 months, the page explains risk (1 - survival) at 60 months" in other.problem
+    assert other.missing(group) == list(group)

@@ -23,10 +23,12 @@ from explain.__main__ import main
 from explain.cohort import cohort_importance
 from explain.store import (MANIFEST, STAGES, StoreError, case_file_stats, checkpoint_hash, cohort_hash,
                            default_location, header_data_files, open_store, shard_name, write_store)
+from explain.targets import SurvivalTarget
 from neurofusion.checkpoint import save_checkpoint
 from neurofusion.data import CohortReader
 from neurofusion.data.formats import wfdb_data_files
 from neurofusion.inference import Predictor
+from tests.explain.declared import toy_model
 
 SETTINGS = {"split": "all"}
 
@@ -338,3 +340,61 @@ def test_cli_writes_the_default_store_resumes_and_refuses_survival_flags(tiny_ba
     expected = default_location(copy, checkpoint_hash(checkpoint))
     assert f"explanation store {expected}:" in capsys.readouterr().out
     assert open_store(expected).case_ids == test_ids
+
+
+def test_a_survival_store_holds_its_quantity_and_equals_computing_without_it(tmp_path):
+    """A survival model's store, for the default quantity (survival at the model's horizon) and for another
+    (risk at 24): its cohort result equals cohort_importance with that quantity (values within 1e-6, the same
+    label, ranked by magnitude), each row's value is the quantity and its curve the predicted one; the store
+    says which quantity it holds, and a store of another quantity is refused at the same place."""
+    toy = toy_model(tmp_path / "toy", survival=True)
+    cohort = CohortReader(toy.root)
+    ids, model = cohort.case_ids, toy.model
+    cases = [cohort[i] for i in ids]
+    prediction = toy.predictor.predict_survival(cases)
+    bins = model.config.survival_bins
+    curves = prediction.curves
+    for name, target, value in (("default", None, bins.survival_at(curves, model.config.horizon)),
+                                ("risk24", SurvivalTarget("risk", 24.0), 1 - bins.survival_at(curves, 24.0))):
+        out = tmp_path / name
+        _write(out, toy.predictor, cohort, ids, survival=target)
+        store = open_store(out)
+        assert store.survival and store.manifest["classes"] == ["all"]
+        direct = cohort_importance(toy.predictor, cases, survival=target)
+        stored = store.importance(ids)
+        _assert_same(stored, direct)
+        assert stored.explained == direct.explained == (target or SurvivalTarget()).label(model)
+        assert stored.survival and direct.survival
+        chosen = ids[9:] + ids[:2]
+        _assert_same(store.importance(chosen), cohort_importance(toy.predictor, [cohort[i] for i in chosen],
+                                                                 survival=target))
+        frame = store.predictions().set_index("case_id").loc[ids]
+        np.testing.assert_allclose(frame["value"].to_numpy(), value, atol=1e-6)
+        np.testing.assert_allclose(store.curves(), prediction.curves, atol=1e-6)
+        np.testing.assert_allclose(frame[[f"curve_{k + 1}" for k in range(bins.num_bins)]].to_numpy(),
+                                   prediction.curves, atol=1e-6)
+        assert store.explains(model, target) is None
+    assert "it holds risk (1 - survival) at 24" in open_store(tmp_path / "risk24").explains(model)
+    assert open_store(tmp_path / "default").explains(model, SurvivalTarget("survival", 60.0)) is None
+    with pytest.raises(StoreError, match="another explained quantity"):
+        _write(tmp_path / "default", toy.predictor, cohort, ids, survival=SurvivalTarget("risk"))
+    with pytest.raises(StoreError, match="outside the model's time grid"):
+        _write(tmp_path / "far", toy.predictor, cohort, ids, survival=SurvivalTarget("survival", 1e6))
+
+
+def test_a_classifier_store_and_a_survival_store_are_not_each_others(predictor, tiny_cohort, tmp_path):
+    """A classifier's manifest has no explained quantity (its key is as before survival stores existed); asking
+    a classifier's store for a survival quantity, or writing one with it, is refused with the reason."""
+    _write(tmp_path / "store", predictor, tiny_cohort, tiny_cohort.case_ids[:7])
+    store = open_store(tmp_path / "store")
+    assert not store.survival and "explained" not in store.manifest and store.explained == "probability"
+    assert store.explains(predictor.model) is None
+    assert "asked of a classifier" in store.explains(predictor.model, SurvivalTarget())
+    with pytest.raises(StoreError, match="applies to survival models; this checkpoint is a classifier"):
+        _write(tmp_path / "other", predictor, tiny_cohort, tiny_cohort.case_ids[:7], survival=SurvivalTarget())
+    with pytest.raises(StoreError, match="holds a classifier's explanation: no survival curves"):
+        store.curves()
+    manifest = json.loads((tmp_path / "store" / MANIFEST).read_text())
+    (tmp_path / "store" / MANIFEST).write_text(json.dumps({**manifest, "explained": {"quantity": "odds"}}))
+    with pytest.raises(StoreError, match="unreadable 'explained' field"):
+        open_store(tmp_path / "store")
