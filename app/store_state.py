@@ -34,6 +34,13 @@ class StoreLookup:
         """The ids of ``case_ids`` the store does not hold (every id when there is no usable store)."""
         return list(case_ids) if self.store is None else self.store.missing(case_ids)
 
+    def holds(self, case_ids: Sequence[str], model, survival: SurvivalTarget | None = None) -> bool:
+        """The store is usable, holds every one of ``case_ids`` and explains what ``model`` is asked to (a
+        survival model: the quantity ``survival``, None = survival at its horizon): :meth:`importance` then
+        gives what :func:`explain.cohort.cohort_importance` would compute."""
+        return (self.store is not None and not self.store.missing(case_ids)
+                and self.store.explains(model, survival) is None)
+
     def importance(self, case_ids: Sequence[str]) -> CohortImportance:
         """cohort_importance's result for ``case_ids``, read from the store (cached per selection)."""
         if self.store is None:

@@ -208,7 +208,10 @@ def test_a_survival_store_is_found_for_the_quantity_the_pages_explain(tmp_path):
     np.testing.assert_allclose(stored.interactions, direct.interactions, atol=1e-6)
     for cls, matrix in direct.attention.by_true.items():
         np.testing.assert_allclose(stored.attention.by_true[cls], matrix, atol=1e-6, equal_nan=True)
+    assert lookup.holds(group, checkpoint.model) and lookup.holds(group, checkpoint.model, SurvivalTarget("survival"))
+    assert not lookup.holds(group, checkpoint.model, SurvivalTarget("risk"))
+    assert not lookup.holds((*group, cohort.ids(SPLIT)[20]), checkpoint.model)  # a case it does not hold
     other = find_store(checkpoint, cohort, "model", key, str(store), survival=SurvivalTarget("risk"))
     assert other.store is None
     assert "it holds survival at 60 months, the page explains risk (1 - survival) at 60 months" in other.problem
-    assert other.missing(group) == list(group)
+    assert other.missing(group) == list(group) and not other.holds(group, checkpoint.model, SurvivalTarget("risk"))
