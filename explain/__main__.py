@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         cohort = open_cohort(args.data)
         predictor = Predictor(ckpt.model, ckpt.tokenizer, ckpt.device)
         if args.command == "case":
-            _check_note_layer(args, ckpt.model, subparsers["case"])
+            _check_model_arguments(args, ckpt.model, subparsers["case"])
             result = _case(args, cohort, predictor, ckpt.ood)
         elif storing:
             result = _store(args, cohort, predictor)
@@ -222,8 +222,15 @@ def _check_engine_arguments(args, parser: argparse.ArgumentParser) -> None:
                      f"map (up to --max-steps): give one of the two, got --n-steps {args.n_steps}")
 
 
-def _check_note_layer(args, model, parser: argparse.ArgumentParser) -> None:
-    """--note-layer against the loaded model: a layer of each of its BERT note encoders other than the first."""
+def _check_model_arguments(args, model, parser: argparse.ArgumentParser) -> None:
+    """The engine's flags against the loaded model: --note-layer a layer of each of its BERT note encoders other
+    than the first, --reduced-precision kinds it declares (argparse-style error, exit code 2)."""
+    declared = {spec.kind for spec in getattr(model, "specs", ())}
+    absent = [kind for kind in args.reduced_precision if declared and kind not in declared]
+    if absent:
+        parser.error(f"argument --reduced-precision: this model has no {' or '.join(absent)} modality (its "
+                     f"modalities' kinds: {', '.join(k for k in KINDS if k in declared)}), got "
+                     f"{','.join(args.reduced_precision)}")
     if args.note_layer is None:
         return
     encoders = getattr(model, "encoders", {})
@@ -233,6 +240,10 @@ def _check_note_layer(args, model, parser: argparse.ArgumentParser) -> None:
         parser.error(f"argument --note-layer: this model has no BERT note encoder to attribute at layer "
                      f"{args.note_layer}; leave --note-layer out")
     for name, count in layers.items():
+        if count < 2:
+            parser.error(f"argument --note-layer: the model's note encoder ({name}) has 1 BERT layer, so its note "
+                         f"can only be attributed at its word embeddings; leave --note-layer out, got "
+                         f"{args.note_layer}")
         if args.note_layer >= count:
             parser.error(f"argument --note-layer: the model's note encoder ({name}) has {count} BERT layers, so the "
                          f"note can be attributed at the hidden states entering layers 1 to {count - 1}, got "

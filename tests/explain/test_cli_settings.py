@@ -4,11 +4,13 @@ specific argparse error for each bad value. Runs on the bundled demo checkpoint 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from contextlib import redirect_stdout
 from io import StringIO
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -243,6 +245,42 @@ def test_a_note_layer_beyond_the_model_names_both_numbers(capsys):
     assert stopped.value.code == 2
     assert ("argument --note-layer: the model's note encoder (text) has 2 BERT layers, so the note can be "
             "attributed at the hidden states entering layers 1 to 1, got 2") in capsys.readouterr().err
+
+
+def _stand_in(kinds: list[str], bert_layers: int | None = None):
+    """Just what the model checks read: the declared modalities' kinds and a note encoder's BERT layers."""
+    specs = tuple(SimpleNamespace(name=kind, kind=kind) for kind in kinds)
+    encoders = {} if bert_layers is None else {
+        "text": SimpleNamespace(bert=SimpleNamespace(encoder=SimpleNamespace(layer=[None] * bert_layers)))}
+    return SimpleNamespace(specs=specs, encoders=encoders)
+
+
+@pytest.mark.parametrize("model, args, message", [
+    (_stand_in(["image", "tabular"]), ["--reduced-precision", "tabular,signal"],
+     "argument --reduced-precision: this model has no signal modality (its modalities' kinds: image, tabular), got "
+     "tabular,signal"),
+    (_stand_in(["image", "tabular"]), ["--note-layer", "1"],
+     "argument --note-layer: this model has no BERT note encoder to attribute at layer 1"),
+    (_stand_in(["text"], bert_layers=1), ["--note-layer", "1"],
+     "argument --note-layer: the model's note encoder (text) has 1 BERT layer, so its note can only be attributed "
+     "at its word embeddings"),
+    (_stand_in(["text"], bert_layers=12), ["--note-layer", "12"],
+     "argument --note-layer: the model's note encoder (text) has 12 BERT layers, so the note can be attributed at "
+     "the hidden states entering layers 1 to 11, got 12"),
+])
+def test_the_flags_are_checked_against_the_model(model, args, message, capsys):
+    parser = argparse.ArgumentParser(prog="python -m explain case")
+    cli._add_engine_arguments(parser)
+    with pytest.raises(SystemExit) as stopped:
+        cli._check_model_arguments(parser.parse_args(args), model, parser)
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_flags_the_model_has_pass_its_check():
+    parser = argparse.ArgumentParser()
+    cli._add_engine_arguments(parser)
+    args = parser.parse_args(["--note-layer", "11", "--reduced-precision", "text,image"])
+    assert cli._check_model_arguments(args, _stand_in(["image", "text"], bert_layers=12), parser) is None
 
 
 def test_the_package_exports_the_case_explainer():
