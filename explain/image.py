@@ -7,17 +7,21 @@ to the change in the explained score), occlusion hides all channels of a window 
 window), Grad-CAM and attention are spatial already.
 
 Integrated Gradients runs on the shared engine (:mod:`explain.integrated`; :func:`image_path` is the path
-it integrates); :func:`grad_cam_from_features` is Grad-CAM from the last stage's activations a caller kept
-from its encoding pass, which needs no second pass through the backbone."""
+it integrates: for a ResNet in eval mode, its first convolution and batch norm are affine in the pixels, so
+they run at the path's two ends only and the steps start after them, the same map up to float rounding);
+:func:`grad_cam_from_features` is Grad-CAM from the last stage's activations a caller kept from its
+encoding pass, which needs no second pass through the backbone."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from captum.attr import LayerGradCam, Occlusion
+from torch import nn
 
 from explain._forward import ModalityForward, attribution_mode
 from explain.integrated import Cancel, Completeness, Integration, IntegrationPath, Prepared, integrate
@@ -88,7 +92,11 @@ def image_path(forward: ModalityForward, original_shape: tuple[int, ...], target
     name = _image_name(forward, modality)
     image = forward.inputs(name)["image"]  # (1, C, S, S)
     encoder = forward.model.encoders[name]
-    path = IntegrationPath(name, "image", image, torch.zeros_like(image), lambda x: encoder(x).embedding)
+    stem = _resnet_stem(encoder)
+    if stem is None:  # another architecture, or a model in training mode: the whole encoder on every step
+        path = IntegrationPath(name, "image", image, torch.zeros_like(image), lambda x: encoder(x).embedding)
+    else:
+        path = IntegrationPath(name, "image", image, torch.zeros_like(image), stem[1], lift=stem[0])
 
     def finish(attributions: torch.Tensor, completeness: Completeness) -> ImageSaliency:
         model_map = attributions[0].sum(0).float().cpu().numpy()  # (C, S, S) -> (S, S)
@@ -96,6 +104,36 @@ def image_path(forward: ModalityForward, original_shape: tuple[int, ...], target
                              completeness.delta, completeness)
 
     return Prepared(path, finish)
+
+
+Map = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _resnet_stem(encoder) -> tuple[Map, Map] | None:
+    """An eval-mode ResNet image encoder split for its path (explain.integrated.IntegrationPath.lift): the
+    first convolution and its batch norm, affine in the pixels (B, C, S, S) -> (B, E, S/2, S/2), and the
+    rest of the encoder (ReLU, max pool, stages, attention pooling) on their output -> (B, d). None for
+    another architecture or a model in training mode (batch statistics are not affine)."""
+    backbone = getattr(encoder, "backbone", None)
+    embedder = getattr(backbone, "embedder", None)
+    stem = getattr(embedder, "embedder", None)
+    conv, norm = getattr(stem, "convolution", None), getattr(stem, "normalization", None)
+    stages = getattr(backbone, "encoder", None)
+    if (encoder.training or not isinstance(conv, nn.Conv2d) or not isinstance(norm, nn.BatchNorm2d)
+            or norm.training or stages is None or not isinstance(getattr(encoder, "pool", None), nn.Module)):
+        return None
+    channels = encoder.in_channels
+
+    def lift(image: torch.Tensor) -> torch.Tensor:
+        x = image.expand(-1, channels, -1, -1) if channels != image.shape[1] else image  # grey -> the stem's channels
+        return norm(conv(x))
+
+    def embed(lifted: torch.Tensor) -> torch.Tensor:
+        feature_map = stages(embedder.pooler(stem.activation(lifted))).last_hidden_state  # (B, C, h, w)
+        pooled, _ = encoder.pool(feature_map.flatten(2).transpose(1, 2))  # (B, h*w, C) -> (B, C)
+        return pooled
+
+    return lift, embed
 
 
 def grad_cam_from_features(forward: ModalityForward, features: torch.Tensor, original_shape: tuple[int, ...],

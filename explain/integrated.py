@@ -4,7 +4,9 @@ completeness error, optional bfloat16 encoders, and cancellation between passes.
 
 A path is one modality's input moving from its baseline to the case's value; only that modality's encoder
 (or, for a note attributed at a higher BERT layer, only the layers above it) runs on the path, the other
-modalities keep the case's encodings (:class:`explain._forward.ModalityForward`). Attributions are
+modalities keep the case's encodings (:class:`explain._forward.ModalityForward`). An encoder that starts
+with an affine map (an image ResNet's first convolution and batch norm) has it computed at the path's two
+ends only (``IntegrationPath.lift``). Attributions are
 ``(x - baseline) * sum_k w_k * grad f(baseline + a_k (x - baseline))`` with the quadrature nodes ``a_k`` and
 weights ``w_k`` of ``method``: ``gausslegendre`` (Captum's default, same nodes and weights) or
 ``riemann_trapezoid`` (the trapezoid rule on an even grid, whose nodes at n steps are among those at 2n - 1,
@@ -59,8 +61,9 @@ def check_cancel(cancel: Cancel, what: str = "explanation") -> None:
 class Integration:
     """How each path is integrated. ``tolerance`` None: exactly ``n_steps`` (today's behaviour); a number:
     adaptive, from ``start_steps`` doubling to at most ``max_steps``. ``internal_batch_size``: path steps per
-    pass (per path; default all of a round's steps at once, at most ADAPTIVE_PASS_STEPS in an adaptive round). ``reduced_precision``: modality kinds whose
-    encoder runs in bfloat16 on the path (the fusion, the end points and the error stay float32)."""
+    pass (per path; default all of a round's steps at once, at most ADAPTIVE_PASS_STEPS in an adaptive round).
+    ``reduced_precision``: modality kinds whose encoder runs in bfloat16 on the path (the fusion, the end
+    points, a path's lift and the error stay float32)."""
 
     n_steps: int = 50
     method: str = "gausslegendre"
@@ -120,13 +123,22 @@ class Completeness:
 class IntegrationPath:
     """One modality's path: ``inputs`` and ``baseline`` (1, ...) in the space attributed (pixels, samples,
     values, or a note's word embeddings / hidden states), ``embed`` maps (n, ...) points of it to the
-    modality's encoder embedding (n, d)."""
+    modality's encoder embedding (n, d).
+
+    ``lift`` (optional): an affine map A the encoder starts with (e.g. a first convolution and its eval-mode
+    batch norm); ``embed`` then maps A's outputs, not inputs, to the embedding. A is affine, so A of the
+    path's point at a is A(baseline) + a (A(x) - A(baseline)): the engine computes A at the two ends once,
+    steps in A's output space, and takes the weighted sum of the gradients back to the input through A's
+    transpose once (one vector-Jacobian product), instead of A forward and backward at every step. The
+    attributions are the same up to float rounding; A must be affine in its input (no ReLU, no batch
+    statistics)."""
 
     modality: str
     kind: str
     inputs: torch.Tensor
     baseline: torch.Tensor
     embed: Callable[[torch.Tensor], torch.Tensor]
+    lift: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 @dataclass
@@ -168,20 +180,24 @@ def integrate(forward: ModalityForward, paths: Sequence[IntegrationPath], target
 def _integrate_group(forward: ModalityForward, paths: list[IntegrationPath], target: int, settings: Integration,
                      cancel: Cancel) -> Iterator[tuple[IntegrationPath, torch.Tensor, Completeness]]:
     check_cancel(cancel)
-    gaps = _gaps(forward, paths, target)
-    # alpha -> gradient (1, ...) per path, so a nested grid (trapezoid) never recomputes a node
+    ends = _ends(forward, paths)
+    gaps = _gaps(forward, paths, ends, target)
+    # alpha -> gradient (1, ...) per path (in the lifted space of a path with a lift), so a nested grid
+    # (trapezoid) never recomputes a node
     gradients: list[dict[float, torch.Tensor]] = [{} for _ in paths]
     rounds: list[list[tuple[int, float]]] = [[] for _ in paths]
     waiting = list(range(len(paths)))
     for n in settings.schedule():
         alphas, weights = nodes(settings.method, n)
         needed = {i: [a for a in alphas if a not in gradients[i]] for i in waiting}
-        _gradients(forward, [paths[i] for i in waiting], [needed[i] for i in waiting],
+        _gradients(forward, [paths[i] for i in waiting], [ends[i] for i in waiting], [needed[i] for i in waiting],
                    [gradients[i] for i in waiting], target, settings, cancel)
         still = []
         for i in waiting:
             path = paths[i]
             total = sum(w * gradients[i][a] for a, w in zip(alphas, weights))
+            if path.lift is not None:  # back to the input space: A's transpose, once for every step
+                total = _through_lift(forward, path, total)
             attributions = (path.inputs - path.baseline) * total
             delta = float(attributions.double().sum()) - gaps[i]
             error = abs(delta) / max(abs(gaps[i]), settings.min_gap)
@@ -201,18 +217,44 @@ def _integrate_group(forward: ModalityForward, paths: list[IntegrationPath], tar
 
 
 @torch.no_grad()
-def _gaps(forward: ModalityForward, paths: list[IntegrationPath], target: int) -> list[float]:
+def _ends(forward: ModalityForward, paths: list[IntegrationPath]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(end, start) of each path where its steps are taken: the inputs and the baseline, or their lifts."""
+    ends = []
+    with model_lock(forward.model):
+        for p in paths:
+            if p.lift is None:
+                ends.append((p.inputs, p.baseline))
+            else:
+                lifted = p.lift(torch.cat([p.inputs, p.baseline]))
+                ends.append((lifted[:1], lifted[1:]))
+    return ends
+
+
+@torch.no_grad()
+def _gaps(forward: ModalityForward, paths: list[IntegrationPath], ends: list[tuple[torch.Tensor, torch.Tensor]],
+          target: int) -> list[float]:
     """f(x) - f(baseline) of each path in float32: one pass over the end points of every path."""
     with model_lock(forward.model):
-        parts = [(p.modality, p.embed(torch.cat([p.inputs, p.baseline]))) for p in paths]
+        parts = [(p.modality, p.embed(torch.cat(end))) for p, end in zip(paths, ends)]
         scores = forward.with_embeddings(parts)[:, target].double()  # (2 x paths,)
     return [float(scores[2 * k] - scores[2 * k + 1]) for k in range(len(paths))]
 
 
-def _gradients(forward: ModalityForward, paths: list[IntegrationPath], alphas: list[list[float]],
-               stores: list[dict[float, torch.Tensor]], target: int, settings: Integration, cancel: Cancel) -> None:
-    """Gradients of the explained score at each path's ``alphas``, written into ``stores``: each pass takes
-    up to internal_batch_size steps of every path, all through one fusion pass."""
+def _through_lift(forward: ModalityForward, path: IntegrationPath, total: torch.Tensor) -> torch.Tensor:
+    """The summed gradient in the lifted space (1, ...) -> in the input space (1, ...) like ``path.inputs``:
+    the vector-Jacobian product of the affine lift (its Jacobian is the same at every point)."""
+    with attribution_mode(forward.model):
+        point = path.inputs.detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(path.lift(point), point, grad_outputs=total.to(point.dtype))
+    return grad.detach()
+
+
+def _gradients(forward: ModalityForward, paths: list[IntegrationPath], ends: list[tuple[torch.Tensor, torch.Tensor]],
+               alphas: list[list[float]], stores: list[dict[float, torch.Tensor]], target: int, settings: Integration,
+               cancel: Cancel) -> None:
+    """Gradients of the explained score at each path's ``alphas`` (with respect to the path's points between
+    its ``ends``: inputs, or their lifts), written into ``stores``: each pass takes up to internal_batch_size
+    steps of every path, all through one fusion pass."""
     size = settings.internal_batch_size or max((len(a) for a in alphas), default=1)
     if settings.internal_batch_size is None and settings.tolerance is not None:
         size = min(size, ADAPTIVE_PASS_STEPS)  # a late round (up to max_steps) would hold every step's activations
@@ -220,22 +262,22 @@ def _gradients(forward: ModalityForward, paths: list[IntegrationPath], alphas: l
     for c in range(chunks):
         check_cancel(cancel)
         taken = [a[c * size:(c + 1) * size] for a in alphas]
-        rows = [(p, t) for p, t in zip(paths, taken) if t]
+        rows = [(p, end, t) for p, end, t in zip(paths, ends, taken) if t]
         with attribution_mode(forward.model):
             points = []
-            for path, chunk in rows:
-                alpha = torch.tensor(chunk, dtype=path.inputs.dtype, device=path.inputs.device)
-                alpha = alpha.view(-1, *([1] * (path.inputs.dim() - 1)))
-                point = (path.baseline + alpha * (path.inputs - path.baseline)).requires_grad_(True)
+            for _, (end, start), chunk in rows:
+                alpha = torch.tensor(chunk, dtype=end.dtype, device=end.device)
+                alpha = alpha.view(-1, *([1] * (end.dim() - 1)))
+                point = (start + alpha * (end - start)).requires_grad_(True)
                 points.append(point)
             parts = []
-            for (path, _), point in zip(rows, points):
+            for (path, _, _), point in zip(rows, points):
                 reduced = path.kind in settings.reduced_precision
                 autocast = torch.autocast(point.device.type, dtype=torch.bfloat16) if reduced else nullcontext()
                 with autocast:
                     parts.append((path.modality, path.embed(point)))
             scores = forward.with_embeddings(parts)[:, target]
             grads = torch.autograd.grad(scores.sum(), points)
-        for (path, chunk), grad, store in zip(rows, grads, [s for s, t in zip(stores, taken) if t]):
+        for (_, _, chunk), grad, store in zip(rows, grads, [s for s, t in zip(stores, taken) if t]):
             for k, a in enumerate(chunk):
                 store[a] = grad[k:k + 1].detach().float()

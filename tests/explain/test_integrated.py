@@ -350,3 +350,30 @@ def test_every_tensor_stays_on_the_model_device(tiny_batch, tiny_tokenizer, comp
         assert path.baseline.device.type == "cuda"
     result = explainer.explanation()
     assert set(result.completeness) == {"image", "signal", "text", "tabular"}
+
+
+def test_a_lifted_path_gives_the_attributions_and_delta_of_the_same_path_unlifted(predictor, complete_case):
+    """A path with an affine lift A (here a random invertible linear map plus a shift on the lab values) steps
+    in A's output space and takes the gradients back through A's transpose once: the same attributions and
+    convergence delta as the path that applies A on every step."""
+    explainer = _explainer(predictor, complete_case)
+    forward, target = explainer.forward, explainer.first_view().target
+    plain = tabular_path(forward, complete_case, target).path
+    size = plain.inputs.shape[1]
+    generator = torch.Generator().manual_seed(3)
+    matrix = torch.eye(size) + 0.3 * torch.randn(size, size, generator=generator)  # not symmetric: A^T matters
+    shift = torch.randn(size, generator=generator)
+
+    def embed(lifted):  # undoes A, then the tabular encoder: embed(A(x)) is plain.embed(x)
+        return plain.embed(torch.linalg.solve(matrix, (lifted - shift).T).T)
+
+    lifted = IntegrationPath("tabular", "tabular", plain.inputs, plain.baseline, embed,
+                             lift=lambda x: x @ matrix.T + shift)
+    settings = Integration(n_steps=16)
+    ((_, expected, expected_c),) = integrate(forward, [plain], target, settings)
+    ((_, found, found_c),) = integrate(forward, [lifted], target, settings)
+    assert found.shape == plain.inputs.shape
+    scale = float(expected.abs().max())
+    assert scale > 0 and float((found - expected).abs().max()) <= 1e-5 * scale
+    assert found_c.delta == pytest.approx(expected_c.delta, abs=1e-6)
+    assert found_c.gap == pytest.approx(expected_c.gap, abs=1e-6)
