@@ -9,6 +9,8 @@ session, on reruns, for one split and for every case.
     python benchmarks/explain_store.py scaling --data build/cardio_20k --split test
     python benchmarks/explain_store.py full --data build/cardio_20k --store build/cardio_20k_store --processes 2
     python benchmarks/explain_store.py page --data build/cardio_20k --store build/cardio_20k_store
+    python benchmarks/explain_store.py cold --data build/cardio_20k --store build/cardio_20k_store \\
+        --tree before=/tmp/tree_before --tree this=. --repeats 3   # code trees compared in one run
     python benchmarks/explain_store.py report      # benchmarks/results/explain_store.md from the .json
 
 Each command adds its section to benchmarks/results/explain_store.json (``--results`` elsewhere; ``--label``
@@ -30,7 +32,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+TREE_VARIABLE = "NF_BENCH_CODE"  # cold: the code tree (a copy of the repository) a measuring subprocess imports
+CODE = Path(os.environ.get(TREE_VARIABLE) or ROOT)
+sys.path.insert(0, str(CODE))
 
 import torch  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
@@ -42,7 +46,7 @@ from neurofusion.inference import Predictor  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "explain_store.json"
 CHECKPOINT = ROOT / "sample_data" / "checkpoints" / "cardio_demo"
-MAIN = str(ROOT / "app" / "main.py")
+MAIN = str(CODE / "app" / "main.py")
 COHORT_PAGE = "views/cohort_attention.py"
 SHARD_SIZE = 250  # the test split of a 20,000-case cohort (2,000 cases): 8 shards, 4 per process with 2
 RERUNS = 3
@@ -196,6 +200,58 @@ def page_open(cohort_root: Path, store: Path, repeats: int = RERUNS, quick: bool
     return times
 
 
+def page_once(cohort_root: Path, store: Path, reruns: int = 2, colds: int = 2) -> dict:
+    """One process's measurement for ``cold`` (run in a subprocess, the code from $NF_BENCH_CODE): the case
+    page first (imports every page's modules, loads the model), then the cohort page, its reruns (warm), and
+    cold openings (every cache emptied first: the model, the cohort, the store and the cohort hash are loaded
+    by the run itself). Wall and CPU seconds of each."""
+    CPU_TIMES.clear()
+    at = _app(cohort_root, store)
+    _clear_caches()
+    _timed_run(at, False, "case_page")
+    at.switch_page(COHORT_PAGE)
+    _timed_run(at, what="first")
+    warm = [_timed_run(at, what="warm") for _ in range(reruns)]
+    cold = []
+    for _ in range(colds):
+        _clear_caches()
+        cold.append(_timed_run(at, what="cold"))
+    import explain.store
+
+    return {"warm_s": warm, "cold_s": cold, "warm_cpu_s": CPU_TIMES["warm"], "cold_cpu_s": CPU_TIMES["cold"],
+            "load": round(os.getloadavg()[0], 1), "code": str(Path(explain.store.__file__).resolve().parents[1])}
+
+
+def compare_cold(cohort_root: Path, store: Path, trees: dict[str, Path], repeats: int) -> dict:
+    """The cohort page's warm and cold openings from each code tree (a copy of the repository at some commit,
+    with or without a change), measured in one run: one fresh process per tree and repeat, the trees taken in
+    turn within each repeat so they share the machine's load. Per tree: the median of the openings over every
+    repeat, and each tree's medians as ratios to the first tree's."""
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    for repeat in range(repeats):
+        for name, tree in trees.items():
+            env = {**os.environ, TREE_VARIABLE: str(tree.resolve()), "OMP_NUM_THREADS": "1"}
+            done = subprocess.run([sys.executable, __file__, "_once", "--data", str(cohort_root.resolve()),
+                                   "--store", str(store.resolve())], env=env, cwd=tree, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"the {name} tree's run failed:\n{done.stderr[-3000:]}")
+            measured = json.loads(done.stdout.strip().splitlines()[-1])
+            if Path(measured["code"]) != tree.resolve():
+                raise RuntimeError(f"the {name} run imported its code from {measured['code']}, not {tree}")
+            runs[name].append(measured)
+            print(f"repeat {repeat + 1}/{repeats}, {name}: {runs[name][-1]}", file=sys.stderr)
+    summary = {}
+    for name, measured in runs.items():
+        summary[name] = {key: round(statistics.median(v for run in measured for v in run[key]), 2)
+                         for key in ("warm_s", "cold_s", "warm_cpu_s", "cold_cpu_s")}
+    first = next(iter(trees))
+    for name in trees:
+        summary[name]["ratio_to_" + first] = {key: round(summary[name][key] / summary[first][key], 2)
+                                              for key in ("warm_s", "cold_s", "warm_cpu_s", "cold_cpu_s")}
+    return {"cases": len(CohortReader(cohort_root)), "trees": {k: str(v) for k, v in trees.items()},
+            "repeats": repeats, "summary": summary, "runs": runs, "machine": _machine()}
+
+
 def full_store(cohort_root: Path, store: Path, processes: int) -> dict:
     """``torchrun --nproc_per_node N -m explain cohort ... --out STORE --split all``: the command a user runs,
     each rank's JSON report read from its own log (torchrun --redirects), the wall time with start-up."""
@@ -231,7 +287,7 @@ def _merge(path: Path, section: str, content: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("scaling", "full", "page", "report"))
+    parser.add_argument("what", choices=("scaling", "full", "page", "cold", "report", "_once"))
     parser.add_argument("--data", type=Path, help="a generated cohort")
     parser.add_argument("--split", default="test", help="scaling: the cases written (a split or all)")
     parser.add_argument("--store", type=Path, help="page: the cohort's store (written for --split all)")
@@ -241,10 +297,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=RERUNS, help="page: times each opening is measured")
     parser.add_argument("--quick", action="store_true", help="page: the case page, the cohort page after it and "
                         "its reruns only (for older code whose cold open takes minutes)")
+    parser.add_argument("--tree", action="append", default=[], metavar="NAME=FOLDER",
+                        help="cold: a code tree to measure (a copy of the repository), repeated; the first is the "
+                             "baseline of the ratios")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.what != "report" and args.data is None:
         parser.error(f"{args.what} needs --data")
+    if args.what in ("cold", "_once", "page") and args.store is None:
+        parser.error(f"{args.what} needs --store")
+    if args.what == "_once":
+        print(json.dumps(page_once(args.data, args.store)))
+        return
+    if args.what == "cold":
+        trees = dict(tree.split("=", 1) for tree in args.tree if "=" in tree)
+        if len(trees) != len(args.tree) or not trees:
+            parser.error("cold needs --tree NAME=FOLDER (one or more, each a copy of the repository)")
+        missing = [f for f in trees.values() if not (Path(f) / "app" / "main.py").is_file()]
+        if missing:
+            parser.error(f"not a copy of the repository (no app/main.py): {', '.join(missing)}")
+        _merge(args.results, args.label or "cold", {**compare_cold(args.data, args.store,
+                                                                   {k: Path(v) for k, v in trees.items()},
+                                                                   args.repeats), "note": args.note})
     if args.what == "scaling":
         _merge(args.results, args.label or "scaling", {**write_scaling(args.data, args.split), "note": args.note})
     elif args.what == "full":
@@ -253,8 +327,6 @@ def main(argv: list[str] | None = None) -> None:
         _merge(args.results, args.label or "full_store", {**full_store(args.data, args.store, args.processes),
                                                           "note": args.note})
     elif args.what == "page":
-        if args.store is None:
-            parser.error("page needs --store")
         page = page_open(args.data, args.store, args.repeats, args.quick)
         _merge(args.results, args.label or "page", {**page, "data": str(args.data), "machine": _machine(),
                                                     "note": args.note})
@@ -364,6 +436,24 @@ def _markdown(result: dict) -> str:
             lines += [f"| {label} | {cell} |" for label, cell in _page_cells(page)]
         lines += ["", f"Reader alone (open every shard, check it, rebuild the cohort result of all "
                       f"{page['store_rows']:,} rows): {page['reader_all_cases_s']} s.", ""]
+    if "cold" in result:
+        cold = result["cold"]
+        names = list(cold["summary"])
+        lines += [f"## Cold and warm openings of the cohort page, code trees compared in one run ({cold['cases']:,} "
+                  "cases)", "", f"Machine: {cold['machine']}. {cold.get('note', '')}", "",
+                  f"Each tree in a fresh process per repeat ({cold['repeats']} repeats, the trees in turn within each "
+                  "repeat): the case page first, then the cohort page's reruns (warm) and its openings with every "
+                  "cache emptied (cold: model, cohort, store and cohort hash loaded by the run; libraries imported). "
+                  f"Median seconds over the repeats; ratios to {names[0]} (below 1: faster). Load average during "
+                  f"the runs: {', '.join(str(r['load']) for runs in cold['runs'].values() for r in runs)}.", "",
+                  "| code | cold wall s | cold CPU s | warm wall s | warm CPU s | cold ratio (wall / CPU) | "
+                  "warm ratio (wall / CPU) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for name in names:
+            row, ratio = cold["summary"][name], cold["summary"][name][f"ratio_to_{names[0]}"]
+            lines.append(f"| {name} (`{cold['trees'][name]}`) | {row['cold_s']} | {row['cold_cpu_s']} | "
+                         f"{row['warm_s']} | {row['warm_cpu_s']} | {ratio['cold_s']} / {ratio['cold_cpu_s']} | "
+                         f"{ratio['warm_s']} / {ratio['warm_cpu_s']} |")
+        lines.append("")
     if "notes" in result:
         lines += ["## Notes", ""]
         for note in result["notes"]:

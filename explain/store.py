@@ -87,7 +87,7 @@ def case_file_stats(cohort: CohortReader) -> str:
     """One line ``<relative path>:<size>:<mtime ns>`` (or ``<relative path>:missing``) per case file, in
     cohort.csv's order, file column by file column, each WFDB header followed by the data files it names:
     what :func:`cohort_hash` hashes. One pass, one ``os.stat`` per file and little else (a 20,000-case cohort
-    has 80,000 files; the stat itself is most of the time); each header's data-file names come from
+    has about 72,000; the stat itself is most of the time); each header's data-file names come from
     :func:`signal_data_files` (read once per header version and process)."""
     root = str(cohort.root)
     lines: list[str] = []
