@@ -11,6 +11,7 @@ session, on reruns, for one split and for every case.
     python benchmarks/explain_store.py page --data build/cardio_20k --store build/cardio_20k_store
     python benchmarks/explain_store.py cold --data build/cardio_20k --store build/cardio_20k_store \\
         --tree before=/tmp/tree_before --tree this=. --repeats 3   # code trees compared in one run
+        (a tree of a commit: mkdir /tmp/tree_before && git archive COMMIT | tar -x -C /tmp/tree_before)
     python benchmarks/explain_store.py report      # benchmarks/results/explain_store.md from the .json
 
 Each command adds its section to benchmarks/results/explain_store.json (``--results`` elsewhere; ``--label``
