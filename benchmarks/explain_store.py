@@ -12,6 +12,7 @@ session, on reruns, for one split and for every case.
     python benchmarks/explain_store.py cold --data build/cardio_20k --store build/cardio_20k_store \\
         --tree before=/tmp/tree_before --tree this=. --repeats 3   # code trees compared in one run
         (a tree of a commit: mkdir /tmp/tree_before && git archive COMMIT | tar -x -C /tmp/tree_before)
+    python benchmarks/explain_store.py survival --data sample_data/cancer   # a survival model's store
     python benchmarks/explain_store.py report      # benchmarks/results/explain_store.md from the .json
 
 Each command adds its section to benchmarks/results/explain_store.json (``--results`` elsewhere; ``--label``
@@ -47,6 +48,7 @@ from neurofusion.inference import Predictor  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "explain_store.json"
 CHECKPOINT = ROOT / "sample_data" / "checkpoints" / "cardio_demo"
+SURVIVAL_CHECKPOINT = ROOT / "sample_data" / "checkpoints" / "cancer_demo"
 MAIN = str(CODE / "app" / "main.py")
 COHORT_PAGE = "views/cohort_attention.py"
 SHARD_SIZE = 250  # the test split of a 20,000-case cohort (2,000 cases): 8 shards, 4 per process with 2
@@ -253,6 +255,36 @@ def compare_cold(cohort_root: Path, store: Path, trees: dict[str, Path], repeats
             "repeats": repeats, "summary": summary, "runs": runs, "machine": _machine()}
 
 
+def survival_store(cohort_root: Path) -> dict:
+    """The cancer demo's store of every case of ``cohort_root`` (survival at its horizon), one process, one
+    torch thread: cases/s writing it, its largest difference from cohort_importance computed without it, and
+    the seconds to open it and rebuild the cohort result of every case."""
+    from explain.cohort import cohort_importance
+
+    torch.set_num_threads(1)
+    ckpt = load_checkpoint(SURVIVAL_CHECKPOINT, device="cpu")
+    predictor, cohort = Predictor(ckpt.model, ckpt.tokenizer), CohortReader(cohort_root)
+    ids = cohort.case_ids
+    with tempfile.TemporaryDirectory() as name:
+        report = write_store(Path(name) / "store", predictor, cohort, ids,
+                             checkpoint_sha=checkpoint_hash(SURVIVAL_CHECKPOINT), cohort_sha=cohort_hash(cohort),
+                             settings={"split": "all"}, shard_size=64)
+        start = time.perf_counter()
+        store = open_store(Path(name) / "store")
+        stored = store.importance(ids)
+        reading = time.perf_counter() - start
+    start = time.perf_counter()
+    direct = cohort_importance(predictor, [cohort[i] for i in ids])
+    computing = time.perf_counter() - start
+    columns = [c for c in direct.table.columns if c not in ("case_id", "label", "predicted")]
+    difference = float(max((stored.table[columns] - direct.table[columns]).abs().max().max(),
+                           abs(stored.interactions - direct.interactions).max()))
+    return {"data": str(cohort_root), "checkpoint": str(SURVIVAL_CHECKPOINT.relative_to(ROOT)), "cases": len(ids),
+            "explained": store.explained, "write_s": round(report.seconds, 2),
+            "cases_per_s": round(report.cases_per_second, 1), "open_and_importance_s": round(reading, 3),
+            "cohort_importance_s": round(computing, 2), "max_abs_difference": difference, "machine": _machine()}
+
+
 def full_store(cohort_root: Path, store: Path, processes: int) -> dict:
     """``torchrun --nproc_per_node N -m explain cohort ... --out STORE --split all``: the command a user runs,
     each rank's JSON report read from its own log (torchrun --redirects), the wall time with start-up."""
@@ -288,7 +320,7 @@ def _merge(path: Path, section: str, content: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("scaling", "full", "page", "cold", "report", "_once"))
+    parser.add_argument("what", choices=("scaling", "full", "page", "cold", "survival", "report", "_once"))
     parser.add_argument("--data", type=Path, help="a generated cohort")
     parser.add_argument("--split", default="test", help="scaling: the cases written (a split or all)")
     parser.add_argument("--store", type=Path, help="page: the cohort's store (written for --split all)")
@@ -320,6 +352,8 @@ def main(argv: list[str] | None = None) -> None:
         _merge(args.results, args.label or "cold", {**compare_cold(args.data, args.store,
                                                                    {k: Path(v) for k, v in trees.items()},
                                                                    args.repeats), "note": args.note})
+    if args.what == "survival":
+        _merge(args.results, args.label or "survival", {**survival_store(args.data), "note": args.note})
     if args.what == "scaling":
         _merge(args.results, args.label or "scaling", {**write_scaling(args.data, args.split), "note": args.note})
     elif args.what == "full":
@@ -455,6 +489,15 @@ def _markdown(result: dict) -> str:
                          f"{row['warm_s']} | {row['warm_cpu_s']} | {ratio['cold_s']} / {ratio['cold_cpu_s']} | "
                          f"{ratio['warm_s']} / {ratio['warm_cpu_s']} |")
         lines.append("")
+    if "survival" in result:
+        surv = result["survival"]
+        lines += [f"## A survival model's store ({surv['cases']:,} cases of {surv['data']}, {surv['checkpoint']})", "",
+                  f"Machine: {surv['machine']}. {surv.get('note', '')}", "",
+                  f"Explained quantity: {surv['explained']}. Written by one process in {surv['write_s']} s "
+                  f"({surv['cases_per_s']} cases/s); opening it and rebuilding the cohort result of every case: "
+                  f"{surv['open_and_importance_s']} s, against {surv['cohort_importance_s']} s for cohort_importance "
+                  f"without the store. Largest difference between the two (every score column and interaction): "
+                  f"{surv['max_abs_difference']:.1e}.", ""]
     if "notes" in result:
         lines += ["## Notes", ""]
         for note in result["notes"]:
