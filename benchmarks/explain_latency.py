@@ -14,6 +14,12 @@ the engine's faster options, each with its largest map difference from the defau
 errors: bfloat16 encoders, the note at BERT's last layer input (hidden_states[1] of the demo's 2), and
 adaptive steps at a tolerance.
 
+The profile (the .md's "Where the time goes"): the default explanation step by step (first view, then each
+path) beside the baseline's parts, inside each path the encoder's and the fusion's forward alone, the image
+path with and without its lift (its first convolution and batch norm at the path's ends only), the lift's
+map difference from the whole encoder on every step, processor times (what waiting for the shared cores
+does not inflate) and what bounds the ratio at equal steps.
+
     python benchmarks/explain_latency.py [--cases 5] [--n-steps 50] [--before 282be60] [--tolerance 0.05]
 """
 
@@ -38,9 +44,15 @@ from captum.attr import IntegratedGradients, LayerIntegratedGradients
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explain.case import ExplainSettings, explain_case  # noqa: E402
+from explain._forward import ModalityForward  # noqa: E402
+from explain.case import CaseExplainer, ExplainSettings, explain_case  # noqa: E402
 from explain.cohort import clinician_agreement, cohort_importance  # noqa: E402
-from explain.importance import SUBSETS  # noqa: E402
+from explain.image import image_path  # noqa: E402
+from explain.importance import SUBSETS, modality_importance  # noqa: E402
+from explain.integrated import Integration, IntegrationPath, integrate, nodes  # noqa: E402
+from explain.signal import signal_path  # noqa: E402
+from explain.tabular import tabular_path  # noqa: E402
+from explain.text import note_path  # noqa: E402
 from neurofusion.checkpoint import load_checkpoint  # noqa: E402
 from neurofusion.data import CohortReader  # noqa: E402
 from neurofusion.inference import Predictor  # noqa: E402
@@ -124,36 +136,120 @@ def naive_case(model, batch, target: int, n_steps: int, pad_id: int,
         return type(batch)(batch.case_ids * n, batch.present.repeat(n, 1), batch.labels.repeat(n), inputs,
                            {m: t * n for m, t in batch.texts.items()}, batch.modalities, batch.outcomes.repeat(n, 1))
 
-    out = {}
+    out, seconds = {}, {}
+    clock = time.perf_counter()
+
+    def lap(part: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[part], clock = now - clock, now
+
     with torch.no_grad():
         for mask in SUBSETS:  # Shapley: 16 separate forward passes
             model(batch, present=mask[None] & batch.present)
+    lap("shapley")
     ig = lambda name: IntegratedGradients(lambda x: model(with_field(name, x)).logits)  # noqa: E731
     out["image"] = ig("image").attribute(batch.image, baselines=torch.zeros_like(batch.image), target=target,
                                          **steps)[0, 0].detach().numpy()
+    lap("image")
     out["signal"] = ig("signal").attribute(batch.signal, baselines=torch.zeros_like(batch.signal), target=target,
                                            **steps)[0].detach().numpy()
+    lap("signal")
     normaliser = tabular_normaliser(model)
     mean = torch.where(normaliser.log_scale, torch.expm1(normaliser.mean), normaliser.mean)[None]
     out["tabular"] = ig("numeric").attribute(
         batch.numeric, baselines=torch.where(batch.numeric_mask, mean, batch.numeric), target=target,
         **steps)[0].detach().numpy()
+    lap("tabular")
     ids = batch.tokens["input_ids"]
     special = (ids == ids[0, 0]) | (ids == ids[0, -1])
     layer = model.encoders["text"].bert.embeddings.word_embeddings
     out["text"] = LayerIntegratedGradients(lambda x: model(with_field("input_ids", x)).logits, layer).attribute(
         ids, baselines=torch.where(special, ids, torch.full_like(ids, pad_id)), target=target,
         **steps)[0].sum(-1).detach().numpy()
+    lap("text")
+    out["seconds"] = seconds
     return out
 
 
 def _median_time(fn) -> tuple[float, object]:
+    seconds, result = _times(fn)
+    return statistics.median(seconds), result
+
+
+def _times(fn, repeats: int = 3) -> tuple[list[float], object]:
     times, result = [], None
-    for _ in range(3):
+    for _ in range(repeats):
         start = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+    return times, result
+
+
+def stages(predictor, case, settings: ExplainSettings) -> dict[str, float]:
+    """Seconds of each step of the default explanation as the dashboard runs it (CaseExplainer): the first
+    view (prediction, attention, exact Shapley, Grad-CAM), then each modality's Integrated Gradients path in
+    the order it is integrated."""
+    explainer = CaseExplainer(predictor, case, settings)
+    start = time.perf_counter()
+    explainer.first_view()
+    out = {"first view": time.perf_counter() - start}
+    start = time.perf_counter()
+    for name, _ in explainer.panels():
+        out[name], start = time.perf_counter() - start, time.perf_counter()
+    return out
+
+
+def lift_difference(predictor, case, target: int, n_steps: int) -> dict[str, float]:
+    """The image map with the lift (the default) against the same path with the whole encoder on every step:
+    the largest difference relative to the map's largest magnitude, how many pixels differ by more than
+    1e-5 of it, and the two convergence deltas' difference."""
+    forward = ModalityForward(predictor.model.eval(), predictor.batch([case]))
+    lifted = image_path(forward, case.image.shape, target).path
+    encoder = predictor.model.encoders["image"]
+    whole = IntegrationPath("image", "image", lifted.inputs, lifted.baseline, lambda x: encoder(x).embedding)
+    settings = Integration(n_steps=n_steps)
+    ((_, a, ca),) = integrate(forward, [lifted], target, settings)
+    ((_, b, cb),) = integrate(forward, [whole], target, settings)
+    scale = float(b.abs().max())
+    return {"max_relative_difference": float((a - b).abs().max()) / scale,
+            "pixels_over_1e-5": int(((a - b).abs() > 1e-5 * scale).sum()), "pixels": b.numel(),
+            "delta_difference": abs(ca.delta - cb.delta)}
+
+
+def path_parts(predictor, case, n_steps: int) -> dict[str, dict[str, float]]:
+    """Inside each path at n_steps (one case): the whole integration, the encoder's forward on the n_steps
+    points alone (no gradient), the fusion's forward on n_steps rows alone; what is left is the backward
+    pass and the engine's own work. The image path also without its lift (its first convolution and batch
+    norm on every step, as before the lift), same run. Shapley alone: the 16 subsets' fusion pass."""
+    model = predictor.model.eval()
+    batch = predictor.batch([case])
+    forward = ModalityForward(model, batch)
+    target = 0
+    paths = {"image": image_path(forward, case.image.shape, target).path,
+             "signal": signal_path(forward, target, case.signal.duration_s).path,
+             "tabular": tabular_path(forward, case, target).path,
+             "text": note_path(forward, case.note, predictor.tokenizer, target).path}
+    encoder = model.encoders["image"]
+    paths["image, first convolution on every step"] = IntegrationPath(
+        "image", "image", paths["image"].inputs, paths["image"].baseline, lambda x: encoder(x).embedding)
+    settings = Integration(n_steps=n_steps)
+    alphas = torch.tensor(nodes("gausslegendre", n_steps)[0])
+    out = {}
+    for label, path in paths.items():
+        total, _ = _times(lambda: list(integrate(forward, [path], target, settings)), 5)
+        with torch.no_grad():
+            x, base = path.inputs, path.baseline
+            if path.lift is not None:
+                x, base = path.lift(x), path.lift(base)
+            points = base + alphas.view(-1, *([1] * (x.dim() - 1))) * (x - base)  # the steps' points
+            encode, embedding = _times(lambda: path.embed(points), 5)
+            fuse, _ = _times(lambda: forward.with_embeddings([(path.modality, embedding)]), 5)
+        out[label] = {"total_s": min(total), "encoder_forward_s": min(encode), "fusion_forward_s": min(fuse)}
+    with torch.no_grad():
+        shapley, _ = _times(lambda: modality_importance(model, batch, encoded=forward.encoded), 5)
+    out["shapley"] = {"total_s": min(shapley)}
+    return out
 
 
 def main() -> None:
@@ -181,8 +277,16 @@ def main() -> None:
     # the code before is timed at the start and again at the end of the run (the load drifts over a run)
     before_start = before_times(args.before, [c.case_id for c in complete], args.n_steps)
     rows = []
+    parts = path_parts(predictor, complete[0], args.n_steps)  # the profile, one case, at the start of the run
     for case in complete:
-        fast_s, fast = _median_time(lambda: explain_case(predictor, case, settings))
+        fast_times, fast_cpu = [], []
+        for _ in range(3):
+            start, cpu = time.perf_counter(), time.process_time()
+            fast = explain_case(predictor, case, settings)
+            fast_times.append(time.perf_counter() - start)
+            fast_cpu.append(time.process_time() - cpu)
+        fast_s = statistics.median(fast_times)
+        stage_runs = [stages(predictor, case, settings) for _ in range(3)]
         options = {}
         for label, variant in variants.items():
             seconds, explained = _median_time(lambda: explain_case(predictor, case, variant))
@@ -191,7 +295,13 @@ def main() -> None:
         batch = predictor.batch([case])
         pad_id = ckpt.tokenizer.pad_token_id
         # every path timed the same way: median of 3 runs, after the same warm-up
-        naive_s, naive = _median_time(lambda: naive_case(ckpt.model, batch, fast.target, args.n_steps, pad_id))
+        naive_times, naive_cpu, naive_runs = [], [], []
+        for _ in range(3):
+            start, cpu = time.perf_counter(), time.process_time()
+            naive_runs.append(naive_case(ckpt.model, batch, fast.target, args.n_steps, pad_id))
+            naive_times.append(time.perf_counter() - start)
+            naive_cpu.append(time.process_time() - cpu)
+        naive_s, naive = statistics.median(naive_times), naive_runs[-1]
         unbatched_s, _ = _median_time(lambda: naive_case(ckpt.model, batch, fast.target, args.n_steps, pad_id,
                                                          internal_batch_size=1))
         pairs = {"image": (fast.image.model_map, naive["image"]), "signal": (fast.signal.attributions, naive["signal"]),
@@ -200,6 +310,12 @@ def main() -> None:
                              naive["tabular"] * batch.numeric_mask[0].numpy())}
         agreement = {m: float(np.abs(a - b).max() / max(1e-12, np.abs(b).max())) for m, (a, b) in pairs.items()}
         rows.append({"case_id": case.case_id, "fast_s": fast_s, "naive_s": naive_s, "speedup": naive_s / fast_s,
+                     "fast_min_s": min(fast_times), "naive_min_s": min(naive_times),
+                     "fast_cpu_s": statistics.median(fast_cpu), "naive_cpu_s": statistics.median(naive_cpu),
+                     "image_lift": lift_difference(predictor, case, fast.target, args.n_steps),
+                     "stages_s": {k: statistics.median(r[k] for r in stage_runs) for k in stage_runs[0]},
+                     "naive_parts_s": {k: statistics.median(r["seconds"][k] for r in naive_runs)
+                                       for k in naive_runs[0]["seconds"]},
                      "naive_unbatched_s": unbatched_s, "speedup_unbatched": unbatched_s / fast_s,
                      "max_relative_difference": agreement, "completeness": errors(fast), "options": options})
         print(json.dumps(rows[-1]), flush=True)
@@ -240,7 +356,15 @@ def main() -> None:
               "cohort_agreement_100_cases_s": cohort_s,
               "cohort_tau_mean": agreement["summary"].loc["all", "mean"], "torch_threads": torch.get_num_threads(),
               "cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-              "load_average_1min": {"start": load_before[0], "end": load_after[0]}}
+              "load_average_1min": {"start": load_before[0], "end": load_after[0]},
+              "median_stages_s": {k: statistics.median(r["stages_s"][k] for r in rows) for k in rows[0]["stages_s"]},
+              "median_naive_parts_s": {k: statistics.median(r["naive_parts_s"][k] for r in rows)
+                                       for k in rows[0]["naive_parts_s"]},
+              "least_disturbed": {"fast_s": median("fast_min_s"), "naive_s": median("naive_min_s"),
+                                  "speedup": median("naive_min_s") / median("fast_min_s")},
+              "cpu_time": {"fast_s": median("fast_cpu_s"), "naive_s": median("naive_cpu_s"),
+                           "speedup": median("naive_cpu_s") / median("fast_cpu_s")},
+              "path_parts_first_case": parts}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "explain_latency.json").write_text(json.dumps(result, indent=2) + "\n")
     worst = {m: max(r["max_relative_difference"][m] for r in rows) for m in rows[0]["max_relative_difference"]}
@@ -280,9 +404,88 @@ def main() -> None:
                + ", ".join(f"{m} {v}" for m, v in o["most_steps"].items()) + " |"
                for label, o in result["options"].items()], "",
              f"Cohort agreement (Shapley importance of 100 test cases + Kendall tau against 3 raters): "
-             f"{cohort_s:.1f} s."]
+             f"{cohort_s:.1f} s.", "", *profile_lines(result, args.n_steps)]
     (RESULTS / "explain_latency.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+def profile_lines(result: dict, n_steps: int) -> list[str]:
+    """The .md's profile: where the default explanation's time goes, beside the baseline's parts, inside
+    each path, and what bounds the ratio to the baseline at equal steps."""
+    stages_s, naive_parts = result["median_stages_s"], result["median_naive_parts_s"]
+    total = sum(stages_s.values())
+    pairs = {"first view": "shapley", "image": "image", "signal": "signal", "tabular": "tabular", "text": "text"}
+    what = {"first view": ("first view: prediction, attention, exact Shapley (16 subsets, one fusion pass), "
+                           "Grad-CAM", "16 Shapley forward passes"),
+            "image": (f"image Integrated Gradients, {n_steps} steps", "the same through the whole model"),
+            "signal": (f"ECG Integrated Gradients, {n_steps} steps", "the same through the whole model"),
+            "tabular": (f"lab Integrated Gradients, {n_steps} steps", "the same through the whole model"),
+            "text": (f"note Layer Integrated Gradients (word embeddings), {n_steps} steps",
+                     "the same through the whole model")}
+    lines = ["## Where the time goes", "",
+             "The default explanation step by step as the dashboard runs it (CaseExplainer: first view, then each "
+             "panel's path), median over the cases of the median of 3 runs, beside the same part of the baseline "
+             "(median over the cases of the median of 3 runs; the baseline's image, ECG, lab and note parts each run "
+             "every encoder of the model on every step and differentiate one):", "",
+             "| engine step | baseline part | engine seconds | share of the explanation | baseline seconds | "
+             "baseline / engine |", "| --- | --- | --- | --- | --- | --- |"]
+    for stage, part in pairs.items():
+        if stage not in stages_s:
+            continue
+        engine, base = stages_s[stage], naive_parts.get(part, float("nan"))
+        lines.append(f"| {what[stage][0]} | {what[stage][1]} | {engine:.3f} | {100 * engine / total:.0f} % | "
+                     f"{base:.3f} | {base / engine:.1f}x |")
+    parts = result["path_parts_first_case"]
+    lines += ["", f"Inside each path on the first case (fastest of 5 runs each; encoder and fusion forward: the "
+                  f"{n_steps} points through the encoder, the {n_steps} rows through the fusion, without gradients; "
+                  "the rest is the backward pass and the engine's own work: points, weighted sums, the lift's one "
+                  "vector-Jacobian product, Python):", "",
+              "| path | whole integration s | encoder forward s | fusion forward s | rest (backward, overhead) s |",
+              "| --- | --- | --- | --- | --- |"]
+    for label, p in parts.items():
+        if label == "shapley":
+            continue
+        rest = p["total_s"] - p["encoder_forward_s"] - p["fusion_forward_s"]
+        lines.append(f"| {label} | {p['total_s']:.3f} | {p['encoder_forward_s']:.3f} | {p['fusion_forward_s']:.4f} "
+                     f"| {rest:.3f} |")
+    lifted, whole = parts["image"]["total_s"], parts["image, first convolution on every step"]["total_s"]
+    lines += ["", f"The image path with its first convolution and batch norm at the two ends only (the lift) vs on "
+                  f"every step, same run: {whole:.3f} s -> {lifted:.3f} s, {whole / lifted:.2f}x. Exact Shapley "
+                  f"(16 subsets in one fusion pass): {parts['shapley']['total_s'] * 1000:.1f} ms.", ""]
+    lift = [r["image_lift"] for r in result["cases"]]
+    lines += ["The lift's image maps against the whole encoder on every step, same cases: largest difference "
+              f"{max(d['max_relative_difference'] for d in lift):.1e} of the map's largest magnitude (per case "
+              + ", ".join(f"{d['max_relative_difference']:.1e}" for d in lift) + "), pixels differing by more than "
+              "1e-5 of it: " + ", ".join(f"{d['pixels_over_1e-5']}" for d in lift) + f" of {lift[0]['pixels']}; "
+              f"convergence deltas within {max(d['delta_difference'] for d in lift):.1e}. Where a difference exceeds "
+              "float rounding it is a ReLU or max-pool decision at a value within rounding of its threshold, taken "
+              "the other way at one step (the lift rounds the stem's output differently): a few pixels, never the "
+              "map's sum.", ""]
+    idle = result["least_disturbed"]
+    cpu = result["cpu_time"]
+    lines += [f"Processor time (time.process_time of the benchmark's one-thread process, which waiting for the "
+              f"shared cores does not count): default explanation {cpu['fast_s']:.2f} s, baseline "
+              f"{cpu['naive_s']:.2f} s, {cpu['speedup']:.1f}x, median over the cases.", ""]
+    note = stages_s.get("text", float("nan"))
+    bound = result["median_naive_s"] / note
+    lines += [f"**Estimate for an idle machine** (an estimate, not a measurement on an idle machine): the processor "
+              f"times above, {cpu['fast_s']:.2f} s per case for the default explanation and {cpu['naive_s']:.2f} s "
+              "for the baseline, are what one thread would take with the cores to itself, less what sharing the "
+              "caches and memory bandwidth with the other processes still costs; for comparison the fastest of the "
+              f"3 runs of each case (median over the cases): {idle['fast_s']:.2f} s and {idle['naive_s']:.2f} s, "
+              f"{idle['speedup']:.1f}x.", "",
+              f"**What bounds the ratio at equal steps.** The note path is {100 * note / total:.0f} % of the default "
+              f"explanation: {n_steps} steps of BERT forward and backward over every token, the same work the "
+              f"baseline's note part does (there it is {naive_parts.get('text', float('nan')) / note:.1f}x the "
+              "engine's, the difference being the image, ECG and lab encoders the baseline also runs on every note "
+              "step). Its time is matrix products and the attention kernel (PyTorch's CPU flash attention; the "
+              "math kernel measured slower), with no affine part before its first non-linear operation (the "
+              "embedding LayerNorm) to lift. Even with every other part free, the ratio at equal steps would be "
+              f"the baseline's {result['median_naive_s']:.2f} s over the note's {note:.2f} s = {bound:.1f}x"
+              + (f"; 5x at {n_steps} steps is out of reach without changing what is computed (fewer steps from the "
+                 "error, the note at a higher BERT layer, bfloat16: the options above)." if bound < 5 else
+                 f"; 5x at {n_steps} steps would need the other parts to shrink further.")]
+    return lines
+
 
 if __name__ == "__main__":
     main()
