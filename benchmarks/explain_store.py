@@ -414,6 +414,28 @@ def _page_cells(page: dict) -> list[tuple[str, str]]:
     return cells
 
 
+def _cold_lines(cold: dict) -> list[str]:
+    """The markdown of one 'cold' comparison of code trees."""
+    lines: list[str] = []
+    names = list(cold["summary"])
+    lines += [f"## Cold and warm openings of the cohort page, code trees compared in one run ({cold['cases']:,} "
+              "cases)", "", f"Machine: {cold['machine']}. {cold.get('note', '')}", "",
+              f"Each tree in a fresh process per repeat ({cold['repeats']} repeats, the trees in turn within each "
+              "repeat): the case page first, then the cohort page's reruns (warm) and its openings with every "
+              "cache emptied (cold: model, cohort, store and cohort hash loaded by the run; libraries imported). "
+              f"Median seconds over the repeats; ratios to {names[0]} (below 1: faster). Load average during "
+              f"the runs: {', '.join(str(r['load']) for runs in cold['runs'].values() for r in runs)}.", "",
+              "| code | cold wall s | cold CPU s | warm wall s | warm CPU s | cold ratio (wall / CPU) | "
+              "warm ratio (wall / CPU) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name in names:
+        row, ratio = cold["summary"][name], cold["summary"][name][f"ratio_to_{names[0]}"]
+        lines.append(f"| {name} (`{cold['trees'][name]}`) | {row['cold_s']} | {row['cold_cpu_s']} | "
+                     f"{row['warm_s']} | {row['warm_cpu_s']} | {ratio['cold_s']} / {ratio['cold_cpu_s']} | "
+                     f"{ratio['warm_s']} / {ratio['warm_cpu_s']} |")
+    lines.append("")
+    return lines
+
+
 def _markdown(result: dict) -> str:
     lines = ["# Explanation store at cohort scale: writing it across processes, opening the cohort page from it", "",
              "Simulated data (generated cardio cohorts). CPU only, one torch thread per process; the cardio_demo "
@@ -471,24 +493,8 @@ def _markdown(result: dict) -> str:
             lines += [f"| {label} | {cell} |" for label, cell in _page_cells(page)]
         lines += ["", f"Reader alone (open every shard, check it, rebuild the cohort result of all "
                       f"{page['store_rows']:,} rows): {page['reader_all_cases_s']} s.", ""]
-    if "cold" in result:
-        cold = result["cold"]
-        names = list(cold["summary"])
-        lines += [f"## Cold and warm openings of the cohort page, code trees compared in one run ({cold['cases']:,} "
-                  "cases)", "", f"Machine: {cold['machine']}. {cold.get('note', '')}", "",
-                  f"Each tree in a fresh process per repeat ({cold['repeats']} repeats, the trees in turn within each "
-                  "repeat): the case page first, then the cohort page's reruns (warm) and its openings with every "
-                  "cache emptied (cold: model, cohort, store and cohort hash loaded by the run; libraries imported). "
-                  f"Median seconds over the repeats; ratios to {names[0]} (below 1: faster). Load average during "
-                  f"the runs: {', '.join(str(r['load']) for runs in cold['runs'].values() for r in runs)}.", "",
-                  "| code | cold wall s | cold CPU s | warm wall s | warm CPU s | cold ratio (wall / CPU) | "
-                  "warm ratio (wall / CPU) |", "| --- | --- | --- | --- | --- | --- | --- |"]
-        for name in names:
-            row, ratio = cold["summary"][name], cold["summary"][name][f"ratio_to_{names[0]}"]
-            lines.append(f"| {name} (`{cold['trees'][name]}`) | {row['cold_s']} | {row['cold_cpu_s']} | "
-                         f"{row['warm_s']} | {row['warm_cpu_s']} | {ratio['cold_s']} / {ratio['cold_cpu_s']} | "
-                         f"{ratio['warm_s']} / {ratio['warm_cpu_s']} |")
-        lines.append("")
+    for section in [k for k in result if k == "cold" or k.startswith("cold_") and "summary" in result[k]]:
+        lines += _cold_lines(result[section])
     if "survival" in result:
         surv = result["survival"]
         lines += [f"## A survival model's store ({surv['cases']:,} cases of {surv['data']}, {surv['checkpoint']})", "",
