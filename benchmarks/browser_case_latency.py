@@ -50,13 +50,13 @@ TIMEOUT_MS = 900_000
 
 
 def _timeline(case: CaseTiming) -> list[dict]:
-    """The progress element's changes after the case was picked: seconds, state, done/total, its text, bars."""
-    t0 = case.samples[0]["t"] if case.samples else 0.0
+    """The progress element's changes after the case was picked: ms after the mousedown, state, done/total, its
+    text, progress bars."""
     out, last = [], None
     for s in case.samples:
         key = (s["state"], s["done"], s["total"], s["text"], s["bars"])
         if key != last and s["state"] is not None:
-            out.append({"t_ms_after_first_sample": round(s["t"] - t0), "state": s["state"], "done": s["done"],
+            out.append({"ms": round(s["t"] - case.t0_ms), "state": s["state"], "done": s["done"],
                         "total": s["total"], "text": s["text"], "bars": s["bars"]})
             last = key
     return out
@@ -100,11 +100,12 @@ def measure_model(page, cases: list[str], open_first) -> dict:
 
 
 def measure_stop(page, server, left: str, then: str) -> dict:
-    """Pick ``left``, pick ``then`` right after ``left``'s first view; seconds until the server says it stopped
-    explaining ``left``, and ``then``'s timing."""
+    """Pick ``left``, pick ``then`` right after ``left``'s first view and its progress line (its panels being
+    computed); seconds until the server says it stopped explaining ``left``, and ``then``'s timing."""
     start_sampling(page)
     pick_case(page, left)
     wait_first_view(page, left, TIMEOUT_MS)
+    wait_state(page, left, ("computing", "complete", "cached"), TIMEOUT_MS)
     seen = timing(page, left)
     start_sampling(page)
     pick_case(page, then)
@@ -208,17 +209,19 @@ def report(r: dict) -> str:
         lines.append("")
         timeline = m["cases"][0]["timeline"] if m["cases"] else []
         if timeline:
-            lines += [f"Progress of {m['cases'][0]['case_id']} as the page showed it (ms after the first sample "
-                      "of the case):", "", "| ms | state | done / total | text | progress bars |",
+            lines += [f"Progress of {m['cases'][0]['case_id']} as the page showed it (ms after the mousedown on "
+                      "the case):", "", "| ms | state | done / total | text | progress bars |",
                       "| --- | --- | --- | --- | --- |"]
-            lines += [f"| {t['t_ms_after_first_sample']} | {t['state']} | {t['done']} / {t['total']} | "
+            lines += [f"| {t['ms']} | {t['state']} | {t['done']} / {t['total']} | "
                       f"{(t['text'] or '').replace('|', '/')} | {t['bars']} |" for t in timeline]
             lines.append("")
     if "paper" in r:
         stop = r["paper"]["stop"]
         lines += ["## Leaving a paper-size case", "",
-                  f"Case {stop['left']['case_id']} was picked and, at its first view "
-                  f"({_s(stop['left']['first_view_s'])} s), case {stop['then']['case_id']} was picked. "
+                  f"Case {stop['left']['case_id']} was picked and, once its first view "
+                  f"({_s(stop['left']['first_view_s'])} s) and its progress line "
+                  f"({', '.join(stop['left']['states_seen']) or 'none'}) showed, case {stop['then']['case_id']} "
+                  "was picked. "
                   + (f"The server printed \"stopped explaining case {stop['left']['case_id']}\" "
                      f"{stop['stopped_after_s']:.2f} s after that (checked every 0.1 s)."
                      if stop["stopped_line_printed"] else

@@ -190,6 +190,7 @@ class CaseTiming:
     to the final progress state (None where not reached), and what was seen on the way."""
 
     case_id: str
+    t0_ms: float  # the mousedown on the case, on the page's clock
     first_view_s: float | None
     final_s: float | None
     final_state: str | None
@@ -213,7 +214,7 @@ def timing(page, case_id: str) -> CaseTiming:
     first = next((s for s in mine if s["explained"] is not None and s["card"] is not None), None)
     final = next((s for s in mine if s["state"] in ("complete", "cached")), None)
     return CaseTiming(
-        case_id=case_id,
+        case_id=case_id, t0_ms=t0,
         first_view_s=None if first is None else (first["t"] - t0) / 1000,
         final_s=None if final is None else (final["t"] - t0) / 1000,
         final_state=None if final is None else final["state"],
@@ -307,10 +308,8 @@ def test_demo_case_appears_first_then_completes_and_comes_back_cached(server, br
     open_app(page, server.url, first)
     fresh = explain_case_in_page(page, second, 180_000)
     assert fresh.first_view_s is not None and fresh.first_view_before_final, fresh.brief()
-    assert fresh.final_state in ("complete", "cached"), fresh.brief()
-    assert fresh.total is not None and fresh.total >= 1 and fresh.done == fresh.total, fresh.brief()
-    if fresh.final_state == "complete":
-        assert "computing" in fresh.states_seen or fresh.done == fresh.total, fresh.brief()
+    assert fresh.final_state == "complete", fresh.brief()  # explained here for the first time: not from the cache
+    assert fresh.total == 4 and fresh.done == fresh.total, fresh.brief()  # a complete case: its four panels
     again = explain_case_in_page(page, first, 180_000)  # explained above: from the cache
     assert again.final_state == "cached" and again.done == again.total, again.brief()
     assert "computing" not in again.states_seen, again.brief()
@@ -336,16 +335,18 @@ def test_paper_size_case_progresses_and_stops_when_left(server, browser, tmp_pat
     start_sampling(page)
     pick_case(page, left)
     wait_first_view(page, left, 600_000)
+    wait_state(page, left, ("computing", "complete", "cached"), 600_000)
     seen = timing(page, left)
-    assert seen.final_state is None, "the whole paper-size explanation was there with its first view"  # not cached
+    assert seen.final_state is None, seen.brief()  # its panels are being computed (it was never explained)
     pick_case(page, finished)  # leave the case while its panels are computed
     stopped_after = server.wait_printed(STOPPED.format(left), timeout=120)
     assert stopped_after is not None, server.lines[-20:]
     wait_first_view(page, finished, 600_000)
-    wait_state(page, finished, ("complete",), 900_000)
+    # "complete", or "cached" when the page was redrawn from the cache at once after completing
+    wait_state(page, finished, ("complete", "cached"), 900_000)
     done = timing(page, finished)
-    assert done.first_view_before_final and done.done == done.total, done.brief()
-    assert "computing" in done.states_seen or done.max_bars > 0, done.brief()
+    assert done.first_view_before_final and done.total == 4 and done.done == done.total, done.brief()
+    assert "computing" in done.states_seen, done.brief()  # computed here, panel by panel
     assert not server.printed(STOPPED.format(finished)), server.lines[-20:]
     _record(tmp_path, "paper", {"left": seen.brief(), "stopped_after_s": stopped_after, "finished": done.brief()})
     context.close()
