@@ -23,9 +23,10 @@ from app.case_progress import CaseJob, cached_or_computed, case_job
 from explain.case import CaseExplainer, CaseExplanation, ExplainSettings, explain_case
 from explain.cohort import CohortImportance, cohort_importance
 from app.store_state import STORE_SETTING, StoreLookup, find_store  # noqa: F401  (pages import them from here)
-from explain.store import signal_data_files
+from explain.store import case_file_stats, signal_data_files
 from explain.targets import SurvivalTarget
 from neurofusion.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_checkpoint
+from neurofusion.config import ModelConfig
 from neurofusion.data.cohort import COHORT_CSV, CohortReader
 from neurofusion.data.errors import CohortError
 from neurofusion.data.modalities import ModalitySpec
@@ -33,7 +34,7 @@ from neurofusion.data.schema import SPLITS, Case
 from neurofusion.data.timed import TimedCohortReader, open_cohort
 from neurofusion.inference import Predictor
 from neurofusion.ood import OOD_FILE, OODReference
-from neurofusion.survival import risk_groups
+from neurofusion.survival import SurvivalBins, risk_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = ROOT / "sample_data" / "checkpoints" / "cardio_demo"
@@ -222,10 +223,16 @@ def survival_table(predictor: Predictor, cohort: CohortReader, ids: Sequence[str
     risk_group "" for a case that failed)."""
     bins = predictor.model.config.survival_bins
     curves, errors = predict_readable(predictor, cohort, ids, bins.num_bins, read=_survival_curves)
+    return _survival_frame(cohort, ids, bins, predictor.model.config.horizon, curves, errors)
+
+
+def _survival_frame(cohort: CohortReader, ids: Sequence[str], bins: SurvivalBins, horizon: float, curves: np.ndarray,
+                    errors: dict[str, str]) -> pd.DataFrame:
+    """survival_table's frame from (N, K) predicted curves (NaN rows for the cases in ``errors``)."""
     table = cohort.table.set_index("case_id").loc[ids]
     failed = np.isnan(curves).any(axis=1)
     survival = np.full(len(ids), np.nan)
-    survival[~failed] = bins.survival_at(curves[~failed], predictor.model.config.horizon)
+    survival[~failed] = bins.survival_at(curves[~failed], horizon)
     groups = np.full(len(ids), "", dtype=object)
     if (~failed).any():
         groups[~failed] = risk_groups(1.0 - survival[~failed])
@@ -314,9 +321,12 @@ def cohort_explanation(_predictor: Predictor, _cohort: CohortReader, model_key: 
     return cohort_importance(_predictor, [_cohort[i] for i in case_ids], survival=survival)
 
 
-def stored_predictions(lookup: StoreLookup, cohort: CohortReader) -> pd.DataFrame | None:
+def stored_predictions(lookup: StoreLookup, cohort: CohortReader,
+                       config: ModelConfig | None = None) -> pd.DataFrame | None:
     """:func:`cohort_predictions`' table read from the store (no model) when it holds every case of the
-    cohort (a case it names as unreadable counts as held, with its reason); None otherwise."""
+    cohort (a case it names as unreadable counts as held, with its reason); None otherwise. A survival store's
+    table is :func:`survival_table`'s, from its stored curves and ``config`` (the checkpoint's: time grid and
+    horizon)."""
     store = lookup.store
     if store is None:
         return None
@@ -324,9 +334,16 @@ def stored_predictions(lookup: StoreLookup, cohort: CohortReader) -> pd.DataFram
     ids = cohort.case_ids
     if store.missing([i for i in ids if i not in errors]):
         return None
+    failed = {i: errors[i] for i in ids if i in errors}
+    if store.survival:
+        if config is None:
+            raise ValueError("a survival store's predictions need the checkpoint's config (time grid and horizon)")
+        curves = store.predictions().set_index("case_id").reindex(ids)
+        curves = curves[[f"curve_{k + 1}" for k in range(config.survival_bins.num_bins)]].to_numpy(float)
+        return _survival_frame(cohort, ids, config.survival_bins, config.horizon, curves, failed)
     classes = store.manifest["classes"]
     probabilities = store.table.set_index("case_id").reindex(ids)[[f"p_{c}" for c in classes]].to_numpy(float)
-    return _prediction_table(cohort, ids, classes, probabilities, {i: errors[i] for i in ids if i in errors})
+    return _prediction_table(cohort, ids, classes, probabilities, failed)
 
 
 
@@ -383,9 +400,18 @@ class Context:
         return {s.name: s.kind for s in self.checkpoint.config.modality_specs}
 
     @functools.cached_property
+    def case_file_stats(self) -> str | None:
+        """Size and modification time of every case file (:func:`explain.store.case_file_stats`, one stat each,
+        once per rerun), shared by :attr:`cases_key` and the explanation store's cohort hash; None for a
+        time-stamped cohort (its long tables are keyed by :func:`cases_key`)."""
+        return None if self.timed else case_file_stats(self.cohort)
+
+    @functools.cached_property
     def cases_key(self) -> str:
         """Key for results over many cases: the cohort table and every case's files (once per rerun)."""
-        return cases_key(self.cohort, self.data_key)
+        if self.case_file_stats is None:
+            return cases_key(self.cohort, self.data_key)
+        return hashlib.sha256(f"{self.data_key}:{self.case_file_stats}".encode()).hexdigest()[:16]
 
     def predictions(self) -> pd.DataFrame:
         """Every case's prediction (or why it has none): read from the precomputed explanation store when it
@@ -405,7 +431,7 @@ class Context:
 
     @functools.cached_property
     def _stored_predictions(self) -> pd.DataFrame | None:
-        return stored_predictions(self.explanation_store(), self.cohort)
+        return stored_predictions(self.explanation_store(), self.cohort, self.checkpoint.config)
 
     def unreadable(self) -> dict[str, str]:
         """{case_id: reason} for the cases that cannot be read or predicted."""
@@ -429,6 +455,12 @@ class Context:
         return [i for i in ids if i not in bad]
 
     def cohort_explanation(self, case_ids: Sequence[str], survival: SurvivalTarget | None = None) -> CohortImportance:
+        """A survival model's cohort result is read from the explanation store when it holds these cases and
+        this quantity (no model pass); otherwise (and for a classifier, whose page reads the store itself)
+        computed and cached."""
+        lookup = self.explanation_store() if self.survival else None
+        if lookup is not None and lookup.holds(case_ids, self.checkpoint.model, survival):
+            return lookup.importance(case_ids)
         return cohort_explanation(self.predictor, self.cohort, self.model_key, self.cases_key, tuple(case_ids),
                                   survival)
 
@@ -438,7 +470,8 @@ class Context:
         rerun (a Context lives for one run): the predictions and the page share the lookup."""
         path = st.session_state.get(STORE_SETTING) or None
         if path not in self._store_lookups:
-            self._store_lookups[path] = find_store(self.checkpoint, self.cohort, self.model_key, self.cases_key, path)
+            self._store_lookups[path] = find_store(self.checkpoint, self.cohort, self.model_key, self.cases_key, path,
+                                                   self.case_file_stats)
         return self._store_lookups[path]
 
     def explain(self, case_id: str, settings: ExplainSettings | None = None,

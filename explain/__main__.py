@@ -13,6 +13,8 @@
 `cohort --out` precomputes every case's prediction, attention, exact Shapley values, leave-one-out and
 pairwise interactions into a Parquet store (explain/store.py) that the dashboard's cohort pages read; STORE
 defaults to <cohort>/explanations/<checkpoint hash prefix>/. A re-run resumes: complete shards are skipped.
+A survival model's store holds one quantity (--quantity, --horizon; the dashboard reads the default one,
+survival at the model's horizon) and each case's predicted curve.
 
 A time-stamped (ICU) cohort is explained as of hours of a stay: --case-id is a stay with --hours, or one
 sample id ("ICU-00012@24h") without. Each hour gives the risk of death within 48 h, the cross-modal
@@ -56,7 +58,7 @@ from explain.importance import METHODS  # noqa: E402
 from explain.integrated import METHODS as STEPS_METHODS  # noqa: E402
 from explain.store import (check_supported, checkpoint_hash, cohort_hash, default_location,  # noqa: E402
                            write_store)
-from explain.targets import SURVIVAL_QUANTITIES, SurvivalTarget, is_survival  # noqa: E402
+from explain.targets import SURVIVAL_QUANTITIES, SurvivalTarget, explained_label, is_survival  # noqa: E402
 from explain.timeline import (OUTCOME_GROUPS, PAPER_FIGURE_2C, cohort_over_time, explain_hours,  # noqa: E402
                               hour_summary, split_hours)
 from neurofusion.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
@@ -276,10 +278,8 @@ def _store(args, cohort: CohortReader, predictor: Predictor) -> dict:
     """Write (or resume) the explanation store of --split; under torchrun (RANK / WORLD_SIZE set) this
     process writes the shards i % world_size == rank, with gloo barriers around rank 0's manifest."""
     split = args.split or "test"
-    if args.quantity != "survival" or args.horizon is not None:
-        raise ValueError("--quantity and --horizon apply to survival models; the explanation store holds "
-                         "classifier cohorts")
-    check_supported(predictor, cohort)
+    survival = _survival(args, predictor)  # a classifier given --quantity / --horizon: ValueError naming them
+    check_supported(predictor, cohort, survival)
     ids = cohort.case_ids if split == "all" else cohort.ids(split)
     if not ids:
         raise CohortError(f"no cases in split '{split}'", path=cohort.root)
@@ -296,11 +296,12 @@ def _store(args, cohort: CohortReader, predictor: Predictor) -> dict:
         report = write_store(out, predictor, cohort, ids, checkpoint_sha=checkpoint_sha,
                              cohort_sha=cohort_hash(cohort), settings={"split": split}, shard_size=args.shard_size,
                              rank=rank, world_size=world_size, overwrite=args.overwrite, barrier=barrier,
-                             progress=True, num_workers=args.num_workers)
+                             progress=True, num_workers=args.num_workers, survival=survival)
     finally:
         if barrier is not None:
             dist.destroy_process_group()
-    return {"store": str(out), "cases": len(ids), "split": split, "rank": rank, "world_size": world_size,
+    return {"store": str(out), "cases": len(ids), "split": split,
+            "explained": explained_label(predictor.model, survival), "rank": rank, "world_size": world_size,
             "shards": report.shards, "written": report.written, "skipped": report.skipped,
             "cases_explained": report.cases, "seconds": round(report.seconds, 3),
             "cases_per_second": None if math.isnan(report.cases_per_second) else round(report.cases_per_second, 2)}
@@ -421,7 +422,7 @@ def _text(result: dict) -> str:
         return (f"explanation store {result['store']}: {result['cases']} {result['split']} cases in "
                 f"{result['shards']} shards; rank {result['rank']} of {result['world_size']} wrote "
                 f"{len(result['written'])} ({result['cases_explained']} cases in {result['seconds']:.1f} s{speed}), "
-                f"skipped {len(result['skipped'])} already complete")
+                f"skipped {len(result['skipped'])} already complete; explains {result['explained']}")
     if "stay_id" in result:
         return _stay_text(result)
     if "case_id" in result:

@@ -77,7 +77,12 @@ def _survival_page(ctx: Context, ids: tuple[str, ...], split: str) -> None:
     st.subheader("Attention and importance by predicted risk group")
     present = [g for g in RISK_GROUPS if (groups == g).any()]
     ids_known = known.index.to_numpy()
+    stored = ctx.explanation_store()
+    if stored.problem:
+        st.warning(stored.problem)
     parts = {f"{g} risk": ctx.cohort_explanation(tuple(sorted(ids_known[groups == g]))) for g in present}
+    if stored.holds(ids_known, ctx.checkpoint.model):
+        st.caption(stored.caption)
     importance = by_risk_group(parts)
     order = list(parts)
     if importance.attention is None:

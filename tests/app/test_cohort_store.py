@@ -215,3 +215,46 @@ def test_a_survival_store_is_found_for_the_quantity_the_pages_explain(tmp_path):
     assert other.store is None
     assert "it holds survival at 60 months, the page explains risk (1 - survival) at 60 months" in other.problem
     assert other.missing(group) == list(group) and not other.holds(group, checkpoint.model, SurvivalTarget("risk"))
+
+
+def test_the_survival_cohort_page_reads_the_store_and_shows_what_it_computes(tmp_path, monkeypatch):
+    """The cancer demo's store of every case (survival at 60 months): the survival cohort page says it reads it,
+    predicts nothing (the survival table comes from the stored curves) and draws the numbers it computes
+    without the store (within 1e-6)."""
+    checkpoint = load_checkpoint(CANCER_DEMO, device="cpu")
+    predictor, cohort = Predictor(checkpoint.model, checkpoint.tokenizer), CohortReader(CANCER)
+    store = tmp_path / "store"
+    write_store(store, predictor, cohort, cohort.case_ids, checkpoint_sha=checkpoint_hash(CANCER_DEMO),
+                cohort_sha=cohort_hash(cohort), settings={"split": "all"}, shard_size=64)
+    stored_table = state.stored_predictions(StoreLookup(store, open_store(store)), cohort, checkpoint.config)
+    computed_table = state.survival_table(predictor, cohort, cohort.case_ids)
+    pd.testing.assert_frame_equal(stored_table, computed_table, check_exact=False, atol=1e-6, rtol=0)
+
+    def page(path: str | None):
+        settings = {"settings.checkpoint": str(CANCER_DEMO), "settings.cohort": str(CANCER)}
+        at = _app(**settings, **({"settings.explanation_store": path} if path else {}))
+        at.run()
+        at.switch_page("views/cohort_attention.py").run()
+        _no_errors(at)
+        return at
+
+    real, calls = state.cohort_predictions, []
+    monkeypatch.setattr(state, "cohort_predictions", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real_explanation, explained = state.cohort_explanation, []
+    monkeypatch.setattr(state, "cohort_explanation", lambda *a, **k: explained.append(1) or real_explanation(*a, **k))
+    stored = page(str(store))
+    assert any(c.value.startswith(f"Read from the precomputed store {store}") for c in stored.caption)
+    assert not calls and not explained and not stored.warning  # no model pass: predictions and groups from the store
+    computed = page(None)
+    assert calls and explained and not any("precomputed store" in c.value for c in computed.caption)
+    for key in ("cohort.km", "cohort.attention", "cohort.importance_true"):
+        ours, theirs = _figure(stored, key)["data"], _figure(computed, key)["data"]
+        assert len(ours) == len(theirs) > 0, key
+        for x, y in zip(ours, theirs):
+            for axis in ("x", "y", "z"):
+                if y.get(axis) is None:
+                    continue
+                if isinstance(y[axis], list) and any(isinstance(v, str) for v in y[axis]):  # category names
+                    assert x[axis] == y[axis], key
+                else:
+                    np.testing.assert_allclose(_values(x[axis]), _values(y[axis]), atol=1e-6, err_msg=key)

@@ -333,7 +333,7 @@ def test_cli_writes_the_default_store_resumes_and_refuses_survival_flags(tiny_ba
     assert main([*args, "--split", "all"]) == 2
     assert "--split all applies to --out" in capsys.readouterr().err
     assert main([*args, "--out", str(out), "--quantity", "risk"]) == 2
-    assert "classifier cohorts" in capsys.readouterr().err
+    assert "--quantity and --horizon apply to survival models; this model is a classifier" in capsys.readouterr().err
 
     copy = Path(shutil.copytree(tiny_cohort.root, tmp_path / "cohort"))  # --out alone: inside the cohort folder
     assert main(["cohort", "--checkpoint", str(checkpoint), "--data", str(copy), "--device", "cpu", "--out"]) == 0
@@ -398,3 +398,28 @@ def test_a_classifier_store_and_a_survival_store_are_not_each_others(predictor, 
     (tmp_path / "store" / MANIFEST).write_text(json.dumps({**manifest, "explained": {"quantity": "odds"}}))
     with pytest.raises(StoreError, match="unreadable 'explained' field"):
         open_store(tmp_path / "store")
+
+
+def test_cli_writes_a_survival_store_of_the_asked_quantity(tmp_path, capsys):
+    """python -m explain cohort --out on the cancer demo with --quantity risk --horizon 24: the store holds that
+    quantity (the report says so) and equals cohort_importance with it (within 1e-6); the same --out with the
+    default quantity is refused as another explained quantity."""
+    from tests.test_sample_data import CANCER, CANCER_DEMO
+
+    out = tmp_path / "store"
+    args = ["cohort", "--checkpoint", str(CANCER_DEMO), "--data", str(CANCER), "--device", "cpu", "--out", str(out),
+            "--shard-size", "64"]
+    assert main([*args, "--quantity", "risk", "--horizon", "24", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["explained"] == "risk (1 - survival) at 24 months"
+    store = open_store(out)
+    assert store.explained == "risk (1 - survival) at 24 months"
+    from neurofusion.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(CANCER_DEMO, device="cpu")
+    cohort = CohortReader(CANCER)
+    ids = cohort.ids("test")[:10]
+    direct = cohort_importance(Predictor(checkpoint.model, checkpoint.tokenizer), [cohort[i] for i in ids],
+                               survival=SurvivalTarget("risk", 24.0))
+    _assert_same(store.importance(ids), direct)
+    assert main(args) == 2
+    assert "another explained quantity" in capsys.readouterr().err
