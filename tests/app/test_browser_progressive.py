@@ -347,6 +347,11 @@ def test_paper_size_case_progresses_and_stops_when_left(server, browser, tmp_pat
     done = timing(page, finished)
     assert done.first_view_before_final and done.total == 4 and done.done == done.total, done.brief()
     assert "computing" in done.states_seen, done.brief()  # computed here, panel by panel
+    assert done.first_view_s < done.final_s, done.brief()
     assert not server.printed(STOPPED.format(finished)), server.lines[-20:]
+    page.get_by_role("tab", name=re.compile("^Clinical note")).click()  # the last panel computed is drawn
+    highlighted = page.locator("span.attr")
+    highlighted.first.wait_for(state="visible", timeout=60_000)
+    assert highlighted.count() > 20
     _record(tmp_path, "paper", {"left": seen.brief(), "stopped_after_s": stopped_after, "finished": done.brief()})
     context.close()
