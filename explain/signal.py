@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from explain._forward import ModalityForward, model_lock
 from explain.integrated import Cancel, Completeness, Integration, IntegrationPath, Prepared, integrate
@@ -64,7 +65,12 @@ def signal_path(forward: ModalityForward, target: int, recorded_seconds: float, 
     tensors = forward.inputs(name)
     signal = tensors["signal"]  # (1, L, T)
     encoder = model.encoders[name]
-    path = IntegrationPath(name, "signal", signal, torch.zeros_like(signal), lambda x: encoder(x).embedding)
+    blocks = _path_blocks(encoder)
+    if blocks is None:  # another architecture: the encoder as it is
+        path = IntegrationPath(name, "signal", signal, torch.zeros_like(signal), lambda x: encoder(x).embedding)
+    else:
+        path = IntegrationPath(name, "signal", signal, torch.zeros_like(signal),
+                               lambda x: encoder.head(blocks(x)).embedding)
 
     def finish(attributions: torch.Tensor, completeness: Completeness) -> SignalExplanation:
         with model_lock(model), torch.no_grad():
@@ -91,6 +97,41 @@ def signal_path(forward: ModalityForward, target: int, recorded_seconds: float, 
         )
 
     return Prepared(path, finish)
+
+
+class _PairMax(nn.Module):
+    """``MaxPool1d(2)`` as the larger of each pair of samples: (B, C, T) -> (B, C, T // 2), the same values and
+    the same gradient (to the first of two equal values, as the pool), measured faster on the CPU."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., : x.shape[-1] // 2 * 2].unflatten(-1, (-1, 2)).max(-1).values
+
+
+def _pair_pool(module) -> bool:
+    return (isinstance(module, nn.MaxPool1d) and module.kernel_size in (2, (2,)) and module.stride in (2, (2,))
+            and module.padding in (0, (0,)) and module.dilation in (1, (1,)) and not module.ceil_mode
+            and not module.return_indices)
+
+
+def _path_blocks(encoder) -> nn.Sequential | None:
+    """A convolutional ECG encoder's blocks as its path runs them: each ReLU + MaxPool1d(2) as the pair max
+    first and the ReLU on half the samples (relu(max(a, b)) = max(relu(a), relu(b)), and the gradient takes
+    the same sample), sharing the encoder's modules. The same function and gradients; None when the encoder
+    has no such blocks (another architecture), which then runs as it is."""
+    blocks = getattr(encoder, "conv", None)
+    if not isinstance(blocks, nn.Sequential) or not callable(getattr(encoder, "head", None)):
+        return None
+    layers, out, k = list(blocks), [], 0
+    while k < len(layers):
+        if isinstance(layers[k], nn.ReLU) and k + 1 < len(layers) and _pair_pool(layers[k + 1]):
+            out += [_PairMax(), layers[k]]
+            k += 2
+        else:
+            out.append(_PairMax() if _pair_pool(layers[k]) else layers[k])
+            k += 1
+    if not any(isinstance(m, _PairMax) for m in out):
+        return None
+    return nn.Sequential(*out)
 
 
 def top_segments(magnitude: np.ndarray, fs: float, k: int, window_s: float) -> list[Segment]:

@@ -149,7 +149,11 @@ class SignalEncoder(nn.Module):
         self.downsample = 2 ** len(config.conv_channels)  # input samples per attention step
 
     def forward(self, signal: torch.Tensor) -> EncoderOutput:
-        x = self.conv(signal)  # (B, L, T) -> (B, C, T')
+        return self.head(self.conv(signal))  # (B, L, T) -> (B, C, T') -> (B, out_dim)
+
+    def head(self, x: torch.Tensor) -> EncoderOutput:
+        """Everything after the convolution blocks: (B, C, T') -> the embedding and the temporal attention
+        (a method of its own so an attribution path can run the blocks its own way, explain.signal)."""
         with _rnn_differentiable_in_eval(self.lstm):
             states, _ = self.lstm(x.transpose(1, 2))  # (B, T', 2H)
         pooled, weights = self.pool(states)  # (B, 2H), (B, T')

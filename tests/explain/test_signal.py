@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from explain._forward import ModalityForward
-from explain.signal import explain_signal, top_segments
+from explain.integrated import Integration, IntegrationPath, integrate
+from explain.signal import _PairMax, _path_blocks, explain_signal, signal_path, top_segments
 from neurofusion.config import HeadConfig, ModelConfig, SignalEncoderConfig
 from neurofusion.inference import Predictor
 from tests.explain.planted import WindowECGModel, presence_batch
@@ -53,3 +54,82 @@ def test_tiny_neurofusion_signal_explanation(tiny_batch, tiny_tokenizer, tiny_co
     assert result.attention.sum() == pytest.approx(1.0, abs=1e-5)
     assert result.recorded_seconds == 4.0  # the tiny model reads 4 s of the 10 s recording
     assert result.lead_importance.sum() == pytest.approx(1.0)
+
+
+def test_the_pair_max_is_the_max_pool_in_values_and_gradients():
+    torch.manual_seed(0)
+    x = torch.relu(torch.randn(3, 4, 11))  # odd length (the last sample is dropped, as by the pool), ties at 0
+    x[0, 0, 2:4] = 0.5  # a tie of positive values: the gradient goes to the first, as the pool's
+    pooled, paired = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    expected, found = torch.nn.MaxPool1d(2)(pooled), _PairMax()(paired)
+    assert torch.equal(found, expected)
+    weights = torch.randn(expected.shape)
+    (expected * weights).sum().backward()
+    (found * weights).sum().backward()
+    assert torch.equal(paired.grad, pooled.grad)
+
+
+def _whole_encoder_path(path, encoder) -> IntegrationPath:
+    return IntegrationPath(path.modality, path.kind, path.inputs, path.baseline, lambda x: encoder(x).embedding)
+
+
+def test_the_signal_path_runs_the_encoder_blocks_with_the_same_map(tiny_batch, tiny_tokenizer, tiny_cohort):
+    model, _ = tiny_batch
+    case = next(c for c in tiny_cohort if c.signal is not None)
+    forward = ModalityForward(model, Predictor(model, tiny_tokenizer).batch([case]))
+    encoder = model.encoders["signal"]
+    blocks = _path_blocks(encoder)
+    assert blocks is not None and any(isinstance(m, _PairMax) for m in blocks)
+    signal = forward.inputs("signal")["signal"]
+    with torch.no_grad():
+        assert torch.allclose(encoder.head(blocks(signal)).embedding, encoder(signal).embedding, rtol=0, atol=1e-7)
+    path = signal_path(forward, 0, case.signal.duration_s).path
+    ((_, found, found_c),) = integrate(forward, [path], 0, Integration(n_steps=12))
+    ((_, expected, expected_c),) = integrate(forward, [_whole_encoder_path(path, encoder)], 0, Integration(n_steps=12))
+    assert float((found - expected).abs().max()) <= 1e-6 * float(expected.abs().max())
+    assert found_c.delta == pytest.approx(expected_c.delta, abs=1e-7)
+
+
+def test_an_encoder_without_pooled_blocks_runs_as_it_is():
+    model = WindowECGModel(CONFIG, 1, slice(300, 400))
+    assert _path_blocks(model.encoders["signal"]) is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_signal_path_on_cuda_equals_the_cpu_map(tiny_batch, tiny_tokenizer, tiny_cohort):
+    model, _ = tiny_batch
+    case = next(c for c in tiny_cohort if c.signal is not None)
+    cpu = explain_signal(ModalityForward(model, Predictor(model, tiny_tokenizer).batch([case])), 0,
+                         case.signal.duration_s, n_steps=8)
+    model = model.to("cuda")
+    try:
+        forward = ModalityForward(model, Predictor(model, tiny_tokenizer, "cuda").batch([case]))
+        ((_, attributions, _),) = integrate(forward, [signal_path(forward, 0, case.signal.duration_s).path], 0,
+                                            Integration(n_steps=8))
+        assert attributions.device.type == "cuda"
+        gpu = attributions[0].cpu().numpy()
+    finally:
+        model.to("cpu")
+    np.testing.assert_allclose(gpu, cpu.attributions, rtol=1e-3, atol=1e-4 * float(np.abs(cpu.attributions).max()))
+
+
+def test_the_demo_ecg_map_at_50_steps_is_the_whole_encoder_map():
+    """Today's default on the bundled demo: the same map as the encoder run as it is (measured identical)."""
+    from pathlib import Path
+
+    from neurofusion.checkpoint import load_checkpoint
+    from neurofusion.data import CohortReader
+
+    root = Path(__file__).resolve().parents[2] / "sample_data"
+    ckpt = load_checkpoint(root / "checkpoints" / "cardio_demo", device="cpu")
+    cohort = CohortReader(root / "cardio")
+    case = next(c for c in (cohort[i] for i in cohort.ids("test")) if all(c.available.values()))
+    model = ckpt.model.eval()
+    forward = ModalityForward(model, Predictor(model, ckpt.tokenizer, ckpt.device).batch([case]))
+    path = signal_path(forward, 0, case.signal.duration_s).path
+    ((_, found, found_c),) = integrate(forward, [path], 0, Integration(n_steps=50))
+    ((_, expected, expected_c),) = integrate(forward, [_whole_encoder_path(path, model.encoders["signal"])], 0,
+                                             Integration(n_steps=50))
+    assert float((found - expected).abs().max()) <= 1e-6 * float(expected.abs().max())
+    assert found_c.delta == pytest.approx(expected_c.delta, abs=1e-7)
