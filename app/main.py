@@ -41,6 +41,7 @@ if "torch" not in sys.modules:
 from app.figures import saliency_method_label  # noqa: E402  (after the first st.* calls, on purpose)
 from app.state import (  # noqa: E402
     AUTO_NOTE_LAYERS,
+    DASHBOARD_SETTINGS,
     DEFAULT_CHECKPOINT,
     DEFAULT_COHORT,
     DEMOS,
@@ -71,8 +72,10 @@ def _sidebar() -> tuple[str, str, str, ExplainSettings, object]:
     """The sidebar's settings; the last item is where the note-layer choice goes once the model is loaded."""
     defaults = {"settings.checkpoint": str(DEFAULT_CHECKPOINT), "settings.cohort": str(DEFAULT_COHORT),
                 "settings.device": "auto", "settings.image_method": "integrated_gradients",
-                "settings.steps_mode": "adaptive", "settings.tolerance": 0.05, "settings.max_steps": 128,
-                "settings.steps_method": "gausslegendre", "settings.n_steps": 32, "settings.note_layer": "auto",
+                "settings.steps_mode": "adaptive", "settings.tolerance": DASHBOARD_SETTINGS.tolerance,
+                "settings.max_steps": DASHBOARD_SETTINGS.max_steps,
+                "settings.steps_method": DASHBOARD_SETTINGS.steps_method,
+                "settings.n_steps": 32, "settings.note_layer": "auto",
                 "settings.bfloat16": [], "settings.context": "case", "settings.study_db": default_url()}
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
@@ -116,8 +119,10 @@ def _integration_settings() -> dict:
                          "did). A fixed number: the same steps for every map, however far from adding up.")
     chosen = {"steps_method": st.selectbox("Integration rule", STEPS_METHODS, key="settings.steps_method",
                                            format_func=STEPS_METHOD_LABELS.get,
-                                           help="Gauss-Legendre is Captum's default; the trapezoid rule's points "
-                                                "at n steps are among those at 2n - 1, so refining reuses them.")}
+                                           help="Gauss-Legendre is Captum's default and exact for a smooth path "
+                                                "at few steps; the trapezoid rule's points at n steps are among "
+                                                "those at 2n - 1, so refining reuses them. The default tries "
+                                                "Gauss-Legendre at 8 steps, then refines on trapezoid grids.")}
     if mode == "adaptive":
         chosen["tolerance"] = st.select_slider("Completeness tolerance", TOLERANCES, key="settings.tolerance",
                                                format_func=lambda t: f"{t:.0%}",

@@ -60,7 +60,12 @@ DEMOS = {
 # rules' names, and from how many BERT layers "auto" attributes the note at the last layer's input instead of
 # the word embeddings (measured on BERT-base: a step there costs 1/79 of one from the word embeddings).
 TOLERANCES = (0.01, 0.02, 0.05, 0.1, 0.2)
-STEPS_METHOD_LABELS = {"gausslegendre": "Gauss-Legendre", "riemann_trapezoid": "trapezoid (nested)"}
+STEPS_METHOD_LABELS = {"gauss_then_trapezoid": "Gauss-Legendre, then nested trapezoid",
+                       "gausslegendre": "Gauss-Legendre", "riemann_trapezoid": "trapezoid (nested)"}
+# The explanation settings the sidebar starts from (and benchmarks/gpu_explain_latency.py times): each map's steps
+# from 8 until it adds up to within 5 %, Gauss-Legendre first (a smooth path is done at 8 steps), nested
+# trapezoid grids after (on the demo 0.74-0.99 s per case against 1.31-1.34 s for Gauss-Legendre alone).
+DASHBOARD_SETTINGS = ExplainSettings(tolerance=0.05, steps_method="gauss_then_trapezoid", max_steps=128)
 AUTO_NOTE_LAYERS = 6
 
 

@@ -7,13 +7,14 @@ the device synchronised, plus every map's completeness.
     python benchmarks/gpu_explain_latency.py --device cpu --cases 1 --out /tmp/dry   # a dry run of the script
 
 The settings are the dashboard's defaults (app/main.py): steps doubled from 8 until each map adds up to within
-5 % (Gauss-Legendre, at most 128), the note attributed where "auto" puts it for the model's BERT (the last
-layer's input for BERT-base), float32.
+5 % (Gauss-Legendre at 8 steps, then nested trapezoid grids, at most 128), the note attributed where "auto" puts
+it for the model's BERT (the last layer's input for BERT-base), float32.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -28,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.state import auto_note_layer  # noqa: E402
+from app.state import DASHBOARD_SETTINGS, auto_note_layer  # noqa: E402
 from benchmarks.paper_explain_latency import COHORT, build_checkpoint  # noqa: E402
 from explain.case import CaseExplainer, ExplainSettings  # noqa: E402
 from neurofusion.checkpoint import load_checkpoint  # noqa: E402
@@ -95,7 +96,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = load_checkpoint(build_checkpoint(Path(scratch)), device=str(device))
     predictor = Predictor(checkpoint.model, checkpoint.tokenizer, checkpoint.device)
-    settings = ExplainSettings(tolerance=0.05, note_layer=auto_note_layer(checkpoint.config.text.num_layers))
+    settings = dataclasses.replace(DASHBOARD_SETTINGS, note_layer=auto_note_layer(checkpoint.config.text.num_layers))
     now = synchronised(device)
     for case in complete[:args.warmup]:
         explain_timed(predictor, case, settings, now)

@@ -223,6 +223,29 @@ def test_nested_trapezoid_reuses_every_gradient_taken(predictor, complete_case):
     assert rows == [2, 3, 2, 4]  # end points, then 3 nodes, 2 new, 4 new: 9 gradients for 3 rounds
 
 
+def test_gauss_then_trapezoid_starts_with_gauss_legendre_and_refines_on_nested_grids(predictor, complete_case):
+    explainer = _explainer(predictor, complete_case)
+    forward, target, prepared = _paths(explainer, complete_case, predictor)
+    hybrid = Integration(method="gauss_then_trapezoid", tolerance=1e-9, start_steps=4, max_steps=13)
+    assert hybrid.schedule() == [4, 7, 13] and [hybrid.round_method(k) for k in range(3)] == [
+        "gausslegendre", "riemann_trapezoid", "riemann_trapezoid"]
+    path = prepared["signal"].path
+    rows = []
+    counting = IntegrationPath(path.modality, path.kind, path.inputs, path.baseline,
+                               lambda x: (rows.append(x.shape[0]), path.embed(x))[1])
+    ((_, attributions, completeness),) = integrate(forward, [counting], target, hybrid)
+    assert rows == [2, 4, 7, 6]  # end points, 4 Gauss-Legendre nodes, then 7 trapezoid nodes, 6 new at 13
+    assert completeness.method == "riemann_trapezoid" and [n for n, _ in completeness.rounds] == [4, 7, 13]
+    ((_, trapezoid, _),) = integrate(forward, [path], target, Integration(method="riemann_trapezoid", n_steps=13))
+    torch.testing.assert_close(attributions, trapezoid, rtol=1e-5, atol=1e-7)
+    # a first round within the tolerance is Gauss-Legendre's result and says so
+    easy = Integration(method="gauss_then_trapezoid", tolerance=0.999, start_steps=4)
+    ((_, first, done),) = integrate(forward, [path], target, easy)
+    ((_, gauss, _),) = integrate(forward, [path], target, Integration(n_steps=4))
+    assert done.method == "gausslegendre" and done.n_steps == 4 and done.converged
+    torch.testing.assert_close(first, gauss, rtol=1e-5, atol=1e-7)
+
+
 def test_adaptive_rounds_take_at_most_32_steps_per_pass(predictor, complete_case):
     explainer = _explainer(predictor, complete_case)
     forward, target, prepared = _paths(explainer, complete_case, predictor)
