@@ -147,8 +147,9 @@ class CaseJob:
                 else:
                     steps.append(f"{title} queued")
             ready = ", ".join(self.titles.get(n, n) for n in self.current().panels)
-            text = (f"Explaining: {done} of {total} panels ready" + (f" ({ready})" if ready else "") + " · "
-                    + " · ".join(steps) + ". The panels appear as they finish; leaving the case stops the work.")
+            text = (f"Explaining: {done} of {total} panels ready" + (f" ({ready})" if ready else "")
+                    + "".join(f" · {step}" for step in steps)
+                    + ". The panels appear as they finish; leaving the case stops the work.")
         self._status.html(f"<div id='{PROGRESS_ID}' data-state='{state}' data-done='{done}' data-total='{total}' "
                           f"style='color: rgba(49, 51, 63, 0.6); font-size: 0.875rem'>{html.escape(text)}</div>")
 
