@@ -16,9 +16,9 @@ adaptive steps at a tolerance.
 
 The profile (the .md's "Where the time goes"): the default explanation step by step (first view, then each
 path) beside the baseline's parts, inside each path the encoder's and the fusion's forward alone, the image
-path with and without its lift (its first convolution and batch norm at the path's ends only), the lift's
-map difference from the whole encoder on every step, processor times (what waiting for the shared cores
-does not inflate) and what bounds the ratio at equal steps.
+path with and without its lift (its first convolution and batch norm at the path's ends only) and the ECG
+path with and without its pair max, their map differences from the encoders run as they are, processor
+times (what waiting for the shared cores does not inflate) and what bounds the ratio at equal steps.
 
     python benchmarks/explain_latency.py [--cases 5] [--n-steps 50] [--before 282be60] [--tolerance 0.05]
 """
@@ -203,7 +203,8 @@ def stages(predictor, case, settings: ExplainSettings) -> dict[str, float]:
 def lift_difference(predictor, case, target: int, n_steps: int) -> dict[str, float]:
     """The image map with the lift (the default) against the same path with the whole encoder on every step:
     the largest difference relative to the map's largest magnitude, how many pixels differ by more than
-    1e-5 of it, and the two convergence deltas' difference."""
+    1e-5 of it, and the two convergence deltas' difference; the ECG map (the pair max) against the encoder's
+    blocks as they are."""
     forward = ModalityForward(predictor.model.eval(), predictor.batch([case]))
     lifted = image_path(forward, case.image.shape, target).path
     encoder = predictor.model.encoders["image"]
@@ -212,9 +213,15 @@ def lift_difference(predictor, case, target: int, n_steps: int) -> dict[str, flo
     ((_, a, ca),) = integrate(forward, [lifted], target, settings)
     ((_, b, cb),) = integrate(forward, [whole], target, settings)
     scale = float(b.abs().max())
+    ecg = predictor.model.encoders["signal"]
+    paired = signal_path(forward, target, case.signal.duration_s).path
+    pooled = IntegrationPath("signal", "signal", paired.inputs, paired.baseline, lambda x: ecg(x).embedding)
+    ((_, c, _),) = integrate(forward, [paired], target, settings)
+    ((_, d, _),) = integrate(forward, [pooled], target, settings)
     return {"max_relative_difference": float((a - b).abs().max()) / scale,
             "pixels_over_1e-5": int(((a - b).abs() > 1e-5 * scale).sum()), "pixels": b.numel(),
-            "delta_difference": abs(ca.delta - cb.delta)}
+            "delta_difference": abs(ca.delta - cb.delta),
+            "ecg_max_relative_difference": float((c - d).abs().max() / d.abs().max())}
 
 
 def path_parts(predictor, case, n_steps: int) -> dict[str, dict[str, float]]:
@@ -230,9 +237,11 @@ def path_parts(predictor, case, n_steps: int) -> dict[str, dict[str, float]]:
              "signal": signal_path(forward, target, case.signal.duration_s).path,
              "tabular": tabular_path(forward, case, target).path,
              "text": note_path(forward, case.note, predictor.tokenizer, target).path}
-    encoder = model.encoders["image"]
+    encoder, ecg = model.encoders["image"], model.encoders["signal"]
     paths["image, first convolution on every step"] = IntegrationPath(
         "image", "image", paths["image"].inputs, paths["image"].baseline, lambda x: encoder(x).embedding)
+    paths["ECG, the encoder's blocks as they are"] = IntegrationPath(
+        "signal", "signal", paths["signal"].inputs, paths["signal"].baseline, lambda x: ecg(x).embedding)
     settings = Integration(n_steps=n_steps)
     alphas = torch.tensor(nodes("gausslegendre", n_steps)[0])
     out = {}
@@ -279,12 +288,19 @@ def main() -> None:
     rows = []
     parts = path_parts(predictor, complete[0], args.n_steps)  # the profile, one case, at the start of the run
     for case in complete:
-        fast_times, fast_cpu = [], []
+        batch = predictor.batch([case])
+        pad_id = ckpt.tokenizer.pad_token_id
+        # the default and the baseline alternate, run by run, so both meet the same load (it drifts in seconds)
+        fast_times, fast_cpu, naive_times, naive_cpu, naive_runs = [], [], [], [], []
         for _ in range(3):
             start, cpu = time.perf_counter(), time.process_time()
             fast = explain_case(predictor, case, settings)
             fast_times.append(time.perf_counter() - start)
             fast_cpu.append(time.process_time() - cpu)
+            start, cpu = time.perf_counter(), time.process_time()
+            naive_runs.append(naive_case(ckpt.model, batch, fast.target, args.n_steps, pad_id))
+            naive_times.append(time.perf_counter() - start)
+            naive_cpu.append(time.process_time() - cpu)
         fast_s = statistics.median(fast_times)
         stage_runs = [stages(predictor, case, settings) for _ in range(3)]
         options = {}
@@ -292,15 +308,6 @@ def main() -> None:
             seconds, explained = _median_time(lambda: explain_case(predictor, case, variant))
             options[label] = {"seconds": seconds, "max_relative_difference": map_difference(explained, fast),
                               "completeness": errors(explained)}
-        batch = predictor.batch([case])
-        pad_id = ckpt.tokenizer.pad_token_id
-        # every path timed the same way: median of 3 runs, after the same warm-up
-        naive_times, naive_cpu, naive_runs = [], [], []
-        for _ in range(3):
-            start, cpu = time.perf_counter(), time.process_time()
-            naive_runs.append(naive_case(ckpt.model, batch, fast.target, args.n_steps, pad_id))
-            naive_times.append(time.perf_counter() - start)
-            naive_cpu.append(time.process_time() - cpu)
         naive_s, naive = statistics.median(naive_times), naive_runs[-1]
         unbatched_s, _ = _median_time(lambda: naive_case(ckpt.model, batch, fast.target, args.n_steps, pad_id,
                                                          internal_batch_size=1))
@@ -373,7 +380,8 @@ def main() -> None:
              f"{os.cpu_count()} CPU cores (OMP_NUM_THREADS={result['omp_num_threads']}). Date {started}. Produced by "
              f"`nice -n 5 python benchmarks/explain_latency.py --cases {len(rows)} --n-steps {args.n_steps} --before "
              f"{args.before} --tolerance {args.tolerance}`; every figure and every ratio come from one run; each "
-             "path's time per case is the median of 3 runs.", "",
+             "path's time per case is the median of 3 runs (the default explanation's and the baseline's runs "
+             "alternate, so both meet the same load).", "",
              f"Machine load: 1-minute load average {load_before[0]:.1f} at the start and {load_after[0]:.1f} at the "
              "end of the run. Other processes were using the same cores, so the absolute times are inflated and "
              "noisier than on an idle machine; the ratios compare paths measured side by side under that load.", "",
@@ -448,8 +456,11 @@ def profile_lines(result: dict, n_steps: int) -> list[str]:
         lines.append(f"| {label} | {p['total_s']:.3f} | {p['encoder_forward_s']:.3f} | {p['fusion_forward_s']:.4f} "
                      f"| {rest:.3f} |")
     lifted, whole = parts["image"]["total_s"], parts["image, first convolution on every step"]["total_s"]
+    paired, pooled = parts["signal"]["total_s"], parts["ECG, the encoder's blocks as they are"]["total_s"]
     lines += ["", f"The image path with its first convolution and batch norm at the two ends only (the lift) vs on "
-                  f"every step, same run: {whole:.3f} s -> {lifted:.3f} s, {whole / lifted:.2f}x. Exact Shapley "
+                  f"every step, same run: {whole:.3f} s -> {lifted:.3f} s, {whole / lifted:.2f}x. The ECG path with "
+                  "each ReLU + max pool as the pair max first and the ReLU on half the samples vs the encoder's "
+                  f"blocks as they are: {pooled:.3f} s -> {paired:.3f} s, {pooled / paired:.2f}x. Exact Shapley "
                   f"(16 subsets in one fusion pass): {parts['shapley']['total_s'] * 1000:.1f} ms.", ""]
     lift = [r["image_lift"] for r in result["cases"]]
     lines += ["The lift's image maps against the whole encoder on every step, same cases: largest difference "
@@ -459,7 +470,8 @@ def profile_lines(result: dict, n_steps: int) -> list[str]:
               f"convergence deltas within {max(d['delta_difference'] for d in lift):.1e}. Where a difference exceeds "
               "float rounding it is a ReLU or max-pool decision at a value within rounding of its threshold, taken "
               "the other way at one step (the lift rounds the stem's output differently): a few pixels, never the "
-              "map's sum.", ""]
+              "map's sum. The ECG maps with the pair max against the encoder's blocks as they are: largest "
+              f"difference {max(d['ecg_max_relative_difference'] for d in lift):.1e}.", ""]
     idle = result["least_disturbed"]
     cpu = result["cpu_time"]
     lines += [f"Processor time (time.process_time of the benchmark's one-thread process, which waiting for the "
