@@ -120,20 +120,10 @@ def test_a_model_in_training_mode_or_another_encoder_runs_the_whole_encoder(tiny
     assert image_path(ModalityForward(planted, planted_batch), (32, 32), 1).path.lift is None
 
 
-def test_the_demo_image_map_at_50_steps_is_the_whole_encoder_map():
+def test_the_demo_image_map_at_50_steps_is_the_whole_encoder_map(demo_case_forward):
     """Today's default on the bundled demo: the lifted path's map equals the whole-encoder path's within 1e-5
     of its largest value (measured 2.4e-07 on this case), with the same completeness."""
-    from pathlib import Path
-
-    from neurofusion.checkpoint import load_checkpoint
-    from neurofusion.data import CohortReader
-
-    root = Path(__file__).resolve().parents[2] / "sample_data"
-    ckpt = load_checkpoint(root / "checkpoints" / "cardio_demo", device="cpu")
-    cohort = CohortReader(root / "cardio")
-    case = next(c for c in (cohort[i] for i in cohort.ids("test")) if all(c.available.values()))
-    model = ckpt.model.eval()
-    forward = ModalityForward(model, Predictor(model, ckpt.tokenizer, ckpt.device).batch([case]))
+    model, case, forward = demo_case_forward
     path = image_path(forward, case.image.shape, 0).path
     ((_, lifted, lifted_c),) = integrate(forward, [path], 0, Integration(n_steps=50))
     ((_, expected, expected_c),) = integrate(forward, [_whole_encoder_path(path, model.encoders["image"])], 0,

@@ -114,19 +114,9 @@ def test_the_signal_path_on_cuda_equals_the_cpu_map(tiny_batch, tiny_tokenizer, 
     np.testing.assert_allclose(gpu, cpu.attributions, rtol=1e-3, atol=1e-4 * float(np.abs(cpu.attributions).max()))
 
 
-def test_the_demo_ecg_map_at_50_steps_is_the_whole_encoder_map():
+def test_the_demo_ecg_map_at_50_steps_is_the_whole_encoder_map(demo_case_forward):
     """Today's default on the bundled demo: the same map as the encoder run as it is (measured identical)."""
-    from pathlib import Path
-
-    from neurofusion.checkpoint import load_checkpoint
-    from neurofusion.data import CohortReader
-
-    root = Path(__file__).resolve().parents[2] / "sample_data"
-    ckpt = load_checkpoint(root / "checkpoints" / "cardio_demo", device="cpu")
-    cohort = CohortReader(root / "cardio")
-    case = next(c for c in (cohort[i] for i in cohort.ids("test")) if all(c.available.values()))
-    model = ckpt.model.eval()
-    forward = ModalityForward(model, Predictor(model, ckpt.tokenizer, ckpt.device).batch([case]))
+    model, case, forward = demo_case_forward
     path = signal_path(forward, 0, case.signal.duration_s).path
     ((_, found, found_c),) = integrate(forward, [path], 0, Integration(n_steps=50))
     ((_, expected, expected_c),) = integrate(forward, [_whole_encoder_path(path, model.encoders["signal"])], 0,
