@@ -48,6 +48,12 @@ def _free_port() -> int:
 def serve(env: dict[str, str] | None = None):
     """`streamlit run app/main.py` on a free loopback port (with ``env`` added to the environment): yields its
     URL once it answers, stops it after."""
+    for url, _ in serve_process(env):
+        yield url
+
+
+def serve_process(env: dict[str, str] | None = None):
+    """serve(), yielding (URL, the server's process: its stdout carries stdout and stderr)."""
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"), "--server.headless", "true",
@@ -64,7 +70,7 @@ def serve(env: dict[str, str] | None = None):
     else:
         process.kill()
         pytest.fail("streamlit did not start:\n" + (process.stdout.read() if process.stdout else ""))
-    yield url
+    yield url, process
     process.terminate()
     process.wait(timeout=20)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from neurofusion.data import CohortReader
-from tests.app.test_browser import CHROMIUM, serve
+from tests.app.test_browser import CHROMIUM, serve_process
 
 ROOT = Path(__file__).resolve().parents[2]
 COHORT = ROOT / "sample_data" / "cardio"
@@ -59,11 +59,9 @@ class Server:
 
 @contextmanager
 def served(env: dict[str, str] | None = None) -> Iterator[Server]:
-    """serve() with its output (stdout and stderr, piped together) read line by line into ``Server.lines``:
-    serve() yields only the URL, so the process is taken from its generator's frame."""
-    generator = serve({"PYTHONUNBUFFERED": "1", **(env or {})})
-    url = next(generator)
-    process = generator.gi_frame.f_locals["process"]
+    """serve() with its output (stdout and stderr, piped together) read line by line into ``Server.lines``."""
+    generator = serve_process({"PYTHONUNBUFFERED": "1", **(env or {})})
+    url, process = next(generator)
     server = Server(url)
 
     def read() -> None:
@@ -242,6 +240,10 @@ def open_app(page, url: str, case_id: str, timeout_ms: float = 600_000) -> None:
     wait_first_view(page, case_id, timeout_ms)
     wait_state(page, case_id, ("complete", "cached"), timeout_ms)
     case_list(page).wait_for(timeout=timeout_ms)
+    # in a fresh server the cohort is predicted after the first case's panels and the page redrawn with the case
+    # list labelled: wait for that, so the next pick is not raced by the redraw
+    page.wait_for_function("() => [...document.querySelectorAll('input[role=\"combobox\"]')]"
+                           ".some(i => i.value.includes(' · predicted '))", polling=100, timeout=timeout_ms)
 
 
 def small_cohort(folder: Path, ids: list[str]) -> Path:
@@ -286,6 +288,10 @@ def use_folder(page, label: str, folder: Path, case_id: str, timeout_ms: float =
     wait_first_view(page, case_id, timeout_ms)
     wait_state(page, case_id, ("complete", "cached"), timeout_ms)
     case_list(page).wait_for(timeout=timeout_ms)
+    # in a fresh server the cohort is predicted after the first case's panels and the page redrawn with the case
+    # list labelled: wait for that, so the next pick is not raced by the redraw
+    page.wait_for_function("() => [...document.querySelectorAll('input[role=\"combobox\"]')]"
+                           ".some(i => i.value.includes(' · predicted '))", polling=100, timeout=timeout_ms)
 
 
 def _record(tmp_path: Path, name: str, timings: dict) -> None:
