@@ -118,7 +118,8 @@ def _image_panel(view: Declared, case: Case, modality: str, explanation: CaseExp
         _absent(view, modality, status, notes,
                 f"This case has no {noun}: the model used its learned 'missing image' embedding.")
         return
-    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="case.opacity")
+    st.session_state.setdefault("case.opacity", 0.45)  # not a default value too: TAB_CONTROLS sets the key
+    opacity = st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key="case.opacity")
     image = case.value(modality)
     if image.ndim == 3 and image.shape[0] == 3:  # a colour image: drawn in its own colours
         figure = case_figures.colour_overlay(image, saliency.map, opacity, explained=name, method=saliency.method,
