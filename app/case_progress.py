@@ -131,8 +131,9 @@ class CaseJob:
     def _draw_status(self) -> None:
         if self._status is None:
             return
-        pending, total = self.pending(), self.total()
-        done = total - len(pending)
+        explanation, pending = self.current(), self.pending()
+        done = len(explanation.panels)
+        total = done + len(pending)
         if self.whole is not None:
             state = "cached" if self.cached else "complete"
             text = (f"All {total} panels ready" + (" (from the cache)." if self.cached else ".")) if total else ""
@@ -146,7 +147,7 @@ class CaseJob:
                     steps.append(f"computing the {title} map{where}")
                 else:
                     steps.append(f"{title} queued")
-            ready = ", ".join(self.titles.get(n, n) for n in self.current().panels)
+            ready = ", ".join(self.titles.get(n, n) for n in explanation.panels)
             text = (f"Explaining: {done} of {total} panels ready" + (f" ({ready})" if ready else "")
                     + "".join(f" · {step}" for step in steps)
                     + ". The panels appear as they finish; leaving the case stops the work.")

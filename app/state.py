@@ -33,7 +33,7 @@ from neurofusion.data.modalities import ModalitySpec
 from neurofusion.data.schema import SPLITS, Case
 from neurofusion.data.timed import TimedCohortReader, open_cohort
 from neurofusion.inference import Predictor
-from neurofusion.ood import OOD_FILE, OODReference
+from neurofusion.ood import OOD_FILE
 from neurofusion.survival import SurvivalBins, risk_groups
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -305,18 +305,6 @@ def _read(cohort: CohortReader, case_id: str, errors: dict[str, str]) -> Case | 
         return None
 
 
-def case_explanation(_predictor: Predictor, _cohort: CohortReader, _ood: OODReference | None, model_key: str,
-                     data_key: str, case_id: str, case_key: str, settings: ExplainSettings,
-                     survival: SurvivalTarget | None = None) -> CaseExplanation:
-    """The case's whole explanation, from the process's cache (app.case_progress) or computed and kept.
-    ``case_key`` (the case's files) makes an edited image, note or signal a new entry, not a stale hit;
-    ``model_key`` covers the checkpoint's out-of-distribution reference ``_ood``. ``survival``: the explained
-    quantity of a survival model (None: its default, survival at the model's horizon)."""
-    key = (model_key, data_key, case_id, case_key, settings, survival)
-    return cached_or_computed(key, lambda: explain_case(_predictor, _cohort[case_id], settings, ood=_ood,
-                                                        survival=survival))
-
-
 @st.cache_data(show_spinner="Explaining every selected case (attention and modality importance)...", max_entries=16)
 def cohort_explanation(_predictor: Predictor, _cohort: CohortReader, model_key: str, cases_key: str,
                        case_ids: tuple[str, ...], survival: SurvivalTarget | None = None) -> CohortImportance:
@@ -479,20 +467,29 @@ class Context:
                                                    self.case_file_stats)
         return self._store_lookups[path]
 
+    def _explanation_key(self, case_id: str, settings: ExplainSettings, survival: SurvivalTarget | None) -> tuple:
+        """A case explanation's key in the process's cache (app.case_progress): the case's files (an edited
+        image, note or signal is a new entry, not a stale hit), the checkpoint (which covers its
+        out-of-distribution reference), the cohort, the settings and a survival model's explained quantity."""
+        return self.model_key, self.data_key, case_id, case_key(self.cohort, case_id), settings, survival
+
     def explain(self, case_id: str, settings: ExplainSettings | None = None,
                 survival: SurvivalTarget | None = None) -> CaseExplanation:
-        """The case's explanation (cached); ``survival`` chooses a survival model's explained quantity."""
-        return case_explanation(self.predictor, self.cohort, self.checkpoint.ood, self.model_key, self.data_key,
-                                case_id, case_key(self.cohort, case_id), settings or self.settings, survival)
+        """The case's whole explanation (cached); ``survival`` chooses a survival model's explained quantity
+        (None: its default, survival at the model's horizon)."""
+        settings = settings or self.settings
+        return cached_or_computed(self._explanation_key(case_id, settings, survival),
+                                  lambda: explain_case(self.predictor, self.cohort[case_id], settings,
+                                                       ood=self.checkpoint.ood, survival=survival))
 
     def case_job(self, case_id: str, settings: ExplainSettings | None = None,
                  survival: SurvivalTarget | None = None) -> CaseJob:
         """The case's explanation as the case explorer draws it (app.case_progress): whole from the cache, or
         its first view now and the panels as they finish. Shares the cache with :meth:`explain`."""
         settings = settings or self.settings
-        key = (self.model_key, self.data_key, case_id, case_key(self.cohort, case_id), settings, survival)
-        return case_job(key, self.titles, lambda: CaseExplainer(self.predictor, self.cohort[case_id], settings,
-                                                                ood=self.checkpoint.ood, survival=survival))
+        return case_job(self._explanation_key(case_id, settings, survival), self.titles,
+                        lambda: CaseExplainer(self.predictor, self.cohort[case_id], settings,
+                                              ood=self.checkpoint.ood, survival=survival))
 
 
 def split_picker(ctx: Context, key: str) -> str:

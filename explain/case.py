@@ -292,9 +292,8 @@ class CaseExplainer:
         first = self.first_view()
         forward, settings, target = self._forward, self.settings, first.target
         yield from list(self._panels.items())
-        waiting = [n for n in forward.names if forward.has(n) and n not in self._panels]
-        prepared: dict[str, Prepared] = {}
-        for name in waiting:
+        prepared: dict[str, Prepared] = {}  # in pending()'s order: the order the paths are integrated in
+        for name in self.pending():
             self._check()
             kind, value = forward.kinds[name], self.case.value(name)
             with model_lock(forward.model):
@@ -317,8 +316,7 @@ class CaseExplainer:
         for name in [n for n, p in prepared.items() if p.path is None]:
             self._panels[name] = prepared.pop(name).finish(None, None)
             yield name, self._panels[name]
-        order = sorted(prepared, key=lambda n: INTEGRATION_ORDER.index(forward.kinds[n]))
-        paths = [prepared[n].path for n in order]
+        paths = [p.path for p in prepared.values()]
         try:
             for path, attributions, completeness in integrate(forward, paths, target, settings.integration(),
                                                               self._check):
