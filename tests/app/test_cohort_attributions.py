@@ -1,0 +1,201 @@
+"""The cohort view of the stored per-case attributions (app/cohort_attributions.py): the summary's numbers on
+a hand-made table against the same numbers computed another way, note words case-folded, stripped of
+punctuation and filtered by the cases that have them, the heatmap drawing exactly the summary, a survival
+store as one group, and bad tables refused with a message."""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app.cohort_attributions import (SUMMARY_COLUMNS, AttributionTableError, attribution_heatmap, part_label,
+                                     summarise, summary_csv, top_items)
+
+
+def _row(case_id: str, explained: str, part: str, item: str, value, method: str = "integrated_gradients") -> dict:
+    return {"case_id": case_id, "explained_class": explained, "contrast_class": "", "part": part, "method": method,
+            "item": item, "value": value, "start": "", "end": "", "observed": ""}
+
+
+def _table() -> pd.DataFrame:
+    """Five cases: c1-c3 predicted heart_failure, c4-c5 normal. Labs (one unmeasured), note words (mixed case,
+    repeated, punctuation), ECG leads (one unrecorded), and the rows the view skips (modality importance,
+    segments)."""
+    rows = []
+    labs = {"c1": (0.4, -0.1), "c2": (0.2, 0.3), "c3": (-0.3, ""), "c4": (0.1, -0.2), "c5": (-0.5, -0.4)}
+    words = {"c1": [("Dyspnoea", 0.02), ("dyspnoea", 0.01), (".", 0.5), ("rare", 0.9)],
+             "c2": [("DYSPNOEA", -0.01), ("edema", 0.03), (",", -0.2)],
+             "c3": [("dyspnoea", 0.04), ("Edema", 0.05), ("--", 0.7)],
+             "c4": [("dyspnoea", -0.02), ("normal", -0.01)],
+             "c5": [("Normal", 0.02), ("dyspnoea", -0.03)]}
+    leads = {"c1": (0.1, 0.2), "c2": (0.3, None), "c3": (-0.1, 0.1), "c4": (0.05, -0.05), "c5": (0.2, 0.0)}
+    for case_id in labs:
+        explained = "heart_failure" if case_id in ("c1", "c2", "c3") else "normal"
+        rows.append(_row(case_id, explained, "modality_importance", "text", 0.3, "shapley"))
+        for name, value in zip(("troponin_ng_l", "ldl_mg_dl"), labs[case_id]):
+            rows.append(_row(case_id, explained, "lab", name, value))
+        rows.append(_row(case_id, explained, "lab", "sex", 0.01, "withheld"))
+        for word, value in words[case_id]:
+            rows.append(_row(case_id, explained, "note_word", word, value, "layer_integrated_gradients"))
+        for lead, value in zip(("I", "II"), leads[case_id]):
+            rows.append(_row(case_id, explained, "ecg_lead", lead, value))
+        rows.append(_row(case_id, explained, "ecg_segment", "top 1", 9.0))
+    return pd.DataFrame(rows)
+
+
+def _expected(table: pd.DataFrame, min_cases: int, group_of=None) -> dict:
+    """{(part, group, item): (n, mean, share positive, mean |a|)} by plain Python loops."""
+    per_case = defaultdict(float)
+    for row in table.itertuples():
+        if row.part in ("modality_importance", "ecg_segment") or row.value in ("", None):
+            continue
+        if isinstance(row.value, float) and np.isnan(row.value):
+            continue
+        item = row.item.lower() if row.part == "note_word" else row.item
+        if row.part == "note_word" and not any(ch.isalnum() for ch in item):
+            continue
+        group = row.explained_class if group_of is None else group_of.get(row.case_id)
+        if group is None:
+            continue
+        per_case[(row.part, group, item, row.case_id)] += float(row.value)
+    cells = defaultdict(list)
+    for (part, group, item, _), value in per_case.items():
+        cells[(part, group, item)].append(value)
+    return {key: (len(v), np.mean(v), np.mean([x > 0 for x in v]), np.mean(np.abs(v))) for key, v in cells.items()
+            if key[0] != "note_word" or len(v) >= min_cases}
+
+
+@pytest.mark.parametrize("min_cases", [1, 2, 3])
+def test_the_summary_equals_the_numbers_computed_case_by_case(min_cases):
+    table = _table()
+    summary = summarise(table, min_cases=min_cases)
+    assert tuple(summary.columns) == SUMMARY_COLUMNS
+    expected = _expected(table, min_cases)
+    got = {(r.part, r.group, r.item): (r.n_cases, r.mean, r.share_positive, r.mean_abs) for r in summary.itertuples()}
+    assert set(got) == set(expected)
+    for key, values in expected.items():
+        assert got[key][0] == values[0], key
+        np.testing.assert_allclose(got[key][1:], values[1:], atol=1e-12, err_msg=str(key))
+    assert not summary["part"].isin(["modality_importance", "ecg_segment"]).any()
+    sizes = summary.groupby("group")["cases_in_group"].unique()
+    assert sizes["heart_failure"].tolist() == [3] and sizes["normal"].tolist() == [2]
+
+
+def test_note_words_are_case_folded_summed_per_case_and_need_min_cases():
+    summary = summarise(_table(), min_cases=2).set_index(["part", "group", "item"])
+    dyspnoea = summary.loc[("note_word", "heart_failure", "dyspnoea")]
+    # c1: Dyspnoea 0.02 + dyspnoea 0.01, c2: DYSPNOEA -0.01, c3: 0.04
+    assert dyspnoea["n_cases"] == 3
+    assert dyspnoea["mean"] == pytest.approx((0.03 - 0.01 + 0.04) / 3)
+    assert dyspnoea["share_positive"] == pytest.approx(2 / 3)
+    assert dyspnoea["mean_abs"] == pytest.approx((0.03 + 0.01 + 0.04) / 3)
+    words = set(summary.loc["note_word"].index.get_level_values("item"))
+    assert "rare" not in words  # one case only
+    assert not {".", ",", "--"} & words and "edema" in words and "normal" in words
+    assert "rare" in set(summarise(_table(), min_cases=1)["item"])
+    assert "edema" not in set(summarise(_table(), min_cases=3)["item"])
+    # labs and leads are not filtered by min_cases; an unmeasured lab or unrecorded lead is not counted
+    ldl = summary.loc[("lab", "heart_failure", "ldl_mg_dl")]
+    assert ldl["n_cases"] == 2 and ldl["mean"] == pytest.approx(0.1)
+    assert summary.loc[("ecg_lead", "heart_failure", "II"), "n_cases"] == 2
+
+
+def test_items_are_ranked_by_signed_mean_within_part_and_group():
+    summary = summarise(_table(), min_cases=1)
+    for (part, group), rows in summary.groupby(["part", "group"]):
+        assert rows["rank"].tolist() == list(range(1, len(rows) + 1)), (part, group)
+        assert rows["mean"].is_monotonic_decreasing, (part, group)
+    labs = summary[(summary["part"] == "lab") & (summary["group"] == "normal")]
+    assert labs["item"].tolist() == ["sex", "troponin_ng_l", "ldl_mg_dl"]  # means 0.01, -0.2, -0.3
+    assert labs.set_index("item").loc["sex", "method"] == "withheld"
+
+
+def test_grouping_by_true_class_uses_the_labels_and_leaves_unlabelled_cases_out():
+    table = _table()
+    labels = pd.Series({"c1": "heart_failure", "c2": "normal", "c3": "normal", "c4": "normal"})  # c5 unlabelled
+    summary = summarise(table, min_cases=1, groups=labels)
+    expected = _expected(table, 1, labels.to_dict())
+    got = {(r.part, r.group, r.item): (r.n_cases, r.mean, r.share_positive, r.mean_abs) for r in summary.itertuples()}
+    assert set(got) == set(expected)
+    for key, values in expected.items():
+        np.testing.assert_allclose(got[key], values, atol=1e-12, err_msg=str(key))
+    assert summary.groupby("group")["cases_in_group"].first().to_dict() == {"heart_failure": 1, "normal": 3}
+
+
+def test_a_survival_store_is_one_group_and_other_modalities_keep_their_parts():
+    quantity = "survival at 60 months"
+    rows = []
+    for case_id, gene, word in (("p1", 0.2, 0.01), ("p2", -0.1, 0.03), ("p3", 0.05, -0.02)):
+        rows += [_row(case_id, quantity, "modality_importance", "genomics", 0.1, "shapley"),
+                 _row(case_id, quantity, "genomics_value", "TP53", gene, "withheld"),
+                 _row(case_id, quantity, "treatment_notes_word", "Chemo", word, "layer_integrated_gradients"),
+                 _row(case_id, quantity, "treatment_notes_word", ";", 1.0, "layer_integrated_gradients"),
+                 _row(case_id, quantity, "signal_segment", "top 1", 1.0)]
+    summary = summarise(pd.DataFrame(rows), min_cases=3)
+    assert set(summary["group"]) == {quantity}
+    assert summary[["part", "item"]].values.tolist() == [["genomics_value", "TP53"], ["treatment_notes_word", "chemo"]]
+    assert summary["mean"].tolist() == pytest.approx([0.05, 0.02 / 3])
+    assert (summary["cases_in_group"] == 3).all()
+    assert part_label("treatment_notes_word", {"treatment_notes": "Treatment notes"}) == "Treatment notes words"
+    assert part_label("genomics_value") == "Genomics values" and part_label("lab") == "Labs and demographics"
+    fig = attribution_heatmap(summary, "genomics_value", "(probability units)")
+    assert list(fig.data[0].x) == [quantity] and list(fig.data[0].y) == ["TP53"]
+
+
+def test_a_contrast_is_its_own_group():
+    table = _table()
+    table.loc[table["case_id"] == "c1", "contrast_class"] = "normal"
+    groups = set(summarise(table, min_cases=1)["group"])
+    assert groups == {"heart_failure", "heart_failure − normal", "normal"}
+
+
+def test_the_heatmap_draws_the_summary_top_items_and_gaps():
+    summary = summarise(_table(), min_cases=2)
+    fig = attribution_heatmap(summary, "note_word", "(logit units)", top=1, order=["normal", "heart_failure"])
+    trace = fig.data[0]
+    assert list(trace.x) == ["normal", "heart_failure"]
+    words = summary[summary["part"] == "note_word"]
+    strongest = {g: rows.sort_values("mean_abs").iloc[-1]["item"] for g, rows in words.groupby("group")}
+    assert set(trace.y) == set(strongest.values()) == set(top_items(summary, "note_word", 1))
+    cells = words.set_index(["item", "group"])
+    for i, item in enumerate(trace.y):
+        for j, group in enumerate(trace.x):
+            if (item, group) in cells.index:
+                assert trace.z[i][j] == pytest.approx(cells.loc[(item, group), "mean"])
+                assert trace.customdata[i][j][0] == cells.loc[(item, group), "n_cases"]
+            else:
+                assert trace.z[i][j] is None
+    drawn = [abs(v) for row in trace.z for v in row if v is not None]
+    assert trace.zmid == 0 and trace.zmax == -trace.zmin == pytest.approx(max(drawn))
+    every = attribution_heatmap(summary, "lab", "(logit units)", top=50)
+    labs = summary[summary["part"] == "lab"]
+    assert len(every.data[0].y) == labs["item"].nunique()
+    z = np.array([[np.nan if v is None else v for v in row] for row in every.data[0].z], dtype=float)
+    assert np.nanmax(np.abs(z)) == pytest.approx(every.data[0].zmax)
+    with pytest.raises(ValueError, match="no rows of part 'image'"):
+        attribution_heatmap(summary, "image", "(logit units)")
+
+
+def test_the_csv_round_trips_the_summary():
+    summary = summarise(_table(), min_cases=1)
+    back = pd.read_csv(io.BytesIO(summary_csv(summary)), keep_default_na=False)
+    assert list(back.columns) == list(SUMMARY_COLUMNS) and len(back) == len(summary)
+    np.testing.assert_allclose(back["mean"].to_numpy(float), summary["mean"].to_numpy(float), rtol=1e-12)
+
+
+def test_bad_tables_are_refused_with_what_is_wrong():
+    table = _table()
+    with pytest.raises(AttributionTableError, match=r"lacks the column\(s\) \['value'\]"):
+        summarise(table.drop(columns="value"))
+    bad = table.copy()
+    bad.loc[3, "value"] = "high"
+    with pytest.raises(AttributionTableError, match="value column must hold numbers.*'high'"):
+        summarise(bad)
+    with pytest.raises(AttributionTableError, match="min_cases must be a whole number >= 1, got 0"):
+        summarise(table, min_cases=0)
+    empty = summarise(table.iloc[0:0])
+    assert empty.empty and tuple(empty.columns) == SUMMARY_COLUMNS
