@@ -25,6 +25,7 @@ from neurofusion.survival import KaplanMeier, SurvivalBins
 
 COMPARED_COLOR = HORIZON_COLOR  # the ablated / edited curve: the page's compare colour (amber)
 GENE_COLUMNS = ("gene", "mutated", "attribution", "driver")
+LABEL_SEPARATOR = " · "  # a case list's labels: the case id, then what is known of the case
 
 
 def rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -182,15 +183,26 @@ def outcome_text(time: float, event: float, unit: str = "months") -> str:
     return f"died at {shown} {short}" if event else f"alive at {shown} {short} (censored)"
 
 
+def chosen_case(value: object, ids: Sequence[str]) -> str | None:
+    """The listed case a case list's value names: the id itself, or the id a stale option label starts with (a
+    widget moved while the cohort was being predicted sends the list's label from before the list was labelled
+    with predictions, and Streamlit hands back a label it no longer lists as the label text); None when it
+    names no listed case."""
+    if not isinstance(value, str):
+        return None
+    case_id = value if value in ids else value.split(LABEL_SEPARATOR, 1)[0]
+    return case_id if case_id in ids else None
+
+
 def survival_case_label(case_id: str, row: Mapping[str, object], horizon: float, unit: str = "months") -> str:
     """A survival case's chooser label: 'CA-00022 · high risk · 5-y survival 27 % · alive at 67 mo
     (censored)'. ``row``: its survival_table row (risk_group, survival, time, event, error)."""
     if row.get("error"):
-        return f"{case_id} · unreadable"
+        return f"{case_id}{LABEL_SEPARATOR}unreadable"
     years = horizon / 12 if unit == "months" else None
     when = f"{years:g}-y" if years is not None and float(years).is_integer() else f"{horizon:g}-{unit}"
-    return (f"{case_id} · {row['risk_group']} risk · {when} survival {100 * float(row['survival']):.0f} % · "
-            f"{outcome_text(float(row['time']), float(row['event']), unit)}")
+    return (f"{case_id}{LABEL_SEPARATOR}{row['risk_group']} risk · {when} survival "
+            f"{100 * float(row['survival']):.0f} % · {outcome_text(float(row['time']), float(row['event']), unit)}")
 
 
 def horizon_words(horizon: float, unit: str = "months") -> str:

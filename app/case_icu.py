@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from app import case_figures, case_notes, figures, icu_figures
+from app.page_runs import redraw_interrupted_page
 from app.state import CASE_ERRORS, Context
 from explain import timeline
 from explain.case import ExplainSettings
@@ -303,6 +304,7 @@ def _panels(ctx: Context, reader: TimedCohortReader, stay_id: str, hour: int, ca
 def _what_if(ctx: Context, stay_id: str, hour: float, before: float) -> None:
     """Edits of the sample at this hour, each re-predicted exactly (explain.icu_whatif); a fragment, so an
     edit reruns only this section. The controls belong to the sample: another stay or hour resets them."""
+    redraw_interrupted_page()
     reader: TimedCohortReader = ctx.cohort
     state = st.session_state
     if state.get(WHATIF_FOR) != (stay_id, hour):

@@ -39,6 +39,7 @@ if "torch" not in sys.modules:
     loading.caption("Loading the model libraries...")
 
 from app.figures import saliency_method_label  # noqa: E402  (after the first st.* calls, on purpose)
+from app.page_runs import run_page  # noqa: E402
 from app.state import (  # noqa: E402
     AUTO_NOTE_LAYERS,
     DASHBOARD_SETTINGS,
@@ -265,4 +266,4 @@ with st.sidebar:
         st.warning(warning)
 
 disclaimer(bool(context.cohort.info.get("synthetic")))
-page.run()
+run_page(page)

@@ -16,9 +16,11 @@ import streamlit as st
 
 from app import (case_figures, case_notes, case_panels, case_survival, figures, ground_truth_view,
                  interaction_figures, whatif_view)
+from app.case_figures import LABEL_SEPARATOR, chosen_case
 from app.figures import pretty
 from app.report import attributions_csv, case_report_html
 from app.case_progress import CaseJob
+from app.page_runs import redraw_interrupted_page
 from app.state import CASE_ERRORS, case_key, context
 from explain.ablation import partial_case
 from explain.agreement import importance_to_ranks, model_vs_raters, ranking_scores
@@ -90,7 +92,7 @@ def _draw_chooser(predictions: pd.DataFrame | None, ids: list[str]) -> None:
         if predictions is None:
             labels = cases.set_index("case_id")["label"].to_dict()
             pick.selectbox(f"Case ({len(ids)} of {len(cases)})", ids, key="case.id",
-                           format_func=lambda i: f"{i} · true {pretty(labels[i])}")
+                           format_func=lambda i: f"{i}{LABEL_SEPARATOR}true {pretty(labels[i])}")
             st.caption("The list shows each case's prediction once every case is predicted (after this case's "
                        "explanation).")
             return
@@ -116,8 +118,8 @@ def _case_label(case_id: str, row: Mapping[str, object]) -> str:
     if SURVIVAL:
         return case_survival.case_label(ctx, case_id, row)
     if row["error"]:
-        return f"{case_id} · true {pretty(row['label'])} · unreadable"
-    return (f"{case_id} · true {pretty(row['label'])} · predicted {pretty(row['predicted'])}"
+        return f"{case_id}{LABEL_SEPARATOR}true {pretty(row['label'])} · unreadable"
+    return (f"{case_id}{LABEL_SEPARATOR}true {pretty(row['label'])} · predicted {pretty(row['predicted'])}"
             f"{'' if row['correct'] else ' ✗'}")
 
 
@@ -137,8 +139,8 @@ if requested and requested != st.session_state.get("case.last_query"):
     st.session_state["case.last_query"] = requested
     if requested in ids:
         st.session_state["case.id"] = requested
-if st.session_state.get("case.id") not in ids:
-    st.session_state["case.id"] = ids[0]
+chosen = chosen_case(st.session_state.get("case.id"), ids)
+st.session_state["case.id"] = chosen if chosen is not None else ids[0]
 case_id = st.session_state["case.id"]
 st.query_params["case"] = case_id
 st.session_state["case.last_query"] = case_id
@@ -300,6 +302,7 @@ def _interactions(explanation: CaseExplanation, attention: np.ndarray | None) ->
 @st.fragment
 def _ablation(case: Case, explanation: CaseExplanation, status: dict[str, str]) -> None:
     """A fragment: moving a slider reruns only this section (a prediction on the partial case), not the page."""
+    redraw_interrupted_page()
     if SURVIVAL:
         case_survival.ablation(ctx, case, explanation, status)
         return
@@ -322,6 +325,7 @@ def _ablation(case: Case, explanation: CaseExplanation, status: dict[str, str]) 
 def _what_if(case: Case, base: CaseExplanation, status: dict[str, str], files_key: str,
              survival: SurvivalTarget | None) -> None:
     """A fragment, like the ablation: an edit reruns only the what-if section."""
+    redraw_interrupted_page()
     whatif_view.what_if_section(ctx.predictor, ctx.model_key, files_key, case, base, status, TITLES, survival)
 
 

@@ -275,6 +275,34 @@ def test_two_sessions_keep_their_own_case(server, browser):
         context.close()
 
 
+def test_a_slider_moved_while_the_page_computes_keeps_the_case_and_finishes_the_page(browser):
+    """In a fresh server the page first explains the case, then predicts the cohort to label the case list. The
+    ECG slider pressed as soon as it shows interrupts that run: the whole page is drawn again with the slider's
+    value (not the slider's section alone, leaving the rest half drawn), on the same case, with the list
+    labelled."""
+    case_id, expected = _case_where_the_ecg_matters()
+    for url in serve():
+        context = browser.new_context(viewport={"width": 1400, "height": 2600})
+        outside, errors = [], []
+        _watch(context, outside, errors)
+        page = context.new_page()
+        page.goto(f"{url}/?case={case_id}")
+        slider = page.get_by_role("slider", name=re.compile("ECG observed"))
+        slider.focus(timeout=180_000)
+        slider.press("Home")
+        page.wait_for_function("() => [...document.querySelectorAll('input[role=\"combobox\"]')]"
+                               ".some(i => i.value.includes(' · predicted '))", polling=100, timeout=180_000)
+        page.wait_for_function(
+            "shown => { const e = document.querySelector('#ablation-result'); return e && e.innerText === shown; }",
+            arg=expected, timeout=120_000)
+        assert _selected_case(page).startswith(f"{case_id} · ")
+        progress = page.locator("#explanation-progress")
+        assert progress.get_attribute("data-state") in ("complete", "cached")
+        assert progress.get_attribute("data-done") == progress.get_attribute("data-total")
+        assert not outside and not errors, (outside, errors)
+        context.close()
+
+
 def _largest_withheld_shift(case_id: str) -> tuple[str, str]:
     """The cancer modality whose withholding moves this case's shown 5-year survival most, and that value as
     the page shows it (the model's own output on the case without it)."""

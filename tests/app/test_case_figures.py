@@ -20,6 +20,7 @@ from app.case_figures import (
     png_data_uri,
     rgb_uint8,
     short_titles,
+    chosen_case,
     survival_case_label,
 )
 from neurofusion.survival import SurvivalBins, kaplan_meier
@@ -165,3 +166,14 @@ def test_completeness_text_warns_above_five_percent():
     text, complete = completeness_text(made(0.29))
     assert not complete and "within 29.0%" in text and "until each map adds up" in text
     assert completeness_text(made(0.05))[1]  # the limit itself is within
+
+
+def test_a_case_list_value_names_its_case_even_as_a_stale_label():
+    ids = ["CV-00026", "CV-00090", "CV-00102"]
+    assert chosen_case("CV-00090", ids) == "CV-00090"
+    # the list's label from before it was labelled with predictions, handed back as text
+    assert chosen_case("CV-00090 · true Valvular disease", ids) == "CV-00090"
+    assert chosen_case("CA-1 · unreadable", ["CA-1"]) == "CA-1"
+    assert chosen_case("CV-99999 · true Normal", ids) is None
+    assert chosen_case("CV-00090x", ids) is None
+    assert chosen_case(None, ids) is None and chosen_case(90, ids) is None
