@@ -6,7 +6,7 @@
     python -m explain case --checkpoint DIR --data ICU_DIR --case-id ICU-00012 --hours 0,6,12,24,36,48 [--json]
     python -m explain cohort --checkpoint DIR --data DIR [--split test] [--rankings CSV] [--method shapley] [--json]
     python -m explain cohort --checkpoint DIR --data DIR --out [STORE] [--split all] [--shard-size N] [--overwrite]
-        [--num-workers N]
+        [--num-workers N] [--attributions [--n-steps N | --tolerance FLOAT ...]]
     torchrun --nproc_per_node N -m explain cohort ... --out STORE   (each process writes its share of the shards)
     python -m explain study create|list|progress|export|import|withdraw ...  (an expert-ranking study; study --help)
 
@@ -14,7 +14,12 @@
 pairwise interactions into a Parquet store (explain/store.py) that the dashboard's cohort pages read; STORE
 defaults to <cohort>/explanations/<checkpoint hash prefix>/. A re-run resumes: complete shards are skipped.
 A survival model's store holds one quantity (--quantity, --horizon; the dashboard reads the default one,
-survival at the model's horizon) and each case's predicted curve.
+survival at the model's horizon) and each case's predicted curve. With --attributions the store also holds each
+case's attribution table (what the case page's attributions CSV holds, for the predicted class or the survival
+quantity: modality importance, note words, ECG leads and segments, tabular values) computed with the engine flags
+as `case` takes them (default exactly 50 Gauss-Legendre steps; the dashboard's: --tolerance 0.05 --steps-method
+gauss_then_trapezoid --max-steps 128); an image map is not stored, so images take Grad-CAM (no path integral).
+Adding --attributions to a complete store computes only them.
 
 A time-stamped (ICU) cohort is explained as of hours of a stay: --case-id is a stay with --hours, or one
 sample id ("ICU-00012@24h") without. Each hour gives the risk of death within 48 h, the cross-modal
@@ -116,12 +121,21 @@ def main(argv: list[str] | None = None) -> int:
                                   "(with --out; 0: this process)")
             sub.add_argument("--overwrite", action="store_true",
                              help="replace a store of another checkpoint, cohort or settings at --out")
+            sub.add_argument("--attributions", action="store_true",
+                             help="with --out: also store each case's attribution table (the case page's CSV) "
+                                  "with the engine flags below")
+            sub.add_argument("--n-steps", type=_integer(2), default=None, metavar="N",
+                             help="with --attributions: Integrated Gradients steps of every map (default 50); "
+                                  "--tolerance chooses them per map instead")
+            _add_engine_arguments(sub)
     study_cli.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "study":  # the study database: no model is loaded
         return study_cli.run(args)
     if args.command == "case":
         _check_engine_arguments(args, subparsers["case"])
+    elif args.command == "cohort":
+        _check_attribution_arguments(args, subparsers["cohort"])
     try:
         storing = args.command == "cohort" and args.out is not None
         if args.command == "cohort" and not storing:
@@ -137,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             _check_model_arguments(args, ckpt.model, subparsers["case"])
             result = _case(args, cohort, predictor, ckpt.ood)
         elif storing:
+            if args.attributions:
+                _check_model_arguments(args, ckpt.model, subparsers["cohort"])
             result = _store(args, cohort, predictor)
         else:
             result = _cohort(args, cohort, predictor)
@@ -224,6 +240,20 @@ def _check_engine_arguments(args, parser: argparse.ArgumentParser) -> None:
                      f"map (up to --max-steps): give one of the two, got --n-steps {args.n_steps}")
 
 
+def _check_attribution_arguments(args, parser: argparse.ArgumentParser) -> None:
+    """cohort: --attributions needs --out, the engine's flags need --attributions (argparse-style error)."""
+    if args.attributions and args.out is None:
+        parser.error("argument --attributions: applies to --out (the explanation store); give --out STORE")
+    given = [flag for flag, value, default in (
+        ("--n-steps", args.n_steps, None), ("--tolerance", args.tolerance, None), ("--max-steps", args.max_steps, None),
+        ("--steps-method", args.steps_method, "gausslegendre"), ("--note-layer", args.note_layer, None),
+        ("--reduced-precision", args.reduced_precision, ()), ("--joint", args.joint, False)) if value != default]
+    if given and not args.attributions:
+        parser.error(f"argument {given[0]}: sets how the stored attributions are computed; it applies with "
+                     "--attributions (and --out)")
+    _check_engine_arguments(args, parser)
+
+
 def _check_model_arguments(args, model, parser: argparse.ArgumentParser) -> None:
     """The engine's flags against the loaded model: --note-layer a layer of each of its BERT note encoders other
     than the first, --reduced-precision kinds it declares (argparse-style error, exit code 2)."""
@@ -254,11 +284,23 @@ def _check_model_arguments(args, model, parser: argparse.ArgumentParser) -> None
 
 def _settings(args, n_steps: int, target: int | None = None) -> ExplainSettings:
     """The case command's ExplainSettings; ``n_steps``: the default when --n-steps is not given."""
-    engine = {} if args.max_steps is None else {"max_steps": args.max_steps}
     return ExplainSettings(args.image_method, n_steps if args.n_steps is None else args.n_steps,
-                           target=target, context=args.context, tolerance=args.tolerance,
-                           steps_method=args.steps_method, note_layer=args.note_layer,
-                           reduced_precision=args.reduced_precision, joint=args.joint, **engine)
+                           target=target, context=args.context, **_engine_settings(args))
+
+
+def _attribution_settings(args) -> ExplainSettings | None:
+    """cohort --attributions: the stored attributions' ExplainSettings (None without the flag). No image map is
+    stored (too large for a table), so an image takes Grad-CAM, which needs no path integral."""
+    if not args.attributions:
+        return None
+    return ExplainSettings("grad_cam", 50 if args.n_steps is None else args.n_steps, **_engine_settings(args))
+
+
+def _engine_settings(args) -> dict:
+    """The engine's flags as ExplainSettings fields (--max-steps only when given: the default is the dataclass')."""
+    engine = {} if args.max_steps is None else {"max_steps": args.max_steps}
+    return {"tolerance": args.tolerance, "steps_method": args.steps_method, "note_layer": args.note_layer,
+            "reduced_precision": args.reduced_precision, "joint": args.joint, **engine}
 
 
 def _completeness(explanation) -> dict[str, dict]:
@@ -296,15 +338,21 @@ def _store(args, cohort: CohortReader, predictor: Predictor) -> dict:
         report = write_store(out, predictor, cohort, ids, checkpoint_sha=checkpoint_sha,
                              cohort_sha=cohort_hash(cohort), settings={"split": split}, shard_size=args.shard_size,
                              rank=rank, world_size=world_size, overwrite=args.overwrite, barrier=barrier,
-                             progress=True, num_workers=args.num_workers, survival=survival)
+                             progress=True, num_workers=args.num_workers, survival=survival,
+                             attributions=_attribution_settings(args))
     finally:
         if barrier is not None:
             dist.destroy_process_group()
+    seconds = report.seconds - report.stage_seconds.get("attributions", 0.0)  # the core shards' (attributions apart)
     return {"store": str(out), "cases": len(ids), "split": split,
             "explained": explained_label(predictor.model, survival), "rank": rank, "world_size": world_size,
             "shards": report.shards, "written": report.written, "skipped": report.skipped,
-            "cases_explained": report.cases, "seconds": round(report.seconds, 3),
-            "cases_per_second": None if math.isnan(report.cases_per_second) else round(report.cases_per_second, 2)}
+            "cases_explained": report.cases, "seconds": round(seconds, 3),
+            "cases_per_second": round(report.cases / seconds, 2) if report.cases and seconds > 0 else None,
+            **({} if not args.attributions else {
+                "attributions_written": report.attributions_written,
+                "attributions_skipped": report.attributions_skipped, "attributed_cases": report.attributed_cases,
+                "attribution_seconds": round(report.stage_seconds.get("attributions", 0.0), 3)})}
 
 
 def _survival(args, predictor: Predictor) -> SurvivalTarget | None:
@@ -422,7 +470,11 @@ def _text(result: dict) -> str:
         return (f"explanation store {result['store']}: {result['cases']} {result['split']} cases in "
                 f"{result['shards']} shards; rank {result['rank']} of {result['world_size']} wrote "
                 f"{len(result['written'])} ({result['cases_explained']} cases in {result['seconds']:.1f} s{speed}), "
-                f"skipped {len(result['skipped'])} already complete; explains {result['explained']}")
+                f"skipped {len(result['skipped'])} already complete; explains {result['explained']}"
+                + ("" if "attributions_written" not in result else
+                   f"; attributions: wrote {len(result['attributions_written'])} shard(s) "
+                   f"({result['attributed_cases']} cases in {result['attribution_seconds']:.1f} s), skipped "
+                   f"{len(result['attributions_skipped'])} already complete"))
     if "stay_id" in result:
         return _stay_text(result)
     if "case_id" in result:

@@ -1,11 +1,17 @@
 """One case's attributions as a long table (one row per scored part): what the dashboard's attributions CSV
-holds and what the explanation store keeps per case with ``--attributions``. No Streamlit."""
+holds and what the explanation store keeps per case with ``--attributions`` (in Parquet: :func:`to_arrow`,
+:func:`from_arrow`). No Streamlit."""
 
 from __future__ import annotations
 
-import pandas as pd
+from collections.abc import Sequence
 
-from explain.case import CaseExplanation
+import pandas as pd
+import pyarrow as pa
+
+from explain.case import CaseExplanation, ExplainSettings, explain_case
+from explain.targets import SurvivalTarget
+from neurofusion.inference import Predictor
 
 ATTRIBUTION_COLUMNS = ("case_id", "explained_class", "contrast_class", "part", "method", "item", "value", "start",
                        "end", "observed")
@@ -52,3 +58,50 @@ def attribution_table(explanation: CaseExplanation) -> pd.DataFrame:
     table.insert(1, "explained_class", explanation.classes[explanation.target])
     table.insert(2, "contrast_class", "" if explanation.contrast is None else explanation.classes[explanation.contrast])
     return table
+
+
+# The Parquet form of the table: ``observed`` holds numbers (a lab value) and text (a category) in one column,
+# so it is stored as two typed columns and put back together on reading.
+ARROW_SCHEMA = pa.schema([pa.field(c, pa.string()) for c in ATTRIBUTION_COLUMNS[:6]]
+                         + [pa.field(c, pa.float64()) for c in ("value", "start", "end", "observed_number")]
+                         + [pa.field("observed_text", pa.string())])
+
+
+def to_arrow(table: pd.DataFrame) -> pa.Table:
+    """``attribution_table``'s rows (of any number of cases) as an Arrow table of :data:`ARROW_SCHEMA`."""
+    observed = table["observed"].tolist()
+    text = [v if isinstance(v, str) else None for v in observed]
+    number = [None if isinstance(v, str) or v is None or pd.isna(v) else float(v) for v in observed]
+    columns = {c: table[c].tolist() for c in ATTRIBUTION_COLUMNS[:6]}
+    columns.update({c: pd.to_numeric(table[c], errors="coerce").astype(float).tolist() for c in ("value", "start",
+                                                                                                  "end")})
+    columns.update(observed_number=number, observed_text=text)
+    return pa.Table.from_pydict(columns, schema=ARROW_SCHEMA)
+
+
+def from_arrow(table: pa.Table) -> pd.DataFrame:
+    """The rows :func:`to_arrow` stored, columns :data:`ATTRIBUTION_COLUMNS` (``observed``: the text of a
+    category, else the number, NaN where the row has none; ``value``/``start``/``end``: float, NaN where empty)."""
+    frame = table.to_pandas()
+    text, number = frame.pop("observed_text"), frame.pop("observed_number")
+    frame["observed"] = text.astype(object).where(text.notna(), number.astype(object))
+    return frame[list(ATTRIBUTION_COLUMNS)]
+
+
+def explain_attributions(predictor: Predictor, cohort, case_ids: Sequence[str], settings: ExplainSettings,
+                         survival: SurvivalTarget | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """(every case's :func:`attribution_table` stacked, in ``case_ids`` order; {case_id: why it has no rows}):
+    each case explained by :func:`explain.case.explain_case` with ``settings`` (its ``target`` None: the
+    predicted class, or a survival model's ``survival`` quantity, as the dashboard's case page explains it). A
+    case that cannot be read (CohortError) or explained (ValueError: an input the model cannot take) gets no
+    rows and its reason."""
+    tables, errors = [], {}
+    for case_id in case_ids:
+        try:
+            case = cohort[case_id]
+            tables.append(attribution_table(explain_case(predictor, case, settings, survival=survival)))
+        except ValueError as err:  # CohortError is a ValueError
+            errors[case_id] = str(err)
+    if not tables:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in ATTRIBUTION_COLUMNS}), errors
+    return pd.concat(tables, ignore_index=True), errors

@@ -7,6 +7,11 @@ shard list with each shard's case ids) and ``part-NNNNN.parquet`` shards, each w
 file, then rename). Writing is resumable (a shard that is present and carries the same key is skipped) and
 sharded across processes: process ``rank`` of ``world_size`` writes the shards ``i % world_size == rank``;
 rank 0 writes the manifest before (``complete: false``) and after (``complete: true``, written time) them.
+With attributions (``--attributions``) each shard has an ``attr-NNNNN.parquet`` beside it, written by the same
+process, resumable the same way: every case's :func:`explain.attribution_table.attribution_table` for what the
+case page explains by default, computed with the ExplainSettings the manifest's ``attributions`` records
+(``attributions_complete`` once every attr shard is there). The store's key does not include them: a store
+without attributions keeps its key, and adding them rewrites no core shard (the store stays readable meanwhile).
 Classifier and survival models on cohorts of cases (not time-stamped cohorts). A survival model's store holds
 one explained quantity (:class:`explain.targets.SurvivalTarget`, default survival at the model's horizon): the
 manifest's ``explained`` names it, each row has its ``value`` and the predicted ``curve`` (S at the end of each
@@ -16,6 +21,7 @@ survival stores existed keep their key and stay valid."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -30,11 +36,14 @@ from stat import S_ISREG
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
 from explain.attention import ClassAttentionAverager
+from explain.attribution_table import ARROW_SCHEMA, explain_attributions, from_arrow, to_arrow
+from explain.case import ExplainSettings
 from explain.cohort import SURVIVAL_GROUP, CohortImportance
 from explain.importance import METHODS, modality_importance, modality_names
 from explain.interactions import shapley_interactions
@@ -195,6 +204,9 @@ class WriteReport:
     cases: int = 0
     seconds: float = 0.0
     complete: bool = False
+    attributions_written: list[int] = field(default_factory=list)  # attr shards (with attributions)
+    attributions_skipped: list[int] = field(default_factory=list)
+    attributed_cases: int = 0  # cases of the attr shards written (explained or named as not explainable)
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
     @property
@@ -213,17 +225,34 @@ def shard_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
+def attribution_name(index: int) -> str:
+    """The attributions of the cases of shard ``index``."""
+    return f"attr-{index:05d}.parquet"
+
+
+def attribution_settings(settings: ExplainSettings) -> dict:
+    """What the manifest's ``attributions`` records of the settings (JSON types): every ExplainSettings field.
+    A store explains what the case page shows by default, so ``target`` must be None (the predicted class)."""
+    if settings.target is not None:
+        raise StoreError(f"the store's attributions explain each case's predicted class (or a survival model's "
+                         f"quantity), as the case page does by default; got ExplainSettings(target={settings.target})")
+    return json.loads(json.dumps(dataclasses.asdict(settings)))
+
+
 def write_store(out: str | Path, predictor: Predictor, cohort: CohortReader, case_ids: Sequence[str], *,
                 checkpoint_sha: str, cohort_sha: str, settings: dict, shard_size: int = 256, batch_size: int = 32,
                 rank: int = 0, world_size: int = 1, overwrite: bool = False,
                 barrier: Callable[[], None] | None = None, progress: bool = False, num_workers: int = 0,
-                survival: SurvivalTarget | None = None) -> WriteReport:
+                survival: SurvivalTarget | None = None, attributions: ExplainSettings | None = None) -> WriteReport:
     """Explain ``case_ids`` of ``cohort`` into the store ``out``; this process writes the shards
     ``i % world_size == rank``, its cases read and prepared by ``num_workers`` DataLoader worker processes
     (0: this one; the store is the same whatever the number). ``barrier``: waits for every process
     (torch.distributed.barrier under torchrun; None for one process). A manifest of another checkpoint, cohort,
     settings or explained quantity is refused (StoreError) unless ``overwrite``, which removes the old store
-    first. ``survival``: a survival model's explained quantity (None: survival at the model's horizon)."""
+    first. ``survival``: a survival model's explained quantity (None: survival at the model's horizon).
+    ``attributions``: also write each shard's attr shard with these settings (None: none); a store without
+    attributions gets them added (its complete core shards skipped, the store readable meanwhile), one with other
+    attribution settings is refused unless ``overwrite``."""
     if not 0 <= rank < world_size:
         raise StoreError(f"rank must be in 0..{world_size - 1}, got {rank}")
     check_supported(predictor, cohort, survival)
@@ -231,13 +260,19 @@ def write_store(out: str | Path, predictor: Predictor, cohort: CohortReader, cas
     out = Path(out)
     shards = plan_shards(list(case_ids), shard_size)
     manifest = _manifest(predictor, checkpoint_sha, cohort_sha, settings, shards, survival)
+    if attributions is not None:
+        manifest.update(attributions=attribution_settings(attributions), attributions_complete=False)
     existing = (out / MANIFEST).is_file()
     if existing and not overwrite:
-        _check_same(_read_manifest(out), manifest, out)
+        old = _read_manifest(out)
+        _check_same(old, manifest, out)
+        if old.get("complete"):  # the core shards are complete: the store stays readable while attributions are added
+            manifest.update({k: old[k] for k in ("complete", "written", "errors") if k in old})
     wait()  # every process has checked the old manifest before rank 0 replaces it
     if rank == 0:
         if existing and overwrite:  # only the store's own files: anything else in the folder stays
-            for old in [out / MANIFEST, *out.glob("part-*.parquet"), *out.glob(".part-*.tmp")]:
+            for old in [out / MANIFEST, *out.glob("part-*.parquet"), *out.glob(".part-*.tmp"),
+                        *out.glob("attr-*.parquet"), *out.glob(".attr-*.tmp")]:
                 old.unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / MANIFEST, manifest)
@@ -245,38 +280,73 @@ def write_store(out: str | Path, predictor: Predictor, cohort: CohortReader, cas
     report = WriteReport(out, rank, world_size, len(shards))
     start = time.perf_counter()
     key = _store_key(manifest)
+    attribution_key = _attribution_key(manifest)
     mine = [i for i in range(len(shards)) if i % world_size == rank]
     for index in tqdm(mine, desc=f"shards (rank {rank})", disable=not progress, file=sys.stderr):
         path = out / shard_name(index)
         if _shard_complete(path, key, shards[index]):
             report.skipped.append(index)
-            continue
-        table = explain_shard(predictor, cohort, shards[index], manifest, batch_size, stages=report.stage_seconds,
-                              num_workers=num_workers)
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}),  # keeps the unreadable cases
-                                               _KEY: json.dumps({"key": key, "index": index,
-                                                                 "case_ids": shards[index]})})
-        started = time.perf_counter()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)  # atomic: a reader or a resumed run never sees half a shard
-        report.stage_seconds["write"] += time.perf_counter() - started
-        report.written.append(index)
-        report.cases += len(shards[index])
+        else:
+            table = explain_shard(predictor, cohort, shards[index], manifest, batch_size,
+                                  stages=report.stage_seconds, num_workers=num_workers)
+            _write_shard(path, table, {"key": key, "index": index, "case_ids": shards[index]}, report.stage_seconds)
+            report.written.append(index)
+            report.cases += len(shards[index])
+        if attributions is not None:
+            _write_attributions(out, index, shards[index], predictor, cohort, manifest, attributions, report)
     report.seconds = time.perf_counter() - start
     wait()  # every shard is on disk
     if rank == 0:
-        missing = [i for i in range(len(shards)) if not _shard_complete(out / shard_name(i), key, shards[i])]
+        missing = [shard_name(i) for i in range(len(shards))
+                   if not _shard_complete(out / shard_name(i), key, shards[i])]
+        if attributions is not None:
+            missing += [attribution_name(i) for i in range(len(shards))
+                        if not _shard_complete(out / attribution_name(i), attribution_key, shards[i])]
         if missing:
             raise StoreError(f"{len(missing)} shard(s) of {out} are missing or inconsistent after writing: "
-                             f"{', '.join(shard_name(i) for i in missing[:5])}; run the command again to resume")
+                             f"{', '.join(missing[:5])}; run the command again to resume")
         manifest["complete"] = True
         manifest["written"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        manifest["errors"] = _shard_errors(out, len(shards))
+        manifest["errors"] = _shard_errors(out, [shard_name(i) for i in range(len(shards))])
+        if attributions is not None:
+            manifest["attributions_complete"] = True
+            manifest["attribution_errors"] = _shard_errors(out, [attribution_name(i) for i in range(len(shards))])
         _write_json(out / MANIFEST, manifest)
     wait()
     report.complete = True
     return report
+
+
+def _write_shard(path: Path, table: pa.Table, info: dict, stages: dict[str, float]) -> None:
+    """``table`` written to ``path`` atomically (a reader or a resumed run never sees half a shard), ``info``
+    (its store's key, index, case ids) in its schema metadata beside what the table carries (the unreadable
+    cases)."""
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _KEY: json.dumps(info)})
+    started = time.perf_counter()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    stages["write"] += time.perf_counter() - started
+
+
+def _write_attributions(out: Path, index: int, case_ids: list[str], predictor: Predictor, cohort: CohortReader,
+                        manifest: dict, settings: ExplainSettings, report: WriteReport) -> None:
+    """The attr shard of shard ``index`` (skipped when present with this store's and settings' key): each case's
+    attribution table; a case that cannot be read or explained is named with its reason in the schema's
+    errors. Its seconds are ``report.stage_seconds["attributions"]`` (reading the case included)."""
+    path, key = out / attribution_name(index), _attribution_key(manifest)
+    if _shard_complete(path, key, case_ids):
+        report.attributions_skipped.append(index)
+        return
+    started = time.perf_counter()
+    rows, errors = explain_attributions(predictor, cohort, case_ids, settings, _survival_target(manifest))
+    table = to_arrow(rows).replace_schema_metadata({b"errors": json.dumps(errors)})
+    stages = report.stage_seconds
+    stages["attributions"] = stages.get("attributions", 0.0) + time.perf_counter() - started
+    _write_shard(path, table, {"key": key, "store_key": _store_key(manifest), "index": index, "case_ids": case_ids},
+                 stages)
+    report.attributions_written.append(index)
+    report.attributed_cases += len(case_ids)
 
 
 @torch.no_grad()
@@ -419,6 +489,50 @@ class ExplanationStore:
         """The model has cross-modal attention: every stored case carries its (M, M) map."""
         return bool(self.table["cross_attention"].notna().all())
 
+    @property
+    def has_attributions(self) -> bool:
+        """The store holds each case's attribution table (written with --attributions, every attr shard done)."""
+        return "attributions" in self.manifest and bool(self.manifest.get("attributions_complete"))
+
+    def attributions(self, case_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """The attribution tables (columns :data:`explain.attribution_table.ATTRIBUTION_COLUMNS`) of ``case_ids``
+        (default: every case), case by case in that order, each case's rows as
+        :func:`explain.attribution_table.attribution_table` gave them; a case named in the manifest's
+        ``attribution_errors`` (not readable or explainable) has none. Reads only the attr shards holding those
+        cases. StoreError when the store has no attributions, does not plan one of the cases, or an attr shard
+        it needs is missing, damaged or of other settings."""
+        if not self.has_attributions:
+            how = ("their writing did not finish: run the same python -m explain cohort --out ... --attributions "
+                   "command again" if "attributions" in self.manifest else
+                   "write them with python -m explain cohort --out ... --attributions")
+            raise StoreError(f"the store {self.path} holds no attributions ({how})")
+        shards = self.manifest["shards"]
+        where = {case_id: index for index, shard in enumerate(shards) for case_id in shard["case_ids"]}
+        ids = list(dict.fromkeys(self.case_ids if case_ids is None else case_ids))
+        unknown = [i for i in ids if i not in where]
+        if unknown:
+            raise StoreError(f"the store {self.path} has no attributions of {len(unknown)} of the asked cases "
+                             f"({', '.join(unknown[:5])}); write it with --split all or the split you need")
+        key, parts = _attribution_key(self.manifest), []
+        for index in sorted({where[i] for i in ids}):
+            name = attribution_name(index)
+            file = _open_shard(self.path / name)
+            if file is None or not _shard_matches(file.schema_arrow.metadata, key, shards[index]["case_ids"]):
+                raise StoreError(f"the store {self.path} lacks {name} or it belongs to other attribution settings or "
+                                 "another store: run the python -m explain cohort --out ... --attributions command "
+                                 "again to rewrite it")
+            try:
+                parts.append(file.read(use_threads=False))
+            except (pa.ArrowInvalid, OSError) as err:
+                raise StoreError(f"the store {self.path} has a damaged {name} ({err}): run the python -m explain "
+                                 "cohort --out ... --attributions command again to rewrite it") from None
+        table = pa.concat_tables(parts) if parts else ARROW_SCHEMA.empty_table()
+        if case_ids is not None:  # filtered in Arrow: a shard holds the rows of hundreds of cases
+            table = table.filter(pc.is_in(table["case_id"], value_set=pa.array(ids, pa.string())))
+        frame = from_arrow(table)
+        order = frame["case_id"].map({case_id: k for k, case_id in enumerate(ids)}).to_numpy()
+        return frame.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
+
     def mismatch(self, checkpoint_sha: str, cohort_sha: str) -> str | None:
         """Why this store is not the loaded checkpoint's and cohort's explanation (None when it is)."""
         problems = []
@@ -553,6 +667,14 @@ def _store_key(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
+def _attribution_key(manifest: dict) -> str | None:
+    """What an attr shard must carry: the store's key and the attribution settings (None: no attributions)."""
+    if "attributions" not in manifest:
+        return None
+    content = {"store": _store_key(manifest), "attributions": manifest["attributions"]}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
 def _shard_complete(path: Path, key: str, case_ids: Sequence[str]) -> bool:
     """The shard file is there, readable, and carries this store's key and these case ids."""
     file = _open_shard(path)
@@ -578,11 +700,11 @@ def _shard_matches(metadata: dict | None, key: str, case_ids: Sequence[str]) -> 
     return isinstance(info, dict) and info.get("key") == key and info.get("case_ids") == list(case_ids)
 
 
-def _shard_errors(out: Path, count: int) -> dict[str, str]:
-    """{case_id: why it could not be read} over every shard."""
+def _shard_errors(out: Path, names: Sequence[str]) -> dict[str, str]:
+    """{case_id: why it could not be read (or explained)} over the shards ``names``."""
     errors: dict[str, str] = {}
-    for index in range(count):
-        metadata = pq.read_schema(out / shard_name(index)).metadata or {}
+    for name in names:
+        metadata = pq.read_schema(out / name).metadata or {}
         errors.update(json.loads(metadata.get(b"errors", b"{}")))
     return errors
 
@@ -595,6 +717,23 @@ def _check_same(existing: dict, manifest: dict, out: Path) -> None:
         if existing.get(field_name) != manifest.get(field_name):
             raise StoreError(f"{out} holds a store of another {what} ({field_name} differs): refusing to mix them; "
                              "choose another --out or pass --overwrite to replace it")
+    held, asked = existing.get("attributions"), manifest.get("attributions")
+    if held is not None and held != asked:  # none held: this run adds them to the store
+        raise StoreError(f"{out} holds attributions of other settings ({_settings_difference(held, asked)}): it holds "
+                         f"them computed with {_settings_text(held)}; this run asks for "
+                         f"{_settings_text(asked) if asked else 'none (no --attributions)'}: refusing to mix them; "
+                         "give the same settings, choose another --out or pass --overwrite to replace the store")
+
+
+def _settings_text(settings: dict) -> str:
+    return "(" + ", ".join(f"{k} {v}" for k, v in settings.items()) + ")"
+
+
+def _settings_difference(held: dict, asked: dict | None) -> str:
+    if asked is None:
+        return "this run asks for none"
+    return "they differ in " + ", ".join(f"{k} ({held.get(k)} held, {asked.get(k)} asked)"
+                                         for k in dict.fromkeys([*held, *asked]) if held.get(k) != asked.get(k))
 
 
 def _survival_target(manifest: dict) -> SurvivalTarget | None:
