@@ -65,8 +65,12 @@ def _values(table: pd.DataFrame) -> pd.Series:
     """The value column as floats, NaN where it is empty (an unmeasured lab, an unrecorded lead); anything
     else that is not a finite number is an error naming the rows."""
     raw = table["value"]
-    values = pd.to_numeric(raw, errors="coerce").astype(float)
-    blank = raw.isna() | raw.astype(str).str.strip().eq("")
+    if pd.api.types.is_numeric_dtype(raw):  # as the store reads it: only NaN and infinities to check
+        values = raw.astype(float)
+        blank = values.isna()
+    else:  # e.g. read from the CSV: empty strings for unmeasured items
+        values = pd.to_numeric(raw, errors="coerce").astype(float)
+        blank = raw.isna() | raw.astype(str).str.strip().eq("")
     bad = (values.isna() & ~blank) | np.isinf(values)
     if bad.any():
         rows = table.loc[bad, ["case_id", "part", "item"]].head(3).to_dict("records")
@@ -76,16 +80,17 @@ def _values(table: pd.DataFrame) -> pd.Series:
     return values
 
 
-def _groups(table: pd.DataFrame, groups: Mapping[str, str] | pd.Series | None) -> pd.Series:
-    """Each row's group: its explained class ('A − B' for a contrast), or ``groups[case_id]`` (e.g. the true
-    class; NaN for a case it does not name)."""
-    if groups is not None:
-        return table["case_id"].map(pd.Series(groups, dtype=object))
+def _explained(table: pd.DataFrame) -> pd.Series:
+    """Each row's explained class ('A − B' for a contrast)."""
     explained = table["explained_class"].astype(str)
-    if "contrast_class" in table.columns:
-        contrast = table["contrast_class"].fillna("").astype(str).str.strip()
-        explained = explained.where(contrast.eq(""), explained + " − " + contrast)
-    return explained
+    if "contrast_class" not in table.columns:
+        return explained
+    codes, names = pd.factorize(table["contrast_class"].fillna("").astype(str))
+    names = pd.Index(names).str.strip()
+    if (names == "").all():
+        return explained
+    contrast = pd.Series(np.asarray(names, dtype=object)[codes], index=table.index)
+    return explained.where(contrast.eq(""), explained + " − " + contrast)
 
 
 def summarise(table: pd.DataFrame, min_cases: int = MIN_CASES,
@@ -107,27 +112,56 @@ def summarise(table: pd.DataFrame, min_cases: int = MIN_CASES,
                                     "explain.attribution_table.ATTRIBUTION_COLUMNS")
     if isinstance(min_cases, bool) or not isinstance(min_cases, (int, np.integer)) or min_cases < 1:
         raise AttributionTableError(f"min_cases must be a whole number >= 1, got {min_cases!r}")
-    frame = pd.DataFrame({"case_id": table["case_id"].astype(str), "part": table["part"].astype(str),
-                          "item": table["item"].astype(str).str.strip(), "value": _values(table),
-                          "method": table["method"].astype(str) if "method" in table.columns else "",
-                          "group": _groups(table, groups)})
-    frame = frame[frame["group"].notna()]
-    frame["group"] = frame["group"].astype(str)
-    sizes = frame.groupby("group")["case_id"].nunique()  # every case of a group, whatever items it has
-    frame = frame[frame["part"].isin(summarised_parts(frame["part"].unique())) & frame["value"].notna()]
-    words = frame["part"].map(is_word_part).astype(bool)
-    frame.loc[words, "item"] = frame.loc[words, "item"].str.casefold()
-    frame = frame[~(words & frame["item"].str.fullmatch(_PUNCTUATION_ONLY))]
-    keys = ["part", "group", "item"]
-    per_case = frame.groupby(keys + ["case_id"], sort=False).agg(value=("value", "sum"), method=("method", "first"))
-    per_case["positive"] = per_case["value"] > 0
-    per_case["abs"] = per_case["value"].abs()
-    summary = per_case.groupby(level=keys, sort=False).agg(
-        method=("method", "first"), n_cases=("value", "size"), mean=("value", "mean"),
-        share_positive=("positive", "mean"), mean_abs=("abs", "mean")).reset_index()
-    kept = ~summary["part"].map(is_word_part).astype(bool) | (summary["n_cases"] >= min_cases)
-    summary = summary[kept].copy()
+    # Everything is grouped on integer codes: the string columns of a 20,000-case store hold millions of rows but
+    # a few thousand distinct values, which are cleaned once each (strip, case-fold, punctuation) instead
+    case_codes, case_names = pd.factorize(table["case_id"].astype(str))
+    part_codes, part_names = pd.factorize(table["part"].astype(str))
+    if groups is None:
+        group_codes, group_names = pd.factorize(_explained(table))
+    else:  # -1: a case ``groups`` does not name
+        case_group_codes, group_names = pd.factorize(pd.Index(case_names).map(pd.Series(groups, dtype=object)))
+        group_codes = case_group_codes[case_codes]
+    method = table["method"] if "method" in table.columns else pd.Series("", index=table.index)
+    method_codes, method_names = pd.factorize(method.fillna("").astype(str))
+    item_codes, raw_items = pd.factorize(table["item"].fillna("").astype(str))
+    plain = pd.Index(raw_items).str.strip()
+    folded = plain.str.casefold()
+    items, item_ids = np.unique(np.concatenate([plain.to_numpy(dtype=str), folded.to_numpy(dtype=str)]),
+                               return_inverse=True)
+    part_is_word = np.array([is_word_part(p) for p in part_names], dtype=bool)
+    word_row = part_is_word[part_codes]
+    punctuation = np.asarray(folded.str.fullmatch(_PUNCTUATION_ONLY), dtype=bool)
+    values = _values(table).to_numpy()
+    grouped = group_codes >= 0
+    case_group = np.full(len(case_names), -1, dtype=np.int64)  # a case's rows all explain one class
+    case_group[case_codes] = group_codes
+    sizes = pd.Series(np.bincount(case_group[case_group >= 0], minlength=len(group_names)))  # cases per group
+    kept = (grouped & np.isin(part_names, summarised_parts(part_names))[part_codes] & ~np.isnan(values)
+            & ~(word_row & punctuation[item_codes]))
+    # one int64 key per (part, group, item) cell and one per (cell, case); sums by bincount (pandas' groupby on
+    # four keys takes seconds at this size)
+    n_groups, n_items, n_cases = max(len(group_names), 1), len(items), max(len(case_names), 1)
+    cell = (part_codes[kept].astype(np.int64) * n_groups + group_codes[kept]) * n_items + \
+        item_ids[item_codes[kept] + len(plain) * word_row[kept]]  # a word's item: its case-folded form
+    case_codes_of, case_keys = pd.factorize(cell * n_cases + case_codes[kept])
+    per_case = np.bincount(case_codes_of, weights=values[kept], minlength=len(case_keys))
+    method_of = np.zeros(len(case_keys), dtype=np.int64)
+    method_of[case_codes_of] = method_codes[kept]
+    cell_codes, cells = pd.factorize(case_keys // n_cases)
+    n = np.bincount(cell_codes, minlength=len(cells))
+    methods = np.zeros(len(cells), dtype=np.int64)
+    methods[cell_codes] = method_of
+    summary = pd.DataFrame({
+        "part": cells // (n_groups * n_items), "group": (cells // n_items) % n_groups, "item": cells % n_items,
+        "method": methods, "n_cases": n, "mean": np.bincount(cell_codes, weights=per_case, minlength=len(cells)) / n,
+        "share_positive": np.bincount(cell_codes, weights=per_case > 0, minlength=len(cells)) / n,
+        "mean_abs": np.bincount(cell_codes, weights=np.abs(per_case), minlength=len(cells)) / n})
+    summary = summary[~part_is_word[summary["part"]] | (summary["n_cases"] >= min_cases)].copy()
     summary["cases_in_group"] = summary["group"].map(sizes).astype(int)
+    summary["part"] = np.asarray(part_names, dtype=object)[summary["part"]]
+    summary["group"] = np.asarray(group_names, dtype=object)[summary["group"]]
+    summary["item"] = items.astype(object)[summary["item"]]
+    summary["method"] = np.asarray(method_names, dtype=object)[summary["method"]]
     summary = summary.sort_values(["part", "group", "mean"], ascending=[True, True, False], kind="stable")
     summary["rank"] = summary.groupby(["part", "group"]).cumcount() + 1
     return summary[list(SUMMARY_COLUMNS)].reset_index(drop=True)
@@ -228,7 +262,7 @@ def attribution_section(stored: StoreLookup, ids: Sequence[str], *, survival: bo
     groups = None
     if by_true:
         known = labels.dropna().astype(str)
-        groups = known[known.index.isin(ids)]
+        groups = known[known.index.isin(ids) & known.str.strip().ne("")]
         if len(groups) < len(ids):
             st.caption(f"{len(ids) - len(groups)} case(s) without a recorded class are left out.")
     try:
