@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from explain.cohort import CohortImportance
@@ -49,6 +50,16 @@ class StoreLookup:
         return _stored_importance(self.store, str(self.path), _store_stamp(self.path),
                                   hashlib.sha256("\n".join(ids).encode()).hexdigest(), ids)
 
+    def attributions(self, case_ids: Sequence[str]) -> pd.DataFrame | None:
+        """The stored attribution tables of ``case_ids`` (:meth:`ExplanationStore.attributions`, cached per
+        selection and version of the store's files), or None when there is no usable store, it holds no
+        attributions or does not hold every one of ``case_ids`` (the page then computes what it shows)."""
+        if self.store is None or not self.store.has_attributions or self.store.missing(case_ids):
+            return None
+        ids = tuple(case_ids)
+        return _stored_attributions(self.store, str(self.path), _store_stamp(self.path),
+                                    hashlib.sha256("\n".join(ids).encode()).hexdigest(), ids)
+
     @property
     def caption(self) -> str:
         written = self.store.written.replace("T", " ").replace("Z", " UTC") if self.store else ""
@@ -56,8 +67,9 @@ class StoreLookup:
 
 
 def _store_stamp(path: Path) -> tuple:
-    """Size and modification time of the manifest and the shards: a rewritten store is read again."""
-    files = [path / MANIFEST, *sorted(path.glob("part-*.parquet"))]
+    """Size and modification time of the manifest and the shards (attr shards too): a rewritten store is read
+    again."""
+    files = [path / MANIFEST, *sorted(path.glob("part-*.parquet")), *sorted(path.glob("attr-*.parquet"))]
     return tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file())
 
 
@@ -83,6 +95,12 @@ def _read_store(path: str, stamp: tuple) -> ExplanationStore:
 def _stored_importance(_store: ExplanationStore, path: str, stamp: tuple, ids_key: str,
                        _case_ids: tuple[str, ...]) -> CohortImportance:
     return _store.importance(_case_ids)
+
+
+@st.cache_data(show_spinner="Reading the stored attributions...", max_entries=16)
+def _stored_attributions(_store: ExplanationStore, path: str, stamp: tuple, ids_key: str,
+                         _case_ids: tuple[str, ...]) -> pd.DataFrame:
+    return _store.attributions(_case_ids)
 
 
 def find_store(checkpoint: Checkpoint, cohort: CohortReader, model_key: str, cases_key: str,
