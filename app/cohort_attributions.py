@@ -31,6 +31,7 @@ TOP_ITEMS = 12  # default: items per group in the heatmap (the union over the gr
 _CARDIO_LABELS = {"lab": "Labs and demographics", "note_word": "Note words", "ecg_lead": "ECG leads"}
 _KIND_SUFFIXES = {"_word": "words", "_lead": "leads", "_value": "values"}
 COMMAND = "python -m explain cohort --out STORE --attributions"
+DEFAULTS = {"cohort.attr_by_true": False, "cohort.attr_min_cases": MIN_CASES, "cohort.attr_top": TOP_ITEMS}
 
 
 class AttributionTableError(ValueError):
@@ -249,16 +250,18 @@ def attribution_section(stored: StoreLookup, ids: Sequence[str], *, survival: bo
     st.subheader("Which items push the model, across the cohort")
     ids = tuple(ids)
     if stored.store is None or stored.missing(ids):
-        st.caption(f"Per-item attributions across the cohort are read from a precomputed explanation store of "
-                   f"every case shown here: write one with `{COMMAND}` (the page never computes them: hours for a "
-                   "large cohort).")
+        st.caption("Which labs, note words and ECG leads push the model across the cohort is read from a "
+                   "precomputed explanation store with attributions of every case shown, never computed here (hours "
+                   f"for a large cohort): write one with `{COMMAND}` (and --checkpoint, --data).")
         return
+    for key, value in DEFAULTS.items():  # once per session: the widgets then take their values from the state
+        st.session_state.setdefault(key, value)
     by_true = labels is not None and st.toggle("By true class", key="cohort.attr_by_true",
                                                help="Group the cases by their recorded class instead of the "
                                                     "predicted one; the values still explain each case's "
                                                     "predicted class.")
     min_cases = int(st.number_input("Note words: ranked when at least this many cases of a group have them",
-                                    min_value=1, value=MIN_CASES, step=1, key="cohort.attr_min_cases"))
+                                    min_value=1, step=1, key="cohort.attr_min_cases"))
     groups = None
     if by_true:
         known = labels.dropna().astype(str)
@@ -273,8 +276,10 @@ def attribution_section(stored: StoreLookup, ids: Sequence[str], *, survival: bo
         st.error(f"The stored attributions cannot be summarised: {err}. Rewrite them with `{COMMAND}`.")
         return
     if summary is None:
-        st.caption(f"The explanation store {stored.path} holds no per-item attributions: rewrite it with "
-                   f"`{COMMAND}` --overwrite to see which labs, note words and leads push the model.")
+        st.caption(f"The explanation store {stored.path} holds no per-item attributions: add them with "
+                   f"`python -m explain cohort --out {stored.path} --attributions` (and the --checkpoint, --data it "
+                   "was written with; its other files are kept) to see which labs, note words and leads push the "
+                   "model across the cohort.")
         return
     if summary.empty:
         st.info("No stored attribution of these cases can be ranked (no lab, note word in enough cases or "
@@ -283,8 +288,8 @@ def attribution_section(stored: StoreLookup, ids: Sequence[str], *, survival: bo
     parts = summarised_parts(summary["part"])
     part = st.radio("Attributions of", parts, key="cohort.attr_part", horizontal=True,
                     format_func=lambda p: part_label(p, titles))
-    top = int(st.number_input("Items per group in the heatmap", min_value=1, max_value=50, value=TOP_ITEMS,
-                              step=1, key="cohort.attr_top"))
+    top = int(st.number_input("Items per group in the heatmap", min_value=1, max_value=50, step=1,
+                              key="cohort.attr_top"))
     contrast = summary["group"].str.contains(" − ", regex=False).any() and not by_true
     units = units_label(survival, contrast)
     explained = ("the predicted quantity" if survival else

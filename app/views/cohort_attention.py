@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from app import figures, interaction_figures
+from app.cohort_attributions import attribution_section
 from app.icu_cohort_figures import (
     VALUES,
     figure_2c,
@@ -102,6 +103,7 @@ def _survival_page(ctx: Context, ids: tuple[str, ...], split: str) -> None:
     st.caption(f"Mean over the cases of each risk group that have the modality. Shapley and leave-one-out are in "
                f"units of the explained quantity, the predicted {importance.explained} (a probability: a "
                "negative value lowers predicted survival); attention is a weight between 0 and 1.")
+    attribution_section(stored, ids, survival=True, titles=ctx.titles)
 
 
 def risk_inputs(ctx: Context, ids: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -254,3 +256,5 @@ st.plotly_chart(figures.importance_by_class(importance.by_class(method, classes=
                                            method), key="cohort.importance_true")
 st.caption("Mean over the cases of each true class that have the modality. Shapley and leave-one-out are "
            "changes in the probability of the predicted class; attention is a weight between 0 and 1.")
+attribution_section(stored, ids, survival=False, labels=ctx.predictions().set_index("case_id")["label"],
+                    order=classes, titles=ctx.titles)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,13 @@ import pytest
 
 from app.cohort_attributions import (SUMMARY_COLUMNS, AttributionTableError, attribution_heatmap, part_label,
                                      summarise, summary_csv, top_items)
+from explain.__main__ import main as explain_main
+from explain.store import open_store
+from neurofusion.data import CohortReader
+from tests.app.test_app import _app, _figure, _no_errors
+from tests.app.test_browser_progressive import small_cohort
+from tests.app.test_cohort_cancer import _values
+from tests.test_sample_data import DEMO as CARDIO_DEMO, SAMPLE
 
 
 def _row(case_id: str, explained: str, part: str, item: str, value, method: str = "integrated_gradients") -> dict:
@@ -199,3 +207,96 @@ def test_bad_tables_are_refused_with_what_is_wrong():
         summarise(table, min_cases=0)
     empty = summarise(table.iloc[0:0])
     assert empty.empty and tuple(empty.columns) == SUMMARY_COLUMNS
+
+
+# ------------------------------------------------------------------------------- the cohort page with a store
+def _cardio_store(root: Path, attributions: bool) -> Path:
+    args = ["cohort", "--checkpoint", str(CARDIO_DEMO), "--data", str(root / "cohort"), "--split", "all",
+            "--out", str(root / ("with" if attributions else "without")), "--shard-size", "4"]
+    if attributions:
+        args += ["--attributions", "--n-steps", "4"]
+    assert explain_main(args) == 0
+    return root / ("with" if attributions else "without")
+
+
+@pytest.fixture(scope="module")
+def small_stores(tmp_path_factory):
+    """8 test cases of the cardio sample in a cohort of their own, with a store written by ``python -m explain
+    cohort --out STORE --attributions`` (4 steps) and one without attributions."""
+    root = tmp_path_factory.mktemp("attr_page")
+    small_cohort(root / "cohort", CohortReader(SAMPLE).ids("test")[:8])
+    return root, _cardio_store(root, True), _cardio_store(root, False)
+
+
+def _page(root: Path, store: Path, **state):
+    at = _app(**{"settings.cohort": str(root / "cohort"), "settings.explanation_store": str(store), **state})
+    at.run()
+    at.switch_page("views/cohort_attention.py").run()
+    _no_errors(at)
+    return at
+
+
+def _cells(at) -> dict:
+    """{(item, group): (mean, n cases)} of the heatmap the page drew (its drawn cells only)."""
+    trace = _figure(at, "cohort.attr_heatmap")["data"][0]
+    custom = trace["customdata"]
+    if isinstance(custom, dict):  # plotly's binary encoding
+        custom = _values(custom).reshape([int(k) for k in str(custom["shape"]).split(",")])
+    return {(item, group): (value, int(extra[0])) for item, row, customs in zip(trace["y"], trace["z"], custom)
+            for group, value, extra in zip(trace["x"], row, customs) if value is not None}
+
+
+def _table_shown(at) -> pd.DataFrame:
+    return next(d.value for d in at.dataframe if "n_cases" in d.value.columns)
+
+
+def test_the_cohort_page_shows_the_stored_attributions_by_predicted_and_true_class(small_stores):
+    root, store, _ = small_stores
+    table = open_store(store).attributions()
+    ids = list(dict.fromkeys(table["case_id"]))
+    assert len(ids) == 8
+    at = _page(root, store, **{"cohort.attr_part": "lab", "cohort.attr_top": 50})
+    assert not any("--attributions" in c.value for c in at.caption)
+    expected = _expected(table, 1)  # labs: no min_cases filter
+    cells = _cells(at)
+    labs = {key for key in expected if key[0] == "lab"}
+    assert {(item, group) for _, group, item in labs} == set(cells)
+    for part, group, item in labs:
+        value, n = cells[(item, group)]
+        assert n == expected[(part, group, item)][0]
+        assert value == pytest.approx(expected[(part, group, item)][1], abs=1e-9)
+    labels = pd.read_csv(root / "cohort" / "cohort.csv").set_index("case_id")["label"]
+    at.toggle(key="cohort.attr_by_true").set_value(True).run()
+    _no_errors(at)
+    truth = {case_id: labels[case_id] for case_id in ids}
+    cells = _cells(at)
+    assert {group for _, group in cells} == set(truth.values())
+    for (part, group, item), (n, mean, _, _) in _expected(table, 1, truth).items():
+        if part == "lab":
+            assert cells[(item, group)][0] == pytest.approx(mean, abs=1e-9) and cells[(item, group)][1] == n
+
+
+def test_the_page_ranks_case_folded_note_words_found_in_min_cases(small_stores):
+    root, store, _ = small_stores
+    table = open_store(store).attributions()
+    at = _page(root, store, **{"cohort.attr_part": "note_word", "cohort.attr_min_cases": 2, "cohort.attr_top": 5})
+    expected = {(item, group): (n, mean) for (part, group, item), (n, mean, _, _) in _expected(table, 2).items()
+                if part == "note_word"}
+    cells = _cells(at)
+    assert cells and set(cells) <= set(expected)
+    for key, (value, n) in cells.items():
+        assert n == expected[key][0] >= 2 and value == pytest.approx(expected[key][1], abs=1e-9)
+        assert key[0] == key[0].casefold() and any(ch.isalnum() for ch in key[0])
+    shown = _table_shown(at)
+    assert (shown["n_cases"] >= 2).all() and len(shown) == len(expected)
+    at.number_input(key="cohort.attr_min_cases").set_value(100).run()  # no word is in 100 cases: labs and leads
+    _no_errors(at)
+    assert "note_word" not in at.radio(key="cohort.attr_part").options
+
+
+def test_without_stored_attributions_the_page_says_how_to_write_them(small_stores):
+    root, _, without = small_stores
+    at = _page(root, without)
+    assert any(f"python -m explain cohort --out {without} --attributions" in c.value for c in at.caption), \
+        [c.value for c in at.caption]
+    assert not [c for c in at.get("plotly_chart") if c.key == "cohort.attr_heatmap"]
