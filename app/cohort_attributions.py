@@ -99,7 +99,7 @@ def summarise(table: pd.DataFrame, min_cases: int = MIN_CASES,
     """Per part, group and item over the cases of the group that have the item: ``n_cases``, the signed
     ``mean`` attribution (+ raises the explained value), ``share_positive`` (cases where it is > 0),
     ``mean_abs`` (mean |attribution|), ``cases_in_group`` and ``rank`` within the part and group (1 = the
-    highest mean), rows in that order (columns :data:`SUMMARY_COLUMNS`).
+    highest mean), rows in that order, parts as the table first has them (columns :data:`SUMMARY_COLUMNS`).
 
     ``table``: the stored attribution rows of many cases. A group is each case's explained class (its
     predicted class, or a survival model's quantity), or ``groups[case_id]`` (e.g. the true class: a case it
@@ -159,11 +159,12 @@ def summarise(table: pd.DataFrame, min_cases: int = MIN_CASES,
         "mean_abs": np.bincount(cell_codes, weights=np.abs(per_case), minlength=len(cells)) / n})
     summary = summary[~part_is_word[summary["part"]] | (summary["n_cases"] >= min_cases)].copy()
     summary["cases_in_group"] = summary["group"].map(sizes).astype(int)
+    summary["order"] = summary["part"]  # codes in the table's order of parts
     summary["part"] = np.asarray(part_names, dtype=object)[summary["part"]]
     summary["group"] = np.asarray(group_names, dtype=object)[summary["group"]]
     summary["item"] = items.astype(object)[summary["item"]]
     summary["method"] = np.asarray(method_names, dtype=object)[summary["method"]]
-    summary = summary.sort_values(["part", "group", "mean"], ascending=[True, True, False], kind="stable")
+    summary = summary.sort_values(["order", "group", "mean"], ascending=[True, True, False], kind="stable")
     summary["rank"] = summary.groupby(["part", "group"]).cumcount() + 1
     return summary[list(SUMMARY_COLUMNS)].reset_index(drop=True)
 

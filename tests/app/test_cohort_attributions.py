@@ -12,16 +12,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from app.cohort_attributions import (SUMMARY_COLUMNS, AttributionTableError, attribution_heatmap, part_label,
                                      summarise, summary_csv, top_items)
 from explain.__main__ import main as explain_main
-from explain.store import open_store
+from explain.case import ExplainSettings
+from explain.store import open_store, write_store
+from explain.targets import SurvivalTarget
+from neurofusion.checkpoint import load_checkpoint
 from neurofusion.data import CohortReader
+from neurofusion.inference import Predictor
 from tests.app.test_app import _app, _figure, _no_errors
 from tests.app.test_browser_progressive import small_cohort
 from tests.app.test_cohort_cancer import _values
-from tests.test_sample_data import DEMO as CARDIO_DEMO, SAMPLE
+from tests.test_sample_data import CANCER, CANCER_DEMO, DEMO as CARDIO_DEMO, SAMPLE
 
 
 def _row(case_id: str, explained: str, part: str, item: str, value, method: str = "integrated_gradients") -> dict:
@@ -300,3 +305,44 @@ def test_without_stored_attributions_the_page_says_how_to_write_them(small_store
     assert any(f"python -m explain cohort --out {without} --attributions" in c.value for c in at.caption), \
         [c.value for c in at.caption]
     assert not [c for c in at.get("plotly_chart") if c.key == "cohort.attr_heatmap"]
+
+
+def _survival_section(path: str, ids: list[str]) -> None:
+    """The section alone, as the survival page draws it (an AppTest script: imports inside)."""
+    from pathlib import Path
+
+    from app.cohort_attributions import attribution_section
+    from app.store_state import StoreLookup
+    from explain.store import open_store
+
+    attribution_section(StoreLookup(Path(path), open_store(path)), ids, survival=True,
+                        titles={"genomics": "Genomics", "treatment_notes": "Treatment notes"})
+
+
+def test_a_survival_store_is_one_group_of_its_quantity_in_probability_units(tmp_path):
+    checkpoint = load_checkpoint(CANCER_DEMO, device="cpu")
+    predictor, cohort = Predictor(checkpoint.model, checkpoint.tokenizer), CohortReader(CANCER)
+    ids = cohort.ids("test")[:6]
+    write_store(tmp_path / "store", predictor, cohort, ids, checkpoint_sha="c" * 64, cohort_sha="d" * 64,
+                settings={"split": "test"}, shard_size=3, attributions=ExplainSettings("grad_cam", n_steps=4))
+    table = open_store(tmp_path / "store").attributions()
+    quantity = SurvivalTarget().label(checkpoint.model)
+    at = AppTest.from_function(_survival_section, args=(str(tmp_path / "store"), ids), default_timeout=120)
+    at.session_state["cohort.attr_part"] = "genomics_value"
+    at.session_state["cohort.attr_top"] = 50
+    at.run()
+    _no_errors(at)
+    parts = [p for p in dict.fromkeys(table["part"]) if p != "modality_importance"]
+    assert at.radio(key="cohort.attr_part").options == [part_label(p, {"genomics": "Genomics",
+                                                                        "treatment_notes": "Treatment notes"})
+                                                         for p in parts]
+    assert {"Genomics values", "Treatment notes words"} <= set(at.radio(key="cohort.attr_part").options)
+    trace = _figure(at, "cohort.attr_heatmap")["data"][0]
+    assert trace["x"] == [quantity] and "probability units" in trace["colorbar"]["title"]["text"]
+    cells = _cells(at)
+    expected = {(item, group): (n, mean) for (part, group, item), (n, mean, _, _) in _expected(table, 1).items()
+                if part == "genomics_value"}
+    assert set(cells) == set(expected)
+    for key, (value, n) in cells.items():
+        assert n == expected[key][0] and value == pytest.approx(expected[key][1], abs=1e-9)
+    assert any("change in the predicted probability" in c.value for c in at.caption)
