@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.figures import DIVERGING, finish
+from app.figures import DIVERGING, finish, pretty
 from app.store_state import StoreLookup, _store_stamp
 from explain.store import StoreError
 
@@ -210,7 +210,7 @@ def attribution_heatmap(summary: pd.DataFrame, part: str, units: str, top: int =
         hovertemplate=("<b>%{y}</b> · %{x}<br>mean %{z:+.4g} " + units + "<br>n = %{customdata[0]} cases, "
                        "positive in %{customdata[1]:.0%}<extra></extra>")))
     fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(type="category", title=None)
+    fig.update_xaxes(type="category", title=None, tickvals=groups, ticktext=[pretty(g) for g in groups])
     return finish(fig, title, height=140 + 22 * len(items))
 
 
