@@ -346,3 +346,35 @@ def test_a_survival_store_is_one_group_of_its_quantity_in_probability_units(tmp_
     for key, (value, n) in cells.items():
         assert n == expected[key][0] and value == pytest.approx(expected[key][1], abs=1e-9)
     assert any("change in the predicted probability" in c.value for c in at.caption)
+
+
+def _section_with_rows(path: str, ids: list[str], rows: dict) -> None:
+    """The section over a store whose attribution rows are ``rows`` (an AppTest script: imports inside)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from app import cohort_attributions
+    from app.store_state import StoreLookup
+    from explain.store import open_store
+
+    class Stored(StoreLookup):
+        def attributions(self, case_ids):
+            return pd.DataFrame(rows)
+
+    cohort_attributions._stored_summary.clear()  # the same store path and stamp as the other runs
+    cohort_attributions.attribution_section(Stored(Path(path), open_store(path)), ids, survival=False)
+
+
+def test_bad_or_empty_stored_rows_are_a_message(small_stores):
+    _, store, _ = small_stores
+    ids = open_store(store).case_ids
+    bad = {"case_id": [ids[0]], "explained_class": ["normal"], "part": ["lab"], "item": ["age"], "value": ["high"]}
+    at = AppTest.from_function(_section_with_rows, args=(str(store), ids, bad), default_timeout=60).run()
+    assert not at.exception
+    assert [e.value for e in at.error] and "value column must hold numbers" in at.error[0].value
+    empty = {"case_id": [ids[0]], "explained_class": ["normal"], "part": ["modality_importance"], "item": ["text"],
+             "value": [0.2]}
+    at = AppTest.from_function(_section_with_rows, args=(str(store), ids, empty), default_timeout=60).run()
+    assert not at.exception and not at.error
+    assert any("No stored attribution of these cases can be ranked" in i.value for i in at.info)
