@@ -299,7 +299,7 @@ def attribution_section(stored: StoreLookup, ids: Sequence[str], *, survival: bo
     st.plotly_chart(attribution_heatmap(summary, part, units, top, order,
                                         f"{part_label(part, titles)}: mean attribution to {explained} by {by}"),
                     key="cohort.attr_heatmap")
-    value = ("a change in the predicted probability" if survival else
+    value = (f"a change in the predicted probability ({', '.join(summary['group'].unique())})" if survival else
              "a change in the logit (log-odds) of " + explained)
     st.caption(f"Each cell: the mean attribution of the item over the cases of the {by} that have it, {value}; red "
                "raises it, blue lowers it; blank: no case of the group has it" +
