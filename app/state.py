@@ -23,7 +23,7 @@ from app.case_progress import CaseJob, cached_or_computed, case_job
 from explain.case import CaseExplainer, CaseExplanation, ExplainSettings, explain_case
 from explain.cohort import CohortImportance, cohort_importance
 from app.store_state import STORE_SETTING, StoreLookup, find_store  # noqa: F401  (pages import them from here)
-from explain.store import case_file_stats, signal_data_files
+from explain.store import case_file_stats, file_stat_lines
 from explain.targets import SurvivalTarget
 from neurofusion.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_checkpoint
 from neurofusion.config import ModelConfig
@@ -137,33 +137,9 @@ def cases_key(cohort: CohortReader, data_key: str) -> str:
 
 
 def _stat_key(files: Sequence[str]) -> str:
-    """Hash of (path, size, mtime) of each file and of the data files each WFDB header names (editing
-    the samples leaves the header untouched). One os.stat per file and little else: on a 20,000-case cohort
-    it runs over 72,000 files on every rerun."""
-    lines: list[str] = []
-    add, stat, join, dirname = lines.append, os.stat, os.path.join, os.path.dirname
-    for path in files:
-        try:
-            found = stat(path)
-        except OSError:  # gone or unreadable: the key still changes, and reading the case reports why
-            add(f"{path}:missing")
-            continue
-        add(f"{path}:{found.st_size}:{found.st_mtime_ns}")
-        if path[-4:].lower() == ".hea":
-            for name in _wfdb_data_files(path, found.st_size, found.st_mtime_ns):
-                data = join(dirname(path), name)
-                try:
-                    found = stat(data)
-                    add(f"{data}:{found.st_size}:{found.st_mtime_ns}")
-                except OSError:
-                    add(f"{data}:missing")
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
-
-
-# The signal file names in a WFDB header, read once per version of the header and process (shared with the
-# store's cohort hash); parsing every header with wfdb instead took about 4 ms of CPU each, 79 s of a 20,000-case
-# cohort's first page.
-_wfdb_data_files = signal_data_files
+    """Hash of (path, size, mtime) of each file and of the data files each WFDB header names (editing the
+    samples leaves the header untouched): :func:`explain.store.file_stat_lines`, one os.stat per file."""
+    return hashlib.sha256("".join(file_stat_lines("", files)).encode()).hexdigest()[:16]
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=4)

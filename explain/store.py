@@ -98,31 +98,34 @@ def case_file_stats(cohort: CohortReader) -> str:
     what :func:`cohort_hash` hashes. One pass, one ``os.stat`` per file and little else (a 20,000-case cohort
     has about 72,000; the stat itself is most of the time); each header's data-file names come from
     :func:`signal_data_files` (read once per header version and process)."""
-    root = str(cohort.root)
+    relatives = [str(relative) for column in [m.file_column for m in cohort.modalities if m.file_backed]
+                 for relative in cohort.table[column].tolist() if relative]
+    return "".join(file_stat_lines(str(cohort.root), relatives))
+
+
+def file_stat_lines(root: str, relatives: Sequence[str]) -> list[str]:
+    """:func:`case_file_stats`' lines of the files ``relatives`` (paths under ``root``; with ``root`` "" any
+    paths, named as given), each WFDB header followed by the data files it names."""
     lines: list[str] = []
     add, stat, join, dirname, splitext = lines.append, os.stat, os.path.join, os.path.dirname, os.path.splitext
-    for column in [m.file_column for m in cohort.modalities if m.file_backed]:
-        for relative in cohort.table[column].tolist():
-            if not relative:
-                continue
-            relative = str(relative)
-            path = join(root, relative)
-            try:
-                found = stat(path)
-            except OSError:
-                add(f"{relative}:missing\n")
-                continue
-            add(f"{relative}:{found.st_size}:{found.st_mtime_ns}\n")
-            if relative[-4:].lower() == ".hea" and splitext(relative)[1].lower() == ".hea" and S_ISREG(found.st_mode):
-                folder = dirname(relative)
-                for data in signal_data_files(path, found.st_size, found.st_mtime_ns):
-                    name = join(folder, data)
-                    try:
-                        found = stat(join(root, name))
-                        add(f"{name}:{found.st_size}:{found.st_mtime_ns}\n")
-                    except OSError:
-                        add(f"{name}:missing\n")
-    return "".join(lines)
+    for relative in relatives:
+        path = join(root, relative)
+        try:
+            found = stat(path)
+        except OSError:
+            add(f"{relative}:missing\n")
+            continue
+        add(f"{relative}:{found.st_size}:{found.st_mtime_ns}\n")
+        if relative[-4:].lower() == ".hea" and splitext(relative)[1].lower() == ".hea" and S_ISREG(found.st_mode):
+            folder = dirname(relative)
+            for data in signal_data_files(path, found.st_size, found.st_mtime_ns):
+                name = join(folder, data)
+                try:
+                    found = stat(join(root, name))
+                    add(f"{name}:{found.st_size}:{found.st_mtime_ns}\n")
+                except OSError:
+                    add(f"{name}:missing\n")
+    return lines
 
 
 @functools.lru_cache(maxsize=1 << 17)
