@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
                               seed=args.seed, partition=args.partition)
         evaluation = open_cohort(args.eval_data) if args.eval_data else open_cohort(args.data)
         result = run_federated(spec, args.data, parallel_sites=args.parallel_sites, quiet=args.quiet)
-        metrics = _metrics(result, evaluation)
-        training = training_record(result, spec, args, argv, time.perf_counter() - started)
-        save_checkpoint(args.out, result.model, result.tokenizer, metrics=metrics, training=training, ood=None)
+        command = "python -m neurofusion.federated " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+        metrics = write_checkpoint(args.out, result, spec, evaluation, command=command, data=args.data,
+                                   started=started)
     except (CohortError, ValueError, FederatedError) as err:  # FederatedConfigError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -78,22 +78,35 @@ def _as_trained(result: FederatedResult) -> TrainResult:
                        mixed_precision(device))
 
 
+def write_checkpoint(out: str, result: FederatedResult, spec, evaluation, *, command: str, data: str,
+                     started: float) -> dict:
+    """Save a federated run as an ordinary checkpoint at ``out`` (what this command and a deployed ServerApp
+    write): metrics.json from :func:`_metrics` (``evaluation``: a cohort whose test split is evaluated here, or
+    None), training.json from :func:`training_record`, ``started`` being the run's time.perf_counter() start.
+    Returns the metrics."""
+    metrics = _metrics(result, evaluation)
+    training = training_record(result, spec, command, data, time.perf_counter() - started)
+    save_checkpoint(out, result.model, result.tokenizer, metrics=metrics, training=training, ood=None)
+    return metrics
+
+
 def _metrics(result: FederatedResult, evaluation) -> dict:
     """The kept round's pooled validation numbers (from the sites' reports) and the evaluation cohort's test
-    split, evaluated by neurofusion.train's final_metrics (streamed)."""
+    split, evaluated by neurofusion.train's final_metrics (streamed); no test numbers without an evaluation
+    cohort."""
     best = next(r for r in result.history if r["round"] == result.best_round)
     metrics: dict = {"val": {"accuracy": {"value": best["val_accuracy"]}, "macro_f1": {"value": best["val_macro_f1"]},
                              "source": "pooled from the sites' val confusion matrices (no case left a site)"}}
+    if evaluation is None:
+        return metrics
     return {**metrics, **final_metrics(_as_trained(result), evaluation, evaluation, splits=("test",))}
 
 
-def training_record(result: FederatedResult, spec, args: argparse.Namespace, argv: list[str] | None,
-                    seconds: float) -> dict:
+def training_record(result: FederatedResult, spec, command: str, data: str, seconds: float) -> dict:
     """training.json of a federated checkpoint, written by neurofusion.train's training_record (the rounds as its
     epochs) plus the strategy, the rounds and what left each site."""
-    command = "python -m neurofusion.federated " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     return train_record(
-        _as_trained(result), command=command, data=args.data, train=spec.experiment.train,
+        _as_trained(result), command=command, data=data, train=spec.experiment.train,
         data_hash="not computed: no one holds every site's files (each site's case counts: federated.sites)",
         selected_by="val_macro_f1",  # pooled from the sites' confusion matrices, whatever the number of classes
         federated={**spec.federated.to_dict(), "sites": result.sites, "vocabulary_site": result.vocabulary_site,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -172,14 +173,24 @@ _SITES: dict[tuple, SiteCohort] = {}  # per process: a Ray worker opens its site
 
 def _site_client(context: Context, data: str, names: Sequence[str], scheme: str, seed: int) -> SiteClient:
     """This node's site. Simulation: the node's partition-id indexes the sorted client names. A deployed
-    SuperNode names its folder and site with ``--node-config "data='/path' site='site_a'"``."""
+    SuperNode names its folder and site with ``--node-config "data='/path' site='site_a'"``; its site's index
+    (which seeds its local training apart from the others') is then derived from the site's name."""
     node = context.node_config
-    name = str(node["site"]) if "site" in node else names[int(node["partition-id"])]
+    if "site" in node:
+        name = str(node["site"])
+    elif "partition-id" in node and names:
+        name = names[int(node["partition-id"])]
+    else:
+        raise ValueError(f"this SuperNode names no site: start it with --node-config \"data='/path/to/cohort' "
+                         f"site='site_a'\" (its node config has {', '.join(sorted(node)) or 'no keys'})")
     folder = str(node.get("data", data))
+    if not folder:
+        raise ValueError(f"the SuperNode of site {name!r} names no cohort folder: start it with --node-config "
+                         f"\"data='/path/to/cohort' site='{name}'\"")
     key = (folder, name, scheme, seed)
     if key not in _SITES:
         _SITES[key] = site_view(folder, name, scheme, seed=seed)
-    index = list(names).index(name) if name in names else 0
+    index = list(names).index(name) if name in names else zlib.crc32(name.encode()) % 10007
     return SiteClient(_SITES[key], index)
 
 

@@ -29,7 +29,7 @@ from neurofusion.federated.statistics import STATISTICS, combine_statistics, set
 from neurofusion.models.model import MultiModalModel, build_model, tabular_normalisers
 from neurofusion.data.tokenizer import load_tokenizer
 
-__all__ = ["FederatedError", "FederatedResult", "pooled_metrics", "server_app"]
+__all__ = ["FederatedError", "FederatedResult", "pooled_metrics", "run_server", "server_app"]
 
 WAIT_SECONDS = 120.0  # how long the server waits for min_clients sites to connect
 
@@ -206,14 +206,20 @@ def server_app(spec: FederatedExperiment, result: FederatedResult) -> ServerApp:
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        start = time.perf_counter()
-        try:
-            _run(grid, spec, result, start)
-        except BaseException as err:  # kept for the caller: Flower's thread would only log it
-            result.error = err
-            raise
+        run_server(grid, spec, result)
 
     return app
+
+
+def run_server(grid: Grid, spec: FederatedExperiment, result: FederatedResult) -> None:
+    """The server's side of a federated run on ``grid`` (the body of :func:`server_app`'s main, also what a
+    deployed ServerApp calls once it has read its run config); what it ends with is written into ``result``."""
+    start = time.perf_counter()
+    try:
+        _run(grid, spec, result, start)
+    except BaseException as err:  # kept for the caller: Flower's thread would only log it
+        result.error = err
+        raise
 
 
 def _run(grid: Grid, spec: FederatedExperiment, result: FederatedResult, start: float) -> None:
