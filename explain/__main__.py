@@ -25,7 +25,11 @@ A time-stamped (ICU) cohort is explained as of hours of a stay: --case-id is a s
 sample id ("ICU-00012@24h") without. Each hour gives the risk of death within 48 h, the cross-modal
 attention, the exact Shapley importance of the risk and the strongest attributions of each modality; an hour
 at or after the stay's end is reported as not scored. `cohort` on such a cohort adds figure 2C: mean
-attention and Shapley share per prediction hour, by outcome, beside the paper's numbers.
+attention and Shapley share per prediction hour, by outcome, beside the paper's numbers. `cohort --out` on such
+a cohort stores one row per sample (a stay as of a prediction hour: sample id, stay id, hour) with the risk, the
+attention each modality receives, the exact Shapley values of the risk and what was recorded: what figure 2C
+and the dashboard's AUROC / AUPRC by hour are computed from (no --attributions: the ICU pages explain the risk
+at an hour, not the predicted class, and have no attribution view).
 
 Modalities are the checkpoint's declared ones. A survival model is explained through one quantity:
 --quantity survival (S(horizon), the default) or risk (1 - S(horizon)), at --horizon (default the model's,
@@ -321,7 +325,7 @@ def _store(args, cohort: CohortReader, predictor: Predictor) -> dict:
     process writes the shards i % world_size == rank, with gloo barriers around rank 0's manifest."""
     split = args.split or "test"
     survival = _survival(args, predictor)  # a classifier given --quantity / --horizon: ValueError naming them
-    check_supported(predictor, cohort, survival)
+    check_supported(predictor, cohort, survival, args.attributions)  # a time-stamped cohort: no attributions
     ids = cohort.case_ids if split == "all" else cohort.ids(split)
     if not ids:
         raise CohortError(f"no cases in split '{split}'", path=cohort.root)

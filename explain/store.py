@@ -12,12 +12,16 @@ process, resumable the same way: every case's :func:`explain.attribution_table.a
 case page explains by default, computed with the ExplainSettings the manifest's ``attributions`` records
 (``attributions_complete`` once every attr shard is there). The store's key does not include them: a store
 without attributions keeps its key, and adding them rewrites no core shard (the store stays readable meanwhile).
-Classifier and survival models on cohorts of cases (not time-stamped cohorts). A survival model's store holds
-one explained quantity (:class:`explain.targets.SurvivalTarget`, default survival at the model's horizon): the
-manifest's ``explained`` names it, each row has its ``value`` and the predicted ``curve`` (S at the end of each
-time bin) instead of class probabilities, and its cases form the one group "all" as in
-:func:`explain.cohort.cohort_importance`. A classifier's manifest has no ``explained``: stores written before
-survival stores existed keep their key and stay valid."""
+Classifier and survival models on cohorts of cases; a two-class risk model on a time-stamped (ICU) cohort. A
+survival model's store holds one explained quantity (:class:`explain.targets.SurvivalTarget`, default survival
+at the model's horizon): the manifest's ``explained`` names it, each row has its ``value`` and the predicted
+``curve`` (S at the end of each time bin) instead of class probabilities, and its cases form the one group "all"
+as in :func:`explain.cohort.cohort_importance`. A classifier's manifest has no ``explained``: stores written before
+survival stores existed keep their key and stay valid. A time-stamped cohort's store has one row per sample (a stay
+as of a prediction hour: case_id is the sample id, with stay_id and hour), explains the risk (the probability of
+class :data:`explain.timeline.RISK_CLASS`, as figure 2C does) whatever the predicted class, and its manifest's
+``timed`` says so; its cohort hash covers the cohort's long tables (vitals, labs, notes). No attributions: the
+cohort pages of such a cohort have no attribution view."""
 
 from __future__ import annotations
 
@@ -48,6 +52,7 @@ from explain.cohort import SURVIVAL_GROUP, CohortImportance
 from explain.importance import METHODS, modality_importance, modality_names
 from explain.interactions import shapley_interactions
 from explain.targets import SURVIVAL_QUANTITIES, SurvivalTarget, is_survival
+from explain.timeline import RISK_CLASS, SampleImportance, check_risk_model
 from neurofusion.checkpoint import CONFIG, WEIGHTS
 from neurofusion.data.cohort import COHORT_CSV, CohortReader
 from neurofusion.data.formats import wfdb_data_files
@@ -79,10 +84,10 @@ def checkpoint_hash(folder: str | Path) -> str:
 
 def cohort_hash(cohort: CohortReader, file_stats: str | None = None) -> str:
     """SHA-256 over cohort.csv and cohort.json (content) and the relative path, size and modification time
-    of every case file (and the data files its WFDB headers name): an edited or replaced case file changes
-    it without reading gigabytes of images. Moving the cohort folder with its times kept keeps it.
-    ``file_stats``: :func:`case_file_stats` of this cohort taken moments before (the dashboard's case keys
-    stat the same files: one pass serves both); None: taken here."""
+    of every case file (and the data files its WFDB headers name; a time-stamped cohort's long tables): an edited
+    or replaced case file changes it without reading gigabytes of images. Moving the cohort folder with its times
+    kept keeps it. ``file_stats``: :func:`case_file_stats` of this cohort taken moments before (the dashboard's
+    case keys stat the same files: one pass serves both); None: taken here."""
     root = str(cohort.root)
     digest = hashlib.sha256()
     for name in (COHORT_CSV, "cohort.json"):
@@ -97,7 +102,11 @@ def case_file_stats(cohort: CohortReader) -> str:
     cohort.csv's order, file column by file column, each WFDB header followed by the data files it names:
     what :func:`cohort_hash` hashes. One pass, one ``os.stat`` per file and little else (a 20,000-case cohort
     has about 72,000; the stat itself is most of the time); each header's data-file names come from
-    :func:`signal_data_files` (read once per header version and process)."""
+    :func:`signal_data_files` (read once per header version and process). A time-stamped cohort's cases are read
+    from its long tables (``cohort.table_files``: vitals, labs, notes), which are its case files here."""
+    if getattr(cohort, "timed", False):
+        return "".join(file_stat_lines(str(cohort.root), [os.path.relpath(path, cohort.root)
+                                                          for path in cohort.table_files]))
     relatives = [str(relative) for column in [m.file_column for m in cohort.modalities if m.file_backed]
                  for relative in cohort.table[column].tolist() if relative]
     return "".join(file_stat_lines(str(cohort.root), relatives))
@@ -172,9 +181,11 @@ def default_location(cohort_root: str | Path, checkpoint_sha: str) -> Path:
     return Path(cohort_root) / STORE_FOLDER / checkpoint_sha[:HASH_PREFIX]
 
 
-def check_supported(predictor: Predictor, cohort: CohortReader, survival: SurvivalTarget | None = None) -> None:
-    """StoreError for what the store does not hold: a time-stamped cohort, a survival quantity asked of a
-    classifier, a survival horizon outside the model's time grid."""
+def check_supported(predictor: Predictor, cohort: CohortReader, survival: SurvivalTarget | None = None,
+                    attributions: bool = False) -> None:
+    """StoreError for what the store does not hold: a survival quantity asked of a classifier, a survival horizon
+    outside the model's time grid, a time-stamped cohort with a model other than a two-class risk model or with
+    ``attributions``."""
     if survival is not None and not is_survival(predictor.model):
         raise StoreError("a survival quantity (--quantity / --horizon) applies to survival models; this checkpoint "
                          "is a classifier")
@@ -184,8 +195,16 @@ def check_supported(predictor: Predictor, cohort: CohortReader, survival: Surviv
         except ValueError as err:
             raise StoreError(str(err)) from None
     if getattr(cohort, "timed", False):
-        raise StoreError(f"the explanation store holds cohorts of cases; {cohort.root} is a time-stamped (ICU) "
-                         "cohort (explain it without --out)")
+        try:
+            check_risk_model(predictor)
+        except ValueError as err:
+            raise StoreError(f"{cohort.root} is a time-stamped (ICU) cohort: {err}") from None
+        if attributions:
+            raise StoreError(f"--attributions does not apply to a time-stamped (ICU) cohort ({cohort.root}): the "
+                             "stored attributions are the case page's default explanation of the predicted class, "
+                             f"while an ICU sample is explained as the risk of death at its hour (class {RISK_CLASS}), "
+                             "and the ICU cohort page has no attribution view to read them; write the store without "
+                             "--attributions (explain a stay's hours with python -m explain case --hours)")
 
 
 STAGES = ("read", "prepare", "model", "rows", "write")  # where a shard's time goes (WriteReport.stage_seconds)
@@ -258,11 +277,12 @@ def write_store(out: str | Path, predictor: Predictor, cohort: CohortReader, cas
     attribution settings is refused unless ``overwrite``."""
     if not 0 <= rank < world_size:
         raise StoreError(f"rank must be in 0..{world_size - 1}, got {rank}")
-    check_supported(predictor, cohort, survival)
+    check_supported(predictor, cohort, survival, attributions is not None)
     wait = barrier or (lambda: None)
     out = Path(out)
     shards = plan_shards(list(case_ids), shard_size)
-    manifest = _manifest(predictor, checkpoint_sha, cohort_sha, settings, shards, survival)
+    manifest = _manifest(predictor, checkpoint_sha, cohort_sha, settings, shards, survival,
+                         timed=getattr(cohort, "timed", False))
     if attributions is not None:
         manifest.update(attributions=attribution_settings(attributions), attributions_complete=False)
     existing = (out / MANIFEST).is_file()
@@ -359,9 +379,10 @@ def explain_shard(predictor: Predictor, cohort: CohortReader, case_ids: Sequence
     target, p_<class> (a survival model: value, its explained quantity with the case's modalities, and curve,
     S at the end of each time bin; label and predicted "all", label_index and target 0), present_<m>,
     <method>_<m> (NaN where absent, as CohortImportance.table), cross_attention and interactions ((M, M) each,
-    flattened row-major; cross_attention null without cross-modal attention). A case that cannot be read is
-    left out and named in the schema's errors; one the model cannot read (prepare_case's CohortError) stops
-    the shard with that error.
+    flattened row-major; cross_attention null without cross-modal attention). A time-stamped cohort's store
+    (manifest ``timed``): stay_id and hour after case_id, and the importance is that of the risk (target
+    RISK_CLASS), predicted the most probable class. A case that cannot be read is left out and named in the
+    schema's errors; one the model cannot read (prepare_case's CohortError) stops the shard with that error.
 
     The cases are read and prepared through ``predictor.loader`` (``num_workers`` DataLoader worker processes,
     0: this one) while this process runs the model. ``stages``: seconds are added to its "read" and "prepare"
@@ -371,6 +392,8 @@ def explain_shard(predictor: Predictor, cohort: CohortReader, case_ids: Sequence
     model.eval()
     classes, names = manifest["classes"], manifest["modalities"]
     survival = _survival_target(manifest)
+    timed = "timed" in manifest
+    where = cohort.table.set_index("case_id").loc[list(case_ids), ["stay_id", "hour"]] if timed else None
     clock = _StageClock(stages)
     errors: dict[str, str] = {}
     rows: list[dict] = []
@@ -388,15 +411,20 @@ def explain_shard(predictor: Predictor, cohort: CohortReader, case_ids: Sequence
             output = model.fuse(encoded, batch.present)
             # (B, C) class probabilities, or a survival model's (B, K) curve
             predicted = (output.probabilities if survival is None else output.survival).double().cpu().numpy()
-            result = modality_importance(model, batch, encoded=encoded, survival=survival)
+            target = torch.full((len(batch.present),), RISK_CLASS, dtype=torch.long, device=batch.present.device) \
+                if timed else None  # a time-stamped sample: the risk, whatever the predicted class
+            result = modality_importance(model, batch, target, encoded=encoded, survival=survival)
         clock.lap("model")  # .cpu() above and in modality_importance: a GPU's queued work is finished here
         labels = batch.labels.cpu().numpy() if survival is None else np.zeros(len(result.case_ids), dtype=int)
         interactions = shapley_interactions(result)  # (B, M, M)
         present = result.present
         for i, case_id in enumerate(result.case_ids):
-            row = {"case_id": case_id, "label": classes[labels[i]] if labels[i] >= 0 else None,
-                   "label_index": int(labels[i]), "predicted": classes[int(result.target[i])],
-                   "target": int(result.target[i])}
+            row = {"case_id": case_id}
+            if timed:
+                row.update({"stay_id": str(where.at[case_id, "stay_id"]), "hour": float(where.at[case_id, "hour"])})
+            row.update({"label": classes[labels[i]] if labels[i] >= 0 else None, "label_index": int(labels[i]),
+                        "predicted": classes[int(predicted[i].argmax() if timed else result.target[i])],
+                        "target": int(result.target[i])})
             if survival is None:
                 row.update({f"p_{c}": float(predicted[i, k]) for k, c in enumerate(classes)})
             else:
@@ -486,6 +514,35 @@ class ExplanationStore:
         if not self.survival:
             raise StoreError(f"the store {self.path} holds a classifier's explanation: no survival curves")
         return _matrices(self.table["curve"], 0, flat=True)
+
+    @property
+    def timed(self) -> bool:
+        """A time-stamped cohort's store: one row per sample (with stay_id and hour), the importance of the risk."""
+        return "timed" in self.manifest
+
+    def sample_importance(self, case_ids: Sequence[str] | None = None) -> SampleImportance:
+        """What :func:`explain.timeline.sample_importance` computes for the samples ``case_ids`` (default every
+        stored sample), in that order, read from a time-stamped cohort's store without running the model: figure
+        2C's rows are :func:`explain.timeline.figure_2c_rows` of it. The store keeps NaN where a modality is
+        absent; here, as computed, its attention and Shapley value are 0 (attention NaN throughout for a model
+        without cross-modal attention). StoreError for another store or a sample it does not hold."""
+        if not self.timed:
+            raise StoreError(f"the store {self.path} holds a cohort of cases, not the samples of a time-stamped "
+                             "(ICU) cohort")
+        ids = self.case_ids if case_ids is None else list(case_ids)
+        missing = self.missing(ids)
+        if missing:
+            raise StoreError(f"the store {self.path} has no explanation of {len(missing)} of the asked samples "
+                             f"({', '.join(missing[:5])}); write it with --split all or the split you need")
+        frame = self.table.set_index("case_id").loc[ids]
+        names = tuple(self.manifest["modalities"])
+        present = frame[[f"present_{n}" for n in names]].to_numpy(dtype=bool)
+        shapley = np.where(present, frame[[f"shapley_{n}" for n in names]].to_numpy(dtype=float), 0.0)
+        attention = (np.where(present, frame[[f"attention_{n}" for n in names]].to_numpy(dtype=float), 0.0)
+                     if self.has_attention else np.full(shapley.shape, np.nan))
+        risk = frame[f"p_{self.manifest['timed']['risk']}"].to_numpy(dtype=float)
+        return SampleImportance(ids, frame["stay_id"].to_numpy(dtype=object), frame["hour"].to_numpy(dtype=float),
+                                frame["label_index"].to_numpy(dtype=int), risk, attention, shapley, present, names)
 
     @property
     def has_attention(self) -> bool:
@@ -629,7 +686,7 @@ def _matrices(column: pd.Series, m: int, flat: bool = False) -> np.ndarray:
 
 
 def _manifest(predictor: Predictor, checkpoint_sha: str, cohort_sha: str, settings: dict,
-              shards: list[list[str]], survival: SurvivalTarget | None = None) -> dict:
+              shards: list[list[str]], survival: SurvivalTarget | None = None, timed: bool = False) -> dict:
     model = predictor.model
     names = list(modality_names(model))
     manifest = {"format_version": FORMAT_VERSION, "checkpoint_sha256": checkpoint_sha, "cohort_sha256": cohort_sha,
@@ -640,6 +697,8 @@ def _manifest(predictor: Predictor, checkpoint_sha: str, cohort_sha: str, settin
         bins, horizon = target.resolved(model)
         manifest["explained"] = {"quantity": target.quantity, "horizon": horizon, "unit": bins.unit,
                                  "label": target.label(model), "time_bins": list(map(float, bins.edges))}
+    if timed:  # samples of a time-stamped cohort, their importance that of the risk
+        manifest["timed"] = {"risk_class": RISK_CLASS, "risk": list(model.classes)[RISK_CLASS]}
     manifest.update({"cases": sum(len(s) for s in shards),
                      "shards": [{"file": shard_name(i), "case_ids": ids} for i, ids in enumerate(shards)]})
     manifest["columns"] = _schema(manifest).names
@@ -648,7 +707,10 @@ def _manifest(predictor: Predictor, checkpoint_sha: str, cohort_sha: str, settin
 
 def _schema(manifest: dict) -> pa.Schema:
     names, methods = manifest["modalities"], METHODS  # attention_<m> and cross_attention are null without attention
-    fields = [pa.field("case_id", pa.string()), pa.field("label", pa.string()), pa.field("label_index", pa.int64()),
+    fields = [pa.field("case_id", pa.string())]
+    if "timed" in manifest:  # a time-stamped cohort's sample: its stay and prediction hour
+        fields += [pa.field("stay_id", pa.string()), pa.field("hour", pa.float64())]
+    fields += [pa.field("label", pa.string()), pa.field("label_index", pa.int64()),
               pa.field("predicted", pa.string()), pa.field("target", pa.int64())]
     if "explained" in manifest:  # a survival model: its explained quantity and predicted curve
         fields += [pa.field("value", pa.float64()), pa.field("curve", pa.list_(pa.float64()))]
@@ -665,8 +727,9 @@ def _store_key(manifest: dict) -> str:
     content = {k: manifest[k] for k in ("format_version", "checkpoint_sha256", "cohort_sha256", "settings",
                                         "classes", "modalities")}
     content["shards"] = [len(s["case_ids"]) for s in manifest["shards"]]
-    if "explained" in manifest:  # a survival store's quantity (a classifier's key is as before survival stores)
-        content["explained"] = manifest["explained"]
+    for optional in ("explained", "timed"):  # a survival store's quantity, a time-stamped cohort's risk: only
+        if optional in manifest:  # when present, so a classifier's key is as before these stores existed
+            content[optional] = manifest[optional]
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -716,6 +779,7 @@ def _check_same(existing: dict, manifest: dict, out: Path) -> None:
     for field_name, what in (("format_version", "store format version"), ("checkpoint_sha256", "checkpoint"),
                              ("cohort_sha256", "cohort"), ("settings", "settings"),
                              ("explained", "explained quantity (--quantity / --horizon)"),
+                             ("timed", "kind of cohort (time-stamped or not)"),
                              ("shards", "shard plan (cases or --shard-size)")):
         if existing.get(field_name) != manifest.get(field_name):
             raise StoreError(f"{out} holds a store of another {what} ({field_name} differs): refusing to mix them; "

@@ -28,8 +28,9 @@ from neurofusion.inference import Predictor
 from neurofusion.ood import OODReference
 
 __all__ = ["RISK_CLASS", "OUTCOME_GROUPS", "PAPER_FIGURE_2C", "RiskTrajectory", "HourExplanation",
-           "trajectory_hours", "split_hours", "risk_trajectory", "explain_hours", "importance_over_time",
-           "vitals_over_time", "cohort_over_time", "hour_summary", "not_scored_message"]
+           "trajectory_hours", "split_hours", "check_risk_model", "risk_trajectory", "explain_hours",
+           "importance_over_time", "vitals_over_time", "SampleImportance", "sample_importance", "figure_2c_rows",
+           "cohort_over_time", "hour_summary", "not_scored_message"]
 
 RISK_CLASS = 1  # "dies_within_48h": the class whose probability is the risk
 OUTCOME_GROUPS = ("died in ICU", "survived")  # how a stay ended, the groups of figure 2C
@@ -103,7 +104,8 @@ def _scored(reader, stay_id: str, hours: Sequence[float]) -> list[float]:
     return inside
 
 
-def _check_risk_model(predictor: Predictor) -> None:
+def check_risk_model(predictor: Predictor) -> None:
+    """ValueError unless the model is a two-class classifier, whose class RISK_CLASS probability is the risk."""
     model = predictor.model
     if model.config.outcome != "classification" or len(model.classes) != 2:
         what = f"classes {', '.join(model.classes)}" if model.config.outcome == "classification" else "survival"
@@ -115,7 +117,7 @@ def risk_trajectory(predictor: Predictor, reader, stay_id: str, hours: Sequence[
                     step_h: float = 1.0, batch_size: int = 64) -> RiskTrajectory:
     """The risk at every ``hours`` (default every ``step_h`` h of the stay) in batched predictions: each
     hour's case is what was recorded by then. Hours outside the stay are a ValueError saying why."""
-    _check_risk_model(predictor)
+    check_risk_model(predictor)
     stay = _stay(reader, stay_id)
     if hours is None:
         times = trajectory_hours(reader, stay_id, step_h)
@@ -147,7 +149,7 @@ def explain_hours(predictor: Predictor, reader, stay_id: str, hours: Sequence[fl
     """Each hour's full explanation of the risk (:func:`explain.case.explain_case` on ``reader.at``), yielded
     as soon as it is computed, in the given order. ``settings`` default ExplainSettings(target=1,
     n_steps=16). Every hour is checked before the first is explained: one outside the stay is a ValueError."""
-    _check_risk_model(predictor)
+    check_risk_model(predictor)
     settings = _risk_settings(settings)
     return _explained(predictor, reader, stay_id, _scored(reader, stay_id, hours), settings, ood)
 
@@ -216,45 +218,81 @@ def vitals_over_time(explanation: CaseExplanation, reader, stay_id: str, hour: f
                                                                    ignore_index=True)
 
 
-def cohort_over_time(predictor: Predictor, reader, split: str = "test", hours: Sequence[float] | None = None, *,
-                     batch_size: int = 64) -> pd.DataFrame:
-    """Figure 2C: one row per (hour, outcome group, modality) with hour, outcome ("died in ICU" /
-    "survived": how the stay ended), modality, title, attention (mean attention received; a modality a
-    sample lacks counts 0, so the modalities' means sum to 1 at an hour), share (mean |Shapley| share of
-    the risk, likewise), n (samples), n_present (samples with the modality) and n_explained (samples with
-    anything recorded, over which the means are taken: one with nothing has no attention to share out).
-    Exact Shapley values over modality subsets only (no Integrated Gradients). Hours default to the
-    cohort's prediction hours."""
-    _check_risk_model(predictor)
-    if not getattr(reader, "timed", False):
-        raise ValueError(f"figure 2C needs a time-stamped cohort; {getattr(reader, 'root', reader)} is not one")
-    hours = tuple(reader.hours) if hours is None else tuple(float(h) for h in hours)
-    table = reader.table[(reader.table["split"] == split) & reader.table["hour"].isin(hours)]
+@dataclass
+class SampleImportance:
+    """Per sample (N: a stay as of a prediction hour) of a time-stamped cohort, what figure 2C and the risk
+    metrics by hour are computed from: :func:`sample_importance` computes it with the model, an explanation
+    store (:meth:`explain.store.ExplanationStore.sample_importance`) reads it back. Rows in ``case_ids`` order."""
+
+    case_ids: list[str]  # (N,) sample ids ("<stay>@<hour>h")
+    stay_ids: np.ndarray  # (N,) str
+    hours: np.ndarray  # (N,) float, the prediction hour
+    label: np.ndarray  # (N,) int class index of the label at that hour (RISK_CLASS = dies within 48 h; -1 none)
+    risk: np.ndarray  # (N,) P(class RISK_CLASS) with everything recorded by the hour
+    attention: np.ndarray  # (N, M) attention received (0 when absent; NaN without cross-modal attention)
+    shapley: np.ndarray  # (N, M) exact Shapley values of the risk (0 when absent)
+    present: np.ndarray  # (N, M) bool
+    names: tuple[str, ...]  # the M modality names, declaration order
+
+
+def _samples_of(reader, split: str, hours: Sequence[float]) -> pd.DataFrame:
+    """The rows of ``reader.table`` of ``split`` ("all": every split) at ``hours``; ValueError when none."""
+    chosen = reader.table["hour"].isin(hours)
+    if split != "all":
+        chosen &= reader.table["split"] == split
+    table = reader.table[chosen]
     if table.empty:
         raise ValueError(f"no samples of split {split!r} at hours {', '.join(f'{h:g}' for h in hours)} in "
                          f"cohort {reader.root}")
+    return table
+
+
+def sample_importance(predictor: Predictor, reader, split: str = "test", hours: Sequence[float] | None = None, *,
+                      batch_size: int = 64) -> SampleImportance:
+    """Every sample of ``split`` ("all": every split) at ``hours`` (default the cohort's prediction hours), in
+    the cohort table's order: its risk, the attention each modality receives and the exact Shapley values of the
+    risk over modality subsets (no Integrated Gradients), batched."""
+    check_risk_model(predictor)
+    if not getattr(reader, "timed", False):
+        raise ValueError(f"figure 2C needs a time-stamped cohort; {getattr(reader, 'root', reader)} is not one")
+    hours = tuple(reader.hours) if hours is None else tuple(float(h) for h in hours)
+    table = _samples_of(reader, split, hours)
     model = predictor.model
     names = modality_names(model)
     cases = [reader.at(stay, float(t)) for stay, t in zip(table["stay_id"], table["hour"])]
-    attention, shapley, present = [], [], []
+    attention, shapley, present, risk, labels = [], [], [], [], []
     for batch in predictor.batches(cases, batch_size):
         target = torch.full((batch.present.shape[0],), RISK_CLASS, dtype=torch.long, device=batch.present.device)
         result = modality_importance(model, batch, target)
         shapley.append(result.shapley)
         present.append(result.present)
+        risk.append(result.probability_full)
+        labels.append(batch.labels.cpu().numpy())
         attention.append(np.full(result.shapley.shape, np.nan) if result.attention is None else result.attention)
-    attention, shapley, present = np.concatenate(attention), np.concatenate(shapley), np.concatenate(present)
+    return SampleImportance(table["case_id"].tolist(), table["stay_id"].to_numpy(dtype=object),
+                            table["hour"].to_numpy(dtype=float), np.concatenate(labels).astype(int),
+                            np.concatenate(risk).astype(np.float64), np.concatenate(attention).astype(np.float64),
+                            np.concatenate(shapley).astype(np.float64), np.concatenate(present).astype(bool), names)
+
+
+def figure_2c_rows(samples: SampleImportance, reader, hours: Sequence[float] | None = None) -> pd.DataFrame:
+    """Figure 2C's rows from per-sample arrays (:func:`cohort_over_time` documents them): one row per (hour,
+    outcome group, modality), the outcome read from ``reader.stays`` (how each sample's stay ended), the means
+    over the samples at each of ``hours`` (default the cohort's prediction hours; an hour without samples has
+    n 0 and NaN means)."""
+    hours = tuple(reader.hours) if hours is None else tuple(float(h) for h in hours)
+    names = samples.names
+    attention, shapley, present = samples.attention.copy(), samples.shapley, samples.present
     explained = present.any(1)
-    attention[~explained] = np.nan
+    attention[~explained] = np.nan  # nothing recorded: no attention to share out
     total = np.abs(shapley).sum(1, keepdims=True)
     share = np.divide(np.abs(shapley), total, out=np.full(shapley.shape, np.nan), where=total > 0)
-    died = reader.stays.loc[table["stay_id"], "died"].to_numpy().astype(bool)
-    sample_hours = table["hour"].to_numpy(dtype=float)
+    died = reader.stays.loc[list(samples.stay_ids), "died"].to_numpy().astype(bool)
     titles = {m.name: m.title for m in reader.modalities}
     rows = []
     for hour in sorted(set(hours)):
         for group, dead in zip(OUTCOME_GROUPS, (True, False)):
-            chosen = (sample_hours == hour) & (died == dead)
+            chosen = (samples.hours == hour) & (died == dead)
             for j, name in enumerate(names):
                 rows.append({"hour": hour, "outcome": group, "modality": name, "title": titles.get(name, name),
                              "attention": _mean(attention[chosen, j]), "share": _mean(share[chosen, j]),
@@ -262,6 +300,18 @@ def cohort_over_time(predictor: Predictor, reader, split: str = "test", hours: S
                              "n_explained": int((chosen & explained).sum())})
     return pd.DataFrame(rows, columns=["hour", "outcome", "modality", "title", "attention", "share", "n", "n_present",
                                        "n_explained"])
+
+
+def cohort_over_time(predictor: Predictor, reader, split: str = "test", hours: Sequence[float] | None = None, *,
+                     batch_size: int = 64) -> pd.DataFrame:
+    """Figure 2C of ``split`` ("all": every split): one row per (hour, outcome group, modality) with hour,
+    outcome ("died in ICU" / "survived": how the stay ended), modality, title, attention (mean attention
+    received; a modality a sample lacks counts 0, so the modalities' means sum to 1 at an hour), share (mean
+    |Shapley| share of the risk, likewise), n (samples), n_present (samples with the modality) and n_explained
+    (samples with anything recorded, over which the means are taken: one with nothing has no attention to share
+    out). Exact Shapley values over modality subsets only (no Integrated Gradients). Hours default to the
+    cohort's prediction hours. :func:`sample_importance`, then :func:`figure_2c_rows`."""
+    return figure_2c_rows(sample_importance(predictor, reader, split, hours, batch_size=batch_size), reader, hours)
 
 
 def _mean(values: np.ndarray) -> float:
