@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.figures import DIVERGING, finish, pretty
-from app.store_state import StoreLookup, _store_stamp
+from app.store_state import StoreLookup, store_stamp
 from explain.store import StoreError
 
 REQUIRED = ("case_id", "explained_class", "part", "item", "value")
@@ -270,7 +270,7 @@ def attribution_section(stored: StoreLookup, ids: Sequence[str], *, survival: bo
         if len(groups) < len(ids):
             st.caption(f"{len(ids) - len(groups)} case(s) without a recorded class are left out.")
     try:
-        summary = _stored_summary(stored, str(stored.path), _store_stamp(stored.path), _digest(ids), ids,
+        summary = _stored_summary(stored, str(stored.path), store_stamp(stored.path), _digest(ids), ids,
                                   _digest([f"{k}={v}" for k, v in groups.items()]) if groups is not None else "",
                                   groups, min_cases)
     except (AttributionTableError, StoreError) as err:

@@ -16,6 +16,7 @@ from explain.cohort import CohortImportance
 from explain.targets import SurvivalTarget
 from explain.store import (MANIFEST, ExplanationStore, StoreError, checkpoint_hash, cohort_hash, default_location,
                            open_store)
+from explain.timeline import SampleImportance
 from neurofusion.checkpoint import Checkpoint
 from neurofusion.data.cohort import CohortReader
 
@@ -47,17 +48,29 @@ class StoreLookup:
         if self.store is None:
             raise StoreError(f"no usable explanation store at {self.path}: {self.problem or 'none written'}")
         ids = tuple(case_ids)  # keyed by a digest of the ids: hashing 20,000 ids one by one costs Streamlit 0.1 s
-        return _stored_importance(self.store, str(self.path), _store_stamp(self.path),
+        return _stored_importance(self.store, str(self.path), store_stamp(self.path),
                                   hashlib.sha256("\n".join(ids).encode()).hexdigest(), ids)
+
+    def samples(self, case_ids: Sequence[str]) -> SampleImportance:
+        """A time-stamped cohort's per-sample risk, attention and Shapley values of ``case_ids``, read from the
+        store (:meth:`ExplanationStore.sample_importance`, cached per selection and version of the store's files):
+        figure 2C and the risk metrics by hour without the model. StoreError without a usable store."""
+        if self.store is None:
+            raise StoreError(f"no usable explanation store at {self.path}: {self.problem or 'none written'}")
+        ids = tuple(case_ids)
+        return _stored_samples(self.store, str(self.path), store_stamp(self.path),
+                               hashlib.sha256("\n".join(ids).encode()).hexdigest(), ids)
 
     def attributions(self, case_ids: Sequence[str]) -> pd.DataFrame | None:
         """The stored attribution tables of ``case_ids`` (:meth:`ExplanationStore.attributions`, cached per
         selection and version of the store's files), or None when there is no usable store, it holds no
-        attributions or does not hold every one of ``case_ids`` (the page then computes what it shows)."""
+        attributions or does not hold every one of ``case_ids`` (the page then computes what it shows). The frame
+        is shared by every session and rerun (millions of rows for 20,000 cases are not copied on each hit):
+        callers read it and never change it in place (copy first)."""
         if self.store is None or not self.store.has_attributions or self.store.missing(case_ids):
             return None
         ids = tuple(case_ids)
-        return _stored_attributions(self.store, str(self.path), _store_stamp(self.path),
+        return _stored_attributions(self.store, str(self.path), store_stamp(self.path),
                                     hashlib.sha256("\n".join(ids).encode()).hexdigest(), ids)
 
     @property
@@ -66,7 +79,7 @@ class StoreLookup:
         return f"Read from the precomputed store {self.path}, written {written}."
 
 
-def _store_stamp(path: Path) -> tuple:
+def store_stamp(path: Path) -> tuple:
     """Size and modification time of the manifest and the shards (attr shards too): a rewritten store is read
     again."""
     files = [path / MANIFEST, *sorted(path.glob("part-*.parquet")), *sorted(path.glob("attr-*.parquet"))]
@@ -97,9 +110,18 @@ def _stored_importance(_store: ExplanationStore, path: str, stamp: tuple, ids_ke
     return _store.importance(_case_ids)
 
 
-@st.cache_data(show_spinner="Reading the stored attributions...", max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16)
+def _stored_samples(_store: ExplanationStore, path: str, stamp: tuple, ids_key: str,
+                    _case_ids: tuple[str, ...]) -> SampleImportance:
+    return _store.sample_importance(_case_ids)
+
+
+@st.cache_resource(show_spinner="Reading the stored attributions...", max_entries=16)
 def _stored_attributions(_store: ExplanationStore, path: str, stamp: tuple, ids_key: str,
                          _case_ids: tuple[str, ...]) -> pd.DataFrame:
+    """One frame per selection and version of the store's files, shared and never changed, as the store itself:
+    a data cache would pickle millions of rows (20,000 cases) on every hit. Its readers (app.cohort_attributions'
+    summarise) only read it."""
     return _store.attributions(_case_ids)
 
 
@@ -108,18 +130,17 @@ def find_store(checkpoint: Checkpoint, cohort: CohortReader, model_key: str, cas
                survival: SurvivalTarget | None = None) -> StoreLookup:
     """The store at ``path`` (default <cohort>/explanations/<checkpoint hash prefix>/), checked against the
     loaded checkpoint and cohort and, for a survival model, the quantity the pages explain (``survival``; None:
-    survival at the model's horizon). A time-stamped cohort has none (not supported yet). ``file_stats``:
+    survival at the model's horizon). A time-stamped cohort's store holds its samples (explain.store).
+    ``file_stats``:
     :func:`explain.store.case_file_stats` of the cohort taken for ``cases_key`` in this run (the cohort hash
     then stats no file again); None: the cohort hash stats them."""
-    if getattr(cohort, "timed", False):
-        return StoreLookup(Path(path or cohort.root))
     checkpoint_sha = _checkpoint_sha(str(checkpoint.path), model_key)
     folder = Path(path) if path else default_location(cohort.root, checkpoint_sha)
     if not (folder / MANIFEST).is_file():
         return StoreLookup(folder, problem=f"No explanation store at {folder} (the store setting): the page computes "
                                            "the explanation instead." if path else None)
     try:
-        store = _read_store(str(folder), _store_stamp(folder))
+        store = _read_store(str(folder), store_stamp(folder))
     except StoreError as err:
         return StoreLookup(folder, problem=f"The explanation store is not used: {err}.")
     reason = (store.mismatch(checkpoint_sha, _cohort_sha(cohort, cases_key, file_stats))

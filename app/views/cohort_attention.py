@@ -3,7 +3,8 @@ predicted class (the paper's figure 2A). For a survival model: Kaplan-Meier curv
 with the log-rank test, calibration at the model's horizon, the C-index, and attention and importance by
 risk group. For a time-stamped (ICU) cohort: figure 2C (mean attention received and |Shapley| share per
 modality and prediction hour, by outcome, beside the paper's numbers), AUROC / AUPRC per prediction hour
-with stay-bootstrap intervals and the calibration of the risk."""
+with stay-bootstrap intervals and the calibration of the risk. Each reads the precomputed explanation store
+(python -m explain cohort --out) when it holds the cases shown, and says so; otherwise it computes them."""
 
 from __future__ import annotations
 
@@ -21,11 +22,10 @@ from app.icu_cohort_figures import (
     paper_comparison,
     risk_calibration_figure,
 )
-from app.state import Context, context, split_picker
+from app.state import Context, StoreLookup, context, split_picker
 from explain.cohort import CohortImportance
 from explain.interaction_attention import class_correlations
-from explain.timeline import PAPER_FIGURE_2C, cohort_over_time
-from neurofusion.data.schema import SPLITS
+from explain.timeline import PAPER_FIGURE_2C, RISK_CLASS, cohort_over_time, figure_2c_rows
 from app.survival_figures import (
     RISK_GROUPS,
     by_risk_group,
@@ -106,10 +106,15 @@ def _survival_page(ctx: Context, ids: tuple[str, ...], split: str) -> None:
     attribution_section(stored, ids, survival=True, titles=ctx.titles)
 
 
-def risk_inputs(ctx: Context, ids: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def risk_inputs(ctx: Context, ids: tuple[str, ...],
+                stored: StoreLookup | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(N,) label (1 = dies within 48 h), predicted risk, stay and prediction hour of the samples ``ids`` of a
-    time-stamped cohort, from the cohort predictions."""
-    event = ctx.classes[1]
+    time-stamped cohort: read from the explanation store ``stored`` (its samples' rows, no model), else from the
+    cohort predictions."""
+    if stored is not None:
+        samples = stored.samples(ids)
+        return (samples.label == RISK_CLASS).astype(int), samples.risk, samples.stay_ids, samples.hours
+    event = ctx.classes[RISK_CLASS]
     frame = ctx.predictions().set_index("case_id").loc[list(ids)]
     samples = ctx.cohort.table.set_index("case_id").loc[list(ids)]
     return ((frame["label"] == event).to_numpy(dtype=int), frame[f"p_{event}"].to_numpy(dtype=float),
@@ -118,28 +123,30 @@ def risk_inputs(ctx: Context, ids: tuple[str, ...]) -> tuple[np.ndarray, np.ndar
 
 @st.cache_data(show_spinner="Computing AUROC, AUPRC and calibration by hour (bootstrap over stays)...",
                max_entries=16)
-def _risk_metrics(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...]) -> dict:
-    return risk_metrics(*risk_inputs(_ctx, ids), n_bootstrap=RISK_BOOTSTRAP, seed=0)
+def _risk_metrics(_ctx: Context, model_key: str, cases_key: str, ids: tuple[str, ...], from_store: bool) -> dict:
+    return risk_metrics(*risk_inputs(_ctx, ids, _ctx.explanation_store() if from_store else None),
+                        n_bootstrap=RISK_BOOTSTRAP, seed=0)
 
 
 @st.cache_data(show_spinner="Figure 2C: attention and modality importance of every sample...", max_entries=8)
 def _over_time(_ctx: Context, model_key: str, cases_key: str, split: str) -> pd.DataFrame:
-    """cohort_over_time of one split, or of every split ("all": each split's means weighted by the samples they
-    average, n_explained where the frame has it, else n)."""
-    if split != "all":
-        return cohort_over_time(_ctx.predictor, _ctx.cohort, split=split)
-    parts = pd.concat([cohort_over_time(_ctx.predictor, _ctx.cohort, split=s) for s in SPLITS if _ctx.cohort.ids(s)])
-    keys = ["hour", "outcome", "modality", "title"]
-    counts = [c for c in ("n", "n_present", "n_explained") if c in parts.columns]
-    weight = parts["n_explained"] if "n_explained" in parts.columns else parts["n"]
-    for value in ("attention", "share"):
-        parts[f"{value}_sum"] = parts[value].fillna(0.0) * weight * parts[value].notna()
-        parts[f"{value}_weight"] = weight * parts[value].notna()
-    sums = [f"{v}_{k}" for v in ("attention", "share") for k in ("sum", "weight")]
-    merged = parts.groupby(keys, sort=False)[counts + sums].sum().reset_index()
-    for value in ("attention", "share"):
-        merged[value] = merged[f"{value}_sum"] / merged[f"{value}_weight"].where(merged[f"{value}_weight"] > 0)
-    return merged[keys + ["attention", "share"] + counts]
+    """cohort_over_time of one split, or of every split ("all"), computed with the model."""
+    return cohort_over_time(_ctx.predictor, _ctx.cohort, split=split)
+
+
+def _stored_over_time(ctx: Context, stored: StoreLookup, split: str) -> pd.DataFrame | None:
+    """Figure 2C's rows of ``split`` from the explanation store when it holds every sample of the split (the same
+    aggregation as cohort_over_time: explain.timeline.figure_2c_rows); None otherwise, saying why when a store
+    is there."""
+    ids = ctx.split_ids(split)
+    if stored.holds(ids, ctx.checkpoint.model):
+        return figure_2c_rows(stored.samples(ids), ctx.cohort)
+    if stored.store is not None:
+        held = stored.store.manifest["settings"].get("split")
+        st.caption(f"The precomputed store {stored.path} does not hold {len(stored.missing(ids))} of these samples "
+                   f"(it was written for {'every split' if held == 'all' else f'the {held} split'}): computed here "
+                   "instead.")
+    return None
 
 
 def _icu_page(ctx: Context, ids: tuple[str, ...], split: str) -> None:
@@ -148,8 +155,15 @@ def _icu_page(ctx: Context, ids: tuple[str, ...], split: str) -> None:
     st.caption(f"Each sample is a stay of {where} as of one prediction hour ({hours} h): "
                "the model reads only what was recorded by then and predicts death within the next 48 hours. "
                "Stays that had ended by an hour are not scored at it.")
+    stored = ctx.explanation_store()
+    if stored.problem:
+        st.warning(stored.problem)
     st.subheader("How the model's attention moves over the stay (figure 2C)")
-    over_time = _over_time(ctx, ctx.model_key, ctx.cases_key, split)
+    over_time = _stored_over_time(ctx, stored, split)
+    if over_time is not None:
+        st.caption(f"Figure 2C: {stored.caption}")
+    else:
+        over_time = _over_time(ctx, ctx.model_key, ctx.cases_key, split)
     value = st.radio("Show", tuple(VALUES), key="cohort.icu_value", horizontal=True, format_func=VALUES.get)
     st.plotly_chart(figure_2c(over_time, ctx.titles, value, PAPER_FIGURE_2C), key="cohort.figure_2c")
     st.caption("Outcome is how the stay ended (died in the ICU or discharged alive), whatever the hour. Attention "
@@ -164,7 +178,10 @@ def _icu_page(ctx: Context, ids: tuple[str, ...], split: str) -> None:
                                     ("Paper (real data)", "Died in the ICU", "Survived", "Both groups")})
 
     st.subheader("Performance by prediction hour")
-    metrics = _risk_metrics(ctx, ctx.model_key, ctx.cases_key, ids)
+    from_store = stored.holds(ids, ctx.checkpoint.model)
+    metrics = _risk_metrics(ctx, ctx.model_key, ctx.cases_key, ids, from_store)
+    if from_store:
+        st.caption(f"The risk of every sample: {stored.caption}")
     c1, c2, c3 = st.columns(3)
     for column, name, label in ((c1, "auroc", "AUROC"), (c2, "auprc", "AUPRC"), (c3, "brier", "Brier score")):
         estimate = metrics[name]
