@@ -269,3 +269,21 @@ def test_bad_run_config_values_are_specific_errors(tmp_path, monkeypatch):
             deployment_settings({**good, **change}, tmp_path)
     with pytest.raises(ValueError, match="run config lacks seed"):
         deployment_settings({k: v for k, v in good.items() if k != "seed"}, tmp_path)
+
+
+def test_a_supernode_without_its_site_or_folder_is_a_specific_error(sites):
+    from flwr.app import Context, RecordDict
+
+    from neurofusion.federated.client import _site_client
+
+    def context(node_config: dict) -> Context:
+        return Context(run_id=1, node_id=1, node_config=node_config, state=RecordDict(), run_config={})
+
+    with pytest.raises(ValueError, match="this SuperNode names no site: start it with --node-config"):
+        _site_client(context({"data": str(sites["folders"]["site_a"])}), "", [], "site", 0)
+    with pytest.raises(ValueError, match="the SuperNode of site 'site_a' names no cohort folder"):
+        _site_client(context({"site": "site_a"}), "", [], "site", 0)
+    client = _site_client(context({"site": "site_b", "data": str(sites["folders"]["site_b"])}), "", [], "site", 0)
+    assert client.site.name == "site_b" and len(client.site.ids("train")) == sites["counts"]["site_b"]["train"]
+    other = _site_client(context({"site": "site_a", "data": str(sites["folders"]["site_a"])}), "", [], "site", 0)
+    assert other.index != client.index  # the sites' local training is seeded apart without a shared list of names
