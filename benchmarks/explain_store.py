@@ -14,6 +14,7 @@ session, on reruns, for one split and for every case.
         (a tree of a commit: mkdir /tmp/tree_before && git archive COMMIT | tar -x -C /tmp/tree_before)
     python benchmarks/explain_store.py survival --data sample_data/cancer   # a survival model's store
     python benchmarks/explain_store.py attributions --data sample_data/cardio --split test   # --attributions
+    python benchmarks/explain_store.py icu --data sample_data/icu   # a time-stamped cohort's store, the ICU page's data
     python benchmarks/explain_store.py report      # benchmarks/results/explain_store.md from the .json
 
 Each command adds its section to benchmarks/results/explain_store.json (``--results`` elsewhere; ``--label``
@@ -50,6 +51,7 @@ from neurofusion.inference import Predictor  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results" / "explain_store.json"
 CHECKPOINT = ROOT / "sample_data" / "checkpoints" / "cardio_demo"
 SURVIVAL_CHECKPOINT = ROOT / "sample_data" / "checkpoints" / "cancer_demo"
+ICU_CHECKPOINT = ROOT / "sample_data" / "checkpoints" / "icu_demo"
 MAIN = str(CODE / "app" / "main.py")
 COHORT_PAGE = "views/cohort_attention.py"
 SHARD_SIZE = 250  # the test split of a 20,000-case cohort (2,000 cases): 8 shards, 4 per process with 2
@@ -286,6 +288,51 @@ def survival_store(cohort_root: Path) -> dict:
             "cohort_importance_s": round(computing, 2), "max_abs_difference": difference, "machine": _machine()}
 
 
+def icu_store(cohort_root: Path, repeats: int = 3) -> dict:
+    """The ICU demo's store of every sample of the time-stamped cohort ``cohort_root`` (one process, one torch
+    thread): samples/s writing it and where the time goes; then the ICU cohort page's data for every sample (figure
+    2C and the risk metrics' inputs: label, risk, stay, hour), read from the store (open it, check its cohort hash,
+    rebuild the per-sample arrays, aggregate) against computed as the page does without it (cohort_over_time, and
+    Predictor.predict of every sample for the risk), alternated ``repeats`` times in one run. The stay bootstrap of
+    the AUROC / AUPRC intervals is the same either way and not timed."""
+    from explain.timeline import RISK_CLASS, cohort_over_time, figure_2c_rows
+    from neurofusion.data.timed import open_cohort
+
+    torch.set_num_threads(1)
+    ckpt = load_checkpoint(ICU_CHECKPOINT, device="cpu")
+    predictor, cohort = Predictor(ckpt.model, ckpt.tokenizer), open_cohort(cohort_root)
+    ids = cohort.case_ids
+    checkpoint_sha = checkpoint_hash(ICU_CHECKPOINT)
+    with tempfile.TemporaryDirectory() as name:
+        out = Path(name) / "store"
+        report = write_store(out, predictor, cohort, ids, checkpoint_sha=checkpoint_sha, cohort_sha=cohort_hash(cohort),
+                             settings={"split": "all"})
+        size = sum(f.stat().st_size for f in out.iterdir())
+        stored_s, computed_s = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            store = open_store(out)
+            assert store.mismatch(checkpoint_sha, cohort_hash(cohort)) is None
+            samples = store.sample_importance(ids)
+            from_store = figure_2c_rows(samples, cohort)
+            inputs = ((samples.label == RISK_CLASS).astype(int), samples.risk, samples.stay_ids, samples.hours)
+            stored_s.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            computed = cohort_over_time(predictor, cohort, "all")
+            labels, probabilities = predictor.predict([cohort[i] for i in ids])
+            computed_s.append(time.perf_counter() - start)
+    difference = float(max((from_store[["attention", "share"]] - computed[["attention", "share"]]).abs().max().max(),
+                           abs(inputs[1] - probabilities[:, RISK_CLASS]).max()))
+    stored, direct = statistics.median(stored_s), statistics.median(computed_s)
+    return {"data": str(cohort_root), "checkpoint": str(ICU_CHECKPOINT.relative_to(ROOT)), "samples": len(ids),
+            "stays": int(cohort.stays.shape[0]), "write_s": round(report.seconds, 2),
+            "samples_per_s": round(report.cases_per_second, 1),
+            "ms_per_sample_by_stage": {k: round(1000 * v / len(ids), 3) for k, v in report.stage_seconds.items()},
+            "store_bytes": size, "page_data_from_store_s": [round(v, 3) for v in stored_s],
+            "page_data_computed_s": [round(v, 2) for v in computed_s],
+            "speedup_median": round(direct / stored, 1), "max_abs_difference": difference, "machine": _machine()}
+
+
 def attributions_store(cohort_root: Path, split: str, compared: int = 10) -> dict:
     """``--attributions`` with the dashboard's explanation settings (app.state.DASHBOARD_SETTINGS; images by
     Grad-CAM, as the store takes them), one process, one torch thread, in one run: the store of ``split``
@@ -385,8 +432,8 @@ def _merge(path: Path, section: str, content: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("scaling", "full", "page", "cold", "survival", "attributions", "report",
-                                         "_once"))
+    parser.add_argument("what", choices=("scaling", "full", "page", "cold", "survival", "attributions", "icu",
+                                         "report", "_once"))
     parser.add_argument("--data", type=Path, help="a generated cohort")
     parser.add_argument("--split", default="test", help="scaling, attributions: the cases written (a split or all)")
     parser.add_argument("--store", type=Path, help="page: the cohort's store (written for --split all)")
@@ -426,6 +473,11 @@ def main(argv: list[str] | None = None) -> None:
                                                             f"attributions --data {args.data} --split {args.split}",
                                                             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                                             "note": args.note})
+    if args.what == "icu":
+        command = f"python benchmarks/explain_store.py icu --data {args.data}"
+        _merge(args.results, args.label or "icu", {**icu_store(args.data, args.repeats), "command": command,
+                                                   "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                                   "note": args.note})
     if args.what == "scaling":
         _merge(args.results, args.label or "scaling", {**write_scaling(args.data, args.split), "note": args.note})
     elif args.what == "full":
@@ -440,6 +492,24 @@ def main(argv: list[str] | None = None) -> None:
     result = json.loads(args.results.read_text())
     args.results.with_suffix(".md").write_text(_markdown(result))
     print(_markdown(result))
+
+
+def _icu_lines(icu: dict) -> list[str]:
+    stages = icu["ms_per_sample_by_stage"]
+    return [f"## A time-stamped (ICU) cohort's store ({icu['samples']:,} samples of {icu['stays']:,} stays, "
+            f"{icu['data']}, {icu['checkpoint']})", "",
+            f"`{icu['command']}` ({icu['date']}). Machine: {icu['machine']}. {icu.get('note', '')}", "",
+            f"Written by one process, one torch thread, in {icu['write_s']} s: {icu['samples_per_s']} samples/s "
+            f"(a sample is a stay as of a prediction hour; per sample, ms: "
+            + ", ".join(f"{k} {v}" for k, v in stages.items()) + f"); {icu['store_bytes']:,} bytes on disk.", "",
+            "The ICU cohort page's data for every sample (figure 2C and the risk metrics' inputs; the stay bootstrap "
+            "of the intervals is the same either way and not timed), alternated in one run, seconds: from the "
+            "store (open, check the cohort hash, rebuild, aggregate) "
+            f"{', '.join(map(str, icu['page_data_from_store_s']))}; "
+            f"computed as without a store (cohort_over_time and predicting every sample) "
+            f"{', '.join(map(str, icu['page_data_computed_s']))}: **{icu['speedup_median']}x** faster from the "
+            f"store (medians). Largest difference between the two (figure 2C's means, the risk): "
+            f"{icu['max_abs_difference']:.1e}. GPU: not measured.", ""]
 
 
 def _attribution_lines(attr: dict) -> list[str]:
@@ -603,6 +673,8 @@ def _markdown(result: dict) -> str:
                   f"{surv['max_abs_difference']:.1e}.", ""]
     if "attributions" in result:
         lines += _attribution_lines(result["attributions"])
+    for section in [k for k in result if k == "icu" or k.startswith("icu_")]:
+        lines += _icu_lines(result[section])
     if "notes" in result:
         lines += ["## Notes", ""]
         for note in result["notes"]:
