@@ -121,7 +121,7 @@ class _Deployment:
         # the shipped Flower configuration file, pointed at this SuperLink's port and this test's CA certificate
         connections = (APP / "flower-config.toml").read_text().replace("127.0.0.1:9093", self.address)
         if tls is not None:
-            connections = connections.replace('"certificates/ca.crt"', f'"{tls["ca"]}"')
+            connections = connections.replace('"certs/ca.crt"', f'"{tls["ca"]}"')
         (self.home / "config.toml").write_text(connections)
         security = (["--ssl-ca-certfile", str(tls["ca"]), "--ssl-certfile", str(tls["cert"]),
                      "--ssl-keyfile", str(tls["key"])] if tls else ["--insecure"])
