@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.figures import DIVERGING, finish, pretty
+from app.figures import ATTENTION_SCALE, DIVERGING, finish, pretty
 from app.store_state import StoreLookup, store_stamp
 from explain.store import StoreError
 
@@ -41,6 +41,19 @@ class AttributionTableError(ValueError):
 def is_word_part(part: str) -> bool:
     """Note words: cardio's ``note_word`` and any declared text modality's ``<name>_word``."""
     return part == "note_word" or part.endswith("_word")
+
+
+def is_share_part(part: str) -> bool:
+    """Signal leads (cardio's ``ecg_lead``, any declared signal's ``<name>_lead``): each lead's share of the
+    signal's total |attribution| in the case (explain.signal: unsigned, a case's leads sum to 1), where the
+    model looked on the signal, not which way it pushed."""
+    return part == "ecg_lead" or part.endswith("_lead")
+
+
+def share_units(part: str, titles: Mapping[str, str] | None = None) -> str:
+    """The units of a lead part's values: '(share of the ECG's |attribution|)'."""
+    name = "ECG" if part == "ecg_lead" else (titles or {}).get(part[: -len("_lead")]) or part[: -len("_lead")]
+    return f"(share of the {name}'s |attribution|)"
 
 
 def summarised_parts(parts: Sequence[str]) -> list[str]:
@@ -203,12 +216,16 @@ def attribution_heatmap(summary: pd.DataFrame, part: str, units: str, top: int =
     limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
     z = [[None if np.isnan(v) else float(v) for v in row] for row in mean]
     custom = np.dstack([np.nan_to_num(n, nan=0).astype(int), np.nan_to_num(share, nan=0.0)])
+    if is_share_part(part):  # unsigned shares: a sequential scale from 0, no "positive in"
+        scale = dict(colorscale=ATTENTION_SCALE, zmin=0.0, zmax=limit)
+        hover = "<b>%{y}</b> · %{x}<br>mean %{z:.3f} " + units + "<br>n = %{customdata[0]} cases<extra></extra>"
+    else:
+        scale = dict(colorscale=DIVERGING, zmin=-limit, zmax=limit, zmid=0)
+        hover = ("<b>%{y}</b> · %{x}<br>mean %{z:+.4g} " + units + "<br>n = %{customdata[0]} cases, "
+                 "positive in %{customdata[1]:.0%}<extra></extra>")
     fig = go.Figure(go.Heatmap(
-        z=z, x=groups, y=items, customdata=custom, colorscale=DIVERGING, zmin=-limit, zmax=limit, zmid=0,
-        xgap=1, ygap=1, hoverongaps=False, colorbar=dict(title=dict(text=f"Mean<br>{units}", side="top"),
-                                                         thickness=10),
-        hovertemplate=("<b>%{y}</b> · %{x}<br>mean %{z:+.4g} " + units + "<br>n = %{customdata[0]} cases, "
-                       "positive in %{customdata[1]:.0%}<extra></extra>")))
+        z=z, x=groups, y=items, customdata=custom, **scale, xgap=1, ygap=1, hoverongaps=False,
+        colorbar=dict(title=dict(text=f"Mean<br>{units}", side="top"), thickness=10), hovertemplate=hover))
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category", title=None, tickvals=groups, ticktext=[pretty(g) for g in groups])
     return finish(fig, title, height=140 + 22 * len(items))
@@ -292,7 +309,8 @@ def attribution_section(stored: StoreLookup, ids: Sequence[str], *, survival: bo
     top = int(st.number_input("Items per group in the heatmap", min_value=1, max_value=50, step=1,
                               key="cohort.attr_top"))
     contrast = summary["group"].str.contains(" − ", regex=False).any() and not by_true
-    units = units_label(survival, contrast)
+    shares = is_share_part(part)
+    units = share_units(part, titles) if shares else units_label(survival, contrast)
     explained = ("the predicted quantity" if survival else
                  "each case's predicted class" if by_true else "the predicted class")
     by = "true class" if by_true else ("quantity" if survival else "predicted class")
@@ -301,15 +319,19 @@ def attribution_section(stored: StoreLookup, ids: Sequence[str], *, survival: bo
                     key="cohort.attr_heatmap")
     value = (f"a change in the predicted probability ({', '.join(summary['group'].unique())})" if survival else
              "a change in the logit (log-odds) of " + explained)
-    st.caption(f"Each cell: the mean attribution of the item over the cases of the {by} that have it, {value}; red "
-               "raises it, blue lowers it; blank: no case of the group has it" +
+    meaning = (f"the mean share of the signal's total |attribution| that falls on the lead, over the cases of the "
+               f"{by} that have it (unsigned: where the model looked, not which way it pushed; a case's leads sum "
+               "to 1)" if shares else
+               f"the mean attribution of the item over the cases of the {by} that have it, {value}; red raises it, "
+               "blue lowers it")
+    st.caption(f"Each cell: {meaning}; blank: no case of the group has it" +
                (f" or fewer than {min_cases} do (note words)" if is_word_part(part) else "") +
                ". Rows: each group's strongest items by mean |attribution|. Note words are case-folded, "
                "punctuation dropped, a word's attribution in a case summed over its occurrences. "
                + ("Cases of a true class were predicted as different classes: each value still pushes toward its "
                   "own case's prediction. " if by_true else "")
                + stored.caption)
-    shown = summary[summary["part"] == part].drop(columns="part")
+    shown = summary[summary["part"] == part].drop(columns=["part", "share_positive"] if shares else "part")
     st.dataframe(shown, hide_index=True, key="cohort.attr_table",
                  column_config={"group": st.column_config.TextColumn(by.capitalize()),
                                 "n_cases": st.column_config.NumberColumn("Cases with it"),

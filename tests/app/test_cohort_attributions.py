@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.cohort_attributions import (SUMMARY_COLUMNS, AttributionTableError, attribution_heatmap, part_label,
-                                     summarise, summary_csv, top_items)
+from app.cohort_attributions import (SUMMARY_COLUMNS, AttributionTableError, attribution_heatmap, is_share_part,
+                                     part_label, share_units, summarise, summary_csv, top_items)
 from explain.__main__ import main as explain_main
 from explain.case import ExplainSettings
 from explain.store import open_store, write_store
@@ -191,6 +191,24 @@ def test_the_heatmap_draws_the_summary_top_items_and_gaps():
     assert np.nanmax(np.abs(z)) == pytest.approx(every.data[0].zmax)
     with pytest.raises(ValueError, match="no rows of part 'image'"):
         attribution_heatmap(summary, "image", "(logit units)")
+
+
+def test_lead_shares_are_drawn_as_unsigned_shares_not_signed_attributions():
+    """A lead's stored value is its share of the signal's |attribution| (explain.signal: >= 0, a case's leads
+    sum to 1): a sequential scale from 0 and share units, not a diverging one around 0 in logit units."""
+    table = _table()
+    leads = table["part"] == "ecg_lead"
+    table.loc[leads, "value"] = table.loc[leads, "value"].map(lambda v: v if v is None else abs(v))
+    summary = summarise(table, min_cases=1)
+    trace = attribution_heatmap(summary, "ecg_lead", share_units("ecg_lead"), top=5).data[0]
+    drawn = [v for row in trace.z for v in row if v is not None]
+    assert trace.zmin == 0 and trace.zmid is None and trace.zmax == pytest.approx(max(drawn))
+    assert "positive in" not in trace.hovertemplate and "share of the ECG's |attribution|" in trace.hovertemplate
+    assert is_share_part("ecg_lead") and is_share_part("rhythm_lead") and not is_share_part("lab")
+    assert not is_share_part("note_word")
+    assert share_units("rhythm_lead", {"rhythm": "Holter"}) == "(share of the Holter's |attribution|)"
+    words = attribution_heatmap(summary, "note_word", "(logit units)").data[0]
+    assert words.zmid == 0 and words.zmin == -words.zmax
 
 
 def test_the_csv_round_trips_the_summary():
