@@ -408,13 +408,29 @@ class Context:
         failed = frame[frame["error"] != ""]
         return dict(zip(failed["case_id"], failed["error"]))
 
+    def _stored_unreadable(self, ids: Sequence[str]) -> dict[str, str] | None:
+        """{case_id: why it could not be read} of ``ids`` from the explanation store (a case the store neither
+        holds nor names: None, the store does not cover ``ids``). A store holds every case it could read and
+        predict: one the model cannot take stops its writing."""
+        store = self.explanation_store().store
+        if store is None:
+            return None
+        errors = store.manifest.get("errors", {})
+        if store.missing([i for i in ids if i not in errors]):
+            return None
+        return {i: errors[i] for i in ids if i in errors}
+
     def split_ids(self, split: str) -> list[str]:
         """The case ids of one split, or of every case for "all"."""
         return self.cohort.case_ids if split == "all" else self.cohort.ids(split)
 
     def readable_ids(self, ids: Sequence[str]) -> list[str]:
-        """``ids`` without the unreadable cases, saying on the page which were left out and why."""
-        bad = self.unreadable()
+        """``ids`` without the unreadable cases, saying on the page which were left out and why: known from the
+        explanation store when it holds (or names as unreadable) every one of ``ids``, so a page of one split
+        opens from a store of that split without predicting the rest of the cohort; else from the predictions."""
+        bad = self._stored_unreadable(ids)
+        if bad is None:
+            bad = self.unreadable()
         left_out = [i for i in ids if i in bad]
         if left_out:
             shown = "\n".join(f"- **{i}**: {bad[i]}" for i in left_out[:5])

@@ -1,7 +1,8 @@
 """The ICU cohort page reads a time-stamped cohort's explanation store (explain/store.py) when it holds the
 split's samples: it says so in captions and shows the figure 2C values and the AUROC by hour it shows without
-the store (cohort_over_time and the model's predictions); a store of the cohort before one of its long tables
-was edited is a warning and is not used."""
+the store (cohort_over_time and the model's predictions); a store of the split shown opens the page without
+predicting the cohort; a store of the cohort before one of its long tables was edited is a warning and is not
+used."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+import app.state as state
+import explain.timeline as timeline
 from explain.__main__ import main
-from explain.store import checkpoint_hash, cohort_hash, write_store
+from explain.store import checkpoint_hash, cohort_hash, open_store, write_store
 from explain.timeline import cohort_over_time
 from neurofusion.checkpoint import load_checkpoint
 from neurofusion.data.timed import open_cohort
@@ -96,3 +100,31 @@ def test_a_store_of_the_cohort_before_a_long_table_was_edited_is_not_used(tmp_pa
     warnings = [w.value for w in at.warning]
     assert any("is not used" in w and "written for cohort" in w for w in warnings), warnings
     assert not any("Read from the precomputed store" in c.value for c in at.caption)
+
+
+def test_a_store_of_the_split_shown_opens_the_page_without_the_model(tmp_path, monkeypatch):
+    """A cohort whose first 20 stays are moved to the train split, its store written for the test split only: the
+    page of the test split reads the store (figure 2C, the risk metrics, which samples are readable) and never
+    predicts the cohort."""
+    copy = Path(shutil.copytree(ICU, tmp_path / "icu"))
+    stays = pd.read_csv(copy / "cohort.csv", dtype=str, keep_default_na=False)
+    stays.loc[:19, "split"] = "train"
+    stays.to_csv(copy / "cohort.csv", index=False)
+    store = tmp_path / "store"
+    assert main(["cohort", "--checkpoint", str(ICU_DEMO), "--data", str(copy), "--device", "cpu", "--out", str(store),
+                 "--split", "test", "--json"]) == 0
+    assert len(open_store(store).case_ids) == len(open_cohort(copy).ids("test"))
+    at = _app(**{"settings.checkpoint": str(ICU_DEMO), "settings.cohort": str(copy),
+                 "settings.explanation_store": str(store)})
+    at.run()
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the cohort was predicted although the store holds the split shown")
+
+    monkeypatch.setattr(state, "cohort_predictions", refused)
+    monkeypatch.setattr(timeline, "sample_importance", refused)  # under cohort_over_time
+    at.switch_page("views/cohort_attention.py").run()
+    _no_errors(at)
+    assert at.selectbox(key="cohort.split").value == "test"
+    captions = [c.value for c in at.caption]
+    assert sum(c.startswith(("Figure 2C: Read from", "The risk of every sample: Read from")) for c in captions) == 2
