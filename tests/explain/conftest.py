@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from explain._forward import ModalityForward
 from neurofusion.inference import Predictor
@@ -34,3 +35,14 @@ def demo_case_forward():
     case = next(c for c in (cohort[i] for i in cohort.ids("test")) if all(c.available.values()))
     model = ckpt.model.eval()
     return model, case, ModalityForward(model, Predictor(model, ckpt.tokenizer, ckpt.device).batch([case]))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): on cores shared
+    with other jobs two spinning threads make each small forward pass many times slower; the numbers are the
+    same."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -14,7 +14,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 import explain.__main__ as cli
 from explain.case import ExplainSettings, explain_case
@@ -36,13 +35,7 @@ BASE = ["case", "--checkpoint", str(DEMO), "--data", str(CARDIO), "--case-id", C
 TOLERANCE = 0.05
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on shared cores two spinning threads make each small pass much slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from explain.__main__ import main
 from explain.case import ExplainSettings
@@ -33,17 +32,9 @@ ICU = ROOT / "sample_data" / "icu"
 ICU_DEMO = ROOT / "sample_data" / "checkpoints" / "icu_demo"
 COUNTS = ["n", "n_present", "n_explained"]
 
-pytestmark = pytest.mark.skipif(not (ICU_DEMO / "config.json").is_file(),
-                                reason="the ICU demo checkpoint sample_data/checkpoints/icu_demo is not bundled")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread on cores shared with other jobs (the numbers are the same)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.skipif(not (ICU_DEMO / "config.json").is_file(),
+                                 reason="the ICU demo checkpoint sample_data/checkpoints/icu_demo is not bundled")]
 
 
 @pytest.fixture(scope="module")

@@ -48,14 +48,7 @@ SETTINGS = ExplainSettings(target=1, n_steps=4)
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "icu_demo.yaml"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on cores shared with other jobs, two spinning threads make each small forward
-    pass tens of times slower; the numbers are the same."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
