@@ -151,7 +151,9 @@ class CaseJob:
             text = (f"Explaining: {done} of {total} panels ready" + (f" ({ready})" if ready else "")
                     + "".join(f" · {step}" for step in steps)
                     + ". The panels appear as they finish; leaving the case stops the work.")
-        self._status.html(f"<div id='{PROGRESS_ID}' data-state='{state}' data-done='{done}' data-total='{total}' "
+        case = html.escape(explanation.case_id, quote=True)  # a browser may still show the last case's line
+        self._status.html(f"<div id='{PROGRESS_ID}' data-case='{case}' data-state='{state}' data-done='{done}' "
+                          f"data-total='{total}' "
                           f"style='color: rgba(49, 51, 63, 0.6); font-size: 0.875rem'>{html.escape(text)}</div>")
 
     def _tick(self) -> bool:

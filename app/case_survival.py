@@ -6,6 +6,7 @@ ablation that moves the predicted curve. The page (app/views/case_explorer.py) c
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 
 import numpy as np
@@ -120,7 +121,8 @@ def quantity_choice(ctx: Context, case_id: str, base: CaseExplanation) -> tuple[
         target = SurvivalTarget() if at == horizon else SurvivalTarget("survival", float(at))  # one cache entry
     explanation = base if target == SurvivalTarget() else ctx.explain(case_id, survival=target)
     name = case_figures.quantity_name(explanation.classes[0])
-    st.markdown(f"Explaining **<span id='explained-class'>{name}</span>**", unsafe_allow_html=True)
+    st.markdown(f"Explaining **<span id='explained-class' data-case='{html.escape(case_id, quote=True)}'>{name}"
+                "</span>**", unsafe_allow_html=True)
     return explanation, target
 
 

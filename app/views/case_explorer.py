@@ -7,6 +7,7 @@ prediction is a survival curve and the explained quantity is chosen (app/case_su
 from __future__ import annotations
 
 import dataclasses
+import html
 import re
 from collections.abc import Mapping
 
@@ -199,7 +200,8 @@ def _class_choice(case: Case, base: CaseExplanation, job: CaseJob) -> CaseExplan
             other = job.current() if choices[minus] == predicted else _for_class(case.case_id, choices[minus])
             explanation = contrast_explanations(explanation, other)
     name = figures.explained_label(classes, explanation.target, explanation.contrast)
-    st.markdown(f"Explaining **<span id='explained-class'>{name}</span>**"
+    st.markdown(f"Explaining **<span id='explained-class' data-case='{html.escape(case.case_id, quote=True)}'>"
+                f"{name}</span>**"
                 + (" (logit and probability differences)" if explanation.contrast is not None else ""),
                 unsafe_allow_html=True)
     return explanation

@@ -232,7 +232,7 @@ def _charts(at: AppTest) -> dict[str, dict]:
 
 def _explained(at: AppTest) -> str:
     text = next(m.value for m in at.markdown if "explained-class" in m.value)
-    return re.search(r"id='explained-class'>([^<]+)<", text).group(1)
+    return re.search(r"id='explained-class'[^>]*>([^<]+)<", text).group(1)
 
 
 def _full_prediction(case_id: str) -> float:

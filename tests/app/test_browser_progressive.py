@@ -113,6 +113,9 @@ _SAMPLER_JS = """() => {
     const c = e.closest('[data-testid="stElementContainer"]');
     return !(c && c.getAttribute('data-stale') === 'true');
   };
+  // the explained class and the progress line name their case: right after a pick the browser can still show the
+  // last case's, not yet marked stale, under the new case's URL
+  const ours = (e, id) => fresh(e) && e.getAttribute('data-case') === id;
   const visible = e => { const b = e.getBoundingClientRect(); return b.width > 0 && b.height > 0; };
   let last = '';
   window.__nfTimer = setInterval(() => {
@@ -121,14 +124,15 @@ _SAMPLER_JS = """() => {
     const card = document.querySelector('[data-testid="stMain"] [data-testid="stMetric"]');
     const main = document.querySelector('[data-testid="stMain"]') || document;
     const bars = [...main.querySelectorAll('[data-testid="stProgress"]')].filter(b => fresh(b) && visible(b));
+    const id = new URLSearchParams(location.search).get('case');
     const s = {
-      case: new URLSearchParams(location.search).get('case'),
-      explained: fresh(ex) ? ex.innerText : null,
-      card: fresh(card) ? card.innerText : null,
-      state: p && fresh(p) ? p.getAttribute('data-state') : null,
-      done: p && fresh(p) ? p.getAttribute('data-done') : null,
-      total: p && fresh(p) ? p.getAttribute('data-total') : null,
-      text: p && fresh(p) ? p.innerText : null,
+      case: id,
+      explained: ours(ex, id) ? ex.innerText : null,
+      card: ours(ex, id) && fresh(card) ? card.innerText : null,
+      state: ours(p, id) ? p.getAttribute('data-state') : null,
+      done: ours(p, id) ? p.getAttribute('data-done') : null,
+      total: ours(p, id) ? p.getAttribute('data-total') : null,
+      text: ours(p, id) ? p.innerText : null,
       bars: bars.length,
     };
     const key = JSON.stringify(s);

@@ -110,7 +110,7 @@ def test_the_progress_line_names_the_panel_being_computed(demo):
     job._status = Slot()
     job._tick()
     job._tick()
-    assert "data-state='computing' data-done='0' data-total='4'" in job._status.last
+    assert f"data-case='{case.case_id}' data-state='computing' data-done='0' data-total='4'" in job._status.last
     assert "computing the Echo image map, pass 2" in job._status.last and "Clinical note queued" in job._status.last
 
 
@@ -138,7 +138,7 @@ def test_the_case_explorer_completes_the_panels_and_shows_them_cached_on_return(
     assert {b.label for b in at.get("download_button")} == {"Case report (HTML)", "Attributions (CSV)"}
     at.selectbox(key="case.id").set_value(second).run()
     _no_errors(at)
-    assert "data-state='complete' data-done='4' data-total='4'" in _progress(at)
+    assert f"data-case='{second}' data-state='complete' data-done='4' data-total='4'" in _progress(at)
     assert {b.label for b in at.get("download_button")} == {"Case report (HTML)", "Attributions (CSV)"}
     at.selectbox(key="case.id").set_value(first).run()  # back: the whole explanation from the cache
     _no_errors(at)
