@@ -248,14 +248,18 @@ def _check_attribution_arguments(args, parser: argparse.ArgumentParser) -> None:
     """cohort: --attributions needs --out, the engine's flags need --attributions (argparse-style error)."""
     if args.attributions and args.out is None:
         parser.error("argument --attributions: applies to --out (the explanation store); give --out STORE")
-    given = [flag for flag, value, default in (
-        ("--n-steps", args.n_steps, None), ("--tolerance", args.tolerance, None), ("--max-steps", args.max_steps, None),
-        ("--steps-method", args.steps_method, "gausslegendre"), ("--note-layer", args.note_layer, None),
-        ("--reduced-precision", args.reduced_precision, ()), ("--joint", args.joint, False)) if value != default]
+    given = [flag for flag in ("--n-steps", "--tolerance", "--max-steps", "--steps-method", "--note-layer",
+                               "--reduced-precision", "--joint")
+             if getattr(args, _dest(flag)) != parser.get_default(_dest(flag))]
     if given and not args.attributions:
         parser.error(f"argument {given[0]}: sets how the stored attributions are computed; it applies with "
                      "--attributions (and --out)")
     _check_engine_arguments(args, parser)
+
+
+def _dest(flag: str) -> str:
+    """The namespace attribute of a long option: "--n-steps" -> "n_steps"."""
+    return flag.removeprefix("--").replace("-", "_")
 
 
 def _check_model_arguments(args, model, parser: argparse.ArgumentParser) -> None:
