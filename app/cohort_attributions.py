@@ -6,7 +6,6 @@ section (the only Streamlit code here)."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Mapping, Sequence
 
@@ -16,7 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.figures import ATTENTION_SCALE, DIVERGING, finish, pretty
-from app.store_state import StoreLookup, store_stamp
+from app.store_state import StoreLookup, ids_digest, store_stamp
 from explain.store import StoreError
 
 REQUIRED = ("case_id", "explained_class", "part", "item", "value")
@@ -247,10 +246,6 @@ def units_label(survival: bool, contrast: bool = False) -> str:
 
 
 # ------------------------------------------------------------------------------------------ the page's section
-def _digest(values: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(map(str, values)).encode()).hexdigest()
-
-
 @st.cache_data(show_spinner="Summarising the cohort's stored attributions...", max_entries=8)
 def _stored_summary(_stored: StoreLookup, path: str, stamp: tuple, ids_key: str, _ids: tuple[str, ...],
                     groups_key: str, _labels: pd.Series | None, min_cases: int) -> pd.DataFrame | None:
@@ -287,8 +282,8 @@ def attribution_section(stored: StoreLookup, ids: Sequence[str], *, survival: bo
         if len(groups) < len(ids):
             st.caption(f"{len(ids) - len(groups)} case(s) without a recorded class are left out.")
     try:
-        summary = _stored_summary(stored, str(stored.path), store_stamp(stored.path), _digest(ids), ids,
-                                  _digest([f"{k}={v}" for k, v in groups.items()]) if groups is not None else "",
+        summary = _stored_summary(stored, str(stored.path), store_stamp(stored.path), ids_digest(ids), ids,
+                                  ids_digest([f"{k}={v}" for k, v in groups.items()]) if groups is not None else "",
                                   groups, min_cases)
     except (AttributionTableError, StoreError) as err:
         st.error(f"The stored attributions cannot be summarised: {err}. Rewrite them with `{COMMAND}`.")

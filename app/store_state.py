@@ -45,21 +45,13 @@ class StoreLookup:
 
     def importance(self, case_ids: Sequence[str]) -> CohortImportance:
         """cohort_importance's result for ``case_ids``, read from the store (cached per selection)."""
-        if self.store is None:
-            raise StoreError(f"no usable explanation store at {self.path}: {self.problem or 'none written'}")
-        ids = tuple(case_ids)  # keyed by a digest of the ids: hashing 20,000 ids one by one costs Streamlit 0.1 s
-        return _stored_importance(self.store, str(self.path), store_stamp(self.path),
-                                  hashlib.sha256("\n".join(ids).encode()).hexdigest(), ids)
+        return self._cached(_stored_importance, case_ids)
 
     def samples(self, case_ids: Sequence[str]) -> SampleImportance:
         """A time-stamped cohort's per-sample risk, attention and Shapley values of ``case_ids``, read from the
         store (:meth:`ExplanationStore.sample_importance`, cached per selection and version of the store's files):
         figure 2C and the risk metrics by hour without the model. StoreError without a usable store."""
-        if self.store is None:
-            raise StoreError(f"no usable explanation store at {self.path}: {self.problem or 'none written'}")
-        ids = tuple(case_ids)
-        return _stored_samples(self.store, str(self.path), store_stamp(self.path),
-                               hashlib.sha256("\n".join(ids).encode()).hexdigest(), ids)
+        return self._cached(_stored_samples, case_ids)
 
     def attributions(self, case_ids: Sequence[str]) -> pd.DataFrame | None:
         """The stored attribution tables of ``case_ids`` (:meth:`ExplanationStore.attributions`, cached per
@@ -69,14 +61,25 @@ class StoreLookup:
         callers read it and never change it in place (copy first)."""
         if self.store is None or not self.store.has_attributions or self.store.missing(case_ids):
             return None
+        return self._cached(_stored_attributions, case_ids)
+
+    def _cached(self, read, case_ids: Sequence[str]):
+        """``read(store, path, stamp, ids digest, ids)``, one of the cached readers below, for ``case_ids``;
+        StoreError without a usable store."""
+        if self.store is None:
+            raise StoreError(f"no usable explanation store at {self.path}: {self.problem or 'none written'}")
         ids = tuple(case_ids)
-        return _stored_attributions(self.store, str(self.path), store_stamp(self.path),
-                                    hashlib.sha256("\n".join(ids).encode()).hexdigest(), ids)
+        return read(self.store, str(self.path), store_stamp(self.path), ids_digest(ids), ids)
 
     @property
     def caption(self) -> str:
         written = self.store.written.replace("T", " ").replace("Z", " UTC") if self.store else ""
         return f"Read from the precomputed store {self.path}, written {written}."
+
+
+def ids_digest(ids: Sequence[str]) -> str:
+    """A cache key for a selection of ids: Streamlit hashing 20,000 ids one by one costs 0.1 s a rerun."""
+    return hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()
 
 
 def store_stamp(path: Path) -> tuple:
