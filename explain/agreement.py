@@ -1,5 +1,5 @@
 """Agreement between the model's modality ranking and clinicians' rankings: Kendall tau-b per case and
-rater (scipy), means per class and overall with case-bootstrap 95 % CIs, the inter-rater ceiling (mean
+rater (scipy's tau-b, computed for every (case, rater) pair at once: ``tau_b_rows``), means per class and overall with case-bootstrap 95 % CIs, the inter-rater ceiling (mean
 pairwise tau, Kendall's W) and agreement with the synthetic ground truth; several model rankings (attention,
 Shapley, leave-one-out, interaction-aware) side by side against both (``compare_rankings``).
 
@@ -50,11 +50,8 @@ def importance_to_ranks(importance: pd.DataFrame, names: list[str] | None = None
     """Importance scores (rows = cases, columns = modalities, NaN = not available) -> ranks, 1 = most
     important, ties share their average rank, NaN stays NaN. ``names``: the modality columns (default all)."""
     names = list(importance.columns) if names is None else list(names)
-    values = importance[names].to_numpy(dtype=float)
-    ranks = np.full_like(values, np.nan)
-    for i, row in enumerate(values):
-        known = ~np.isnan(row)
-        ranks[i, known] = rankdata(-row[known], method="average")
+    values = importance[names].to_numpy(dtype=float).reshape(len(importance), len(names))
+    ranks = rankdata(-values, method="average", axis=1, nan_policy="omit") if values.size else values.copy()
     return pd.DataFrame(ranks, index=importance.index, columns=names)
 
 
@@ -80,20 +77,39 @@ def tau_b(ranks_a: np.ndarray, ranks_b: np.ndarray) -> tuple[float, int]:
     return float(kendalltau(a, b, variant="b").statistic), n
 
 
+def tau_b_rows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`tau_b` of each row pair of ``a`` and ``b`` (R, M) at once -> (tau (R,), number compared (R,)),
+    the same definition (positions both rank, NaN when fewer than two or one side all tied): over the pairs
+    of positions both rank, (concordant - discordant) / sqrt((pairs - ties in a) (pairs - ties in b))."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    both = ~np.isnan(a) & ~np.isnan(b)  # (R, M)
+    i, j = np.triu_indices(a.shape[1], k=1)
+    valid = both[:, i] & both[:, j]  # (R, P): position pairs both sides rank
+    with np.errstate(invalid="ignore"):
+        sa, sb = np.sign(a[:, i] - a[:, j]), np.sign(b[:, i] - b[:, j])
+    sa, sb = np.where(valid, sa, 0.0), np.where(valid, sb, 0.0)
+    pairs = valid.sum(1)
+    untied_a, untied_b = (sa != 0).sum(1), (sb != 0).sum(1)  # pairs - ties in a, pairs - ties in b
+    denominator = np.sqrt(untied_a.astype(float) * untied_b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau = np.where((pairs > 0) & (denominator > 0), (sa * sb).sum(1) / denominator, np.nan)
+    return np.clip(tau, -1.0, 1.0), both.sum(1)
+
+
 def model_vs_raters(model_ranks: pd.DataFrame, rankings: pd.DataFrame,
                     labels: pd.Series | None = None) -> pd.DataFrame:
     """One row per (case, rater) the rankings hold and the model explained: case_id, rater, label, tau,
     n_compared. ``model_ranks`` is indexed by case_id (see :func:`importance_to_ranks`)."""
-    rows = []
-    for _, row in rankings.iterrows():
-        case_id = row["case_id"]
-        if case_id not in model_ranks.index:
-            continue
-        rater = _rank_matrix(row.to_frame().T, list(model_ranks.columns))[0]
-        tau, n = tau_b(model_ranks.loc[case_id].to_numpy(dtype=float), rater)
-        rows.append({"case_id": case_id, "rater": row["rater"],
-                     "label": None if labels is None else labels.get(case_id), "tau": tau, "n_compared": n})
-    return pd.DataFrame(rows, columns=["case_id", "rater", "label", "tau", "n_compared"])
+    columns = ["case_id", "rater", "label", "tau", "n_compared"]
+    rated = rankings[rankings["case_id"].isin(model_ranks.index)]
+    if rated.empty:
+        return pd.DataFrame([], columns=columns)
+    case_ids = rated["case_id"].tolist()
+    model = model_ranks.loc[case_ids].to_numpy(dtype=float, na_value=np.nan)
+    tau, n = tau_b_rows(model, _rank_matrix(rated, list(model_ranks.columns)))
+    return pd.DataFrame({"case_id": case_ids, "rater": rated["rater"].tolist(),
+                         "label": [None if labels is None else labels.get(c) for c in case_ids],
+                         "tau": tau, "n_compared": n.astype(int)}, columns=columns)
 
 
 def mean_with_ci(per_pair: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0, ci: float = 0.95) -> MeanCI:
@@ -164,18 +180,16 @@ def contrast(first: pd.DataFrame, second: pd.DataFrame, *, n_bootstrap: int = 10
 def inter_rater(rankings: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0) -> dict:
     """The ceiling a model can reasonably reach: mean pairwise tau between raters on the cases both
     ranked (with a case-bootstrap CI), and Kendall's W per case averaged over cases ranked by >= 2 raters."""
-    pairs = []
-    by_case = {case_id: group for case_id, group in rankings.groupby("case_id")}
-    names = rank_columns(rankings)
-    for case_id, group in by_case.items():
-        ranks = _rank_matrix(group, names)
-        for a, b in itertools.combinations(range(len(group)), 2):
-            tau, n = tau_b(ranks[a], ranks[b])
-            pairs.append({"case_id": case_id, "tau": tau, "n_compared": n})
-    pairwise = mean_with_ci(pd.DataFrame(pairs, columns=["case_id", "tau", "n_compared"]),
+    ranks = _rank_matrix(rankings, rank_columns(rankings))  # (rows, modalities), read once
+    by_case = rankings.groupby("case_id", sort=True).indices  # case_id -> its rows' positions, in table order
+    pairs = [(case_id, a, b) for case_id in sorted(by_case)  # every pair of raters of each case
+             for a, b in itertools.combinations(by_case[case_id], 2)]
+    cases, first, second = (list(column) for column in zip(*pairs)) if pairs else ([], [], [])
+    tau, n = tau_b_rows(ranks[first], ranks[second])
+    pairwise = mean_with_ci(pd.DataFrame({"case_id": cases, "tau": tau, "n_compared": n.astype(int)},
+                                         columns=["case_id", "tau", "n_compared"]),
                             n_bootstrap=n_bootstrap, seed=seed)
-    w = [kendalls_w(_rank_matrix(g, names)) for g in by_case.values()]
-    w = [x for x in w if not np.isnan(x)]
+    w = [x for x in (kendalls_w(ranks[by_case[c]]) for c in sorted(by_case)) if not np.isnan(x)]
     result = {"mean_pairwise_tau": pairwise.to_dict(), "kendalls_w": float(np.mean(w)) if w else float("nan"),
               "cases_with_two_or_more_raters": len(w)}
     if not w:
@@ -227,11 +241,11 @@ def versus_ground_truth(ranks: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.D
     """tau between any per-case ranks (model or a rater's, indexed by case_id, columns = modalities) and
     the ground truth of the same modalities."""
     truth = ground_truth_ranks(ground_truth, list(ranks.columns))
-    rows = []
-    for case_id in ranks.index.intersection(truth.index):
-        tau, n = tau_b(ranks.loc[case_id].to_numpy(dtype=float), truth.loc[case_id].to_numpy(dtype=float))
-        rows.append({"case_id": case_id, "tau": tau, "n_compared": n})
-    return pd.DataFrame(rows, columns=["case_id", "tau", "n_compared"])
+    case_ids = ranks.index.intersection(truth.index)
+    tau, n = tau_b_rows(ranks.loc[case_ids].to_numpy(dtype=float, na_value=np.nan),
+                        truth.loc[case_ids].to_numpy(dtype=float, na_value=np.nan))
+    return pd.DataFrame({"case_id": list(case_ids), "tau": tau, "n_compared": n.astype(int)},
+                        columns=["case_id", "tau", "n_compared"])
 
 
 def compare_rankings(model_ranks: Mapping[str, pd.DataFrame], rankings: pd.DataFrame,
