@@ -1,6 +1,7 @@
 """Agreement between the model's modality ranking and clinicians' rankings: Kendall tau-b per case and
-rater (scipy's tau-b, computed for every (case, rater) pair at once: ``tau_b_rows``), means per class and overall with case-bootstrap 95 % CIs, the inter-rater ceiling (mean
-pairwise tau, Kendall's W) and agreement with the synthetic ground truth; several model rankings (attention,
+rater (scipy's tau-b, for every (case, rater) pair at once: ``tau_b_rows``, tested against scipy), means per
+class and overall with case-bootstrap 95 % CIs, the inter-rater ceiling (mean pairwise tau, Kendall's W) and
+agreement with the synthetic ground truth; several model rankings (attention,
 Shapley, leave-one-out, interaction-aware) side by side against both (``compare_rankings``).
 
 Rankings only ever compare the modalities both sides rank: a modality the case lacks is not ranked.
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import kendalltau, rankdata
+from scipy.stats import rankdata
 
 STRENGTH_PREFIX = "strength_"
 _NOT_RANKS = ("case_id", "rater", "label")
@@ -50,7 +51,7 @@ def importance_to_ranks(importance: pd.DataFrame, names: list[str] | None = None
     """Importance scores (rows = cases, columns = modalities, NaN = not available) -> ranks, 1 = most
     important, ties share their average rank, NaN stays NaN. ``names``: the modality columns (default all)."""
     names = list(importance.columns) if names is None else list(names)
-    values = importance[names].to_numpy(dtype=float).reshape(len(importance), len(names))
+    values = importance[names].to_numpy(dtype=float)
     ranks = rankdata(-values, method="average", axis=1, nan_policy="omit") if values.size else values.copy()
     return pd.DataFrame(ranks, index=importance.index, columns=names)
 
@@ -66,21 +67,16 @@ def ranking_scores(scores: pd.DataFrame | pd.Series, survival: bool = False) -> 
 
 def tau_b(ranks_a: np.ndarray, ranks_b: np.ndarray) -> tuple[float, int]:
     """Kendall tau-b over the positions both rank (non-NaN) -> (tau, number compared); NaN when fewer
-    than two positions are shared or one side ranks all of them equal."""
-    both = ~np.isnan(ranks_a) & ~np.isnan(ranks_b)
-    n = int(both.sum())
-    if n < 2:
-        return float("nan"), n
-    a, b = ranks_a[both], ranks_b[both]
-    if np.all(a == a[0]) or np.all(b == b[0]):
-        return float("nan"), n
-    return float(kendalltau(a, b, variant="b").statistic), n
+    than two positions are shared or one side ranks all of them equal. One pair of :func:`tau_b_rows`."""
+    tau, n = tau_b_rows(np.asarray(ranks_a, dtype=float)[None], np.asarray(ranks_b, dtype=float)[None])
+    return float(tau[0]), int(n[0])
 
 
 def tau_b_rows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`tau_b` of each row pair of ``a`` and ``b`` (R, M) at once -> (tau (R,), number compared (R,)),
-    the same definition (positions both rank, NaN when fewer than two or one side all tied): over the pairs
-    of positions both rank, (concordant - discordant) / sqrt((pairs - ties in a) (pairs - ties in b))."""
+    """Kendall tau-b of each row pair of ``a`` and ``b`` (R, M) at once -> (tau (R,), number compared (R,)),
+    as scipy.stats.kendalltau(variant="b") over the positions both rank (tested against it): over the pairs of
+    those positions, (concordant - discordant) / sqrt((pairs - ties in a) (pairs - ties in b)); NaN when fewer
+    than two positions are shared or one side ranks all of them equal (the denominator is then 0)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     both = ~np.isnan(a) & ~np.isnan(b)  # (R, M)
     i, j = np.triu_indices(a.shape[1], k=1)
@@ -88,11 +84,10 @@ def tau_b_rows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(invalid="ignore"):
         sa, sb = np.sign(a[:, i] - a[:, j]), np.sign(b[:, i] - b[:, j])
     sa, sb = np.where(valid, sa, 0.0), np.where(valid, sb, 0.0)
-    pairs = valid.sum(1)
     untied_a, untied_b = (sa != 0).sum(1), (sb != 0).sum(1)  # pairs - ties in a, pairs - ties in b
     denominator = np.sqrt(untied_a.astype(float) * untied_b)
     with np.errstate(invalid="ignore", divide="ignore"):
-        tau = np.where((pairs > 0) & (denominator > 0), (sa * sb).sum(1) / denominator, np.nan)
+        tau = np.where(denominator > 0, (sa * sb).sum(1) / denominator, np.nan)
     return np.clip(tau, -1.0, 1.0), both.sum(1)
 
 

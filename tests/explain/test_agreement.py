@@ -52,10 +52,19 @@ def test_tau_b_compares_only_shared_modalities():
     assert np.isnan(tau_b(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0]))[0])  # no order to compare
 
 
+def _scipy_tau_b(x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+    """scipy's tau-b over the positions both rank; NaN with fewer than two or one side all tied (no order)."""
+    both = ~np.isnan(x) & ~np.isnan(y)
+    x, y = x[both], y[both]
+    if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
+        return float("nan"), len(x)
+    return kendalltau(x, y, variant="b").statistic, len(x)
+
+
 @pytest.mark.parametrize("m", [1, 2, 4, 6])
 def test_tau_b_of_many_rows_at_once_equals_scipy_row_by_row(m):
     """Random rankings with ties and unranked (NaN) modalities on either side, including rows with fewer than
-    two shared modalities and rows where one side ties everything: every tau and count as tau_b's (scipy)."""
+    two shared modalities and rows where one side ties everything: every tau and count as scipy's."""
     rng = np.random.default_rng(m)
     a = rng.integers(1, m + 1, size=(400, m)).astype(float)  # few distinct values: many ties
     b = rng.integers(1, m + 1, size=(400, m)).astype(float)
@@ -63,13 +72,16 @@ def test_tau_b_of_many_rows_at_once_equals_scipy_row_by_row(m):
     b[rng.random(b.shape) < 0.2] = np.nan
     b[:20] = 2.0  # one side all tied
     taus, counts = tau_b_rows(a, b)
-    expected = [tau_b(x, y) for x, y in zip(a, b)]
+    expected = [_scipy_tau_b(x, y) for x, y in zip(a, b)]
     assert counts.tolist() == [n for _, n in expected]
     want = np.array([t for t, _ in expected])
     assert np.array_equal(np.isnan(taus), np.isnan(want))
     defined = int((~np.isnan(want)).sum())  # one modality: nothing to order; two: only pairs ranked apart
     assert np.isnan(want).sum() >= 20 and (defined == 0 if m == 1 else defined > (20 if m == 2 else 100))
     np.testing.assert_allclose(taus[~np.isnan(want)], want[~np.isnan(want)], rtol=0, atol=1e-12)
+    one_by_one = [tau_b(x, y) for x, y in zip(a[:50], b[:50])]  # tau_b: one row of the same computation
+    np.testing.assert_array_equal([t for t, _ in one_by_one], taus[:50])
+    assert [n for _, n in one_by_one] == counts[:50].tolist()
 
 
 def test_model_vs_raters_and_per_class_summary():
